@@ -1,0 +1,70 @@
+# registry-core: the two commands of the set-up contract are `make demo` and `make test`.
+# Everything runs from a virtual environment this Makefile creates (.venv); nothing is
+# installed by hand.
+
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+ASAN_VENV := .venv-asan
+EXTRAS  ?= test,server
+PYTEST_ARGS ?=
+NATIVE_DEPS := pyproject.toml setup.py src/registry_core/_version.py \
+               src/registry_core/_native/_build.py $(wildcard csrc/*.c csrc/*.h)
+
+.PHONY: all install native demo test sanitize bench corpus lint fuzz pgo wheel clean
+
+all: test
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Editable install; the C core is compiled in place. Re-run whenever C sources change.
+$(STAMP): $(PY) $(NATIVE_DEPS)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	@touch $@
+
+install: $(STAMP)
+
+# Quick rebuild of the C core only (after editing csrc/).
+native: $(STAMP)
+	$(PY) setup.py --quiet build_ext --inplace
+
+demo: $(STAMP)
+	$(PY) -m registry_core.demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The C-facing tests against a core built with AddressSanitizer + UBSan, installed (not
+# editable) into its own venv so the normal in-place build is left alone.
+sanitize:
+	test -x $(ASAN_VENV)/bin/python || $(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	REGISTRY_CORE_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps --no-build-isolation . || \
+	  REGISTRY_CORE_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet --force-reinstall .
+	$(ASAN_VENV)/bin/python -m pip install --quiet '.[test]'  >/dev/null
+	REGISTRY_CORE_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps .
+	cd tests && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  REGISTRY_CORE_EXPECT_SANITIZED=1 HYPOTHESIS_PROFILE=ci \
+	  ../$(ASAN_VENV)/bin/python -m pytest -q -p no:cacheprovider -m native --rootdir=.. -c ../pyproject.toml .
+
+corpus: $(STAMP)
+	$(PY) benchmarks/fetch_corpus.py
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),bench]'
+	$(PY) benchmarks/fetch_corpus.py
+	$(PY) benchmarks/bench_chunking.py
+	$(PY) benchmarks/bench_delta.py
+	$(PY) benchmarks/bench_compress.py
+	$(PY) benchmarks/bench_flags.py
+
+lint: $(STAMP)
+	$(PY) -m pip install --quiet ruff
+	$(PY) -m ruff check src tests benchmarks
+
+clean:
+	rm -rf build dist *.egg-info src/*.egg-info src/registry_core/_native/_core*.so src/registry_core/_native/_core.c src/registry_core/_native/*.o .pytest_cache

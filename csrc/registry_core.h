@@ -1,0 +1,111 @@
+/*
+ * registry-core C core: the one header of the cffi surface.
+ *
+ * Plain C99, no Python headers. Every buffer is passed with its length. No global mutable
+ * state: every piece of state lives in caller-owned structs, so concurrent calls on distinct
+ * objects are safe and cffi may release the GIL around every call.
+ *
+ * The text between the "cffi:begin" and "cffi:end" markers is fed verbatim to
+ * ffibuilder.cdef() by src/registry_core/_native/_build.py: keep it free of preprocessor
+ * directives and macros there.
+ */
+#ifndef REGISTRY_CORE_H
+#define REGISTRY_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define RC_API __attribute__((visibility("hidden")))
+#else
+#define RC_API
+#endif
+
+/* cffi:begin */
+
+/* ---- build information (version.c) ------------------------------------------------------ */
+const char *rc_version(void);        /* package version compiled into the core */
+const char *rc_compiler(void);       /* compiler name and version */
+const char *rc_cflags(void);         /* optimisation flags the core was built with */
+int rc_pgo(void);                    /* 1 if built with profile-guided optimisation */
+int rc_sanitized(void);              /* 1 if built with ASan/UBSan */
+
+/* ---- error codes shared by every function returning int ---------------------------------- */
+enum {
+    RC_OK = 0,
+    RC_EINVAL = -1,      /* bad argument (sizes out of range, NULL with non-zero length) */
+    RC_ENOMEM = -2,      /* allocation failed */
+    RC_ECORRUPT = -3,    /* malformed input (patch stream out of bounds, truncated varint) */
+    RC_ERANGE = -4       /* output buffer too small / declared size mismatch */
+};
+
+/* ---- gear hash and FastCDC content-defined chunking (gear.c, cdc.c) --------------------- */
+typedef struct {
+    uint32_t min_size;
+    uint32_t avg_size;
+    uint32_t max_size;
+    uint64_t mask_s;     /* harder mask used before avg_size (normalized chunking) */
+    uint64_t mask_l;     /* easier mask used after avg_size */
+    uint64_t mask_s_ls;  /* the same masks shifted left by one, for two-bytes-per-step rolling */
+    uint64_t mask_l_ls;
+} rc_cdc_params;
+
+uint64_t rc_gear_entry(unsigned int index);  /* the gear table, exposed for tests and docs */
+
+/* Validate sizes and fill the masks. Returns RC_OK or RC_EINVAL. */
+int rc_cdc_params_init(rc_cdc_params *params, uint32_t min_size, uint32_t avg_size,
+                       uint32_t max_size);
+
+/* Find chunk boundaries in data[0:len]. Writes cumulative end offsets (relative to data) of
+ * complete chunks to out[0:n] and returns n (>= 0) or a negative RC_ error. Stops when out_cap
+ * offsets are written. With is_final == 0 the trailing bytes that cannot yet be cut (fewer than
+ * max_size left and no cut point found) are left unconsumed; with is_final != 0 they form the
+ * last chunk. The next call must start at data + out[n-1]. */
+int64_t rc_cdc_find(const rc_cdc_params *params, const uint8_t *data, size_t len,
+                    int is_final, uint64_t *out, size_t out_cap);
+
+/* ---- delta encoding: match finding (match.c) -------------------------------------------- */
+/* The patch body is three streams in the bsdiff model:
+ *   ctrl:  a sequence of records (varint diff_len, varint extra_len, zigzag-varint seek)
+ *   diff:  diff_len bytes per record, new[i] - old[j] (mod 256), old read at the cursor
+ *   extra: extra_len bytes per record, copied verbatim
+ * After a record the old cursor moves by diff_len + seek. */
+typedef struct {
+    uint32_t min_match;      /* shortest match worth a record (bytes), >= 4 */
+    uint32_t max_chain;      /* candidates examined per lookup: bounds time on repetitive data */
+    uint32_t index_step;     /* index every index_step-th old position (1 = all) */
+    uint32_t reserved;
+} rc_delta_params;
+
+typedef struct {
+    uint8_t *ctrl;  size_t ctrl_len;
+    uint8_t *diff;  size_t diff_len;
+    uint8_t *extra; size_t extra_len;
+    uint64_t n_records;
+    uint64_t matched_bytes;  /* bytes of new covered by exact or approximate matches */
+} rc_delta_out;
+
+void rc_delta_params_default(rc_delta_params *params);
+
+/* Encode new against old into freshly allocated streams (free with rc_delta_out_free).
+ * Peak extra memory: 4 * old_len / index_step + 4 * 2^ceil(log2(old_len/index_step)) bytes
+ * for the index plus new_len + ctrl for the streams. */
+int rc_delta_encode(const uint8_t *old, size_t old_len, const uint8_t *new_, size_t new_len,
+                    const rc_delta_params *params, rc_delta_out *out);
+void rc_delta_out_free(rc_delta_out *out);
+
+/* ---- patch application (patch.c) -------------------------------------------------------- */
+/* Rebuild new into out[0:out_len] from old and the three streams. Every read and write is
+ * bounds-checked; returns RC_OK only when all streams are consumed exactly and out is full. */
+int rc_delta_apply(const uint8_t *old, size_t old_len,
+                   const uint8_t *ctrl, size_t ctrl_len,
+                   const uint8_t *diff, size_t diff_len,
+                   const uint8_t *extra, size_t extra_len,
+                   uint8_t *out, size_t out_len);
+
+/* dst[i] = a[i] + b[i] (mod 256), used to compose diff streams. */
+void rc_add_bytes(uint8_t *dst, const uint8_t *a, const uint8_t *b, size_t n);
+
+/* cffi:end */
+
+#endif /* REGISTRY_CORE_H */

@@ -1,0 +1,32 @@
+/* Build information compiled into the core (see registry_core.build_info()). */
+#include "registry_core.h"
+
+#ifndef RC_VERSION
+#error "RC_VERSION must be defined by the build (src/registry_core/_native/_build.py)"
+#endif
+#ifndef RC_CFLAGS
+#define RC_CFLAGS "unknown"
+#endif
+#ifndef RC_PGO
+#define RC_PGO 0
+#endif
+#ifndef RC_SANITIZED
+#define RC_SANITIZED 0
+#endif
+
+const char *rc_version(void) { return RC_VERSION; }
+
+const char *rc_compiler(void)
+{
+#if defined(__clang__)
+    return "clang " __clang_version__;
+#elif defined(__GNUC__)
+    return "gcc " __VERSION__;
+#else
+    return "unknown";
+#endif
+}
+
+const char *rc_cflags(void) { return RC_CFLAGS; }
+int rc_pgo(void) { return RC_PGO; }
+int rc_sanitized(void) { return RC_SANITIZED; }

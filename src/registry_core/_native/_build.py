@@ -1,0 +1,95 @@
+"""cffi out-of-line API-mode build of the C core (``registry_core._native._core``).
+
+Named by ``setup.py`` through ``cffi_modules``. The cdef is read from the marked section of
+``csrc/registry_core.h`` so the C declarations live in exactly one place. Environment knobs:
+
+- ``REGISTRY_CORE_SANITIZE=1``: build with AddressSanitizer and UndefinedBehaviorSanitizer.
+- ``REGISTRY_CORE_PGO=generate`` / ``REGISTRY_CORE_PGO=use``: the two passes of a
+  profile-guided build (``scripts/pgo_build.sh`` drives them); the profile directory is
+  ``REGISTRY_CORE_PGO_DIR`` (default ``build/pgo``).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import sysconfig
+
+from cffi import FFI
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+CSRC = ROOT / "csrc"
+HEADER = CSRC / "registry_core.h"
+VERSION_FILE = ROOT / "src" / "registry_core" / "_version.py"
+
+
+def _cdef() -> str:
+    text = HEADER.read_text()
+    match = re.search(r"/\* cffi:begin \*/(.*?)/\* cffi:end \*/", text, re.S)
+    if not match:
+        raise RuntimeError(f"{HEADER}: cffi:begin / cffi:end markers not found")
+    return match.group(1)
+
+
+def _version() -> str:
+    match = re.search(r'__version__\s*=\s*"([^"]+)"', VERSION_FILE.read_text())
+    if not match:
+        raise RuntimeError(f"{VERSION_FILE}: __version__ not found")
+    return match.group(1)
+
+
+def _flags() -> tuple[list[str], list[str], bool, bool]:
+    compile_args = ["-std=c99", "-O3", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    link_args: list[str] = []
+    sanitize = os.environ.get("REGISTRY_CORE_SANITIZE") == "1"
+    if sanitize:
+        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+        compile_args = [a for a in compile_args if a != "-O3"] + ["-O1", *san]
+        link_args += san
+    pgo_mode = os.environ.get("REGISTRY_CORE_PGO", "")
+    pgo_dir = os.path.abspath(os.environ.get("REGISTRY_CORE_PGO_DIR", str(ROOT / "build" / "pgo")))
+    pgo_used = False
+    if pgo_mode == "generate":
+        compile_args.append(f"-fprofile-generate={pgo_dir}")
+        link_args.append(f"-fprofile-generate={pgo_dir}")
+    elif pgo_mode == "use":
+        compile_args += [f"-fprofile-use={pgo_dir}", "-fprofile-correction", "-Wno-missing-profile"]
+        pgo_used = True
+    return compile_args, link_args, sanitize, pgo_used
+
+
+def _c_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_ffi() -> FFI:
+    compile_args, link_args, sanitize, pgo_used = _flags()
+    sources = sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.c"))
+    if not sources:
+        raise RuntimeError(f"no C sources under {CSRC}")
+    cflags_text = " ".join(a for a in compile_args if not a.startswith("-fprofile"))
+    ffi = FFI()
+    ffi.cdef(_cdef())
+    ffi.set_source(
+        "registry_core._native._core",
+        '#include "registry_core.h"\n',
+        sources=sources,
+        include_dirs=[str(CSRC.relative_to(ROOT))],
+        define_macros=[
+            ("RC_VERSION", _c_string(_version())),
+            ("RC_CFLAGS", _c_string(cflags_text)),
+            ("RC_PGO", "1" if pgo_used else "0"),
+            ("RC_SANITIZED", "1" if sanitize else "0"),
+        ],
+        extra_compile_args=compile_args,
+        extra_link_args=link_args,
+        py_limited_api=not sysconfig.get_config_var("Py_GIL_DISABLED"),
+    )
+    return ffi
+
+
+ffibuilder = make_ffi()
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=True)

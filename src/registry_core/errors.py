@@ -1,0 +1,136 @@
+"""The exceptions registry-core raises on purpose.
+
+Every exception the library raises deliberately derives from :class:`RegistryCoreError`, so a
+caller can catch the whole family with one ``except``. Argument errors also derive from the
+builtin ``ValueError`` / ``TypeError`` so code written against the standard conventions keeps
+working. Messages say what was wrong and what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArchiveError",
+    "BaseMismatchError",
+    "CacheError",
+    "ComposeError",
+    "CompressionError",
+    "CorruptPatchError",
+    "DecompressionLimitError",
+    "DeltaError",
+    "DigestMismatchError",
+    "FlagConfigError",
+    "FlagError",
+    "InvalidArgumentError",
+    "InvalidTypeError",
+    "NativeCoreError",
+    "NegotiationError",
+    "OutputTooLargeError",
+    "RegistryCoreError",
+    "ResponseTooLargeError",
+    "TransportError",
+    "UnknownFlagError",
+]
+
+
+class RegistryCoreError(Exception):
+    """Base class of every exception registry-core raises on purpose."""
+
+
+# -- arguments ---------------------------------------------------------------------------------
+
+
+class InvalidArgumentError(RegistryCoreError, ValueError):
+    """An argument has the right type but an unusable value (e.g. min_size > avg_size)."""
+
+
+class InvalidTypeError(RegistryCoreError, TypeError):
+    """An argument has the wrong type (e.g. a str where a bytes-like buffer is needed)."""
+
+
+# -- native core -------------------------------------------------------------------------------
+
+
+class NativeCoreError(RegistryCoreError, ImportError):
+    """The compiled C core is missing, or does not match this Python layer's version."""
+
+
+# -- delta -------------------------------------------------------------------------------------
+
+
+class DeltaError(RegistryCoreError):
+    """A delta could not be computed or applied."""
+
+
+class CorruptPatchError(DeltaError, ValueError):
+    """A patch is truncated, malformed, or produced output whose SHA-256 does not verify."""
+
+
+class BaseMismatchError(DeltaError, ValueError):
+    """The base given to ``apply`` is not the one the patch was made from."""
+
+
+class OutputTooLargeError(DeltaError, ValueError):
+    """Output would exceed the caller's ``max_output_size``; refused before allocating it."""
+
+
+class ComposeError(DeltaError, ValueError):
+    """Patches given to ``compose`` do not form a chain (target of one != base of the next)."""
+
+
+class ArchiveError(DeltaError, ValueError):
+    """An archive (zip, gzip, tar) is malformed or uses a feature that cannot be handled."""
+
+
+# -- compression -------------------------------------------------------------------------------
+
+
+class CompressionError(RegistryCoreError, ValueError):
+    """Compressed data is truncated or corrupt, or a codec cannot do what was asked."""
+
+
+class DecompressionLimitError(CompressionError):
+    """Decompressed output would exceed ``max_output_size`` (a decompression bomb)."""
+
+
+class NegotiationError(CompressionError):
+    """No acceptable content coding exists (only raised when the caller asks for strictness)."""
+
+
+# -- transport ---------------------------------------------------------------------------------
+
+
+class TransportError(RegistryCoreError):
+    """A request failed: connection, protocol, status or verification problem."""
+
+
+class DigestMismatchError(TransportError):
+    """Downloaded bytes do not match the digest the server announced."""
+
+
+class ResponseTooLargeError(TransportError):
+    """A response body exceeded the configured size limit."""
+
+
+# -- flags -------------------------------------------------------------------------------------
+
+
+class FlagError(RegistryCoreError):
+    """A feature-flag problem."""
+
+
+class UnknownFlagError(FlagError, KeyError):
+    """A flag name is not in the catalogue (the message names the closest known flag)."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class FlagConfigError(FlagError, ValueError):
+    """A flag source (environment string, TOML file, override) is malformed."""
+
+
+# -- cache -------------------------------------------------------------------------------------
+
+
+class CacheError(RegistryCoreError):
+    """The build cache could not read or write an entry."""

@@ -18,7 +18,7 @@ all: test
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip "setuptools>=77" wheel "cffi>=1.16"
 
 # Editable install; the C core is compiled in place. Re-run whenever C sources change.
 $(STAMP): $(PY) $(NATIVE_DEPS)

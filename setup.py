@@ -9,8 +9,8 @@ import sysconfig
 from setuptools import setup
 
 try:
-    from wheel.bdist_wheel import bdist_wheel as _bdist_wheel
-except ImportError:  # pragma: no cover - wheel is in build-system.requires
+    from setuptools.command.bdist_wheel import bdist_wheel as _bdist_wheel
+except ImportError:  # pragma: no cover - setuptools >= 70.1 ships bdist_wheel
     _bdist_wheel = None
 
 cmdclass = {}

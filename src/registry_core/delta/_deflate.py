@@ -1,0 +1,287 @@
+"""Raw deflate streams: bounded inflation, and detection of the zlib parameters that reproduce one.
+
+A compressed member can only be stored in a delta as its inflated content if the exact
+compressed bytes can be produced again. zlib is deterministic for a given (level, window bits,
+memLevel, strategy) and a given way of feeding it input, so :class:`DeflateDetector` searches
+those parameters, cheapest and most likely first, comparing the output with the original as
+it is produced and giving up on a guess at its first differing byte.
+
+Every stream is compressed by :func:`deflate` - the one function detection and rebuild share -
+which feeds zlib :data:`FEED_CHUNK` bytes at a time (level 0: all input in one call), then
+``Z_FINISH``. This feeding rule is part of the layout format.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import zlib
+from collections.abc import Hashable, Iterator
+from dataclasses import dataclass, field
+from typing import Union
+
+from ..errors import InvalidArgumentError
+
+__all__ = [
+    "FEED_CHUNK",
+    "Budget",
+    "DeflateDetector",
+    "DeflateParams",
+    "DetectorStats",
+    "Piece",
+    "deflate",
+    "inflate_raw",
+]
+
+#: Input bytes handed to zlib per ``compress()`` call (levels 1-9). Part of the layout format:
+#: changing it could change how level-0 streams split into stored blocks.
+FEED_CHUNK = 16384
+
+_INFLATE_CHUNK = 65536
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class DeflateParams:
+    """Everything ``zlib.compressobj`` needs to reproduce a raw deflate stream.
+
+    ``wbits`` is the positive window size (8..15) of a raw stream (passed to zlib negated).
+    """
+
+    level: int
+    wbits: int
+    mem_level: int
+    strategy: int
+
+    def __post_init__(self) -> None:
+        if not (
+            0 <= self.level <= 9
+            and 8 <= self.wbits <= 15
+            and 1 <= self.mem_level <= 9
+            and 0 <= self.strategy <= 4
+        ):
+            raise InvalidArgumentError(
+                f"invalid deflate parameters {self!r}: need level 0..9, wbits 8..15, "
+                "mem_level 1..9, strategy 0..4"
+            )
+
+    def compressobj(self) -> zlib._Compress:  # type: ignore[name-defined]
+        """A fresh zlib compressor producing a raw deflate stream with these parameters."""
+        return zlib.compressobj(
+            self.level, zlib.DEFLATED, -self.wbits, self.mem_level, self.strategy
+        )
+
+
+def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
+    """Yield the raw deflate stream of ``content`` in pieces (the format's feeding rule).
+
+    Raises ``zlib.error`` / ``ValueError`` if zlib refuses the parameters (e.g. wbits 8).
+    """
+    comp = params.compressobj()
+    view = memoryview(content)
+    if params.level == 0:
+        yield comp.compress(view)
+    else:
+        for i in range(0, len(view), FEED_CHUNK):
+            out = comp.compress(view[i : i + FEED_CHUNK])
+            if out:
+                yield out
+    yield comp.flush()
+
+
+class Budget:
+    """How many more inflated bytes an expansion may hold (the zip-bomb bound)."""
+
+    __slots__ = ("remaining",)
+
+    def __init__(self, remaining: int) -> None:
+        self.remaining = remaining
+
+
+def inflate_raw(
+    data: Buffer, budget: Budget, *, need_end: bool = False
+) -> tuple[bytes, int] | None:
+    """Inflate the raw deflate stream at the start of ``data``.
+
+    Returns ``(content, consumed)`` when the stream ends inside ``data`` and its content fits
+    in ``budget`` (which is charged for it), else ``None``. With ``need_end`` the stream must
+    also end exactly at the end of ``data``. Input is fed in 64 KiB pieces so trailing bytes
+    are never copied whole.
+    """
+    view = memoryview(data)
+    d = zlib.decompressobj(-15)
+    out: list[bytes] = []
+    size = 0
+    pos = 0
+    n = len(view)
+    try:
+        while not d.eof:
+            if d.unconsumed_tail:
+                piece: Buffer = d.unconsumed_tail
+            elif pos < n:
+                piece = view[pos : pos + _INFLATE_CHUNK]
+                pos += len(piece)
+            else:
+                return None  # truncated stream
+            limit = budget.remaining - size
+            if limit <= 0:
+                return None
+            chunk = d.decompress(piece, limit + 1 if limit < (1 << 62) else 0)
+            size += len(chunk)
+            if size > budget.remaining:
+                return None
+            out.append(chunk)
+    except zlib.error:
+        return None
+    consumed = pos - len(d.unused_data)
+    if need_end and consumed != n:
+        return None
+    budget.remaining -= size
+    return b"".join(out), consumed
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A span of an archive worth expanding, found by a format scanner.
+
+    ``nested`` False: a raw deflate stream starts at ``start`` and ends at most ``length``
+    bytes later (exactly there when ``content`` is given, already inflated by the scanner).
+    ``nested`` True: ``[start, start+length)`` is stored data that may hold another archive.
+    ``key`` names the producer (for the detector's cache).
+    """
+
+    start: int
+    length: int
+    nested: bool = False
+    key: Hashable = None
+    content: bytes | None = None
+
+
+@dataclass
+class DetectorStats:
+    """What a :class:`DeflateDetector` did: counts, bytes and time, per producer key."""
+
+    streams: int = 0
+    reproduced: int = 0
+    attempts: int = 0
+    compressed_bytes: int = 0
+    reproduced_compressed_bytes: int = 0
+    seconds: float = 0.0
+    per_producer: dict = field(default_factory=dict)  # key -> [streams, reproduced]
+    per_params: dict = field(default_factory=dict)  # DeflateParams -> streams reproduced
+
+    def share(self) -> float:
+        """Share of streams reproduced (1.0 when none were seen)."""
+        return self.reproduced / self.streams if self.streams else 1.0
+
+
+def _p(level: int, wbits: int = 15, mem: int = 8, strategy: int = 0) -> DeflateParams:
+    return DeflateParams(level, wbits, mem, strategy)
+
+
+_FILTERED, _HUFFMAN_ONLY, _RLE, _FIXED = 1, 2, 3, 4
+
+# The fixed search order after the cached guesses: Python zipfile / zlib default (6), gzip -9
+# and setuptools sdists (9), the other levels, memLevel 9, then strategies and stored blocks.
+_BASE_ORDER: tuple[DeflateParams, ...] = tuple(
+    dict.fromkeys(
+        [_p(6), _p(9)]
+        + [_p(lv) for lv in range(1, 10)]
+        + [_p(lv, mem=9) for lv in range(1, 10)]
+        + [_p(lv, strategy=_FILTERED) for lv in range(4, 10)]
+        + [_p(6, strategy=_HUFFMAN_ONLY), _p(6, strategy=_RLE)]
+        + [_p(lv, strategy=_FIXED) for lv in range(1, 10)]
+        + [_p(0)]
+        + [_p(lv, mem=m) for m in (7, 1, 2, 3, 4, 5, 6) for lv in (6, 9)]
+    )
+)
+_STORED = _p(0)
+
+
+class DeflateDetector:
+    """Finds zlib parameters that reproduce raw deflate streams byte for byte.
+
+    Remembers, per producer key (zip "version made by" + flags, gzip XFL + OS), the parameters
+    that worked and tries them first, so a wheel with a thousand members costs about one
+    compression of each. Thread-safe; reuse one instance across artifacts of one producer to
+    save time. A fresh detector makes :func:`expand` deterministic; a shared one may pick other,
+    equally exact, parameters for streams several parameter sets reproduce.
+    """
+
+    def __init__(self, *, max_attempts: int = 48, cache_size: int = 4) -> None:
+        if max_attempts < 1 or cache_size < 0:
+            raise InvalidArgumentError("max_attempts must be >= 1 and cache_size >= 0")
+        self.max_attempts = max_attempts
+        self.cache_size = cache_size
+        self.stats = DetectorStats()
+        self._cache: dict[Hashable, list[DeflateParams]] = {}
+        self._recent: list[DeflateParams] = []
+        self._lock = threading.Lock()
+
+    def candidates(self, key: Hashable, content_size: int, first_byte: int) -> list[DeflateParams]:
+        """The parameter sets tried for a stream, in order (at most ``max_attempts``)."""
+        with self._lock:
+            order = list(self._cache.get(key, ())) + list(self._recent)
+        if first_byte & 0x06 == 0:  # first block stored: level 0 is a real possibility
+            order.append(_STORED)
+        order.extend(_BASE_ORDER)
+        # A smaller window only changes the output once the input outgrows it.
+        for wbits in range(14, 8, -1):
+            if content_size > (1 << wbits) - 262:
+                order.extend(_p(lv, wbits) for lv in (6, 9, 1, 2, 3, 4, 5, 7, 8))
+        return list(dict.fromkeys(order))[: self.max_attempts]
+
+    def find(
+        self, compressed: Buffer, content: Buffer, key: Hashable = None
+    ) -> DeflateParams | None:
+        """Parameters whose :func:`deflate` of ``content`` equals ``compressed``, or ``None``."""
+        t0 = time.perf_counter()
+        comp = memoryview(compressed)
+        found = None
+        attempts = 0
+        first = comp[0] if len(comp) else 0
+        for params in self.candidates(key, len(content), first):
+            attempts += 1
+            if _reproduces(comp, content, params):
+                found = params
+                break
+        with self._lock:
+            st = self.stats
+            st.streams += 1
+            st.attempts += attempts
+            st.compressed_bytes += len(comp)
+            prod = st.per_producer.setdefault(key, [0, 0])
+            prod[0] += 1
+            if found is not None:
+                st.reproduced += 1
+                st.reproduced_compressed_bytes += len(comp)
+                prod[1] += 1
+                st.per_params[found] = st.per_params.get(found, 0) + 1
+                self._remember(key, found)
+            st.seconds += time.perf_counter() - t0
+        return found
+
+    def _remember(self, key: Hashable, params: DeflateParams) -> None:
+        if self.cache_size == 0:
+            return
+        for lst in (self._cache.setdefault(key, []), self._recent):
+            if params in lst:
+                lst.remove(params)
+            lst.insert(0, params)
+            del lst[self.cache_size :]
+
+
+def _reproduces(comp: memoryview, content: Buffer, params: DeflateParams) -> bool:
+    """Compress with ``params`` and compare as output appears; stop at the first difference."""
+    n = len(comp)
+    pos = 0
+    try:
+        for out in deflate(content, params):
+            end = pos + len(out)
+            if end > n or comp[pos:end] != out:
+                return False
+            pos = end
+    except (zlib.error, ValueError):
+        return False
+    return pos == n

@@ -11,7 +11,10 @@ A rule is evaluated in this order; the first step that decides wins:
    values); otherwise off.
 5. ``rollout``: on when the context's sticky id falls in the first ``rollout`` percent
    (Unleash bucketing, see :func:`rollout_bucket`); a context without that id is off.
-6. Otherwise on, unless ``tenants`` / ``keys`` were given (then they are the audience: off).
+6. Otherwise on, unless ``tenants`` / ``keys`` were given without ``attributes`` or
+   ``rollout``: then those lists are the whole audience, and everyone else is off.
+
+So include lists are grants; ``attributes`` and ``rollout`` describe everyone else.
 """
 
 from __future__ import annotations
@@ -95,7 +98,9 @@ class TargetingRule:
             if sticky is None:
                 return False
             return rollout_bucket(self.group or flag, str(sticky)) <= self.rollout
-        return not (self.tenants or self.keys)
+        # Included tenants/keys alone name the whole audience; with attribute constraints,
+        # those constraints (already checked) describe everyone else who gets the feature.
+        return bool(self.attributes) or not (self.tenants or self.keys)
 
     def __str__(self) -> str:
         if not self.enabled:

@@ -90,7 +90,7 @@ def zstd_error(exc: Exception) -> CompressionError:
             f"zstd stream needs another dictionary than the one given ({text}); decode it "
             "with the dictionary it was compressed with"
         )
-    if "indow" in text:
+    if "indow" in text or "too much memory" in text:
         return CompressionError(
             f"zstd frame asks for a window larger than this decoder allows ({text})"
         )
@@ -147,7 +147,9 @@ def zstd_decode_bytes(
     walker.finish()
     if limit is not None and walker.declared_size > limit:
         raise _limit_error(limit)
-    if walker.frames == 1 and not walker.unknown_size:
+    # zstandard's one-shot decompress returns b"" for a frame declaring size 0 without decoding
+    # it, so a corrupted size field would pass silently: such frames take the streaming path.
+    if walker.frames == 1 and not walker.unknown_size and walker.declared_size > 0:
         try:
             dctx = zstandard.ZstdDecompressor(
                 dict_data=dict_data, max_window_size=max_window_size

@@ -1,0 +1,470 @@
+"""DeltaAggregator: archive-aware binary deltas, verified application, chains, base choice, bundles."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import mmap
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from ..errors import (
+    BaseMismatchError,
+    ComposeError,
+    CorruptPatchError,
+    InvalidArgumentError,
+    InvalidTypeError,
+    OutputTooLargeError,
+)
+from . import _binary, _bundle, _compose
+from ._format import Method, Patch, Section, encode_section, parse, serialize
+from ._layout import Deflate, Layout, compressed_bytes_of_deflate_nodes, expand, expand_known, rebuild
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..flags import FeatureFlags
+
+Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+PathLike = Union[str, "os.PathLike[str]"]
+
+DEFAULT_MAX_OUTPUT_SIZE = 2 << 30      # 2 GiB: larger artifacts need an explicit opt-in
+DEFAULT_EXPANSION_RATIO = 64           # expanded (inflated) form may be this many times the output
+_LAYOUT_LIMIT = 256 << 20
+
+
+@dataclass(frozen=True)
+class PatchInfo:
+    """What a patch says about itself (from :meth:`DeltaAggregator.inspect`)."""
+
+    method: str
+    base_size: int
+    target_size: int
+    base_sha256: str
+    target_sha256: str
+    patch_size: int
+    sections: dict[str, tuple[int, int]] = field(default_factory=dict)  # name: (raw, stored)
+
+    @property
+    def saved(self) -> float:
+        """Fraction of the target's size the patch saves (negative when larger)."""
+        return 1.0 - self.patch_size / self.target_size if self.target_size else 0.0
+
+
+def _view(data: object, what: str) -> memoryview:
+    try:
+        return memoryview(data).cast("B")  # type: ignore[arg-type]
+    except TypeError:
+        raise InvalidTypeError(
+            f"{what} must be a bytes-like object (bytes, bytearray, memoryview, mmap), "
+            f"not {type(data).__name__}"
+        ) from None
+
+
+def _shape(nodes: tuple) -> tuple:
+    """A layout's structure without parameters or copy_from (what decides the expanded form)."""
+    return tuple(
+        ("D", n.clen, _shape(n.children)) if isinstance(n, Deflate) else ("R", n.length) for n in nodes
+    )
+
+
+class DeltaAggregator:
+    """Binary deltas between artifact versions, archive-aware, integrity-checked.
+
+    Options (keyword-only):
+
+    - ``archive_aware``: diff zip / gzip artifacts on their decompressed content and rebuild the
+      compressed bytes exactly. Default: on when the ``DELTA_STABLE`` flag is on.
+    - ``level``: zstd level for the patch streams (default 19).
+    - ``max_output_size``: ``apply`` refuses patches declaring a larger output (default 2 GiB).
+    - ``max_expanded_size``: cap on the inflated form while applying (default 64 x output).
+    - ``max_chain``: match candidates examined per position in the C core (speed vs. size).
+    - ``full_margin``: a patch must be at least this fraction smaller than the target itself, or
+      ``diff`` emits a full-content patch instead (default 0.02).
+    - ``flags``: a :class:`~registry_core.flags.FeatureFlags` (default: the process-wide flags).
+
+    Objects hold no mutable state beyond statistics and may be shared between threads.
+    """
+
+    def __init__(
+        self,
+        *,
+        archive_aware: bool | None = None,
+        level: int = 19,
+        max_output_size: int = DEFAULT_MAX_OUTPUT_SIZE,
+        max_expanded_size: int | None = None,
+        max_chain: int = 32,
+        full_margin: float = 0.02,
+        flags: FeatureFlags | None = None,
+    ) -> None:
+        if not 1 <= level <= 22:
+            raise InvalidArgumentError(f"level must be in 1..22, not {level}")
+        if max_output_size <= 0:
+            raise InvalidArgumentError("max_output_size must be positive")
+        if max_expanded_size is not None and max_expanded_size <= 0:
+            raise InvalidArgumentError("max_expanded_size must be positive")
+        if max_chain < 1:
+            raise InvalidArgumentError("max_chain must be >= 1")
+        if not 0.0 <= full_margin < 1.0:
+            raise InvalidArgumentError("full_margin must be in [0, 1)")
+        if archive_aware is None:
+            if flags is None:
+                from ..flags import default_flags
+
+                flags = default_flags()
+            archive_aware = flags.is_enabled("DELTA_STABLE")
+        self.archive_aware = bool(archive_aware)
+        self.level = level
+        self.max_output_size = max_output_size
+        self.max_expanded_size = max_expanded_size
+        self.max_chain = max_chain
+        self.full_margin = full_margin
+        self._lock = threading.Lock()
+        self.last_stats: dict[str, object] = {}
+
+    # -- diff ---------------------------------------------------------------------------------
+
+    def diff(self, old: Buffer, new: Buffer) -> bytes:
+        """A patch that turns ``old`` into ``new``; never larger than a full-content patch."""
+        old_v, new_v = _view(old, "old"), _view(new, "new")
+        started = time.perf_counter()
+        header = {
+            "base_size": len(old_v),
+            "target_size": len(new_v),
+            "base_sha256": hashlib.sha256(old_v).digest(),
+            "target_sha256": hashlib.sha256(new_v).digest(),
+        }
+        stats: dict[str, object] = {}
+        candidates: list[bytes] = []
+        if self.archive_aware:
+            archive = self._diff_archive(old_v, new_v, header, stats)
+            if archive is not None:
+                candidates.append(archive)
+        if not candidates or len(candidates[0]) > len(new_v) // 2:
+            streams = _binary.encode(old_v, new_v, max_chain=self.max_chain)
+            candidates.append(self._serialize(Method.BINARY, header, self._stream_sections(streams)))
+        best = min(candidates, key=len)
+        if len(best) >= len(new_v) * (1.0 - self.full_margin):
+            best = self.full_patch(new_v, base=old_v, _header=header)
+        stats["seconds"] = time.perf_counter() - started
+        stats["method"] = Method(best[5]).name
+        with self._lock:
+            self.last_stats = stats
+        return best
+
+    def _diff_archive(
+        self, old: memoryview, new: memoryview, header: dict, stats: dict
+    ) -> bytes | None:
+        from ._deflate import DeflateDetector
+
+        detector = DeflateDetector()
+        old_layout, old_exp = expand(old, detector=detector)
+        new_layout, new_exp = expand(new, detector=detector)
+        old_entries = old_layout.deflate_entries()
+        new_entries = new_layout.deflate_entries()
+        stats.update(
+            base_kind=old_layout.kind,
+            target_kind=new_layout.kind,
+            target_streams=len(new_entries),
+            expanded_base=len(old_exp),
+            expanded_target=len(new_exp),
+        )
+        if not old_entries and not new_entries:
+            return None  # nothing was inflated: a plain binary delta is the same thing
+        # Deflate streams whose compressed bytes are unchanged are copied, not recompressed.
+        by_digest: dict[bytes, int] = {}
+        for i, comp in enumerate(compressed_bytes_of_deflate_nodes(old_layout, old)):
+            by_digest.setdefault(hashlib.sha256(comp).digest(), i)
+        mapping: dict[int, int | None] = {}
+        for i, comp in enumerate(compressed_bytes_of_deflate_nodes(new_layout, new)):
+            j = by_digest.get(hashlib.sha256(comp).digest())
+            if j is not None:
+                mapping[i] = j
+        new_layout = new_layout.with_copy_from(mapping)
+        stats["copied_streams"] = len(mapping)
+        streams = _binary.encode(old_exp, new_exp, max_chain=self.max_chain)
+        sections = [
+            encode_section(Section.OLD_LAYOUT, old_layout.to_bytes(), level=self.level),
+            encode_section(Section.NEW_LAYOUT, new_layout.to_bytes(), level=self.level),
+            *self._stream_sections(streams),
+        ]
+        return self._serialize(Method.ARCHIVE, header, sections)
+
+    def _stream_sections(self, streams: _binary.Streams) -> list:
+        return [
+            encode_section(Section.CTRL, streams.ctrl, level=self.level),
+            encode_section(Section.DIFF, streams.diff, level=self.level),
+            encode_section(Section.EXTRA, streams.extra, level=self.level),
+        ]
+
+    @staticmethod
+    def _serialize(method: Method, header: dict, sections: list) -> bytes:
+        return serialize(method, sections=sections, **header)
+
+    def full_patch(self, new: Buffer, *, base: Buffer, _header: dict | None = None) -> bytes:
+        """A patch that carries ``new`` whole (zstd-compressed when that is smaller)."""
+        new_v = _view(new, "new")
+        header = _header or {
+            "base_size": len(_view(base, "base")),
+            "target_size": len(new_v),
+            "base_sha256": hashlib.sha256(_view(base, "base")).digest(),
+            "target_sha256": hashlib.sha256(new_v).digest(),
+        }
+        section = encode_section(Section.TARGET, new_v, level=min(self.level, 19))
+        return self._serialize(Method.FULL, header, [section])
+
+    # -- apply --------------------------------------------------------------------------------
+
+    def apply(self, old: Buffer, patch: Buffer) -> bytes:
+        """Rebuild the target from ``old`` and ``patch``; every step is verified.
+
+        Raises BaseMismatchError (wrong ``old``), OutputTooLargeError (declared output above
+        ``max_output_size``, refused before allocating), CorruptPatchError (anything else).
+        """
+        old_v = _view(old, "old")
+        p = parse(_view(patch, "patch"))
+        self._check_base(p, old_v)
+        out = self._apply_parsed(old_v, p)
+        if hashlib.sha256(out).digest() != p.target_sha256:
+            raise CorruptPatchError("patched output does not match the target SHA-256 in the patch")
+        return out
+
+    def _check_base(self, p: Patch, old: memoryview) -> None:
+        if p.target_size > self.max_output_size:
+            raise OutputTooLargeError(
+                f"patch declares a {p.target_size}-byte output, above max_output_size="
+                f"{self.max_output_size}"
+            )
+        if len(old) != p.base_size or hashlib.sha256(old).digest() != p.base_sha256:
+            raise BaseMismatchError(
+                f"this patch was made for a base of {p.base_size} bytes with SHA-256 "
+                f"{p.base_sha256.hex()[:16]}..., not for the given {len(old)}-byte input"
+            )
+
+    def _expanded_limit(self, target_size: int) -> int:
+        if self.max_expanded_size is not None:
+            return self.max_expanded_size
+        return max(target_size * DEFAULT_EXPANSION_RATIO, 64 << 20)
+
+    def _read_streams(self, p: Patch, out_size: int) -> _binary.Streams:
+        return _binary.Streams(
+            ctrl=p.section(Section.CTRL, limit=30 * (out_size + 1)),
+            diff=p.section(Section.DIFF, limit=out_size),
+            extra=p.section(Section.EXTRA, limit=out_size),
+        )
+
+    def _apply_parsed(self, old: memoryview, p: Patch) -> bytes:
+        if p.method == Method.FULL:
+            out = p.section(Section.TARGET, limit=p.target_size)
+            if len(out) != p.target_size:
+                raise CorruptPatchError("full-content patch holds the wrong number of bytes")
+            return out
+        if p.method == Method.BINARY:
+            return _binary.apply(old, self._read_streams(p, p.target_size), p.target_size)
+        old_layout = Layout.from_bytes(p.section(Section.OLD_LAYOUT, limit=_LAYOUT_LIMIT))
+        new_layout = Layout.from_bytes(p.section(Section.NEW_LAYOUT, limit=_LAYOUT_LIMIT))
+        if old_layout.original_size() != len(old) or new_layout.original_size() != p.target_size:
+            raise CorruptPatchError("patch layouts do not match the declared sizes")
+        limit = self._expanded_limit(p.target_size)
+        exp_size = new_layout.expanded_size()
+        if exp_size > limit or old_layout.expanded_size() > limit:
+            raise OutputTooLargeError(
+                f"patch needs an expanded form of {max(exp_size, old_layout.expanded_size())} bytes, "
+                f"above max_expanded_size={limit}"
+            )
+        old_exp = expand_known(old_layout, old, max_expanded_size=limit)
+        new_exp = _binary.apply(old_exp, self._read_streams(p, exp_size), exp_size)
+        return rebuild(
+            new_layout,
+            new_exp,
+            old_original=old,
+            old_layout=old_layout,
+            max_output_size=p.target_size,
+        )
+
+    # -- files --------------------------------------------------------------------------------
+
+    def diff_file(self, old_path: PathLike, new_path: PathLike, patch_path: PathLike) -> PatchInfo:
+        """Diff two files (memory-mapped, not read into the heap) and write the patch atomically."""
+        with _mapped(old_path) as old, _mapped(new_path) as new:
+            patch = self.diff(old, new)
+        _write_atomic(patch_path, patch)
+        return self.inspect(patch)
+
+    def apply_file(self, old_path: PathLike, patch_path: PathLike, out_path: PathLike) -> PatchInfo:
+        """Apply a patch file; ``out_path`` is written only once the output is verified."""
+        patch = Path(patch_path).read_bytes()
+        with _mapped(old_path) as old:
+            out = self.apply(old, patch)
+        _write_atomic(out_path, out)
+        return self.inspect(patch)
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    @staticmethod
+    def inspect(patch: Buffer) -> PatchInfo:
+        """Header facts of a patch (integrity-checked, nothing decompressed)."""
+        p = parse(_view(patch, "patch"))
+        return PatchInfo(
+            method=p.method.name,
+            base_size=p.base_size,
+            target_size=p.target_size,
+            base_sha256=p.base_sha256.hex(),
+            target_sha256=p.target_sha256.hex(),
+            patch_size=len(patch),
+            sections={s.kind.name: (s.raw_len, len(s.payload)) for s in p.sections.values()},
+        )
+
+    # -- aggregation --------------------------------------------------------------------------
+
+    def compose(self, patches: Sequence[Buffer]) -> bytes:
+        """One patch from the base of ``patches[0]`` to the target of ``patches[-1]``.
+
+        The intermediate artifacts are not needed. Raises ComposeError when the patches do not
+        form a chain (each target must be the next one's base).
+        """
+        if isinstance(patches, (bytes, bytearray, memoryview, str)):
+            raise InvalidTypeError("compose takes a sequence of patches")
+        parsed = [parse(_view(p, "patch")) for p in patches]
+        if not parsed:
+            raise InvalidArgumentError("compose needs at least one patch")
+        for i, (a, b) in enumerate(zip(parsed, parsed[1:])):
+            if a.target_sha256 != b.base_sha256 or a.target_size != b.base_size:
+                raise ComposeError(
+                    f"patch {i + 1} does not start where patch {i} ends (target and base SHA-256 differ)"
+                )
+        if len(parsed) == 1:
+            return bytes(patches[0])
+        acc = parsed[0]
+        acc_bytes = bytes(patches[0])
+        for nxt, nxt_bytes in zip(parsed[1:], patches[1:]):
+            acc_bytes = self._compose_two(acc, nxt, acc_bytes, bytes(nxt_bytes))
+            acc = parse(acc_bytes)
+        return acc_bytes
+
+    def _compose_two(self, first: Patch, second: Patch, first_bytes: bytes, second_bytes: bytes) -> bytes:
+        header = {
+            "base_size": first.base_size,
+            "target_size": second.target_size,
+            "base_sha256": first.base_sha256,
+            "target_sha256": second.target_sha256,
+        }
+        if second.method == Method.FULL:
+            target = second.section(Section.TARGET, limit=second.target_size)
+            return self._serialize(Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)])
+        if first.method == Method.FULL:
+            # The intermediate is inside the first patch: run the second one on it.
+            middle = first.section(Section.TARGET, limit=first.target_size)
+            target = self.apply(middle, second_bytes)
+            return self._serialize(Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)])
+        if first.method != second.method:
+            raise ComposeError(
+                f"cannot compose a {first.method.name} patch with a {second.method.name} patch "
+                "without the intermediate artifact; diff the endpoints instead"
+            )
+        limit = self._expanded_limit(max(first.target_size, second.target_size))
+        if first.method == Method.BINARY:
+            s1 = self._read_streams(first, first.target_size)
+            s2 = self._read_streams(second, second.target_size)
+            streams = _compose.compose_streams(s1, s2)
+            return self._serialize(Method.BINARY, header, self._stream_sections(streams))
+        old1 = Layout.from_bytes(first.section(Section.OLD_LAYOUT, limit=_LAYOUT_LIMIT))
+        new1 = Layout.from_bytes(first.section(Section.NEW_LAYOUT, limit=_LAYOUT_LIMIT))
+        old2 = Layout.from_bytes(second.section(Section.OLD_LAYOUT, limit=_LAYOUT_LIMIT))
+        new2 = Layout.from_bytes(second.section(Section.NEW_LAYOUT, limit=_LAYOUT_LIMIT))
+        if _shape(new1.nodes) != _shape(old2.nodes):
+            raise ComposeError(
+                "the intermediate artifact was expanded differently by the two patches "
+                "(made by different registry-core versions?); diff the endpoints instead"
+            )
+        s1 = self._read_streams(first, min(new1.expanded_size(), limit))
+        s2 = self._read_streams(second, min(new2.expanded_size(), limit))
+        streams = _compose.compose_streams(s1, s2)
+        # copy_from in the second patch points into the intermediate; follow it back to the base.
+        through = {e.index: e.node.copy_from for e in new1.deflate_entries()}
+        mapping = {
+            e.index: through.get(e.node.copy_from)
+            for e in new2.deflate_entries()
+            if e.node.copy_from is not None
+        }
+        composed_layout = new2.with_copy_from(mapping)
+        sections = [
+            encode_section(Section.OLD_LAYOUT, old1.to_bytes(), level=self.level),
+            encode_section(Section.NEW_LAYOUT, composed_layout.to_bytes(), level=self.level),
+            *self._stream_sections(streams),
+        ]
+        return self._serialize(Method.ARCHIVE, header, sections)
+
+    def best_base(self, candidates: Iterable[Buffer] | Mapping[str, Buffer], new: Buffer):
+        """The candidate likely to give the smallest patch to ``new``, chosen cheaply.
+
+        Compares content-defined chunk fingerprints of the decompressed content (no diff is
+        run): the score is the number of bytes of ``new`` whose chunks the candidate lacks.
+        Returns the key (for a mapping) or the index (for a sequence) of the best candidate;
+        ties go to the later one (usually the newer release).
+        """
+        from ._similarity import fingerprint, missing_bytes
+
+        items = list(candidates.items()) if isinstance(candidates, Mapping) else list(enumerate(candidates))
+        if not items:
+            raise InvalidArgumentError("best_base needs at least one candidate")
+        target = fingerprint(_view(new, "new"))
+        best_key, best_score = None, None
+        for key, cand in items:
+            score = missing_bytes(target, fingerprint(_view(cand, "candidate")))
+            if best_score is None or score <= best_score:
+                best_key, best_score = key, score
+        return best_key
+
+    @staticmethod
+    def bundle(patches: Mapping[str, Buffer]) -> bytes:
+        """Many patches in one stream, each with its own SHA-256 (see docs/delta-format.md)."""
+        return _bundle.bundle(patches)
+
+    @staticmethod
+    def unbundle(blob: Buffer, *, max_entries: int = 1 << 16) -> dict[str, bytes]:
+        """The patches of a bundle, every entry verified."""
+        return _bundle.unbundle(blob, max_entries=max_entries)
+
+
+class _mapped:
+    """Context manager: a file as a read-only memory map (empty files as b"")."""
+
+    def __init__(self, path: PathLike) -> None:
+        self.path = path
+        self._file = None
+        self._map: mmap.mmap | None = None
+
+    def __enter__(self) -> Buffer:
+        self._file = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
+        size = os.fstat(self._file.fileno()).st_size
+        if size == 0:
+            return b""
+        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        return self._map
+
+    def __exit__(self, *exc: object) -> None:
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:  # a view is still alive somewhere; the GC will close it
+                pass
+        if self._file is not None:
+            self._file.close()
+
+
+def _write_atomic(path: PathLike, data: bytes) -> None:
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

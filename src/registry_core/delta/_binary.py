@@ -1,0 +1,93 @@
+"""Thin wrappers over the C delta engine: three-stream encode and bounds-checked apply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from .._native import ERRORS, ffi, lib
+from ..errors import CorruptPatchError, DeltaError, InvalidArgumentError
+
+Buffer = Union[bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The bsdiff-model delta body: control records, difference bytes, extra bytes."""
+
+    ctrl: bytes
+    diff: bytes
+    extra: bytes
+    records: int = 0
+    matched: int = 0
+
+
+def _index_step(old_len: int) -> int:
+    """Index every position up to 256 MiB of base; sparser beyond, to bound memory (4 B/entry)."""
+    step = 1
+    while old_len // step > (256 << 20):
+        step *= 2
+    return step
+
+
+def encode(old: Buffer, new: Buffer, *, max_chain: int = 32, min_match: int = 8) -> Streams:
+    """Match ``new`` against ``old`` in the C core. Releases the GIL while it runs."""
+    if max_chain < 1 or min_match < 4:
+        raise InvalidArgumentError("max_chain must be >= 1 and min_match >= 4")
+    params = ffi.new("rc_delta_params *")
+    lib.rc_delta_params_default(params)
+    params.max_chain = max_chain
+    params.min_match = min_match
+    params.index_step = _index_step(len(old))
+    out = ffi.new("rc_delta_out *")
+    old_buf = ffi.from_buffer(old)
+    new_buf = ffi.from_buffer(new)
+    rc = lib.rc_delta_encode(old_buf, len(old), new_buf, len(new), params, out)
+    if rc != lib.RC_OK:
+        raise DeltaError(f"delta encoding failed in the C core: {ERRORS.get(rc, rc)}")
+    try:
+        return Streams(
+            ctrl=bytes(ffi.buffer(out.ctrl, out.ctrl_len)),
+            diff=bytes(ffi.buffer(out.diff, out.diff_len)),
+            extra=bytes(ffi.buffer(out.extra, out.extra_len)),
+            records=int(out.n_records),
+            matched=int(out.matched_bytes),
+        )
+    finally:
+        lib.rc_delta_out_free(out)
+
+
+def apply_into(old: Buffer, streams: Streams, out: bytearray | memoryview) -> None:
+    """Rebuild into ``out`` (pre-sized to the declared target length)."""
+    rc = lib.rc_delta_apply(
+        ffi.from_buffer(old),
+        len(old),
+        ffi.from_buffer(streams.ctrl),
+        len(streams.ctrl),
+        ffi.from_buffer(streams.diff),
+        len(streams.diff),
+        ffi.from_buffer(streams.extra),
+        len(streams.extra),
+        ffi.from_buffer(out, require_writable=True),
+        len(out),
+    )
+    if rc != lib.RC_OK:
+        raise CorruptPatchError(
+            f"patch streams are inconsistent ({ERRORS.get(rc, rc)}): the patch is corrupt or "
+            "was made for another base"
+        )
+
+
+def apply(old: Buffer, streams: Streams, size: int) -> bytes:
+    out = bytearray(size)
+    apply_into(old, streams, out)
+    return bytes(out)
+
+
+def add_bytes(a: Buffer, b: Buffer) -> bytes:
+    """Byte-wise sum modulo 256 (composing difference streams)."""
+    if len(a) != len(b):
+        raise InvalidArgumentError("add_bytes needs equal lengths")
+    out = bytearray(len(a))
+    lib.rc_add_bytes(ffi.from_buffer(out, require_writable=True), ffi.from_buffer(a), ffi.from_buffer(b), len(a))
+    return bytes(out)

@@ -70,6 +70,7 @@ def test_public_names_are_pinned():
             "ENV_VAR",
             "FeatureFlags",
             "Flag",
+            "MURMUR_BACKEND",
             "FlagReloadWarning",
             "FlagState",
             "RegistryCoreProvider",

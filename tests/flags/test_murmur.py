@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from registry_core.flags import FeatureFlags, murmur3_32, rollout_bucket
+from registry_core.flags import MURMUR_BACKEND, FeatureFlags, murmur3_32, rollout_bucket
 
 # Reference outputs of MurmurHash3_x86_32 (Austin Appleby's SMHasher reference implementation),
 # covering every tail length (0..3 bytes) and several seeds.
@@ -82,6 +83,34 @@ def test_unleash_rollout_vectors_through_feature_flags(source, group, user, perc
     assert flags.is_enabled("QUIC_TRANSPORT", {"key": user}) is expected, source
 
 
+@pytest.mark.parametrize(ROW, UNLEASH_ROLLOUT_VECTORS)
+def test_unleash_rollout_vectors_through_pure_python(source, group, user, percent, expected):
+    """The pure-Python hash alone meets the vectors, whichever backend is in use."""
+    bucket = murmur3_32(f"{group}:{user}".encode(), 0) % 100 + 1
+    assert (bucket <= percent) is expected, source
+
+
+@given(st.binary(max_size=200), st.integers(0, 2**32 - 1))
+def test_pure_python_equals_mmh3(data, seed):
+    mmh3 = pytest.importorskip("mmh3")
+    assert murmur3_32(data, seed) == mmh3.hash(data, seed, signed=False)
+
+
+def test_backend_is_reported():
+    try:
+        import mmh3  # noqa: F401
+    except ImportError:
+        assert MURMUR_BACKEND == "python"
+    else:
+        assert MURMUR_BACKEND == "mmh3"
+
+
+@given(st.text(max_size=30), st.text(max_size=30))
+def test_bucket_is_murmur_of_utf8(group, key):
+    data = f"{group}:{key}".encode("utf-8", "surrogatepass")
+    assert rollout_bucket(group, key) == murmur3_32(data) % 100 + 1
+
+
 def test_boundary_vectors_sit_exactly_on_the_percentage():
     # Three of the spec's vectors are enabled with bucket == percentage: "<=", not "<".
     assert rollout_bucket("Feature.flexibleRollout.10", "174") == 10
@@ -128,3 +157,20 @@ def test_buckets_are_stable_across_processes():
         outs.add(out.stdout)
     outs.add(str([rollout_bucket("G", f"k{i}") for i in range(50)]) + "\n")
     assert len(outs) == 1
+
+
+def test_pure_python_backend_meets_the_vectors_without_mmh3():
+    """With mmh3 unavailable the cached pure-Python bucket is used and gives the same answers."""
+    code = (
+        "import sys; sys.modules['mmh3'] = None\n"
+        "import json; from registry_core.flags import MURMUR_BACKEND, rollout_bucket\n"
+        "print(MURMUR_BACKEND, json.dumps([rollout_bucket(g, u) for g, u in "
+        + repr([(g, u) for _, g, u, _, _ in UNLEASH_ROLLOUT_VECTORS])
+        + "]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    backend, _, buckets = out.stdout.strip().partition(" ")
+    assert backend == "python"
+    got = json.loads(buckets)
+    for (source, _, _, percent, expected), bucket in zip(UNLEASH_ROLLOUT_VECTORS, got):
+        assert (bucket <= percent) is expected, source

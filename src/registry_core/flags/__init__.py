@@ -18,7 +18,7 @@ from ._flags import (
     resolve_flags,
     set_default_flags,
 )
-from ._murmur import murmur3_32, rollout_bucket
+from ._murmur import MURMUR_BACKEND, murmur3_32, rollout_bucket
 from ._sources import ENV_FILE_VAR, ENV_VAR
 from ._targeting import TargetingRule
 
@@ -29,6 +29,7 @@ __all__ = [
     "CATALOGUE",
     "ENV_FILE_VAR",
     "ENV_VAR",
+    "MURMUR_BACKEND",
     "FeatureFlags",
     "Flag",
     "FlagReloadWarning",

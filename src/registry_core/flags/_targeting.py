@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import FlagConfigError, InvalidArgumentError, InvalidTypeError
@@ -42,6 +43,7 @@ RULE_KEYS = (
     "attributes",
 )
 _EMPTY: frozenset[str] = frozenset()
+_NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -63,22 +65,25 @@ class TargetingRule:
         """Parse a rule table (TOML or dict); ``source`` names where it came from in errors."""
         return rule_from_table(table, source=source)
 
+    def __post_init__(self) -> None:
+        # precomputed for the evaluation path (frozen dataclass: set through object)
+        lists = bool(self.tenants or self.keys)
+        object.__setattr__(self, "_excludes", bool(self.exclude_tenants or self.exclude_keys))
+        object.__setattr__(self, "_includes", lists)
+        object.__setattr__(self, "_fallback", bool(self.attributes) or not lists)
+
     def evaluate(self, flag: str, context: Mapping[str, Any] | None) -> bool:
         """Decide the flag named ``flag`` for ``context`` (None means an empty context)."""
         if not self.enabled:
             return False
         if context is None:
             tenant = key = None
-            attrs: Mapping[str, Any] = {}
+            attrs: Mapping[str, Any] = _NO_ATTRIBUTES
         else:
             tenant, key, attrs = check_context(context)
-        if tenant is not None and tenant in self.exclude_tenants:
+        if self._excludes and (tenant in self.exclude_tenants or key in self.exclude_keys):
             return False
-        if key is not None and key in self.exclude_keys:
-            return False
-        if (tenant is not None and tenant in self.tenants) or (
-            key is not None and key in self.keys
-        ):
+        if self._includes and (tenant in self.tenants or key in self.keys):
             return True
         for name, allowed in self.attributes:
             if name not in attrs:
@@ -100,7 +105,7 @@ class TargetingRule:
             return rollout_bucket(self.group or flag, str(sticky)) <= self.rollout
         # Included tenants/keys alone name the whole audience; with attribute constraints,
         # those constraints (already checked) describe everyone else who gets the feature.
-        return bool(self.attributes) or not (self.tenants or self.keys)
+        return self._fallback  # type: ignore[attr-defined, no-any-return]
 
     def __str__(self) -> str:
         if not self.enabled:
@@ -124,7 +129,7 @@ class TargetingRule:
 
 def check_context(context: Mapping[str, Any]) -> tuple[Any, Any, Mapping[str, Any]]:
     """Validate an evaluation context and return (tenant, key, attributes)."""
-    if not isinstance(context, Mapping):
+    if type(context) is not dict and not isinstance(context, Mapping):
         raise InvalidTypeError(
             f"flag context must be a mapping with keys {sorted(CONTEXT_KEYS)}, "
             f"not {type(context).__name__}"
@@ -135,21 +140,26 @@ def check_context(context: Mapping[str, Any]) -> tuple[Any, Any, Mapping[str, An
             f"unknown flag context key(s) {bad}; a context has only "
             f"{sorted(CONTEXT_KEYS)} (put anything else under 'attributes')"
         )
-    tenant = context.get("tenant")
-    key = context.get("key")
-    attrs = context.get("attributes")
+    get = context.get
+    tenant = get("tenant")
+    key = get("key")
+    attrs = get("attributes")
     if attrs is None:
-        attrs = {}
-    elif not isinstance(attrs, Mapping):
+        attrs = _NO_ATTRIBUTES
+    elif type(attrs) is not dict and not isinstance(attrs, Mapping):
         raise InvalidTypeError(
             f"flag context 'attributes' must be a mapping, not {type(attrs).__name__}"
         )
-    for label, value in (("tenant", tenant), ("key", key)):
-        if value is not None and not isinstance(value, str):
-            raise InvalidTypeError(
-                f"flag context {label!r} must be a str, not {type(value).__name__}"
-            )
+    if tenant is not None and type(tenant) is not str:
+        _check_str("tenant", tenant)
+    if key is not None and type(key) is not str:
+        _check_str("key", key)
     return tenant, key, attrs
+
+
+def _check_str(label: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise InvalidTypeError(f"flag context {label!r} must be a str, not {type(value).__name__}")
 
 
 def parse_percent(text: str, *, source: str, flag: str) -> int:

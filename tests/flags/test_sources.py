@@ -313,7 +313,7 @@ def test_broken_file_on_reload_keeps_last_good_values_and_warns(tmp_path):
     path = write(tmp_path / "flags.toml", "[flags]\nQUIC_TRANSPORT = true\n")
     flags = FeatureFlags.load(config=path, environ={}, refresh_interval=3600)
     bump(path, "[flags]\nQUIC_TRANSPORT = tru\n")
-    with pytest.warns(FlagReloadWarning, match=r"invalid TOML.*keeping the previous"):
+    with pytest.warns(FlagReloadWarning, match=r"invalid TOML.*keeping its previous"):
         flags.refresh()
     assert isinstance(flags.reload_error, FlagConfigError)
     assert flags.is_enabled("QUIC_TRANSPORT")
@@ -358,3 +358,15 @@ def test_deprecated_flags_default_off_and_warn_when_set():
     with pytest.warns(DeprecationWarning, match="OLD_WIRE is deprecated"):
         flags = FeatureFlags({"OLD_WIRE": True}, catalogue=catalogue)
     assert flags.is_enabled("OLD_WIRE")
+
+
+def test_a_broken_file_does_not_hold_back_an_environment_change(monkeypatch, tmp_path):
+    path = write(tmp_path / "flags.toml", "[flags]\nPGO_BUILDS = true\n")
+    monkeypatch.setenv(ENV_VAR, "QUIC_TRANSPORT=off")
+    flags = FeatureFlags.load(config=path, refresh_interval=3600)
+    bump(path, "[flags]\nPGO_BUILDS = tru\n")
+    monkeypatch.setenv(ENV_VAR, "QUIC_TRANSPORT=on")
+    with pytest.warns(FlagReloadWarning, match="invalid TOML"):
+        flags.refresh()
+    assert flags.is_enabled("QUIC_TRANSPORT")  # the environment change applied
+    assert flags.is_enabled("PGO_BUILDS")  # the file's last good value kept

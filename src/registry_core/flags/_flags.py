@@ -283,20 +283,22 @@ class FeatureFlags:
             if now < self._next_check:
                 return
             self._next_check = now + self._interval
-            try:
-                changed = self._read_env()
-                changed = self._read_file() or changed
-            except FlagError as exc:
-                self.reload_error = exc
+            changed = False
+            errors: list[FlagError] = []
+            for read in (self._read_env, self._read_file):  # one bad source spoils not the other
+                try:
+                    changed = read() or changed
+                except FlagError as exc:
+                    errors.append(exc)
+            if changed:
+                self._resolve()
+            self.reload_error = errors[0] if errors else None
+            for exc in errors:
                 warnings.warn(
-                    f"{exc} (keeping the previous flag values until it is fixed)",
+                    f"{exc} (keeping its previous flag values until it is fixed)",
                     FlagReloadWarning,
                     stacklevel=4,
                 )
-                return
-            self.reload_error = None
-            if changed:
-                self._resolve()
 
 
 # -- process-wide instance ------------------------------------------------------------------------

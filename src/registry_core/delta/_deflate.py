@@ -217,7 +217,24 @@ class DeflateDetector:
         self.stats = DetectorStats()
         self._cache: dict[Hashable, list[DeflateParams]] = {}
         self._recent: list[DeflateParams] = []
+        self._history: dict[Hashable, list[int]] = {}  # key -> [streams, reproduced]
         self._lock = threading.Lock()
+
+    def attempt_limit(self, key: Hashable) -> int:
+        """How many parameter sets a stream of producer ``key`` gets, from its history.
+
+        A producer whose streams mostly fail is not zlib (GNU gzip, miniz, Go): a few guesses
+        only. A producer that mostly succeeds with a few cached parameter sets rarely needs
+        others: its failures (other tools sharing the key) get a short search too.
+        """
+        with self._lock:
+            streams, reproduced = self._history.get(key, (0, 0))
+            cached = len(self._cache.get(key, ()))
+        if streams >= 4 and reproduced * 4 < streams:
+            return min(self.max_attempts, cached + 2)
+        if streams >= 16 and reproduced * 2 >= streams:
+            return min(self.max_attempts, cached + 6)
+        return self.max_attempts
 
     def candidates(self, key: Hashable, content_size: int, first_byte: int) -> list[DeflateParams]:
         """The parameter sets tried for a stream, in order (at most ``max_attempts``)."""
@@ -230,7 +247,7 @@ class DeflateDetector:
         for wbits in range(14, 8, -1):
             if content_size > (1 << wbits) - 262:
                 order.extend(_p(lv, wbits) for lv in (6, 9, 1, 2, 3, 4, 5, 7, 8))
-        return list(dict.fromkeys(order))[: self.max_attempts]
+        return list(dict.fromkeys(order))[: self.attempt_limit(key)]
 
     def find(
         self, compressed: Buffer, content: Buffer, key: Hashable = None
@@ -253,10 +270,13 @@ class DeflateDetector:
             st.compressed_bytes += len(comp)
             prod = st.per_producer.setdefault(key, [0, 0])
             prod[0] += 1
+            hist = self._history.setdefault(key, [0, 0])
+            hist[0] += 1
             if found is not None:
                 st.reproduced += 1
                 st.reproduced_compressed_bytes += len(comp)
                 prod[1] += 1
+                hist[1] += 1
                 st.per_params[found] = st.per_params.get(found, 0) + 1
                 self._remember(key, found)
             st.seconds += time.perf_counter() - t0

@@ -17,6 +17,8 @@ _ALL = ("zstd", "br", "gzip", "identity", "dcz")
 #: Server preference used by :meth:`Compressor.negotiate` when the caller gives none.
 DEFAULT_PREFERENCE = ("zstd", "br", "gzip")
 _READ_SIZE = 1 << 20
+_BIG_DICT = 1 << 20  # raw dictionaries above this get match tables sized to cover them
+_MAX_MATCH_LOG = 26  # 2^26 entries: at most 256 MiB per table
 _Buffer = (bytes, bytearray, memoryview)
 
 
@@ -115,9 +117,12 @@ class Compressor:
         self._local = threading.local()
         self._cdict: Any = None
         self._ddict: Any = None
-        if dictionary is not None:  # precompute once, shared read-only by all threads
+        if dictionary is not None:  # digest once, shared read-only by all threads
             raw = name == "dcz"
-            self._cdict = dictionary.zstd(raw=raw, level=level)
+            # a precomputed dictionary carries the level's (small) match tables; a large raw
+            # dictionary is digested per context with tables sized to it instead
+            big = len(dictionary) > _BIG_DICT
+            self._cdict = dictionary.zstd(raw=raw, level=None if big else level)
             self._ddict = dictionary.zstd(raw=raw)
 
     def __repr__(self) -> str:
@@ -133,12 +138,24 @@ class Compressor:
 
         kwargs: dict[str, Any] = {"dict_data": self._cdict}
         if self._window_log is not None:
+            extra: dict[str, int] = {}
+            if self.dictionary is not None and len(self.dictionary) > _BIG_DICT:
+                # zstd indexes only the tail of a raw dictionary that its hash and chain
+                # tables cannot cover; a previous version of a large artifact must be indexed
+                # whole, so grow both tables to the dictionary's size (capped: memory).
+                base = zstandard.ZstdCompressionParameters.from_level(self.level)
+                need = min(_MAX_MATCH_LOG, (len(self.dictionary) - 1).bit_length())
+                extra = {
+                    "hash_log": max(base.hash_log, need),
+                    "chain_log": max(base.chain_log, need),
+                }
             kwargs["compression_params"] = zstandard.ZstdCompressionParameters.from_level(
                 self.level,
                 window_log=self._window_log,
                 enable_ldm=int(self._long_distance),
                 write_checksum=int(self._checksum),
                 write_dict_id=int(self.coding == "zstd"),
+                **extra,
             )
         else:
             kwargs["level"] = self.level

@@ -17,6 +17,7 @@ from typing import Any
 from ..errors import CompressionError, InvalidArgumentError, InvalidTypeError
 
 _ZSTD_DICT_MAGIC = b"\x37\xa4\x30\xec"
+MIN_TRAINING_BYTES = 1024
 
 
 class Dictionary:
@@ -131,6 +132,14 @@ def train_dictionary(
     if len(sample_list) < 8:
         raise InvalidArgumentError(
             f"need at least 8 samples to train a dictionary, got {len(sample_list)}"
+        )
+    total = sum(map(len, sample_list))
+    if total < MIN_TRAINING_BYTES:
+        # zstd's COVER trainer crashes the process (SIGFPE/SIGSEGV, zstandard 0.25) on a few
+        # bytes of samples; refuse tiny inputs before they reach it.
+        raise InvalidArgumentError(
+            f"need at least {MIN_TRAINING_BYTES} bytes of samples to train a dictionary, got "
+            f"{total}; a useful dictionary wants about 100 times its size"
         )
     try:
         trained = zstandard.train_dictionary(size, sample_list, level=level)

@@ -12,13 +12,11 @@ GATES = {"br": "BROTLI_COMPRESSION", "zstd": "ZSTD_COMPRESSION", "dcz": "ZSTD_CO
 
 def resolve(flags: Any) -> Any:
     """``flags`` or the process-wide default; None when the flags package is not installed."""
-    if flags is not None:
-        return flags
     try:
-        from ..flags import default_flags
+        from ..flags import resolve_flags
     except ImportError:  # flags component absent: every coding stays available
-        return None
-    return default_flags()
+        return flags
+    return resolve_flags(flags)
 
 
 def enabled(coding: str, flags: Any) -> bool:

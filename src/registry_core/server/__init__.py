@@ -1,0 +1,22 @@
+"""The registry side: an ASGI app serving artifacts (ETags, digests, deltas, Alt-Svc) and ``serve``.
+
+hypercorn is imported only when a server is started, so importing this package stays cheap.
+"""
+
+from __future__ import annotations
+
+from ._app import RegistryApp
+from ._serve import ServerHandle, make_self_signed, serve, start_server
+from ._storage import ArtifactInfo, DirectoryStorage, MemoryStorage, Storage
+
+__all__ = [
+    "ArtifactInfo",
+    "DirectoryStorage",
+    "MemoryStorage",
+    "RegistryApp",
+    "ServerHandle",
+    "Storage",
+    "make_self_signed",
+    "serve",
+    "start_server",
+]

@@ -1,0 +1,31 @@
+"""The client side: :class:`Transport` (async HTTP/2 + HTTP/3) and :class:`SyncTransport`.
+
+httpx, httpcore and aioquic are imported when this package is imported, never by
+``import registry_core`` (the top-level package loads ``Transport`` lazily).
+"""
+
+from __future__ import annotations
+
+from ._altsvc import AltService, AltSvcCache, parse_alt_svc
+from ._client import Response, Transport
+from ._h3 import H3Connection, H3Transport
+from ._pool import CoalescingPool, ConnectionRecord, cert_covers
+from ._retry import RetryPolicy
+from ._singleflight import SingleFlight
+from ._sync import SyncTransport
+
+__all__ = [
+    "AltService",
+    "AltSvcCache",
+    "CoalescingPool",
+    "ConnectionRecord",
+    "H3Connection",
+    "H3Transport",
+    "Response",
+    "RetryPolicy",
+    "SingleFlight",
+    "SyncTransport",
+    "Transport",
+    "cert_covers",
+    "parse_alt_svc",
+]

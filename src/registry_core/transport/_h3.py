@@ -1,0 +1,310 @@
+"""HTTP/3 for httpx: an ``AsyncBaseTransport`` on aioquic's sans-IO QUIC and H3 state machines.
+
+:class:`H3Connection` is one QUIC connection multiplexing requests (used by the coalescing
+pool of :class:`~registry_core.transport.Transport`); :class:`H3Transport` is a plain httpx
+transport holding one connection per origin, for use with ``httpx.AsyncClient(transport=...)``.
+Session tickets are kept per server name so a later connection can resume (and send 0-RTT
+requests) when the server issues them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from aioquic.asyncio.protocol import QuicConnectionProtocol
+from aioquic.h3.connection import H3_ALPN
+from aioquic.h3.connection import H3Connection as _H3
+from aioquic.h3.events import DataReceived, HeadersReceived
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
+
+from ..errors import TransportError
+
+__all__ = ["H3ConnectError", "H3Connection", "H3StreamError", "H3Transport"]
+
+_SKIP_HEADERS = {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
+                 b"upgrade", b"te"}
+
+
+class H3ConnectError(TransportError):
+    """The QUIC handshake failed or timed out (UDP blocked, no HTTP/3 server, bad certificate)."""
+
+
+class H3StreamError(TransportError):
+    """A request stream was reset or the connection closed under it.
+
+    ``unprocessed`` is True when no response bytes had arrived and the connection was closed
+    cleanly by the peer, so replaying the request is safe.
+    """
+
+    def __init__(self, message: str, *, unprocessed: bool = False) -> None:
+        super().__init__(message)
+        self.unprocessed = unprocessed
+
+
+class _Stream:
+    __slots__ = ("body", "ended", "headers")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.headers: asyncio.Future[list[tuple[bytes, bytes]]] = loop.create_future()
+        self.body: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self.ended = False
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.headers.done():
+            self.headers.set_exception(exc)
+            self.headers.exception()
+        if not self.ended:
+            self.ended = True
+            self.body.put_nowait(exc)
+
+
+class _Protocol(QuicConnectionProtocol):
+    def __init__(self, quic: QuicConnection, **kwargs: Any) -> None:
+        super().__init__(quic, **kwargs)
+        self.h3 = _H3(quic)
+        self.streams: dict[int, _Stream] = {}
+        self.terminated: str | None = None
+
+    def quic_event_received(self, event: QuicEvent) -> None:
+        if isinstance(event, ConnectionTerminated):
+            self.terminated = f"error {event.error_code}: {event.reason_phrase or 'closed'}"
+            clean = event.error_code == 0
+            for st in self.streams.values():
+                st.fail(H3StreamError(f"HTTP/3 connection closed ({self.terminated})",
+                                      unprocessed=clean and not st.headers.done()))
+            self.streams.clear()
+        elif isinstance(event, StreamReset):
+            st = self.streams.pop(event.stream_id, None)
+            if st is not None:
+                st.fail(H3StreamError(f"HTTP/3 stream reset by peer (code {event.error_code})",
+                                      unprocessed=event.error_code == 0x10B))  # H3_REQUEST_REJECTED
+        for ev in self.h3.handle_event(event):
+            st = self.streams.get(getattr(ev, "stream_id", -1))
+            if st is None:
+                continue
+            if isinstance(ev, HeadersReceived):
+                if not st.headers.done():
+                    st.headers.set_result(ev.headers)
+            elif isinstance(ev, DataReceived) and ev.data:
+                st.body.put_nowait(ev.data)
+            if getattr(ev, "stream_ended", False):
+                st.ended = True
+                st.body.put_nowait(None)
+                self.streams.pop(ev.stream_id, None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.terminated is None:
+            self.terminated = "socket closed"
+        for st in self.streams.values():
+            st.fail(H3StreamError("HTTP/3 connection lost"))
+        self.streams.clear()
+
+
+class _Body(httpx.AsyncByteStream):
+    def __init__(self, conn: H3Connection, stream: _Stream, timeout: float | None) -> None:
+        self._conn, self._stream, self._timeout = conn, stream, timeout
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while True:
+            item = await asyncio.wait_for(self._stream.body.get(), self._timeout)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    async def aclose(self) -> None:
+        self._conn._active -= 1
+
+
+def _peer_names(protocol: _Protocol) -> tuple[str, ...]:
+    cert = getattr(protocol._quic.tls, "_peer_certificate", None)
+    if cert is None:
+        return ()
+    from cryptography import x509
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return ()
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return tuple(names)
+
+
+class H3Connection:
+    """One HTTP/3 connection: :meth:`connect`, then :meth:`handle_async_request` per request."""
+
+    def __init__(self, protocol: _Protocol, transport: asyncio.DatagramTransport,
+                 address: tuple[str, int], server_name: str, port: int) -> None:
+        self._protocol = protocol
+        self._transport = transport
+        self.address = address
+        self.server_name = server_name
+        self.port = port
+        self.cert_names = _peer_names(protocol)
+        self.resumed = bool(getattr(protocol._quic.tls, "session_resumed", False))
+        self._active = 0
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str,
+        port: int,
+        *,
+        server_name: str,
+        verify: bool | str | ssl.SSLContext = True,
+        session_tickets: dict[str, Any] | None = None,
+        timeout: float = 5.0,
+        max_stream_data: int = 8 << 20,
+        max_data: int = 32 << 20,
+    ) -> H3Connection:
+        """Handshake with ``address:port`` (an IP) presenting SNI ``server_name``."""
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
+                                   server_name=server_name, max_stream_data=max_stream_data,
+                                   max_data=max_data, idle_timeout=30.0)
+        if verify is False:
+            config.verify_mode = ssl.CERT_NONE
+        elif isinstance(verify, str):
+            config.load_verify_locations(cafile=verify)
+        elif isinstance(verify, ssl.SSLContext):
+            raise TransportError("HTTP/3 needs verify=True/False or a CA bundle path, not an "
+                                 "SSLContext (aioquic does its own TLS)")
+        if session_tickets is not None:
+            config.session_ticket = session_tickets.get(server_name)
+
+        def store_ticket(ticket: Any) -> None:
+            if session_tickets is not None:
+                session_tickets[server_name] = ticket
+
+        quic = QuicConnection(configuration=config, session_ticket_handler=store_ticket)
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+        local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _Protocol(quic), local_addr=local, family=family)
+        protocol = protocol  # type: _Protocol
+        try:
+            protocol.connect((address, port))
+            await asyncio.wait_for(protocol.wait_connected(), timeout)
+        except asyncio.TimeoutError:
+            transport.close()
+            raise H3ConnectError(f"QUIC handshake with {server_name} ({address}:{port}) timed "
+                                 f"out after {timeout:.2f}s (UDP blocked or no HTTP/3 server)"
+                                 ) from None
+        except ConnectionError as exc:
+            transport.close()
+            raise H3ConnectError(f"QUIC handshake with {server_name} ({address}:{port}) "
+                                 f"failed: {exc}") from exc
+        if protocol.terminated is not None:
+            transport.close()
+            raise H3ConnectError(f"QUIC handshake with {server_name} failed: "
+                                 f"{protocol.terminated}")
+        return cls(protocol, transport, (address, port), server_name, port)
+
+    def is_available(self) -> bool:
+        return self._protocol.terminated is None
+
+    def is_closed(self) -> bool:
+        return self._protocol.terminated is not None
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` on a new stream; the response body streams as it arrives."""
+        if self._protocol.terminated is not None:
+            raise H3StreamError(f"HTTP/3 connection is closed ({self._protocol.terminated})",
+                                unprocessed=True)
+        timeout = request.extensions.get("timeout", {}).get("read", 30.0)
+        body = request.content if request.method not in ("GET", "HEAD") else b""
+        url = request.url
+        authority = url.netloc.decode("ascii")
+        headers = [(b":method", request.method.encode()), (b":scheme", b"https"),
+                   (b":authority", authority.encode()), (b":path", url.raw_path)]
+        headers += [(k.lower(), v) for k, v in request.headers.raw
+                    if k.lower() not in _SKIP_HEADERS]
+        quic = self._protocol._quic
+        stream_id = quic.get_next_available_stream_id()
+        st = _Stream(asyncio.get_running_loop())
+        self._protocol.streams[stream_id] = st
+        self._protocol.h3.send_headers(stream_id, headers, end_stream=not body)
+        if body:
+            self._protocol.h3.send_data(stream_id, body, end_stream=True)
+        self._protocol.transmit()
+        try:
+            raw = await asyncio.wait_for(st.headers, timeout)
+        except asyncio.TimeoutError:
+            self._protocol.streams.pop(stream_id, None)
+            raise httpx.ReadTimeout(f"no HTTP/3 response within {timeout}s") from None
+        status = 0
+        out: list[tuple[bytes, bytes]] = []
+        for k, v in raw:
+            if k == b":status":
+                status = int(v)
+            elif not k.startswith(b":"):
+                out.append((k, v))
+        self._active += 1
+        return httpx.Response(status, headers=out, stream=_Body(self, st, timeout),
+                              extensions={"http_version": b"HTTP/3"}, request=request)
+
+    async def aclose(self) -> None:
+        if self._protocol.terminated is None:
+            self._protocol.close()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._protocol.wait_closed(), 1.0)
+        self._transport.close()
+
+
+class H3Transport(httpx.AsyncBaseTransport):
+    """httpx transport speaking HTTP/3 only, one connection per origin.
+
+    ``resolve`` maps host names to IP addresses (like curl ``--resolve``); other names are
+    resolved with the system resolver.
+    """
+
+    def __init__(self, *, verify: bool | str = True, resolve: dict[str, str] | None = None,
+                 connect_timeout: float = 5.0) -> None:
+        self._verify = verify
+        self._resolve = dict(resolve or {})
+        self._connect_timeout = connect_timeout
+        self._conns: dict[tuple[str, int], H3Connection] = {}
+        self._lock = asyncio.Lock()
+        self.session_tickets: dict[str, Any] = {}
+
+    async def _connection(self, host: str, port: int) -> H3Connection:
+        async with self._lock:
+            conn = self._conns.get((host, port))
+            if conn is not None and conn.is_available():
+                return conn
+            address = self._resolve.get(host)
+            if address is None:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port,
+                                                                     type=socket.SOCK_DGRAM)
+                address = infos[0][4][0]
+            conn = await H3Connection.connect(address, port, server_name=host,
+                                              verify=self._verify,
+                                              session_tickets=self.session_tickets,
+                                              timeout=self._connect_timeout)
+            self._conns[(host, port)] = conn
+            return conn
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        conn = await self._connection(request.url.host, request.url.port or 443)
+        return await conn.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for conn in self._conns.values():
+            await conn.aclose()
+        self._conns.clear()

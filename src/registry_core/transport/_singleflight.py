@@ -1,0 +1,52 @@
+"""Request coalescing: concurrent identical calls share one execution (asyncio)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+__all__ = ["SingleFlight"]
+
+T = TypeVar("T")
+
+
+class SingleFlight(Generic[T]):
+    """``await sf.do(key, fn)`` runs ``fn()`` once per key at a time; callers arriving while it
+    runs get the same result (or exception). A caller being cancelled does not cancel the shared
+    call for the others; the call is cancelled only when every waiter has gone.
+    """
+
+    def __init__(self) -> None:
+        self._calls: dict[Hashable, tuple[asyncio.Task[T], list[int]]] = {}
+        self.shared = 0  # how many calls were served by another caller's execution
+
+    async def do(self, key: Hashable, fn: Callable[[], Awaitable[T]]) -> T:
+        entry = self._calls.get(key)
+        if entry is None:
+            task = asyncio.ensure_future(fn())
+            entry = (task, [0])
+            self._calls[key] = entry
+            task.add_done_callback(lambda _t, k=key, e=entry: self._forget(k, e))
+        else:
+            self.shared += 1
+        task, waiters = entry
+        waiters[0] += 1
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done() and waiters[0] == 1:
+                task.cancel()
+            raise
+        finally:
+            waiters[0] -= 1
+
+    def _forget(self, key: Hashable, entry: tuple[asyncio.Task[T], list[int]]) -> None:
+        if self._calls.get(key) is entry:
+            del self._calls[key]
+        task = entry[0]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter re-raises it from shield()
+
+    def __len__(self) -> int:
+        return len(self._calls)

@@ -178,3 +178,14 @@ def test_rule_properties(included, excluded, tenant, pct, key):
         assert got is True
     else:
         assert got is (rollout_bucket(F, key) <= pct)
+
+
+def test_any_mapping_is_a_context():
+    from types import MappingProxyType
+
+    flags = flags_with({"tenants": ["acme"], "attributes": {"region": "eu"}})
+    ctx = MappingProxyType({"tenant": "x", "attributes": MappingProxyType({"region": "eu"})})
+    assert flags.is_enabled(F, ctx)
+    assert flags.is_enabled(F, MappingProxyType({"tenant": "acme"}))
+    with pytest.raises(InvalidArgumentError):
+        flags.is_enabled(F, MappingProxyType({"tenants": "acme"}))

@@ -44,6 +44,7 @@ RULE_KEYS = (
 )
 _EMPTY: frozenset[str] = frozenset()
 _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
+_PLAIN_MAPPINGS = (dict, MappingProxyType)
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,19 @@ class TargetingRule:
         if context is None:
             tenant = key = None
             attrs: Mapping[str, Any] = _NO_ATTRIBUTES
+        elif type(context) is dict and context.keys() <= CONTEXT_KEYS:
+            # inline fast path for a well-formed plain dict; check_context raises otherwise
+            tenant = context.get("tenant")
+            key = context.get("key")
+            attrs = context.get("attributes")
+            if attrs is None:
+                attrs = _NO_ATTRIBUTES
+            if not (
+                (tenant is None or type(tenant) is str)
+                and (key is None or type(key) is str)
+                and type(attrs) in _PLAIN_MAPPINGS
+            ):
+                tenant, key, attrs = check_context(context)
         else:
             tenant, key, attrs = check_context(context)
         if self._excludes and (tenant in self.exclude_tenants or key in self.exclude_keys):

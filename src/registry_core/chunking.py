@@ -34,9 +34,9 @@ __all__ = [
 ]
 
 # Defaults chosen by measurement on the benchmark corpus (docs/chunking.md, "Defaults").
-DEFAULT_MIN_SIZE = 2048
-DEFAULT_AVG_SIZE = 8192
-DEFAULT_MAX_SIZE = 65536
+DEFAULT_MIN_SIZE = 1024
+DEFAULT_AVG_SIZE = 4096
+DEFAULT_MAX_SIZE = 32768
 MIN_SIZE_LIMIT = 64
 MAX_SIZE_LIMIT = 2**31
 

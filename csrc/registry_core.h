@@ -52,7 +52,9 @@ typedef struct {
 
 uint64_t rc_gear_entry(unsigned int index);  /* the gear table, exposed for tests and docs */
 
-/* Validate sizes and fill the masks. Returns RC_OK or RC_EINVAL. */
+/* Validate sizes and fill the masks. Returns RC_OK or RC_EINVAL. Sizes must satisfy
+ * 64 <= min_size <= avg_size <= max_size <= 2^31 with avg_size a power of two. Every chunk
+ * but the last is min_size..max_size bytes long (docs/chunking.md gives the exact rule). */
 int rc_cdc_params_init(rc_cdc_params *params, uint32_t min_size, uint32_t avg_size,
                        uint32_t max_size);
 

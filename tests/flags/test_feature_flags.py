@@ -193,3 +193,13 @@ def test_flags_import_no_other_component():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_evaluate_details_returns_the_deciding_state():
+    flags = FeatureFlags({"INCREMENTAL_CACHE": {"tenants": ["acme"]}})
+    value, state = flags.evaluate_details("INCREMENTAL_CACHE", {"tenant": "acme"})
+    assert value is True and state.targeted and state.source == "override"
+    value, state = flags.evaluate_details("QUIC_TRANSPORT")
+    assert value is False and state.source == "default (experimental)"
+    with pytest.raises(UnknownFlagError, match="QUIC_TRANSPORT"):
+        flags.evaluate_details("QUIC")

@@ -107,7 +107,7 @@ class FeatureFlags:
         self._file_sig: tuple[int, int, int] | None = None
         self._file_values: dict[str, Value] = {}
         self._values: dict[str, Value] = {}
-        self._sources: dict[str, str] = {}
+        self._snapshot: tuple[dict[str, Value], dict[str, str]] = ({}, {})
         self._read_env()
         self._read_file()
         self._resolve()
@@ -177,20 +177,38 @@ class FeatureFlags:
             return value
         return value.evaluate(name, context)
 
+    def evaluate_details(
+        self, name: str, context: Mapping[str, Any] | None = None
+    ) -> tuple[bool, FlagState]:
+        """:meth:`is_enabled` plus the :class:`FlagState` that decided it, from one snapshot."""
+        if self._dynamic and _monotonic() >= self._next_check:
+            self._maybe_reload()
+        if not isinstance(name, str) or name not in self._catalogue:
+            raise unknown_flag(name, self._catalogue)
+        snapshot = self._snapshot
+        value = snapshot[0][name]
+        if not isinstance(value, bool):
+            value = value.evaluate(name, context)
+        return value, self._state(name, snapshot)
+
     # -- inspection --------------------------------------------------------------------------
 
     def describe(self) -> dict[str, FlagState]:
-        """Every flag: stage, value, and the source that decided it."""
+        """Every flag: stage, value, and the source that decided it (one consistent snapshot)."""
         if self._dynamic:
             self._maybe_reload()
-        return {name: self.describe_one(name) for name in self._catalogue}
+        snapshot = self._snapshot
+        return {name: self._state(name, snapshot) for name in self._catalogue}
 
     def describe_one(self, name: str) -> FlagState:
         """:meth:`describe` for one flag (UnknownFlagError for a name not in the catalogue)."""
-        if name not in self._catalogue:
+        if not isinstance(name, str) or name not in self._catalogue:
             raise unknown_flag(name, self._catalogue)
+        return self._state(name, self._snapshot)
+
+    def _state(self, name: str, snapshot: tuple[dict[str, Value], dict[str, str]]) -> FlagState:
         flag = self._catalogue[name]
-        values, sources = self._values, self._sources
+        values, sources = snapshot
         return FlagState(
             name=name,
             stage=flag.stage,
@@ -274,8 +292,9 @@ class FeatureFlags:
                     break
             else:
                 values[name], sources[name] = flag.default, f"default ({flag.stage})"
-        self._sources = sources
-        self._values = values  # one reference swap: readers see old or new, never a mix
+        # One reference swap each: readers see the old or the new version, never a mix.
+        self._snapshot = (values, sources)
+        self._values = values
 
     def _maybe_reload(self) -> None:
         with self._lock:

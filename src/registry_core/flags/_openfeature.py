@@ -75,14 +75,13 @@ class RegistryCoreProvider(AbstractProvider):
     ) -> FlagResolutionDetails[bool]:
         flags = self.flags
         try:
-            value = flags.is_enabled(flag_key, self.to_context(evaluation_context))
+            value, state = flags.evaluate_details(flag_key, self.to_context(evaluation_context))
         except UnknownFlagError as exc:
             raise FlagNotFoundError(str(exc)) from None
         except (InvalidArgumentError, InvalidTypeError) as exc:
             raise InvalidContextError(str(exc)) from None
         except FlagError as exc:  # pragma: no cover - sources are parsed before evaluation
             raise GeneralError(str(exc)) from None
-        state = flags.describe_one(flag_key)
         targeted = isinstance(state.value, TargetingRule)
         return FlagResolutionDetails(
             value=value,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import zlib
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -24,6 +24,7 @@ from ..errors import InvalidArgumentError
 
 __all__ = [
     "FEED_CHUNK",
+    "LARGE_STREAM",
     "Budget",
     "DeflateDetector",
     "DeflateParams",
@@ -38,6 +39,7 @@ __all__ = [
 FEED_CHUNK = 16384
 
 _INFLATE_CHUNK = 65536
+_ONE_SHOT = 1  # level 0 only: the strategy field says "fed in one zlib.compress call"
 
 Buffer = Union[bytes, bytearray, memoryview]
 
@@ -76,10 +78,19 @@ class DeflateParams:
 def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
     """Yield the raw deflate stream of ``content`` in pieces (the format's feeding rule).
 
+    Levels 1-9: ``compress()`` per :data:`FEED_CHUNK` bytes, then ``flush()``. Level 0 (stored
+    blocks, whose split depends on how input arrives): strategy 0 means one ``compress()`` of
+    everything then ``flush()`` (zipfile's ``writestr``); strategy 1 - meaningless for stored
+    blocks otherwise - means one-shot ``zlib.compress`` (``gzip.compress``), memLevel 8 only.
     Raises ``zlib.error`` / ``ValueError`` if zlib refuses the parameters (e.g. wbits 8).
     """
-    comp = params.compressobj()
     view = memoryview(content)
+    if params.level == 0 and params.strategy == _ONE_SHOT:
+        if params.mem_level != 8:
+            raise ValueError("one-shot level 0 streams use memLevel 8")
+        yield zlib.compress(view, 0, -params.wbits)
+        return
+    comp = params.compressobj()
     if params.level == 0:
         yield comp.compress(view)
     else:
@@ -182,83 +193,117 @@ def _p(level: int, wbits: int = 15, mem: int = 8, strategy: int = 0) -> DeflateP
 
 _FILTERED, _HUFFMAN_ONLY, _RLE, _FIXED = 1, 2, 3, 4
 
-# The fixed search order after the cached guesses: Python zipfile / zlib default (6), gzip -9
-# and setuptools sdists (9), the other levels, memLevel 9, then strategies and stored blocks.
-_BASE_ORDER: tuple[DeflateParams, ...] = tuple(
+# The fixed search order: Python zipfile / zlib default (6), gzip -9 and setuptools sdists (9),
+# the other levels, memLevel 9, then strategies; level 0, smaller windows and other memLevels
+# are placed by _search_order.
+_COMMON: tuple[DeflateParams, ...] = tuple(
     dict.fromkeys(
         [_p(6), _p(9)]
         + [_p(lv) for lv in range(1, 10)]
-        + [_p(lv, mem=9) for lv in range(1, 10)]
-        + [_p(lv, strategy=_FILTERED) for lv in range(4, 10)]
-        + [_p(6, strategy=_HUFFMAN_ONLY), _p(6, strategy=_RLE)]
-        + [_p(lv, strategy=_FIXED) for lv in range(1, 10)]
-        + [_p(0)]
-        + [_p(lv, mem=m) for m in (7, 1, 2, 3, 4, 5, 6) for lv in (6, 9)]
+        + [_p(lv, mem=9) for lv in (6, 9, 1, 2, 3, 4, 5, 7, 8)]
     )
 )
-_STORED = _p(0)
+_STRATEGIES: tuple[DeflateParams, ...] = (
+    # FILTERED only changes the lazy matcher (levels 4..9); HUFFMAN_ONLY and RLE ignore the level.
+    *(_p(lv, strategy=_FILTERED) for lv in range(4, 10)),
+    _p(6, strategy=_HUFFMAN_ONLY),
+    _p(6, strategy=_RLE),
+    *(_p(lv, strategy=_FIXED) for lv in range(1, 10)),
+)
+_OTHER_MEM: tuple[DeflateParams, ...] = tuple(
+    _p(lv, mem=m) for m in (7, 6, 5, 4, 3, 2, 1) for lv in (6, 9)
+)
+_STORED = (_p(0), _p(0, strategy=_ONE_SHOT))
+
+
+def _search_order(content_size: int, first_byte: int) -> list[DeflateParams]:
+    """Every parameter set worth trying for a stream, most likely first (no cache involved)."""
+    order: list[DeflateParams] = []
+    if first_byte & 0x06 == 0:  # first block stored: level 0 is a real possibility
+        order.extend(_STORED)
+    order.extend(_COMMON)
+    order.extend(_STORED)
+    order.extend(_STRATEGIES)
+    # A smaller window only changes the output once the input outgrows it.
+    for wbits in range(14, 8, -1):
+        if content_size > (1 << wbits) - 262:
+            order.extend((_p(6, wbits), _p(9, wbits)))
+    order.extend(_OTHER_MEM)
+    return list(dict.fromkeys(order))
+
+
+#: Content size above which a stream gets ``max_large_attempts`` guesses instead of
+#: ``max_attempts`` (each wrong guess costs about one zlib block of compression).
+LARGE_STREAM = 128 * 1024
 
 
 class DeflateDetector:
     """Finds zlib parameters that reproduce raw deflate streams byte for byte.
 
-    Remembers, per producer key (zip "version made by" + flags, gzip XFL + OS), the parameters
-    that worked and tries them first, so a wheel with a thousand members costs about one
-    compression of each. Thread-safe; reuse one instance across artifacts of one producer to
-    save time. A fresh detector makes :func:`expand` deterministic; a shared one may pick other,
-    equally exact, parameters for streams several parameter sets reproduce.
+    The parameter sets tried for a stream depend only on the stream (its size and first block
+    type), so whether a stream is reproduced never depends on what the detector saw before.
+    What it saw decides the *order*: the sets that worked for the same producer key (zip
+    "version made by" + flags, gzip XFL + OS) are tried first, so a wheel with a thousand members
+    costs about one compression of each. Thread-safe; reuse one instance across artifacts to save
+    time. A fresh detector makes :func:`expand` fully deterministic; a shared one gives the same
+    layout shape but may pick other, equally exact, parameters where several reproduce a stream.
     """
 
-    def __init__(self, *, max_attempts: int = 48, cache_size: int = 4) -> None:
-        if max_attempts < 1 or cache_size < 0:
-            raise InvalidArgumentError("max_attempts must be >= 1 and cache_size >= 0")
+    def __init__(
+        self, *, max_attempts: int = 64, max_large_attempts: int = 20, cache_size: int = 4
+    ) -> None:
+        if max_attempts < 1 or max_large_attempts < 1 or cache_size < 0:
+            raise InvalidArgumentError(
+                "max_attempts and max_large_attempts must be >= 1, cache_size >= 0"
+            )
         self.max_attempts = max_attempts
+        self.max_large_attempts = max_large_attempts
         self.cache_size = cache_size
         self.stats = DetectorStats()
         self._cache: dict[Hashable, list[DeflateParams]] = {}
-        self._recent: list[DeflateParams] = []
-        self._history: dict[Hashable, list[int]] = {}  # key -> [streams, reproduced]
         self._lock = threading.Lock()
 
-    def attempt_limit(self, key: Hashable) -> int:
-        """How many parameter sets a stream of producer ``key`` gets, from its history.
+    def candidates(
+        self,
+        key: Hashable,
+        content_size: int,
+        first_byte: int,
+        *,
+        limit: int | None = None,
+        include: Iterable[DeflateParams] = (),
+    ) -> list[DeflateParams]:
+        """The parameter sets tried for a stream, in the order tried.
 
-        A producer whose streams mostly fail is not zlib (GNU gzip, miniz, Go): a few guesses
-        only. A producer that mostly succeeds with a few cached parameter sets rarely needs
-        others: its failures (other tools sharing the key) get a short search too.
+        The set is the first ``limit`` of the fixed search order (default: ``max_attempts``, or
+        ``max_large_attempts`` above :data:`LARGE_STREAM`) plus ``include``; the cache only
+        moves the producer's known sets to the front.
         """
+        if limit is None:
+            limit = self.max_attempts if content_size <= LARGE_STREAM else self.max_large_attempts
+        base = _search_order(content_size, first_byte)[:limit] + list(include)
         with self._lock:
-            streams, reproduced = self._history.get(key, (0, 0))
-            cached = len(self._cache.get(key, ()))
-        if streams >= 4 and reproduced * 4 < streams:
-            return min(self.max_attempts, cached + 2)
-        if streams >= 16 and reproduced * 2 >= streams:
-            return min(self.max_attempts, cached + 6)
-        return self.max_attempts
-
-    def candidates(self, key: Hashable, content_size: int, first_byte: int) -> list[DeflateParams]:
-        """The parameter sets tried for a stream, in order (at most ``max_attempts``)."""
-        with self._lock:
-            order = list(self._cache.get(key, ())) + list(self._recent)
-        if first_byte & 0x06 == 0:  # first block stored: level 0 is a real possibility
-            order.append(_STORED)
-        order.extend(_BASE_ORDER)
-        # A smaller window only changes the output once the input outgrows it.
-        for wbits in range(14, 8, -1):
-            if content_size > (1 << wbits) - 262:
-                order.extend(_p(lv, wbits) for lv in (6, 9, 1, 2, 3, 4, 5, 7, 8))
-        return list(dict.fromkeys(order))[: self.attempt_limit(key)]
+            cached = [p for p in self._cache.get(key, ()) if p in base]
+        return list(dict.fromkeys(cached + base))
 
     def find(
-        self, compressed: Buffer, content: Buffer, key: Hashable = None
+        self,
+        compressed: Buffer,
+        content: Buffer,
+        key: Hashable = None,
+        *,
+        limit: int | None = None,
+        include: Iterable[DeflateParams] = (),
     ) -> DeflateParams | None:
-        """Parameters whose :func:`deflate` of ``content`` equals ``compressed``, or ``None``."""
+        """Parameters whose :func:`deflate` of ``content`` equals ``compressed``, or ``None``.
+
+        ``limit`` and ``include`` narrow or widen the set tried (see :meth:`candidates`).
+        """
         t0 = time.perf_counter()
         comp = memoryview(compressed)
         found = None
         attempts = 0
         first = comp[0] if len(comp) else 0
-        for params in self.candidates(key, len(content), first):
+        for params in self.candidates(key, len(content), first, limit=limit, include=include):
             attempts += 1
             if _reproduces(comp, content, params):
                 found = params
@@ -270,13 +315,10 @@ class DeflateDetector:
             st.compressed_bytes += len(comp)
             prod = st.per_producer.setdefault(key, [0, 0])
             prod[0] += 1
-            hist = self._history.setdefault(key, [0, 0])
-            hist[0] += 1
             if found is not None:
                 st.reproduced += 1
                 st.reproduced_compressed_bytes += len(comp)
                 prod[1] += 1
-                hist[1] += 1
                 st.per_params[found] = st.per_params.get(found, 0) + 1
                 self._remember(key, found)
             st.seconds += time.perf_counter() - t0
@@ -285,11 +327,11 @@ class DeflateDetector:
     def _remember(self, key: Hashable, params: DeflateParams) -> None:
         if self.cache_size == 0:
             return
-        for lst in (self._cache.setdefault(key, []), self._recent):
-            if params in lst:
-                lst.remove(params)
-            lst.insert(0, params)
-            del lst[self.cache_size :]
+        lst = self._cache.setdefault(key, [])
+        if params in lst:
+            lst.remove(params)
+        lst.insert(0, params)
+        del lst[self.cache_size :]
 
 
 def _reproduces(comp: memoryview, content: Buffer, params: DeflateParams) -> bool:

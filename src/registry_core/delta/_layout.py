@@ -332,6 +332,30 @@ class _Expander:
         self.max_depth = max_depth
         self.budget = Budget(budget)
         self.streams_left = DEFAULT_MAX_STREAMS
+        # Per producer key, what this artifact showed so far: [streams, reproduced, params].
+        self.history: dict[object, list] = {}
+
+    def find(self, comp: memoryview, content: bytes, key: object) -> DeflateParams | None:
+        """Detect parameters, with a search narrowed by this artifact's own history.
+
+        A producer whose streams here mostly fail is not zlib (GNU gzip on large inputs, Rust's
+        miniz, Go): two guesses. One that mostly succeeds gets a short search for its odd
+        streams (other tools sharing the key). Depends only on the artifact, so the layout's
+        shape never depends on a shared detector's past.
+        """
+        hist = self.history.setdefault(key, [0, 0, {}])
+        streams, reproduced, seen = hist
+        limit = None
+        if streams >= 4 and reproduced * 4 < streams:
+            limit = 2
+        elif streams >= 16 and reproduced * 2 >= streams:
+            limit = 4
+        params = self.detector.find(comp, content, key, limit=limit, include=seen)
+        hist[0] += 1
+        if params is not None:
+            hist[1] += 1
+            seen[params] = None
+        return params
 
     def region(
         self, buf: memoryview, depth: int, top: bool
@@ -389,7 +413,7 @@ class _Expander:
                 return None
             content, clen = res
         comp = buf[piece.start : piece.start + clen]
-        params = self.detector.find(comp, content, piece.key)
+        params = self.find(comp, content, piece.key)
         if params is None:
             self.budget.remaining += len(content)  # only the compressed bytes stay
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import mmap
 import os
@@ -23,7 +24,7 @@ from ..errors import (
     OutputTooLargeError,
 )
 from . import _binary, _bundle, _compose
-from ._format import Method, Patch, Section, encode_section, parse, serialize
+from ._format import Method, Patch, Section, encode_section, get_uvarint, parse, put_uvarint, serialize
 from ._layout import Deflate, Layout, compressed_bytes_of_deflate_nodes, expand, expand_known, rebuild
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -35,6 +36,7 @@ PathLike = Union[str, "os.PathLike[str]"]
 DEFAULT_MAX_OUTPUT_SIZE = 2 << 30      # 2 GiB: larger artifacts need an explicit opt-in
 DEFAULT_EXPANSION_RATIO = 64           # expanded (inflated) form may be this many times the output
 _LAYOUT_LIMIT = 256 << 20
+_ALWAYS_BOTH = 1 << 20              # below this target size, try both archive and plain deltas
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,9 @@ class DeltaAggregator:
             archive = self._diff_archive(old_v, new_v, header, stats)
             if archive is not None:
                 candidates.append(archive)
-        if not candidates or len(candidates[0]) > len(new_v) // 2:
+        # Small artifacts: also try the plain delta (layouts cost a few hundred bytes); large
+        # ones only when the archive view did not pay off.
+        if not candidates or len(new_v) <= _ALWAYS_BOTH or len(candidates[0]) > len(new_v) // 4:
             streams = _binary.encode(old_v, new_v, max_chain=self.max_chain)
             candidates.append(self._serialize(Method.BINARY, header, self._stream_sections(streams)))
         best = min(candidates, key=len)
@@ -187,12 +191,24 @@ class DeltaAggregator:
         new_layout = new_layout.with_copy_from(mapping)
         stats["copied_streams"] = len(mapping)
         streams = _binary.encode(old_exp, new_exp, max_chain=self.max_chain)
-        sections = [
-            encode_section(Section.OLD_LAYOUT, old_layout.to_bytes(), level=self.level),
-            encode_section(Section.NEW_LAYOUT, new_layout.to_bytes(), level=self.level),
-            *self._stream_sections(streams),
-        ]
+        sections = [self._layouts_section(old_layout, new_layout), *self._stream_sections(streams)]
         return self._serialize(Method.ARCHIVE, header, sections)
+
+    def _layouts_section(self, old: Layout, new: Layout) -> tuple:
+        body = bytearray()
+        old_bytes = old.to_bytes()
+        put_uvarint(body, len(old_bytes))
+        body += old_bytes
+        body += new.to_bytes()
+        return encode_section(Section.LAYOUTS, body, level=self.level)
+
+    @staticmethod
+    def _read_layouts(p: Patch) -> tuple[Layout, Layout]:
+        body = p.section(Section.LAYOUTS, limit=_LAYOUT_LIMIT)
+        n, pos = get_uvarint(body, 0)
+        if n > len(body) - pos:
+            raise CorruptPatchError("patch layout section is truncated")
+        return Layout.from_bytes(body[pos : pos + n]), Layout.from_bytes(body[pos + n :])
 
     def _stream_sections(self, streams: _binary.Streams) -> list:
         return [
@@ -265,8 +281,7 @@ class DeltaAggregator:
             return out
         if p.method == Method.BINARY:
             return _binary.apply(old, self._read_streams(p, p.target_size), p.target_size)
-        old_layout = Layout.from_bytes(p.section(Section.OLD_LAYOUT, limit=_LAYOUT_LIMIT))
-        new_layout = Layout.from_bytes(p.section(Section.NEW_LAYOUT, limit=_LAYOUT_LIMIT))
+        old_layout, new_layout = self._read_layouts(p)
         if old_layout.original_size() != len(old) or new_layout.original_size() != p.target_size:
             raise CorruptPatchError("patch layouts do not match the declared sizes")
         limit = self._expanded_limit(p.target_size)
@@ -372,10 +387,8 @@ class DeltaAggregator:
             s2 = self._read_streams(second, second.target_size)
             streams = _compose.compose_streams(s1, s2)
             return self._serialize(Method.BINARY, header, self._stream_sections(streams))
-        old1 = Layout.from_bytes(first.section(Section.OLD_LAYOUT, limit=_LAYOUT_LIMIT))
-        new1 = Layout.from_bytes(first.section(Section.NEW_LAYOUT, limit=_LAYOUT_LIMIT))
-        old2 = Layout.from_bytes(second.section(Section.OLD_LAYOUT, limit=_LAYOUT_LIMIT))
-        new2 = Layout.from_bytes(second.section(Section.NEW_LAYOUT, limit=_LAYOUT_LIMIT))
+        old1, new1 = self._read_layouts(first)
+        old2, new2 = self._read_layouts(second)
         if _shape(new1.nodes) != _shape(old2.nodes):
             raise ComposeError(
                 "the intermediate artifact was expanded differently by the two patches "
@@ -392,11 +405,7 @@ class DeltaAggregator:
             if e.node.copy_from is not None
         }
         composed_layout = new2.with_copy_from(mapping)
-        sections = [
-            encode_section(Section.OLD_LAYOUT, old1.to_bytes(), level=self.level),
-            encode_section(Section.NEW_LAYOUT, composed_layout.to_bytes(), level=self.level),
-            *self._stream_sections(streams),
-        ]
+        sections = [self._layouts_section(old1, composed_layout), *self._stream_sections(streams)]
         return self._serialize(Method.ARCHIVE, header, sections)
 
     def best_base(self, candidates: Iterable[Buffer] | Mapping[str, Buffer], new: Buffer):
@@ -451,8 +460,11 @@ class _mapped:
         if self._map is not None:
             try:
                 self._map.close()
-            except BufferError:  # a view is still alive somewhere; the GC will close it
-                pass
+            except BufferError:
+                # A view survives in a reference cycle (a caught exception's frame): collect it.
+                gc.collect()
+                with contextlib.suppress(BufferError):
+                    self._map.close()
         if self._file is not None:
             self._file.close()
 

@@ -40,9 +40,9 @@ def encode(old: Buffer, new: Buffer, *, max_chain: int = 32, min_match: int = 8)
     params.min_match = min_match
     params.index_step = _index_step(len(old))
     out = ffi.new("rc_delta_out *")
-    old_buf = ffi.from_buffer(old)
-    new_buf = ffi.from_buffer(new)
-    rc = lib.rc_delta_encode(old_buf, len(old), new_buf, len(new), params, out)
+    # Release the buffer exports at once (an mmap cannot close while one is alive).
+    with ffi.from_buffer(old) as old_buf, ffi.from_buffer(new) as new_buf:
+        rc = lib.rc_delta_encode(old_buf, len(old), new_buf, len(new), params, out)
     if rc != lib.RC_OK:
         raise DeltaError(f"delta encoding failed in the C core: {ERRORS.get(rc, rc)}")
     try:
@@ -59,18 +59,19 @@ def encode(old: Buffer, new: Buffer, *, max_chain: int = 32, min_match: int = 8)
 
 def apply_into(old: Buffer, streams: Streams, out: bytearray | memoryview) -> None:
     """Rebuild into ``out`` (pre-sized to the declared target length)."""
-    rc = lib.rc_delta_apply(
-        ffi.from_buffer(old),
-        len(old),
-        ffi.from_buffer(streams.ctrl),
-        len(streams.ctrl),
-        ffi.from_buffer(streams.diff),
-        len(streams.diff),
-        ffi.from_buffer(streams.extra),
-        len(streams.extra),
-        ffi.from_buffer(out, require_writable=True),
-        len(out),
-    )
+    with ffi.from_buffer(old) as old_buf, ffi.from_buffer(out, require_writable=True) as out_buf:
+        rc = lib.rc_delta_apply(
+            old_buf,
+            len(old),
+            ffi.from_buffer(streams.ctrl),
+            len(streams.ctrl),
+            ffi.from_buffer(streams.diff),
+            len(streams.diff),
+            ffi.from_buffer(streams.extra),
+            len(streams.extra),
+            out_buf,
+            len(out),
+        )
     if rc != lib.RC_OK:
         raise CorruptPatchError(
             f"patch streams are inconsistent ({ERRORS.get(rc, rc)}): the patch is corrupt or "

@@ -11,8 +11,8 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
     section_count, then per section: kind u8, codec u8 (0 stored, 1 zstd), raw_len, stored_len, bytes
     trailer: SHA-256 (32 bytes) of every byte before it
 
-Sections by method: FULL has TARGET; BINARY has CTRL, DIFF, EXTRA; ARCHIVE has OLD_LAYOUT,
-NEW_LAYOUT, CTRL, DIFF, EXTRA. Parsing checks the trailer first, so a corrupted patch is refused
+Sections by method: FULL has TARGET; BINARY has CTRL, DIFF, EXTRA; ARCHIVE has LAYOUTS
+(the base's and the target's layout in one section), CTRL, DIFF, EXTRA. Parsing checks the trailer first, so a corrupted patch is refused
 before anything is decompressed, and every declared size is checked against caller limits before
 a byte is allocated for it.
 """
@@ -43,8 +43,7 @@ class Section(enum.IntEnum):
     CTRL = 1
     DIFF = 2
     EXTRA = 3
-    OLD_LAYOUT = 4
-    NEW_LAYOUT = 5
+    LAYOUTS = 4      # uvarint len(old layout), old layout, new layout (one zstd frame)
 
 
 class Codec(enum.IntEnum):
@@ -55,13 +54,7 @@ class Codec(enum.IntEnum):
 REQUIRED = {
     Method.FULL: (Section.TARGET,),
     Method.BINARY: (Section.CTRL, Section.DIFF, Section.EXTRA),
-    Method.ARCHIVE: (
-        Section.OLD_LAYOUT,
-        Section.NEW_LAYOUT,
-        Section.CTRL,
-        Section.DIFF,
-        Section.EXTRA,
-    ),
+    Method.ARCHIVE: (Section.LAYOUTS, Section.CTRL, Section.DIFF, Section.EXTRA),
 }
 
 

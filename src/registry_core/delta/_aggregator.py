@@ -24,7 +24,7 @@ from ..errors import (
     OutputTooLargeError,
 )
 from . import _binary, _bundle, _compose
-from ._format import Method, Patch, Section, encode_section, get_uvarint, parse, put_uvarint, serialize
+from ._format import Codec, Method, Patch, Section, encode_section, get_uvarint, parse, put_uvarint, serialize
 from ._layout import Deflate, Layout, compressed_bytes_of_deflate_nodes, expand, expand_known, rebuild
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -249,6 +249,33 @@ class DeltaAggregator:
             raise CorruptPatchError("patched output does not match the target SHA-256 in the patch")
         return out
 
+    @staticmethod
+    def _chain_members(p: Patch) -> list[bytes]:
+        body = p.section(Section.PATCHES, limit=1 << 40)
+        count, pos = get_uvarint(body, 0)
+        members = []
+        for _ in range(count):
+            n, pos = get_uvarint(body, pos)
+            if n > len(body) - pos:
+                raise CorruptPatchError("chain patch member is truncated")
+            member = body[pos : pos + n]
+            if len(member) > 5 and member[5] == Method.CHAIN:
+                raise CorruptPatchError("chain patches do not nest")
+            members.append(member)
+            pos += n
+        if pos != len(body) or not members:
+            raise CorruptPatchError("chain patch has trailing bytes or no members")
+        return members
+
+    def _chain(self, header: dict, members: list[bytes]) -> bytes:
+        body = bytearray()
+        put_uvarint(body, len(members))
+        for m in members:
+            put_uvarint(body, len(m))
+            body += m
+        section = (Section.PATCHES, Codec.STORED, len(body), bytes(body))
+        return self._serialize(Method.CHAIN, header, [section])
+
     def _check_base(self, p: Patch, old: memoryview) -> None:
         if p.target_size > self.max_output_size:
             raise OutputTooLargeError(
@@ -281,6 +308,11 @@ class DeltaAggregator:
             return out
         if p.method == Method.BINARY:
             return _binary.apply(old, self._read_streams(p, p.target_size), p.target_size)
+        if p.method == Method.CHAIN:
+            current: Buffer = old
+            for inner in self._chain_members(p):
+                current = self.apply(current, inner)
+            return bytes(current)
         old_layout, new_layout = self._read_layouts(p)
         if old_layout.original_size() != len(old) or new_layout.original_size() != p.target_size:
             raise CorruptPatchError("patch layouts do not match the declared sizes")
@@ -339,8 +371,11 @@ class DeltaAggregator:
     def compose(self, patches: Sequence[Buffer]) -> bytes:
         """One patch from the base of ``patches[0]`` to the target of ``patches[-1]``.
 
-        The intermediate artifacts are not needed. Raises ComposeError when the patches do not
-        form a chain (each target must be the next one's base).
+        The intermediate artifacts are not needed. Patches of the same kind are merged into one
+        delta (usually smaller than the sum of the parts: bytes changed twice travel once);
+        patches that work on different views of the intermediate (a plain and an archive delta)
+        are carried together as a CHAIN patch, the sum of the parts plus a ~110-byte header.
+        Raises ComposeError when the patches do not form a chain.
         """
         if isinstance(patches, (bytes, bytearray, memoryview, str)):
             raise InvalidTypeError("compose takes a sequence of patches")
@@ -376,11 +411,19 @@ class DeltaAggregator:
             middle = first.section(Section.TARGET, limit=first.target_size)
             target = self.apply(middle, second_bytes)
             return self._serialize(Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)])
+        if first.method == Method.CHAIN:
+            members = self._chain_members(first)
+            last = members[-1]
+            merged = self._compose_two(parse(last), second, last, second_bytes)
+            if parse(merged).method == Method.CHAIN:  # could not merge: append
+                return self._chain(header, [*members, second_bytes])
+            return self._chain(header, [*members[:-1], merged]) if len(members) > 1 else merged
+        if second.method == Method.CHAIN:
+            return self._chain(header, [first_bytes, *self._chain_members(second)])
         if first.method != second.method:
-            raise ComposeError(
-                f"cannot compose a {first.method.name} patch with a {second.method.name} patch "
-                "without the intermediate artifact; diff the endpoints instead"
-            )
+            # A plain delta and an archive delta work on different views of the intermediate
+            # artifact; without it they cannot be merged, so they travel together.
+            return self._chain(header, [first_bytes, second_bytes])
         limit = self._expanded_limit(max(first.target_size, second.target_size))
         if first.method == Method.BINARY:
             s1 = self._read_streams(first, first.target_size)
@@ -390,10 +433,8 @@ class DeltaAggregator:
         old1, new1 = self._read_layouts(first)
         old2, new2 = self._read_layouts(second)
         if _shape(new1.nodes) != _shape(old2.nodes):
-            raise ComposeError(
-                "the intermediate artifact was expanded differently by the two patches "
-                "(made by different registry-core versions?); diff the endpoints instead"
-            )
+            # The intermediate was expanded differently (e.g. by another registry-core version).
+            return self._chain(header, [first_bytes, second_bytes])
         s1 = self._read_streams(first, min(new1.expanded_size(), limit))
         s2 = self._read_streams(second, min(new2.expanded_size(), limit))
         streams = _compose.compose_streams(s1, s2)

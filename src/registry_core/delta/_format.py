@@ -4,7 +4,7 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
 
     magic   b"RCDP"
     version u8 = 1
-    method  u8: 0 FULL, 1 BINARY, 2 ARCHIVE
+    method  u8: 0 FULL, 1 BINARY, 2 ARCHIVE, 3 CHAIN
     flags   u8 = 0 (reserved; readers reject other values)
     base_size, target_size
     base_sha256 (32 bytes), target_sha256 (32 bytes)
@@ -12,7 +12,7 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
     trailer: SHA-256 (32 bytes) of every byte before it
 
 Sections by method: FULL has TARGET; BINARY has CTRL, DIFF, EXTRA; ARCHIVE has LAYOUTS
-(the base's and the target's layout in one section), CTRL, DIFF, EXTRA. Parsing checks the trailer first, so a corrupted patch is refused
+(the base's and the target's layout in one section), CTRL, DIFF, EXTRA; CHAIN has PATCHES. Parsing checks the trailer first, so a corrupted patch is refused
 before anything is decompressed, and every declared size is checked against caller limits before
 a byte is allocated for it.
 """
@@ -36,6 +36,7 @@ class Method(enum.IntEnum):
     FULL = 0
     BINARY = 1
     ARCHIVE = 2
+    CHAIN = 3        # patches applied in sequence (compose of patches that cannot be merged)
 
 
 class Section(enum.IntEnum):
@@ -44,6 +45,7 @@ class Section(enum.IntEnum):
     DIFF = 2
     EXTRA = 3
     LAYOUTS = 4      # uvarint len(old layout), old layout, new layout (one zstd frame)
+    PATCHES = 5      # uvarint count, then per patch: uvarint length, a complete non-CHAIN patch
 
 
 class Codec(enum.IntEnum):
@@ -55,6 +57,7 @@ REQUIRED = {
     Method.FULL: (Section.TARGET,),
     Method.BINARY: (Section.CTRL, Section.DIFF, Section.EXTRA),
     Method.ARCHIVE: (Section.LAYOUTS, Section.CTRL, Section.DIFF, Section.EXTRA),
+    Method.CHAIN: (Section.PATCHES,),
 }
 
 

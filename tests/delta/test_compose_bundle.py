@@ -1,0 +1,152 @@
+"""compose (chains without intermediates), bundle/unbundle, best_base, file forms, inspect."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from _delta_artifacts import module_source, sdist, wheel
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from registry_core import DeltaAggregator
+from registry_core.errors import ComposeError, CorruptPatchError, InvalidArgumentError
+
+AGG = DeltaAggregator(archive_aware=True)
+
+
+def releases(n: int) -> list[bytes]:
+    out = []
+    mods: dict[int, bytes] = {}
+    rnd = random.Random(9)
+    for v in range(n):
+        k = rnd.randrange(30)
+        mods[k] = f"# release {v}\n".encode() + module_source(k, "1", 300)
+        out.append(wheel(f"1.{v}", modules=30, changed=dict(mods), lines=300))
+    return out
+
+
+def test_compose_wheel_chain():
+    rel = releases(4)
+    patches = [AGG.diff(a, b) for a, b in zip(rel, rel[1:])]
+    composed = AGG.compose(patches)
+    assert AGG.apply(rel[0], composed) == rel[-1]
+    methods = {AGG.inspect(p).method for p in patches}
+    if methods == {"ARCHIVE"}:
+        assert AGG.inspect(composed).method == "ARCHIVE"
+        assert len(composed) <= sum(len(p) for p in patches)
+    else:  # mixed kinds travel together: the sum plus one header
+        assert len(composed) <= sum(len(p) for p in patches) + 128
+
+
+def test_compose_archive_patches_merges_them():
+    """Three archive deltas of a wheel become one archive delta, smaller than their sum."""
+    def text(seed: int) -> bytes:
+        rnd = random.Random(seed)
+        return bytes(rnd.choice(b"abcdefgh \n") for _ in range(6000))
+
+    big = {i: text(i) for i in range(6)}
+    rel = []
+    for v in range(4):
+        mods = dict(big)
+        for k in range(v + 1):
+            mods[k] = b"# v%d\n" % v + big[k]
+        rel.append(wheel(f"1.{v}", modules=6, changed=mods))
+    patches = [AGG.diff(a, b) for a, b in zip(rel, rel[1:])]
+    assert {AGG.inspect(p).method for p in patches} == {"ARCHIVE"}
+    composed = AGG.compose(patches)
+    assert AGG.inspect(composed).method == "ARCHIVE"
+    assert AGG.apply(rel[0], composed) == rel[-1]
+    assert len(composed) <= sum(len(p) for p in patches)
+
+
+def test_compose_sdist_chain():
+    rel = [sdist(f"1.{v}", changed={v: module_source(v, "x") + b"# edit\n"}) for v in range(3)]
+    patches = [AGG.diff(a, b) for a, b in zip(rel, rel[1:])]
+    composed = AGG.compose(patches)
+    assert AGG.apply(rel[0], composed) == rel[-1]
+
+
+@settings(max_examples=40)
+@given(st.binary(min_size=1, max_size=3000), st.lists(st.integers(0, 2**32), min_size=2, max_size=4))
+def test_compose_binary_chain(start, seeds):
+    versions = [start]
+    for seed in seeds:
+        rnd = random.Random(seed)
+        b = bytearray(versions[-1])
+        for _ in range(3):
+            i = rnd.randrange(len(b) + 1)
+            b[i:i] = rnd.randbytes(rnd.randrange(0, 40))
+            if len(b) > 10:
+                del b[rnd.randrange(len(b)) :][: rnd.randrange(0, 10)]
+        versions.append(bytes(b) or b"\x00")
+    patches = [AGG.diff(a, b) for a, b in zip(versions, versions[1:])]
+    composed = AGG.compose(patches)
+    assert AGG.apply(versions[0], composed) == versions[-1]
+
+
+def test_compose_with_full_patches():
+    a, b, c = random.randbytes(5000), random.randbytes(5000), random.randbytes(5000)
+    c2 = c[:2500] + b"!" + c[2500:]
+    patches = [AGG.diff(a, b), AGG.diff(b, c), AGG.diff(c, c2)]
+    assert AGG.inspect(patches[0]).method == "FULL"
+    assert AGG.apply(a, AGG.compose(patches)) == c2
+
+
+def test_compose_refuses_broken_chain():
+    a, b, c = b"a" * 100, b"b" * 100, b"c" * 100
+    with pytest.raises(ComposeError):
+        AGG.compose([AGG.diff(a, b), AGG.diff(a, c)])
+    with pytest.raises(InvalidArgumentError):
+        AGG.compose([])
+
+
+def test_bundle_round_trip_and_integrity():
+    rel = releases(3)
+    entries = {"pkg-a": AGG.diff(rel[0], rel[1]), "pkg-b": AGG.diff(rel[1], rel[2]), "ünï": b""}
+    blob = AGG.bundle(entries)
+    assert AGG.unbundle(blob) == entries
+    bad = bytearray(blob)
+    bad[len(bad) // 2] ^= 0x40
+    with pytest.raises(CorruptPatchError):
+        AGG.unbundle(bytes(bad))
+    with pytest.raises(CorruptPatchError):
+        AGG.unbundle(blob[:-1])
+    with pytest.raises(CorruptPatchError):
+        AGG.unbundle(blob, max_entries=2)
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=20), st.binary(max_size=100), max_size=8))
+def test_bundle_property(entries):
+    assert AGG.unbundle(AGG.bundle(entries)) == entries
+
+
+def test_best_base_picks_the_closest_release():
+    rel = releases(6)
+    target = rel[5]
+    candidates = {f"v{i}": rel[i] for i in (0, 2, 4)}
+    choice = AGG.best_base(candidates, target)
+    sizes = {k: len(AGG.diff(v, target)) for k, v in candidates.items()}
+    assert choice == min(sizes, key=sizes.get)
+    assert AGG.best_base([rel[0], rel[4]], target) == 1
+
+
+def test_file_forms(tmp_path):
+    rel = releases(2)
+    (tmp_path / "a.whl").write_bytes(rel[0])
+    (tmp_path / "b.whl").write_bytes(rel[1])
+    info = AGG.diff_file(tmp_path / "a.whl", tmp_path / "b.whl", tmp_path / "p.rcd")
+    assert info.method == "ARCHIVE" and info.patch_size == (tmp_path / "p.rcd").stat().st_size
+    AGG.apply_file(tmp_path / "a.whl", tmp_path / "p.rcd", tmp_path / "out.whl")
+    assert (tmp_path / "out.whl").read_bytes() == rel[1]
+    # a wrong base writes nothing
+    (tmp_path / "wrong.whl").write_bytes(rel[1])
+    with pytest.raises(Exception):  # noqa: B017 - BaseMismatchError, checked elsewhere
+        AGG.apply_file(tmp_path / "wrong.whl", tmp_path / "p.rcd", tmp_path / "out2.whl")
+    assert not (tmp_path / "out2.whl").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_empty_inputs():
+    for old, new in [(b"", b""), (b"", b"x"), (b"x", b"")]:
+        assert AGG.apply(old, AGG.diff(old, new)) == new

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import h2.exceptions
 import httpcore
 import httpx
 
@@ -40,7 +41,7 @@ from ._decode import accept_encoding, decode_body
 from ._flags import flag_enabled
 from ._h3 import H3ConnectError, H3Connection, H3StreamError
 from ._pool import CoalescingPool, ConnectionRecord
-from ._retry import RetryPolicy
+from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from ._singleflight import SingleFlight
 
 __all__ = ["Response", "Transport"]
@@ -69,6 +70,10 @@ class Response:
 
 class _Misdirected(Exception):
     pass
+
+
+class _Drained(Exception):
+    """The connection carrying the request was closed by a graceful GOAWAY (NO_ERROR)."""
 
 
 class _Unprocessed(Exception):
@@ -187,10 +192,10 @@ class Transport:
                                          limit, dictionary)
         if self.coalesce_requests and method in ("GET", "HEAD") and content is None:
             key = (method, str(u), tuple(sorted(hdrs.items())), timeout, limit)
-            before = self._singleflight.shared
-            result = await self._singleflight.do(key, run)
-            self.stats["requests_coalesced"] += self._singleflight.shared - before
-            return result
+            try:
+                return await self._singleflight.do(key, run)
+            finally:
+                self.stats["requests_coalesced"] = self._singleflight.shared
         return await run()
 
     async def fetch(self, url: str, *, have: bytes | None = None,
@@ -291,6 +296,7 @@ class Transport:
                             content: bytes | None, timeout: float, limit: int,
                             dictionary: bytes | None) -> Response:
         attempt = 0
+        replays = 0
         dedicated = False
         while True:
             attempt += 1
@@ -323,18 +329,36 @@ class Transport:
                         exc.__context__, ssl.SSLCertVerificationError):
                     raise TransportError(f"{url}: TLS certificate verification failed: {exc}"
                                          ) from exc
-                error, unprocessed = exc, True
+                # Never sent, so safe for any method, but a refused connection is a real
+                # failure: it spends the attempt budget, not the replay budget.
+                if attempt >= self.retry.max_attempts:
+                    raise TransportError(f"{method} {url} failed after {attempt + replays} "
+                                         f"attempt(s): cannot connect: {exc}") from exc
+                self.stats["retries"] += 1
+                await asyncio.sleep(self.retry.delay(attempt))
+                continue
             except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException,
-                    httpx.TransportError, asyncio.TimeoutError, OSError) as exc:
+                    httpx.TransportError, h2.exceptions.ProtocolError, asyncio.TimeoutError,
+                    OSError) as exc:
                 error = exc
+            except _Drained as exc:
+                # A graceful GOAWAY (NO_ERROR) cut our stream: the server is draining the
+                # connection, not failing. Idempotent requests replay on the replay budget.
+                error = exc.__cause__ or exc
+                unprocessed = method in IDEMPOTENT_METHODS
             except ssl.SSLError as exc:
                 raise TransportError(f"{url}: TLS failed: {exc}") from exc
-            if not self.retry.should_retry(attempt, method, unprocessed=unprocessed):
+            if unprocessed:
+                replays += 1
+                attempt -= 1  # the server never saw it: not an attempt
+            if not self.retry.should_retry(attempt, method, unprocessed=unprocessed,
+                                           replays=replays):
                 kind = "timed out" if isinstance(error, asyncio.TimeoutError) else "failed"
-                raise TransportError(f"{method} {url} {kind} after {attempt} attempt(s): "
-                                     f"{type(error).__name__}: {error}") from error
-            self.stats["retries"] += 1
-            await asyncio.sleep(self.retry.delay(attempt, unprocessed=unprocessed))
+                raise TransportError(f"{method} {url} {kind} after {attempt + replays} "
+                                     f"attempt(s): {type(error).__name__}: {error}") from error
+            self.stats["replays" if unprocessed else "retries"] += 1
+            await asyncio.sleep(self.retry.delay(max(attempt, 1) if not unprocessed else replays,
+                                                 unprocessed=unprocessed))
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -369,19 +393,8 @@ class Transport:
             self.stats["coalesced_requests"] += 1
         self.pool.acquire(rec.conn_id)
         try:
-            if rec.protocol == "h3":
-                status, resp_headers, body_iter, closer = await self._send_h3(
-                    live, method, url, headers, content, timeout)
-                version = "HTTP/3"
-            else:
-                status, resp_headers, body_iter, closer = await self._send_h2(
-                    live, method, url, headers, content, timeout)
-                version = "HTTP/2" if rec.protocol == "h2" else "HTTP/1.1"
-            try:
-                raw = await _read_limited(body_iter, limit, resp_headers, str(url), method,
-                                          status)
-            finally:
-                await closer()
+            status, resp_headers, raw, version = await self._exchange(
+                live, method, url, headers, content, timeout, limit)
         finally:
             self.pool.release(rec.conn_id)
             if live.conn.is_closed():
@@ -407,6 +420,33 @@ class Transport:
             raise TransportError(f"{method} {url}: undecodable {coding} body: {exc}") from exc
         return Response(status, resp_headers, decoded, version, str(url), raw, rec.conn_id,
                         time.perf_counter() - started)
+
+    async def _exchange(self, live: _Live, method: str, url: httpx.URL, headers: dict[str, str],
+                        content: bytes | None, timeout: float, limit: int
+                        ) -> tuple[int, httpx.Headers, bytes, str]:
+        """Send on ``live`` and read the whole body (bounded by ``limit``)."""
+        rec = live.record
+        try:
+            if rec.protocol == "h3":
+                status, resp_headers, body_iter, closer = await self._send_h3(
+                    live, method, url, headers, content, timeout)
+                version = "HTTP/3"
+            else:
+                status, resp_headers, body_iter, closer = await self._send_h2(
+                    live, method, url, headers, content, timeout)
+                version = "HTTP/2" if rec.protocol == "h2" else "HTTP/1.1"
+            try:
+                raw = await _read_limited(body_iter, limit, resp_headers, str(url), method,
+                                          status)
+            finally:
+                await closer()
+        except (httpcore.NetworkError, httpcore.ProtocolError, h2.exceptions.ProtocolError,
+                OSError) as exc:
+            terminated = getattr(live.conn, "_connection_terminated", None)
+            if terminated is not None and getattr(terminated, "error_code", None) == 0:
+                raise _Drained() from exc
+            raise
+        return status, resp_headers, raw, version
 
     async def _send_h2(self, live: _Live, method: str, url: httpx.URL, headers: dict[str, str],
                        content: bytes | None, timeout: float):

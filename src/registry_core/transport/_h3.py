@@ -125,6 +125,8 @@ class _Body(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         self._conn._active -= 1
+        if not self._stream.ended:  # abandoned early (size limit, error): stop the sender
+            self._conn._abandon(self._stream)
 
 
 def _peer_names(protocol: _Protocol) -> tuple[str, ...]:
@@ -211,6 +213,16 @@ class H3Connection:
             raise H3ConnectError(f"QUIC handshake with {server_name} failed: "
                                  f"{protocol.terminated}")
         return cls(protocol, transport, (address, port), server_name, port)
+
+    def _abandon(self, stream: _Stream) -> None:
+        for stream_id, st in list(self._protocol.streams.items()):
+            if st is stream:
+                del self._protocol.streams[stream_id]
+                with contextlib.suppress(Exception):
+                    self._protocol._quic.stop_stream(stream_id, 0x10C)  # H3_REQUEST_CANCELLED
+                    self._protocol._quic.reset_stream(stream_id, 0x10C)
+                self._protocol.transmit()
+        stream.ended = True
 
     def is_available(self) -> bool:
         return self._protocol.terminated is None

@@ -22,21 +22,31 @@ RETRY_STATUSES = frozenset({502, 503, 504})
 class RetryPolicy:
     """Exponential back-off with full jitter: ``delay = U(0, min(cap, base * 2**n))``.
 
-    ``max_attempts`` counts the first try. ``rng`` returns floats in [0, 1); tests pass a fixed
-    one. Unprocessed requests are retried at once on their first replay (the connection, not
-    the server, was the problem).
+    ``max_attempts`` counts the first try and every failure that may have reached the server.
+    Replays of requests the server never processed have their own budget, ``max_replays``
+    (a server draining connections with GOAWAY under load can refuse the same request several
+    times without anything being wrong). ``rng`` returns floats in [0, 1); tests pass a fixed
+    one. The first replay of an unprocessed request happens at once.
     """
 
     max_attempts: int = 4
+    max_replays: int = 16
     base: float = 0.025
     cap: float = 1.0
     rng: Callable[[], float] = field(default=random.random, repr=False)
 
-    def should_retry(self, attempt: int, method: str, *, unprocessed: bool) -> bool:
-        """Whether attempt number ``attempt`` (1 = first try) that failed may be replayed."""
+    def should_retry(self, attempt: int, method: str, *, unprocessed: bool,
+                     replays: int = 0) -> bool:
+        """Whether a failed request may be sent again.
+
+        ``attempt``: tries so far that may have been processed (1 = the first try);
+        ``replays``: replays of unprocessed failures so far, this one included.
+        """
+        if unprocessed:
+            return replays <= self.max_replays
         if attempt >= self.max_attempts:
             return False
-        return unprocessed or method.upper() in IDEMPOTENT_METHODS
+        return method.upper() in IDEMPOTENT_METHODS
 
     def should_retry_status(self, attempt: int, method: str, status: int) -> bool:
         """Whether a response status calls for a replay (only idempotent methods)."""
@@ -46,7 +56,7 @@ class RetryPolicy:
     def delay(self, attempt: int, *, unprocessed: bool = False,
               retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
-        if unprocessed and attempt == 1:
+        if unprocessed and attempt <= 1:
             return 0.0
         ceiling = min(self.cap, self.base * (2 ** (attempt - 1)))
         wait = self.rng() * ceiling

@@ -141,6 +141,19 @@ class HostileApp:
             bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
             return await reply(200, [("content-encoding", "zstd"),
                                      ("content-length", str(len(bomb)))], bomb)
+        if path in ("/evil/delta-bad-digest", "/evil/delta-garbage"):
+            from registry_core.delta import DeltaAggregator
+            from registry_core.wire import etag_for, format_digest
+
+            versions = make_versions(2)
+            old, new = versions[0][1], versions[1][1]
+            patch = DeltaAggregator().diff(old, new)
+            if path == "/evil/delta-garbage":
+                patch = patch[:20] + bytes(b ^ 0x55 for b in patch[20:])
+            return await reply(226, [("im", "rcdelta"), ("delta-base", etag_for(old)),
+                                     ("etag", etag_for(new)),
+                                     ("repr-digest", format_digest(new + b"!")),
+                                     ("content-length", str(len(patch)))], patch)
         if path == "/evil/flaky" and self.counts[path] <= 2:
             return await reply(503, [("content-length", "0")], b"")
         if path == "/evil/flaky":

@@ -301,7 +301,7 @@ class RegistryApp:
             return None
         old = self.storage.read(base_path)
         new = self.storage.read(target.path)
-        patch = DeltaAggregator().diff(old, new)
+        patch = DeltaAggregator(flags=self.flags).diff(old, new)
         self.patches_computed += 1
         key = ("patch", base_sha, target.sha256)
         if len(patch) > len(new) * (1 - self.min_delta_saving):

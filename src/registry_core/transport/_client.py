@@ -251,7 +251,8 @@ class Transport:
             try:
                 from ..delta import DeltaAggregator
 
-                data = DeltaAggregator().apply(have, r.content)
+                data = DeltaAggregator(max_output_size=limit, flags=self.flags).apply(
+                    have, r.content)
             except DeltaError as exc:
                 self.stats["fetch_delta_failed"] += 1
                 raise TransportError(f"{url}: the patch the server sent does not apply: {exc}"

@@ -7,6 +7,7 @@ import io
 import os
 import tarfile
 import zipfile
+import zlib
 
 import pytest
 
@@ -167,3 +168,77 @@ def test_expand_known_rejects_other_data():
     other[off : off + 8] = b"\xff" * 8
     with pytest.raises(CorruptPatchError):
         expand_known(layout, bytes(other))
+
+
+def _shape(nodes):
+    return tuple(
+        ("D", n.clen, _shape(n.children)) if isinstance(n, Deflate) else ("R", n.length)
+        for n in nodes
+    )
+
+
+def test_shared_detector_gives_the_same_shape():
+    """A detector warmed on other producers reorders guesses but never changes what is found."""
+    shared = DeflateDetector()
+    for level in (1, 9, 3):
+        expand(make_zip(level), detector=shared)
+        expand(make_targz(level), detector=shared)
+    for data in (make_zip(6), make_zip(2), make_targz(9)):
+        fresh_layout, fresh_exp = expand(data)
+        shared_layout, shared_exp = expand(data, detector=shared)
+        assert _shape(fresh_layout.nodes) == _shape(shared_layout.nodes)
+        assert fresh_exp == shared_exp
+        assert rebuild(shared_layout, shared_exp) == data
+
+
+def test_detector_shared_across_threads():
+    from concurrent.futures import ThreadPoolExecutor
+
+    shared = DeflateDetector()
+    blobs = [make_zip(level) for level in (1, 6, 9)] * 3
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda d: expand(d, detector=shared), blobs))
+    for data, (layout, expanded) in zip(blobs, results):
+        assert rebuild(layout, expanded) == data
+    assert shared.stats.streams == sum(len(lay.deflate_entries()) for lay, _ in results)
+
+
+def handmade_zip(entries) -> bytes:
+    """A zip written field by field: entries are (name, made_by, compressed, content)."""
+    import struct
+
+    out, central = bytearray(), bytearray()
+    for name, made_by, comp, content in entries:
+        crc = zlib.crc32(content)
+        fields = (20, 0, 8, 0, 0, crc, len(comp), len(content), len(name), 0)
+        central += (
+            struct.pack("<4sH", b"PK\x01\x02", made_by)
+            + struct.pack("<HHHHHIIIHHHHHII", *fields, 0, 0, 0, 0, len(out))
+            + name
+        )
+        out += struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", *fields) + name + comp
+    n = len(entries)
+    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, n, n, len(central), len(out), 0)
+    return bytes(out + central + end)
+
+
+def test_many_foreign_streams_get_a_short_search():
+    """Members no zlib setting reproduces (two stored blocks split by hand), each under its own
+    producer key: once the artifact has shown mostly failures, each costs two guesses."""
+    entries = []
+    for i in range(40):
+        content = os.urandom(600)
+        comp = b""
+        for final, part in ((0, content[:300]), (1, content[300:])):
+            comp += bytes([final]) + len(part).to_bytes(2, "little")
+            comp += (0xFFFF ^ len(part)).to_bytes(2, "little") + part
+        assert zlib.decompress(comp, -15) == content
+        entries.append((f"m{i}".encode(), 0x0300 + i, comp, content))
+    data = handmade_zip(entries)
+    assert [len(zipfile.ZipFile(io.BytesIO(data)).read(f"m{i}")) for i in range(40)] == [600] * 40
+    det = DeflateDetector()
+    layout, expanded = expand(data, detector=det)
+    assert rebuild(layout, expanded) == data
+    assert det.stats.streams == 40 and det.stats.reproduced == 0
+    full = len(det.candidates(None, 600, comp[0]))
+    assert det.stats.attempts <= 16 * full + 24 * 2 < 40 * full

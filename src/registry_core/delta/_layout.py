@@ -326,6 +326,9 @@ def _view(data: object, what: str) -> memoryview:
     return view
 
 
+_ALL_KEYS = object()  # history key for every stream of the artifact
+
+
 class _Expander:
     def __init__(self, detector: DeflateDetector, max_depth: int, budget: int) -> None:
         self.detector = detector
@@ -340,20 +343,27 @@ class _Expander:
 
         A producer whose streams here mostly fail is not zlib (GNU gzip on large inputs, Rust's
         miniz, Go): two guesses. One that mostly succeeds gets a short search for its odd
-        streams (other tools sharing the key). Depends only on the artifact, so the layout's
-        shape never depends on a shared detector's past.
+        streams (other tools sharing the key). The same failure rule applies to the artifact as
+        a whole, so varying header fields per member does not buy a full search for each.
+        Depends only on the artifact, so the layout's shape never depends on a shared
+        detector's past.
         """
         hist = self.history.setdefault(key, [0, 0, {}])
+        total = self.history.setdefault(_ALL_KEYS, [0, 0, {}])
         streams, reproduced, seen = hist
         limit = None
-        if streams >= 4 and reproduced * 4 < streams:
+        if (streams >= 4 and reproduced * 4 < streams) or (
+            total[0] >= 16 and total[1] * 4 < total[0]
+        ):
             limit = 2
         elif streams >= 16 and reproduced * 2 >= streams:
             limit = 4
         params = self.detector.find(comp, content, key, limit=limit, include=seen)
-        hist[0] += 1
+        for h in (hist, total):
+            h[0] += 1
+            if params is not None:
+                h[1] += 1
         if params is not None:
-            hist[1] += 1
             seen[params] = None
         return params
 

@@ -126,3 +126,13 @@ def test_bad_arguments() -> None:
         with pytest.raises(InvalidTypeError):
             chunker.feed(bad)
     assert chunker.finish() == []
+
+
+def test_large_piece_after_a_pending_tail_is_not_copied_whole() -> None:
+    data = random.Random(10).randbytes(2_000_000)
+    chunker = Chunker(**SIZES)
+    got = chunker.feed(data[:100])           # leaves a 100-byte tail pending
+    got += chunker.feed(memoryview(data)[100:])
+    # Only the uncut tail (< max_size) stays buffered, not the 2 MB piece.
+    assert chunker.position - (got[-1] if got else 0) < SIZES["max_size"]
+    assert got + chunker.finish() == chunks(data, **SIZES)

@@ -141,7 +141,8 @@ class Chunker:
 
     Offsets are absolute (from the first byte fed since the chunker was created or last
     finished). ``feed`` returns the boundaries that are already certain; it may hold some back
-    (at most ``max_size`` bytes are buffered), ``finish`` returns the rest including the end of
+    (fewer than ``2 * max_size`` bytes are ever copied into its buffer; pieces are otherwise
+    scanned in place), ``finish`` returns the rest including the end of
     the data, and resets the chunker for a new stream. One object may be shared by threads:
     a lock serialises calls (the C scan itself runs without the GIL).
     """
@@ -173,14 +174,14 @@ class Chunker:
         view = _view(piece, "piece")
         with self._lock:
             if not self._buf:
-                # Nothing pending: scan the caller's buffer in place, keep only the tail.
-                ends = _find(self._params, view, False)
-                used = ends[-1] if ends else 0
-                self._buf += view[used:]
-                self._unscanned = 0
-                return self._shift(ends, used)
-            self._buf += view
-            self._unscanned += len(view)
+                return self._scan_in_place(view)
+            # Join the pending tail with at most max_size bytes of the piece: enough for a cut
+            # to be certain, and the last cut then lies inside the piece, so the rest of the
+            # piece is scanned in place instead of being copied.
+            pending = len(self._buf)
+            head = view[: self.max_size]
+            self._buf += head
+            self._unscanned += len(head)
             # A rescan can only find a cut once enough new bytes arrived; this keeps tiny pieces
             # from rescanning the whole pending tail every time.
             if len(self._buf) < self.max_size and self._unscanned < self.min_size:
@@ -190,8 +191,20 @@ class Chunker:
             if not ends:
                 return []
             used = ends[-1]
+            out = self._shift(ends, used)
+            if len(head) < len(view):
+                self._buf = bytearray()
+                return out + self._scan_in_place(view[used - pending :])
             del self._buf[:used]
-            return self._shift(ends, used)
+            return out
+
+    def _scan_in_place(self, view: memoryview) -> list[int]:
+        """Cut ``view`` (nothing pending) without copying it; keep only its uncut tail."""
+        ends = _find(self._params, view, False)
+        used = ends[-1] if ends else 0
+        self._buf += view[used:]
+        self._unscanned = 0
+        return self._shift(ends, used)
 
     def finish(self) -> list[int]:
         """End of stream: return the remaining end offsets and reset for a new stream."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import random
 import sysconfig
 import tarfile
@@ -222,5 +221,3 @@ def goaway_server(pki, artifacts):
 def url(handle, path: str, host: str = "registry.test") -> str:
     return f"https://{host}:{handle.port}{path}"
 
-
-os.environ.setdefault("PYTHONASYNCIODEBUG", "0")

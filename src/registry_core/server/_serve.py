@@ -7,6 +7,7 @@ handle with the bound port; :func:`serve` runs it in the foreground until interr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -224,7 +225,13 @@ def serve(
     handle = start_server(app, host=host, port=port, certfile=certfile, keyfile=keyfile, quic=quic)
     print(f"registry-core: serving on https://{host}:{handle.port}/ "
           f"(TCP h1/h2{' + UDP h3' if quic else ''}); certificate {handle.certfile}", flush=True)
+    import signal
+
+    with contextlib.suppress(ValueError):  # not in the main thread: Ctrl-C only
+        signal.signal(signal.SIGTERM, lambda *_: handle._loop.call_soon_threadsafe(
+            handle._stop.set))
     try:
-        handle._thread.join()
+        while handle._thread.is_alive():
+            handle._thread.join(0.5)
     except KeyboardInterrupt:
         handle.stop()

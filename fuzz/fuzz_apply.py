@@ -1,0 +1,268 @@
+"""Fuzz target: DeltaAggregator.apply, Layout.from_bytes and unbundle on hostile input (atheris).
+
+Two modes (``--mode``, default ``raw``):
+
+- ``raw``: the input is used as it comes. Byte 0 selects the operation (low 2 bits: apply,
+  apply, Layout.from_bytes, unbundle) and the base (high 6 bits, modulo the number of bases);
+  the rest is the patch / layout / bundle. Almost every mutation breaks the SHA-256 trailer, so
+  this mode mostly exercises the container parser and its early checks.
+- ``fixup``: the input is a patch *without* its trailer; the harness appends the SHA-256
+  trailer of whatever the fuzzer produced, so mutations get past the integrity check and reach
+  the section decoders, the layout parser, expand_known / rebuild and the C apply. Seeds have
+  their sections re-stored uncompressed (codec STORED) so the fuzzer mutates control, diff,
+  extra and layout bytes directly; a few keep zstd sections for the zstd path.
+
+Anything but a :class:`registry_core.errors.RegistryCoreError` escaping the harness is a bug
+(MemoryError included: every size is meant to be checked against a limit before allocation).
+Valid patches found by the fuzzer are also checked: what ``apply`` returns must hash to the
+target SHA-256 the patch declares.
+
+Run (from the repository root)::
+
+    .venv/bin/python fuzz/fuzz_apply.py --mode raw -max_total_time=300
+    .venv/bin/python fuzz/fuzz_apply.py --mode fixup -max_total_time=300
+
+Seeds are generated at start-up (real zipfile / gzip / tarfile artifacts and their patches) into
+``fuzz/corpus/<mode>/`` unless corpus directories are given; crashes are written to
+``fuzz/crashers/<mode>/`` (libFuzzer ``-artifact_prefix``) and replayed by
+``tests/delta/test_fuzz_corpus.py``. The module imports without atheris so the test can reuse
+:func:`one_input` and :func:`seeds`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import random
+import sys
+import tarfile
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MODES = ("raw", "fixup")
+
+# Limits the harness applies with: large enough for every seed, small enough that a declared
+# size the fuzzer inflates is refused (OutputTooLargeError) instead of eating the machine.
+MAX_OUTPUT = 1 << 20
+MAX_EXPANDED = 8 << 20
+
+
+# -- seed artifacts (real producers, deterministic) --------------------------------------------
+
+
+def _text(rng: random.Random, n: int) -> bytes:
+    words = [b"def", b"return", b"import", b"class", b"self", b"value", b"registry", b"core",
+             b"delta", b"patch", b"(", b")", b":", b"\n", b"    ", b"=", b"1", b"2"]
+    return b" ".join(rng.choice(words) for _ in range(n))
+
+
+def _zip(members: dict[str, bytes], *, level: int = 6) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 2, 3, 4, 6))
+            stored = name.endswith(".bin")
+            info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
+            zf.writestr(info, data, compresslevel=None if stored else level)
+    return buf.getvalue()
+
+
+def _targz(files: dict[str, bytes]) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            ti.mtime = 1_700_000_000
+            tf.addfile(ti, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), compresslevel=9, mtime=1_700_000_000)
+
+
+@lru_cache(maxsize=1)
+def artifacts() -> list[tuple[bytes, bytes]]:
+    """(old, new) pairs: zip (wheel-like, with a nested .json.gz), tar.gz, raw bytes, unrelated."""
+    rng = random.Random(20241126)
+    mods = {f"pkg/m{i}.py": _text(rng, 120) for i in range(4)}
+    data_gz = gzip.compress(b'{"items": [' + b",".join(b"%d" % i for i in range(300)) + b"]}",
+                            compresslevel=9, mtime=0)
+    old_zip = _zip({**mods, "pkg/data.json.gz": data_gz, "pkg/blob.bin": bytes(range(64))})
+    mods2 = dict(mods)
+    mods2["pkg/m1.py"] = mods["pkg/m1.py"].replace(b"value", b"VALUE", 3) + b"\n# new\n"
+    mods2["pkg/m4.py"] = _text(rng, 60)
+    data_gz2 = gzip.compress(b'{"items": [' + b",".join(b"%d" % i for i in range(310)) + b"]}",
+                             compresslevel=9, mtime=0)
+    new_zip = _zip({**mods2, "pkg/data.json.gz": data_gz2, "pkg/blob.bin": bytes(range(64))})
+    src = _text(rng, 1500)
+    old_tgz = _targz({"pkg-1/a.py": src, "pkg-1/PKG-INFO": b"Name: pkg\nVersion: 1\n"})
+    new_tgz = _targz({"pkg-2/a.py": src[:3000] + b"x = 1\n" + src[3000:],
+                      "pkg-2/PKG-INFO": b"Name: pkg\nVersion: 2\n"})
+    raw_old = rng.randbytes(3000)
+    raw_new = raw_old[:1000] + b"inserted bytes" + raw_old[1000:2500] + raw_old[:200]
+    unrelated = rng.randbytes(500)
+    return [
+        (old_zip, new_zip),
+        (old_tgz, new_tgz),
+        (raw_old, raw_new),
+        (raw_new, unrelated),   # FULL patch (nothing in common)
+        (b"", b"tiny"),          # empty base
+    ]
+
+
+def bases() -> list[bytes]:
+    return [old for old, _ in artifacts()]
+
+
+@lru_cache(maxsize=1)
+def _aggregator():
+    from registry_core import DeltaAggregator
+
+    return DeltaAggregator(archive_aware=True, max_output_size=MAX_OUTPUT,
+                           max_expanded_size=MAX_EXPANDED, level=3)
+
+
+def _stored(patch: bytes) -> bytes:
+    """The same patch with every section stored uncompressed (what the fixup mode mutates)."""
+    from registry_core.delta._format import Codec, parse, serialize
+
+    p = parse(patch)
+    sections = []
+    for kind in p.sections:
+        raw = p.section(kind, limit=1 << 30)
+        sections.append((kind, Codec.STORED, len(raw), raw))
+    return serialize(p.method, base_size=p.base_size, target_size=p.target_size,
+                     base_sha256=p.base_sha256, target_sha256=p.target_sha256, sections=sections)
+
+
+@lru_cache(maxsize=1)
+def patches() -> list[tuple[int, bytes]]:
+    """(base index, patch) for every pair, plus a composed chain and a second-generation patch."""
+    agg = _aggregator()
+    out = []
+    for i, (old, new) in enumerate(artifacts()):
+        out.append((i, agg.diff(old, new)))
+    old_zip, new_zip = artifacts()[0]
+    third = new_zip.replace(b"pkg/m4.py", b"pkg/m5.py")  # a renamed member, headers edited
+    p1 = agg.diff(old_zip, new_zip)
+    p2 = agg.diff(new_zip, third)
+    out.append((0, agg.compose([p1, p2])))
+    raw_old, raw_new = artifacts()[2]
+    out.append((2, agg.full_patch(raw_new, base=raw_old)))
+    return out
+
+
+def seeds(mode: str) -> list[bytes]:
+    """The seed inputs of ``mode`` (deterministic)."""
+    from registry_core.delta._layout import expand
+
+    agg = _aggregator()
+    out: list[bytes] = []
+    if mode == "raw":
+        for base, patch in patches():
+            out.append(bytes([base << 2 | 0]) + patch)
+        out.append(bytes([2]) + expand(artifacts()[0][0])[0].to_bytes())
+        out.append(bytes([2]) + expand(artifacts()[1][0])[0].to_bytes())
+        out.append(bytes([3]) + agg.bundle({f"p{i}": p for i, (_, p) in enumerate(patches())}))
+        out.append(bytes([3]) + agg.bundle({}))
+    elif mode == "fixup":
+        for base, patch in patches():
+            out.append(bytes([base << 2]) + _stored(patch)[:-32])
+            out.append(bytes([base << 2 | 1]) + patch[:-32])  # zstd sections kept
+    else:
+        raise ValueError(f"mode must be one of {MODES}")
+    return out
+
+
+# -- the harness -------------------------------------------------------------------------------
+
+
+def one_input(data: bytes, mode: str) -> None:
+    """Run one input; return normally or raise RegistryCoreError. Anything else is a bug."""
+    from registry_core.delta._layout import Layout
+    from registry_core.errors import RegistryCoreError
+
+    if not data:
+        return
+    sel, body = data[0], data[1:]
+    agg = _aggregator()
+    base = bases()[(sel >> 2) % len(bases())]
+    if mode == "fixup":
+        patch = body + hashlib.sha256(body).digest()
+        op = 0
+    else:
+        patch = body
+        op = sel & 3
+    try:
+        if op in (0, 1):
+            info = agg.inspect(patch)
+            out = agg.apply(base, patch)
+            # apply verified it; check again here so a silent corruption cannot hide.
+            if hashlib.sha256(out).hexdigest() != info.target_sha256:
+                raise AssertionError("apply returned bytes that do not match the target digest")
+            if len(out) != info.target_size:
+                raise AssertionError("apply returned the wrong number of bytes")
+        elif op == 2:
+            layout = Layout.from_bytes(body)
+            layout.original_size()
+            layout.expanded_size()
+            layout.deflate_entries()
+            if Layout.from_bytes(layout.to_bytes()) != layout:
+                raise AssertionError("Layout.from_bytes(to_bytes(x)) != x")
+        else:
+            for name, p in agg.unbundle(body, max_entries=64).items():
+                if not isinstance(name, str) or not isinstance(p, bytes):
+                    raise AssertionError("unbundle returned something else than str -> bytes")
+    except RegistryCoreError:
+        pass
+
+
+def write_seeds(mode: str, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for s in seeds(mode):
+        (folder / hashlib.sha1(s).hexdigest()).write_bytes(s)
+
+
+def main(argv: list[str]) -> None:
+    import atheris
+
+    mode = "raw"
+    rest = [argv[0]]
+    it = iter(argv[1:])
+    for arg in it:
+        if arg == "--mode":
+            mode = next(it)
+        elif arg.startswith("--mode="):
+            mode = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    if mode not in MODES:
+        raise SystemExit(f"--mode must be one of {MODES}")
+    with atheris.instrument_imports():
+        import registry_core  # noqa: F401
+        from registry_core.delta import _aggregator, _binary, _bundle, _format, _layout  # noqa: F401
+    positional = [a for a in rest[1:] if not a.startswith("-")]
+    if not positional:
+        positional = [str(HERE / "corpus" / mode)]
+        rest.append(positional[0])
+    first = Path(positional[0])
+    if not first.is_dir() or not any(first.iterdir()):
+        write_seeds(mode, first)  # an empty or new corpus starts from the seeds
+    if not any(a.startswith("-artifact_prefix=") for a in rest):
+        crashers = HERE / "crashers" / mode
+        crashers.mkdir(parents=True, exist_ok=True)
+        rest.append(f"-artifact_prefix={crashers}/")
+    # Build the seeds' patches before fuzzing starts (they are cached).
+    for s in seeds(mode):
+        one_input(s, mode)
+
+    def test_one_input(data: bytes) -> None:
+        one_input(data, mode)
+
+    atheris.Setup(rest, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

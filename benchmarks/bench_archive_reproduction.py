@@ -54,6 +54,7 @@ def measure(path: Path) -> dict:
         ),
         "attempts": st.attempts,
         "params": dict(params.most_common()),
+        "producers": {repr(k): v for k, v in st.per_producer.items()},
         "detect_s": st.seconds,
         "expand_s": t_expand,
         "expand_cpu_s": cpu_expand,

@@ -26,6 +26,7 @@ from registry_core.errors import (
     BaseMismatchError,
     CorruptPatchError,
     InvalidArgumentError,
+    InvalidTypeError,
     OutputTooLargeError,
 )
 
@@ -242,3 +243,16 @@ def test_many_foreign_streams_get_a_short_search():
     assert det.stats.streams == 40 and det.stats.reproduced == 0
     full = len(det.candidates(None, 600, comp[0]))
     assert det.stats.attempts <= 16 * full + 24 * 2 < 40 * full
+
+
+def test_argument_errors():
+    with pytest.raises(InvalidArgumentError):
+        expand(b"x", max_depth=-1)
+    with pytest.raises(InvalidArgumentError):
+        expand(b"x", max_expanded_size=-1)
+    with pytest.raises(InvalidArgumentError):
+        Layout("tar", ()).to_bytes()
+    with pytest.raises(InvalidTypeError):
+        expand("not bytes")
+    with pytest.raises(InvalidTypeError):
+        rebuild(b"not a layout", b"")

@@ -13,6 +13,7 @@ which feeds zlib :data:`FEED_CHUNK` bytes at a time (level 0: all input in one c
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import zlib
@@ -81,13 +82,15 @@ def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
     Levels 1-9: ``compress()`` per :data:`FEED_CHUNK` bytes, then ``flush()``. Level 0 (stored
     blocks, whose split depends on how input arrives): strategy 0 means one ``compress()`` of
     everything then ``flush()`` (zipfile's ``writestr``); strategy 1 - meaningless for stored
-    blocks otherwise - means one-shot ``zlib.compress`` (``gzip.compress``), memLevel 8 only.
+    blocks otherwise - means one-shot ``zlib.compress`` (``gzip.compress``), memLevel 8 only,
+    Python 3.11+ (older ``zlib.compress`` takes no wbits). Level-0 output depends on how CPython
+    grows zlib's output buffer: 3.10-3.13 agree, 3.9 differs (measured).
     Raises ``zlib.error`` / ``ValueError`` if zlib refuses the parameters (e.g. wbits 8).
     """
     view = memoryview(content)
     if params.level == 0 and params.strategy == _ONE_SHOT:
-        if params.mem_level != 8:
-            raise ValueError("one-shot level 0 streams use memLevel 8")
+        if params.mem_level != 8 or sys.version_info < (3, 11):
+            raise ValueError("one-shot level-0 streams need memLevel 8 and Python 3.11+")
         yield zlib.compress(view, 0, -params.wbits)
         return
     comp = params.compressobj()

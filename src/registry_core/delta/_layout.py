@@ -202,9 +202,11 @@ class Layout:
         ``level | strategy << 4``, byte ``wbits | mem_level << 4``, [varint copy_from],
         varint child count, children. Varints are unsigned LEB128.
         """
+        if self.kind not in _KINDS:
+            raise InvalidArgumentError(f"layout kind must be one of {_KINDS}, not {self.kind!r}")
         out = bytearray(_MAGIC)
         out.append(LAYOUT_VERSION)
-        out.append(_KINDS.index(self.kind) if self.kind in _KINDS else 0)
+        out.append(_KINDS.index(self.kind))
         _put_varint(out, len(self.nodes))
 
         def put(node: Node) -> None:
@@ -471,6 +473,8 @@ def expand(
     buf = _view(data, "data")
     if max_depth < 0:
         raise InvalidArgumentError("max_depth must be >= 0")
+    if max_expanded_size is not None and max_expanded_size < 0:
+        raise InvalidArgumentError("max_expanded_size must be >= 0")
     if max_expanded_size is None:
         max_expanded_size = default_max_expanded_size(len(buf))
     exp = _Expander(detector or DeflateDetector(), max_depth, max_expanded_size)

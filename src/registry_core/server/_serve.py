@@ -84,6 +84,60 @@ def _bind_pair(host: str, port: int, quic: bool) -> tuple[socket.socket, socket.
     raise OSError("could not bind TCP and UDP to the same free port")
 
 
+class _TicketStore:
+    """QUIC session tickets issued by this process (bounded; each ticket is used once)."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        import collections
+
+        self._tickets: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def add(self, ticket: Any) -> None:
+        with self._lock:
+            self._tickets[ticket.ticket] = ticket
+            while len(self._tickets) > self._limit:
+                self._tickets.popitem(last=False)
+
+    def pop(self, label: bytes) -> Any:
+        with self._lock:
+            return self._tickets.pop(label, None)
+
+
+def _install_quic_tuning() -> None:
+    """Teach hypercorn's QUIC server two things it lacks (once per process).
+
+    1. Session tickets: hypercorn creates aioquic connections without a ticket handler, so
+       clients can never resume (nor send 0-RTT). Connections are created with ours.
+    2. ``registry_core_quic`` on the hypercorn Config: QuicConfiguration attributes to set
+       (the datagram size, for instance); configs without it are left untouched.
+    """
+    from hypercorn.protocol import quic as hq
+
+    if getattr(hq, "_registry_core_tuned", False):
+        return
+    store = _TicketStore()
+    base_connection = hq.QuicConnection
+
+    class _TicketingConnection(base_connection):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("session_ticket_fetcher", store.pop)
+            kwargs.setdefault("session_ticket_handler", store.add)
+            super().__init__(*args, **kwargs)
+
+    base_init = hq.QuicProtocol.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        base_init(self, *args, **kwargs)
+        for name, value in getattr(self.config, "registry_core_quic", {}).items():
+            setattr(self.quic_config, name, value)
+
+    hq.QuicConnection = _TicketingConnection
+    hq.QuicProtocol.__init__ = init
+    hq._registry_core_tuned = True
+
+
 def _config(certfile: str, keyfile: str, keep_alive_max_requests: int, keep_alive_timeout: float):
     from hypercorn.config import Config
 
@@ -146,13 +200,16 @@ def start_server(
     keep_alive_max_requests: int = 1_000_000,
     keep_alive_timeout: float = 60.0,
     names: list[str] | None = None,
+    quic_max_datagram_size: int = 1200,
 ) -> ServerHandle:
     """Start hypercorn for ``app`` on a background thread; returns once it accepts connections.
 
     Without ``certfile``/``keyfile`` a self-signed certificate for ``names`` (default: host and
     localhost) is generated. ``quic=True`` also serves HTTP/3 on the same UDP port and sets
     the app's ``Alt-Svc``. hypercorn's default of closing a connection after 1000 requests is
-    raised to ``keep_alive_max_requests``.
+    raised to ``keep_alive_max_requests``. QUIC session tickets are issued (resumption and
+    0-RTT for clients that keep them). ``quic_max_datagram_size``: UDP payload per QUIC
+    packet; 1200 is safe on any path, larger values only suit known paths such as loopback.
     """
     from hypercorn.asyncio.run import worker_serve
     from hypercorn.config import Sockets
@@ -172,6 +229,9 @@ def start_server(
     if udp is not None:
         udp.setblocking(False)
     config = _config(certfile, keyfile, keep_alive_max_requests, keep_alive_timeout)
+    if quic:
+        _install_quic_tuning()
+        config.registry_core_quic = {"max_datagram_size": quic_max_datagram_size}
     if quic and isinstance(app, RegistryApp) and app.alt_svc is None:
         app.alt_svc = f'h3=":{bound_port}"; ma=3600'
     handle = ServerHandle(app, host, bound_port, certfile, quic)

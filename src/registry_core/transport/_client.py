@@ -125,7 +125,9 @@ class Transport:
     (HTTP/3 only, on the origin's port), False (never). resolve: ``{host: ip}`` overrides, like
     curl's ``--resolve``. timeout: seconds per attempt. max_response_size: bytes, checked on the
     wire and after decoding. flags: a FeatureFlags (default: ``default_flags()``) consulted for
-    QUIC_TRANSPORT and CONNECTION_COALESCE on every request.
+    QUIC_TRANSPORT and CONNECTION_COALESCE on every request. session_tickets: a dict shared
+    between Transports so a new one resumes QUIC sessions (and sends idempotent requests as
+    0-RTT). h3_max_datagram_size: QUIC packet size (1200 is safe on every path).
     """
 
     def __init__(
@@ -137,9 +139,11 @@ class Transport:
         timeout: float = 30.0,
         connect_timeout: float = 5.0,
         h3_connect_timeout: float = 0.3,
+        h3_max_datagram_size: int = 1200,
         max_response_size: int = 1 << 30,
         retry: RetryPolicy | None = None,
         flags: Any = None,
+        session_tickets: dict[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         coalesce_requests: bool = True,
     ) -> None:
@@ -153,6 +157,7 @@ class Transport:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.h3_connect_timeout = h3_connect_timeout
+        self.h3_max_datagram_size = h3_max_datagram_size
         self.max_response_size = max_response_size
         self.retry = retry or RetryPolicy()
         self.flags = flags
@@ -161,7 +166,7 @@ class Transport:
         self.pool = CoalescingPool()
         self.altsvc = AltSvcCache()
         self.stats: collections.Counter[str] = collections.Counter()
-        self.session_tickets: dict[str, Any] = {}
+        self.session_tickets: dict[str, Any] = {} if session_tickets is None else session_tickets
         self._live: dict[int, _Live] = {}
         self._connecting: dict[tuple[Origin, str, bool], asyncio.Future[_Live]] = {}
         self._dns: dict[str, tuple[float, list[str]]] = {}
@@ -428,8 +433,26 @@ class Transport:
             self.stats["coalesced_requests"] += 1
         self.pool.acquire(rec.conn_id)
         try:
-            status, resp_headers, raw, version = await self._exchange(
-                live, method, url, headers, content, timeout, limit)
+            exchange = self._exchange(live, method, url, headers, content, timeout, limit)
+            if rec.protocol == "h3" and live.conn.early:
+                # 0-RTT: the request is already on its way; if the handshake then fails
+                # (UDP blocked since the ticket was issued), fall back like a failed connect.
+                task = asyncio.ensure_future(exchange)
+                try:
+                    deadline = (self.h3_connect_timeout if self.http3 == "auto"
+                                else self.connect_timeout)
+                    await live.conn.wait_handshake(deadline)
+                except H3ConnectError as exc:
+                    task.cancel()
+                    await self._close(live)
+                    if self.http3 is True:
+                        raise TransportError(f"{url}: HTTP/3 required but unavailable: {exc}"
+                                             ) from exc
+                    self.altsvc.mark_broken(origin, now)
+                    self.stats["h3_fallbacks"] += 1
+                    raise _Unprocessed() from exc
+                exchange = task
+            status, resp_headers, raw, version = await exchange
         finally:
             self.pool.release(rec.conn_id)
             if live.conn.is_closed():
@@ -626,12 +649,13 @@ class Transport:
         conn = await H3Connection.connect(address, port, server_name=origin[1], verify=verify,
                                           session_tickets=self.session_tickets,
                                           timeout=(self.h3_connect_timeout if self.http3 == "auto"
-                                                   else self.connect_timeout))
+                                                   else self.connect_timeout),
+                                          max_datagram_size=self.h3_max_datagram_size)
         names = conn.cert_names if self.verify is not False else ()
         rec = self.pool.add(origin, "h3", (address, port), names, max_streams=100)
         self.stats["connections_h3"] += 1
-        if conn.resumed:
-            self.stats["h3_resumed"] += 1
+        if conn.early:
+            self.stats["h3_0rtt"] += 1
         live = _Live(rec, conn)
         self._live[rec.conn_id] = live
         return live

@@ -154,9 +154,29 @@ class H3Connection:
         self.address = address
         self.server_name = server_name
         self.port = port
-        self.cert_names = _peer_names(protocol)
-        self.resumed = bool(getattr(protocol._quic.tls, "session_resumed", False))
         self._active = 0
+        self.ticket_names: tuple[str, ...] = ()  # names of the session a ticket resumes
+        self._handshake: asyncio.Future[None] | None = None
+        self.early = False  # True when requests may leave as 0-RTT before the handshake
+
+    @property
+    def cert_names(self) -> tuple[str, ...]:
+        """subjectAltNames of the server certificate (those of the resumed session when the
+        connection was resumed; empty while a 0-RTT handshake is still running)."""
+        return _peer_names(self._protocol) or self.ticket_names
+
+    @property
+    def resumed(self) -> bool:
+        """Whether the TLS session was resumed from a ticket."""
+        return bool(getattr(self._protocol._quic.tls, "session_resumed", False))
+
+    async def wait_handshake(self, timeout: float) -> None:
+        """Wait until the handshake completed (immediately true without 0-RTT)."""
+        if self._handshake is not None and not self._handshake.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._handshake), timeout)
+            except asyncio.TimeoutError:
+                raise H3ConnectError(f"QUIC handshake with {self.server_name} timed out") from None
 
     @classmethod
     async def connect(
@@ -170,11 +190,19 @@ class H3Connection:
         timeout: float = 5.0,
         max_stream_data: int = 8 << 20,
         max_data: int = 32 << 20,
+        max_datagram_size: int = 1200,
+        early_data: bool = True,
     ) -> H3Connection:
-        """Handshake with ``address:port`` (an IP) presenting SNI ``server_name``."""
+        """Handshake with ``address:port`` (an IP) presenting SNI ``server_name``.
+
+        With a session ticket for ``server_name`` that allows early data (and ``early_data``),
+        the connection is returned at once: idempotent requests then go out as 0-RTT, while
+        other methods wait for the handshake (0-RTT data can be replayed by an attacker).
+        """
         config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
                                    server_name=server_name, max_stream_data=max_stream_data,
-                                   max_data=max_data, idle_timeout=30.0)
+                                   max_data=max_data, idle_timeout=30.0,
+                                   max_datagram_size=max_datagram_size)
         if verify is False:
             config.verify_mode = ssl.CERT_NONE
         elif isinstance(verify, str):
@@ -182,12 +210,18 @@ class H3Connection:
         elif isinstance(verify, ssl.SSLContext):
             raise TransportError("HTTP/3 needs verify=True/False or a CA bundle path, not an "
                                  "SSLContext (aioquic does its own TLS)")
-        if session_tickets is not None:
-            config.session_ticket = session_tickets.get(server_name)
+        if session_tickets is not None:  # single use, as TLS 1.3 recommends (RFC 8446 C.4)
+            config.session_ticket = session_tickets.pop(server_name, None)
+        holder: list[_Protocol] = []
 
         def store_ticket(ticket: Any) -> None:
-            if session_tickets is not None:
-                session_tickets[server_name] = ticket
+            if session_tickets is None:
+                return
+            names = _peer_names(holder[0]) if holder else ()
+            if not names and config.session_ticket is not None:  # resumed: no certificate
+                names = getattr(config.session_ticket, "registry_core_names", ())
+            ticket.registry_core_names = names  # the certificate the ticket vouches for
+            session_tickets[server_name] = ticket
 
         quic = QuicConnection(configuration=config, session_ticket_handler=store_ticket)
         loop = asyncio.get_running_loop()
@@ -195,10 +229,22 @@ class H3Connection:
         local = ("::", 0) if family == socket.AF_INET6 else ("0.0.0.0", 0)
         transport, protocol = await loop.create_datagram_endpoint(
             lambda: _Protocol(quic), local_addr=local, family=family)
-        protocol = protocol  # type: _Protocol
+        holder.append(protocol)
+        ticket = config.session_ticket
+        zero_rtt = bool(early_data and ticket is not None
+                        and ticket.max_early_data_size is not None)
         try:
             protocol.connect((address, port))
-            await asyncio.wait_for(protocol.wait_connected(), timeout)
+            handshake = asyncio.ensure_future(protocol.wait_connected())
+            ticket_names = tuple(getattr(ticket, "registry_core_names", ()) if ticket else ())
+            if zero_rtt:
+                conn = cls(protocol, transport, (address, port), server_name, port)
+                conn.ticket_names = ticket_names
+                conn._handshake = handshake
+                conn.early = True
+                handshake.add_done_callback(lambda f: f.cancelled() or f.exception())
+                return conn
+            await asyncio.wait_for(handshake, timeout)
         except asyncio.TimeoutError:
             transport.close()
             raise H3ConnectError(f"QUIC handshake with {server_name} ({address}:{port}) timed "
@@ -212,7 +258,9 @@ class H3Connection:
             transport.close()
             raise H3ConnectError(f"QUIC handshake with {server_name} failed: "
                                  f"{protocol.terminated}")
-        return cls(protocol, transport, (address, port), server_name, port)
+        conn = cls(protocol, transport, (address, port), server_name, port)
+        conn.ticket_names = ticket_names
+        return conn
 
     def _abandon(self, stream: _Stream) -> None:
         for stream_id, st in list(self._protocol.streams.items()):
@@ -240,6 +288,8 @@ class H3Connection:
             raise H3StreamError(f"HTTP/3 connection is closed ({self._protocol.terminated})",
                                 unprocessed=True)
         timeout = request.extensions.get("timeout", {}).get("read", 30.0)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            await self.wait_handshake(timeout)  # never send non-idempotent data as 0-RTT
         body = request.content if request.method not in ("GET", "HEAD") else b""
         url = request.url
         authority = url.netloc.decode("ascii")
@@ -272,10 +322,12 @@ class H3Connection:
                               extensions={"http_version": b"HTTP/3"}, request=request)
 
     async def aclose(self) -> None:
+        # CONNECTION_CLOSE goes out now; waiting out the draining period (3 PTO) is pointless
+        # for a client that is going away.
         if self._protocol.terminated is None:
             self._protocol.close()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._protocol.wait_closed(), 1.0)
+        if self._handshake is not None and not self._handshake.done():
+            self._handshake.cancel()
         self._transport.close()
 
 

@@ -10,6 +10,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..errors import (
 )
 from . import _binary, _bundle, _compose
 from ._format import Codec, Method, Patch, Section, encode_section, get_uvarint, parse, put_uvarint, serialize
+from ._deflate import DeflateDetector
 from ._layout import Deflate, Layout, compressed_bytes_of_deflate_nodes, expand, expand_known, rebuild
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -87,6 +89,8 @@ class DeltaAggregator:
     - ``max_chain``: match candidates examined per position in the C core (speed vs. size).
     - ``full_margin``: a patch must be at least this fraction smaller than the target itself, or
       ``diff`` emits a full-content patch instead (default 0.02).
+    - ``expansion_cache_bytes``: expanded artifacts kept for reuse (a release diffed as a
+      target is usually the next diff's base); 0 disables (default 256 MiB).
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags` (default: the process-wide flags).
 
     Objects hold no mutable state beyond statistics and may be shared between threads.
@@ -101,6 +105,7 @@ class DeltaAggregator:
         max_expanded_size: int | None = None,
         max_chain: int = 32,
         full_margin: float = 0.02,
+        expansion_cache_bytes: int = 256 << 20,
         flags: FeatureFlags | None = None,
     ) -> None:
         if not 1 <= level <= 22:
@@ -127,6 +132,8 @@ class DeltaAggregator:
         self.full_margin = full_margin
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
+        self._expansions = _LRU(max_bytes=expansion_cache_bytes)
+        self._params_memo = _LRU(max_bytes=1 << 16)  # entries, not bytes: one per stream
 
     # -- diff ---------------------------------------------------------------------------------
 
@@ -160,14 +167,22 @@ class DeltaAggregator:
             self.last_stats = stats
         return best
 
+    def _expand(self, data: memoryview, digest: bytes) -> tuple[Layout, bytes]:
+        """expand() with two caches: whole artifacts by SHA-256 (a release diffed as the target
+        is the next diff's base), and detected parameters by SHA-256 of each compressed stream
+        (members a release did not change are not recompressed to find their parameters)."""
+        cached = self._expansions.get(digest)
+        if cached is not None:
+            return cached
+        result = expand(data, detector=_MemoDetector(self._params_memo))
+        self._expansions.put(digest, result, len(result[1]))
+        return result
+
     def _diff_archive(
         self, old: memoryview, new: memoryview, header: dict, stats: dict
     ) -> bytes | None:
-        from ._deflate import DeflateDetector
-
-        detector = DeflateDetector()
-        old_layout, old_exp = expand(old, detector=detector)
-        new_layout, new_exp = expand(new, detector=detector)
+        old_layout, old_exp = self._expand(old, header["base_sha256"])
+        new_layout, new_exp = self._expand(new, header["target_sha256"])
         old_entries = old_layout.deflate_entries()
         new_entries = new_layout.deflate_entries()
         stats.update(
@@ -479,6 +494,57 @@ class DeltaAggregator:
     def unbundle(blob: Buffer, *, max_entries: int = 1 << 16) -> dict[str, bytes]:
         """The patches of a bundle, every entry verified."""
         return _bundle.unbundle(blob, max_entries=max_entries)
+
+
+class _LRU:
+    """A small thread-safe LRU bounded by a total weight (bytes, or 1 per entry)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max = max_bytes
+        self._data: OrderedDict = OrderedDict()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def get(self, key):
+        with self._lock:
+            item = self._data.get(key)
+            if item is None:
+                return None
+            self._data.move_to_end(key)
+            return item[0]
+
+    def put(self, key, value, weight: int = 1) -> None:
+        if weight > self.max:
+            return
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None:
+                self._total -= old[1]
+            self._data[key] = (value, weight)
+            self._total += weight
+            while self._total > self.max:
+                _, (_, w) = self._data.popitem(last=False)
+                self._total -= w
+
+
+class _MemoDetector(DeflateDetector):
+    """A DeflateDetector that remembers, by SHA-256 of the compressed stream, parameters that
+    reproduced it: identical compressed bytes inflate to identical content, which the same
+    parameters reproduce again, so no recompression is needed to know it."""
+
+    def __init__(self, memo: _LRU) -> None:
+        super().__init__()
+        self._memo = memo
+
+    def find(self, compressed, content, key=None, **kwargs):  # type: ignore[override]
+        digest = hashlib.sha256(compressed).digest()
+        hit = self._memo.get(digest)
+        if hit is not None:
+            return hit
+        found = super().find(compressed, content, key, **kwargs)
+        if found is not None:
+            self._memo.put(digest, found)
+        return found
 
 
 class _mapped:

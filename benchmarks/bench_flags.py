@@ -250,9 +250,9 @@ def main() -> None:
     if args.json is None:
         args.json = ROOT / "results" / ("flags-no-mmh3.json" if args.no_mmh3 else "flags.json")
     result = run(args.quick)
-    print_table(result)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result)
     print(f"wrote {args.json}")
 
 

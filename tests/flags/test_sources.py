@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from registry_core.errors import FlagConfigError, UnknownFlagError
+from registry_core.errors import FlagConfigError, FlagError, UnknownFlagError
 from registry_core.flags import (
     CATALOGUE,
     ENV_FILE_VAR,
@@ -370,3 +371,71 @@ def test_a_broken_file_does_not_hold_back_an_environment_change(monkeypatch, tmp
         flags.refresh()
     assert flags.is_enabled("QUIC_TRANSPORT")  # the environment change applied
     assert flags.is_enabled("PGO_BUILDS")  # the file's last good value kept
+
+
+# -- TOML properties --------------------------------------------------------------------------
+
+idents = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-_0123456789", min_size=1, max_size=8)
+rules = st.fixed_dictionaries(
+    {},
+    optional={
+        "enabled": st.booleans(),
+        "rollout": st.integers(0, 100),
+        "group": idents,
+        "tenants": st.lists(idents, max_size=3),
+        "exclude_keys": st.lists(idents, max_size=3),
+        "attributes": st.dictionaries(idents, st.one_of(idents, st.lists(idents, min_size=1))),
+    },
+)
+toml_values = st.one_of(
+    st.booleans(), st.sampled_from(["on", "off", "yes", "0"]), st.integers(0, 100), rules
+)
+
+
+def to_toml(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f'"{value}%"'
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string of this alphabet is a TOML basic string
+    if isinstance(value, list):
+        return "[" + ", ".join(to_toml(v) for v in value) + "]"
+    items = []
+    for k, v in value.items():
+        items.append(f"{k} = {v if k == 'rollout' else to_toml(v)}")
+    return "{ " + ", ".join(items) + " }"
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(st.sampled_from(NAMES), toml_values, max_size=5))
+def test_toml_file_parses_to_what_it_says(tmp_path, spec):
+    path = tmp_path / "flags.toml"
+    path.write_text("[flags]\n" + "".join(f"{k} = {to_toml(v)}\n" for k, v in spec.items()))
+    flags = FeatureFlags(config=path)
+    desc = flags.describe()
+    for name, written in spec.items():
+        value = desc[name].value
+        assert desc[name].source == f"file {path} [flags]"
+        if isinstance(written, bool):
+            assert value is written
+        elif isinstance(written, str):
+            assert value is (written in {"on", "yes"})
+        elif isinstance(written, int):
+            assert isinstance(value, TargetingRule) and value.rollout == written
+        else:
+            assert value == TargetingRule.from_mapping(written)
+            assert value.rollout == written.get("rollout")
+            assert value.tenants == frozenset(written.get("tenants", ()))
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.binary(max_size=120))
+def test_corrupt_files_raise_only_flag_errors(tmp_path, junk):
+    """Random bytes after a valid header: either parsed or a FlagError naming the file."""
+    path = tmp_path / "flags.toml"
+    path.write_bytes(b"[flags]\nQUIC_TRANSPORT = true\n" + junk)
+    try:
+        FeatureFlags(config=path)
+    except FlagError as exc:
+        assert str(path) in str(exc)

@@ -203,3 +203,10 @@ def test_evaluate_details_returns_the_deciding_state():
     assert value is False and state.source == "default (experimental)"
     with pytest.raises(UnknownFlagError, match="QUIC_TRANSPORT"):
         flags.evaluate_details("QUIC")
+
+
+def test_overrides_must_be_a_mapping():
+    with pytest.raises(InvalidTypeError, match="mapping"):
+        FeatureFlags("QUIC_TRANSPORT=on")  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match="mapping"):
+        FeatureFlags().with_overrides([("QUIC_TRANSPORT", True)])  # type: ignore[arg-type]

@@ -92,6 +92,10 @@ class FeatureFlags:
             raise InvalidArgumentError(
                 f"refresh_interval must be a number of seconds >= 0, got {refresh_interval!r}"
             )
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise InvalidTypeError(
+                f"overrides must be a mapping of flag name -> value, not {type(overrides).__name__}"
+            )
         self._catalogue = catalogue
         self._overrides_in: dict[str, Any] = dict(overrides or {})
         self._overrides = parse_mapping(self._overrides_in, catalogue, "override")
@@ -154,6 +158,10 @@ class FeatureFlags:
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> FeatureFlags:
         """A new FeatureFlags on the same sources with ``overrides`` added on top."""
+        if not isinstance(overrides, Mapping):
+            raise InvalidTypeError(
+                f"overrides must be a mapping of flag name -> value, not {type(overrides).__name__}"
+            )
         merged = {**self._overrides_in, **overrides}
         return type(self)(
             merged,

@@ -64,3 +64,20 @@ def test_http2_stream_window_is_16_mib(pki, server, artifacts):
             return r, state.local_settings.initial_window_size
     r, window = run(main())
     assert r.content == artifacts[1]["/blob/1mib.bin"] and window == 1 << 24
+
+
+def test_tls_session_resumes_over_tcp(pki, server, artifacts):
+    tickets: dict = {}
+
+    async def main():
+        async with Transport(verify=pki[0], resolve=RESOLVE, http3=False, flags=flags(),
+                             session_tickets=tickets) as t:
+            await t.get(url(server, "/small.txt"))
+            first = t.stats.copy()
+        async with Transport(verify=pki[0], resolve=RESOLVE, http3=False, flags=flags(),
+                             session_tickets=tickets) as t:
+            r = await t.get(url(server, "/small.txt?resumed"))
+            return first, r, t.stats
+    first, r, stats = run(main())
+    assert first["tls_resumed"] == 0
+    assert r.content == artifacts[1]["/small.txt"] and stats["tls_resumed"] == 1

@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from ._h3 import H3ConnectError, H3Connection, H3StreamError
 from ._pool import CoalescingPool, ConnectionRecord
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from ._singleflight import SingleFlight
+from ._tls import connect_tls
 
 __all__ = ["Response", "Transport"]
 
@@ -126,8 +128,9 @@ class Transport:
     curl's ``--resolve``. timeout: seconds per attempt. max_response_size: bytes, checked on the
     wire and after decoding. flags: a FeatureFlags (default: ``default_flags()``) consulted for
     QUIC_TRANSPORT and CONNECTION_COALESCE on every request. session_tickets: a dict shared
-    between Transports so a new one resumes QUIC sessions (and sends idempotent requests as
-    0-RTT). h3_max_datagram_size: QUIC packet size (1200 is safe on every path).
+    between Transports so a new one resumes TLS sessions (TCP) and QUIC sessions (sending
+    idempotent requests as 0-RTT). h3_max_datagram_size: QUIC packet size (1200 is safe on
+    every path).
     """
 
     def __init__(
@@ -167,12 +170,12 @@ class Transport:
         self.altsvc = AltSvcCache()
         self.stats: collections.Counter[str] = collections.Counter()
         self.session_tickets: dict[str, Any] = {} if session_tickets is None else session_tickets
+        self.tls_sessions = self.session_tickets  # TCP TLS sessions, keyed (host, port)
         self._live: dict[int, _Live] = {}
         self._connecting: dict[tuple[Origin, str, bool], asyncio.Future[_Live]] = {}
         self._dns: dict[str, tuple[float, list[str]]] = {}
         self._singleflight: SingleFlight[Response] = SingleFlight()
         self._ssl: ssl.SSLContext | None = None
-        self._backend = httpcore.AnyIOBackend()
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -597,33 +600,22 @@ class Transport:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            if self.verify is False:
-                ctx = ssl.create_default_context()
-                ctx.check_hostname = False
-                ctx.verify_mode = ssl.CERT_NONE
-            elif isinstance(self.verify, str):
-                ctx = ssl.create_default_context(cafile=self.verify)
-            else:
-                try:
-                    import certifi
-
-                    ctx = ssl.create_default_context(cafile=certifi.where())
-                except ImportError:
-                    ctx = ssl.create_default_context()
-            ctx.set_alpn_protocols(["h2", "http/1.1"])
-            self._ssl = ctx
+            self._ssl = _shared_context(self.verify)
         return self._ssl
 
     async def _open_h2(self, origin: Origin, address: str) -> _Live:
-        stream = await self._backend.connect_tcp(address, origin[2], timeout=self.connect_timeout,
-                                                 socket_options=[(socket.IPPROTO_TCP,
-                                                                  socket.TCP_NODELAY, 1)])
         try:
-            stream = await stream.start_tls(self._ssl_context(), server_hostname=origin[1],
-                                            timeout=self.connect_timeout)
-        except BaseException:
-            await stream.aclose()
+            stream = await connect_tls(address, origin[2], server_hostname=origin[1],
+                                       context=self._ssl_context(),
+                                       timeout=self.connect_timeout,
+                                       sessions=self.tls_sessions)
+        except httpcore.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise TransportError(f"https://{origin[1]}:{origin[2]}: TLS certificate "
+                                     f"verification failed: {exc}") from exc
             raise
+        if stream.session_reused:
+            self.stats["tls_resumed"] += 1
         sslobj = stream.get_extra_info("ssl_object")
         alpn = sslobj.selected_alpn_protocol() if sslobj is not None else None
         names: tuple[str, ...] = ()
@@ -659,6 +651,38 @@ class Transport:
         live = _Live(rec, conn)
         self._live[rec.conn_id] = live
         return live
+
+
+_CONTEXTS: dict[Any, ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _shared_context(verify: bool | str) -> ssl.SSLContext:
+    """One client SSLContext per ``verify`` value for the process.
+
+    Loading a CA bundle costs milliseconds, and TLS sessions can only be resumed through the
+    context that created them, so Transports sharing ``session_tickets`` share contexts too.
+    """
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(verify)
+        if ctx is not None:
+            return ctx
+        if verify is False:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        elif isinstance(verify, str):
+            ctx = ssl.create_default_context(cafile=verify)
+        else:
+            try:
+                import certifi
+
+                ctx = ssl.create_default_context(cafile=certifi.where())
+            except ImportError:
+                ctx = ssl.create_default_context()
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        _CONTEXTS[verify] = ctx
+        return ctx
 
 
 def _retry_after(r: Response) -> float | None:

@@ -330,7 +330,7 @@ def test_deleted_file_on_reload_warns(tmp_path):
     path = write(tmp_path / "flags.toml", "[flags]\nQUIC_TRANSPORT = true\n")
     flags = FeatureFlags.load(config=path, environ={}, refresh_interval=3600)
     path.unlink()
-    with pytest.warns(FlagReloadWarning, match="does not exist"):
+    with pytest.warns(FlagReloadWarning, match="was removed"):
         flags.refresh()
     assert flags.is_enabled("QUIC_TRANSPORT")
 

@@ -272,7 +272,8 @@ class FeatureFlags:
         if sig is None:
             if self._file.discovered and self._file_sig is None:
                 return False  # discovered pyproject that vanished before the first read
-            raise FlagConfigError(f"{self._file.label}: file does not exist (any more)")
+            gone = "was removed" if self._file_sig is not None else "does not exist"
+            raise FlagConfigError(f"{self._file.label}: file {gone}")
         self._file_values = self._file.read(self._catalogue)
         self._file_sig = sig
         return True

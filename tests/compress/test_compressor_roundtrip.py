@@ -133,3 +133,19 @@ def test_coding_attribute_and_aliases():
     assert Compressor("ZSTD").coding == "zstd"
     assert Compressor("identity").coding == "identity"
     assert "dictionary" not in repr(Compressor("br"))
+
+
+@pytest.mark.parametrize("coding", CODINGS)
+@pytest.mark.parametrize("piece", [997, None])
+def test_output_much_larger_than_one_decoder_step(coding, piece):
+    """Regression: brotli held back output past the last input chunk (1 MiB output steps)."""
+    import os
+
+    data = os.urandom(1 << 14) * 64 + bytes(3 << 20)
+    c = Compressor(coding, 5 if coding == "br" else None)
+    blob = c.compress(data)
+    if piece is None:
+        assert c.decompress(blob) == data
+    else:
+        chunks = [blob[i : i + piece] for i in range(0, len(blob), piece)]
+        assert b"".join(c.decompress_iter(chunks)) == data

@@ -189,6 +189,15 @@ def br_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterat
                 if dec.can_accept_more_data():
                     break
                 out = dec.process(b"", output_buffer_limit=_OUT_CHUNK)
+        # input exhausted: the decoder may still hold output it was not allowed to return
+        while not dec.is_finished():
+            out = dec.process(b"", output_buffer_limit=_OUT_CHUNK)
+            if not out:
+                break
+            total += len(out)
+            if limit is not None and total > limit:
+                raise _limit_error(limit)
+            yield out
     except brotli.error as exc:
         raise CompressionError(f"corrupt brotli stream: {exc}") from None
     if not dec.is_finished():

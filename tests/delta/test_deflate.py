@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from registry_core.delta._deflate import (
     FEED_CHUNK,
+    MINIZ,
     Budget,
     DeflateDetector,
     DeflateParams,
@@ -73,8 +74,9 @@ def test_large_streams_get_the_short_search():
     det = DeflateDetector()
     assert len(det.candidates(None, 10_000, 0xFF)) > det.max_large_attempts
     assert len(det.candidates(None, 1 << 20, 0xFF)) == det.max_large_attempts
-    assert det.candidates(None, 1 << 20, 0xFF)[:2] == [
+    assert det.candidates(None, 1 << 20, 0xFF)[:3] == [
         DeflateParams(6, 15, 8, 0),
+        DeflateParams(6, 15, 8, 0, MINIZ),  # Rust zip writers (maturin) come second
         DeflateParams(9, 15, 8, 0),
     ]
     assert det.candidates(None, 1000, 0x00)[0] == DeflateParams(0, 15, 8, 0)  # stored block first
@@ -169,3 +171,42 @@ def test_inflate_raw_respects_budget():
     assert len(content) == 8 << 20 and used == len(bomb)
     assert budget.remaining == 1 << 20
     assert inflate_raw(b"\xff\xff\xff", Budget(100)) is None  # invalid block type
+
+
+def test_miniz_streams_reproduce_and_rebuild():
+    """Streams written by miniz_oxide (Rust zip writers such as maturin) are reproduced with the
+    MINIZ engine, recorded in the layout and rebuilt byte-exact."""
+    import io
+    import struct
+    import zipfile
+    import zlib
+
+    import cramjam
+
+    from registry_core.delta._layout import Layout, expand, rebuild
+
+    content = text(50_000, seed=4)
+    comp = bytes(cramjam.deflate.compress(content, level=6))
+    det = DeflateDetector()
+    found = det.find(comp, content)
+    assert found == DeflateParams(6, 15, 8, 0, MINIZ)
+    # a zip whose member was compressed by miniz (as maturin writes wheels)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("placeholder", b"")
+    name = b"pkg/native.so"
+    crc = zlib.crc32(content)
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(comp), len(content), len(name), 0)
+    central = struct.pack(
+        "<IHHHHHHIIIHHHHHII", 0x02014B50, 0x032E, 20, 0, 8, 0, 0, crc, len(comp), len(content),
+        len(name), 0, 0, 0, 0, 0o644 << 16, 0,
+    )
+    body = local + name + comp
+    end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central) + len(name), len(body), 0)
+    wheel = body + central + name + end
+    assert zipfile.ZipFile(io.BytesIO(wheel)).read("pkg/native.so") == content
+    layout, expanded = expand(wheel)
+    engines = {e.node.params.engine for e in layout.deflate_entries()}
+    assert engines == {MINIZ}
+    assert Layout.from_bytes(layout.to_bytes()) == layout
+    assert rebuild(layout, expanded) == wheel

@@ -45,17 +45,26 @@ _ONE_SHOT = 1  # level 0 only: the strategy field says "fed in one zlib.compress
 Buffer = Union[bytes, bytearray, memoryview]
 
 
+#: Deflate engines a stream can be reproduced with. ZLIB: CPython's zlib. MINIZ: the
+#: miniz_oxide compressor (Rust, through ``cramjam``), which Rust build tools use: maturin wheels
+#: (zip crate / flate2 defaults), cargo-built archives.
+ZLIB, MINIZ = 0, 1
+
+
 @dataclass(frozen=True)
 class DeflateParams:
-    """Everything ``zlib.compressobj`` needs to reproduce a raw deflate stream.
+    """Everything needed to reproduce a raw deflate stream.
 
     ``wbits`` is the positive window size (8..15) of a raw stream (passed to zlib negated).
+    ``engine`` is :data:`ZLIB` or :data:`MINIZ`; miniz streams use only ``level`` (1..9, with
+    wbits 15, memLevel 8, strategy 0 recorded).
     """
 
     level: int
     wbits: int
     mem_level: int
     strategy: int
+    engine: int = ZLIB
 
     def __post_init__(self) -> None:
         if not (
@@ -63,10 +72,14 @@ class DeflateParams:
             and 8 <= self.wbits <= 15
             and 1 <= self.mem_level <= 9
             and 0 <= self.strategy <= 4
+            and self.engine in (ZLIB, MINIZ)
+        ) or (
+            self.engine == MINIZ
+            and (self.level == 0 or (self.wbits, self.mem_level, self.strategy) != (15, 8, 0))
         ):
             raise InvalidArgumentError(
                 f"invalid deflate parameters {self!r}: need level 0..9, wbits 8..15, "
-                "mem_level 1..9, strategy 0..4"
+                "mem_level 1..9, strategy 0..4, engine 0 (zlib) or 1 (miniz: level 1..9 only)"
             )
 
     def compressobj(self) -> zlib._Compress:  # type: ignore[name-defined]
@@ -88,6 +101,11 @@ def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
     Raises ``zlib.error`` / ``ValueError`` if zlib refuses the parameters (e.g. wbits 8).
     """
     view = memoryview(content)
+    if params.engine == MINIZ:
+        import cramjam  # a declared dependency; imported here to keep imports cheap
+
+        yield bytes(cramjam.deflate.compress(bytes(view), level=params.level))
+        return
     if params.level == 0 and params.strategy == _ONE_SHOT:
         if params.mem_level != 8 or sys.version_info < (3, 11):
             raise ValueError("one-shot level-0 streams need memLevel 8 and Python 3.11+")
@@ -217,6 +235,9 @@ _OTHER_MEM: tuple[DeflateParams, ...] = tuple(
     _p(lv, mem=m) for m in (7, 6, 5, 4, 3, 2, 1) for lv in (6, 9)
 )
 _STORED = (_p(0), _p(0, strategy=_ONE_SHOT))
+# miniz_oxide at its default level (maturin and other Rust zip writers), then the other levels.
+_MINIZ_DEFAULT = DeflateParams(6, 15, 8, 0, MINIZ)
+_MINIZ_OTHER = tuple(DeflateParams(lv, 15, 8, 0, MINIZ) for lv in (1, 2, 3, 4, 5, 7, 8, 9))
 
 
 def _search_order(content_size: int, first_byte: int) -> list[DeflateParams]:
@@ -224,6 +245,10 @@ def _search_order(content_size: int, first_byte: int) -> list[DeflateParams]:
     order: list[DeflateParams] = []
     if first_byte & 0x06 == 0:  # first block stored: level 0 is a real possibility
         order.extend(_STORED)
+    # Python zipfile / zlib default, then miniz_oxide's default: a zlib guess fails within its
+    # first block, so trying miniz this early costs zlib-made streams nothing.
+    order.extend(_COMMON[:1])
+    order.append(_MINIZ_DEFAULT)
     order.extend(_COMMON)
     order.extend(_STORED)
     order.extend(_STRATEGIES)
@@ -232,6 +257,7 @@ def _search_order(content_size: int, first_byte: int) -> list[DeflateParams]:
         if content_size > (1 << wbits) - 262:
             order.extend((_p(6, wbits), _p(9, wbits)))
     order.extend(_OTHER_MEM)
+    order.extend(_MINIZ_OTHER)
     return list(dict.fromkeys(order))
 
 

@@ -199,7 +199,7 @@ class Layout:
         """Compact binary form: ``RCLY``, version, kind, node count, nodes in preorder.
 
         Raw: tag 0, varint length. Deflate: tag 1 (2 with copy_from), varint clen, byte
-        ``level | strategy << 4``, byte ``wbits | mem_level << 4``, [varint copy_from],
+        ``level | strategy << 4 | engine << 7``, byte ``wbits | mem_level << 4``, [varint copy_from],
         varint child count, children. Varints are unsigned LEB128.
         """
         if self.kind not in _KINDS:
@@ -217,7 +217,7 @@ class Layout:
             p = node.params
             out.append(_TAG_DEFLATE if node.copy_from is None else _TAG_DEFLATE_COPY)
             _put_varint(out, node.clen)
-            out.append(p.level | p.strategy << 4)
+            out.append(p.level | p.strategy << 4 | p.engine << 7)
             out.append(p.wbits | p.mem_level << 4)
             if node.copy_from is not None:
                 _put_varint(out, node.copy_from)
@@ -299,7 +299,7 @@ class _Reader:
                 clen = self.varint()
                 a, b = self.byte(), self.byte()
                 try:
-                    params = DeflateParams(a & 0x0F, b & 0x0F, b >> 4, a >> 4)
+                    params = DeflateParams(a & 0x0F, b & 0x0F, b >> 4, (a >> 4) & 0x07, a >> 7)
                 except InvalidArgumentError as exc:
                     raise CorruptPatchError(f"layout: {exc}") from None
                 copy_from = self.varint() if tag == _TAG_DEFLATE_COPY else None

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
+import sys
 from typing import Any
 
 import httpcore
@@ -20,6 +21,27 @@ import httpcore
 __all__ = ["TLSStream", "connect_tls"]
 
 _READ = 1 << 16
+
+if sys.version_info >= (3, 11):
+    _timeout = asyncio.timeout  # a deadline on the current task: no extra task per call
+else:  # pragma: no cover - Python 3.9/3.10
+
+    @contextlib.asynccontextmanager
+    async def _timeout(delay: float | None) -> Any:
+        if delay is None:
+            yield
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        handle = asyncio.get_running_loop().call_later(delay, task.cancel)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if handle.when() <= asyncio.get_running_loop().time():
+                raise asyncio.TimeoutError() from None
+            raise
+        finally:
+            handle.cancel()
 
 
 class TLSStream(httpcore.AsyncNetworkStream):
@@ -37,8 +59,11 @@ class TLSStream(httpcore.AsyncNetworkStream):
         data = self._out.read()
         if data:
             self._writer.write(data)
+            if self._writer.transport.get_write_buffer_size() == 0:
+                return  # all written synchronously; nothing to wait for
             try:
-                await asyncio.wait_for(self._writer.drain(), timeout)
+                async with _timeout(timeout):
+                    await self._writer.drain()
             except asyncio.TimeoutError:
                 raise httpcore.WriteTimeout("TLS write timed out") from None
             except OSError as exc:
@@ -46,7 +71,8 @@ class TLSStream(httpcore.AsyncNetworkStream):
 
     async def _fill(self, timeout: float | None, error: type[Exception]) -> bool:
         try:
-            data = await asyncio.wait_for(self._reader.read(_READ), timeout)
+            async with _timeout(timeout):
+                data = await self._reader.read(_READ)
         except asyncio.TimeoutError:
             raise httpcore.ReadTimeout("TLS read timed out") from None
         except OSError as exc:

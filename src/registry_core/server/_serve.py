@@ -112,7 +112,11 @@ def _install_quic_tuning() -> None:
        clients can never resume (nor send 0-RTT). Connections are created with ours.
     2. ``registry_core_quic`` on the hypercorn Config: QuicConfiguration attributes to set
        (the datagram size, for instance); configs without it are left untouched.
+    3. For those configs, a 1024-datagram receive queue instead of 10: hypercorn drops what
+       does not fit, so a client opening 32 streams at once lost packets and waited for
+       retransmission timers.
     """
+    from hypercorn.asyncio import udp_server as hu
     from hypercorn.protocol import quic as hq
 
     if getattr(hq, "_registry_core_tuned", False):
@@ -133,8 +137,16 @@ def _install_quic_tuning() -> None:
         for name, value in getattr(self.config, "registry_core_quic", {}).items():
             setattr(self.quic_config, name, value)
 
+    base_udp_init = hu.UDPServer.__init__
+
+    def udp_init(self: Any, *args: Any, **kwargs: Any) -> None:
+        base_udp_init(self, *args, **kwargs)
+        if hasattr(self.config, "registry_core_quic"):
+            self.protocol_queue = asyncio.Queue(1024)
+
     hq.QuicConnection = _TicketingConnection
     hq.QuicProtocol.__init__ = init
+    hu.UDPServer.__init__ = udp_init
     hq._registry_core_tuned = True
 
 

@@ -41,10 +41,8 @@ test: $(STAMP)
 # editable) into its own venv so the normal in-place build is left alone.
 sanitize:
 	test -x $(ASAN_VENV)/bin/python || $(PYTHON) -m venv $(ASAN_VENV)
-	$(ASAN_VENV)/bin/python -m pip install --quiet --upgrade pip
-	REGISTRY_CORE_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps --no-build-isolation . || \
-	  REGISTRY_CORE_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet --force-reinstall .
-	$(ASAN_VENV)/bin/python -m pip install --quiet '.[test]'  >/dev/null
+	$(ASAN_VENV)/bin/python -m pip install --quiet --upgrade pip "setuptools>=77" wheel "cffi>=1.16"
+	$(ASAN_VENV)/bin/python -m pip install --quiet '.[test]'
 	REGISTRY_CORE_SANITIZE=1 $(ASAN_VENV)/bin/python -m pip install --quiet --force-reinstall --no-deps .
 	cd tests && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -65,6 +63,10 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff
 	$(PY) -m ruff check src tests benchmarks
+
+# Profile-guided build of the C core in place (train, rebuild with the profile).
+pgo: $(STAMP)
+	PYTHON=$(abspath $(PY)) scripts/pgo_build.sh local
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info src/registry_core/_native/_core*.so src/registry_core/_native/_core.c src/registry_core/_native/*.o .pytest_cache

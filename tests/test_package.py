@@ -23,6 +23,7 @@ def test_public_names_are_pinned():
     ]
 
 
+@pytest.mark.native
 def test_build_info_reports_the_core():
     info = registry_core.build_info()
     assert info["version"] == registry_core.__version__

@@ -12,7 +12,8 @@ step in its own child process, one at a time:
   (this script with ``--helper``), so its peak RSS is measured the same way as the CLIs'.
 - ``zstd -19 --long=31 --patch-from=OLD`` (Debian ``zstd``),
 - ``bsdiff`` / ``bspatch`` (Debian ``bsdiff``),
-- ``xdelta3 -9 -e -s OLD`` (Debian ``xdelta3``),
+- ``xdelta3 -D -9 -e -s OLD`` (Debian ``xdelta3``; ``-D``/``-R`` keep it from running gzip(1)
+  on .tar.gz inputs, which made its output differ from NEW),
 - ``detools`` with its HDiffPatch algorithm (``patch_type="hdiffpatch"``, lzma; PyPI
   ``detools``), in the same kind of helper process as ours.
 
@@ -182,8 +183,10 @@ def commands(tool: str, old: Path, new: Path, patch: Path, out: Path) -> tuple[l
         return (["bsdiff", str(old), str(new), str(patch)],
                 ["bspatch", str(old), str(out), str(patch)])
     if tool == "xdelta3":
-        return (["xdelta3", "-f", "-9", "-e", "-s", str(old), str(new), str(patch)],
-                ["xdelta3", "-f", "-d", "-s", str(old), str(patch), str(out)])
+        # -D -R: no external gzip decompression / recompression. xdelta3 otherwise inflates
+        # .gz inputs with gzip(1) and recompresses the output, which is not byte-identical.
+        return (["xdelta3", "-f", "-D", "-9", "-e", "-s", str(old), str(new), str(patch)],
+                ["xdelta3", "-f", "-D", "-R", "-d", "-s", str(old), str(patch), str(out)])
     raise ValueError(tool)
 
 
@@ -494,6 +497,20 @@ def _version(name: str) -> str:
     return (r.stdout + r.stderr).strip().splitlines()[0] if (r.stdout + r.stderr).strip() else "?"
 
 
+def _tree() -> str:
+    """The commit measured, and whether the delta sources differed from it."""
+    root = HERE.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
+                                "src/registry_core/delta", "csrc"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + (" (delta sources modified)" if dirty else "")
+
+
 def _ver_of(path: Path) -> str:
     name = path.name
     stem = name[:-4] if name.endswith(".whl") else name[: -len(".tar.gz")]
@@ -565,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\ndeflate streams of each new artifact: reproduced byte-exactly by the archive layer "
           "(count, compressed-byte share) and copied unchanged from the old one")
-    print(f"{'artifact':64} {'streams':>7} {'reproduced':>11} {'bytes':>7} {'copied':>7}")
+    print(f"{'artifact':64} {'streams':>7} {'reproduced':>11} {'bytes':>7} {'copied':>7}"
+          f"  patch method")
     for p in pairs_out:
         rep = p["reproduction"]
         st = p["tools"]["registry-core"].get("stats", {})
@@ -574,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         copied = st.get("copied_streams", 0)
         print(f"{p['new'][:64]:64} {rep['streams']:7d} {rep['share']:11.1%} "
-              f"{rep['byte_share']:7.1%} {copied:7d}")
+              f"{rep['byte_share']:7.1%} {copied:7d}  {p['tools']['registry-core'].get('method')}")
     tot_s = sum(p["reproduction"].get("streams", 0) for p in pairs_out)
     tot_r = sum(p["reproduction"].get("reproduced", 0) for p in pairs_out)
     if tot_s:
@@ -623,6 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg(),
         },
         "build": build_info(),
+        "tree": _tree(),
         "corpus": str(corpus_dir()),
         "tools": {t: (_version(t) if t != "registry-core" else "this tree") for t in tools},
         "notes": "times: CLIs = child wall time; Python helpers (registry-core, detools) = inside "

@@ -150,3 +150,22 @@ def test_file_forms(tmp_path):
 def test_empty_inputs():
     for old, new in [(b"", b""), (b"", b"x"), (b"x", b"")]:
         assert AGG.apply(old, AGG.diff(old, new)) == new
+
+
+def test_target_layout_is_sent_relative_to_the_base():
+    """Unchanged members cost a few bytes each in the layout section, not a full node."""
+    from registry_core.delta._layout import Layout, expand
+
+    old = wheel("1.0", modules=60, lines=300)
+    new = wheel("1.1", modules=60, lines=300, changed={7: b"import os\n" + module_source(7, "1", 300)})
+    patch = AGG.diff(old, new)
+    assert AGG.inspect(patch).method == "ARCHIVE"
+    raw, stored = AGG.inspect(patch).sections["LAYOUTS"]
+    old_layout, _ = expand(old)
+    assert raw < len(old_layout.to_bytes()) + 150  # the target's layout is mostly references
+    assert AGG.apply(old, patch) == new
+    new_layout, _ = expand(new)
+    marked = new_layout.with_copy_from({i: i for i in range(0, 60) if i != 7})
+    encoded = marked.to_bytes(relative_to=old_layout)
+    assert Layout.from_bytes(encoded, relative_to=old_layout) == marked
+    assert len(encoded) < len(marked.to_bytes()) // 3

@@ -199,10 +199,16 @@ class DeltaAggregator:
         for i, comp in enumerate(compressed_bytes_of_deflate_nodes(old_layout, old)):
             by_digest.setdefault(hashlib.sha256(comp).digest(), i)
         mapping: dict[int, int | None] = {}
-        for i, comp in enumerate(compressed_bytes_of_deflate_nodes(new_layout, new)):
+        copied: set[int] = set()
+        entries = new_layout.deflate_entries()
+        for entry, comp in zip(entries, compressed_bytes_of_deflate_nodes(new_layout, new)):
+            if entry.parent is not None and entry.parent in copied:
+                copied.add(entry.index)  # inside a copied stream: copied with it
+                continue
             j = by_digest.get(hashlib.sha256(comp).digest())
             if j is not None:
-                mapping[i] = j
+                mapping[entry.index] = j
+                copied.add(entry.index)
         new_layout = new_layout.with_copy_from(mapping)
         stats["copied_streams"] = len(mapping)
         streams = _binary.encode(old_exp, new_exp, max_chain=self.max_chain)
@@ -214,7 +220,7 @@ class DeltaAggregator:
         old_bytes = old.to_bytes()
         put_uvarint(body, len(old_bytes))
         body += old_bytes
-        body += new.to_bytes()
+        body += new.to_bytes(relative_to=old)
         return encode_section(Section.LAYOUTS, body, level=self.level)
 
     @staticmethod
@@ -223,7 +229,8 @@ class DeltaAggregator:
         n, pos = get_uvarint(body, 0)
         if n > len(body) - pos:
             raise CorruptPatchError("patch layout section is truncated")
-        return Layout.from_bytes(body[pos : pos + n]), Layout.from_bytes(body[pos + n :])
+        old = Layout.from_bytes(body[pos : pos + n])
+        return old, Layout.from_bytes(body[pos + n :], relative_to=old)
 
     def _stream_sections(self, streams: _binary.Streams) -> list:
         return [

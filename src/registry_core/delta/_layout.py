@@ -63,7 +63,7 @@ _MAX_NESTING = 16  # deepest node tree from_bytes accepts
 
 _MAGIC = b"RCLY"
 _KINDS = ("raw", "zip", "gzip")
-_TAG_RAW, _TAG_DEFLATE, _TAG_DEFLATE_COPY = 0, 1, 2
+_TAG_RAW, _TAG_DEFLATE, _TAG_DEFLATE_COPY, _TAG_BASE_REF = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ class Layout:
 
     # -- serialisation ------------------------------------------------------------------------
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, *, relative_to: Layout | None = None) -> bytes:
         """Compact binary form: ``RCLY``, version, kind, node count, nodes in preorder.
 
         Raw: tag 0, varint length. Deflate: tag 1 (2 with copy_from), varint clen, byte
@@ -208,12 +208,25 @@ class Layout:
         out.append(LAYOUT_VERSION)
         out.append(_KINDS.index(self.kind))
         _put_varint(out, len(self.nodes))
+        base = relative_to.deflate_entries() if relative_to is not None else None
+        expected = [0]
 
         def put(node: Node) -> None:
             if isinstance(node, Raw):
                 out.append(_TAG_RAW)
                 _put_varint(out, node.length)
                 return
+            k = node.copy_from
+            if base is not None and k is not None and k < len(base):
+                ref = base[k].node
+                if replace(ref, copy_from=k) == node:
+                    # Same node as the base's k-th: a reference (zigzag delta from the index
+                    # right after the previous reference's subtree) is all it takes.
+                    out.append(_TAG_BASE_REF)
+                    delta = k - expected[0]
+                    _put_varint(out, (delta << 1) ^ (delta >> 63))
+                    expected[0] = k + 1 + _count_deflate(ref.children)
+                    return
             p = node.params
             out.append(_TAG_DEFLATE if node.copy_from is None else _TAG_DEFLATE_COPY)
             _put_varint(out, node.clen)
@@ -230,8 +243,13 @@ class Layout:
         return bytes(out)
 
     @classmethod
-    def from_bytes(cls, data: Buffer, *, max_nodes: int = DEFAULT_MAX_NODES) -> Layout:
-        """Parse :meth:`to_bytes` output; raises CorruptPatchError on anything malformed."""
+    def from_bytes(
+        cls, data: Buffer, *, max_nodes: int = DEFAULT_MAX_NODES, relative_to: Layout | None = None
+    ) -> Layout:
+        """Parse :meth:`to_bytes` output; raises CorruptPatchError on anything malformed.
+
+        ``relative_to`` must be the layout the bytes were written relative to (if any).
+        """
         try:
             buf = bytes(data)
         except TypeError as exc:
@@ -245,6 +263,8 @@ class Layout:
         if buf[5] >= len(_KINDS):
             raise CorruptPatchError(f"layout: unknown kind {buf[5]}")
         reader = _Reader(buf, 6, max_nodes)
+        if relative_to is not None:
+            reader.base = relative_to.deflate_entries()
         nodes = reader.nodes(reader.varint(), 0)
         if reader.pos != len(buf):
             raise CorruptPatchError("layout: trailing bytes after the last node")
@@ -260,11 +280,18 @@ def _put_varint(out: bytearray, value: int) -> None:
     out.append(value)
 
 
+def _count_deflate(nodes: tuple[Node, ...]) -> int:
+    """Deflate nodes in a subtree (preorder numbering skips this many for a referenced node)."""
+    return sum(1 + _count_deflate(n.children) for n in nodes if isinstance(n, Deflate))
+
+
 class _Reader:
     def __init__(self, buf: bytes, pos: int, max_nodes: int) -> None:
         self.buf = buf
         self.pos = pos
         self.left = max_nodes
+        self.base: list[DeflateEntry] | None = None
+        self.expected = 0
 
     def byte(self) -> int:
         if self.pos >= len(self.buf):
@@ -305,6 +332,14 @@ class _Reader:
                 copy_from = self.varint() if tag == _TAG_DEFLATE_COPY else None
                 kids = self.nodes(self.varint(), depth + 1)
                 res.append(Deflate(clen, params, kids, copy_from))
+            elif tag == _TAG_BASE_REF and self.base is not None:
+                z = self.varint()
+                k = self.expected + ((z >> 1) ^ -(z & 1))
+                if not 0 <= k < len(self.base):
+                    raise CorruptPatchError("layout: reference to a node the base does not have")
+                ref = self.base[k].node
+                self.expected = k + 1 + _count_deflate(ref.children)
+                res.append(replace(ref, copy_from=k))
             else:
                 raise CorruptPatchError(f"layout: unknown node tag {tag}")
         return tuple(res)

@@ -274,6 +274,7 @@ def bench_small(docs: list[bytes], by: str, repeat: int) -> tuple[list[dict], di
         configs.append((name, c.compress, c.decompress))
 
     add("zstd 3", Compressor("zstd", 3))
+    add("zstd 9", Compressor("zstd", 9))
     add("zstd 19", Compressor("zstd", 19))
     add("br 5", Compressor("br", 5))
     add("br 11", Compressor("br", 11))

@@ -97,3 +97,19 @@ def test_precompressed_detection():
     assert not _auto.is_precompressed(b"<svg/>", "image/svg+xml")
     assert _auto.is_precompressed(b"RIFF\0\0\0\0WEBPVP8 ", "")
     assert not _auto.is_precompressed(b'{"a": 1}', "application/json; charset=utf-8")
+
+
+def test_small_payload_without_dictionary_gets_brotli(records):
+    doc = records[0]
+    assert len(doc) <= _auto.SMALL_MAX
+    c = Compressor.auto(doc, "application/json")
+    assert (c.coding, c.level) == ("br", _auto.SMALL_BR_LEVEL)
+    assert c.decompress(c.compress(doc)) == doc
+
+
+def test_mid_size_payload_gets_zstd_without_long_distance(records):
+    doc = b"\n".join(records)
+    assert _auto.SMALL_MAX < len(doc) < _auto.LDM_THRESHOLD
+    c = Compressor.auto(doc, "text/plain")
+    assert (c.coding, c.level) == ("zstd", _auto.LARGE_LEVEL)
+    assert "long_distance" not in repr(c)

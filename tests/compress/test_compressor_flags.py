@@ -40,6 +40,8 @@ def test_auto_respects_flags(records):
     both_off = _flags(ZSTD_COMPRESSION=False, BROTLI_COMPRESSION=False)
     assert Compressor.auto(doc, "text/plain", flags=both_off).coding == "gzip"
     assert Compressor.auto(doc, "text/plain", flags=_flags(ZSTD_COMPRESSION=False)).coding == "br"
+    small = Compressor.auto(records[0], flags=_flags(BROTLI_COMPRESSION=False))
+    assert (small.coding, small.level) == ("zstd", 19)
 
 
 def test_environment_source_turns_brotli_off():

@@ -14,9 +14,11 @@ Cases:
   no session resumption; every client of a row shares one SSLContext (no CA reload);
 - 1 MiB: sequential downloads of a 1 MiB body, MB/s.
 
+The machine is shared, so the whole set runs ``--repeat`` times (default 3) with the client
+order rotated, and the table shows per-cell medians; every run is kept in the JSON.
 Prints a table and writes ``benchmarks/results/transport.json``.
 
-    .venv/bin/python benchmarks/bench_transport.py [--quick] [--json PATH]
+    .venv/bin/python benchmarks/bench_transport.py [--quick] [--repeat N] [--json PATH]
 """
 
 from __future__ import annotations
@@ -130,7 +132,7 @@ async def bench_client(name: str, cafile: str, base: str, files: dict[str, bytes
 
     lat = []
     client.resumed = 0
-    for _ in range(max(10, n // 10)):
+    for _ in range(max(10, n // 4)):
         fresh = client.fresh()
         t = time.perf_counter()
         await fresh.get(small)
@@ -140,6 +142,8 @@ async def bench_client(name: str, cafile: str, base: str, files: dict[str, bytes
             client.resumed += fresh.c.stats["tls_resumed"] + fresh.c.stats["h3_0rtt"]
         await fresh.close()
     out["newconn_p50_ms"], out["newconn_p99_ms"] = pct(lat, .5) * 1e3, pct(lat, .99) * 1e3
+    if os.environ.get("BENCH_DEBUG"):
+        print(name, [round(x * 1e3, 1) for x in lat], file=sys.stderr)
 
     rates = []
     for _ in range(max(5, n // 30)):
@@ -161,6 +165,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "transport.json"))
     ap.add_argument("--clients", default="httpx h1,httpx h2,ours h2,ours h3")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="whole runs, client order rotated each time; the table shows medians")
     args = ap.parse_args()
     n = 100 if args.quick else 400
 
@@ -183,11 +189,14 @@ def main() -> None:
     port = int(re.search(r":(\d+)/", line).group(1))
     base = f"https://127.0.0.1:{port}"
     data = {"v0": versions[0][1], "v1": versions[1][1]}
-    results: dict[str, dict[str, float]] = {}
+    names = [c.strip() for c in args.clients.split(",")]
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     try:
-        for name in [c.strip() for c in args.clients.split(",")]:
-            results[name] = asyncio.run(bench_client(name, cert, base, data, n))
-            print(f"  {name}: done", file=sys.stderr, flush=True)
+        for rep in range(args.repeat):
+            order = names[rep % len(names):] + names[:rep % len(names)]
+            for name in order:
+                runs[name].append(asyncio.run(bench_client(name, cert, base, data, n)))
+                print(f"  run {rep + 1}/{args.repeat} {name}: done", file=sys.stderr, flush=True)
     finally:
         server.terminate()
         server.wait(10)
@@ -196,6 +205,9 @@ def main() -> None:
             ("delta_p50_ms", "delta p50 ms"), ("delta_p99_ms", "delta p99 ms"),
             ("inflight32_rps", "32-in-flight req/s"), ("newconn_p50_ms", "new conn p50 ms"),
             ("newconn_p99_ms", "new conn p99 ms"), ("mib_MBps", "1 MiB MB/s")]
+    results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+               for name, rs in runs.items()}
+    print(f"medians of {args.repeat} runs; load average at the end: {os.getloadavg()}")
     print("| client | " + " | ".join(c[1] for c in cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for name, r in results.items():
@@ -203,12 +215,15 @@ def main() -> None:
                                           for k, _ in cols) + " |")
     print("(httpx delta columns: a full download of the same wheel; httpx has no delta fetch)")
     record = {
-        "command": "python benchmarks/bench_transport.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/bench_transport.py" + (" --quick" if args.quick else "")
+                   + (f" --repeat {args.repeat}" if args.repeat != 3 else ""),
         "samples_small": n,
         "wheel_bytes": len(versions[1][1]),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                     "loadavg_at_end": os.getloadavg()},
-        "results": results,
+        "repeat": args.repeat,
+        "results_median": results,
+        "runs": runs,
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(record, indent=2) + "\n")

@@ -128,3 +128,26 @@ def test_only_https(pki):
             await t.get("http://registry.test/x")
     with pytest.raises(ValueError):
         run(main())
+
+
+def test_http11_only_server(pki, artifacts):
+    """ALPN falls back to HTTP/1.1: one request per connection at a time, no coalescing."""
+    from _servers import ON
+    from registry_core.server import RegistryApp, start_server
+
+    _, cert, key = pki
+    app = RegistryApp(artifacts[0], flags=flags())
+    with start_server(app, certfile=cert, keyfile=key, quic=False, http2=False) as h1:
+        async def main():
+            async with make(pki, http3=False, flags=flags(**ON)) as t:
+                rs = await asyncio.gather(*(t.get(url(h1, f"/coalesce/item{i}.txt"))
+                                            for i in range(4)))
+                other = await t.get(url(h1, "/small.txt", "mirror.test"))
+                return rs, other, t.connections()
+        rs, other, conns = run(main())
+    assert {r.http_version for r in rs} == {"HTTP/1.1"}
+    assert [r.content for r in rs] == [artifacts[1][f"/coalesce/item{i}.txt"] for i in range(4)]
+    # no multiplexing: concurrent requests needed several connections (some reused in turn)
+    assert 2 <= len({r.connection_id for r in rs}) <= 4
+    assert other.connection_id not in {r.connection_id for r in rs}
+    assert {c.protocol for c in conns} == {"http/1.1"}

@@ -213,6 +213,7 @@ def start_server(
     keep_alive_timeout: float = 60.0,
     names: list[str] | None = None,
     quic_max_datagram_size: int = 1200,
+    http2: bool = True,
 ) -> ServerHandle:
     """Start hypercorn for ``app`` on a background thread; returns once it accepts connections.
 
@@ -241,6 +242,8 @@ def start_server(
     if udp is not None:
         udp.setblocking(False)
     config = _config(certfile, keyfile, keep_alive_max_requests, keep_alive_timeout)
+    if not http2:  # HTTP/1.1 only on TCP (clients without h2, tests of the ALPN fallback)
+        config.alpn_protocols = ["http/1.1"]
     if quic:
         _install_quic_tuning()
         config.registry_core_quic = {"max_datagram_size": quic_max_datagram_size}

@@ -119,12 +119,21 @@ def test_dcz_large_dictionary_is_indexed_whole(level):
     assert frame.window_size <= dcz_window_limit(len(old))
 
 
-def test_dcz_frame_with_too_large_window_is_refused(records):
+@pytest.mark.parametrize(("window_log", "accepted"), [(23, True), (24, False)])
+def test_dcz_window_bound_is_exact(records, window_log, accepted):
+    """Small dictionary: the bound is 8 MiB; a 16 MiB window frame is refused."""
+    import os
+
     old = records[0]
     raw = zstandard.ZstdCompressionDict(old, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-    params = zstandard.ZstdCompressionParameters.from_level(1, window_log=25)
+    params = zstandard.ZstdCompressionParameters.from_level(1, window_log=window_log)
     cobj = zstandard.ZstdCompressor(dict_data=raw, compression_params=params).compressobj()
-    frame = cobj.compress(bytes(20 << 20)) + cobj.flush()
+    data = os.urandom(20 << 20)
+    frame = cobj.compress(data) + cobj.flush()
     body = DCZ_MAGIC + hashlib.sha256(old).digest() + frame
-    with pytest.raises(CompressionError, match="window"):
-        Compressor("dcz", dictionary=Dictionary(old)).decompress(body)
+    c = Compressor("dcz", dictionary=Dictionary(old))
+    if accepted:
+        assert c.decompress(body) == data
+    else:
+        with pytest.raises(CompressionError, match="window"):
+            c.decompress(body)

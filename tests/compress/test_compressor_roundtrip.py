@@ -149,3 +149,22 @@ def test_output_much_larger_than_one_decoder_step(coding, piece):
     else:
         chunks = [blob[i : i + piece] for i in range(0, len(blob), piece)]
         assert b"".join(c.decompress_iter(chunks)) == data
+
+
+def test_importing_compress_loads_no_codec_library():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, registry_core.compress as c; c.Compressor.negotiate('gzip');"
+        "print(sorted(m for m in ('zstandard', 'brotli') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_attributes_are_read_only():
+    c = Compressor("gzip", 9)
+    with pytest.raises(AttributeError):
+        c.coding = "br"  # type: ignore[misc]
+    assert (c.coding, c.level, c.dictionary) == ("gzip", 9, None)

@@ -50,13 +50,13 @@ class Compressor:
     __slots__ = (
         "_cdict",
         "_checksum",
+        "_coding",
         "_ddict",
+        "_dictionary",
+        "_level",
         "_local",
         "_long_distance",
         "_window_log",
-        "coding",
-        "dictionary",
-        "level",
     )
 
     def __init__(
@@ -108,9 +108,9 @@ class Compressor:
         if name == "dcz":
             limit_log = _dcz.dcz_window_log(len(dictionary))  # type: ignore[arg-type]
             window_log = limit_log if window_log is None else min(window_log, limit_log)
-        self.coding = name
-        self.level = level
-        self.dictionary = dictionary
+        self._coding = name
+        self._level = level
+        self._dictionary = dictionary
         self._long_distance = bool(long_distance)
         self._window_log = window_log
         self._checksum = bool(checksum)
@@ -124,6 +124,19 @@ class Compressor:
             big = len(dictionary) > _BIG_DICT
             self._cdict = dictionary.zstd(raw=raw, level=None if big else level)
             self._ddict = dictionary.zstd(raw=raw)
+
+    @property
+    def coding(self) -> str:
+        """The HTTP content-coding token: ``zstd``, ``br``, ``gzip``, ``identity`` or ``dcz``."""
+        return self._coding
+
+    @property
+    def level(self) -> int:
+        return self._level
+
+    @property
+    def dictionary(self) -> Dictionary | None:
+        return self._dictionary
 
     def __repr__(self) -> str:
         extra = f", dictionary={self.dictionary.id[:16]}..." if self.dictionary else ""

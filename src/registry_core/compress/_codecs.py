@@ -172,6 +172,11 @@ def br_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterat
     import brotli
 
     dec = brotli.Decompressor()
+    if not hasattr(dec, "can_accept_more_data"):  # brotli < 1.2: no output limit to bound by
+        raise CompressionError(
+            "bounded brotli decoding needs the brotli package >= 1.2 (output_buffer_limit); "
+            f"found {getattr(brotli, '__version__', 'an older version')}: upgrade it"
+        )
     total = 0
     try:
         for chunk in chunks:

@@ -507,7 +507,9 @@ def _tree() -> str:
                                 "src/registry_core/delta", "csrc"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        head, dirty = "", ""
+    if not head:  # an exported snapshot (git archive) has no .git: say which commit it was
+        return os.environ.get("REGISTRY_CORE_TREE", "unknown")
     return head + (" (delta sources modified)" if dirty else "")
 
 
@@ -642,6 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "build": build_info(),
         "tree": _tree(),
+        "library": str(Path(sys.modules["registry_core"].__file__).parent),
         "corpus": str(corpus_dir()),
         "tools": {t: (_version(t) if t != "registry-core" else "this tree") for t in tools},
         "notes": "times: CLIs = child wall time; Python helpers (registry-core, detools) = inside "

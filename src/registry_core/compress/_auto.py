@@ -16,8 +16,8 @@ docs/compress.md, sizes relative to gzip -9):
    than gzip -9 on ~1 KiB JSON documents, brotli 5 8% smaller at ~50 us (brotli 11: 18%, 2 ms).
 4. Larger payloads -> zstd :data:`LARGE_LEVEL` (9), with long-distance matching (128 MiB
    window) from 1 MiB on: 12% smaller than gzip -9 on a 46 MB source tar at 50-70 MB/s and
-   ~800 MB/s decoding, and 68% smaller on a stream of consecutive sdist releases (zstd 19: 21%
-   and 70%, at 2.4 MB/s).
+   ~800 MB/s decoding, and 68% smaller on a stream of consecutive sdist releases (zstd 19 +
+   LDM: 21% at 2.4 MB/s, and 70% at 8 MB/s).
 
 When ZSTD_COMPRESSION is off, zstd choices become brotli 5 if BROTLI_COMPRESSION is on, else
 gzip 9; with brotli off, rule 3 uses zstd 19. The long-distance window exceeds the 8 MiB that

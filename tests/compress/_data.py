@@ -45,3 +45,27 @@ def metadata_records() -> tuple[bytes, ...]:
             seen.add(key)
             out.append(json.dumps(record, sort_keys=True).encode())
     return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def file_records() -> tuple[bytes, ...]:
+    """Per-file JSON documents (name, version, path, digest, size) from installed RECORD files.
+
+    A registry serves such file entries next to project metadata; they supplement the METADATA
+    records when the test environment holds few distributions.
+    """
+    out = []
+    roots = sorted(set(site.getsitepackages()) | {p for p in sys.path if p.endswith("-packages")})
+    for root in roots:
+        for path in sorted(glob.glob(f"{root}/*.dist-info/RECORD")):
+            dist = path.split("/")[-2][: -len(".dist-info")]
+            name, _, version = dist.partition("-")
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    parts = line.rstrip("\n").rsplit(",", 2)
+                    if len(parts) != 3 or not parts[1]:
+                        continue
+                    entry = {"name": name, "version": version, "path": parts[0],
+                             "digest": parts[1], "size": int(parts[2] or 0)}
+                    out.append(json.dumps(entry, sort_keys=True).encode())
+    return tuple(out)

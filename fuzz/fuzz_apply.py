@@ -21,6 +21,7 @@ Run (from the repository root)::
 
     .venv/bin/python fuzz/fuzz_apply.py --mode raw -max_total_time=300
     .venv/bin/python fuzz/fuzz_apply.py --mode fixup -max_total_time=300
+    .venv/bin/python fuzz/fuzz_apply.py --mode fixup --ignore-known -max_total_time=300
 
 Seeds are generated at start-up (real zipfile / gzip / tarfile artifacts and their patches) into
 ``fuzz/corpus/<mode>/`` unless corpus directories are given; crashes are written to
@@ -178,8 +179,19 @@ def seeds(mode: str) -> list[bytes]:
 # -- the harness -------------------------------------------------------------------------------
 
 
-def one_input(data: bytes, mode: str) -> None:
-    """Run one input; return normally or raise RegistryCoreError. Anything else is a bug."""
+# Findings already reported, which ``--ignore-known`` lets a run step over to look for others.
+KNOWN = {
+    # CHAIN apply does not check the declared target_size against the output (found by the
+    # fixup mode in 10 s; crash-685b28c7...): the bytes are right, the header lies.
+    "chain-target-size",
+}
+
+
+def one_input(data: bytes, mode: str, *, ignore: frozenset[str] = frozenset()) -> None:
+    """Run one input; return normally or raise RegistryCoreError. Anything else is a bug.
+
+    ``ignore`` names entries of :data:`KNOWN` not to raise on.
+    """
     from registry_core.delta._layout import Layout
     from registry_core.errors import RegistryCoreError
 
@@ -201,8 +213,13 @@ def one_input(data: bytes, mode: str) -> None:
             # apply verified it; check again here so a silent corruption cannot hide.
             if hashlib.sha256(out).hexdigest() != info.target_sha256:
                 raise AssertionError("apply returned bytes that do not match the target digest")
-            if len(out) != info.target_size:
-                raise AssertionError("apply returned the wrong number of bytes")
+            if len(out) != info.target_size and not (
+                info.method == "CHAIN" and "chain-target-size" in ignore
+            ):
+                raise AssertionError(
+                    f"apply returned {len(out)} bytes for a {info.method} patch declaring "
+                    f"{info.target_size}"
+                )
         elif op == 2:
             layout = Layout.from_bytes(body)
             layout.original_size()
@@ -228,10 +245,13 @@ def main(argv: list[str]) -> None:
     import atheris
 
     mode = "raw"
+    ignore: frozenset[str] = frozenset()
     rest = [argv[0]]
     it = iter(argv[1:])
     for arg in it:
-        if arg == "--mode":
+        if arg == "--ignore-known":
+            ignore = frozenset(KNOWN)
+        elif arg == "--mode":
             mode = next(it)
         elif arg.startswith("--mode="):
             mode = arg.split("=", 1)[1]
@@ -258,7 +278,7 @@ def main(argv: list[str]) -> None:
         one_input(s, mode)
 
     def test_one_input(data: bytes) -> None:
-        one_input(data, mode)
+        one_input(data, mode, ignore=ignore)
 
     atheris.Setup(rest, test_one_input)
     atheris.Fuzz()

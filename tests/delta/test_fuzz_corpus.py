@@ -42,11 +42,7 @@ def _saved(mode: str) -> list[Path]:
 
 # Saved inputs whose bug is reported but not fixed yet: strict xfail, so the fix turns them into
 # an XPASS failure that asks for this entry to be removed.
-KNOWN_BUGS = {
-    "crash-685b28c70b9242d52592b06909b3c0e47faa9c84": (
-        "CHAIN apply accepts a patch whose declared target_size differs from its output"
-    ),
-}
+KNOWN_BUGS: dict[str, str] = {}  # fixed: crash-685b28c7... (CHAIN target_size unchecked)
 
 SAVED = [
     pytest.param(
@@ -78,11 +74,8 @@ def test_chain_patch_with_a_wrong_declared_size_is_refused():
                       sections=sections)
     if p.target_size + 256 == len(agg.apply(fz.bases()[0], chain)):
         pytest.fail("test setup: the size change must make the header wrong")
-    try:
+    with pytest.raises(CorruptPatchError):
         agg.apply(fz.bases()[0], lying)
-    except CorruptPatchError:
-        return
-    pytest.xfail(KNOWN_BUGS["crash-685b28c70b9242d52592b06909b3c0e47faa9c84"])
 
 
 def test_seed_patches_rebuild_their_targets():

@@ -267,6 +267,10 @@ class DeltaAggregator:
         p = parse(_view(patch, "patch"))
         self._check_base(p, old_v)
         out = self._apply_parsed(old_v, p)
+        if len(out) != p.target_size:
+            raise CorruptPatchError(
+                f"patched output is {len(out)} bytes but the patch declares {p.target_size}"
+            )
         if hashlib.sha256(out).digest() != p.target_sha256:
             raise CorruptPatchError("patched output does not match the target SHA-256 in the patch")
         return out

@@ -300,16 +300,20 @@ class DeflateDetector:
         *,
         limit: int | None = None,
         include: Iterable[DeflateParams] = (),
+        engines: frozenset[int] | None = None,
     ) -> list[DeflateParams]:
         """The parameter sets tried for a stream, in the order tried.
 
         The set is the first ``limit`` of the fixed search order (default: ``max_attempts``, or
-        ``max_large_attempts`` above :data:`LARGE_STREAM`) plus ``include``; the cache only
-        moves the producer's known sets to the front.
+        ``max_large_attempts`` above :data:`LARGE_STREAM`), restricted to ``engines`` when given,
+        plus ``include``; the cache only moves the producer's known sets to the front.
         """
         if limit is None:
             limit = self.max_attempts if content_size <= LARGE_STREAM else self.max_large_attempts
-        base = _search_order(content_size, first_byte)[:limit] + list(include)
+        order = _search_order(content_size, first_byte)
+        if engines is not None:
+            order = [p for p in order if p.engine in engines]
+        base = order[:limit] + list(include)
         with self._lock:
             cached = [p for p in self._cache.get(key, ()) if p in base]
         return list(dict.fromkeys(cached + base))
@@ -322,6 +326,7 @@ class DeflateDetector:
         *,
         limit: int | None = None,
         include: Iterable[DeflateParams] = (),
+        engines: frozenset[int] | None = None,
     ) -> DeflateParams | None:
         """Parameters whose :func:`deflate` of ``content`` equals ``compressed``, or ``None``.
 
@@ -332,7 +337,9 @@ class DeflateDetector:
         found = None
         attempts = 0
         first = comp[0] if len(comp) else 0
-        for params in self.candidates(key, len(content), first, limit=limit, include=include):
+        for params in self.candidates(
+            key, len(content), first, limit=limit, include=include, engines=engines
+        ):
             attempts += 1
             if _reproduces(comp, content, params):
                 found = params

@@ -395,7 +395,12 @@ class _Expander:
             limit = 2
         elif streams >= 16 and reproduced * 2 >= streams:
             limit = 4
-        params = self.detector.find(comp, content, key, limit=limit, include=seen)
+        # A producer that mostly reproduces with one engine is that engine: its odd streams are
+        # not worth a full compression with the other (a miniz guess cannot stop early).
+        engines = None
+        if streams >= 8 and reproduced * 2 >= streams:
+            engines = frozenset(p.engine for p in seen)
+        params = self.detector.find(comp, content, key, limit=limit, include=seen, engines=engines)
         for h in (hist, total):
             h[0] += 1
             if params is not None:

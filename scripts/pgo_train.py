@@ -14,7 +14,10 @@ from registry_core.delta import _binary
 
 def main() -> None:
     rnd = random.Random(2026)
-    words = [bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz_") for _ in range(rnd.randrange(2, 12))) for _ in range(2000)]
+    words = [
+        bytes(rnd.choice(b"abcdefghijklmnopqrstuvwxyz_") for _ in range(rnd.randrange(2, 12)))
+        for _ in range(2000)
+    ]
     text = b" ".join(rnd.choice(words) for _ in range(1_500_000))
     binary = rnd.randbytes(4 << 20)
     for data in (text, binary):

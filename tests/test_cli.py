@@ -10,7 +10,10 @@ from registry_core import DeltaAggregator
 
 def run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "registry_core.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "registry_core.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -35,7 +38,10 @@ def test_diff_apply_info(tmp_path):
     assert "verified" in r.stdout
     assert (tmp_path / "c.whl").read_bytes() == (tmp_path / "b.whl").read_bytes()
     r = run("info", str(tmp_path / "p"))
-    assert r.returncode == 0 and DeltaAggregator.inspect((tmp_path / "p").read_bytes()).method in r.stdout
+    assert (
+        r.returncode == 0
+        and DeltaAggregator.inspect((tmp_path / "p").read_bytes()).method in r.stdout
+    )
 
 
 def test_errors_are_one_line(tmp_path):

@@ -37,8 +37,10 @@ def _stdlib_files(limit_bytes: int = 32 << 20) -> list[Path]:
 
 def core_report() -> None:
     info = build_info()
-    print(f"registry-core {info['version']} (C core {info['core_version']}, {info['compiler']}, "
-          f"PGO {'on' if info['pgo'] else 'off'})")
+    print(
+        f"registry-core {info['version']} (C core {info['core_version']}, {info['compiler']}, "
+        f"PGO {'on' if info['pgo'] else 'off'})"
+    )
     files = _stdlib_files()
     data = b"".join(p.read_bytes() for p in files)
     t0 = time.perf_counter()
@@ -50,10 +52,12 @@ def core_report() -> None:
         seen.setdefault(content_id(memoryview(data)[start:end]), end - start)
         start = end
     unique = sum(seen.values())
-    print(f"  chunked {len(files)} standard-library files, {len(data) / 1e6:.1f} MB, into "
-          f"{len(ends)} chunks (avg {len(data) // max(len(ends), 1)} B) at "
-          f"{len(data) / 1e6 / max(dt, 1e-9):.0f} MB/s; {len(seen)} distinct chunks, "
-          f"{100 * (1 - unique / max(len(data), 1)):.1f}% duplicate bytes")
+    print(
+        f"  chunked {len(files)} standard-library files, {len(data) / 1e6:.1f} MB, into "
+        f"{len(ends)} chunks (avg {len(data) // max(len(ends), 1)} B) at "
+        f"{len(data) / 1e6 / max(dt, 1e-9):.0f} MB/s; {len(seen)} distinct chunks, "
+        f"{100 * (1 - unique / max(len(data), 1)):.1f}% duplicate bytes"
+    )
     print(f"  integrity of the lot: {integrity(data)[:30]}...")
 
 
@@ -63,7 +67,9 @@ def _wheel_from_tree(root: Path, name: str) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for path in sorted(root.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts:
-                info = zipfile.ZipInfo(f"{name}/{path.relative_to(root).as_posix()}", (2020, 2, 2, 0, 0, 0))
+                info = zipfile.ZipInfo(
+                    f"{name}/{path.relative_to(root).as_posix()}", (2020, 2, 2, 0, 0, 0)
+                )
                 info.compress_type = zipfile.ZIP_DEFLATED
                 info.external_attr = 0o644 << 16
                 zf.writestr(info, path.read_bytes())
@@ -71,11 +77,16 @@ def _wheel_from_tree(root: Path, name: str) -> bytes:
 
 
 def _corpus_releases() -> list[tuple[str, bytes]] | None:
-    root = Path(os.environ.get("REGISTRY_CORE_CORPUS", Path.home() / ".cache" / "registry-core" / "corpus"))
+    root = Path(
+        os.environ.get("REGISTRY_CORE_CORPUS", Path.home() / ".cache" / "registry-core" / "corpus")
+    )
     series = root / "requests-wheel"
     if not series.is_dir():
         return None
-    paths = sorted(series.glob("*.whl"), key=lambda p: [int(x) if x.isdigit() else x for x in p.name.replace("-", ".").split(".")])
+    paths = sorted(
+        series.glob("*.whl"),
+        key=lambda p: [int(x) if x.isdigit() else x for x in p.name.replace("-", ".").split(".")],
+    )
     return [(p.name, p.read_bytes()) for p in paths] if len(paths) >= 2 else None
 
 
@@ -119,13 +130,18 @@ def delta_report() -> list[tuple[str, bytes]]:
         ok = rebuilt == new and integrity(rebuilt) == integrity(new)
         total_full += len(new)
         total_patch += len(patch)
-        print(f"  {old_name} -> {new_name}: {len(new):>9,} B artifact, {len(patch):>8,} B "
-              f"{agg.inspect(patch).method} patch ({100 * (1 - len(patch) / len(new)):.1f}% saved), "
-              f"diff {t_diff:.2f}s, apply {t_apply * 1000:.0f} ms, byte-exact: {'yes' if ok else 'NO'}")
+        print(
+            f"  {old_name} -> {new_name}: {len(new):>9,} B artifact, {len(patch):>8,} B "
+            f"{agg.inspect(patch).method} patch ({100 * (1 - len(patch) / len(new)):.1f}% saved), "
+            f"diff {t_diff:.2f}s, apply {t_apply * 1000:.0f} ms, "
+            f"byte-exact: {'yes' if ok else 'NO'}"
+        )
         if not ok:
             raise SystemExit("verification failed")
-    print(f"  total: {total_patch:,} B of patches instead of {total_full:,} B "
-          f"({100 * (1 - total_patch / total_full):.1f}% bandwidth saved)")
+    print(
+        f"  total: {total_patch:,} B of patches instead of {total_full:,} B "
+        f"({100 * (1 - total_patch / total_full):.1f}% bandwidth saved)"
+    )
     return releases
 
 

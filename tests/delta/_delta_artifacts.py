@@ -13,8 +13,15 @@ def module_source(i: int, version: str, lines: int = 40) -> bytes:
     return f'"""Module {i} of release {version}."""\n\n{body}'.encode()
 
 
-def wheel(version: str, *, modules: int = 20, changed: dict[int, bytes] | None = None,
-          level: int = 6, data_json_gz: bool = False, lines: int = 40) -> bytes:
+def wheel(
+    version: str,
+    *,
+    modules: int = 20,
+    changed: dict[int, bytes] | None = None,
+    level: int = 6,
+    data_json_gz: bool = False,
+    lines: int = 40,
+) -> bytes:
     """A wheel-shaped zip: modules, a dist-info with METADATA and RECORD."""
     changed = changed or {}
     buf = io.BytesIO()
@@ -27,10 +34,16 @@ def wheel(version: str, *, modules: int = 20, changed: dict[int, bytes] | None =
                 version.encode(),
                 b",".join(b'{"id": %d, "name": "item-%d"}' % (k, k) for k in range(800)),
             )
-            zf.writestr("pkg/data/catalog.json.gz", gzip.compress(payload, compresslevel=9, mtime=0))
+            zf.writestr(
+                "pkg/data/catalog.json.gz", gzip.compress(payload, compresslevel=9, mtime=0)
+            )
         info = f"pkg-{version}.dist-info"
-        zf.writestr(f"{info}/METADATA", f"Metadata-Version: 2.1\nName: pkg\nVersion: {version}\n".encode())
-        zf.writestr(f"{info}/RECORD", "".join(f"pkg/mod_{i}.py,,\n" for i in range(modules)).encode())
+        zf.writestr(
+            f"{info}/METADATA", f"Metadata-Version: 2.1\nName: pkg\nVersion: {version}\n".encode()
+        )
+        zf.writestr(
+            f"{info}/RECORD", "".join(f"pkg/mod_{i}.py,,\n" for i in range(modules)).encode()
+        )
     return buf.getvalue()
 
 
@@ -39,7 +52,10 @@ def sdist(version: str, *, modules: int = 15, changed: dict[int, bytes] | None =
     changed = changed or {}
     raw = io.BytesIO()
     with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        files = {f"pkg-{version}/pkg/mod_{i}.py": changed.get(i, module_source(i, "1")) for i in range(modules)}
+        files = {
+            f"pkg-{version}/pkg/mod_{i}.py": changed.get(i, module_source(i, "1"))
+            for i in range(modules)
+        }
         files[f"pkg-{version}/PKG-INFO"] = f"Name: pkg\nVersion: {version}\n".encode()
         for name, data in files.items():
             ti = tarfile.TarInfo(name)

@@ -7,6 +7,7 @@ import os
 import random
 
 import pytest
+from _delta_artifacts import module_source, sdist, wheel
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,8 +20,6 @@ from registry_core.errors import (
     OutputTooLargeError,
     RegistryCoreError,
 )
-
-from _delta_artifacts import module_source, sdist, wheel
 
 AGG = DeltaAggregator(archive_aware=True)
 
@@ -76,7 +75,9 @@ def test_moved_blocks_are_found():
 
 def test_wheel_update_uses_archive_mode_and_is_byte_exact():
     old = wheel("1.0", lines=300)
-    changed = {i: module_source(i, "1", 300) + b"\ndef added():\n    return 42\n" for i in (3, 7, 11)}
+    changed = {
+        i: module_source(i, "1", 300) + b"\ndef added():\n    return 42\n" for i in (3, 7, 11)
+    }
     new = wheel("1.1", changed=changed, lines=300)
     patch = AGG.diff(old, new)
     info = AGG.inspect(patch)
@@ -196,3 +197,80 @@ def test_flag_gates_archive_mode():
     new = wheel("1.1", changed=changed, lines=300)
     assert off.inspect(off.diff(old, new)).method in ("BINARY", "FULL")
     assert on.inspect(on.diff(old, new)).method == "ARCHIVE"
+
+
+def _odd_zip(text: bytes, keep: bytes = b"") -> bytes:
+    """A zip whose member was deflated with a sync flush in the middle: no engine reproduces it."""
+    import io
+    import zipfile
+    import zlib
+
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    half = len(text) // 2
+    comp = (
+        c.compress(text[:half]) + c.flush(zlib.Z_SYNC_FLUSH) + c.compress(text[half:]) + c.flush()
+    )
+    info = zipfile.ZipInfo("odd.bin", (2024, 1, 1, 0, 0, 0))
+    info.compress_type = zipfile.ZIP_DEFLATED
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        zf.writestr(info, text)  # its compressed bytes are replaced below
+        zf.writestr("keep.py", keep + module_source(1, "1", 400), zipfile.ZIP_DEFLATED)
+    data = out.getvalue()
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        zinfo = zf.infolist()[0]
+    start = zinfo.header_offset + 30 + len(zinfo.filename)
+    orig = data[start : start + zinfo.compress_size]
+    import struct
+
+    data = bytearray(data.replace(orig, comp))
+    # fix compressed sizes in the local header and the central directory
+    shift = len(comp) - len(orig)
+    struct.pack_into("<I", data, zinfo.header_offset + 18, len(comp))
+    cd = data.find(b"PK\x01\x02")
+    struct.pack_into("<I", data, cd + 20, len(comp))
+    cd2 = data.find(b"PK\x01\x02", cd + 4)  # the second member's local header moved
+    struct.pack_into("<I", data, cd2 + 42, struct.unpack_from("<I", data, cd2 + 42)[0] + shift)
+    eocd = data.rfind(b"PK\x05\x06")
+    struct.pack_into("<I", data, eocd + 16, cd)
+    return bytes(data)
+
+
+def test_unreproducible_members_use_the_raw_base():
+    import io
+    import zipfile
+
+    text = module_source(3, "1", 400)
+    old = _odd_zip(text)
+    new = _odd_zip(text.replace(b"return x * 7", b"return x * 8"), b"import os\n")
+    assert zipfile.ZipFile(io.BytesIO(new)).read("odd.bin") == text.replace(
+        b"return x * 7", b"return x * 8"
+    )
+    agg = DeltaAggregator(archive_aware=True)
+    patch = agg.diff(old, new)
+    assert agg.inspect(patch).method == "ARCHIVE"
+    assert agg.last_stats["raw_base"] is True
+    assert agg.apply(old, patch) == new
+    newer = _odd_zip(text.replace(b"return x * 7", b"return x * 9"), b"import sys\n")
+    p2 = agg.diff(new, newer)
+    composed = agg.compose([patch, p2])
+    assert agg.apply(old, composed) == newer
+
+
+def test_flags_are_checked():
+    from registry_core.delta._format import parse, serialize
+
+    p = parse(FLIP_PATCH)
+    sections = [(k, s.codec, s.raw_len, bytes(s.payload)) for k, s in p.sections.items()]
+    for flags in (0x01, 0x80):  # RAW_BASE on a non-ARCHIVE patch; an unknown bit
+        bad = serialize(
+            p.method,
+            base_size=p.base_size,
+            target_size=p.target_size,
+            base_sha256=p.base_sha256,
+            target_sha256=p.target_sha256,
+            sections=sections,
+            flags=flags,
+        )
+        with pytest.raises(CorruptPatchError):
+            AGG.apply(FLIP_OLD, bad)

@@ -41,6 +41,7 @@ def test_compose_wheel_chain():
 
 def test_compose_archive_patches_merges_them():
     """Three archive deltas of a wheel become one archive delta, smaller than their sum."""
+
     def text(seed: int) -> bytes:
         rnd = random.Random(seed)
         return bytes(rnd.choice(b"abcdefgh \n") for _ in range(6000))
@@ -68,7 +69,9 @@ def test_compose_sdist_chain():
 
 
 @settings(max_examples=40)
-@given(st.binary(min_size=1, max_size=3000), st.lists(st.integers(0, 2**32), min_size=2, max_size=4))
+@given(
+    st.binary(min_size=1, max_size=3000), st.lists(st.integers(0, 2**32), min_size=2, max_size=4)
+)
 def test_compose_binary_chain(start, seeds):
     versions = [start]
     for seed in seeds:
@@ -157,10 +160,12 @@ def test_target_layout_is_sent_relative_to_the_base():
     from registry_core.delta._layout import Layout, expand
 
     old = wheel("1.0", modules=60, lines=300)
-    new = wheel("1.1", modules=60, lines=300, changed={7: b"import os\n" + module_source(7, "1", 300)})
+    new = wheel(
+        "1.1", modules=60, lines=300, changed={7: b"import os\n" + module_source(7, "1", 300)}
+    )
     patch = AGG.diff(old, new)
     assert AGG.inspect(patch).method == "ARCHIVE"
-    raw, stored = AGG.inspect(patch).sections["LAYOUTS"]
+    raw, _stored = AGG.inspect(patch).sections["LAYOUTS"]
     old_layout, _ = expand(old)
     new_layout, _ = expand(new)
     # the target's layout is mostly references: well under half its absolute encoding

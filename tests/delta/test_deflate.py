@@ -196,7 +196,9 @@ def test_miniz_streams_reproduce_and_rebuild():
         zf.writestr("placeholder", b"")
     name = b"pkg/native.so"
     crc = zlib.crc32(content)
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(comp), len(content), len(name), 0)
+    local = struct.pack(
+        "<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(comp), len(content), len(name), 0
+    )
     central = struct.pack(
         "<IHHHHHHIIIHHHHHII", 0x02014B50, 0x032E, 20, 0, 8, 0, 0, crc, len(comp), len(content),
         len(name), 0, 0, 0, 0, 0o644 << 16, 0,

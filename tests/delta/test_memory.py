@@ -50,7 +50,10 @@ SCRIPT = textwrap.dedent(
 
 def measure(mode: str, tmp) -> dict:
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, mode, str(SIZE), str(tmp)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", SCRIPT, mode, str(SIZE), str(tmp)],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return json.loads(out.stdout)
 

@@ -21,7 +21,10 @@ def test_encode_apply_round_trip(old, new):
     assert _binary.apply(old, s, len(new)) == new
 
 
-@given(st.binary(min_size=1, max_size=4000), st.lists(st.tuples(st.integers(0, 4000), st.binary(max_size=30)), max_size=6))
+@given(
+    st.binary(min_size=1, max_size=4000),
+    st.lists(st.tuples(st.integers(0, 4000), st.binary(max_size=30)), max_size=6),
+)
 def test_round_trip_with_edits(old, edits):
     new = bytearray(old)
     for pos, ins in edits:
@@ -30,7 +33,13 @@ def test_round_trip_with_edits(old, edits):
     assert _binary.apply(old, s, len(new)) == bytes(new)
 
 
-@given(st.binary(max_size=300), st.binary(max_size=300), st.binary(max_size=300), st.binary(max_size=64), st.integers(0, 5000))
+@given(
+    st.binary(max_size=300),
+    st.binary(max_size=300),
+    st.binary(max_size=300),
+    st.binary(max_size=64),
+    st.integers(0, 5000),
+)
 def test_hostile_streams_never_crash(old, diff, extra, ctrl, size):
     try:
         out = _binary.apply(old, _binary.Streams(ctrl, diff, extra), size)

@@ -40,11 +40,23 @@ def _version() -> str:
 
 
 def _flags() -> tuple[list[str], list[str], bool, bool]:
-    compile_args = ["-std=c99", "-O3", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror=implicit-function-declaration"]
+    compile_args = [
+        "-std=c99",
+        "-O3",
+        "-fvisibility=hidden",
+        "-Wall",
+        "-Wextra",
+        "-Werror=implicit-function-declaration",
+    ]
     link_args: list[str] = []
     sanitize = os.environ.get("REGISTRY_CORE_SANITIZE") == "1"
     if sanitize:
-        san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer", "-g"]
+        san = [
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=undefined",
+            "-fno-omit-frame-pointer",
+            "-g",
+        ]
         compile_args = [a for a in compile_args if a != "-O3"] + ["-O1", *san]
         link_args += san
     pgo_mode = os.environ.get("REGISTRY_CORE_PGO", "")

@@ -1,4 +1,4 @@
-"""DeltaAggregator: archive-aware binary deltas, verified application, chains, base choice, bundles."""
+"""DeltaAggregator: archive-aware binary deltas, verified apply, chains, base choice, bundles."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
@@ -25,9 +25,27 @@ from ..errors import (
     OutputTooLargeError,
 )
 from . import _binary, _bundle, _compose
-from ._format import Codec, Method, Patch, Section, encode_section, get_uvarint, parse, put_uvarint, serialize
-from ._deflate import DeflateDetector
-from ._layout import Deflate, Layout, compressed_bytes_of_deflate_nodes, expand, expand_known, rebuild
+from ._deflate import DeflateDetector, DeflateParams
+from ._format import (
+    FLAG_RAW_BASE,
+    Codec,
+    Method,
+    Patch,
+    Section,
+    encode_section,
+    get_uvarint,
+    parse,
+    put_uvarint,
+    serialize,
+)
+from ._layout import (
+    Deflate,
+    Layout,
+    compressed_bytes_of_deflate_nodes,
+    expand,
+    expand_known,
+    rebuild,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..flags import FeatureFlags
@@ -35,10 +53,10 @@ if TYPE_CHECKING:  # pragma: no cover
 Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
 PathLike = Union[str, "os.PathLike[str]"]
 
-DEFAULT_MAX_OUTPUT_SIZE = 2 << 30      # 2 GiB: larger artifacts need an explicit opt-in
-DEFAULT_EXPANSION_RATIO = 64           # expanded (inflated) form may be this many times the output
+DEFAULT_MAX_OUTPUT_SIZE = 2 << 30  # 2 GiB: larger artifacts need an explicit opt-in
+DEFAULT_EXPANSION_RATIO = 64  # expanded (inflated) form may be this many times the output
 _LAYOUT_LIMIT = 256 << 20
-_ALWAYS_BOTH = 1 << 20              # below this target size, try both archive and plain deltas
+_ALWAYS_BOTH = 1 << 20  # below this target size, try both archive and plain deltas
 
 
 @dataclass(frozen=True)
@@ -72,7 +90,8 @@ def _view(data: object, what: str) -> memoryview:
 def _shape(nodes: tuple) -> tuple:
     """A layout's structure without parameters or copy_from (what decides the expanded form)."""
     return tuple(
-        ("D", n.clen, _shape(n.children)) if isinstance(n, Deflate) else ("R", n.length) for n in nodes
+        ("D", n.clen, _shape(n.children)) if isinstance(n, Deflate) else ("R", n.length)
+        for n in nodes
     )
 
 
@@ -89,8 +108,6 @@ class DeltaAggregator:
     - ``max_chain``: match candidates examined per position in the C core (speed vs. size).
     - ``full_margin``: a patch must be at least this fraction smaller than the target itself, or
       ``diff`` emits a full-content patch instead (default 0.02).
-    - ``expansion_cache_bytes``: expanded artifacts kept for reuse (a release diffed as a
-      target is usually the next diff's base); 0 disables (default 256 MiB).
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags` (default: the process-wide flags).
 
     Objects hold no mutable state beyond statistics and may be shared between threads.
@@ -105,7 +122,6 @@ class DeltaAggregator:
         max_expanded_size: int | None = None,
         max_chain: int = 32,
         full_margin: float = 0.02,
-        expansion_cache_bytes: int = 256 << 20,
         flags: FeatureFlags | None = None,
     ) -> None:
         if not 1 <= level <= 22:
@@ -132,7 +148,6 @@ class DeltaAggregator:
         self.full_margin = full_margin
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
-        self._expansions = _LRU(max_bytes=expansion_cache_bytes)
         self._params_memo = _LRU(max_bytes=1 << 16)  # entries, not bytes: one per stream
 
     # -- diff ---------------------------------------------------------------------------------
@@ -157,7 +172,9 @@ class DeltaAggregator:
         # ones only when the archive view did not pay off.
         if not candidates or len(new_v) <= _ALWAYS_BOTH or len(candidates[0]) > len(new_v) // 4:
             streams = _binary.encode(old_v, new_v, max_chain=self.max_chain)
-            candidates.append(self._serialize(Method.BINARY, header, self._stream_sections(streams)))
+            candidates.append(
+                self._serialize(Method.BINARY, header, self._stream_sections(streams))
+            )
         best = min(candidates, key=len)
         if len(best) >= len(new_v) * (1.0 - self.full_margin):
             best = self.full_patch(new_v, base=old_v, _header=header)
@@ -167,22 +184,19 @@ class DeltaAggregator:
             self.last_stats = stats
         return best
 
-    def _expand(self, data: memoryview, digest: bytes) -> tuple[Layout, bytes]:
-        """expand() with two caches: whole artifacts by SHA-256 (a release diffed as the target
-        is the next diff's base), and detected parameters by SHA-256 of each compressed stream
-        (members a release did not change are not recompressed to find their parameters)."""
-        cached = self._expansions.get(digest)
-        if cached is not None:
-            return cached
-        result = expand(data, detector=_MemoDetector(self._params_memo))
-        self._expansions.put(digest, result, len(result[1]))
-        return result
-
     def _diff_archive(
         self, old: memoryview, new: memoryview, header: dict, stats: dict
     ) -> bytes | None:
-        old_layout, old_exp = self._expand(old, header["base_sha256"])
-        new_layout, new_exp = self._expand(new, header["target_sha256"])
+        # The base is only read, never recompressed: inflate every stream the parsers find,
+        # without searching parameters. The target's streams that are byte-identical to one of
+        # the base's are copied by the patch, so they need no parameters either; only changed
+        # streams are detected (and remembered by digest across diffs).
+        old_layout, old_exp = expand(old, detector=_InflateOnly())
+        old_digests = [
+            hashlib.sha256(c).digest() for c in compressed_bytes_of_deflate_nodes(old_layout, old)
+        ]
+        target_detector = _TargetDetector(self._params_memo, set(old_digests))
+        new_layout, new_exp = expand(new, detector=target_detector)
         old_entries = old_layout.deflate_entries()
         new_entries = new_layout.deflate_entries()
         stats.update(
@@ -196,8 +210,8 @@ class DeltaAggregator:
             return None  # nothing was inflated: a plain binary delta is the same thing
         # Deflate streams whose compressed bytes are unchanged are copied, not recompressed.
         by_digest: dict[bytes, int] = {}
-        for i, comp in enumerate(compressed_bytes_of_deflate_nodes(old_layout, old)):
-            by_digest.setdefault(hashlib.sha256(comp).digest(), i)
+        for i, digest in enumerate(old_digests):
+            by_digest.setdefault(digest, i)
         mapping: dict[int, int | None] = {}
         copied: set[int] = set()
         entries = new_layout.deflate_entries()
@@ -211,9 +225,18 @@ class DeltaAggregator:
                 copied.add(entry.index)
         new_layout = new_layout.with_copy_from(mapping)
         stats["copied_streams"] = len(mapping)
-        streams = _binary.encode(old_exp, new_exp, max_chain=self.max_chain)
+        # Target streams no engine reproduces stay compressed in the expanded target; their
+        # unchanged parts can only be found in the base's compressed bytes, so then the delta
+        # source is the expanded base followed by the base itself.
+        flags = 0
+        source: bytes = old_exp
+        if target_detector.stats.streams > target_detector.stats.reproduced:
+            flags = FLAG_RAW_BASE
+            source = old_exp + bytes(old)
+        stats["raw_base"] = bool(flags)
+        streams = _binary.encode(source, new_exp, max_chain=self.max_chain)
         sections = [self._layouts_section(old_layout, new_layout), *self._stream_sections(streams)]
-        return self._serialize(Method.ARCHIVE, header, sections)
+        return serialize(Method.ARCHIVE, sections=sections, flags=flags, **header)
 
     def _layouts_section(self, old: Layout, new: Layout) -> tuple:
         body = bytearray()
@@ -346,10 +369,13 @@ class DeltaAggregator:
         exp_size = new_layout.expanded_size()
         if exp_size > limit or old_layout.expanded_size() > limit:
             raise OutputTooLargeError(
-                f"patch needs an expanded form of {max(exp_size, old_layout.expanded_size())} bytes, "
+                "patch needs an expanded form of "
+                f"{max(exp_size, old_layout.expanded_size())} bytes, "
                 f"above max_expanded_size={limit}"
             )
         old_exp = expand_known(old_layout, old, max_expanded_size=limit)
+        if p.flags & FLAG_RAW_BASE:
+            old_exp = old_exp + bytes(old)
         new_exp = _binary.apply(old_exp, self._read_streams(p, exp_size), exp_size)
         return rebuild(
             new_layout,
@@ -411,7 +437,8 @@ class DeltaAggregator:
         for i, (a, b) in enumerate(zip(parsed, parsed[1:])):
             if a.target_sha256 != b.base_sha256 or a.target_size != b.base_size:
                 raise ComposeError(
-                    f"patch {i + 1} does not start where patch {i} ends (target and base SHA-256 differ)"
+                    f"patch {i + 1} does not start where patch {i} ends "
+                    "(target and base SHA-256 differ)"
                 )
         if len(parsed) == 1:
             return bytes(patches[0])
@@ -422,7 +449,9 @@ class DeltaAggregator:
             acc = parse(acc_bytes)
         return acc_bytes
 
-    def _compose_two(self, first: Patch, second: Patch, first_bytes: bytes, second_bytes: bytes) -> bytes:
+    def _compose_two(
+        self, first: Patch, second: Patch, first_bytes: bytes, second_bytes: bytes
+    ) -> bytes:
         header = {
             "base_size": first.base_size,
             "target_size": second.target_size,
@@ -431,12 +460,16 @@ class DeltaAggregator:
         }
         if second.method == Method.FULL:
             target = second.section(Section.TARGET, limit=second.target_size)
-            return self._serialize(Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)])
+            return self._serialize(
+                Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)]
+            )
         if first.method == Method.FULL:
             # The intermediate is inside the first patch: run the second one on it.
             middle = first.section(Section.TARGET, limit=first.target_size)
             target = self.apply(middle, second_bytes)
-            return self._serialize(Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)])
+            return self._serialize(
+                Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)]
+            )
         if first.method == Method.CHAIN:
             members = self._chain_members(first)
             last = members[-1]
@@ -446,9 +479,10 @@ class DeltaAggregator:
             return self._chain(header, [*members[:-1], merged]) if len(members) > 1 else merged
         if second.method == Method.CHAIN:
             return self._chain(header, [first_bytes, *self._chain_members(second)])
-        if first.method != second.method:
-            # A plain delta and an archive delta work on different views of the intermediate
-            # artifact; without it they cannot be merged, so they travel together.
+        if first.method != second.method or (first.flags | second.flags) & FLAG_RAW_BASE:
+            # A plain delta and an archive delta (or one reading the base's raw bytes) work on
+            # different views of the intermediate artifact: without it they cannot be merged,
+            # so they travel together.
             return self._chain(header, [first_bytes, second_bytes])
         limit = self._expanded_limit(max(first.target_size, second.target_size))
         if first.method == Method.BINARY:
@@ -464,14 +498,25 @@ class DeltaAggregator:
         s1 = self._read_streams(first, min(new1.expanded_size(), limit))
         s2 = self._read_streams(second, min(new2.expanded_size(), limit))
         streams = _compose.compose_streams(s1, s2)
-        # copy_from in the second patch points into the intermediate; follow it back to the base.
-        through = {e.index: e.node.copy_from for e in new1.deflate_entries()}
-        mapping = {
-            e.index: through.get(e.node.copy_from)
-            for e in new2.deflate_entries()
-            if e.node.copy_from is not None
-        }
-        composed_layout = new2.with_copy_from(mapping)
+        # A stream the second patch copies from the intermediate is, in the first patch, either
+        # copied from the base or rebuilt from content: take the first patch's node for it
+        # (same shape, checked above), which says which, with real parameters.
+        intermediate = [e.node for e in new1.deflate_entries()]
+
+        def substitute(nodes: tuple) -> tuple:
+            out = []
+            for node in nodes:
+                if isinstance(node, Deflate):
+                    if node.copy_from is not None:
+                        if node.copy_from >= len(intermediate):
+                            raise CorruptPatchError("patch layout copies a stream its base lacks")
+                        node = intermediate[node.copy_from]
+                    else:
+                        node = replace(node, children=substitute(node.children))
+                out.append(node)
+            return tuple(out)
+
+        composed_layout = Layout(new2.kind, substitute(new2.nodes))
         sections = [self._layouts_section(old1, composed_layout), *self._stream_sections(streams)]
         return self._serialize(Method.ARCHIVE, header, sections)
 
@@ -485,7 +530,11 @@ class DeltaAggregator:
         """
         from ._similarity import fingerprint, missing_bytes
 
-        items = list(candidates.items()) if isinstance(candidates, Mapping) else list(enumerate(candidates))
+        items = (
+            list(candidates.items())
+            if isinstance(candidates, Mapping)
+            else list(enumerate(candidates))
+        )
         if not items:
             raise InvalidArgumentError("best_base needs at least one candidate")
         target = fingerprint(_view(new, "new"))
@@ -538,17 +587,32 @@ class _LRU:
                 self._total -= w
 
 
-class _MemoDetector(DeflateDetector):
-    """A DeflateDetector that remembers, by SHA-256 of the compressed stream, parameters that
-    reproduced it: identical compressed bytes inflate to identical content, which the same
-    parameters reproduce again, so no recompression is needed to know it."""
+# Parameters recorded for streams that are never recompressed (base streams; target streams the
+# patch copies from the base). Any valid value would do; rebuild never reads them.
+_UNUSED_PARAMS = DeflateParams(6, 15, 8, 0)
 
-    def __init__(self, memo: _LRU) -> None:
+
+class _InflateOnly(DeflateDetector):
+    """Base side: accept every stream without searching parameters."""
+
+    def find(self, compressed, content, key=None, **kwargs):  # type: ignore[override]
+        return _UNUSED_PARAMS
+
+
+class _TargetDetector(DeflateDetector):
+    """Target side: streams identical to a base stream (by SHA-256 of the compressed bytes) are
+    accepted without search (the patch copies them); the others are detected, and parameters
+    that reproduced a stream are remembered by its digest across diffs."""
+
+    def __init__(self, memo: _LRU, known: set[bytes]) -> None:
         super().__init__()
         self._memo = memo
+        self._known = known
 
     def find(self, compressed, content, key=None, **kwargs):  # type: ignore[override]
         digest = hashlib.sha256(compressed).digest()
+        if digest in self._known:
+            return _UNUSED_PARAMS
         hit = self._memo.get(digest)
         if hit is not None:
             return hit
@@ -567,7 +631,7 @@ class _mapped:
         self._map: mmap.mmap | None = None
 
     def __enter__(self) -> Buffer:
-        self._file = open(self.path, "rb")  # noqa: SIM115 - closed in __exit__
+        self._file = open(self.path, "rb")
         size = os.fstat(self._file.fileno()).st_size
         if size == 0:
             return b""

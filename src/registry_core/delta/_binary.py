@@ -90,5 +90,7 @@ def add_bytes(a: Buffer, b: Buffer) -> bytes:
     if len(a) != len(b):
         raise InvalidArgumentError("add_bytes needs equal lengths")
     out = bytearray(len(a))
-    lib.rc_add_bytes(ffi.from_buffer(out, require_writable=True), ffi.from_buffer(a), ffi.from_buffer(b), len(a))
+    lib.rc_add_bytes(
+        ffi.from_buffer(out, require_writable=True), ffi.from_buffer(a), ffi.from_buffer(b), len(a)
+    )
     return bytes(out)

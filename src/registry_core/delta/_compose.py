@@ -18,10 +18,10 @@ from ._format import get_uvarint, put_uvarint
 
 @dataclass
 class Segment:
-    start: int       # offset in the output
+    start: int  # offset in the output
     length: int
-    src: int         # COPY: offset in the source; LIT: -1
-    data: bytes      # COPY: difference bytes; LIT: the literal bytes
+    src: int  # COPY: offset in the source; LIT: -1
+    data: bytes  # COPY: difference bytes; LIT: the literal bytes
 
 
 def segments(streams: Streams) -> list[Segment]:

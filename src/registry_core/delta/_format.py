@@ -5,14 +5,17 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
     magic   b"RCDP"
     version u8 = 1
     method  u8: 0 FULL, 1 BINARY, 2 ARCHIVE, 3 CHAIN
-    flags   u8 = 0 (reserved; readers reject other values)
+    flags   u8: bit 0 RAW_BASE (ARCHIVE only: the delta source is the expanded base followed
+            by the base itself); readers reject other bits
     base_size, target_size
     base_sha256 (32 bytes), target_sha256 (32 bytes)
-    section_count, then per section: kind u8, codec u8 (0 stored, 1 zstd), raw_len, stored_len, bytes
+    section_count, then per section: kind u8, codec u8 (0 stored, 1 zstd), raw_len,
+        stored_len, bytes
     trailer: SHA-256 (32 bytes) of every byte before it
 
 Sections by method: FULL has TARGET; BINARY has CTRL, DIFF, EXTRA; ARCHIVE has LAYOUTS
-(the base's and the target's layout in one section), CTRL, DIFF, EXTRA; CHAIN has PATCHES. Parsing checks the trailer first, so a corrupted patch is refused
+(the base's and the target's layout in one section), CTRL, DIFF, EXTRA; CHAIN has PATCHES.
+Parsing checks the trailer first, so a corrupted patch is refused
 before anything is decompressed, and every declared size is checked against caller limits before
 a byte is allocated for it.
 """
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from ..errors import CorruptPatchError, OutputTooLargeError
 
 MAGIC = b"RCDP"
+FLAG_RAW_BASE = 0x01
 VERSION = 1
 SHA_LEN = 32
 _MAX_SECTIONS = 16
@@ -40,7 +44,7 @@ class Method(enum.IntEnum):
     FULL = 0
     BINARY = 1
     ARCHIVE = 2
-    CHAIN = 3        # patches applied in sequence (compose of patches that cannot be merged)
+    CHAIN = 3  # patches applied in sequence (compose of patches that cannot be merged)
 
 
 class Section(enum.IntEnum):
@@ -48,8 +52,8 @@ class Section(enum.IntEnum):
     CTRL = 1
     DIFF = 2
     EXTRA = 3
-    LAYOUTS = 4      # uvarint len(old layout), old layout, new layout (one zstd frame)
-    PATCHES = 5      # uvarint count, then per patch: uvarint length, a complete non-CHAIN patch
+    LAYOUTS = 4  # uvarint len(old layout), old layout, new layout (one zstd frame)
+    PATCHES = 5  # uvarint count, then per patch: uvarint length, a complete non-CHAIN patch
 
 
 class Codec(enum.IntEnum):
@@ -112,6 +116,7 @@ class Patch:
     base_sha256: bytes
     target_sha256: bytes
     sections: dict[Section, RawSection] = field(default_factory=dict)
+    flags: int = 0
 
     def section(self, kind: Section, *, limit: int) -> bytes:
         """Decompress one section, refusing a declared size above ``limit``."""
@@ -179,10 +184,11 @@ def serialize(
     base_sha256: bytes,
     target_sha256: bytes,
     sections: list[tuple[Section, Codec, int, bytes]],
+    flags: int = 0,
 ) -> bytes:
     """Write a patch; the trailer is the SHA-256 of everything before it."""
     out = bytearray(MAGIC)
-    out += bytes((VERSION, int(method), 0))
+    out += bytes((VERSION, int(method), flags))
     put_uvarint(out, base_size)
     put_uvarint(out, target_size)
     out += base_sha256
@@ -217,8 +223,8 @@ def parse(patch: bytes | bytearray | memoryview) -> Patch:
         method_e = Method(method)
     except ValueError:
         raise CorruptPatchError(f"unknown patch method {method}") from None
-    if flags != 0:
-        raise CorruptPatchError(f"unknown patch flags {flags:#x}")
+    if flags & ~FLAG_RAW_BASE or (flags and method_e != Method.ARCHIVE):
+        raise CorruptPatchError(f"unknown patch flags {flags:#x} for a {method_e.name} patch")
     pos = 7
     base_size, pos = get_uvarint(body, pos)
     target_size, pos = get_uvarint(body, pos)
@@ -230,7 +236,7 @@ def parse(patch: bytes | bytearray | memoryview) -> Patch:
     count, pos = get_uvarint(body, pos)
     if count > _MAX_SECTIONS:
         raise CorruptPatchError(f"patch declares {count} sections")
-    result = Patch(method_e, base_size, target_size, base_sha, target_sha)
+    result = Patch(method_e, base_size, target_size, base_sha, target_sha, flags=flags)
     for _ in range(count):
         if pos + 2 > len(body):
             raise CorruptPatchError("patch is truncated (in a section header)")

@@ -199,7 +199,8 @@ class Layout:
         """Compact binary form: ``RCLY``, version, kind, node count, nodes in preorder.
 
         Raw: tag 0, varint length. Deflate: tag 1 (2 with copy_from), varint clen, byte
-        ``level | strategy << 4 | engine << 7``, byte ``wbits | mem_level << 4``, [varint copy_from],
+        ``level | strategy << 4 | engine << 7``, byte ``wbits | mem_level << 4``,
+        [varint copy_from],
         varint child count, children. Varints are unsigned LEB128.
         """
         if self.kind not in _KINDS:

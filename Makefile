@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_delta.py
 	$(PY) benchmarks/bench_compress.py
 	$(PY) benchmarks/bench_flags.py
+	$(PY) benchmarks/bench_transport.py
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff
@@ -67,6 +68,11 @@ lint: $(STAMP)
 # Profile-guided build of the C core in place (train, rebuild with the profile).
 pgo: $(STAMP)
 	PYTHON=$(abspath $(PY)) scripts/pgo_build.sh local
+
+# Coverage-guided fuzzing of apply / layout / bundle parsing (atheris), 5 minutes.
+fuzz: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),fuzz]'
+	$(PY) fuzz/fuzz_apply.py --mode fixup -max_total_time=300
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info src/registry_core/_native/_core*.so src/registry_core/_native/_core.c src/registry_core/_native/*.o .pytest_cache

@@ -90,12 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("patch", type=Path)
     p.set_defaults(func=_cmd_info)
 
-    try:
-        from .cli_serve import add_serve_parser
-    except ImportError:  # pragma: no cover - the server module ships with the package
-        pass
-    else:
-        add_serve_parser(sub)
+    from .cli_serve import add_serve_parser  # light: hypercorn loads only when serving
+
+    add_serve_parser(sub)
     return parser
 
 

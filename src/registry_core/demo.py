@@ -77,17 +77,10 @@ def _wheel_from_tree(root: Path, name: str) -> bytes:
 
 
 def _corpus_releases() -> list[tuple[str, bytes]] | None:
-    root = Path(
-        os.environ.get("REGISTRY_CORE_CORPUS", Path.home() / ".cache" / "registry-core" / "corpus")
-    )
-    series = root / "requests-wheel"
-    if not series.is_dir():
-        return None
-    paths = sorted(
-        series.glob("*.whl"),
-        key=lambda p: [int(x) if x.isdigit() else x for x in p.name.replace("-", ".").split(".")],
-    )
-    return [(p.name, p.read_bytes()) for p in paths] if len(paths) >= 2 else None
+    """The longest release series of the benchmark corpus cache (``make corpus``), if present."""
+    from .server._demo import corpus_artifacts
+
+    return corpus_artifacts()
 
 
 def _machine_releases() -> list[tuple[str, bytes]] | None:
@@ -103,17 +96,20 @@ def _machine_releases() -> list[tuple[str, bytes]] | None:
     if len(candidates) < 2:
         return None
     candidates.sort(key=lambda c: [int(x) if x.isdigit() else 0 for x in c[0].split(".")])
-    return [(f"pip-{v} (packed from {d})", _wheel_from_tree(d, "pip")) for v, d in candidates]
+    for v, d in candidates:
+        print(f"  pip {v}: packed from {d}")
+    return [(f"pip-{v}-py3-none-any.whl", _wheel_from_tree(d, "pip")) for v, d in candidates]
 
 
 def delta_report() -> list[tuple[str, bytes]]:
     from .delta import DeltaAggregator
 
     releases = _corpus_releases()
-    source = "benchmark corpus (real PyPI wheels)"
+    source = "benchmark corpus (real PyPI releases)"
     if releases is None:
-        releases = _machine_releases()
         source = "pip installations on this machine"
+        print(f"\nNo corpus cache (make corpus); using the {source}:")
+        releases = _machine_releases()
     if not releases:
         print("  no two releases found on this machine; skipping the delta demo")
         return []
@@ -146,10 +142,8 @@ def delta_report() -> list[tuple[str, bytes]]:
 
 
 def transport_report(releases: list[tuple[str, bytes]]) -> None:
-    try:
-        from .server._demo import run_demo
-    except ImportError:
-        return
+    from .server._demo import run_demo
+
     print("\nThe registry path (server on loopback, client over HTTP/2 and HTTP/3):")
     run_demo(releases)
 

@@ -1,0 +1,15 @@
+"""The incremental build cache: content-hash keys, a local store and a Redis remote tier.
+
+``cache_key`` hashes a build's inputs; ``LocalStore`` is a content-addressed directory with LRU
+eviction; ``RedisStore`` is the remote tier (``redis`` is imported only when one is made);
+``BuildCache`` puts them together behind the ``INCREMENTAL_CACHE`` flag. See docs/cache.md.
+"""
+
+from __future__ import annotations
+
+from ._cache import BuildCache, CacheStats, TierStats
+from ._key import cache_key
+from ._local import LocalStore
+from ._redis import RedisStore
+
+__all__ = ["BuildCache", "CacheStats", "LocalStore", "RedisStore", "TierStats", "cache_key"]

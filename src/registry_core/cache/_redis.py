@@ -1,0 +1,170 @@
+"""RedisStore: the remote tier, on a real Redis server through the ``redis`` package.
+
+Each value is stored as ``b"RC1" || sha256(value) (32 bytes) || value`` under ``prefix + key``,
+and verified on read: a value that fails verification is deleted and counted as a miss. Reads
+are bounded (GETRANGE up to the size limit), so a huge foreign value never lands in memory.
+``redis`` is imported when the first RedisStore is made, not with ``registry_core``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from typing import Any
+
+from ..errors import CacheError, InvalidArgumentError
+from ._local import check_key, check_value
+
+__all__ = ["RedisStore"]
+
+log = logging.getLogger("registry_core.cache")
+
+MAGIC = b"RC1"
+_HEADER = len(MAGIC) + 32
+
+
+class RedisStore:
+    """Values on a Redis server, with SHA-256 verification, a size limit and an optional TTL.
+
+    Connection problems raise :class:`~registry_core.errors.CacheError`; with ``fail_open=True``
+    they count as a miss (``get``) or a skipped write (``put``) instead, are logged as a warning
+    on the ``registry_core.cache`` logger and counted in ``errors``, so a build goes on without
+    the remote tier but never silently.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        db: int = 0,
+        prefix: str = "registry-core:cache:",
+        ttl: float | None = None,
+        max_value_bytes: int = 64 << 20,
+        timeout: float = 2.0,
+        fail_open: bool = False,
+    ) -> None:
+        if ttl is not None and (not isinstance(ttl, (int, float)) or ttl <= 0):
+            raise InvalidArgumentError(f"ttl must be a positive number of seconds or None: {ttl!r}")
+        if isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int) \
+                or max_value_bytes <= 0:
+            raise InvalidArgumentError(
+                f"max_value_bytes must be a positive int: {max_value_bytes!r}")
+        try:
+            import redis
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise CacheError(
+                "RedisStore needs the 'redis' package: pip install 'registry-core[cache]'"
+            ) from exc
+        self._redis_errors = (redis.exceptions.RedisError, OSError)
+        opts: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+        if url is not None:
+            self._where = url
+            try:
+                self._client = redis.Redis.from_url(url, **opts)
+            except ValueError as exc:
+                raise InvalidArgumentError(f"bad Redis URL {url!r}: {exc}") from exc
+        else:
+            self._where = f"redis://{host}:{port}/{db}"
+            self._client = redis.Redis(host=host, port=port, db=db, **opts)
+        self.prefix = prefix
+        self.ttl = ttl
+        self.max_value_bytes = max_value_bytes
+        self.fail_open = fail_open
+        self._lock = threading.Lock()
+        self.errors = 0  # operations that failed and, with fail_open, were turned into misses
+        self.corrupt = 0  # values that failed verification and were deleted
+        self.too_large = 0  # values refused or skipped for exceeding max_value_bytes
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        with self._lock:
+            self.errors += 1
+        msg = f"Redis cache at {self._where} failed during {op}: {exc}"
+        if not self.fail_open:
+            raise CacheError(msg + "; check that the server is running and reachable, "
+                             "or pass fail_open=True to treat it as a miss") from exc
+        log.warning("%s (fail_open: treated as a miss)", msg)
+
+    def ping(self) -> bool:
+        """True when the server answers; False (or CacheError without fail_open) otherwise."""
+        try:
+            return bool(self._client.ping())
+        except self._redis_errors as exc:
+            self._failed("PING", exc)
+            return False
+
+    def get(self, key: str) -> bytes | None:
+        """The verified value under ``key``, or None (absent, corrupt, too large, or fail_open)."""
+        name = self.prefix + check_key(key)
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.getrange(name, 0, _HEADER + self.max_value_bytes)  # inclusive: one byte over
+            if self.ttl is not None:
+                pipe.pexpire(name, int(self.ttl * 1000))
+            raw = pipe.execute()[0]
+        except self._redis_errors as exc:
+            self._failed("GET", exc)
+            return None
+        if not raw:
+            return None
+        if len(raw) > _HEADER + self.max_value_bytes:
+            with self._lock:
+                self.too_large += 1
+            log.warning("Redis cache value %s exceeds max_value_bytes=%d; treated as a miss",
+                        name, self.max_value_bytes)
+            return None
+        value = raw[_HEADER:]
+        if raw[:3] != MAGIC or hashlib.sha256(value).digest() != raw[3:_HEADER]:
+            with self._lock:
+                self.corrupt += 1
+            log.warning("Redis cache value %s failed SHA-256 verification; deleted", name)
+            try:
+                self._client.delete(name)
+            except self._redis_errors as exc:
+                self._failed("DEL", exc)
+            return None
+        return value
+
+    def put(self, key: str, value: bytes) -> bool:
+        """Store ``value``; raises CacheError when it exceeds ``max_value_bytes``."""
+        name = self.prefix + check_key(key)
+        value = check_value(value)
+        if len(value) > self.max_value_bytes:
+            with self._lock:
+                self.too_large += 1
+            raise CacheError(
+                f"value of {len(value)} bytes exceeds the Redis store's max_value_bytes="
+                f"{self.max_value_bytes}; raise the limit or keep such values local"
+            )
+        blob = MAGIC + hashlib.sha256(value).digest() + value
+        try:
+            if self.ttl is not None:
+                self._client.set(name, blob, px=int(self.ttl * 1000))
+            else:
+                self._client.set(name, blob)
+        except self._redis_errors as exc:
+            self._failed("SET", exc)
+            return False
+        return True
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it existed."""
+        try:
+            return bool(self._client.delete(self.prefix + check_key(key)))
+        except self._redis_errors as exc:
+            self._failed("DEL", exc)
+            return False
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> RedisStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self._where!r}, prefix={self.prefix!r}, ttl={self.ttl!r})"

@@ -140,11 +140,10 @@ def _writer(root: str, tag: int, n: int, q, go) -> None:
 
 def test_two_processes_write_concurrently(tmp_path: Path):
     ctx = multiprocessing.get_context("spawn")
-    q, go = ctx.Queue(), ctx.Event()
+    q, go = ctx.Queue(), ctx.Barrier(2)
     procs = [ctx.Process(target=_writer, args=(str(tmp_path), t, 200, q, go)) for t in range(2)]
     for p in procs:
         p.start()
-    go.set()
     results = [q.get(timeout=60) for _ in procs]
     for p in procs:
         p.join(60)

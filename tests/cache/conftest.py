@@ -16,17 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from registry_core.flags import FeatureFlags
-
 REDIS_SERVER = shutil.which("redis-server")
-
-
-def on() -> FeatureFlags:
-    return FeatureFlags(overrides={"INCREMENTAL_CACHE": True})
-
-
-def off() -> FeatureFlags:
-    return FeatureFlags(overrides={"INCREMENTAL_CACHE": False})
 
 
 def free_port() -> int:

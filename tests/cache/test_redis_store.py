@@ -74,7 +74,7 @@ def test_server_down_raises_cache_error(private_redis, prefix):
     store = RedisStore(private_redis.url, prefix=prefix, timeout=1.0)
     store.put("k", b"v")
     private_redis.stop()
-    with pytest.raises(CacheError, match="failed during GET.*fail_open=True"):
+    with pytest.raises(CacheError, match=r"failed during GET.*fail_open=True"):
         store.get("k")
     with pytest.raises(CacheError, match="SET"):
         store.put("k", b"v")

@@ -29,6 +29,7 @@ def test_flag_on_second_get_hits(tmp_path: Path):
     st = cache.stats
     assert st.enabled and st.local.hits == 1 and st.local.misses == 1
     assert st.local.bytes_written == st.local.bytes_read == len(b"object code")
+    assert st.local_bytes == len(b"object code")
 
 
 def test_flag_off_always_misses_and_writes_nothing(tmp_path: Path, redis_server, prefix):
@@ -45,6 +46,7 @@ def test_flag_off_always_misses_and_writes_nothing(tmp_path: Path, redis_server,
     assert calls == [1, 1] and len(local) == 0
     st = cache.stats
     assert not st.enabled and st.disabled_calls == 4 and st.local.hits == st.local.misses == 0
+    assert st.local_bytes == 0
 
 
 def test_flag_off_by_default_in_the_catalogue(tmp_path: Path):

@@ -47,6 +47,7 @@ class CacheStats:
     builds: int = 0
     coalesced: int = 0  # get_or_build callers served by another caller's build
     disabled_calls: int = 0  # calls made while INCREMENTAL_CACHE was off
+    local_bytes: int = 0  # bytes held by the local store now (each distinct value once)
 
 
 class _Flight:
@@ -199,6 +200,7 @@ class BuildCache:
     def stats(self) -> CacheStats:
         """A copy of the counters, with ``enabled`` set to the flag's current value."""
         enabled = self.enabled
+        local_bytes = self.local.total_bytes if self.local is not None else 0
         with self._lock:
             s = self._stats
             return CacheStats(
@@ -206,7 +208,7 @@ class BuildCache:
                 local=TierStats(**vars(s.local)),
                 remote=TierStats(**vars(s.remote)),
                 backfills=s.backfills, builds=s.builds, coalesced=s.coalesced,
-                disabled_calls=s.disabled_calls,
+                disabled_calls=s.disabled_calls, local_bytes=local_bytes,
             )
 
     def __repr__(self) -> str:

@@ -95,8 +95,10 @@ static int index_build(index_t *ix, const uint8_t *old, size_t old_len, const rc
     size_t npos = (old_len - HASH_BYTES) / ix->step + 1;
     if (npos >= EMPTY)
         return RC_EINVAL;  /* > 4 G positions: caller must raise index_step */
+    /* Head table of 2^floor(log2(npos)) entries: load factor 1..2, chains stay short and the
+     * table never exceeds the chain array (4 bytes per indexed position each). */
     unsigned bits = 10;
-    while (bits < 30 && ((size_t)1 << bits) < npos)
+    while (bits < 30 && ((size_t)1 << (bits + 1)) <= npos)
         bits++;
     ix->bits = bits;
     ix->head = malloc(((size_t)1 << bits) * sizeof(uint32_t));

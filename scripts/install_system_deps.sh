@@ -4,7 +4,7 @@
 set -euo pipefail
 purpose="${1:-test}"
 case "$purpose" in
-  test)  pkgs=(gcc make python3-venv) ;;
+  test)  pkgs=(gcc make python3-venv redis-server) ;;
   bench) pkgs=(gcc make zstd bsdiff xdelta3) ;;
   *) echo "usage: $0 [test|bench]" >&2; exit 2 ;;
 esac

@@ -37,7 +37,7 @@ def test_build_info_reports_the_core():
 
 
 def test_import_is_cheap():
-    heavy = ("httpx", "aioquic", "hypercorn", "zstandard", "brotli", "cramjam")
+    heavy = ("httpx", "aioquic", "hypercorn", "zstandard", "brotli", "cramjam", "redis")
     code = f"import sys, registry_core; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

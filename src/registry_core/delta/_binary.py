@@ -16,10 +16,24 @@ class Streams:
     """The bsdiff-model delta body: control records, difference bytes, extra bytes."""
 
     ctrl: bytes
-    diff: bytes
-    extra: bytes
+    diff: Buffer
+    extra: Buffer
     records: int = 0
     matched: int = 0
+    owner: object = None  # keeps C-allocated diff / extra memory alive (encode output)
+
+
+class _EncodeOutput:
+    """Owns the streams the C encoder allocated; frees them when the last view is gone."""
+
+    def __init__(self) -> None:
+        self.out = ffi.new("rc_delta_out *")
+
+    def view(self, ptr: object, size: int) -> Buffer:
+        return memoryview(ffi.buffer(ptr, size)) if size else b""
+
+    def __del__(self) -> None:
+        lib.rc_delta_out_free(self.out)
 
 
 def _index_step(old_len: int) -> int:
@@ -39,22 +53,23 @@ def encode(old: Buffer, new: Buffer, *, max_chain: int = 32, min_match: int = 8)
     params.max_chain = max_chain
     params.min_match = min_match
     params.index_step = _index_step(len(old))
-    out = ffi.new("rc_delta_out *")
+    owner = _EncodeOutput()
+    out = owner.out
     # Release the buffer exports at once (an mmap cannot close while one is alive).
     with ffi.from_buffer(old) as old_buf, ffi.from_buffer(new) as new_buf:
         rc = lib.rc_delta_encode(old_buf, len(old), new_buf, len(new), params, out)
     if rc != lib.RC_OK:
         raise DeltaError(f"delta encoding failed in the C core: {ERRORS.get(rc, rc)}")
-    try:
-        return Streams(
-            ctrl=bytes(ffi.buffer(out.ctrl, out.ctrl_len)),
-            diff=bytes(ffi.buffer(out.diff, out.diff_len)),
-            extra=bytes(ffi.buffer(out.extra, out.extra_len)),
-            records=int(out.n_records),
-            matched=int(out.matched_bytes),
-        )
-    finally:
-        lib.rc_delta_out_free(out)
+    # The difference and extra streams stay in C memory (no copy: together they are as large
+    # as the target); the views keep `owner` alive through the Streams object.
+    return Streams(
+        ctrl=bytes(ffi.buffer(out.ctrl, out.ctrl_len)),
+        diff=owner.view(out.diff, out.diff_len),
+        extra=owner.view(out.extra, out.extra_len),
+        records=int(out.n_records),
+        matched=int(out.matched_bytes),
+        owner=owner,
+    )
 
 
 def apply_into(old: Buffer, streams: Streams, out: bytearray | memoryview) -> None:

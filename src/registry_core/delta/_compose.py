@@ -38,11 +38,11 @@ def segments(streams: Streams) -> list[Segment]:
         if lenf:
             if op < 0:
                 raise CorruptPatchError("patch copies from before the start of its base")
-            out.append(Segment(np, lenf, op, streams.diff[dp : dp + lenf]))
+            out.append(Segment(np, lenf, op, bytes(streams.diff[dp : dp + lenf])))
         np += lenf
         dp += lenf
         if lenx:
-            out.append(Segment(np, lenx, -1, streams.extra[ep : ep + lenx]))
+            out.append(Segment(np, lenx, -1, bytes(streams.extra[ep : ep + lenx])))
         np += lenx
         ep += lenx
         op += lenf + ((zseek >> 1) ^ -(zseek & 1))

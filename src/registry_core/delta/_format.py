@@ -159,12 +159,13 @@ def _zstd_decompress(payload: memoryview, raw_len: int, kind: Section) -> bytes:
 
 def encode_section(
     kind: Section, data: bytes | memoryview, *, level: int
-) -> tuple[Section, Codec, int, bytes]:
-    """Compress a section with zstd, storing it instead when that is not smaller."""
+) -> tuple[Section, Codec, int, bytes | memoryview]:
+    """Compress a section with zstd, storing it instead when that is not smaller (no copy of
+    ``data`` is made: a stored section's payload is ``data`` itself)."""
     import zstandard
 
-    raw = bytes(data)
-    if raw:
+    raw = data
+    if len(raw):
         if len(raw) > BIG_SECTION:
             level = min(level, BIG_SECTION_LEVEL)
         params = zstandard.ZstdCompressionParameters.from_level(

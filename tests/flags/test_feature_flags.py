@@ -66,6 +66,7 @@ def test_public_names_are_pinned():
     assert sorted(flags_pkg.__all__) == sorted(
         [
             "CATALOGUE",
+            "flag_enabled",
             "ENV_FILE_VAR",
             "ENV_VAR",
             "FeatureFlags",

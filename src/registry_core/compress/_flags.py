@@ -11,11 +11,9 @@ GATES = {"br": "BROTLI_COMPRESSION", "zstd": "ZSTD_COMPRESSION", "dcz": "ZSTD_CO
 
 
 def resolve(flags: Any) -> Any:
-    """``flags`` or the process-wide default; None when the flags package is not installed."""
-    try:
-        from ..flags import resolve_flags
-    except ImportError:  # flags component absent: every coding stays available
-        return flags
+    """``flags`` or the process-wide default (imported here: flags load on first use)."""
+    from ..flags import resolve_flags
+
     return resolve_flags(flags)
 
 

@@ -15,6 +15,7 @@ from ._flags import (
     FlagReloadWarning,
     FlagState,
     default_flags,
+    flag_enabled,
     resolve_flags,
     set_default_flags,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "Stage",
     "TargetingRule",
     "default_flags",
+    "flag_enabled",
     "murmur3_32",
     "resolve_flags",
     "rollout_bucket",

@@ -360,6 +360,11 @@ def set_default_flags(flags: FeatureFlags | None) -> None:
         _set(flags)
 
 
+def flag_enabled(flags: FeatureFlags | None, name: str) -> bool:
+    """For components: whether ``name`` is on in ``flags`` (the process-wide flags if None)."""
+    return resolve_flags(flags).is_enabled(name)
+
+
 def resolve_flags(flags: FeatureFlags | None) -> FeatureFlags:
     """For components: ``flags`` if given, else :func:`default_flags`; type-checked."""
     if flags is None:

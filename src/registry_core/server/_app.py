@@ -14,9 +14,9 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..flags import flag_enabled
 from ..wire._delta import delta_response_headers, etag_for_sha256, parse_delta_request
 from ..wire._digest import format_digest
-from ._flags import flag_enabled
 from ._storage import ArtifactInfo, DirectoryStorage, Storage, validate_path
 
 __all__ = ["ByteLRU", "RegistryApp"]

@@ -35,11 +35,11 @@ from ..errors import (
     ResponseTooLargeError,
     TransportError,
 )
+from ..flags import flag_enabled
 from ..wire._delta import IM_RCDELTA, delta_request_headers, etag_to_sha256, parse_im
 from ..wire._digest import verify_digest
 from ._altsvc import AltSvcCache
 from ._decode import accept_encoding, decode_body
-from ._flags import flag_enabled
 from ._h3 import H3ConnectError, H3Connection, H3StreamError
 from ._pool import CoalescingPool, ConnectionRecord
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy

@@ -11,7 +11,7 @@ __all__ = ["accept_encoding", "decode_body"]
 
 def accept_encoding(flags: Any, *, dcz: bool = False) -> str:
     """The ``Accept-Encoding`` the client sends: codings the flags allow, best first."""
-    from ._flags import flag_enabled
+    from ..flags import flag_enabled
 
     zstd = flag_enabled(flags, "ZSTD_COMPRESSION")
     codings = (["dcz"] if dcz and zstd else []) + (["zstd"] if zstd else [])

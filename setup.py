@@ -4,6 +4,7 @@ The C core is mandatory. If it fails to compile, installation fails: there is no
 fallback, by design (see README, "Building").
 """
 
+import os
 import sysconfig
 
 from setuptools import setup
@@ -25,8 +26,19 @@ if _bdist_wheel is not None and not sysconfig.get_config_var("Py_GIL_DISABLED"):
 
     cmdclass["bdist_wheel"] = bdist_wheel_abi3
 
+# Object files of one build flavour must never be reused by another (setuptools skips compiling
+# sources older than their objects): a sanitizer build would otherwise link plain objects, or a
+# plain install pick up ASan-instrumented ones.
+_flavour = "-".join(
+    f"{k.lower()}{v}"
+    for k, v in (("SAN", os.environ.get("REGISTRY_CORE_SANITIZE", "")),
+                 ("PGO", os.environ.get("REGISTRY_CORE_PGO", "")))
+    if v
+) or "plain"
+
 setup(
     cffi_modules=["src/registry_core/_native/_build.py:ffibuilder"],
     cmdclass=cmdclass,
+    options={"build_ext": {"build_temp": os.path.join("build", f"temp-{_flavour}")}},
     zip_safe=False,
 )

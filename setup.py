@@ -21,7 +21,7 @@ if _bdist_wheel is not None and not sysconfig.get_config_var("Py_GIL_DISABLED"):
         """Tag the wheel abi3: cffi's generated C uses only the limited API."""
 
         def finalize_options(self):
-            self.py_limited_api = "cp39"
+            self.py_limited_api = "cp310"
             super().finalize_options()
 
     cmdclass["bdist_wheel"] = bdist_wheel_abi3

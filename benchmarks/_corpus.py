@@ -27,6 +27,7 @@ Only the standard library is imported, so any benchmark can use it cheaply.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -151,6 +152,6 @@ def pairs(kinds: Iterable[str] | None = None) -> Iterator[tuple[str, str, Path, 
         if spec.kind not in wanted:
             continue
         found = [find_artifact(spec, v, root) for v in spec.versions]
-        for old, new in zip(found, found[1:]):
+        for old, new in itertools.pairwise(found):
             if old is not None and new is not None:
                 yield spec.name, spec.kind, old, new

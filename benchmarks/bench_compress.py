@@ -237,7 +237,7 @@ def bench_large(sets: dict[str, list[bytes]], repeat: int, quick: bool) -> list[
                     lambda c=c, ps=payloads: [c.compress(p) for p in ps], reps
                 )
                 dec = c.decompress  # type: ignore[assignment]
-            for p, o in zip(payloads, outs):  # type: ignore[call-overload]
+            for p, o in zip(payloads, outs, strict=False):  # type: ignore[call-overload]
                 assert dec(o) == p, (set_name, name)
             _, dt = best_cpu(lambda dec=dec, outs=outs: [dec(o) for o in outs], max(3, reps))
             size = sum(map(len, outs))  # type: ignore[arg-type]
@@ -286,7 +286,7 @@ def bench_small(docs: list[bytes], by: str, repeat: int) -> tuple[list[dict], di
     rows, base = [], None
     for name, comp, dec in configs:
         outs, ct = best_cpu(lambda comp=comp: [comp(x) for x in test], repeat)
-        for x, o in zip(test, outs):  # type: ignore[call-overload]
+        for x, o in zip(test, outs, strict=False):  # type: ignore[call-overload]
             assert dec(o) == x, name
         _, dt = best_cpu(lambda dec=dec, outs=outs: [dec(o) for o in outs], repeat)
         size = sum(map(len, outs))  # type: ignore[arg-type]

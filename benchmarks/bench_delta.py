@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import os
 import platform
@@ -265,7 +266,7 @@ def chain(paths: list[Path]) -> dict:
 
     agg = DeltaAggregator()
     data = [p.read_bytes() for p in paths]
-    patches = [agg.diff(a, b) for a, b in zip(data, data[1:])]
+    patches = [agg.diff(a, b) for a, b in itertools.pairwise(data)]
     t0 = time.perf_counter()
     composed = agg.compose(patches)
     t_compose = time.perf_counter() - t0
@@ -549,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
 
     todo = []
     for s in all_series:
-        ps = list(zip(s.paths, s.paths[1:]))
+        ps = list(zip(s.paths, s.paths[1:], strict=False))
         if args.quick:
             ps = ps[-1:]
         todo.extend((s.name, s.kind, a, b) for a, b in ps)

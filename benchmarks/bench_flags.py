@@ -114,11 +114,11 @@ def run(quick: bool) -> dict:
     warm_of = [EvaluationContext(targeting_key=k) for k in warm_keys]
 
     # consistency: both sides decide the same way before anything is timed
-    for c, o in zip(ctx_dicts, ctx_of):
+    for c, o in zip(ctx_dicts, ctx_of, strict=False):
         assert ours.is_enabled("INCREMENTAL_CACHE", c) == of_mem.get_boolean_value(
             "INCREMENTAL_CACHE", False, o
         )
-    for c, o in zip(warm_dicts, warm_of):
+    for c, o in zip(warm_dicts, warm_of, strict=False):
         assert ours.is_enabled("CONNECTION_COALESCE", c) == of_mem.get_boolean_value(
             "CONNECTION_COALESCE", False, o
         )

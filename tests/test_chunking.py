@@ -75,15 +75,18 @@ def stdlib_tar(package: str) -> bytes:
     """A real tar archive (made by tarfile) of one stdlib package directory."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        tar.add(STDLIB / package, arcname=package,
-                filter=lambda ti: None if "__pycache__" in ti.name else ti)
+        tar.add(
+            STDLIB / package,
+            arcname=package,
+            filter=lambda ti: None if "__pycache__" in ti.name else ti,
+        )
     return buf.getvalue()
 
 
 def check_lengths(ends: list[int], total: int, min_size: int, max_size: int) -> None:
     assert (ends[-1] if ends else 0) == total
     starts = [0, *ends[:-1]]
-    sizes = [e - s for s, e in zip(starts, ends)]
+    sizes = [e - s for s, e in zip(starts, ends, strict=False)]
     assert all(min_size <= s <= max_size for s in sizes[:-1])
     if sizes:
         assert 0 < sizes[-1] <= max_size
@@ -143,8 +146,9 @@ def test_matches_reference_default_sizes_random() -> None:
 
 
 @pytest.mark.parametrize("package", ["json", "email"])
-@pytest.mark.parametrize("sizes", [(DEFAULT_MIN_SIZE, DEFAULT_AVG_SIZE, DEFAULT_MAX_SIZE),
-                                   (256, 1024, 4096)])
+@pytest.mark.parametrize(
+    "sizes", [(DEFAULT_MIN_SIZE, DEFAULT_AVG_SIZE, DEFAULT_MAX_SIZE), (256, 1024, 4096)]
+)
 def test_real_tar_matches_reference(package: str, sizes: tuple[int, int, int]) -> None:
     data = stdlib_tar(package)
     assert len(data) > 50_000
@@ -175,9 +179,9 @@ def test_edit_near_start_keeps_later_chunks(edit: str) -> None:
     if edit == "insert":
         new = old[:at] + b"# hi\n" + old[at:]
     elif edit == "delete":
-        new = old[:at] + old[at + 7:]
+        new = old[:at] + old[at + 7 :]
     else:
-        new = old[:at] + b"XYZ" + old[at + 3:]
+        new = old[:at] + b"XYZ" + old[at + 3 :]
 
     def pieces(data: bytes) -> list[bytes]:
         return [bytes(v) for v in iter_chunks(data)]
@@ -220,8 +224,12 @@ def test_iter_chunks_are_zero_copy_slices() -> None:
     views = list(iter_chunks(data, min_size=512, avg_size=2048, max_size=8192))
     assert b"".join(views) == data
     assert [len(v) for v in views] == [
-        b - a for a, b in zip([0, *chunks(data, min_size=512, avg_size=2048, max_size=8192)],
-                              chunks(data, min_size=512, avg_size=2048, max_size=8192))
+        b - a
+        for a, b in zip(
+            [0, *chunks(data, min_size=512, avg_size=2048, max_size=8192)],
+            chunks(data, min_size=512, avg_size=2048, max_size=8192),
+            strict=False,
+        )
     ]
     assert all(isinstance(v, memoryview) and v.obj is data for v in views)
 
@@ -249,13 +257,13 @@ def test_concurrent_calls_agree() -> None:
 @pytest.mark.parametrize(
     "sizes",
     [
-        (63, 64, 128),              # min below 64
+        (63, 64, 128),  # min below 64
         (0, 64, 128),
         (-64, 64, 128),
-        (4096, 2048, 8192),         # min > avg
-        (1024, 8192, 4096),         # avg > max
-        (64, 64, 2**31 + 1),        # max above 2**31
-        (1024, 3000, 8192),         # avg not a power of two
+        (4096, 2048, 8192),  # min > avg
+        (1024, 8192, 4096),  # avg > max
+        (64, 64, 2**31 + 1),  # max above 2**31
+        (1024, 3000, 8192),  # avg not a power of two
     ],
 )
 def test_bad_sizes_raise_invalid_argument(sizes: tuple[int, int, int]) -> None:
@@ -344,9 +352,20 @@ def test_portable_c_loop_matches_reference(tmp_path: Path) -> None:
     (tmp_path / "wrap.c").write_text(_WRAPPER)
     lib_path = tmp_path / "libcdc_portable.so"
     subprocess.run(
-        ["cc", "-O2", "-std=c99", "-fPIC", "-shared", "-DRC_CDC_NO_ASM", f"-I{ROOT / 'csrc'}",
-         str(tmp_path / "wrap.c"), "-o", str(lib_path)],
-        check=True, capture_output=True,
+        [
+            "cc",
+            "-O2",
+            "-std=c99",
+            "-fPIC",
+            "-shared",
+            "-DRC_CDC_NO_ASM",
+            f"-I{ROOT / 'csrc'}",
+            str(tmp_path / "wrap.c"),
+            "-o",
+            str(lib_path),
+        ],
+        check=True,
+        capture_output=True,
     )
     clib = ctypes.CDLL(str(lib_path))
     clib.x_find.restype = ctypes.c_int64
@@ -355,8 +374,11 @@ def test_portable_c_loop_matches_reference(tmp_path: Path) -> None:
     for k in range(60):
         avg = 1 << rng.randint(6, 12)
         min_size, max_size = rng.randint(64, avg), rng.randint(avg, 8 * avg)
-        data = rng.randbytes(rng.randint(0, 30_000)) if k % 3 else bytes(
-            rng.choice(b"ab") for _ in range(rng.randint(0, 10_000)))
+        data = (
+            rng.randbytes(rng.randint(0, 30_000))
+            if k % 3
+            else bytes(rng.choice(b"ab") for _ in range(rng.randint(0, 10_000)))
+        )
         p = ctypes.c_void_p(int(ffi.cast("uintptr_t", params)))
         assert clib.x_init(p, min_size, avg, max_size) == 0
         out = (ctypes.c_uint64 * (len(data) // 64 + 2))()

@@ -6,6 +6,7 @@ import base64
 import csv
 import hashlib
 import io
+import itertools
 import mmap
 import random
 from pathlib import Path
@@ -104,7 +105,7 @@ def test_integrity_of_file_object_kinds(tmp_path: Path) -> None:
 def test_incremental_equals_one_shot(data: bytes, cuts: list[int], algorithm: str) -> None:
     hasher = IntegrityHasher(algorithm)
     bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         hasher.update(memoryview(data)[a:b])
     assert hasher.integrity() == integrity(data, algorithm)
     assert hasher.hexdigest() == hashlib.new(algorithm, data).hexdigest()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import sys
 import sysconfig
@@ -116,7 +117,7 @@ def delta_report() -> list[tuple[str, bytes]]:
     agg = DeltaAggregator()
     print(f"\nA client following updates, from the {source}:")
     total_full = total_patch = 0
-    for (old_name, old), (new_name, new) in zip(releases, releases[1:]):
+    for (old_name, old), (new_name, new) in itertools.pairwise(releases):
         t0 = time.perf_counter()
         patch = agg.diff(old, new)
         t_diff = time.perf_counter() - t0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -28,7 +29,7 @@ def releases(n: int) -> list[bytes]:
 
 def test_compose_wheel_chain():
     rel = releases(4)
-    patches = [AGG.diff(a, b) for a, b in zip(rel, rel[1:])]
+    patches = [AGG.diff(a, b) for a, b in itertools.pairwise(rel)]
     composed = AGG.compose(patches)
     assert AGG.apply(rel[0], composed) == rel[-1]
     methods = {AGG.inspect(p).method for p in patches}
@@ -53,7 +54,7 @@ def test_compose_archive_patches_merges_them():
         for k in range(v + 1):
             mods[k] = b"# v%d\n" % v + big[k]
         rel.append(wheel(f"1.{v}", modules=6, changed=mods))
-    patches = [AGG.diff(a, b) for a, b in zip(rel, rel[1:])]
+    patches = [AGG.diff(a, b) for a, b in itertools.pairwise(rel)]
     assert {AGG.inspect(p).method for p in patches} == {"ARCHIVE"}
     composed = AGG.compose(patches)
     assert AGG.inspect(composed).method == "ARCHIVE"
@@ -63,7 +64,7 @@ def test_compose_archive_patches_merges_them():
 
 def test_compose_sdist_chain():
     rel = [sdist(f"1.{v}", changed={v: module_source(v, "x") + b"# edit\n"}) for v in range(3)]
-    patches = [AGG.diff(a, b) for a, b in zip(rel, rel[1:])]
+    patches = [AGG.diff(a, b) for a, b in itertools.pairwise(rel)]
     composed = AGG.compose(patches)
     assert AGG.apply(rel[0], composed) == rel[-1]
 
@@ -83,7 +84,7 @@ def test_compose_binary_chain(start, seeds):
             if len(b) > 10:
                 del b[rnd.randrange(len(b)) :][: rnd.randrange(0, 10)]
         versions.append(bytes(b) or b"\x00")
-    patches = [AGG.diff(a, b) for a, b in zip(versions, versions[1:])]
+    patches = [AGG.diff(a, b) for a, b in itertools.pairwise(versions)]
     composed = AGG.compose(patches)
     assert AGG.apply(versions[0], composed) == versions[-1]
 

@@ -199,7 +199,7 @@ def test_detector_shared_across_threads():
     blobs = [make_zip(level) for level in (1, 6, 9)] * 3
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda d: expand(d, detector=shared), blobs))
-    for data, (layout, expanded) in zip(blobs, results):
+    for data, (layout, expanded) in zip(blobs, results, strict=False):
         assert rebuild(layout, expanded) == data
     assert shared.stats.streams == sum(len(lay.deflate_entries()) for lay, _ in results)
 

@@ -11,8 +11,8 @@ takes effect without a restart: while it is off, ``get`` misses, ``put`` stores 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import InvalidTypeError
 from ..flags import FeatureFlags, resolve_flags

@@ -11,8 +11,8 @@ zstd library itself returns short output for a cut stream without complaint).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Iterator
-from typing import Any, Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from ..errors import CompressionError, DecompressionLimitError
 from ._frames import ZstdFrameWalker

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
+import itertools
 import mmap
 import os
 import tempfile
@@ -50,7 +51,7 @@ from ._layout import (
 if TYPE_CHECKING:  # pragma: no cover
     from ..flags import FeatureFlags
 
-Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+Buffer = bytes | bytearray | memoryview | mmap.mmap
 PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_MAX_OUTPUT_SIZE = 2 << 30  # 2 GiB: larger artifacts need an explicit opt-in
@@ -216,7 +217,9 @@ class DeltaAggregator:
         mapping: dict[int, int | None] = {}
         copied: set[int] = set()
         entries = new_layout.deflate_entries()
-        for entry, comp in zip(entries, compressed_bytes_of_deflate_nodes(new_layout, new)):
+        for entry, comp in zip(
+            entries, compressed_bytes_of_deflate_nodes(new_layout, new), strict=False
+        ):
             if entry.parent is not None and entry.parent in copied:
                 copied.add(entry.index)  # inside a copied stream: copied with it
                 continue
@@ -435,7 +438,7 @@ class DeltaAggregator:
         parsed = [parse(_view(p, "patch")) for p in patches]
         if not parsed:
             raise InvalidArgumentError("compose needs at least one patch")
-        for i, (a, b) in enumerate(zip(parsed, parsed[1:])):
+        for i, (a, b) in enumerate(itertools.pairwise(parsed)):
             if a.target_sha256 != b.base_sha256 or a.target_size != b.base_size:
                 raise ComposeError(
                     f"patch {i + 1} does not start where patch {i} ends "
@@ -445,7 +448,7 @@ class DeltaAggregator:
             return bytes(patches[0])
         acc = parsed[0]
         acc_bytes = bytes(patches[0])
-        for nxt, nxt_bytes in zip(parsed[1:], patches[1:]):
+        for nxt, nxt_bytes in zip(parsed[1:], patches[1:], strict=False):
             acc_bytes = self._compose_two(acc, nxt, acc_bytes, bytes(nxt_bytes))
             acc = parse(acc_bytes)
         return acc_bytes

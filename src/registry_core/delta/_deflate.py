@@ -19,7 +19,6 @@ import time
 import zlib
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Union
 
 from ..errors import InvalidArgumentError
 
@@ -42,7 +41,7 @@ FEED_CHUNK = 16384
 _INFLATE_CHUNK = 65536
 _ONE_SHOT = 1  # level 0 only: the strategy field says "fed in one zlib.compress call"
 
-Buffer = Union[bytes, bytearray, memoryview]
+Buffer = bytes | bytearray | memoryview
 
 
 #: Deflate engines a stream can be reproduced with. ZLIB: CPython's zlib. MINIZ: the

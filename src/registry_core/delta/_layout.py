@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from ..errors import (
     BaseMismatchError,
@@ -110,7 +110,7 @@ class Deflate:
         return sum(c.expanded_size for c in self.children)
 
 
-Node = Union[Raw, Deflate]
+Node = Raw | Deflate
 
 
 class DeflateEntry(NamedTuple):

@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from ..errors import FlagConfigError, UnknownFlagError
 from ._catalogue import Flag
@@ -31,7 +31,7 @@ ENV_VAR = "REGISTRY_CORE_FLAGS"
 ENV_FILE_VAR = "REGISTRY_CORE_FLAGS_FILE"
 PYPROJECT_TABLE = "[tool.registry-core.flags]"
 
-Value = Union[bool, TargetingRule]
+Value = bool | TargetingRule
 
 _TRUE = frozenset({"on", "true", "1", "yes", "enabled"})
 _FALSE = frozenset({"off", "false", "0", "no", "disabled"})

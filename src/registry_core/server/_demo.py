@@ -120,7 +120,7 @@ def run_demo(
         async with Transport(verify=cert, http3=(proto == "h3"), flags=flags) as t:
             steps = []
             have = None
-            for (version, data), rel in zip(artifacts_by_version, paths):
+            for (version, data), rel in zip(artifacts_by_version, paths, strict=False):
                 wire0 = t.stats["fetch_bytes_wire"]
                 t0 = time.perf_counter()
                 got = await t.fetch(base + rel, have=have)

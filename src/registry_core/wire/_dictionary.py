@@ -20,7 +20,7 @@ import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 __all__ = [
     "DICTIONARY_VARY",
@@ -47,7 +47,7 @@ class Token(str):
     """An sf-token (distinct from an sf-string)."""
 
 
-BareItem = Union[int, float, str, Token, bytes, bool]
+BareItem = int | float | str | Token | bytes | bool
 Params = dict[str, BareItem]
 Item = tuple[BareItem, Params]
 InnerList = tuple[list[Item], Params]

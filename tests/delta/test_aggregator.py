@@ -274,3 +274,22 @@ def test_flags_are_checked():
         )
         with pytest.raises(CorruptPatchError):
             AGG.apply(FLIP_OLD, bad)
+
+
+def test_one_aggregator_shared_by_threads():
+    """cffi releases the GIL in the C core; concurrent diffs and applies must not interfere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    agg = DeltaAggregator(archive_aware=True)
+    pairs = []
+    for k in range(8):
+        old = wheel(f"1.{k}", lines=120)
+        changed = {k: b"import os\n" + module_source(k, "1", 120)}
+        pairs.append((old, wheel(f"1.{k}.1", changed=changed, lines=120)))
+
+    def work(pair):
+        old, new = pair
+        return agg.apply(old, agg.diff(old, new)) == new
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(work, pairs * 2))

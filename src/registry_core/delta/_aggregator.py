@@ -111,7 +111,9 @@ class DeltaAggregator:
       ``diff`` emits a full-content patch instead (default 0.02).
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags` (default: the process-wide flags).
 
-    Objects hold no mutable state beyond statistics and may be shared between threads.
+    An aggregator keeps ``last_stats`` and a bounded memo of deflate parameters found per
+    stream digest (so releases diffed one after another skip repeated searches); both are
+    guarded, and one aggregator may be shared between threads.
     """
 
     def __init__(
@@ -136,11 +138,9 @@ class DeltaAggregator:
         if not 0.0 <= full_margin < 1.0:
             raise InvalidArgumentError("full_margin must be in [0, 1)")
         if archive_aware is None:
-            if flags is None:
-                from ..flags import default_flags
+            from ..flags import flag_enabled
 
-                flags = default_flags()
-            archive_aware = flags.is_enabled("DELTA_STABLE")
+            archive_aware = flag_enabled(flags, "DELTA_STABLE")
         self.archive_aware = bool(archive_aware)
         self.level = level
         self.max_output_size = max_output_size
@@ -149,7 +149,7 @@ class DeltaAggregator:
         self.full_margin = full_margin
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
-        self._params_memo = _LRU(max_bytes=1 << 16)  # entries, not bytes: one per stream
+        self._params_memo = _LRU(max_weight=1 << 16)  # one entry per remembered stream
 
     # -- diff ---------------------------------------------------------------------------------
 
@@ -561,10 +561,10 @@ class DeltaAggregator:
 
 
 class _LRU:
-    """A small thread-safe LRU bounded by a total weight (bytes, or 1 per entry)."""
+    """A small thread-safe LRU bounded by a total weight (1 per entry unless given)."""
 
-    def __init__(self, max_bytes: int) -> None:
-        self.max = max_bytes
+    def __init__(self, max_weight: int) -> None:
+        self.max = max_weight
         self._data: OrderedDict = OrderedDict()
         self._total = 0
         self._lock = threading.Lock()

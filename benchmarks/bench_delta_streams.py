@@ -24,7 +24,7 @@ def z(b):
 
 
 for nm in ("requests-wheel", "pydantic-core-wheel", "attrs-sdist", "orjson-wheel"):
-    s = [x for x in series() if x.name == nm][0]
+    s = next(x for x in series() if x.name == nm)
     o, n = s.paths[-2].read_bytes(), s.paths[-1].read_bytes()
     lo, eo = expand(o)
     ln, en = expand(n)

@@ -261,6 +261,18 @@ async def _open(kind: str, port: int, cafile: str, datagram: int, ticket: list[A
 
     ``ticket[0]``: the session ticket to resume from (when ``resume``); receives the new one.
     """
+    if kind == "h2":  # the anchor: httpx over TCP+TLS, HTTP/2 (hypercorn servers only)
+        import httpx
+
+        async with httpx.AsyncClient(http2=True, verify=cafile) as client:
+            class H2:
+                async def get(self, path: str) -> bytes:
+                    r = await client.get(f"https://localhost:{port}{path}")
+                    assert r.http_version == "HTTP/2", r.http_version
+                    return r.content
+
+            yield H2()
+        return
     if kind == "rc":
         import httpx
 
@@ -337,6 +349,8 @@ async def _measure(cs: str, ss: str, port: int, cafile: str, datagram: int,
         out["small_get_p50_ms"] = round(_pct(lat, 50), 3)
         out["small_get_p99_ms"] = round(_pct(lat, 99), 3)
 
+    if cs == "h2":  # QUIC handshakes only
+        return out
     # handshakes: full, then resumed from the ticket of the previous connection
     n = 10 if quick else 40
     for label, resume in (("full", False), ("resumed", True)):
@@ -369,6 +383,35 @@ def _certs(tmp: str) -> tuple[str, str, str]:
     return paths[0], paths[1], paths[2]
 
 
+async def _qh3_default_get(port: int, cafile: str) -> str:
+    """A qh3 client with qh3's default configuration (as a first trial would use it)."""
+    S = _stack("qh3")
+    c = S.Config(is_client=True, alpn_protocols=S.ALPN, server_name="localhost")
+    c.load_verify_locations(cafile=cafile)
+    async with S.connect("127.0.0.1", port, configuration=c,
+                         create_protocol=_client_protocol(S)) as p:
+        return f"ok ({len(await p.get('/100'))} bytes)"
+
+
+def _interop_checks(tmp: str, trust_ca: str, cert: str, key: str, datagram: int) -> dict[str, str]:
+    """qh3's default client against registry_core's hypercorn server, with a CA-issued
+    certificate (trustme) and with registry_core's own --self-signed certificate."""
+    from registry_core.server._serve import make_self_signed
+
+    own_cert, own_key = make_self_signed(["127.0.0.1", "localhost"], tmp)
+    out = {}
+    for label, (ca, c, k) in {"trustme_ca_leaf": (trust_ca, cert, key),
+                              "registry_core_self_signed": (own_cert, own_cert, own_key)}.items():
+        server = ServerProc("hypercorn", c, k, datagram)
+        try:
+            out[label] = asyncio.run(asyncio.wait_for(_qh3_default_get(server.port, ca), 10))
+        except Exception as exc:  # the failure is the result
+            out[label] = f"FAILED: {exc!r}"
+        finally:
+            server.close()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--serve", choices=SERVERS)
@@ -386,11 +429,14 @@ def main() -> None:
     if a.serve:
         _serve(a.serve, a.port, a.cert, a.key, a.datagram)
         return
-    pairs = [(c, s) for s in SERVERS for c in CLIENTS] if a.pairs == "all" else \
+    pairs = [(c, s) for s in SERVERS for c in CLIENTS] + [("h2", "hypercorn")] \
+        if a.pairs == "all" else \
         [tuple(p.split("-", 1)) for p in a.pairs.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ca, cert, key = _certs(tmp)
+        interop = _interop_checks(tmp, ca, cert, key, a.datagram)
+        print(f"qh3 default client -> registry_core hypercorn server: {interop}", file=sys.stderr)
         for cs, ss in pairs:
             server = ServerProc(ss, cert, key, a.datagram)
             try:
@@ -422,7 +468,8 @@ def main() -> None:
            "python": platform.python_version(), "machine": platform.machine(),
            "cpus": os.cpu_count(), "aioquic": aioquic.__version__, "qh3": qh3.__version__,
            "datagram_size": a.datagram, "max_data": MAX_DATA, "max_stream_data": MAX_STREAM_DATA,
-           "quick": a.quick, "rows": rows}
+           "quick": a.quick, "rows": rows,
+           "qh3_default_client_vs_hypercorn": interop}
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {a.out}")

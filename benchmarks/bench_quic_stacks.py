@@ -1,8 +1,10 @@
 """aioquic against qh3: HTTP/3 throughput, request latency and handshake cost on loopback.
 
-For every (client stack, server stack) pair in {aioquic, qh3}^2 a minimal HTTP/3 server from the
-server stack runs in a subprocess (so its CPU time is its own) and a minimal client from the client
-stack, in this process, measures:
+Servers, each in a subprocess (so its CPU time is its own): a minimal H3 server on aioquic, the same
+on qh3, registry_core's hypercorn server (aioquic) and that server with hypercorn's aioquic names
+pointed at qh3. Clients, in this process: a minimal H3 client on aioquic, the same on qh3, and
+registry_core's own ``transport._h3.H3Connection`` ("rc"); httpx over HTTP/2 against hypercorn is
+the anchor. For every (client, server) pair it measures:
 
 * bulk download throughput of 1 MiB and 16 MiB bodies (median of several runs, one connection);
 * p50/p99 latency of sequential small GETs on one connection;

@@ -4,6 +4,7 @@ certificate that clients can pin (verify=the certificate file) over HTTP/2 and H
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,7 @@ def test_self_signed_certificate_is_a_pinnable_leaf(tmp_path):
     from registry_core.server._serve import make_self_signed, start_server
 
     cert_path, key_path = make_self_signed(["127.0.0.1", "localhost"], tmp_path)
-    cert = x509.load_pem_x509_certificate(open(cert_path, "rb").read())
+    cert = x509.load_pem_x509_certificate(Path(cert_path).read_bytes())
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "localhost" in names.get_values_for_type(x509.DNSName)

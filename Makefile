@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 NATIVE_DEPS := pyproject.toml setup.py src/registry_core/_version.py \
                src/registry_core/_native/_build.py $(wildcard csrc/*.c csrc/*.h)
 
-.PHONY: all install native demo test sanitize bench corpus lint fuzz pgo wheel clean
+.PHONY: all install native demo test sanitize bench corpus lint fuzz fuzz-c pgo wheel clean
 
 all: test
 
@@ -73,6 +73,18 @@ pgo: $(STAMP)
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS),fuzz]'
 	$(PY) fuzz/fuzz_apply.py --mode fixup -max_total_time=300
+
+# libFuzzer targets for the C core itself (clang; instrumented, with ASan and UBSan), 2 x 2 min.
+FUZZ_SECONDS ?= 120
+fuzz-c:
+	mkdir -p build/fuzz build/fuzz/corpus-apply build/fuzz/corpus-cdc
+	for t in delta_apply cdc; do \
+	  clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -Icsrc -DRC_VERSION='"fuzz"' -DRC_CFLAGS='"fuzz"' csrc/*.c fuzz/c/fuzz_$$t.c \
+	    -o build/fuzz/fuzz_$$t || exit 1; \
+	done
+	build/fuzz/fuzz_delta_apply -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-apply
+	build/fuzz/fuzz_cdc -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-cdc
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info src/registry_core/_native/_core*.so src/registry_core/_native/_core.c src/registry_core/_native/*.o .pytest_cache

@@ -6,7 +6,8 @@ purpose="${1:-test}"
 case "$purpose" in
   test)  pkgs=(gcc make python3-venv redis-server) ;;
   bench) pkgs=(gcc make zstd bsdiff xdelta3) ;;
-  *) echo "usage: $0 [test|bench]" >&2; exit 2 ;;
+  fuzz)  pkgs=(clang) ;;
+  *) echo "usage: $0 [test|bench|fuzz]" >&2; exit 2 ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

@@ -26,6 +26,7 @@ __all__ = [
     "NegotiationError",
     "OutputTooLargeError",
     "RegistryCoreError",
+    "ReproductionUnavailableError",
     "ResponseTooLargeError",
     "TransportError",
     "UnknownFlagError",
@@ -75,6 +76,12 @@ class OutputTooLargeError(DeltaError, ValueError):
 
 class ComposeError(DeltaError, ValueError):
     """Patches given to ``compose`` do not form a chain (target of one != base of the next)."""
+
+
+class ReproductionUnavailableError(DeltaError):
+    """This platform's deflate engine does not produce the reference output (zlib-ng in zlib
+    compatibility mode, a patched system zlib...), so an archive patch that recompresses members
+    cannot be applied here: fetch the full artifact or a plain (BINARY) patch instead."""
 
 
 class ArchiveError(DeltaError, ValueError):

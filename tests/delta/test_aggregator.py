@@ -293,3 +293,26 @@ def test_one_aggregator_shared_by_threads():
 
     with ThreadPoolExecutor(4) as pool:
         assert all(pool.map(work, pairs * 2))
+
+
+def test_reference_engines_here():
+    from registry_core.delta._deflate import MINIZ, ZLIB, engine_reproduces
+
+    assert engine_reproduces(ZLIB) and engine_reproduces(MINIZ)
+
+
+def test_non_reference_zlib_is_refused_up_front(monkeypatch):
+    """A platform whose zlib gives other bytes gets a clear error before any work, and plain
+    (BINARY) patches still apply there."""
+    from registry_core.delta import _deflate
+    from registry_core.errors import ReproductionUnavailableError
+
+    old = wheel("1.0", lines=300)
+    new = wheel("1.1", lines=300, changed={2: b"import os\n" + module_source(2, "1", 300)})
+    patch = AGG.diff(old, new)
+    plain = DeltaAggregator(archive_aware=False).diff(old, new)
+    assert AGG.inspect(patch).method == "ARCHIVE"
+    monkeypatch.setitem(_deflate._engine_ok, _deflate.ZLIB, False)
+    with pytest.raises(ReproductionUnavailableError, match="reference deflate output"):
+        AGG.apply(old, patch)
+    assert AGG.apply(old, plain) == new

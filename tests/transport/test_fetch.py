@@ -130,3 +130,22 @@ def test_updates_follow_a_chain_of_versions(pki, server, artifacts):
     assert have == artifacts[1][V.format("1.2")]
     assert stats["fetch_delta"] == 2
     assert stats["fetch_bytes_wire"] < 0.5 * stats["fetch_bytes_full"]
+
+
+def test_platform_without_reference_zlib_falls_back_to_the_full_artifact(
+    pki, server, artifacts, monkeypatch
+):
+    """On a platform whose zlib does not give the reference output (zlib-ng compat), archive
+    patches cannot be rebuilt: fetch takes the full artifact instead of failing."""
+    from registry_core.delta import _deflate
+
+    monkeypatch.setitem(_deflate._engine_ok, _deflate.ZLIB, False)
+    old, new = artifacts[1][V.format("1.0")], artifacts[1][V.format("1.2")]
+
+    async def main():
+        async with make(pki) as t:
+            return await t.fetch(url(server, V.format("1.2")), have=old), t.stats
+
+    data, stats = run(main())
+    assert data == new
+    assert stats["fetch_delta_unusable"] == 1 and stats["fetch_full"] >= 1

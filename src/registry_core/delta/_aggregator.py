@@ -24,9 +24,10 @@ from ..errors import (
     InvalidArgumentError,
     InvalidTypeError,
     OutputTooLargeError,
+    ReproductionUnavailableError,
 )
 from . import _binary, _bundle, _compose
-from ._deflate import DeflateDetector, DeflateParams
+from ._deflate import ZLIB, DeflateDetector, DeflateParams, engine_reproduces
 from ._format import (
     FLAG_RAW_BASE,
     Codec,
@@ -377,6 +378,7 @@ class DeltaAggregator:
                 f"{max(exp_size, old_layout.expanded_size())} bytes, "
                 f"above max_expanded_size={limit}"
             )
+        _check_engines(new_layout)
         old_exp = expand_known(old_layout, old, max_expanded_size=limit)
         if p.flags & FLAG_RAW_BASE:
             old_exp = old_exp + bytes(old)
@@ -558,6 +560,20 @@ class DeltaAggregator:
     def unbundle(blob: Buffer, *, max_entries: int = 1 << 16) -> dict[str, bytes]:
         """The patches of a bundle, every entry verified."""
         return _bundle.unbundle(blob, max_entries=max_entries)
+
+
+def _check_engines(layout: Layout) -> None:
+    """Refuse up front if a stream must be recompressed by an engine that, on this platform,
+    does not give the reference output (the final digest check would fail anyway)."""
+    needed = {e.node.params.engine for e in layout.deflate_entries() if e.node.copy_from is None}
+    for engine in sorted(needed):
+        if not engine_reproduces(engine):
+            name = "zlib" if engine == ZLIB else "miniz_oxide (cramjam)"
+            raise ReproductionUnavailableError(
+                f"this platform's {name} does not produce the reference deflate output "
+                "(zlib-ng in compatibility mode?), so this archive patch cannot be rebuilt here; "
+                "fetch the full artifact or ask for a plain delta (archive_aware=False)"
+            )
 
 
 class _LRU:

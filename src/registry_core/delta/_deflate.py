@@ -25,12 +25,15 @@ from ..errors import InvalidArgumentError
 __all__ = [
     "FEED_CHUNK",
     "LARGE_STREAM",
+    "MINIZ",
+    "ZLIB",
     "Budget",
     "DeflateDetector",
     "DeflateParams",
     "DetectorStats",
     "Piece",
     "deflate",
+    "engine_reproduces",
     "inflate_raw",
 ]
 
@@ -119,6 +122,51 @@ def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
             if out:
                 yield out
     yield comp.flush()
+
+
+# -- is this platform's engine the reference one? ----------------------------------------------
+
+# SHA-256 of deflate() of _reference_sample() with stock zlib (1.2.x / 1.3.x; measured with
+# 1.2.13) and with miniz_oxide through cramjam 2.x. A platform whose engine gives other bytes
+# (zlib-ng in compatibility mode, as some distributions ship it) cannot rebuild recompressed
+# members; apply says so up front instead of failing the final digest check.
+_REFERENCE = {
+    (ZLIB, 1): "b8c335566e6ff1bf9c47d7d89786f895ed29d83cf4f0707e551db1e799148172",
+    (ZLIB, 6): "25127d4c5a3e865e13d9642fa52ff04a30ff240d42aafa2732b17901c11a26a9",
+    (ZLIB, 9): "faad92c54bf26ca5e003af046ee5c87835e78a3cf7c80b1197d46012f0103d42",
+    (MINIZ, 6): "5050d0d08361a3bb91e05dc58e1abc85337ad040d45e3fe6772828a61a2a409a",
+}
+_engine_ok: dict[int, bool] = {}
+
+
+def _reference_sample() -> bytes:
+    """256 KiB of deterministic text-like bytes (an LCG choosing words)."""
+    words = [b"registry", b"package", b"wheel", b"delta", b"version", b"import", b"def",
+             b"return", b"self", b"None", b"True", b"data", b"bytes", b"{", b"}", b"(", b")",
+             b":", b"\n", b"    "]
+    out = bytearray()
+    x = 12345
+    while len(out) < 256 * 1024:
+        x = (x * 1103515245 + 12345) & 0x7FFFFFFF
+        out += words[x % len(words)] + (b" " if x & 0x100 else b"")
+    return bytes(out[: 256 * 1024])
+
+
+def engine_reproduces(engine: int) -> bool:
+    """Whether this platform's ``engine`` gives the reference output (checked once, ~10 ms)."""
+    ok = _engine_ok.get(engine)
+    if ok is None:
+        import hashlib
+
+        sample = _reference_sample()
+        ok = all(
+            hashlib.sha256(b"".join(deflate(sample, DeflateParams(lv, 15, 8, 0, eng)))).hexdigest()
+            == digest
+            for (eng, lv), digest in _REFERENCE.items()
+            if eng == engine
+        )
+        _engine_ok[engine] = ok
+    return ok
 
 
 class Budget:

@@ -32,6 +32,7 @@ from ..errors import (
     DeltaError,
     DigestMismatchError,
     InvalidArgumentError,
+    ReproductionUnavailableError,
     ResponseTooLargeError,
     TransportError,
 )
@@ -295,6 +296,11 @@ class Transport:
                         None, agg.apply, have, r.content)
                 else:
                     data = agg.apply(have, r.content)
+            except ReproductionUnavailableError:
+                # This platform cannot rebuild archive patches (non-reference zlib): the
+                # patch is fine, it just cannot be used here. Take the full artifact.
+                self.stats["fetch_delta_unusable"] += 1
+                return await self._fetch(url, None, limit)
             except DeltaError as exc:
                 self.stats["fetch_delta_failed"] += 1
                 raise TransportError(f"{url}: the patch the server sent does not apply: {exc}"

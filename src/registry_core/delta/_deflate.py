@@ -141,9 +141,28 @@ _engine_ok: dict[int, bool] = {}
 
 def _reference_sample() -> bytes:
     """256 KiB of deterministic text-like bytes (an LCG choosing words)."""
-    words = [b"registry", b"package", b"wheel", b"delta", b"version", b"import", b"def",
-             b"return", b"self", b"None", b"True", b"data", b"bytes", b"{", b"}", b"(", b")",
-             b":", b"\n", b"    "]
+    words = [
+        b"registry",
+        b"package",
+        b"wheel",
+        b"delta",
+        b"version",
+        b"import",
+        b"def",
+        b"return",
+        b"self",
+        b"None",
+        b"True",
+        b"data",
+        b"bytes",
+        b"{",
+        b"}",
+        b"(",
+        b")",
+        b":",
+        b"\n",
+        b"    ",
+    ]
     out = bytearray()
     x = 12345
     while len(out) < 256 * 1024:

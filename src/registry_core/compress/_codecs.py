@@ -118,15 +118,7 @@ def zstd_decode(
     try:
         dctx = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=max_window_size)
         stream = dctx.stream_reader(reader, read_size=_IN_CHUNK, read_across_frames=True)
-        total = 0
-        while True:
-            piece = stream.read(_OUT_CHUNK)
-            if not piece:
-                break
-            total += len(piece)
-            if limit is not None and total > limit:
-                raise _limit_error(limit)
-            yield piece
+        yield from bounded(iter(lambda: stream.read(_OUT_CHUNK), b""), limit)
     except zstandard.ZstdError as exc:
         raise zstd_error(exc) from None
     walker.finish()
@@ -169,6 +161,10 @@ def zstd_decode_bytes(
 
 def br_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterator[bytes]:
     """Decode a brotli stream with the decoder's output-buffer limit (brotli >= 1.2)."""
+    return bounded(_br_pieces(chunks), limit)
+
+
+def _br_pieces(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
     import brotli
 
     dec = brotli.Decompressor()
@@ -177,7 +173,6 @@ def br_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterat
             "bounded brotli decoding needs the brotli package >= 1.2 (output_buffer_limit); "
             f"found {getattr(brotli, '__version__', 'an older version')}: upgrade it"
         )
-    total = 0
     try:
         for chunk in chunks:
             if not chunk:
@@ -186,11 +181,7 @@ def br_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterat
                 raise CompressionError("trailing data after the end of a brotli stream")
             out = dec.process(chunk, output_buffer_limit=_OUT_CHUNK)
             while True:
-                total += len(out)
-                if limit is not None and total > limit:
-                    raise _limit_error(limit)
-                if out:
-                    yield out
+                yield out
                 if dec.can_accept_more_data():
                     break
                 out = dec.process(b"", output_buffer_limit=_OUT_CHUNK)
@@ -199,9 +190,6 @@ def br_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterat
             out = dec.process(b"", output_buffer_limit=_OUT_CHUNK)
             if not out:
                 break
-            total += len(out)
-            if limit is not None and total > limit:
-                raise _limit_error(limit)
             yield out
     except brotli.error as exc:
         raise CompressionError(f"corrupt brotli stream: {exc}") from None
@@ -217,8 +205,11 @@ def br_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterat
 
 def gzip_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterator[bytes]:
     """Decode gzip members with ``max_length``-bounded inflate steps."""
+    return bounded(_gzip_pieces(chunks), limit)
+
+
+def _gzip_pieces(chunks: Iterable[bytes | memoryview]) -> Iterator[bytes]:
     dec = zlib.decompressobj(31)
-    total = 0
     started = False  # a member is open
     members = 0
     try:
@@ -229,11 +220,7 @@ def gzip_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iter
                 out = dec.decompress(data, _OUT_CHUNK)
                 data = dec.unconsumed_tail
                 while True:
-                    total += len(out)
-                    if limit is not None and total > limit:
-                        raise _limit_error(limit)
-                    if out:
-                        yield out
+                    yield out
                     if data or len(out) < _OUT_CHUNK or dec.eof:
                         break
                     out = dec.decompress(b"", _OUT_CHUNK)  # output still pending inside zlib
@@ -255,10 +242,4 @@ def gzip_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iter
 
 
 def identity_decode(chunks: Iterable[bytes | memoryview], limit: int | None) -> Iterator[bytes]:
-    total = 0
-    for chunk in chunks:
-        total += len(chunk)
-        if limit is not None and total > limit:
-            raise _limit_error(limit)
-        if chunk:
-            yield bytes(chunk)
+    return bounded((bytes(chunk) for chunk in chunks), limit)

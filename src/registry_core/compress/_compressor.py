@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from ..errors import CompressionError, InvalidArgumentError, InvalidTypeError
@@ -33,6 +33,26 @@ def _check_limit(limit: Any) -> int | None:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise InvalidArgumentError(f"max_output_size must be an int >= 0 or None, got {limit!r}")
     return limit
+
+
+def _pump(
+    src: BinaryIO,
+    dst: BinaryIO,
+    transform: Callable[[Iterator[bytes]], Iterable[bytes]],
+    read_size: int,
+) -> tuple[int, int]:
+    """Read ``src`` in ``read_size`` pieces through ``transform`` into ``dst``; (read, written)."""
+    counts = [0, 0]
+
+    def reads() -> Iterator[bytes]:
+        while chunk := src.read(read_size):
+            counts[0] += len(chunk)
+            yield chunk
+
+    for piece in transform(reads()):
+        dst.write(piece)
+        counts[1] += len(piece)
+    return counts[0], counts[1]
 
 
 class Compressor:
@@ -298,20 +318,7 @@ class Compressor:
         self, src: BinaryIO, dst: BinaryIO, *, read_size: int = _READ_SIZE
     ) -> tuple[int, int]:
         """Compress file ``src`` into file ``dst``; returns (bytes read, bytes written)."""
-        counts = [0, 0]
-
-        def reads() -> Iterator[bytes]:
-            while True:
-                chunk = src.read(read_size)
-                if not chunk:
-                    return
-                counts[0] += len(chunk)
-                yield chunk
-
-        for piece in self.compress_iter(reads()):
-            dst.write(piece)
-            counts[1] += len(piece)
-        return counts[0], counts[1]
+        return _pump(src, dst, self.compress_iter, read_size)
 
     def decompress_stream(
         self,
@@ -325,20 +332,9 @@ class Compressor:
 
         On an error, ``dst`` holds a partial output: discard it.
         """
-        counts = [0, 0]
-
-        def reads() -> Iterator[bytes]:
-            while True:
-                chunk = src.read(read_size)
-                if not chunk:
-                    return
-                counts[0] += len(chunk)
-                yield chunk
-
-        for piece in self.decompress_iter(reads(), max_output_size):
-            dst.write(piece)
-            counts[1] += len(piece)
-        return counts[0], counts[1]
+        return _pump(
+            src, dst, lambda chunks: self.decompress_iter(chunks, max_output_size), read_size
+        )
 
     # -- class-level helpers ---------------------------------------------------------------
 

@@ -151,7 +151,7 @@ class DeltaAggregator:
         self.full_margin = full_margin
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
-        self._params_memo = _LRU(max_weight=1 << 16)  # one entry per remembered stream
+        self._params_memo = _LRU(max_entries=1 << 16)  # one entry per remembered stream
 
     # -- diff ---------------------------------------------------------------------------------
 
@@ -475,16 +475,11 @@ class DeltaAggregator:
         }
         if second.method == Method.FULL:
             target = second.section(Section.TARGET, limit=second.target_size)
-            return self._serialize(
-                Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)]
-            )
+            return self.full_patch(target, base=b"", _header=header)
         if first.method == Method.FULL:
             # The intermediate is inside the first patch: run the second one on it.
             middle = first.section(Section.TARGET, limit=first.target_size)
-            target = self.apply(middle, second_bytes)
-            return self._serialize(
-                Method.FULL, header, [encode_section(Section.TARGET, target, level=self.level)]
-            )
+            return self.full_patch(self.apply(middle, second_bytes), base=b"", _header=header)
         if first.method == Method.CHAIN:
             members = self._chain_members(first)
             last = members[-1]
@@ -586,12 +581,11 @@ def _check_engines(layout: Layout) -> None:
 
 
 class _LRU:
-    """A small thread-safe LRU bounded by a total weight (1 per entry unless given)."""
+    """A small thread-safe LRU bounded by its number of entries."""
 
-    def __init__(self, max_weight: int) -> None:
-        self.max = max_weight
+    def __init__(self, max_entries: int) -> None:
+        self.max = max_entries
         self._data: OrderedDict = OrderedDict()
-        self._total = 0
         self._lock = threading.Lock()
 
     def get(self, key):
@@ -600,20 +594,14 @@ class _LRU:
             if item is None:
                 return None
             self._data.move_to_end(key)
-            return item[0]
+            return item
 
-    def put(self, key, value, weight: int = 1) -> None:
-        if weight > self.max:
-            return
+    def put(self, key, value) -> None:
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._total -= old[1]
-            self._data[key] = (value, weight)
-            self._total += weight
-            while self._total > self.max:
-                _, (_, w) = self._data.popitem(last=False)
-                self._total -= w
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.max:
+                self._data.popitem(last=False)
 
 
 # Parameters recorded for streams that are never recompressed (base streams; target streams the

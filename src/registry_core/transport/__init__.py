@@ -11,7 +11,7 @@ from ._client import Response, Transport
 from ._h3 import H3Connection, H3Transport
 from ._pool import CoalescingPool, ConnectionRecord, cert_covers
 from ._retry import RetryPolicy
-from ._singleflight import SingleFlight
+from .._util import SingleFlight
 from ._sync import SyncTransport
 
 __all__ = [

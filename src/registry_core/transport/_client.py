@@ -44,7 +44,7 @@ from ._decode import accept_encoding, decode_body
 from ._h3 import H3ConnectError, H3Connection, H3StreamError
 from ._pool import CoalescingPool, ConnectionRecord
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
-from ._singleflight import SingleFlight
+from .._util import SingleFlight
 from ._tls import connect_tls
 
 __all__ = ["Response", "Transport"]

@@ -19,6 +19,7 @@ from typing import IO, Any
 
 __all__ = ["AtomicFile", "atomic_write", "default_file_mode"]
 
+
 _umask_lock = threading.Lock()
 
 
@@ -45,8 +46,9 @@ class AtomicFile:
     ``mode`` overrides the umask-derived permissions.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, fsync: bool = False,
-                 mode: int | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, fsync: bool = False, mode: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self.mode = mode
@@ -55,8 +57,7 @@ class AtomicFile:
 
     def __enter__(self) -> IO[bytes]:
         directory = self.path.parent if str(self.path.parent) else Path(".")
-        fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.",
-                                         suffix=".tmp")
+        fd, self._tmp = tempfile.mkstemp(dir=directory, prefix=f".{self.path.name}.", suffix=".tmp")
         try:
             os.fchmod(fd, default_file_mode() if self.mode is None else self.mode)
             self._file = os.fdopen(fd, "wb")
@@ -99,12 +100,20 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: str | os.PathLike[str], data: bytes | memoryview | Iterable[bytes], *,
-                 fsync: bool = False, mode: int | None = None) -> None:
-    """Replace ``path`` with ``data`` (a buffer or an iterable of chunks) atomically."""
+def atomic_write(
+    path: str | os.PathLike[str],
+    data: Any,
+    *,
+    fsync: bool = False,
+    mode: int | None = None,
+) -> None:
+    """Replace ``path`` with ``data`` atomically: any buffer (bytes, memoryview, mmap...) or an
+    iterable of byte chunks."""
     with AtomicFile(path, fsync=fsync, mode=mode) as f:
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            f.write(data)
-        else:
+        try:
+            view = memoryview(data)
+        except TypeError:
             for chunk in data:
                 f.write(chunk)
+        else:
+            f.write(view)

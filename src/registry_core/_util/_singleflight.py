@@ -8,6 +8,7 @@ others, and the result or exception reaches every waiter as it is.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
@@ -33,7 +34,7 @@ class SingleFlight(Generic[T]):
             task = asyncio.ensure_future(fn())
             entry = (task, [0])
             self._calls[key] = entry
-            task.add_done_callback(lambda _t, k=key, e=entry: self._forget(k, e))
+            task.add_done_callback(functools.partial(self._done, key, entry))
         else:
             self.shared += 1
         task, waiters = entry
@@ -47,7 +48,9 @@ class SingleFlight(Generic[T]):
         finally:
             waiters[0] -= 1
 
-    def _forget(self, key: Hashable, entry: tuple[asyncio.Task[T], list[int]]) -> None:
+    def _done(
+        self, key: Hashable, entry: tuple[asyncio.Task[T], list[int]], _task: asyncio.Task[T]
+    ) -> None:
         if self._calls.get(key) is entry:
             del self._calls[key]
         task = entry[0]

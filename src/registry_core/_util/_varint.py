@@ -21,8 +21,9 @@ def encode_uvarint(out: bytearray, value: int) -> None:
     out.append(value)
 
 
-def decode_uvarint(data: bytes | bytearray | memoryview, pos: int, what: str = "patch"
-                   ) -> tuple[int, int]:
+def decode_uvarint(
+    data: bytes | bytearray | memoryview, pos: int, what: str = "patch"
+) -> tuple[int, int]:
     """Decode the varint at ``pos``; returns ``(value, new_pos)``.
 
     Raises :class:`CorruptPatchError` (naming ``what``) on truncation, over-long or

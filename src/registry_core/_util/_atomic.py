@@ -13,7 +13,6 @@ import contextlib
 import os
 import tempfile
 import threading
-from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 

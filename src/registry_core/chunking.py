@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._native import ffi, lib
+from ._util._buffers import byte_view
 from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
@@ -65,24 +66,6 @@ def _params(min_size: Any, avg_size: Any, max_size: Any) -> Any:
     return params
 
 
-def _view(data: Any, what: str = "data") -> memoryview:
-    """A flat byte view of ``data`` without copying; InvalidTypeError for non-buffers."""
-    if isinstance(data, str):
-        raise InvalidTypeError(f"{what} must be a bytes-like buffer, not str (encode it first)")
-    try:
-        view = memoryview(data)
-    except TypeError:
-        raise InvalidTypeError(
-            f"{what} must be a bytes-like buffer (bytes, bytearray, memoryview, mmap), "
-            f"not {type(data).__name__}"
-        ) from None
-    if not view.c_contiguous:
-        raise InvalidTypeError(f"{what} must be a C-contiguous buffer; copy it with bytes() first")
-    if view.format != "B" or view.ndim != 1:
-        view = view.cast("B")
-    return view
-
-
 def _find(params: Any, view: memoryview, is_final: bool) -> list[int]:
     """End offsets (relative to ``view``) of the chunks the core can cut in ``view``."""
     total = len(view)
@@ -118,7 +101,7 @@ def chunks(
 ) -> list[int]:
     """End offsets of the content-defined chunks of ``data`` (the last one is ``len(data)``)."""
     params = _params(min_size, avg_size, max_size)
-    return _find(params, _view(data), True)
+    return _find(params, byte_view(data), True)
 
 
 def iter_chunks(
@@ -129,7 +112,7 @@ def iter_chunks(
     max_size: int = DEFAULT_MAX_SIZE,
 ) -> Iterator[memoryview]:
     """The chunks of ``data`` as zero-copy memoryview slices, in order."""
-    view = _view(data)
+    view = byte_view(data)
     start = 0
     for end in chunks(view, min_size=min_size, avg_size=avg_size, max_size=max_size):
         yield view[start:end]
@@ -171,7 +154,7 @@ class Chunker:
 
     def feed(self, piece: Any) -> list[int]:
         """Add ``piece``; return absolute end offsets of the chunks completed so far."""
-        view = _view(piece, "piece")
+        view = byte_view(piece, "piece")
         with self._lock:
             if not self._buf:
                 return self._scan_in_place(view)

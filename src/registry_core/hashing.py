@@ -20,6 +20,7 @@ import hashlib
 import os
 from typing import IO, Any, NamedTuple, Union
 
+from ._util._buffers import byte_view
 from .errors import InvalidArgumentError, InvalidTypeError
 
 __all__ = [
@@ -50,15 +51,7 @@ class Integrity(NamedTuple):
 
 
 def _check_buffer(data: Any, what: str = "data") -> None:
-    if isinstance(data, str):
-        raise InvalidTypeError(f"{what} must be a bytes-like buffer, not str (encode it first)")
-    try:
-        memoryview(data)
-    except TypeError:
-        raise InvalidTypeError(
-            f"{what} must be a bytes-like buffer (bytes, bytearray, memoryview, mmap), "
-            f"not {type(data).__name__}"
-        ) from None
+    byte_view(data, what)
 
 
 def _check_algorithm(algorithm: Any) -> str:

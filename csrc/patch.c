@@ -2,6 +2,8 @@
  * Patch application for the three-stream (ctrl / diff / extra) delta body. Every read from the
  * streams and from old, and every write to out, is bounds-checked; a patch that does not
  * consume its streams exactly or does not fill out exactly is rejected as corrupt.
+ *
+ * The three-stream body is bsdiff's model (Colin Percival, bsdiff 4.3; see NOTICE).
  */
 #include <string.h>
 

@@ -1,18 +1,27 @@
 """The ``registry-core`` command: diff, apply, info, serve. Nothing imports this module.
 
 Each command prints one summary line (sizes, percent saved, time) and exits non-zero with a
-one-line message on a registry-core error.
+one-line message on a registry-core error. Flags are resolved here, once, where the process
+starts (``FeatureFlags.load()``: ``REGISTRY_CORE_FLAGS`` and the nearest ``pyproject.toml``), and
+passed down; the library itself never looks them up. When stderr is a terminal, work that takes
+longer than a second shows a progress line there.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO, Any, TypeVar
 
+from ._version import __version__
 from .errors import RegistryCoreError
+
+T = TypeVar("T")
 
 
 def _size(n: int) -> str:
@@ -23,13 +32,76 @@ def _size(n: int) -> str:
     return str(n)
 
 
+class Progress:
+    """A one-line ``what... 3s`` ticker on a terminal, shown once work has taken ``delay``
+    seconds, redrawn every ``interval``, erased when the work ends. Silent when ``stream`` is
+    not a terminal (pipes, CI logs), so output stays one summary line."""
+
+    def __init__(
+        self,
+        what: str,
+        stream: IO[str] | None = None,
+        *,
+        delay: float = 1.0,
+        interval: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.what = what
+        self.stream = sys.stderr if stream is None else stream
+        self.delay = delay
+        self.interval = interval
+        self.clock = clock
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.shown = False
+
+    def __enter__(self) -> Progress:
+        isatty = getattr(self.stream, "isatty", None)
+        if isatty is not None and isatty():
+            self._start = self.clock()
+            self._thread = threading.Thread(
+                target=self._run, name="registry-core-progress", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        if self._done.wait(self.delay):
+            return
+        while True:
+            self.shown = True
+            self.stream.write(f"\r{self.what}... {self.clock() - self._start:.0f}s")
+            self.stream.flush()
+            if self._done.wait(self.interval):
+                return
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+            if self.shown:
+                self.stream.write("\r\033[K")  # erase the line: the summary follows
+                self.stream.flush()
+
+
+def _timed(what: str, fn: Callable[[], T]) -> tuple[T, float]:
+    t0 = time.perf_counter()
+    with Progress(what):
+        result = fn()
+    return result, time.perf_counter() - t0
+
+
 def _cmd_diff(args: argparse.Namespace) -> int:
     from .delta import DeltaAggregator
 
-    agg = DeltaAggregator(**({"archive_aware": False} if args.no_archive else {}), level=args.level)
-    t0 = time.perf_counter()
-    info = agg.diff_file(args.old, args.new, args.output)
-    dt = time.perf_counter() - t0
+    agg = DeltaAggregator(
+        **({"archive_aware": False} if args.no_archive else {}),
+        level=args.level,
+        flags=args.flags,
+    )
+    info, dt = _timed(
+        f"diffing {args.old} -> {args.new}", lambda: agg.diff_file(args.old, args.new, args.output)
+    )
     print(
         f"{args.output}: {info.method} patch {_size(info.patch_size)} for a "
         f"{_size(info.target_size)} target ({100 * info.saved:.2f}% saved) in {dt:.2f}s"
@@ -40,10 +112,11 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 def _cmd_apply(args: argparse.Namespace) -> int:
     from .delta import DeltaAggregator
 
-    agg = DeltaAggregator(max_output_size=args.max_output_size)
-    t0 = time.perf_counter()
-    info = agg.apply_file(args.old, args.patch, args.output)
-    dt = time.perf_counter() - t0
+    agg = DeltaAggregator(max_output_size=args.max_output_size, flags=args.flags)
+    info, dt = _timed(
+        f"applying {args.patch} to {args.old}",
+        lambda: agg.apply_file(args.old, args.patch, args.output),
+    )
     print(
         f"{args.output}: {_size(info.target_size)} rebuilt and verified (sha256 "
         f"{info.target_sha256[:16]}...) from a {_size(info.patch_size)} {info.method} patch "
@@ -69,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="registry-core", description="Bandwidth-saving package updates for registries."
     )
+    parser.add_argument("--version", action="version", version=f"registry-core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("diff", help="make a patch from OLD to NEW")
@@ -96,16 +170,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_flags() -> Any:
+    """The process's flags, resolved once here at the edge (env + nearest pyproject.toml)."""
+    from .flags import FeatureFlags
+
+    return FeatureFlags.load()
+
+
+@contextmanager
+def _one_line_errors(command: str) -> Iterator[None]:
+    try:
+        yield
+    except (RegistryCoreError, OSError) as exc:
+        print(f"registry-core {command}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except MemoryError:
+        print(
+            f"registry-core {command}: error: out of memory (the input needs more memory "
+            "than this machine has; the limits in docs/security.md bound untrusted input)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return int(args.func(args) or 0)
-    except RegistryCoreError as exc:
-        print(f"registry-core {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"registry-core {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        with _one_line_errors(args.command):
+            args.flags = _load_flags()
+            return int(args.func(args) or 0)
+    except SystemExit as exc:
+        return int(exc.code or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover

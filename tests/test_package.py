@@ -17,6 +17,7 @@ def test_public_names_are_pinned():
         "DeltaAggregator",
         "FeatureFlags",
         "RegistryCoreError",
+        "SyncTransport",
         "Transport",
         "__version__",
         "build_info",
@@ -41,6 +42,14 @@ def test_import_is_cheap():
     code = f"import sys, registry_core; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_public_name_resolves():
+    for name in registry_core.__all__:
+        assert getattr(registry_core, name) is not None
+    from registry_core.transport import SyncTransport
+
+    assert registry_core.SyncTransport is SyncTransport
 
 
 def test_unknown_attribute_raises_attribute_error():

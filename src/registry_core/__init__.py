@@ -18,13 +18,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .compress import Compressor
     from .delta import DeltaAggregator
     from .flags import FeatureFlags
-    from .transport import Transport
+    from .transport import SyncTransport, Transport
 
 __all__ = [
     "Compressor",
     "DeltaAggregator",
     "FeatureFlags",
     "RegistryCoreError",
+    "SyncTransport",
     "Transport",
     "__version__",
     "build_info",
@@ -34,6 +35,7 @@ _LAZY = {
     "Compressor": "registry_core.compress",
     "DeltaAggregator": "registry_core.delta",
     "FeatureFlags": "registry_core.flags",
+    "SyncTransport": "registry_core.transport",
     "Transport": "registry_core.transport",
 }
 

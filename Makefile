@@ -61,9 +61,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_flags.py
 	$(PY) benchmarks/bench_transport.py
 
+# Lint, one formatter for the whole tree, and types; versions pinned by the `lint` extra.
+LINT_PATHS := src tests benchmarks fuzz scripts
 lint: $(STAMP)
-	$(PY) -m pip install --quiet ruff
-	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS),lint]'
+	$(PY) -m ruff check $(LINT_PATHS)
+	$(PY) -m ruff format --check $(LINT_PATHS)
+	$(PY) -m mypy
 
 # Profile-guided build of the C core in place (train, rebuild with the profile).
 pgo: $(STAMP)

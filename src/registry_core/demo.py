@@ -85,18 +85,22 @@ def _corpus_releases() -> list[tuple[str, bytes]] | None:
 
 
 def _machine_releases() -> list[tuple[str, bytes]] | None:
-    """Two pip versions present on this machine: the interpreter's and this environment's."""
-    candidates = []
-    for base in {sys.base_prefix, sys.prefix}:
+    """Two pip versions present on this machine (the interpreter's and this environment's), or,
+    when both are the same version, wheel-shaped releases built from the standard library."""
+    by_version: dict[str, Path] = {}
+    for base in sorted({sys.base_prefix, sys.prefix}):
         site = Path(sysconfig.get_paths(vars={"base": base, "platbase": base})["purelib"])
         pip_dir = site / "pip"
         dist = sorted(site.glob("pip-*.dist-info"))
         if pip_dir.is_dir() and dist:
-            version = dist[-1].name[4:-10]
-            candidates.append((version, pip_dir))
-    if len(candidates) < 2:
-        return None
-    candidates.sort(key=lambda c: [int(x) if x.isdigit() else 0 for x in c[0].split(".")])
+            by_version.setdefault(dist[-1].name[4:-10], pip_dir)  # one wheel per version
+    if len(by_version) < 2:
+        from .server._demo import local_artifacts
+
+        print("  one pip version on this machine; using releases built from the stdlib")
+        return [(f"demo-{v}-py3-none-any.whl", data) for v, data in local_artifacts()]
+    candidates = sorted(by_version.items(),
+                        key=lambda c: [int(x) if x.isdigit() else 0 for x in c[0].split(".")])
     for v, d in candidates:
         print(f"  pip {v}: packed from {d}")
     return [(f"pip-{v}-py3-none-any.whl", _wheel_from_tree(d, "pip")) for v, d in candidates]

@@ -21,6 +21,7 @@
  * loop-carried dependency at one shift-add per two bytes.
  */
 #include "registry_core.h"
+#include "rc_features.h"
 #include "gear_table.h"
 
 #if defined(__GNUC__) || defined(__clang__)
@@ -79,7 +80,7 @@ RC_API int rc_cdc_params_init(rc_cdc_params *params, uint32_t min_size, uint32_t
 /* The two-byte update: u = (h << 2) + a (that is h_k << 1) and h = (h << 2) + t (h_{k+1}).
  * On x86-64 both are one LEA each, written in asm because GCC otherwise re-associates them
  * into a longer dependency chain (measured: +25% throughput, see docs/chunking.md). */
-#if (defined(__GNUC__) || defined(__clang__)) && defined(__x86_64__) && !defined(RC_CDC_NO_ASM)
+#if RC_CDC_ASM
 #define RC_UPDATE2(u, h, t)                                                                  \
     __asm__("leaq (%[ru],%[rh],4), %[ru]\n\tleaq (%[rt],%[rh],4), %[rh]"                     \
             : [ru] "+r"(u), [rh] "+r"(h) : [rt] "r"(t))

@@ -65,6 +65,7 @@ typedef struct {
     uint32_t step;
     uint32_t max_chain;
     uint32_t min_match;
+    uint64_t work;           /* steps taken (rc_delta_out.work) */
 } index_t;
 
 typedef struct {
@@ -124,7 +125,7 @@ static int index_build(index_t *ix, const uint8_t *old, size_t old_len, const rc
     if (old_len < HASH_BYTES)
         return RC_OK;  /* nothing to index: every new byte becomes extra */
     size_t npos = (old_len - HASH_BYTES) / ix->step + 1;
-    if (npos >= EMPTY)
+    if (npos >= EMPTY || npos > SIZE_MAX / sizeof(uint32_t))
         return RC_EINVAL;  /* > 4 G positions: caller must raise index_step */
     /* Head table of 2^floor(log2(npos)) entries: load factor 1..2, chains stay short and the
      * table never exceeds the chain array (4 bytes per indexed position each). */
@@ -143,6 +144,7 @@ static int index_build(index_t *ix, const uint8_t *old, size_t old_len, const rc
     memset(ix->head, 0xff, ((size_t)1 << bits) * sizeof(uint32_t));
     /* Insert from the end so every chain runs from low to high positions: in long runs of
      * repeated content the first candidates are the ones with the longest possible match. */
+    ix->work += npos;
     for (size_t k = npos; k-- > 0;) {
         uint32_t h = hash8(old + k * ix->step, bits);
         ix->prev[k] = ix->head[h];
@@ -159,7 +161,7 @@ static void index_free(index_t *ix)
 }
 
 /* Longest match for new[scan:] among the indexed candidates and old[scan + lastoffset]. */
-static size_t search(const index_t *ix, const uint8_t *nw, size_t new_len, size_t scan,
+static size_t search(index_t *ix, const uint8_t *nw, size_t new_len, size_t scan,
                      int64_t lastoffset, size_t *pos_out)
 {
     size_t best = 0, best_pos = 0;
@@ -171,17 +173,20 @@ static size_t search(const index_t *ix, const uint8_t *nw, size_t new_len, size_
         size_t n = ix->old_len - (size_t)rp;
         best = match_len(ix->old + rp, s, n < avail ? n : avail);
         best_pos = (size_t)rp;
+        ix->work += 1 + (best >> 3);
     }
     if (ix->head && avail >= HASH_BYTES && best < NICE_LEN) {
         uint32_t k = ix->head[hash8(s, ix->bits)];
         for (uint32_t c = 0; k != EMPTY && c < ix->max_chain; c++, k = ix->prev[k]) {
             size_t p = (size_t)k * ix->step;
             size_t n = ix->old_len - p;
+            ix->work++;
             if (n > avail)
                 n = avail;
             if (n <= best || ix->old[p + best] != s[best])
                 continue;
             size_t l = match_len(ix->old + p, s, n);
+            ix->work += l >> 3;
             if (l > best) {
                 best = l;
                 best_pos = p;
@@ -198,11 +203,19 @@ static size_t search(const index_t *ix, const uint8_t *nw, size_t new_len, size_
 
 static int buf_reserve(buf_t *b, size_t extra)
 {
-    if (b->len + extra <= b->cap)
+    if (extra > SIZE_MAX - b->len)
+        return RC_ENOMEM;
+    size_t need = b->len + extra;
+    if (need <= b->cap)
         return RC_OK;
     size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra)
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2) {
+            cap = need;
+            break;
+        }
         cap *= 2;
+    }
     uint8_t *d = realloc(b->data, cap);
     if (!d)
         return RC_ENOMEM;
@@ -249,6 +262,8 @@ int rc_delta_encode(const uint8_t *old, size_t old_len, const uint8_t *nw, size_
             size_t mpos = 0;
             len = (int64_t)search(&ix, nw, new_len, (size_t)scan, lastoffset, &mpos);
             pos = len ? (int64_t)mpos : pos;
+            if (scan + len > scsc)
+                ix.work += (uint64_t)(scan + len - scsc);
             for (; scsc < scan + len; scsc++)
                 if (old_eq(&ix, scsc + lastoffset, nw[scsc]))
                     oldscore++;
@@ -257,6 +272,7 @@ int rc_delta_encode(const uint8_t *old, size_t old_len, const uint8_t *nw, size_
             if (len >= SKIP_LEN) {
                 /* The previous offset already covers this match: skip most of it. */
                 int64_t target = scan + len - HASH_BYTES;
+                ix.work += (uint64_t)(target - scan);
                 for (; scan < target; scan++)
                     if (old_eq(&ix, scan + lastoffset, nw[scan]))
                         oldscore--;
@@ -278,6 +294,7 @@ int rc_delta_encode(const uint8_t *old, size_t old_len, const uint8_t *nw, size_
                     lenf = i;
                 }
             }
+            ix.work += (uint64_t)i;
             if (scan < newsize) {
                 /* At most 3/4 of the region, so lastscan always advances and the extension
                  * work stays linear overall (plain bsdiff goes quadratic on runs). */
@@ -291,9 +308,11 @@ int rc_delta_encode(const uint8_t *old, size_t old_len, const uint8_t *nw, size_
                         lenb = i;
                     }
                 }
+                ix.work += (uint64_t)i;
             }
             if (lastscan + lenf > scan - lenb) {
                 int64_t overlap = (lastscan + lenf) - (scan - lenb), ss = 0, lens = 0;
+                ix.work += (uint64_t)overlap;
                 s = 0;
                 for (i = 0; i < overlap; i++) {
                     if (nw[lastscan + lenf - overlap + i] == old[lastpos + lenf - overlap + i])
@@ -338,6 +357,7 @@ int rc_delta_encode(const uint8_t *old, size_t old_len, const uint8_t *nw, size_
     out->extra_len = elen;
     out->n_records = nrec;
     out->matched_bytes = matched;
+    out->work = ix.work;
     return RC_OK;
 
 fail:

@@ -30,6 +30,16 @@ const char *rc_cflags(void);         /* optimisation flags the core was built wi
 int rc_pgo(void);                    /* 1 if built with profile-guided optimisation */
 int rc_sanitized(void);              /* 1 if built with ASan/UBSan */
 
+/* Compile-time capability flags (bitmask of RC_FEATURE_*), in the manner of pyca/cryptography's
+ * HAS_* constants: what this binary contains, decided by the preprocessor (csrc/features.h). */
+enum {
+    RC_FEATURE_CDC_SIMD = 1,     /* a SIMD chunking path (none exists yet: never set) */
+    RC_FEATURE_CDC_ASM = 2,      /* the x86-64 inline-assembly two-byte gear update */
+    RC_FEATURE_PGO = 4,          /* profile-guided optimisation */
+    RC_FEATURE_SANITIZED = 8     /* AddressSanitizer + UndefinedBehaviorSanitizer */
+};
+uint32_t rc_features(void);
+
 /* ---- error codes shared by every function returning int ---------------------------------- */
 enum {
     RC_OK = 0,
@@ -85,6 +95,9 @@ typedef struct {
     uint8_t *extra; size_t extra_len;
     uint64_t n_records;
     uint64_t matched_bytes;  /* bytes of new covered by exact or approximate matches */
+    uint64_t work;           /* steps taken: candidates examined, 8-byte words compared,
+                              * extension and skip steps. A deterministic measure of the
+                              * encoder's time (tests assert it grows linearly). */
 } rc_delta_out;
 
 void rc_delta_params_default(rc_delta_params *params);
@@ -97,16 +110,26 @@ int rc_delta_encode(const uint8_t *old, size_t old_len, const uint8_t *new_, siz
 void rc_delta_out_free(rc_delta_out *out);
 
 /* ---- patch application (patch.c) -------------------------------------------------------- */
+/* Check a control stream against the stream lengths alone, touching no data and allocating
+ * nothing: RC_OK when every record stays inside old[0:old_len], diff[0:diff_len] and
+ * extra[0:extra_len] and both byte streams are consumed exactly, with the output length the
+ * patch produces in *out_len (at most diff_len + extra_len); RC_ECORRUPT otherwise. O(ctrl_len).
+ * A caller holding an untrusted patch calls this before allocating the output. */
+int rc_delta_measure(const uint8_t *ctrl, size_t ctrl_len, size_t old_len, size_t diff_len,
+                     size_t extra_len, uint64_t *out_len);
+
 /* Rebuild new into out[0:out_len] from old and the three streams. Every read and write is
- * bounds-checked; returns RC_OK only when all streams are consumed exactly and out is full. */
+ * bounds-checked; returns RC_OK only when all streams are consumed exactly and out is full
+ * (out may be partly written when it returns an error). old_len above 2^62: RC_EINVAL. */
 int rc_delta_apply(const uint8_t *old, size_t old_len,
                    const uint8_t *ctrl, size_t ctrl_len,
                    const uint8_t *diff, size_t diff_len,
                    const uint8_t *extra, size_t extra_len,
                    uint8_t *out, size_t out_len);
 
-/* dst[i] = a[i] + b[i] (mod 256), used to compose diff streams. */
-void rc_add_bytes(uint8_t *dst, const uint8_t *a, const uint8_t *b, size_t n);
+/* dst[i] = a[i] + b[i] (mod 256) for i < n: all three buffers are n bytes long. Used to
+ * compose diff streams. RC_OK, or RC_EINVAL for a NULL buffer with n > 0. */
+int rc_add_bytes(uint8_t *dst, const uint8_t *a, const uint8_t *b, size_t n);
 
 /* cffi:end */
 

@@ -17,6 +17,7 @@ from registry_core.flags import (
     FeatureFlags,
     Stage,
     default_flags,
+    flag_enabled,
     resolve_flags,
     set_default_flags,
 )
@@ -100,25 +101,40 @@ def test_unknown_flag_names_the_closest_known_name():
         flags.describe_one("NOPE")
 
 
-def test_default_flags_is_shared_and_reads_the_environment(monkeypatch, tmp_path):
+def test_default_flags_are_the_catalogue_defaults_not_the_environment(monkeypatch, tmp_path):
+    """Flags at the edges: nothing is read implicitly by components (issue 9)."""
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv(ENV_VAR, "QUIC_TRANSPORT=on")
+    monkeypatch.setenv(ENV_VAR, "QUIC_TRANSPORT=on,BROTLI_COMPRESSION=off")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.registry-core.flags]\nINCREMENTAL_CACHE = true\nZSTD_COMPRESSION = false\n"
+    )
     first = default_flags()
-    assert first is default_flags()
-    assert first.is_enabled("QUIC_TRANSPORT")
-    assert first.describe()["QUIC_TRANSPORT"].source == f"env {ENV_VAR}"
+    assert first is default_flags() is resolve_flags(None)
+    for name, flag in CATALOGUE.items():
+        assert first.is_enabled(name) is flag.default
+        assert flag_enabled(None, name) is flag.default
+        assert first.describe()[name].source == f"default ({flag.stage})"
+    assert first.config_path is None
+    # the explicit call still reads both, as the CLI and `serve` do
+    loaded = FeatureFlags.load()
+    assert loaded.is_enabled("QUIC_TRANSPORT") and not loaded.is_enabled("BROTLI_COMPRESSION")
+    assert loaded.is_enabled("INCREMENTAL_CACHE") and not loaded.is_enabled("ZSTD_COMPRESSION")
+    assert loaded.config_path == (tmp_path / "pyproject.toml").resolve()
 
 
-def test_default_flags_picks_up_a_changed_pyproject(monkeypatch, tmp_path):
+def test_set_default_flags_load_is_how_a_host_opts_in(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv(ENV_VAR, raising=False)
     py = tmp_path / "pyproject.toml"
     py.write_text("[tool.registry-core.flags]\nINCREMENTAL_CACHE = false\n")
+    set_default_flags(FeatureFlags.load())
     flags = default_flags()
-    assert not flags.is_enabled("INCREMENTAL_CACHE")
+    assert not flag_enabled(None, "INCREMENTAL_CACHE")
     py.write_text("[tool.registry-core.flags]\nINCREMENTAL_CACHE = true \n")
     flags.refresh()  # what the next evaluation after the 1 s interval does
-    assert default_flags().is_enabled("INCREMENTAL_CACHE")
+    assert flag_enabled(None, "INCREMENTAL_CACHE")
+    set_default_flags(None)  # back to the catalogue defaults, not to a new load()
+    assert not flag_enabled(None, "INCREMENTAL_CACHE")
 
 
 def test_set_default_flags_and_resolve_flags():

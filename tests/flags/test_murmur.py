@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from registry_core.flags import MURMUR_BACKEND, FeatureFlags, murmur3_32, rollout_bucket
+from registry_core.flags._murmur import rollout_bucket_mmh3, rollout_bucket_python
 
 # Reference outputs of MurmurHash3_x86_32 (Austin Appleby's SMHasher reference implementation),
 # covering every tail length (0..3 bytes) and several seeds.
@@ -176,3 +177,20 @@ def test_pure_python_backend_meets_the_vectors_without_mmh3():
         UNLEASH_ROLLOUT_VECTORS, got, strict=False
     ):
         assert (bucket <= percent) is expected, source
+
+
+@pytest.mark.parametrize(ROW, UNLEASH_ROLLOUT_VECTORS)
+def test_pure_python_bucket_in_process_meets_the_vectors_and_equals_mmh3(
+    source, group, user, percent, expected
+):
+    """The pure-Python bucket function itself (the no-mmh3 backend), run in this process."""
+    bucket = rollout_bucket_python(group, user)
+    assert (bucket <= percent) is expected, source
+    pytest.importorskip("mmh3")
+    assert rollout_bucket_mmh3(group, user) == bucket
+
+
+@given(st.text(max_size=30), st.text(max_size=30), st.integers(0, 2**32 - 1))
+def test_pure_python_bucket_equals_mmh3_bucket(group, key, seed):
+    pytest.importorskip("mmh3")
+    assert rollout_bucket_python(group, key, seed) == rollout_bucket_mmh3(group, key, seed)

@@ -1,8 +1,11 @@
 """FeatureFlags: the catalogue, layered sources, targeting and rollouts, an OpenFeature provider.
 
 Flags are a leaf: they import no other registry_core component. Components take
-``flags: FeatureFlags | None = None`` and call :func:`resolve_flags` (``default_flags()`` when
-None). The OpenFeature provider loads ``openfeature`` only when it is first used.
+``flags: FeatureFlags | None = None`` and call :func:`resolve_flags` once, at construction:
+None means :func:`default_flags`, which is the catalogue's stage defaults unless the host called
+:func:`set_default_flags`. Only :meth:`FeatureFlags.load` (called by the CLI, or by a host that
+asks) reads the environment and ``pyproject.toml``. The OpenFeature provider loads
+``openfeature`` only when it is first used.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -259,7 +259,9 @@ class FeatureFlags:
             raise FlagConfigError(f"{ENV_VAR}: must be a string, got {type(text).__name__}")
         if text == self._env_text:
             return False
-        self._env_values = parse_env(text, self._catalogue, f"env {ENV_VAR}")
+        self._env_values = _guarded(
+            parse_env, f"env {ENV_VAR}", text, self._catalogue, f"env {ENV_VAR}"
+        )
         self._env_text = text
         return True
 
@@ -274,7 +276,7 @@ class FeatureFlags:
                 return False  # discovered pyproject that vanished before the first read
             gone = "was removed" if self._file_sig is not None else "does not exist"
             raise FlagConfigError(f"{self._file.label}: file {gone}")
-        self._file_values = self._file.read(self._catalogue)
+        self._file_values = _guarded(self._file.read, self._file.label, self._catalogue)
         self._file_sig = sig
         return True
 
@@ -318,12 +320,14 @@ class FeatureFlags:
                     changed = read() or changed
                 except FlagError as exc:
                     errors.append(exc)
+                except Exception as exc:  # never out of is_enabled: keep the last good values
+                    errors.append(FlagConfigError(f"flag source unreadable: {exc!r}"))
             if changed:
                 self._resolve()
             self.reload_error = errors[0] if errors else None
-            for exc in errors:
+            for err in errors:
                 warnings.warn(
-                    f"{exc} (keeping its previous flag values until it is fixed)",
+                    f"{err} (keeping its previous flag values until it is fixed)",
                     FlagReloadWarning,
                     stacklevel=4,
                 )
@@ -331,37 +335,43 @@ class FeatureFlags:
 
 # -- process-wide instance ------------------------------------------------------------------------
 
-_default: FeatureFlags | None = None
+_default: FeatureFlags | None = None  # set only by set_default_flags()
+_catalogue_defaults: FeatureFlags | None = None
 _default_lock = threading.Lock()
 
 
 def default_flags() -> FeatureFlags:
-    """The process-wide :meth:`FeatureFlags.load` instance (created on first call)."""
+    """The flags components use when given none: what the host passed to
+    :func:`set_default_flags`, else the catalogue's stage defaults.
+
+    Nothing is read implicitly: no environment variable and no ``pyproject.toml``. A process
+    that wants the deployment's sources calls ``set_default_flags(FeatureFlags.load())`` where
+    it starts (the registry-core CLI does).
+    """
     flags = _default
-    if flags is None:
+    if flags is not None:
+        return flags
+    global _catalogue_defaults
+    hermetic = _catalogue_defaults
+    if hermetic is None:
         with _default_lock:
-            flags = _default
-            if flags is None:
-                flags = _set(FeatureFlags.load())
-    return flags
-
-
-def _set(flags: FeatureFlags | None) -> Any:
-    global _default
-    _default = flags
-    return flags
+            hermetic = _catalogue_defaults
+            if hermetic is None:
+                hermetic = _catalogue_defaults = FeatureFlags()
+    return hermetic
 
 
 def set_default_flags(flags: FeatureFlags | None) -> None:
-    """Replace the process-wide instance (None: load again on next :func:`default_flags`)."""
+    """Make ``flags`` what components without explicit flags use (None: catalogue defaults)."""
     if flags is not None and not isinstance(flags, FeatureFlags):
         raise InvalidTypeError(f"expected FeatureFlags or None, got {type(flags).__name__}")
+    global _default
     with _default_lock:
-        _set(flags)
+        _default = flags
 
 
 def flag_enabled(flags: FeatureFlags | None, name: str) -> bool:
-    """For components: whether ``name`` is on in ``flags`` (the process-wide flags if None)."""
+    """For components: whether ``name`` is on in ``flags`` (:func:`default_flags` if None)."""
     return resolve_flags(flags).is_enabled(name)
 
 
@@ -374,3 +384,16 @@ def resolve_flags(flags: FeatureFlags | None) -> FeatureFlags:
             f"flags must be a registry_core.flags.FeatureFlags or None, got {type(flags).__name__}"
         )
     return flags
+
+
+def _guarded(parse: Callable[..., dict[str, Value]], label: str, *args: Any) -> dict[str, Value]:
+    """Run a source parser; anything but a FlagError it lets out becomes a FlagConfigError
+    naming the source (a parser bug must not escape from ``is_enabled`` on a reload)."""
+    try:
+        return parse(*args)
+    except FlagError:
+        raise
+    except (Exception, RecursionError) as exc:
+        raise FlagConfigError(
+            f"{label}: unreadable flag source ({type(exc).__name__}: {exc})"
+        ) from None

@@ -16,7 +16,13 @@ import struct
 from collections.abc import Callable
 from functools import lru_cache
 
-__all__ = ["MURMUR_BACKEND", "murmur3_32", "rollout_bucket"]
+__all__ = [
+    "MURMUR_BACKEND",
+    "murmur3_32",
+    "rollout_bucket",
+    "rollout_bucket_mmh3",
+    "rollout_bucket_python",
+]
 
 _MASK = 0xFFFFFFFF
 _unpackers: dict[int, Callable[[bytes], tuple[int, ...]]] = {}
@@ -53,31 +59,33 @@ def murmur3_32(data: bytes, seed: int = 0) -> int:
     return h ^ (h >> 16)
 
 
+def rollout_bucket_python(group: str, key: str, seed: int = 0) -> int:
+    """:func:`rollout_bucket` computed with the pure-Python :func:`murmur3_32`."""
+    return murmur3_32(f"{group}:{key}".encode("utf-8", "surrogatepass"), seed) % 100 + 1
+
+
+_mmh3_hash: Callable[..., int] | None
 try:  # optional C implementation of the same function
     from mmh3 import hash as _mmh3_hash
-except ImportError:  # pragma: no cover - depends on the environment
+except ImportError:  # depends on the environment (tests force this path in a subprocess)
     _mmh3_hash = None
+
+
+def rollout_bucket_mmh3(group: str, key: str, seed: int = 0) -> int:
+    """:func:`rollout_bucket` computed with the ``mmh3`` C extension (when installed)."""
+    if _mmh3_hash is None:
+        raise ImportError("the optional 'mmh3' package is not installed: pip install mmh3")
+    data = f"{group}:{key}".encode("utf-8", "surrogatepass")
+    return _mmh3_hash(data, seed, False) % 100 + 1
 
 
 MURMUR_BACKEND = "mmh3" if _mmh3_hash is not None else "python"
 
-
-if _mmh3_hash is not None:
-
-    def rollout_bucket(group: str, key: str, seed: int = 0) -> int:
-        """Unleash's normalized value of ``key`` in ``group``: an integer in 1..100.
-
-        A key is in a rollout of ``p`` percent when ``rollout_bucket(group, key) <= p``.
-        """
-        data = f"{group}:{key}".encode("utf-8", "surrogatepass")
-        return _mmh3_hash(data, seed, False) % 100 + 1  # type: ignore[no-any-return]
-
-else:  # pragma: no cover - depends on the environment
-
-    @lru_cache(maxsize=65536)  # the pure hash costs microseconds; the same keys come back
-    def rollout_bucket(group: str, key: str, seed: int = 0) -> int:
-        """Unleash's normalized value of ``key`` in ``group``: an integer in 1..100.
-
-        A key is in a rollout of ``p`` percent when ``rollout_bucket(group, key) <= p``.
-        """
-        return murmur3_32(f"{group}:{key}".encode("utf-8", "surrogatepass"), seed) % 100 + 1
+#: Unleash's normalized value of ``key`` in ``group``: an integer in 1..100. A key is in a
+#: rollout of ``p`` percent when ``rollout_bucket(group, key) <= p``. The pure-Python path is
+#: cached: it costs microseconds per key and the same keys come back.
+rollout_bucket: Callable[..., int] = (
+    rollout_bucket_mmh3
+    if _mmh3_hash is not None
+    else lru_cache(maxsize=65536)(rollout_bucket_python)
+)

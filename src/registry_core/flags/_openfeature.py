@@ -129,14 +129,14 @@ class RegistryCoreProvider(AbstractProvider):
     ) -> FlagResolutionDetails[Sequence[Any] | Mapping[str, Any]]:
         return self._mismatch(flag_key, "an object")
 
-    async def resolve_string_details_async(self, flag_key, default_value, evaluation_context=None):  # type: ignore[no-untyped-def]
+    async def resolve_string_details_async(self, flag_key, default_value, evaluation_context=None):
         return self.resolve_string_details(flag_key, default_value, evaluation_context)
 
-    async def resolve_integer_details_async(self, flag_key, default_value, evaluation_context=None):  # type: ignore[no-untyped-def]
+    async def resolve_integer_details_async(self, flag_key, default_value, evaluation_context=None):
         return self.resolve_integer_details(flag_key, default_value, evaluation_context)
 
-    async def resolve_float_details_async(self, flag_key, default_value, evaluation_context=None):  # type: ignore[no-untyped-def]
+    async def resolve_float_details_async(self, flag_key, default_value, evaluation_context=None):
         return self.resolve_float_details(flag_key, default_value, evaluation_context)
 
-    async def resolve_object_details_async(self, flag_key, default_value, evaluation_context=None):  # type: ignore[no-untyped-def]
+    async def resolve_object_details_async(self, flag_key, default_value, evaluation_context=None):
         return self.resolve_object_details(flag_key, default_value, evaluation_context)

@@ -7,6 +7,7 @@ Each source parses strictly into ``{flag name: bool | TargetingRule}``; any prob
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 import sys
 from collections.abc import Mapping
@@ -30,6 +31,8 @@ __all__ = [
 ENV_VAR = "REGISTRY_CORE_FLAGS"
 ENV_FILE_VAR = "REGISTRY_CORE_FLAGS_FILE"
 PYPROJECT_TABLE = "[tool.registry-core.flags]"
+#: Largest flags file read (a pyproject.toml included); larger ones are a FlagConfigError.
+MAX_FILE_BYTES = 4 << 20
 
 Value = bool | TargetingRule
 
@@ -130,7 +133,7 @@ def _toml_loads() -> Any:
 
         return tomllib.loads
     try:
-        import tomli  # type: ignore[import-not-found]
+        tomli = importlib.import_module("tomli")
     except ImportError:
         return None
     return tomli.loads
@@ -169,9 +172,15 @@ class FileSource:
 
     def read(self, catalogue: Mapping[str, Flag]) -> dict[str, Value]:
         try:
-            data = self.path.read_bytes()
+            with open(self.path, "rb") as f:
+                data = f.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise FlagConfigError(f"{self.label}: cannot read: {exc.strerror or exc}") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise FlagConfigError(
+                f"{self.label}: file is larger than {MAX_FILE_BYTES} bytes; a flags file is "
+                "a few lines (put the flags in a file of their own with config=)"
+            )
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -188,8 +197,21 @@ class FileSource:
             doc = loads(text)
         except ValueError as exc:  # tomllib.TOMLDecodeError is a ValueError
             raise FlagConfigError(f"{self.label}: invalid TOML: {exc}") from None
+        except RecursionError:  # the parser recurses once per nesting level
+            raise FlagConfigError(
+                f"{self.label}: arrays or tables are nested too deeply to be a flags file"
+            ) from None
         if self.is_pyproject:
-            table = doc.get("tool", {}).get("registry-core", {}).get("flags")
+            table: Any = doc
+            for part in ("tool", "registry-core"):
+                table = table.get(part)
+                if table is None:
+                    return {}
+                if not isinstance(table, Mapping):
+                    raise FlagConfigError(
+                        f"{self.label}: '{part}' must be a table, not {type(table).__name__}"
+                    )
+            table = table.get("flags")
             if table is None:
                 return {}
         else:

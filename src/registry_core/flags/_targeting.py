@@ -20,8 +20,9 @@ So include lists are grants; ``attributes`` and ``rollout`` describe everyone el
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -60,6 +61,10 @@ class TargetingRule:
     keys: frozenset[str] = _EMPTY
     exclude_keys: frozenset[str] = _EMPTY
     attributes: tuple[tuple[str, frozenset[Any]], ...] = ()
+    # precomputed in __post_init__ for the evaluation path (not part of equality or repr)
+    _excludes: bool = field(default=False, init=False, repr=False, compare=False)
+    _includes: bool = field(default=False, init=False, repr=False, compare=False)
+    _fallback: bool = field(default=True, init=False, repr=False, compare=False)
 
     @classmethod
     def from_mapping(cls, table: Mapping[str, Any], *, source: str = "code") -> TargetingRule:
@@ -67,6 +72,8 @@ class TargetingRule:
         return rule_from_table(table, source=source)
 
     def __post_init__(self) -> None:
+        if self.rollout is not None:
+            parse_percent(self.rollout, source="TargetingRule", flag="rule")
         # precomputed for the evaluation path (frozen dataclass: set through object)
         lists = bool(self.tenants or self.keys)
         object.__setattr__(self, "_excludes", bool(self.exclude_tenants or self.exclude_keys))
@@ -84,9 +91,8 @@ class TargetingRule:
             # inline fast path for a well-formed plain dict; check_context raises otherwise
             tenant = context.get("tenant")
             key = context.get("key")
-            attrs = context.get("attributes")
-            if attrs is None:
-                attrs = _NO_ATTRIBUTES
+            given: Any = context.get("attributes")
+            attrs = _NO_ATTRIBUTES if given is None else given
             if not (
                 (tenant is None or type(tenant) is str)
                 and (key is None or type(key) is str)
@@ -119,7 +125,7 @@ class TargetingRule:
             return rollout_bucket(self.group or flag, str(sticky)) <= self.rollout
         # Included tenants/keys alone name the whole audience; with attribute constraints,
         # those constraints (already checked) describe everyone else who gets the feature.
-        return self._fallback  # type: ignore[attr-defined, no-any-return]
+        return self._fallback
 
     def __str__(self) -> str:
         if not self.enabled:
@@ -176,20 +182,29 @@ def _check_str(label: str, value: Any) -> None:
         raise InvalidTypeError(f"flag context {label!r} must be a str, not {type(value).__name__}")
 
 
-def parse_percent(text: str, *, source: str, flag: str) -> int:
-    """Parse ``"25%"`` (or an int for TOML ``rollout = 25``) into 0..100."""
-    body = text[:-1] if isinstance(text, str) and text.endswith("%") else text
-    try:
-        if isinstance(body, bool):
-            raise ValueError
-        value = int(body)
-    except (TypeError, ValueError):
+_PERCENT = re.compile(r"[0-9]{1,3}%", re.ASCII)
+
+
+def parse_percent(value: Any, *, source: str, flag: str) -> int:
+    """A rollout percentage: an int 0..100 (TOML ``rollout = 25``) or the string ``"25%"``.
+
+    Only the documented forms are accepted (docs/flags.md): a whole int (not a bool, not a
+    float such as ``25.7`` or ``inf``), or one to three ASCII digits followed by ``%`` with
+    nothing around them (no sign, no ``_``, no spaces, no other digits).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _PERCENT.fullmatch(value):
+        number = int(value[:-1])
+    else:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
         raise FlagConfigError(
-            f"{source}: {flag}: rollout {text!r} is not a whole percentage such as '25%'"
-        ) from None
-    if not 0 <= value <= 100:
-        raise FlagConfigError(f"{source}: {flag}: rollout {text!r} is outside 0..100%")
-    return value
+            f"{source}: {flag}: rollout {shown} is not a whole percentage: write an integer "
+            "0..100 (rollout = 25) or a string of ASCII digits and '%' ('25%')"
+        )
+    if not 0 <= number <= 100:
+        raise FlagConfigError(f"{source}: {flag}: rollout {value!r} is outside 0..100%")
+    return number
 
 
 def _str_set(value: Any, *, source: str, flag: str, field: str) -> frozenset[str]:

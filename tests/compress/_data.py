@@ -16,8 +16,18 @@ def metadata_record(text: str) -> dict:
     """A registry-style JSON record (PyPI JSON API 'info' shape, no long description)."""
     msg = email.parser.Parser().parsestr(text, headersonly=True)
     record: dict = {}
-    for key in ("Name", "Version", "Summary", "Home-page", "Author", "Author-email",
-                "License", "Requires-Python", "Metadata-Version", "Keywords"):
+    for key in (
+        "Name",
+        "Version",
+        "Summary",
+        "Home-page",
+        "Author",
+        "Author-email",
+        "License",
+        "Requires-Python",
+        "Metadata-Version",
+        "Keywords",
+    ):
         value = msg.get(key)
         if value is not None:
             record[key.lower().replace("-", "_")] = str(value)
@@ -65,7 +75,12 @@ def file_records() -> tuple[bytes, ...]:
                     parts = line.rstrip("\n").rsplit(",", 2)
                     if len(parts) != 3 or not parts[1]:
                         continue
-                    entry = {"name": name, "version": version, "path": parts[0],
-                             "digest": parts[1], "size": int(parts[2] or 0)}
+                    entry = {
+                        "name": name,
+                        "version": version,
+                        "path": parts[0],
+                        "digest": parts[1],
+                        "size": int(parts[2] or 0),
+                    }
                     out.append(json.dumps(entry, sort_keys=True).encode())
     return tuple(out)

@@ -6,7 +6,7 @@ import pytest
 
 from registry_core import Compressor
 from registry_core.compress import Dictionary
-from registry_core.errors import CompressionError
+from registry_core.errors import CompressionError, InvalidTypeError
 
 flags_mod = pytest.importorskip("registry_core.flags")
 
@@ -51,3 +51,48 @@ def test_environment_source_turns_brotli_off():
     with pytest.raises(CompressionError, match="BROTLI_COMPRESSION"):
         Compressor("br", flags=loaded)
     assert Compressor.negotiate("br, gzip;q=0.1", flags=loaded) == "gzip"
+
+
+def test_a_pyproject_in_the_working_directory_does_not_change_the_compressor(
+    monkeypatch, tmp_path, records
+):
+    """Flags at the edges (issue 9): an embedding application's cwd is not configuration."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(flags_mod.ENV_VAR, raising=False)
+    monkeypatch.delenv(flags_mod.ENV_FILE_VAR, raising=False)
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.registry-core.flags]\nBROTLI_COMPRESSION = false\nZSTD_COMPRESSION = false\n"
+    )
+    flags_mod.set_default_flags(None)
+    assert Compressor("br").coding == "br" and Compressor("zstd").coding == "zstd"
+    assert Compressor.negotiate("br, zstd;q=0.9, gzip;q=0.5") == "br"
+    assert Compressor.auto(b"\n".join(records) * 50, "text/plain").coding == "zstd"
+    assert flags_mod.flag_enabled(None, "BROTLI_COMPRESSION")
+    # ... while an explicit FeatureFlags.load() reads it, and reaches the Compressor when passed
+    loaded = flags_mod.FeatureFlags.load()
+    with pytest.raises(CompressionError, match="BROTLI_COMPRESSION"):
+        Compressor("br", flags=loaded)
+    assert Compressor.negotiate("br, zstd;q=0.9, gzip;q=0.5", flags=loaded) == "gzip"
+
+
+def test_set_default_flags_is_honoured_and_read_once_per_compressor():
+    flags_mod.set_default_flags(_flags(BROTLI_COMPRESSION=False))
+    try:
+        with pytest.raises(CompressionError, match="BROTLI_COMPRESSION"):
+            Compressor("br")
+        assert Compressor.negotiate("br, gzip;q=0.5") == "gzip"
+    finally:
+        flags_mod.set_default_flags(None)
+    # a Compressor built while a coding was on keeps working: flags are read at construction
+    live = {flags_mod.ENV_VAR: "BROTLI_COMPRESSION=on"}
+    flags = flags_mod.FeatureFlags(environ=live, refresh_interval=0)
+    c = Compressor("br", flags=flags)
+    live[flags_mod.ENV_VAR] = "BROTLI_COMPRESSION=off"
+    assert c.decompress(c.compress(b"payload")) == b"payload"
+    with pytest.raises(CompressionError):
+        Compressor("br", flags=flags)
+
+
+def test_flags_of_the_wrong_type_are_refused():
+    with pytest.raises(InvalidTypeError, match="FeatureFlags"):
+        Compressor("zstd", flags={"ZSTD_COMPRESSION": False})  # type: ignore[arg-type]

@@ -97,7 +97,7 @@ def test_parse_accept_encoding():
 
 _member = st.one_of(
     st.sampled_from(["gzip", "br", "zstd", "identity", "*", "x-gzip", "deflate", "dcz"]),
-    st.text(alphabet="abcdefgz*-;=,. \t0123456789qQ\"", max_size=12),
+    st.text(alphabet='abcdefgz*-;=,. \t0123456789qQ"', max_size=12),
 )
 
 
@@ -129,3 +129,14 @@ def test_highest_q_wins(qs):
     else:
         winners = [c for c in SERVER if qs.get(c) == best]
         assert got == winners[0]
+
+
+def test_readme_example_equal_q_goes_to_the_server_preference():
+    """README's example: br and zstd both have q=1 (zstd's is implied); RFC 9110 12.5.3 prefers
+    the highest qvalue and says nothing about ties, so the server's order (zstd, br, gzip)
+    decides. The README said "br"; the code's answer, "zstd", is the rule documented here."""
+    from registry_core import Compressor
+
+    assert Compressor.negotiate("br;q=1.0, gzip;q=0.8, zstd") == "zstd"
+    assert Compressor.negotiate("br;q=1.0, gzip;q=0.8, zstd;q=0.9") == "br"
+    assert Compressor.negotiate("br;q=1.0, gzip;q=0.8, zstd", ("br", "zstd", "gzip")) == "br"

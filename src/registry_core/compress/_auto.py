@@ -28,11 +28,15 @@ artifacts and registry-core clients (which decode up to 128 MiB); for browsers u
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidTypeError
+from .._util import byte_view
 from . import _flags
 from ._dictionary import Dictionary
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..flags import FeatureFlags
+    from ._compressor import Compressor
 
 SMALL_DICT_LEVEL = 6
 LARGE_LEVEL = 9
@@ -97,40 +101,40 @@ def is_json(data: bytes | memoryview, media: str) -> bool:
 
 
 def choose(
-    data: Any, content_type: str | None, *, dictionary: Dictionary | None, flags: Any
-) -> Any:
+    data: Any,
+    content_type: str | None,
+    *,
+    dictionary: Dictionary | None,
+    flags: FeatureFlags | None,
+) -> Compressor:
     from ._compressor import Compressor
 
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise InvalidTypeError(f"data must be bytes-like, not {type(data).__name__}")
-    resolved = _flags.resolve(flags)
-    zstd_ok = _flags.enabled("zstd", resolved)
-    br_ok = _flags.enabled("br", resolved)
+    data = byte_view(data)
+    allowed = _flags.allowed_codings(flags)  # one snapshot for the decision and the result
+    zstd_ok = _flags.enabled("zstd", allowed)
+    br_ok = _flags.enabled("br", allowed)
+    make = Compressor._ungated
     media = _media_type(content_type)
     size = len(data)
 
     if is_precompressed(data, media):
         if not zstd_ok:
-            return Compressor("identity", flags=resolved)
-        probe = Compressor("zstd", 1, checksum=False, flags=resolved)
+            return make("identity")
+        probe = make("zstd", 1, checksum=False)
         sample = bytes(data[:PROBE_SIZE])
         if sample and len(probe.compress(sample)) <= len(sample) * (1 - PROBE_MIN_SAVING):
-            return Compressor("zstd", 1, flags=resolved)
-        return Compressor("identity", flags=resolved)
+            return make("zstd", 1)
+        return make("identity")
 
     small = size <= SMALL_MAX
     if not zstd_ok:
         if br_ok:
-            return Compressor("br", SMALL_BR_LEVEL, flags=resolved)
-        return Compressor("gzip", 9, flags=resolved)
+            return make("br", SMALL_BR_LEVEL)
+        return make("gzip", 9)
     if dictionary is not None and small and is_json(data, media):
-        return Compressor(
-            "zstd", SMALL_DICT_LEVEL, dictionary=dictionary, checksum=False, flags=resolved
-        )
+        return make("zstd", SMALL_DICT_LEVEL, dictionary=dictionary, checksum=False)
     if small:
         if br_ok:
-            return Compressor("br", SMALL_BR_LEVEL, flags=resolved)
-        return Compressor("zstd", 19, flags=resolved)
-    return Compressor(
-        "zstd", LARGE_LEVEL, long_distance=size >= LDM_THRESHOLD, flags=resolved
-    )
+            return make("br", SMALL_BR_LEVEL)
+        return make("zstd", 19)
+    return make("zstd", LARGE_LEVEL, long_distance=size >= LDM_THRESHOLD)

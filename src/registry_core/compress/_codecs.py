@@ -114,7 +114,7 @@ def zstd_decode(
         if limit is not None and walker.declared_size > limit:
             raise _limit_error(limit)
 
-    reader = _IterReader(chunks, watch)
+    reader: Any = _IterReader(chunks, watch)  # file-like: read(n) is all zstd asks of it
     try:
         dctx = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=max_window_size)
         stream = dctx.stream_reader(reader, read_size=_IN_CHUNK, read_across_frames=True)
@@ -143,16 +143,12 @@ def zstd_decode_bytes(
     # it, so a corrupted size field would pass silently: such frames take the streaming path.
     if walker.frames == 1 and not walker.unknown_size and walker.declared_size > 0:
         try:
-            dctx = zstandard.ZstdDecompressor(
-                dict_data=dict_data, max_window_size=max_window_size
-            )
+            dctx = zstandard.ZstdDecompressor(dict_data=dict_data, max_window_size=max_window_size)
             return dctx.decompress(blob)
         except zstandard.ZstdError as exc:
             raise zstd_error(exc) from None
     return b"".join(
-        zstd_decode(
-            chunks_of(blob), limit, dict_data=dict_data, max_window_size=max_window_size
-        )
+        zstd_decode(chunks_of(blob), limit, dict_data=dict_data, max_window_size=max_window_size)
     )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
+from .._util import byte_view
 from ..errors import CompressionError, InvalidArgumentError, InvalidTypeError
 from . import _codecs, _dcz, _flags
 from ._codecs import DEFAULT_LEVELS, DEFAULT_MAX_OUTPUT_SIZE, LEVEL_RANGES
@@ -19,12 +20,9 @@ DEFAULT_PREFERENCE = ("zstd", "br", "gzip")
 _READ_SIZE = 1 << 20
 _BIG_DICT = 1 << 20  # raw dictionaries above this get match tables sized to cover them
 _MAX_MATCH_LOG = 26  # 2^26 entries: at most 256 MiB per table
-_Buffer = (bytes, bytearray, memoryview)
 
-
-def _check_buffer(data: Any, what: str = "data") -> None:
-    if not isinstance(data, _Buffer):
-        raise InvalidTypeError(f"{what} must be bytes-like, not {type(data).__name__}")
+if TYPE_CHECKING:  # pragma: no cover
+    from ..flags import FeatureFlags
 
 
 def _check_limit(limit: Any) -> int | None:
@@ -88,17 +86,35 @@ class Compressor:
         long_distance: bool = False,
         window_log: int | None = None,
         checksum: bool = True,
-        flags: Any = None,
+        flags: FeatureFlags | None = None,
     ) -> None:
-        if not isinstance(coding, str):
-            raise InvalidTypeError(f"coding must be a str, not {type(coding).__name__}")
-        name = coding.strip().lower()
-        name = _ALIASES.get(name, name)
-        if name not in _ALL:
-            raise InvalidArgumentError(
-                f"unknown content coding {coding!r}; use one of {list(_ALL)}"
-            )
-        _flags.require(name, _flags.resolve(flags))
+        name = _coding_name(coding)
+        _flags.require(name, _flags.allowed_codings(flags))  # flags read once, here
+        self._setup(name, level, dictionary, long_distance, window_log, checksum)
+
+    @classmethod
+    def _ungated(cls, coding: str, level: int | None = None, **options: Any) -> Compressor:
+        """A Compressor for a coding the caller already checked against its flags snapshot."""
+        self = cls.__new__(cls)
+        self._setup(
+            _coding_name(coding),
+            level,
+            options.get("dictionary"),
+            options.get("long_distance", False),
+            options.get("window_log"),
+            options.get("checksum", True),
+        )
+        return self
+
+    def _setup(
+        self,
+        name: str,
+        level: int | None,
+        dictionary: Dictionary | None,
+        long_distance: bool,
+        window_log: int | None,
+        checksum: bool,
+    ) -> None:
         base = "zstd" if name == "dcz" else name
         if level is None:
             level = DEFAULT_LEVELS[base]
@@ -214,7 +230,7 @@ class Compressor:
 
     def compress(self, data: bytes | bytearray | memoryview) -> bytes:
         """Compress ``data`` into one complete body of this coding."""
-        _check_buffer(data)
+        data = byte_view(data)
         coding = self.coding
         if coding == "zstd":
             return self._cctx().compress(data)
@@ -239,7 +255,7 @@ class Compressor:
         Raises DecompressionLimitError for too much output, CompressionError for truncated or
         corrupt input or a wrong dictionary.
         """
-        _check_buffer(blob, "blob")
+        blob = byte_view(blob, "blob")
         limit = _check_limit(max_output_size)
         coding = self.coding
         if coding == "zstd":
@@ -269,6 +285,8 @@ class Compressor:
     def compress_iter(self, chunks: Iterable[bytes | bytearray | memoryview]) -> Iterator[bytes]:
         """Compress a stream given as byte chunks; yields the body in pieces."""
         coding = self.coding
+        process: Callable[..., bytes]
+        finish: Callable[..., bytes]
         if coding in ("zstd", "dcz"):
             import zstandard
 
@@ -287,8 +305,7 @@ class Compressor:
         else:
             process, finish = bytes, bytes
         for chunk in chunks:
-            _check_buffer(chunk, "chunk")
-            out = process(chunk)
+            out = process(byte_view(chunk, "chunk"))
             if out:
                 yield out
         out = finish()
@@ -309,8 +326,7 @@ class Compressor:
 
         def checked() -> Iterator[bytes | bytearray | memoryview]:
             for chunk in chunks:
-                _check_buffer(chunk, "chunk")
-                yield chunk
+                yield byte_view(chunk, "chunk")
 
         return self._decode(checked(), limit)
 
@@ -344,7 +360,7 @@ class Compressor:
         available: Sequence[str] = DEFAULT_PREFERENCE,
         *,
         strict: bool = False,
-        flags: Any = None,
+        flags: FeatureFlags | None = None,
     ) -> str:
         """The content coding to answer ``Accept-Encoding`` with (RFC 9110 section 12.5.3).
 
@@ -353,8 +369,8 @@ class Compressor:
         """
         from ._negotiate import negotiate
 
-        resolved = _flags.resolve(flags)
-        offer = [c for c in available if _flags.enabled(c, resolved)]
+        allowed = _flags.allowed_codings(flags)
+        offer = [c for c in available if _flags.enabled(c, allowed)]
         return negotiate(accept_encoding, offer, strict=strict)
 
     @staticmethod
@@ -370,12 +386,22 @@ class Compressor:
         content_type: str | None = None,
         *,
         dictionary: Dictionary | None = None,
-        flags: Any = None,
+        flags: FeatureFlags | None = None,
     ) -> Compressor:
         """A Compressor with codec and level chosen for ``data`` (rule: docs/compress.md)."""
         from ._auto import choose
 
         return choose(data, content_type, dictionary=dictionary, flags=flags)
+
+
+def _coding_name(coding: Any) -> str:
+    if not isinstance(coding, str):
+        raise InvalidTypeError(f"coding must be a str, not {type(coding).__name__}")
+    name = coding.strip().lower()
+    name = _ALIASES.get(name, name)
+    if name not in _ALL:
+        raise InvalidArgumentError(f"unknown content coding {coding!r}; use one of {list(_ALL)}")
+    return name
 
 
 def coding_token(name: str) -> str:

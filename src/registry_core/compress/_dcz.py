@@ -38,9 +38,7 @@ def dcz_header(dictionary: Dictionary) -> bytes:
 def check_dcz_header(header: bytes, dictionary: Dictionary) -> None:
     """Raise CompressionError unless ``header`` is a dcz header naming ``dictionary``."""
     if len(header) < DCZ_HEADER_SIZE:
-        raise CompressionError(
-            f"truncated dcz body: {len(header)} bytes, the header alone is 40"
-        )
+        raise CompressionError(f"truncated dcz body: {len(header)} bytes, the header alone is 40")
     if header[:8] != DCZ_MAGIC:
         raise CompressionError("not a dcz body: the 8-byte dcz magic is missing")
     if header[8:40] != dictionary.sha256:

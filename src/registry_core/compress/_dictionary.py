@@ -14,7 +14,8 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from ..errors import CompressionError, InvalidArgumentError, InvalidTypeError
+from .._util import byte_view
+from ..errors import CompressionError, InvalidArgumentError
 
 _ZSTD_DICT_MAGIC = b"\x37\xa4\x30\xec"
 MIN_TRAINING_BYTES = 1024
@@ -26,11 +27,7 @@ class Dictionary:
     __slots__ = ("_cache", "_data", "_lock", "_sha256")
 
     def __init__(self, data: bytes | bytearray | memoryview) -> None:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise InvalidTypeError(
-                f"a dictionary is built from bytes, not {type(data).__name__}"
-            )
-        data = bytes(data)
+        data = bytes(byte_view(data, "a dictionary's data"))
         if not data:
             raise InvalidArgumentError("a dictionary cannot be empty")
         self._data = data
@@ -112,9 +109,7 @@ class Dictionary:
             return cached
 
 
-def train_dictionary(
-    samples: Iterable[bytes], size: int = 16384, *, level: int = 3
-) -> Dictionary:
+def train_dictionary(samples: Iterable[bytes], size: int = 16384, *, level: int = 3) -> Dictionary:
     """Train a zstd dictionary of at most ``size`` bytes on ``samples`` (COVER algorithm).
 
     Needs enough samples (a few hundred small documents, or a total input of roughly 100 times
@@ -126,9 +121,7 @@ def train_dictionary(
         raise InvalidArgumentError(f"dictionary size must be an int >= 256, got {size!r}")
     sample_list = []
     for s in samples:
-        if not isinstance(s, (bytes, bytearray, memoryview)):
-            raise InvalidTypeError(f"samples must be bytes, not {type(s).__name__}")
-        sample_list.append(bytes(s))
+        sample_list.append(bytes(byte_view(s, "each sample")))
     if len(sample_list) < 8:
         raise InvalidArgumentError(
             f"need at least 8 samples to train a dictionary, got {len(sample_list)}"

@@ -1,31 +1,41 @@
-"""Feature-flag gates of the Compressor (imported lazily: flags are a leaf package)."""
+"""Feature flags as plain options for compress/: which gated codings are on.
+
+The Compressor reads its ``flags`` once, at construction (or once per ``negotiate`` / ``auto``
+call), through :func:`allowed_codings`, and keeps no reference to them. ``None`` means
+:func:`registry_core.flags.default_flags`: the catalogue defaults unless the host called
+``set_default_flags`` (nothing is read from the environment or a project file here).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..errors import CompressionError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..flags import FeatureFlags
 
 #: The flag gating each coding (codings not listed are always available).
 GATES = {"br": "BROTLI_COMPRESSION", "zstd": "ZSTD_COMPRESSION", "dcz": "ZSTD_COMPRESSION"}
 
 
-def resolve(flags: Any) -> Any:
-    """``flags`` or the process-wide default (imported here: flags load on first use)."""
+def allowed_codings(flags: FeatureFlags | None) -> frozenset[str]:
+    """The gated codings ``flags`` turn on (read once; imported lazily: flags load on use)."""
     from ..flags import resolve_flags
 
-    return resolve_flags(flags)
+    resolved = resolve_flags(flags)
+    on = {gate for gate in set(GATES.values()) if resolved.is_enabled(gate)}
+    return frozenset(coding for coding, gate in GATES.items() if gate in on)
 
 
-def enabled(coding: str, flags: Any) -> bool:
-    """Whether ``coding`` may be used under ``flags`` (already resolved)."""
-    gate = GATES.get(coding)
-    return gate is None or flags is None or bool(flags.is_enabled(gate))
+def enabled(coding: str, allowed: frozenset[str]) -> bool:
+    """Whether ``coding`` may be used, given :func:`allowed_codings`."""
+    return coding not in GATES or coding in allowed
 
 
-def require(coding: str, flags: Any) -> None:
+def require(coding: str, allowed: frozenset[str]) -> None:
     """Raise CompressionError if a flag turns ``coding`` off."""
-    if not enabled(coding, flags):
+    if not enabled(coding, allowed):
         raise CompressionError(
             f"content coding {coding!r} is disabled by the feature flag {GATES[coding]}; "
             "enable the flag or choose another coding (gzip is always available)"

@@ -169,4 +169,3 @@ class ZstdFrameWalker:
                 "truncated zstd stream: input ended inside a frame (the download was cut "
                 "short or the body is corrupt); fetch it again"
             )
-

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
+import functools
 import hashlib
 import itertools
 import mmap
 import os
-import tempfile
+import struct
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Union
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, Union
 
+from .._util import LRU, atomic_write, byte_view
 from ..errors import (
     BaseMismatchError,
     ComposeError,
@@ -24,27 +23,31 @@ from ..errors import (
     InvalidArgumentError,
     InvalidTypeError,
     OutputTooLargeError,
+    RegistryCoreError,
     ReproductionUnavailableError,
 )
 from . import _binary, _bundle, _compose
-from ._deflate import ZLIB, DeflateDetector, DeflateParams, engine_reproduces
+from ._deflate import ZLIB, DeflateParams, StreamPolicy, engine_reproduces
+from ._files import read_stable
 from ._format import (
     FLAG_RAW_BASE,
-    Codec,
     Method,
     Patch,
     Section,
+    chain_members,
     encode_section,
-    get_uvarint,
+    layouts_section,
     parse,
-    put_uvarint,
+    read_layouts,
+    read_streams,
     serialize,
+    stream_sections,
 )
 from ._layout import (
-    Deflate,
+    EXPANSION_RATIO,
     Layout,
-    compressed_bytes_of_deflate_nodes,
-    expand,
+    default_max_expanded_size,
+    expand_artifact,
     expand_known,
     rebuild,
 )
@@ -54,12 +57,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Buffer = bytes | bytearray | memoryview | mmap.mmap
 PathLike = Union[str, "os.PathLike[str]"]
+T = TypeVar("T")
 
 DEFAULT_MAX_OUTPUT_SIZE = 2 << 30  # 2 GiB: larger artifacts need an explicit opt-in
-DEFAULT_EXPANSION_RATIO = 64  # expanded (inflated) form may be this many times the output
-_LAYOUT_LIMIT = 256 << 20
+DEFAULT_EXPANSION_RATIO = EXPANSION_RATIO  # kept for importers; the one limit is in _layout
 _ALWAYS_BOTH = 1 << 20  # below this target size, try both archive and plain deltas
-_PARALLEL_SECTIONS = 1 << 20  # compress the streams in parallel threads above this total
 
 
 @dataclass(frozen=True)
@@ -80,22 +82,44 @@ class PatchInfo:
         return 1.0 - self.patch_size / self.target_size if self.target_size else 0.0
 
 
-def _view(data: object, what: str) -> memoryview:
-    try:
-        return memoryview(data).cast("B")  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidTypeError(
-            f"{what} must be a bytes-like object (bytes, bytearray, memoryview, mmap), "
-            f"not {type(data).__name__}"
-        ) from None
+# What the decoders underneath may raise on hostile input when a bound is missed somewhere;
+# apply / inspect / compose / unbundle turn them into registry_core errors (a safety net: the
+# bounds above are what keeps memory and time in check).
+def _foreign_errors() -> tuple[type[BaseException], ...]:
+    import zstandard
 
-
-def _shape(nodes: tuple) -> tuple:
-    """A layout's structure without parameters or copy_from (what decides the expanded form)."""
-    return tuple(
-        ("D", n.clen, _shape(n.children)) if isinstance(n, Deflate) else ("R", n.length)
-        for n in nodes
+    return (
+        zstandard.ZstdError,
+        zlib.error,
+        struct.error,
+        IndexError,
+        RecursionError,
+        OverflowError,
     )
+
+
+def _guarded(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    def wrap(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def inner(*args: Any, **kwargs: Any) -> T:
+            try:
+                return fn(*args, **kwargs)
+            except RegistryCoreError:
+                raise
+            except MemoryError:
+                raise OutputTooLargeError(
+                    f"{what} needs more memory than this process can get; the patch is hostile "
+                    "or the limits (max_output_size, max_expanded_size) are above what this "
+                    "machine can hold"
+                ) from None
+            except _foreign_errors() as exc:
+                raise CorruptPatchError(
+                    f"{what}: malformed input ({type(exc).__name__}: {exc})"
+                ) from None
+
+        return inner
+
+    return wrap
 
 
 class DeltaAggregator:
@@ -104,14 +128,18 @@ class DeltaAggregator:
     Options (keyword-only):
 
     - ``archive_aware``: diff zip / gzip artifacts on their decompressed content and rebuild the
-      compressed bytes exactly. Default: on when the ``DELTA_STABLE`` flag is on.
+      compressed bytes exactly. Default: the ``DELTA_STABLE`` flag of ``flags``, or its
+      catalogue default (on) when ``flags`` is None.
     - ``level``: zstd level for the patch streams (default 19).
     - ``max_output_size``: ``apply`` refuses patches declaring a larger output (default 2 GiB).
-    - ``max_expanded_size``: cap on the inflated form while applying (default 64 x output).
+    - ``max_expanded_size``: cap on an archive's inflated form, the same for ``diff`` (which
+      leaves streams compressed beyond it) and ``apply`` (which refuses patches above it).
+      Default: 64 x the target, at least 64 MiB, at most 1 GiB.
     - ``max_chain``: match candidates examined per position in the C core (speed vs. size).
     - ``full_margin``: a patch must be at least this fraction smaller than the target itself, or
       ``diff`` emits a full-content patch instead (default 0.02).
-    - ``flags``: a :class:`~registry_core.flags.FeatureFlags` (default: the process-wide flags).
+    - ``flags``: a :class:`~registry_core.flags.FeatureFlags`, read once here. The aggregator
+      never looks flags up on its own (no environment, no project file).
 
     An aggregator keeps ``last_stats`` and a bounded memo of deflate parameters found per
     stream digest (so releases diffed one after another skip repeated searches); both are
@@ -140,9 +168,7 @@ class DeltaAggregator:
         if not 0.0 <= full_margin < 1.0:
             raise InvalidArgumentError("full_margin must be in [0, 1)")
         if archive_aware is None:
-            from ..flags import flag_enabled
-
-            archive_aware = flag_enabled(flags, "DELTA_STABLE")
+            archive_aware = _delta_stable(flags)
         self.archive_aware = bool(archive_aware)
         self.level = level
         self.max_output_size = max_output_size
@@ -151,15 +177,25 @@ class DeltaAggregator:
         self.full_margin = full_margin
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
-        self._params_memo = _LRU(max_entries=1 << 16)  # one entry per remembered stream
+        # Deflate parameters that reproduced a stream, by the stream's SHA-256.
+        self._params_memo: LRU[bytes, DeflateParams] = LRU(max_entries=1 << 16)
+
+    def expanded_limit(self, target_size: int) -> int:
+        """The largest expanded form (base or target) of an archive patch for a target of
+        ``target_size`` bytes: what ``diff`` stays within and ``apply`` accepts."""
+        if self.max_expanded_size is not None:
+            return self.max_expanded_size
+        return default_max_expanded_size(target_size)
+
+    _expanded_limit = expanded_limit  # the name compose and older callers use
 
     # -- diff ---------------------------------------------------------------------------------
 
     def diff(self, old: Buffer, new: Buffer) -> bytes:
         """A patch that turns ``old`` into ``new``; never larger than a full-content patch."""
-        old_v, new_v = _view(old, "old"), _view(new, "new")
+        old_v, new_v = byte_view(old, "old"), byte_view(new, "new")
         started = time.perf_counter()
-        header = {
+        header: dict[str, Any] = {
             "base_size": len(old_v),
             "target_size": len(new_v),
             "base_sha256": hashlib.sha256(old_v).digest(),
@@ -176,9 +212,8 @@ class DeltaAggregator:
         # the corpus), so it is not worth a second match pass.
         if not candidates or len(new_v) <= _ALWAYS_BOTH:
             streams = _binary.encode(old_v, new_v, max_chain=self.max_chain)
-            candidates.append(
-                self._serialize(Method.BINARY, header, self._stream_sections(streams))
-            )
+            sections = stream_sections(streams, level=self.level)
+            candidates.append(serialize(Method.BINARY, sections=sections, **header))
         best = min(candidates, key=len)
         if len(best) >= len(new_v) * (1.0 - self.full_margin):
             best = self.full_patch(new_v, base=old_v, _header=header)
@@ -191,41 +226,43 @@ class DeltaAggregator:
     def _diff_archive(
         self, old: memoryview, new: memoryview, header: dict, stats: dict
     ) -> bytes | None:
+        # One limit for both sides: what apply accepts for this target. The inflation budget
+        # leaves room for the bytes that stay raw, so neither expanded form can exceed it.
+        limit = self.expanded_limit(len(new))
         # The base is only read, never recompressed: inflate every stream the parsers find,
-        # without searching parameters. The target's streams that are byte-identical to one of
-        # the base's are copied by the patch, so they need no parameters either; only changed
-        # streams are detected (and remembered by digest across diffs).
-        old_layout, old_exp = expand(old, detector=_InflateOnly())
-        old_digests = [
-            hashlib.sha256(c).digest() for c in compressed_bytes_of_deflate_nodes(old_layout, old)
-        ]
-        target_detector = _TargetDetector(self._params_memo, set(old_digests))
-        new_layout, new_exp = expand(new, detector=target_detector)
-        old_entries = old_layout.deflate_entries()
+        # without searching parameters, hashing each once. The target's streams that are
+        # byte-identical to one of the base's are copied by the patch, so they need no
+        # parameters either; only changed streams are detected (and remembered by digest).
+        old_x = expand_artifact(
+            old, max_expanded_size=max(0, limit - len(old)), policy=StreamPolicy(search=False)
+        )
+        policy = StreamPolicy(known=set(old_x.digests), memo=self._params_memo)
+        new_x = expand_artifact(new, max_expanded_size=max(0, limit - len(new)), policy=policy)
+        old_layout, new_layout = old_x.layout, new_x.layout
+        old_size, new_size = old_layout.expanded_size(), new_layout.expanded_size()
         new_entries = new_layout.deflate_entries()
         stats.update(
             base_kind=old_layout.kind,
             target_kind=new_layout.kind,
             target_streams=len(new_entries),
-            expanded_base=len(old_exp),
-            expanded_target=len(new_exp),
+            expanded_base=old_size,
+            expanded_target=new_size,
         )
-        if not old_entries and not new_entries:
+        if not old_x.digests and not new_x.digests:
             return None  # nothing was inflated: a plain binary delta is the same thing
+        if max(old_size, new_size) > limit:  # pragma: no cover - the budgets prevent it
+            return None
         # Deflate streams whose compressed bytes are unchanged are copied, not recompressed.
         by_digest: dict[bytes, int] = {}
-        for i, digest in enumerate(old_digests):
+        for i, digest in enumerate(old_x.digests):
             by_digest.setdefault(digest, i)
         mapping: dict[int, int | None] = {}
         copied: set[int] = set()
-        entries = new_layout.deflate_entries()
-        for entry, comp in zip(
-            entries, compressed_bytes_of_deflate_nodes(new_layout, new), strict=False
-        ):
+        for entry, digest in zip(new_entries, new_x.digests, strict=True):
             if entry.parent is not None and entry.parent in copied:
                 copied.add(entry.index)  # inside a copied stream: copied with it
                 continue
-            j = by_digest.get(hashlib.sha256(comp).digest())
+            j = by_digest.get(digest)
             if j is not None:
                 mapping[entry.index] = j
                 copied.add(entry.index)
@@ -233,77 +270,48 @@ class DeltaAggregator:
         stats["copied_streams"] = len(mapping)
         # Target streams no engine reproduces stay compressed in the expanded target; their
         # unchanged parts can only be found in the base's compressed bytes, so then the delta
-        # source is the expanded base followed by the base itself.
-        flags = 0
-        source: bytes = old_exp
-        if target_detector.stats.streams > target_detector.stats.reproduced:
-            flags = FLAG_RAW_BASE
-            source = old_exp + bytes(old)
+        # source is the expanded base followed by the base itself (joined in one copy).
+        flags = FLAG_RAW_BASE if policy.failed else 0
+        source = old_x.expanded(old) if flags else old_x.expanded()
+        del old_x
+        target = new_x.expanded()
+        del new_x
         stats["raw_base"] = bool(flags)
-        streams = _binary.encode(source, new_exp, max_chain=self.max_chain)
-        sections = [self._layouts_section(old_layout, new_layout), *self._stream_sections(streams)]
-        return serialize(Method.ARCHIVE, sections=sections, flags=flags, **header)
-
-    def _layouts_section(self, old: Layout, new: Layout) -> tuple:
-        body = bytearray()
-        old_bytes = old.to_bytes()
-        put_uvarint(body, len(old_bytes))
-        body += old_bytes
-        body += new.to_bytes(relative_to=old)
-        return encode_section(Section.LAYOUTS, body, level=self.level)
-
-    @staticmethod
-    def _read_layouts(p: Patch) -> tuple[Layout, Layout]:
-        body = p.section(Section.LAYOUTS, limit=_LAYOUT_LIMIT)
-        n, pos = get_uvarint(body, 0)
-        if n > len(body) - pos:
-            raise CorruptPatchError("patch layout section is truncated")
-        old = Layout.from_bytes(body[pos : pos + n])
-        return old, Layout.from_bytes(body[pos + n :], relative_to=old)
-
-    def _stream_sections(self, streams: _binary.Streams) -> list:
-        jobs = [
-            (Section.CTRL, streams.ctrl),
-            (Section.DIFF, streams.diff),
-            (Section.EXTRA, streams.extra),
+        streams = _binary.encode(source, target, max_chain=self.max_chain)
+        del source, target
+        sections = [
+            layouts_section(old_layout, new_layout, level=self.level),
+            *stream_sections(streams, level=self.level),
         ]
-        if sum(len(data) for _, data in jobs) < _PARALLEL_SECTIONS:
-            return [encode_section(kind, data, level=self.level) for kind, data in jobs]
-        # zstd releases the GIL: large sections compress side by side (measured on a native
-        # wheel: 1.42 s -> 1.0 s for the three sections on 2 cores).
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(jobs)) as pool:
-            return list(pool.map(lambda job: encode_section(*job, level=self.level), jobs))
-
-    @staticmethod
-    def _serialize(method: Method, header: dict, sections: list) -> bytes:
-        return serialize(method, sections=sections, **header)
+        return serialize(Method.ARCHIVE, sections=sections, flags=flags, **header)
 
     def full_patch(self, new: Buffer, *, base: Buffer, _header: dict | None = None) -> bytes:
         """A patch that carries ``new`` whole (zstd-compressed when that is smaller)."""
-        new_v = _view(new, "new")
+        new_v = byte_view(new, "new")
         header = _header or {
-            "base_size": len(_view(base, "base")),
+            "base_size": len(byte_view(base, "base")),
             "target_size": len(new_v),
-            "base_sha256": hashlib.sha256(_view(base, "base")).digest(),
+            "base_sha256": hashlib.sha256(byte_view(base, "base")).digest(),
             "target_sha256": hashlib.sha256(new_v).digest(),
         }
         section = encode_section(Section.TARGET, new_v, level=min(self.level, 19))
-        return self._serialize(Method.FULL, header, [section])
+        return serialize(Method.FULL, sections=[section], **header)
 
     # -- apply --------------------------------------------------------------------------------
 
+    @_guarded("apply")
     def apply(self, old: Buffer, patch: Buffer) -> bytes:
         """Rebuild the target from ``old`` and ``patch``; every step is verified.
 
         Raises BaseMismatchError (wrong ``old``), OutputTooLargeError (declared output above
-        ``max_output_size``, refused before allocating), CorruptPatchError (anything else).
+        ``max_output_size``, or an expanded form above ``max_expanded_size``: refused before
+        allocating), CorruptPatchError (anything else). Every failure is a registry_core error.
         """
-        old_v = _view(old, "old")
-        p = parse(_view(patch, "patch"))
-        self._check_base(p, old_v)
-        out = self._apply_parsed(old_v, p)
+        return self._apply(byte_view(old, "old"), parse(byte_view(patch, "patch")))
+
+    def _apply(self, old: memoryview, p: Patch, *, base_checked: bool = False) -> bytes:
+        self._check_base(p, old, digest=not base_checked)
+        out = self._apply_parsed(old, p)
         if len(out) != p.target_size:
             raise CorruptPatchError(
                 f"patched output is {len(out)} bytes but the patch declares {p.target_size}"
@@ -312,56 +320,17 @@ class DeltaAggregator:
             raise CorruptPatchError("patched output does not match the target SHA-256 in the patch")
         return out
 
-    @staticmethod
-    def _chain_members(p: Patch) -> list[bytes]:
-        body = p.section(Section.PATCHES, limit=1 << 40)
-        count, pos = get_uvarint(body, 0)
-        members = []
-        for _ in range(count):
-            n, pos = get_uvarint(body, pos)
-            if n > len(body) - pos:
-                raise CorruptPatchError("chain patch member is truncated")
-            member = body[pos : pos + n]
-            if len(member) > 5 and member[5] == Method.CHAIN:
-                raise CorruptPatchError("chain patches do not nest")
-            members.append(member)
-            pos += n
-        if pos != len(body) or not members:
-            raise CorruptPatchError("chain patch has trailing bytes or no members")
-        return members
-
-    def _chain(self, header: dict, members: list[bytes]) -> bytes:
-        body = bytearray()
-        put_uvarint(body, len(members))
-        for m in members:
-            put_uvarint(body, len(m))
-            body += m
-        section = (Section.PATCHES, Codec.STORED, len(body), bytes(body))
-        return self._serialize(Method.CHAIN, header, [section])
-
-    def _check_base(self, p: Patch, old: memoryview) -> None:
+    def _check_base(self, p: Patch, old: memoryview, *, digest: bool = True) -> None:
         if p.target_size > self.max_output_size:
             raise OutputTooLargeError(
                 f"patch declares a {p.target_size}-byte output, above max_output_size="
                 f"{self.max_output_size}"
             )
-        if len(old) != p.base_size or hashlib.sha256(old).digest() != p.base_sha256:
+        if len(old) != p.base_size or (digest and hashlib.sha256(old).digest() != p.base_sha256):
             raise BaseMismatchError(
                 f"this patch was made for a base of {p.base_size} bytes with SHA-256 "
                 f"{p.base_sha256.hex()[:16]}..., not for the given {len(old)}-byte input"
             )
-
-    def _expanded_limit(self, target_size: int) -> int:
-        if self.max_expanded_size is not None:
-            return self.max_expanded_size
-        return max(target_size * DEFAULT_EXPANSION_RATIO, 64 << 20)
-
-    def _read_streams(self, p: Patch, out_size: int) -> _binary.Streams:
-        return _binary.Streams(
-            ctrl=p.section(Section.CTRL, limit=30 * (out_size + 1)),
-            diff=p.section(Section.DIFF, limit=out_size),
-            extra=p.section(Section.EXTRA, limit=out_size),
-        )
 
     def _apply_parsed(self, old: memoryview, p: Patch) -> bytes:
         if p.method == Method.FULL:
@@ -370,71 +339,115 @@ class DeltaAggregator:
                 raise CorruptPatchError("full-content patch holds the wrong number of bytes")
             return out
         if p.method == Method.BINARY:
-            return _binary.apply(old, self._read_streams(p, p.target_size), p.target_size)
+            streams = read_streams(p, p.target_size, len(old))
+            return _binary.apply(old, streams, p.target_size)
         if p.method == Method.CHAIN:
-            current: Buffer = old
-            for inner in self._chain_members(p):
-                current = self.apply(current, inner)
-            return bytes(current)
-        old_layout, new_layout = self._read_layouts(p)
+            return self._apply_chain(old, p)
+        return self._apply_archive(old, p)
+
+    def _apply_chain(self, old: memoryview, p: Patch) -> bytes:
+        current: bytes | memoryview = old
+        previous: Patch | None = None
+        for member in chain_members(p, max_size=self.max_output_size):
+            inner = parse(member)
+            if previous is not None and inner.base_sha256 != previous.target_sha256:
+                raise CorruptPatchError("chain patch members do not follow each other")
+            # Each intermediate was verified as the previous member's output, whose digest is
+            # the one this member's header names: it need not be hashed again.
+            current = self._apply(
+                byte_view(current, "intermediate"), inner, base_checked=previous is not None
+            )
+            previous = inner
+        return bytes(current)
+
+    def _apply_archive(self, old: memoryview, p: Patch) -> bytes:
+        old_layout, new_layout = read_layouts(p)
         if old_layout.original_size() != len(old) or new_layout.original_size() != p.target_size:
             raise CorruptPatchError("patch layouts do not match the declared sizes")
-        limit = self._expanded_limit(p.target_size)
-        exp_size = new_layout.expanded_size()
-        if exp_size > limit or old_layout.expanded_size() > limit:
+        limit = self.expanded_limit(p.target_size)
+        exp_size, old_exp_size = new_layout.expanded_size(), old_layout.expanded_size()
+        if exp_size > limit or old_exp_size > limit:
             raise OutputTooLargeError(
-                "patch needs an expanded form of "
-                f"{max(exp_size, old_layout.expanded_size())} bytes, "
+                f"patch needs an expanded form of {max(exp_size, old_exp_size)} bytes, "
                 f"above max_expanded_size={limit}"
             )
         _check_engines(new_layout)
-        old_exp = expand_known(old_layout, old, max_expanded_size=limit)
-        if p.flags & FLAG_RAW_BASE:
-            old_exp = old_exp + bytes(old)
-        new_exp = _binary.apply(old_exp, self._read_streams(p, exp_size), exp_size)
+        raw_base = bool(p.flags & FLAG_RAW_BASE)
+        source_size = old_exp_size + (len(old) if raw_base else 0)
+        # The streams first: bounded by what this output can need, and they must add up to
+        # the expanded size, before the base is expanded or any output buffer exists.
+        streams = read_streams(p, exp_size, source_size)
+        wanted = {
+            e.node.copy_from for e in new_layout.deflate_entries() if e.node.copy_from is not None
+        }
+        kept: dict[int, bytes | bytearray | memoryview] = {}
+        source = expand_known(
+            old_layout,
+            old,
+            max_expanded_size=limit,
+            keep=wanted,
+            kept=kept,
+            tail=old if raw_base else None,
+        )
+        new_exp = _binary.apply(source, streams, exp_size)
+        del source, streams
         return rebuild(
             new_layout,
             new_exp,
             old_original=old,
             old_layout=old_layout,
+            old_streams=kept,
             max_output_size=p.target_size,
         )
 
     # -- files --------------------------------------------------------------------------------
 
     def diff_file(self, old_path: PathLike, new_path: PathLike, patch_path: PathLike) -> PatchInfo:
-        """Diff two files (memory-mapped, not read into the heap) and write the patch atomically."""
-        with _mapped(old_path) as old, _mapped(new_path) as new:
-            patch = self.diff(old, new)
-        _write_atomic(patch_path, patch)
+        """Diff two files and write the patch atomically (permissions as ``open()`` gives).
+
+        The inputs are read into memory (not memory-mapped: a file truncated by another
+        process while mapped kills the reader with SIGBUS); if either changes while it is read
+        or diffed, InvalidArgumentError is raised and nothing is written.
+        """
+        old, new = read_stable(old_path), read_stable(new_path)
+        patch = self.diff(old.data, new.data)
+        old.check_unchanged()
+        new.check_unchanged()
+        del old, new
+        atomic_write(patch_path, patch)
         return self.inspect(patch)
 
     def apply_file(self, old_path: PathLike, patch_path: PathLike, out_path: PathLike) -> PatchInfo:
         """Apply a patch file; ``out_path`` is written only once the output is verified."""
-        patch = Path(patch_path).read_bytes()
-        with _mapped(old_path) as old:
-            out = self.apply(old, patch)
-        _write_atomic(out_path, out)
-        return self.inspect(patch)
+        patch = read_stable(patch_path)
+        old = read_stable(old_path)
+        out = self.apply(old.data, patch.data)
+        old.check_unchanged()
+        del old
+        atomic_write(out_path, out)
+        return self.inspect(patch.data)
 
     # -- inspection ---------------------------------------------------------------------------
 
     @staticmethod
+    @_guarded("inspect")
     def inspect(patch: Buffer) -> PatchInfo:
         """Header facts of a patch (integrity-checked, nothing decompressed)."""
-        p = parse(_view(patch, "patch"))
+        view = byte_view(patch, "patch")
+        p = parse(view)
         return PatchInfo(
             method=p.method.name,
             base_size=p.base_size,
             target_size=p.target_size,
             base_sha256=p.base_sha256.hex(),
             target_sha256=p.target_sha256.hex(),
-            patch_size=len(patch),
+            patch_size=len(view),
             sections={s.kind.name: (s.raw_len, len(s.payload)) for s in p.sections.values()},
         )
 
     # -- aggregation --------------------------------------------------------------------------
 
+    @_guarded("compose")
     def compose(self, patches: Sequence[Buffer]) -> bytes:
         """One patch from the base of ``patches[0]`` to the target of ``patches[-1]``.
 
@@ -446,7 +459,7 @@ class DeltaAggregator:
         """
         if isinstance(patches, (bytes, bytearray, memoryview, str)):
             raise InvalidTypeError("compose takes a sequence of patches")
-        parsed = [parse(_view(p, "patch")) for p in patches]
+        parsed = [parse(byte_view(p, "patch")) for p in patches]
         if not parsed:
             raise InvalidArgumentError("compose needs at least one patch")
         for i, (a, b) in enumerate(itertools.pairwise(parsed)):
@@ -460,75 +473,9 @@ class DeltaAggregator:
         acc = parsed[0]
         acc_bytes = bytes(patches[0])
         for nxt, nxt_bytes in zip(parsed[1:], patches[1:], strict=False):
-            acc_bytes = self._compose_two(acc, nxt, acc_bytes, bytes(nxt_bytes))
+            acc_bytes = _compose.compose_two(self, acc, nxt, acc_bytes, bytes(nxt_bytes))
             acc = parse(acc_bytes)
         return acc_bytes
-
-    def _compose_two(
-        self, first: Patch, second: Patch, first_bytes: bytes, second_bytes: bytes
-    ) -> bytes:
-        header = {
-            "base_size": first.base_size,
-            "target_size": second.target_size,
-            "base_sha256": first.base_sha256,
-            "target_sha256": second.target_sha256,
-        }
-        if second.method == Method.FULL:
-            target = second.section(Section.TARGET, limit=second.target_size)
-            return self.full_patch(target, base=b"", _header=header)
-        if first.method == Method.FULL:
-            # The intermediate is inside the first patch: run the second one on it.
-            middle = first.section(Section.TARGET, limit=first.target_size)
-            return self.full_patch(self.apply(middle, second_bytes), base=b"", _header=header)
-        if first.method == Method.CHAIN:
-            members = self._chain_members(first)
-            last = members[-1]
-            merged = self._compose_two(parse(last), second, last, second_bytes)
-            if parse(merged).method == Method.CHAIN:  # could not merge: append
-                return self._chain(header, [*members, second_bytes])
-            return self._chain(header, [*members[:-1], merged]) if len(members) > 1 else merged
-        if second.method == Method.CHAIN:
-            return self._chain(header, [first_bytes, *self._chain_members(second)])
-        if first.method != second.method or (first.flags | second.flags) & FLAG_RAW_BASE:
-            # A plain delta and an archive delta (or one reading the base's raw bytes) work on
-            # different views of the intermediate artifact: without it they cannot be merged,
-            # so they travel together.
-            return self._chain(header, [first_bytes, second_bytes])
-        limit = self._expanded_limit(max(first.target_size, second.target_size))
-        if first.method == Method.BINARY:
-            s1 = self._read_streams(first, first.target_size)
-            s2 = self._read_streams(second, second.target_size)
-            streams = _compose.compose_streams(s1, s2)
-            return self._serialize(Method.BINARY, header, self._stream_sections(streams))
-        old1, new1 = self._read_layouts(first)
-        old2, new2 = self._read_layouts(second)
-        if _shape(new1.nodes) != _shape(old2.nodes):
-            # The intermediate was expanded differently (e.g. by another registry-core version).
-            return self._chain(header, [first_bytes, second_bytes])
-        s1 = self._read_streams(first, min(new1.expanded_size(), limit))
-        s2 = self._read_streams(second, min(new2.expanded_size(), limit))
-        streams = _compose.compose_streams(s1, s2)
-        # A stream the second patch copies from the intermediate is, in the first patch, either
-        # copied from the base or rebuilt from content: take the first patch's node for it
-        # (same shape, checked above), which says which, with real parameters.
-        intermediate = [e.node for e in new1.deflate_entries()]
-
-        def substitute(nodes: tuple) -> tuple:
-            out = []
-            for node in nodes:
-                if isinstance(node, Deflate):
-                    if node.copy_from is not None:
-                        if node.copy_from >= len(intermediate):
-                            raise CorruptPatchError("patch layout copies a stream its base lacks")
-                        node = intermediate[node.copy_from]
-                    else:
-                        node = replace(node, children=substitute(node.children))
-                out.append(node)
-            return tuple(out)
-
-        composed_layout = Layout(new2.kind, substitute(new2.nodes))
-        sections = [self._layouts_section(old1, composed_layout), *self._stream_sections(streams)]
-        return self._serialize(Method.ARCHIVE, header, sections)
 
     def best_base(self, candidates: Iterable[Buffer] | Mapping[str, Buffer], new: Buffer):
         """The candidate likely to give the smallest patch to ``new``, chosen cheaply.
@@ -547,10 +494,10 @@ class DeltaAggregator:
         )
         if not items:
             raise InvalidArgumentError("best_base needs at least one candidate")
-        target = fingerprint(_view(new, "new"))
+        target = fingerprint(byte_view(new, "new"))
         best_key, best_score = None, None
         for key, cand in items:
-            score = missing_bytes(target, fingerprint(_view(cand, "candidate")))
+            score = missing_bytes(target, fingerprint(byte_view(cand, "candidate")))
             if best_score is None or score <= best_score:
                 best_key, best_score = key, score
         return best_key
@@ -561,9 +508,26 @@ class DeltaAggregator:
         return _bundle.bundle(patches)
 
     @staticmethod
+    @_guarded("unbundle")
     def unbundle(blob: Buffer, *, max_entries: int = 1 << 16) -> dict[str, bytes]:
         """The patches of a bundle, every entry verified."""
         return _bundle.unbundle(blob, max_entries=max_entries)
+
+
+def _delta_stable(flags: FeatureFlags | None) -> bool:
+    """DELTA_STABLE from ``flags``, read once; its catalogue default when None (no lookup of
+    the environment, a project file or process-wide defaults)."""
+    if flags is None:
+        from ..flags._catalogue import CATALOGUE
+
+        return CATALOGUE["DELTA_STABLE"].default
+    from ..flags import FeatureFlags
+
+    if not isinstance(flags, FeatureFlags):
+        raise InvalidTypeError(
+            f"flags must be a registry_core.flags.FeatureFlags or None, not {type(flags).__name__}"
+        )
+    return flags.is_enabled("DELTA_STABLE")
 
 
 def _check_engines(layout: Layout) -> None:
@@ -578,104 +542,3 @@ def _check_engines(layout: Layout) -> None:
                 "(zlib-ng in compatibility mode?), so this archive patch cannot be rebuilt here; "
                 "fetch the full artifact or ask for a plain delta (archive_aware=False)"
             )
-
-
-class _LRU:
-    """A small thread-safe LRU bounded by its number of entries."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max = max_entries
-        self._data: OrderedDict = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key):
-        with self._lock:
-            item = self._data.get(key)
-            if item is None:
-                return None
-            self._data.move_to_end(key)
-            return item
-
-    def put(self, key, value) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.max:
-                self._data.popitem(last=False)
-
-
-# Parameters recorded for streams that are never recompressed (base streams; target streams the
-# patch copies from the base). Any valid value would do; rebuild never reads them.
-_UNUSED_PARAMS = DeflateParams(6, 15, 8, 0)
-
-
-class _InflateOnly(DeflateDetector):
-    """Base side: accept every stream without searching parameters."""
-
-    def find(self, compressed, content, key=None, **kwargs):  # type: ignore[override]
-        return _UNUSED_PARAMS
-
-
-class _TargetDetector(DeflateDetector):
-    """Target side: streams identical to a base stream (by SHA-256 of the compressed bytes) are
-    accepted without search (the patch copies them); the others are detected, and parameters
-    that reproduced a stream are remembered by its digest across diffs."""
-
-    def __init__(self, memo: _LRU, known: set[bytes]) -> None:
-        super().__init__()
-        self._memo = memo
-        self._known = known
-
-    def find(self, compressed, content, key=None, **kwargs):  # type: ignore[override]
-        digest = hashlib.sha256(compressed).digest()
-        if digest in self._known:
-            return _UNUSED_PARAMS
-        hit = self._memo.get(digest)
-        if hit is not None:
-            return hit
-        found = super().find(compressed, content, key, **kwargs)
-        if found is not None:
-            self._memo.put(digest, found)
-        return found
-
-
-class _mapped:
-    """Context manager: a file as a read-only memory map (empty files as b"")."""
-
-    def __init__(self, path: PathLike) -> None:
-        self.path = path
-        self._file = None
-        self._map: mmap.mmap | None = None
-
-    def __enter__(self) -> Buffer:
-        self._file = open(self.path, "rb")
-        size = os.fstat(self._file.fileno()).st_size
-        if size == 0:
-            return b""
-        self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-        return self._map
-
-    def __exit__(self, *exc: object) -> None:
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                # A view survives in a reference cycle (a caught exception's frame): collect it.
-                gc.collect()
-                with contextlib.suppress(BufferError):
-                    self._map.close()
-        if self._file is not None:
-            self._file.close()
-
-
-def _write_atomic(path: PathLike, data: bytes) -> None:
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
+from .._util import byte_view, decode_uvarint, encode_uvarint
 from ..errors import CorruptPatchError, InvalidArgumentError, InvalidTypeError
-from ._format import get_uvarint, put_uvarint
 
 MAGIC = b"RCDB"
 VERSION = 1
@@ -25,20 +25,17 @@ def bundle(patches: Mapping[str, object]) -> bytes:
         raise InvalidTypeError("bundle takes a mapping of name -> patch")
     out = bytearray(MAGIC)
     out.append(VERSION)
-    put_uvarint(out, len(patches))
+    encode_uvarint(out, len(patches))
     for name, patch in patches.items():
         if not isinstance(name, str) or not name:
             raise InvalidArgumentError("bundle entry names must be non-empty strings")
         raw_name = name.encode("utf-8")
         if len(raw_name) > MAX_NAME:
             raise InvalidArgumentError(f"bundle entry name longer than {MAX_NAME} bytes")
-        try:
-            data = memoryview(patch).cast("B")  # type: ignore[arg-type]
-        except TypeError:
-            raise InvalidTypeError(f"patch {name!r} is not bytes-like") from None
-        put_uvarint(out, len(raw_name))
+        data = byte_view(patch, f"patch {name!r}")
+        encode_uvarint(out, len(raw_name))
         out += raw_name
-        put_uvarint(out, len(data))
+        encode_uvarint(out, len(data))
         out += hashlib.sha256(data).digest()
         out += data
     out += hashlib.sha256(out).digest()
@@ -46,10 +43,7 @@ def bundle(patches: Mapping[str, object]) -> bytes:
 
 
 def unbundle(blob: object, *, max_entries: int) -> dict[str, bytes]:
-    try:
-        view = memoryview(blob).cast("B")  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidTypeError("unbundle takes a bytes-like object") from None
+    view = byte_view(blob, "bundle")
     if len(view) < len(MAGIC) + 2 + 32 or bytes(view[:4]) != MAGIC:
         raise CorruptPatchError("not a registry-core bundle (bad magic or truncated)")
     if view[4] != VERSION:
@@ -57,12 +51,12 @@ def unbundle(blob: object, *, max_entries: int) -> dict[str, bytes]:
     body, trailer = view[:-32], view[-32:]
     if hashlib.sha256(body).digest() != bytes(trailer):
         raise CorruptPatchError("bundle checksum mismatch: corrupted or truncated")
-    count, pos = get_uvarint(body, 5)
+    count, pos = decode_uvarint(body, 5, "bundle")
     if count > max_entries:
         raise CorruptPatchError(f"bundle declares {count} entries, above max_entries={max_entries}")
     result: dict[str, bytes] = {}
     for _ in range(count):
-        nlen, pos = get_uvarint(body, pos)
+        nlen, pos = decode_uvarint(body, pos, "bundle")
         if nlen == 0 or nlen > MAX_NAME or pos + nlen > len(body):
             raise CorruptPatchError("bundle entry name is empty, too long or truncated")
         try:
@@ -70,7 +64,7 @@ def unbundle(blob: object, *, max_entries: int) -> dict[str, bytes]:
         except UnicodeDecodeError:
             raise CorruptPatchError("bundle entry name is not UTF-8") from None
         pos += nlen
-        plen, pos = get_uvarint(body, pos)
+        plen, pos = decode_uvarint(body, pos, "bundle")
         if pos + 32 + plen > len(body):
             raise CorruptPatchError(f"bundle entry {name!r} is truncated")
         digest = bytes(body[pos : pos + 32])

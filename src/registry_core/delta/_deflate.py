@@ -19,6 +19,7 @@ import time
 import zlib
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InvalidArgumentError
 
@@ -26,12 +27,14 @@ __all__ = [
     "FEED_CHUNK",
     "LARGE_STREAM",
     "MINIZ",
+    "UNUSED_PARAMS",
     "ZLIB",
     "Budget",
     "DeflateDetector",
     "DeflateParams",
     "DetectorStats",
     "Piece",
+    "StreamPolicy",
     "deflate",
     "engine_reproduces",
     "inflate_raw",
@@ -84,7 +87,7 @@ class DeflateParams:
                 "mem_level 1..9, strategy 0..4, engine 0 (zlib) or 1 (miniz: level 1..9 only)"
             )
 
-    def compressobj(self) -> zlib._Compress:  # type: ignore[name-defined]
+    def compressobj(self) -> zlib._Compress:
         """A fresh zlib compressor producing a raw deflate stream with these parameters."""
         return zlib.compressobj(
             self.level, zlib.DEFLATED, -self.wbits, self.mem_level, self.strategy
@@ -111,7 +114,7 @@ def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
     if params.level == 0 and params.strategy == _ONE_SHOT:
         if params.mem_level != 8 or sys.version_info < (3, 11):
             raise ValueError("one-shot level-0 streams need memLevel 8 and Python 3.11+")
-        yield zlib.compress(view, 0, -params.wbits)
+        yield zlib.compress(view, 0, -params.wbits)  # type: ignore[call-arg,unused-ignore]
         return
     comp = params.compressobj()
     if params.level == 0:
@@ -449,3 +452,97 @@ def _reproduces(comp: memoryview, content: Buffer, params: DeflateParams) -> boo
     except (zlib.error, ValueError):
         return False
     return pos == n
+
+
+# -- the detection policy of one expansion -----------------------------------------------------
+
+#: Parameters recorded for streams that are never recompressed (base streams; target streams the
+#: patch copies from the base). Any valid value would do; rebuild never reads them.
+UNUSED_PARAMS = DeflateParams(6, 15, 8, 0)
+
+_ALL_KEYS = object()  # history key for every stream of the artifact
+
+
+class StreamPolicy:
+    """How one expansion decides the parameters of each stream it inflates.
+
+    - ``search=False`` (the base side of a diff): every stream is accepted without searching
+      parameters (:data:`UNUSED_PARAMS`); the base is only read, never recompressed.
+    - ``known``: SHA-256 digests of compressed streams the patch will copy (the base's): such a
+      stream needs no parameters either.
+    - ``memo``: an LRU of parameters that reproduced a stream, by its digest, shared across
+      expansions (consecutive releases repeat most streams).
+    - otherwise the detector searches, narrowed by this artifact's own history per producer key:
+      a producer whose streams here mostly fail is not zlib (GNU gzip on large inputs, Go...):
+      two guesses; one that mostly succeeds gets a short search for its odd streams; the same
+      failure rule applies to the artifact as a whole. It depends only on the artifact, so the
+      layout's shape never depends on a shared detector's past.
+
+    The caller hashes each stream once and passes the digest.
+    """
+
+    def __init__(
+        self,
+        detector: DeflateDetector | None = None,
+        *,
+        search: bool = True,
+        known: frozenset[bytes] | set[bytes] = frozenset(),
+        memo: Any = None,
+    ) -> None:
+        self.detector = detector or DeflateDetector()
+        self.search = search
+        self.known = known
+        self.memo = memo
+        # Per producer key, what this artifact showed so far: [streams, reproduced, params].
+        self.history: dict[object, list] = {}
+        self.failed = 0  # streams no parameters reproduced (they stay compressed)
+
+    def params(
+        self, comp: Buffer, content: Buffer, key: Hashable, digest: bytes
+    ) -> DeflateParams | None:
+        hist = self.history.setdefault(key, [0, 0, {}])
+        total = self.history.setdefault(_ALL_KEYS, [0, 0, {}])
+        streams, reproduced, seen = hist
+        limit = None
+        if (streams >= 4 and reproduced * 4 < streams) or (
+            total[0] >= 16 and total[1] * 4 < total[0]
+        ):
+            limit = 2
+        elif streams >= 16 and reproduced * 2 >= streams:
+            limit = 4
+        # A producer that mostly reproduces with one engine is that engine: its odd streams are
+        # not worth a full compression with the other (a miniz guess cannot stop early).
+        engines = None
+        if streams >= 8 and reproduced * 2 >= streams:
+            engines = frozenset(p.engine for p in seen)
+        params = self._lookup(comp, content, key, digest, limit, seen, engines)
+        for h in (hist, total):
+            h[0] += 1
+            if params is not None:
+                h[1] += 1
+        if params is not None:
+            seen[params] = None
+        return params
+
+    def _lookup(
+        self,
+        comp: Buffer,
+        content: Buffer,
+        key: Hashable,
+        digest: bytes,
+        limit: int | None,
+        seen: dict,
+        engines: frozenset[int] | None,
+    ) -> DeflateParams | None:
+        if not self.search or digest in self.known:
+            return UNUSED_PARAMS
+        if self.memo is not None:
+            hit = self.memo.get(digest)
+            if hit is not None:
+                return hit
+        found = self.detector.find(comp, content, key, limit=limit, include=seen, engines=engines)
+        if found is None:
+            self.failed += 1
+        elif self.memo is not None:
+            self.memo.put(digest, found)
+        return found

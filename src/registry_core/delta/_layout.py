@@ -15,12 +15,14 @@ expanded bytes. The expanded form is thus one flat stream, and every node has on
 
 from __future__ import annotations
 
+import hashlib
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import NamedTuple
 
+from .._util import byte_view
 from ..errors import (
     BaseMismatchError,
     CorruptPatchError,
@@ -28,42 +30,56 @@ from ..errors import (
     InvalidTypeError,
     OutputTooLargeError,
 )
-from ._deflate import Budget, Buffer, DeflateDetector, DeflateParams, Piece, deflate, inflate_raw
+from ._deflate import (
+    Budget,
+    Buffer,
+    DeflateDetector,
+    DeflateParams,
+    Piece,
+    StreamPolicy,
+    deflate,
+    inflate_raw,
+)
 from ._gzip import GZIP_MAGIC, scan_gzip
+from ._layout_codec import LAYOUT_VERSION, MAX_NESTING, decode_layout, encode_layout
 from ._tar import scan_tar
 from ._zip import LOCAL_SIG, scan_zip
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "DEFAULT_MAX_OUTPUT_SIZE",
+    "EXPANSION_RATIO",
     "LAYOUT_VERSION",
     "MAX_EXPANDED_CAP",
+    "MIN_EXPANDED_LIMIT",
     "Deflate",
     "DeflateEntry",
     "DeflateParams",
+    "Expansion",
     "Layout",
     "Node",
     "Raw",
     "compressed_bytes_of_deflate_nodes",
     "default_max_expanded_size",
     "expand",
+    "expand_artifact",
     "expand_known",
     "rebuild",
 ]
 
-LAYOUT_VERSION = 1
 DEFAULT_MAX_DEPTH = 3
-#: Hard cap of the default expansion budget (see :func:`default_max_expanded_size`).
+#: The one default expansion limit, shared by diff and apply (see
+#: :func:`default_max_expanded_size`): this many times the artifact...
+EXPANSION_RATIO = 64
+#: ... but at least this much (small artifacts may hold large members) ...
+MIN_EXPANDED_LIMIT = 64 << 20
+#: ... and at most this much, whatever the artifact's size.
 MAX_EXPANDED_CAP = 1 << 30
 DEFAULT_MAX_OUTPUT_SIZE = 1 << 32
 DEFAULT_MAX_NODES = 1 << 20
 #: Deflate streams one :func:`expand` call may turn into nodes; later ones stay raw.
 DEFAULT_MAX_STREAMS = 1 << 17
-_MAX_NESTING = 16  # deepest node tree from_bytes accepts
-
-_MAGIC = b"RCLY"
-_KINDS = ("raw", "zip", "gzip")
-_TAG_RAW, _TAG_DEFLATE, _TAG_DEFLATE_COPY, _TAG_BASE_REF = 0, 1, 2, 3
+_MAX_NESTING = MAX_NESTING
 
 
 @dataclass(frozen=True)
@@ -121,7 +137,7 @@ class DeflateEntry(NamedTuple):
     is absolute in the expanded form.
     """
 
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index (public name, kept)
     parent: int | None
     depth: int
     offset: int
@@ -196,52 +212,10 @@ class Layout:
     # -- serialisation ------------------------------------------------------------------------
 
     def to_bytes(self, *, relative_to: Layout | None = None) -> bytes:
-        """Compact binary form: ``RCLY``, version, kind, node count, nodes in preorder.
-
-        Raw: tag 0, varint length. Deflate: tag 1 (2 with copy_from), varint clen, byte
-        ``level | strategy << 4 | engine << 7``, byte ``wbits | mem_level << 4``,
-        [varint copy_from],
-        varint child count, children. Varints are unsigned LEB128.
-        """
-        if self.kind not in _KINDS:
-            raise InvalidArgumentError(f"layout kind must be one of {_KINDS}, not {self.kind!r}")
-        out = bytearray(_MAGIC)
-        out.append(LAYOUT_VERSION)
-        out.append(_KINDS.index(self.kind))
-        _put_varint(out, len(self.nodes))
-        base = relative_to.deflate_entries() if relative_to is not None else None
-        expected = [0]
-
-        def put(node: Node) -> None:
-            if isinstance(node, Raw):
-                out.append(_TAG_RAW)
-                _put_varint(out, node.length)
-                return
-            k = node.copy_from
-            if base is not None and k is not None and k < len(base):
-                ref = base[k].node
-                if replace(ref, copy_from=k) == node:
-                    # Same node as the base's k-th: a reference (zigzag delta from the index
-                    # right after the previous reference's subtree) is all it takes.
-                    out.append(_TAG_BASE_REF)
-                    delta = k - expected[0]
-                    _put_varint(out, (delta << 1) ^ (delta >> 63))
-                    expected[0] = k + 1 + _count_deflate(ref.children)
-                    return
-            p = node.params
-            out.append(_TAG_DEFLATE if node.copy_from is None else _TAG_DEFLATE_COPY)
-            _put_varint(out, node.clen)
-            out.append(p.level | p.strategy << 4 | p.engine << 7)
-            out.append(p.wbits | p.mem_level << 4)
-            if node.copy_from is not None:
-                _put_varint(out, node.copy_from)
-            _put_varint(out, len(node.children))
-            for child in node.children:
-                put(child)
-
-        for node in self.nodes:
-            put(node)
-        return bytes(out)
+        """Compact binary form (docs/delta-format.md, :mod:`._layout_codec`): ``RCLY``, version,
+        kind, node count, nodes in preorder; relative to ``relative_to``, nodes equal to one of
+        its Deflate nodes are written as references."""
+        return encode_layout(self, relative_to=relative_to)
 
     @classmethod
     def from_bytes(
@@ -250,165 +224,34 @@ class Layout:
         """Parse :meth:`to_bytes` output; raises CorruptPatchError on anything malformed.
 
         ``relative_to`` must be the layout the bytes were written relative to (if any).
+        Linear time; at most ``max_nodes`` nodes in the parsed tree (a reference counts its
+        whole subtree).
         """
-        try:
-            buf = bytes(data)
-        except TypeError as exc:
-            raise InvalidTypeError("Layout.from_bytes needs a bytes-like object") from exc
-        if len(buf) < 6 or buf[:4] != _MAGIC:
-            raise CorruptPatchError("layout: bad magic (not a registry-core layout)")
-        if buf[4] != LAYOUT_VERSION:
-            raise CorruptPatchError(
-                f"layout: version {buf[4]} is not supported (this build reads {LAYOUT_VERSION})"
-            )
-        if buf[5] >= len(_KINDS):
-            raise CorruptPatchError(f"layout: unknown kind {buf[5]}")
-        reader = _Reader(buf, 6, max_nodes)
-        if relative_to is not None:
-            reader.base = relative_to.deflate_entries()
-        nodes = reader.nodes(reader.varint(), 0)
-        if reader.pos != len(buf):
-            raise CorruptPatchError("layout: trailing bytes after the last node")
-        return cls(_KINDS[buf[5]], nodes)
-
-
-def _put_varint(out: bytearray, value: int) -> None:
-    if value < 0:
-        raise InvalidArgumentError("layout sizes must be non-negative")
-    while value >= 0x80:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-
-
-def _count_deflate(nodes: tuple[Node, ...]) -> int:
-    """Deflate nodes in a subtree (preorder numbering skips this many for a referenced node)."""
-    return sum(1 + _count_deflate(n.children) for n in nodes if isinstance(n, Deflate))
-
-
-class _Reader:
-    def __init__(self, buf: bytes, pos: int, max_nodes: int) -> None:
-        self.buf = buf
-        self.pos = pos
-        self.left = max_nodes
-        self.base: list[DeflateEntry] | None = None
-        self.expected = 0
-
-    def byte(self) -> int:
-        if self.pos >= len(self.buf):
-            raise CorruptPatchError("layout: truncated")
-        b = self.buf[self.pos]
-        self.pos += 1
-        return b
-
-    def varint(self) -> int:
-        value = 0
-        for shift in range(0, 63, 7):
-            b = self.byte()
-            value |= (b & 0x7F) << shift
-            if not b & 0x80:
-                if b == 0 and shift:
-                    raise CorruptPatchError("layout: non-minimal varint")
-                return value
-        raise CorruptPatchError("layout: varint too long")
-
-    def nodes(self, count: int, depth: int) -> tuple[Node, ...]:
-        if depth > _MAX_NESTING:
-            raise CorruptPatchError(f"layout: nodes nested deeper than {_MAX_NESTING}")
-        if count > self.left or count * 2 > len(self.buf) - self.pos:
-            raise CorruptPatchError("layout: node count exceeds the data or max_nodes")
-        res: list[Node] = []
-        for _ in range(count):
-            self.left -= 1
-            tag = self.byte()
-            if tag == _TAG_RAW:
-                res.append(Raw(self.varint()))
-            elif tag in (_TAG_DEFLATE, _TAG_DEFLATE_COPY):
-                clen = self.varint()
-                a, b = self.byte(), self.byte()
-                try:
-                    params = DeflateParams(a & 0x0F, b & 0x0F, b >> 4, (a >> 4) & 0x07, a >> 7)
-                except InvalidArgumentError as exc:
-                    raise CorruptPatchError(f"layout: {exc}") from None
-                copy_from = self.varint() if tag == _TAG_DEFLATE_COPY else None
-                kids = self.nodes(self.varint(), depth + 1)
-                res.append(Deflate(clen, params, kids, copy_from))
-            elif tag == _TAG_BASE_REF and self.base is not None:
-                z = self.varint()
-                k = self.expected + ((z >> 1) ^ -(z & 1))
-                if not 0 <= k < len(self.base):
-                    raise CorruptPatchError("layout: reference to a node the base does not have")
-                ref = self.base[k].node
-                self.expected = k + 1 + _count_deflate(ref.children)
-                res.append(replace(ref, copy_from=k))
-            else:
-                raise CorruptPatchError(f"layout: unknown node tag {tag}")
-        return tuple(res)
+        return decode_layout(data, max_nodes=max_nodes, relative_to=relative_to)
 
 
 # -- expansion -------------------------------------------------------------------------------
 
 
-def default_max_expanded_size(input_size: int) -> int:
-    """The default expansion budget: 200 times the input, at least 64 MiB, at most 1 GiB."""
-    return min(MAX_EXPANDED_CAP, max(64 << 20, 200 * input_size))
+def default_max_expanded_size(size: int) -> int:
+    """The default limit of an expanded form, for an artifact of ``size`` bytes:
+    :data:`EXPANSION_RATIO` times it, at least :data:`MIN_EXPANDED_LIMIT`, at most
+    :data:`MAX_EXPANDED_CAP`. ``diff`` never writes an archive patch whose expanded base or
+    target exceeds this for the target's size, and ``apply`` refuses one that does: one limit.
+    """
+    return min(MAX_EXPANDED_CAP, max(MIN_EXPANDED_LIMIT, EXPANSION_RATIO * size))
 
 
-def _view(data: object, what: str) -> memoryview:
-    try:
-        view = memoryview(data)  # type: ignore[arg-type]
-    except TypeError:
-        raise InvalidTypeError(f"{what} must be bytes-like, not {type(data).__name__}") from None
-    if view.ndim != 1 or view.itemsize != 1:
-        view = view.cast("B")
-    return view
-
-
-_ALL_KEYS = object()  # history key for every stream of the artifact
+_view = byte_view
 
 
 class _Expander:
-    def __init__(self, detector: DeflateDetector, max_depth: int, budget: int) -> None:
-        self.detector = detector
+    def __init__(self, policy: StreamPolicy, max_depth: int, budget: int) -> None:
+        self.policy = policy
         self.max_depth = max_depth
         self.budget = Budget(budget)
         self.streams_left = DEFAULT_MAX_STREAMS
-        # Per producer key, what this artifact showed so far: [streams, reproduced, params].
-        self.history: dict[object, list] = {}
-
-    def find(self, comp: memoryview, content: bytes, key: object) -> DeflateParams | None:
-        """Detect parameters, with a search narrowed by this artifact's own history.
-
-        A producer whose streams here mostly fail is not zlib (GNU gzip on large inputs, Rust's
-        miniz, Go): two guesses. One that mostly succeeds gets a short search for its odd
-        streams (other tools sharing the key). The same failure rule applies to the artifact as
-        a whole, so varying header fields per member does not buy a full search for each.
-        Depends only on the artifact, so the layout's shape never depends on a shared
-        detector's past.
-        """
-        hist = self.history.setdefault(key, [0, 0, {}])
-        total = self.history.setdefault(_ALL_KEYS, [0, 0, {}])
-        streams, reproduced, seen = hist
-        limit = None
-        if (streams >= 4 and reproduced * 4 < streams) or (
-            total[0] >= 16 and total[1] * 4 < total[0]
-        ):
-            limit = 2
-        elif streams >= 16 and reproduced * 2 >= streams:
-            limit = 4
-        # A producer that mostly reproduces with one engine is that engine: its odd streams are
-        # not worth a full compression with the other (a miniz guess cannot stop early).
-        engines = None
-        if streams >= 8 and reproduced * 2 >= streams:
-            engines = frozenset(p.engine for p in seen)
-        params = self.detector.find(comp, content, key, limit=limit, include=seen, engines=engines)
-        for h in (hist, total):
-            h[0] += 1
-            if params is not None:
-                h[1] += 1
-        if params is not None:
-            seen[params] = None
-        return params
+        self.digests: list[bytes] = []  # SHA-256 of each Deflate node's compressed bytes
 
     def region(
         self, buf: memoryview, depth: int, top: bool
@@ -466,11 +309,13 @@ class _Expander:
                 return None
             content, clen = res
         comp = buf[piece.start : piece.start + clen]
-        params = self.find(comp, content, piece.key)
+        digest = hashlib.sha256(comp).digest()  # once per stream: the policy and diff share it
+        params = self.policy.params(comp, content, piece.key, digest)
         if params is None:
             self.budget.remaining += len(content)  # only the compressed bytes stay
             return None
         self.streams_left -= 1
+        self.digests.append(digest)  # preorder: before the children are expanded
         view = memoryview(content)
         if depth < self.max_depth and len(view) >= 18:
             _, kids, sub_chunks = self.region(view, depth + 1, False)
@@ -496,6 +341,40 @@ def _merge_raw(nodes: list[Node]) -> list[Node]:
     return out
 
 
+class Expansion(NamedTuple):
+    """What :func:`expand_artifact` found: the layout, the pieces of the expanded form (join
+    them, possibly with more bytes after), and the SHA-256 of every Deflate node's compressed
+    bytes in preorder (each stream hashed once)."""
+
+    layout: Layout
+    chunks: list[Buffer]
+    digests: list[bytes]
+
+    def expanded(self, *tail: Buffer) -> bytes:
+        """The expanded form, followed by ``tail`` (one allocation, one copy)."""
+        return b"".join([*self.chunks, *tail])
+
+
+def expand_artifact(
+    data: Buffer,
+    *,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    max_expanded_size: int | None = None,
+    policy: StreamPolicy | None = None,
+) -> Expansion:
+    """:func:`expand` with the detection policy given and the expanded form left in pieces."""
+    buf = _view(data, "data")
+    if max_depth < 0:
+        raise InvalidArgumentError("max_depth must be >= 0")
+    if max_expanded_size is not None and max_expanded_size < 0:
+        raise InvalidArgumentError("max_expanded_size must be >= 0")
+    if max_expanded_size is None:
+        max_expanded_size = default_max_expanded_size(len(buf))
+    exp = _Expander(policy or StreamPolicy(), max_depth, max_expanded_size)
+    kind, nodes, chunks = exp.region(buf, 0, True)
+    return Expansion(Layout(kind, tuple(nodes)), chunks, exp.digests)
+
+
 def expand(
     data: Buffer,
     *,
@@ -511,16 +390,13 @@ def expand(
     the top-level archive); inflated content beyond ``max_expanded_size`` (default
     :func:`default_max_expanded_size`) stays compressed. Deterministic for a fresh detector.
     """
-    buf = _view(data, "data")
-    if max_depth < 0:
-        raise InvalidArgumentError("max_depth must be >= 0")
-    if max_expanded_size is not None and max_expanded_size < 0:
-        raise InvalidArgumentError("max_expanded_size must be >= 0")
-    if max_expanded_size is None:
-        max_expanded_size = default_max_expanded_size(len(buf))
-    exp = _Expander(detector or DeflateDetector(), max_depth, max_expanded_size)
-    kind, nodes, chunks = exp.region(buf, 0, True)
-    return Layout(kind, tuple(nodes)), b"".join(chunks)
+    got = expand_artifact(
+        data,
+        max_depth=max_depth,
+        max_expanded_size=max_expanded_size,
+        policy=StreamPolicy(detector),
+    )
+    return got.layout, got.expanded()
 
 
 # -- following a recorded layout -------------------------------------------------------------
@@ -549,11 +425,22 @@ def _check_size(layout: Layout, buf: memoryview) -> None:
         )
 
 
-def expand_known(layout: Layout, data: Buffer, *, max_expanded_size: int | None = None) -> bytes:
-    """Expand ``data`` following ``layout`` (inflate only, no detection).
+def expand_known(
+    layout: Layout,
+    data: Buffer,
+    *,
+    max_expanded_size: int | None = None,
+    keep: Collection[int] = (),
+    kept: dict[int, Buffer] | None = None,
+    tail: Buffer | None = None,
+) -> bytes:
+    """Expand ``data`` following ``layout`` (inflate only, no detection), each stream once.
 
     Raises BaseMismatchError if the sizes differ and CorruptPatchError if a stream does not
     inflate to what the layout says; OutputTooLargeError beyond ``max_expanded_size``.
+    The compressed bytes of the Deflate nodes numbered in ``keep`` (preorder) are put in
+    ``kept`` on the way (what :func:`rebuild` copies), so nested parents need no second
+    inflation; ``tail`` is appended to the result in the same single copy.
     """
     buf = _view(data, "data")
     _check_size(layout, buf)
@@ -562,19 +449,29 @@ def expand_known(layout: Layout, data: Buffer, *, max_expanded_size: int | None 
             f"expanded form would be {layout.expanded_size()} bytes, over {max_expanded_size}"
         )
     chunks: list[Buffer] = []
+    counter = 0
 
-    def walk(nodes: tuple[Node, ...], view: memoryview) -> None:
+    def walk(nodes: tuple[Node, ...], view: memoryview, nested: bool) -> None:
+        nonlocal counter
         pos = 0
         for node in nodes:
             if isinstance(node, Raw):
                 chunks.append(view[pos : pos + node.length])
                 pos += node.length
             else:
-                content = _inflate_exact(view[pos : pos + node.clen], node.content_size)
-                walk(node.children, memoryview(content))
+                comp = view[pos : pos + node.clen]
+                if kept is not None and counter in keep:
+                    # Top-level streams are views of the artifact; nested ones are copied
+                    # (a view would keep the whole inflated parent alive).
+                    kept[counter] = bytes(comp) if nested else comp
+                counter += 1
+                content = _inflate_exact(comp, node.content_size)
+                walk(node.children, memoryview(content), True)
                 pos += node.clen
 
-    walk(layout.nodes, buf)
+    walk(layout.nodes, buf, False)
+    if tail is not None:
+        chunks.append(tail)
     return b"".join(chunks)
 
 
@@ -612,13 +509,15 @@ def rebuild(
     old_original: Buffer | None = None,
     old_layout: Layout | None = None,
     max_output_size: int = DEFAULT_MAX_OUTPUT_SIZE,
+    old_streams: Mapping[int, Buffer] | None = None,
 ) -> bytes:
     """Recompress and reassemble the original bytes from the expanded form.
 
     Deflate nodes with ``copy_from`` take their compressed bytes from ``old_original`` (laid out
-    by ``old_layout``). Raises OutputTooLargeError before allocating if the layout declares more
-    than ``max_output_size`` bytes, and CorruptPatchError on any size inconsistency. The caller
-    still verifies the result's digest.
+    by ``old_layout``), or from ``old_streams`` (preorder index -> compressed bytes, as
+    :func:`expand_known` keeps them) when given. Raises OutputTooLargeError
+    before allocating if the layout declares more than ``max_output_size`` bytes, and
+    CorruptPatchError on any size inconsistency. The caller still verifies the result's digest.
     """
     if not isinstance(layout, Layout):
         raise InvalidTypeError(f"layout must be a Layout, not {type(layout).__name__}")
@@ -632,16 +531,24 @@ def rebuild(
         raise CorruptPatchError(
             f"expanded form is {len(exp)} bytes but the layout needs {layout.expanded_size()}"
         )
-    old_streams: list[list[Buffer] | None] = [None]
+    cache: list[list[Buffer] | None] = [None]
 
     def old_stream(index: int) -> Buffer:
-        if old_streams[0] is None:
+        if old_streams is not None:
+            blob = old_streams.get(index)
+            if blob is None:
+                raise CorruptPatchError(
+                    f"layout: copy_from={index} names no stream of the old layout"
+                )
+            return blob
+        if cache[0] is None:
             if old_original is None or old_layout is None:
                 raise InvalidArgumentError(
                     "layout copies streams from the old artifact: pass old_original and old_layout"
                 )
-            old_streams[0] = compressed_bytes_of_deflate_nodes(old_layout, old_original)
-        streams = old_streams[0]
+            cache[0] = compressed_bytes_of_deflate_nodes(old_layout, old_original)
+        streams = cache[0]
+        assert streams is not None
         if not 0 <= index < len(streams):
             raise CorruptPatchError(f"layout: copy_from={index} names no stream of the old layout")
         return streams[index]

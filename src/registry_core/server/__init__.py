@@ -6,7 +6,14 @@ hypercorn is imported only when a server is started, so importing this package s
 from __future__ import annotations
 
 from ._app import RegistryApp
-from ._serve import ServerHandle, make_self_signed, serve, start_server
+from ._serve import (
+    ServerHandle,
+    ServerLimits,
+    make_self_signed,
+    self_signed_certificate,
+    serve,
+    start_server,
+)
 from ._storage import ArtifactInfo, DirectoryStorage, MemoryStorage, Storage
 
 __all__ = [
@@ -15,8 +22,10 @@ __all__ = [
     "MemoryStorage",
     "RegistryApp",
     "ServerHandle",
+    "ServerLimits",
     "Storage",
     "make_self_signed",
+    "self_signed_certificate",
     "serve",
     "start_server",
 ]

@@ -1,7 +1,25 @@
 """Serve a RegistryApp with hypercorn: TCP (HTTP/1.1, HTTP/2) and UDP (HTTP/3) on one port.
 
 :func:`start_server` runs it on a background thread (tests, demos, embedding) and returns a
-handle with the bound port; :func:`serve` runs it in the foreground until interrupted.
+handle with the bound port once every listener is up with its certificate loaded;
+:func:`serve` runs it in the foreground until interrupted (the ``registry-core serve`` command).
+
+The accept loop is ours (hypercorn's protocol classes serve each connection), so that what a
+connection may hold is bounded before any TLS work is done for it (:class:`ServerLimits`):
+
+- a total and a per-IP connection cap, checked at ``accept`` (refused connections are reset
+  before the TLS handshake; on Python 3.10, which lacks ``StreamWriter.start_tls``, after it);
+- a TLS handshake deadline;
+- a read timeout: a connection whose client sends nothing for ``read_timeout`` seconds while
+  the server waits for it (request head, request body, next request) is closed; time the
+  application spends computing an answer is not counted;
+- a write timeout: a response that makes no progress for ``write_timeout`` seconds (a client
+  that does not read; an HTTP/2 client that never opens its flow-control window) aborts the
+  connection, and a closing connection whose unsent data the client never takes is aborted
+  after ``close_timeout``, so nothing stays pinned in server memory.
+
+Certificates are loaded before anything is bound, so a missing or invalid file fails at once
+with one line naming it; a bind failure names TCP or UDP and the address.
 """
 
 from __future__ import annotations
@@ -9,23 +27,157 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import fcntl
 import ipaddress
 import os
+import re
 import socket
-import tempfile
+import ssl
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidArgumentError
+from .._util import LRU, atomic_write
+from ..errors import InvalidArgumentError, RegistryCoreError
 from ._app import RegistryApp
 
-__all__ = ["ServerHandle", "make_self_signed", "serve", "start_server"]
+if TYPE_CHECKING:
+    from ..flags import FeatureFlags
+
+__all__ = [
+    "SERVER_EXTRA_HINT",
+    "ServerHandle",
+    "ServerLimits",
+    "make_self_signed",
+    "self_signed_certificate",
+    "serve",
+    "start_server",
+]
+
+SERVER_EXTRA_HINT = (
+    "registry-core serve needs the server extra: pip install 'registry-core[server]'"
+)
+
+#: hypercorn releases whose internals (protocol classes, QUIC server) this module was tested on.
+HYPERCORN_SUPPORTED = ">=0.17,<0.19"
+
+
+def _require_server_extra() -> None:
+    """Import what serving needs, or fail with one message naming the extra to install."""
+    try:
+        import cryptography  # noqa: F401
+        import hypercorn  # noqa: F401
+    except ImportError as exc:
+        missing = exc.name or "a server dependency"
+        raise ModuleNotFoundError(
+            f"{SERVER_EXTRA_HINT} ({missing} is not installed)", name=exc.name
+        ) from None
+
+
+def _hypercorn_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("hypercorn")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _unsupported(what: str) -> RegistryCoreError:
+    return RegistryCoreError(
+        f"hypercorn {_hypercorn_version()} is not supported: {what} (registry-core's server is "
+        f"tested with hypercorn{HYPERCORN_SUPPORTED}; install a version in that range)"
+    )
+
+
+# -- limits ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one client, and all of them together, may hold on the server (docs/security.md).
+
+    ``None`` for a timeout turns it off. Sizes are bytes, times seconds.
+    """
+
+    #: open TCP connections in total; more are reset at accept (before TLS).
+    max_connections: int = 1000
+    #: open TCP connections from one IP address; more are reset at accept.
+    max_connections_per_ip: int = 64
+    #: a connection waiting on its client (request head or body, next request) that receives
+    #: nothing for this long is closed. Application compute time does not count.
+    read_timeout: float | None = 30.0
+    #: a response that makes no progress for this long (the client does not read) aborts
+    #: the connection.
+    write_timeout: float | None = 30.0
+    #: TLS handshake deadline.
+    handshake_timeout: float = 10.0
+    #: a closing connection whose unsent bytes the client does not take is aborted after this.
+    close_timeout: float = 5.0
+    #: hypercorn: idle keep-alive connections are closed after this.
+    keep_alive_timeout: float = 60.0
+    #: hypercorn/h11: largest request head (request line and headers) accepted.
+    h11_max_incomplete_size: int = 16 * 1024
+    #: hypercorn/h2: largest HTTP/2 frame accepted (the protocol's minimum and default).
+    h2_max_inbound_frame_size: int = 16 * 1024
+    #: hypercorn/h2: concurrent streams per HTTP/2 connection.
+    h2_max_concurrent_streams: int = 100
+    #: hypercorn/h2: largest header list accepted.
+    h2_max_header_list_size: int = 64 * 1024
+    #: hypercorn: ASGI events queued per request before the protocol stops reading.
+    max_app_queue_size: int = 10
+    #: asyncio: unsent bytes buffered per connection before the response waits (backpressure).
+    write_buffer_high: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        for name in (
+            "max_connections",
+            "max_connections_per_ip",
+            "h11_max_incomplete_size",
+            "h2_max_inbound_frame_size",
+            "h2_max_concurrent_streams",
+            "h2_max_header_list_size",
+            "max_app_queue_size",
+            "write_buffer_high",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+        if not 16 * 1024 <= self.h2_max_inbound_frame_size <= (1 << 24) - 1:
+            raise InvalidArgumentError(
+                "h2_max_inbound_frame_size must be in 16384..16777215 "
+                f"(RFC 9113), got {self.h2_max_inbound_frame_size}"
+            )
+        for name in (
+            "read_timeout",
+            "write_timeout",
+            "handshake_timeout",
+            "close_timeout",
+            "keep_alive_timeout",
+        ):
+            value = getattr(self, name)
+            if value is None and name in ("read_timeout", "write_timeout"):
+                continue
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 < value < float("inf")
+            ):
+                raise InvalidArgumentError(
+                    f"{name} must be a number of seconds > 0, got " f"{value!r}"
+                )
+
+
+# -- certificates ------------------------------------------------------------------------------
 
 
 def make_self_signed(names: list[str], directory: str | os.PathLike[str]) -> tuple[str, str]:
-    """Write a self-signed certificate (ECDSA P-256, SANs = ``names``) and key; returns paths."""
+    """Write a self-signed certificate (ECDSA P-256, SANs = ``names``) and key; returns paths.
+
+    The key file is created 0600; both files are replaced atomically.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -42,7 +194,9 @@ def make_self_signed(names: list[str], directory: str | os.PathLike[str]) -> tup
     now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=30))
@@ -52,105 +206,317 @@ def make_self_signed(names: list[str], directory: str | os.PathLike[str]) -> tup
     )
     directory = Path(directory)
     certfile, keyfile = directory / "registry-core-cert.pem", directory / "registry-core-key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    os.chmod(keyfile, 0o600)
+    atomic_write(
+        keyfile,
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        mode=0o600,
+    )
+    atomic_write(certfile, cert.public_bytes(serialization.Encoding.PEM))
     return str(certfile), str(keyfile)
+
+
+def _cache_home() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+
+
+def _self_signed_reusable(certfile: Path, keyfile: Path, names: list[str]) -> bool:
+    """The cached pair exists, matches, names exactly ``names`` and is valid for a day more."""
+    from cryptography import x509
+
+    try:
+        cert = x509.load_pem_x509_certificate(certfile.read_bytes())
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(certfile), str(keyfile), password=_no_password)
+    except (OSError, ValueError, ssl.SSLError, _EncryptedKey):
+        return False
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    have = {str(v) for v in sans.get_values_for_type(x509.IPAddress)}
+    have |= set(sans.get_values_for_type(x509.DNSName))
+    want = set()
+    for name in names:
+        try:
+            want.add(str(ipaddress.ip_address(name)))
+        except ValueError:
+            want.add(name)
+    expires = cert.not_valid_after_utc
+    soon = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(days=1)
+    return have == want and expires > soon
+
+
+def self_signed_certificate(host: str, names: list[str] | None = None) -> tuple[str, str]:
+    """The self-signed certificate for ``host``, kept in one folder per host and reused.
+
+    The folder is ``$XDG_CACHE_HOME/registry-core/self-signed/<host>`` (``~/.cache`` without
+    XDG_CACHE_HOME), mode 0700; the key is 0600. A new pair is written when there is none, when
+    it does not name ``names`` (default ``[host, "localhost"]``) or expires within a day;
+    concurrent starts serialise on a lock file. Returns ``(certfile, keyfile)``.
+    """
+    names = list(names or [host, "localhost"])
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", host) or "_"
+    if safe in (".", ".."):
+        safe = safe.replace(".", "_")
+    root = _cache_home() / "registry-core" / "self-signed"
+    directory = root / safe
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)  # mkdir's mode is filtered by the umask; an old folder is fixed
+    certfile = directory / "registry-core-cert.pem"
+    keyfile = directory / "registry-core-key.pem"
+    with open(directory / ".lock", "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            if not _self_signed_reusable(certfile, keyfile, names):
+                make_self_signed(names, directory)
+            os.chmod(keyfile, 0o600)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+    return str(certfile), str(keyfile)
+
+
+class _EncryptedKey(Exception):
+    pass
+
+
+def _no_password() -> bytes:
+    raise _EncryptedKey
+
+
+def _check_pem(certfile: str, keyfile: str) -> None:
+    """Name what is wrong with a certificate / key pair, before OpenSSL's terse errors."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        certs = x509.load_pem_x509_certificates(Path(certfile).read_bytes())
+    except OSError as exc:
+        raise InvalidArgumentError(f"TLS certificate {certfile}: {exc.strerror or exc}") from None
+    except ValueError:
+        raise InvalidArgumentError(
+            f"TLS certificate {certfile}: no PEM certificate in it "
+            "(expected -----BEGIN CERTIFICATE-----)"
+        ) from None
+    try:
+        key = serialization.load_pem_private_key(Path(keyfile).read_bytes(), password=None)
+    except OSError as exc:
+        raise InvalidArgumentError(f"TLS private key {keyfile}: {exc.strerror or exc}") from None
+    except TypeError:
+        raise InvalidArgumentError(
+            f"TLS private key {keyfile} is encrypted; give an "
+            "unencrypted key (it is read at every start)"
+        ) from None
+    except Exception:  # cryptography raises ValueError or UnsupportedAlgorithm
+        raise InvalidArgumentError(
+            f"TLS private key {keyfile}: no usable PEM private key in "
+            "it (expected -----BEGIN PRIVATE KEY-----)"
+        ) from None
+    pub = serialization.PublicFormat.SubjectPublicKeyInfo
+    enc = serialization.Encoding.DER
+    if certs[0].public_key().public_bytes(enc, pub) != key.public_key().public_bytes(enc, pub):
+        raise InvalidArgumentError(
+            f"TLS private key {keyfile} does not belong to the "
+            f"certificate {certfile} (the first one in the file)"
+        )
+
+
+def _load_tls(config: Any, certfile: str, keyfile: str, quic: bool) -> ssl.SSLContext:
+    """The server's TLS context, with the certificate loaded and checked before any bind.
+
+    Raises InvalidArgumentError naming the file and what is wrong with it.
+    """
+    for what, path in (("certificate", certfile), ("private key", keyfile)):
+        p = Path(path)
+        if not p.exists():
+            raise InvalidArgumentError(f"TLS {what} {path}: no such file")
+        if not p.is_file():
+            raise InvalidArgumentError(f"TLS {what} {path}: not a regular file")
+        if not os.access(p, os.R_OK):
+            raise InvalidArgumentError(f"TLS {what} {path}: not readable by this user")
+    _check_pem(certfile, keyfile)
+    try:
+        probe = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        probe.load_cert_chain(certfile, keyfile, password=_no_password)
+    except _EncryptedKey:
+        raise InvalidArgumentError(
+            f"TLS private key {keyfile} is encrypted; give an "
+            "unencrypted key (it is read at every start)"
+        ) from None
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise InvalidArgumentError(
+            f"TLS certificate {certfile} with key {keyfile} cannot be " f"loaded: {reason}"
+        ) from None
+    if quic:
+        from aioquic.quic.configuration import QuicConfiguration
+
+        try:
+            QuicConfiguration(is_client=False).load_cert_chain(certfile, keyfile)
+        except Exception as exc:  # aioquic raises ValueError / cryptography errors
+            raise InvalidArgumentError(
+                f"TLS certificate {certfile} with key {keyfile} cannot be "
+                f"loaded for HTTP/3: {exc}"
+            ) from None
+    context: ssl.SSLContext = config.create_ssl_context()
+    return context
+
+
+# -- sockets -----------------------------------------------------------------------------------
+
+
+def _check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidArgumentError(
+            f"port must be an integer in 0..65535 (0: any free port), " f"got {port!r}"
+        )
+    return port
+
+
+def _bind_error(proto: str, host: str, port: int, exc: OSError) -> OSError:
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    why = exc.strerror or str(exc)
+    hint = " (HTTP/3; --no-http3 serves TCP only)" if proto == "UDP" else ""
+    err = OSError(exc.errno, f"cannot listen on {proto} {where}{hint}: {why}")
+    return err
 
 
 def _bind_pair(host: str, port: int, quic: bool) -> tuple[socket.socket, socket.socket | None]:
     """A TCP socket and (optionally) a UDP socket bound to the same port (port 0: pick one)."""
+    _check_port(port)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(50):
         tcp = socket.socket(family, socket.SOCK_STREAM)
-        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tcp.bind((host, port))
+        try:
+            tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tcp.bind((host, port))
+        except OSError as exc:
+            tcp.close()
+            raise _bind_error("TCP", host, port, exc) from None
         bound = tcp.getsockname()[1]
         if not quic:
             return tcp, None
         udp = socket.socket(family, socket.SOCK_DGRAM)
         try:
             udp.bind((host, bound))
-        except OSError:
+        except OSError as exc:
             tcp.close()
             udp.close()
             if port:
-                raise
+                raise _bind_error("UDP", host, port, exc) from None
             continue
         return tcp, udp
-    raise OSError("could not bind TCP and UDP to the same free port")
+    raise OSError(
+        f"cannot listen on {host}: no free port was free for both TCP and UDP " "after 50 tries"
+    )
+
+
+# -- QUIC tuning -------------------------------------------------------------------------------
 
 
 class _TicketStore:
     """QUIC session tickets issued by this process (bounded; each ticket is used once)."""
 
     def __init__(self, limit: int = 10_000) -> None:
-        import collections
-
-        self._tickets: collections.OrderedDict[bytes, Any] = collections.OrderedDict()
-        self._limit = limit
-        self._lock = threading.Lock()
+        self._tickets: LRU[bytes, Any] = LRU(max_entries=limit)
 
     def add(self, ticket: Any) -> None:
-        with self._lock:
-            self._tickets[ticket.ticket] = ticket
-            while len(self._tickets) > self._limit:
-                self._tickets.popitem(last=False)
+        self._tickets.put(ticket.ticket, ticket)
 
     def pop(self, label: bytes) -> Any:
-        with self._lock:
-            return self._tickets.pop(label, None)
+        return self._tickets.pop(label)
+
+    def __len__(self) -> int:
+        return len(self._tickets)
 
 
 def _install_quic_tuning() -> None:
-    """Teach hypercorn's QUIC server two things it lacks (once per process).
+    """Teach hypercorn's QUIC server what it lacks (once per process).
 
     1. Session tickets: hypercorn creates aioquic connections without a ticket handler, so
        clients can never resume (nor send 0-RTT). Connections are created with ours.
     2. ``registry_core_quic`` on the hypercorn Config: QuicConfiguration attributes to set
-       (the datagram size, for instance); configs without it are left untouched.
-    3. For those configs, a 1024-datagram receive queue instead of 10: hypercorn drops what
-       does not fit, so a client opening 32 streams at once lost packets and waited for
-       retransmission timers.
+       (the datagram size, the idle timeout); configs without it are left untouched.
+
+    (The 1024-datagram receive queue is set by our UDP server subclass, :func:`_udp_server`.)
+    These reach into hypercorn's internals: when they are missing, this fails loudly naming
+    the installed hypercorn version instead of serving HTTP/3 silently untuned.
     """
-    from hypercorn.asyncio import udp_server as hu
-    from hypercorn.protocol import quic as hq
+    try:
+        from hypercorn.protocol import quic as _hq
+    except ImportError as exc:
+        raise _unsupported(f"hypercorn.protocol.quic cannot be imported ({exc})") from None
+    hq: Any = _hq
 
     if getattr(hq, "_registry_core_tuned", False):
         return
+    base_connection: Any = getattr(hq, "QuicConnection", None)
+    protocol: Any = getattr(hq, "QuicProtocol", None)
+    if not isinstance(base_connection, type) or not isinstance(protocol, type):
+        raise _unsupported("hypercorn.protocol.quic.QuicConnection / QuicProtocol are missing")
     store = _TicketStore()
-    base_connection = hq.QuicConnection
 
-    class _TicketingConnection(base_connection):  # type: ignore[misc, valid-type]
+    class _TicketingConnection(base_connection):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             kwargs.setdefault("session_ticket_fetcher", store.pop)
             kwargs.setdefault("session_ticket_handler", store.add)
             super().__init__(*args, **kwargs)
 
-    base_init = hq.QuicProtocol.__init__
+    base_init = vars(protocol).get("__init__")
+    if base_init is None:
+        raise _unsupported("QuicProtocol defines no __init__")
 
     def init(self: Any, *args: Any, **kwargs: Any) -> None:
         base_init(self, *args, **kwargs)
-        for name, value in getattr(self.config, "registry_core_quic", {}).items():
-            setattr(self.quic_config, name, value)
-
-    base_udp_init = hu.UDPServer.__init__
-
-    def udp_init(self: Any, *args: Any, **kwargs: Any) -> None:
-        base_udp_init(self, *args, **kwargs)
-        if hasattr(self.config, "registry_core_quic"):
-            self.protocol_queue = asyncio.Queue(1024)
+        tuning = getattr(self.config, "registry_core_quic", None)
+        if tuning is None:
+            return
+        quic_config = getattr(self, "quic_config", None)
+        if quic_config is None:
+            raise _unsupported("QuicProtocol has no quic_config attribute")
+        for name, value in tuning.items():
+            if not hasattr(quic_config, name):
+                raise _unsupported(f"aioquic's QuicConfiguration has no {name!r}")
+            setattr(quic_config, name, value)
 
     hq.QuicConnection = _TicketingConnection
-    hq.QuicProtocol.__init__ = init
-    hu.UDPServer.__init__ = udp_init
+    setattr(protocol, "__init__", init)  # noqa: B010
     hq._registry_core_tuned = True
+    hq._registry_core_tickets = store
 
 
-def _config(certfile: str, keyfile: str, keep_alive_max_requests: int, keep_alive_timeout: float):
+def _hypercorn_parts() -> tuple[Any, Any, Any, Any]:
+    """hypercorn's Lifespan, TCPServer, UDPServer and WorkerContext, checked."""
+    try:
+        from hypercorn.asyncio.lifespan import Lifespan
+        from hypercorn.asyncio.tcp_server import TCPServer
+        from hypercorn.asyncio.udp_server import UDPServer
+        from hypercorn.asyncio.worker_context import WorkerContext
+    except ImportError as exc:
+        raise _unsupported(f"its asyncio server classes cannot be imported ({exc})") from None
+    import inspect
+
+    expected = {
+        TCPServer: ["app", "loop", "config", "context", "state", "reader", "writer"],
+        UDPServer: ["app", "loop", "config", "context", "state"],
+        Lifespan: ["app", "config", "loop", "lifespan_state"],
+    }
+    for cls, params in expected.items():
+        got = list(inspect.signature(cls).parameters)
+        if got != params:
+            raise _unsupported(
+                f"{cls.__name__}({', '.join(got)}) differs from the "
+                f"({', '.join(params)}) this module calls"
+            )
+    return Lifespan, TCPServer, UDPServer, WorkerContext
+
+
+def _config(certfile: str, keyfile: str, keep_alive_max_requests: int, limits: ServerLimits) -> Any:
     from hypercorn.config import Config
 
     class _Config(Config):
@@ -162,24 +528,410 @@ def _config(certfile: str, keyfile: str, keep_alive_max_requests: int, keep_aliv
     config.certfile, config.keyfile = certfile, keyfile
     config.alpn_protocols = ["h2", "http/1.1"]
     config.keep_alive_max_requests = keep_alive_max_requests
-    config.keep_alive_timeout = keep_alive_timeout
+    config.keep_alive_timeout = limits.keep_alive_timeout
+    config.read_timeout = None  # ours (_Reader): it does not count application compute time
+    config.ssl_handshake_timeout = limits.handshake_timeout
+    config.h11_max_incomplete_size = limits.h11_max_incomplete_size
+    config.h2_max_inbound_frame_size = limits.h2_max_inbound_frame_size
+    config.h2_max_concurrent_streams = limits.h2_max_concurrent_streams
+    config.h2_max_header_list_size = limits.h2_max_header_list_size
+    config.max_app_queue_size = limits.max_app_queue_size
     config.include_server_header = False
     config.accesslog = None
     config.errorlog = None
-    config.h2_max_concurrent_streams = 256
     config.graceful_timeout = 1.0
     return config
 
 
+# -- per-connection guards ---------------------------------------------------------------------
+
+
+class _Connection:
+    """One accepted TCP connection: activity clock, what the application is doing, and a
+    handle to abort it."""
+
+    __slots__ = ("busy", "ip", "last", "loop", "reason", "sending", "transport")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, ip: str, transport: Any) -> None:
+        self.loop = loop
+        self.ip = ip
+        self.transport = transport
+        self.last = loop.time()
+        self.busy = 0  # requests the application is computing (not waiting on the client)
+        self.sending = 0
+        self.reason: str | None = None
+
+    def touch(self) -> None:
+        self.last = self.loop.time()
+
+    def abort(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.transport.abort()
+
+
+@dataclass
+class _Stats:
+    accepted: int = 0
+    open: int = 0
+    refused_total: int = 0
+    refused_per_ip: int = 0
+    handshake_failures: int = 0
+    read_timeouts: int = 0
+    write_timeouts: int = 0
+    close_aborts: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+class _Gate:
+    """The total and per-IP connection caps (one event loop: no lock needed)."""
+
+    def __init__(self, limits: ServerLimits, stats: _Stats) -> None:
+        self.limits = limits
+        self.stats = stats
+        self.per_ip: dict[str, int] = {}
+
+    def admit(self, ip: str) -> bool:
+        if self.stats.open >= self.limits.max_connections:
+            self.stats.refused_total += 1
+            return False
+        if self.per_ip.get(ip, 0) >= self.limits.max_connections_per_ip:
+            self.stats.refused_per_ip += 1
+            return False
+        self.per_ip[ip] = self.per_ip.get(ip, 0) + 1
+        self.stats.open += 1
+        self.stats.accepted += 1
+        return True
+
+    def release(self, ip: str) -> None:
+        self.stats.open -= 1
+        left = self.per_ip[ip] - 1
+        if left:
+            self.per_ip[ip] = left
+        else:
+            del self.per_ip[ip]
+
+
+class _Reader:
+    """hypercorn reads through this: ``read`` fails with TimeoutError once the client has sent
+    nothing for ``timeout`` seconds while the server was waiting on it (the clock stands still
+    while the application computes a response)."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, conn: _Connection, timeout: float | None, stats: _Stats
+    ) -> None:
+        self._reader = reader
+        self._conn = conn
+        self._timeout = timeout
+        self._stats = stats
+
+    def at_eof(self) -> bool:
+        return self._reader.at_eof()
+
+    async def read(self, n: int = -1) -> bytes:
+        conn, timeout = self._conn, self._timeout
+        if timeout is None:
+            data = await self._reader.read(n)
+        else:
+            while True:
+                if conn.busy or conn.sending:
+                    conn.touch()
+                remaining = conn.last + timeout - conn.loop.time()
+                if remaining <= 0:
+                    self._stats.read_timeouts += 1
+                    conn.reason = conn.reason or "read timeout"
+                    raise asyncio.TimeoutError
+                try:
+                    data = await asyncio.wait_for(self._reader.read(n), remaining)
+                except asyncio.TimeoutError:
+                    continue
+                break
+        conn.touch()
+        return data
+
+
+class _Writer:
+    """hypercorn writes through this: a ``drain`` that makes no progress for ``timeout``
+    seconds aborts the connection, and a close whose unsent bytes the client does not take
+    within ``close_timeout`` aborts it too (asyncio would otherwise keep them forever)."""
+
+    def __init__(
+        self, writer: asyncio.StreamWriter, conn: _Connection, limits: ServerLimits, stats: _Stats
+    ) -> None:
+        self._writer = writer
+        self._conn = conn
+        self._timeout = limits.write_timeout
+        self._close_timeout = limits.close_timeout
+        self._stats = stats
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return self._writer.get_extra_info(name, default)
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def write_eof(self) -> None:
+        self._writer.write_eof()
+
+    def can_write_eof(self) -> bool:
+        return self._writer.can_write_eof()
+
+    def is_closing(self) -> bool:
+        return self._writer.is_closing()
+
+    async def drain(self) -> None:
+        if self._timeout is None:
+            await self._writer.drain()
+        else:
+            try:
+                await asyncio.wait_for(self._writer.drain(), self._timeout)
+            except asyncio.TimeoutError:
+                self._stats.write_timeouts += 1
+                self._conn.abort("write timeout")
+                raise ConnectionResetError(
+                    "the client read nothing for " f"{self._timeout:g}s"
+                ) from None
+        self._conn.touch()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    async def wait_closed(self) -> None:
+        # hypercorn awaits this after close(): a peer that takes neither the unsent bytes nor
+        # the TLS close_notify would keep the connection (and its buffers) forever.
+        try:
+            await asyncio.wait_for(asyncio.shield(self._writer.wait_closed()), self._close_timeout)
+        except asyncio.TimeoutError:
+            self._stats.close_aborts += 1
+            self._conn.abort("close timeout")
+
+
+class _Tracker:
+    """ASGI middleware: tells each TCP connection's guards what its requests are doing.
+
+    While the application computes, the read clock stands still; while it waits on
+    ``receive`` the clock runs (a slow body is timed out); a ``send`` that does not complete
+    within the write timeout (a client that does not read, or never opens its HTTP/2 window)
+    aborts the connection.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        connections: dict[tuple[str, int], _Connection],
+        limits: ServerLimits,
+        stats: _Stats,
+    ) -> None:
+        self.app = app
+        self.connections = connections
+        self.write_timeout = limits.write_timeout
+        self.stats = stats
+
+    async def __call__(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+    ) -> None:
+        conn = None
+        if scope["type"] == "http" and scope.get("http_version") != "3":
+            client = scope.get("client")
+            if client:
+                conn = self.connections.get((client[0], client[1]))
+        if conn is None:
+            await self.app(scope, receive, send)
+            return
+        write_timeout = self.write_timeout
+
+        async def tracked_receive() -> Any:
+            conn.busy -= 1
+            try:
+                return await receive()
+            finally:
+                conn.busy += 1
+                conn.touch()
+
+        async def tracked_send(message: Any) -> None:
+            conn.sending += 1
+            timer = None
+            if write_timeout is not None:
+
+                def stalled() -> None:
+                    self.stats.write_timeouts += 1
+                    conn.abort("write timeout")
+
+                timer = conn.loop.call_later(write_timeout, stalled)
+            try:
+                await send(message)
+            finally:
+                conn.sending -= 1
+                conn.touch()
+                if timer is not None:
+                    timer.cancel()
+
+        conn.busy += 1
+        try:
+            await self.app(scope, tracked_receive, tracked_send)
+        finally:
+            conn.busy -= 1
+            conn.touch()
+
+
+def _udp_server(base: Any) -> Any:
+    class _UDPServer(base):
+        """hypercorn's UDP server with a 1024-datagram receive queue instead of 10: it drops
+        what does not fit, so a client opening 32 streams at once lost packets and waited for
+        retransmission timers."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            if not hasattr(self, "protocol_queue"):
+                raise _unsupported("UDPServer has no protocol_queue")
+            self.protocol_queue: asyncio.Queue[Any] = asyncio.Queue(1024)
+
+    return _UDPServer
+
+
+async def _run(
+    app: Any,
+    config: Any,
+    ssl_context: ssl.SSLContext,
+    tcp: socket.socket,
+    udp: socket.socket | None,
+    limits: ServerLimits,
+    stop: asyncio.Event,
+    ready: Callable[[], None],
+    stats: _Stats,
+) -> None:
+    """Serve until ``stop`` is set; ``ready()`` is called once every listener is up."""
+    from hypercorn.utils import wrap_app
+
+    lifespan_cls, tcp_server, udp_server, worker_context = _hypercorn_parts()
+    loop = asyncio.get_running_loop()
+    connections: dict[tuple[str, int], _Connection] = {}
+    tracker: Any = _Tracker(app, connections, limits, stats)
+    wrapped = wrap_app(tracker, 0, "asgi")
+    state: dict[str, Any] = {}
+    lifespan = lifespan_cls(wrapped, config, loop, state)
+    lifespan_task = loop.create_task(lifespan.handle_lifespan())
+    await lifespan.wait_for_startup()
+    if lifespan_task.done() and lifespan_task.exception() is not None:
+        raise lifespan_task.exception()  # type: ignore[misc]
+    context = worker_context(None)
+    gate = _Gate(limits, stats)
+    tasks: set[asyncio.Task[Any]] = set()
+    upgrade = hasattr(asyncio.StreamWriter, "start_tls")  # 3.11+: count before the handshake
+
+    async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        ip = str(peer[0])
+        if not gate.admit(ip):
+            writer.transport.abort()
+            return
+        key = (ip, int(peer[1]))
+        try:
+            if upgrade:
+                try:
+                    await writer.start_tls(  # type: ignore[attr-defined,unused-ignore]
+                        ssl_context, ssl_handshake_timeout=limits.handshake_timeout
+                    )
+                except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
+                    stats.handshake_failures += 1
+                    writer.transport.abort()
+                    return
+            writer.transport.set_write_buffer_limits(high=limits.write_buffer_high)
+            conn = _Connection(loop, ip, writer.transport)
+            connections[key] = conn
+            await tcp_server(
+                wrapped,
+                loop,
+                config,
+                context,
+                state,
+                _Reader(reader, conn, limits.read_timeout, stats),
+                _Writer(writer, conn, limits, stats),
+            )
+        finally:
+            connections.pop(key, None)
+            gate.release(ip)
+            if not writer.transport.is_closing():
+                writer.transport.abort()
+
+    server = await asyncio.start_server(
+        on_connection,
+        sock=tcp,
+        backlog=1024,
+        ssl=None if upgrade else ssl_context,
+        ssl_handshake_timeout=None if upgrade else limits.handshake_timeout,
+    )
+    udp_task: asyncio.Task[Any] | None = None
+    udp_transport = None
+    if udp is not None:
+        udp_cls = _udp_server(udp_server)
+        udp_transport, protocol = await loop.create_datagram_endpoint(
+            lambda: udp_cls(wrapped, loop, config, context, state), sock=udp
+        )
+        udp_task = loop.create_task(protocol.run())
+        await asyncio.sleep(0)  # let it build its QuicProtocol (loads the certificate)
+        if udp_task.done():
+            udp_task.result()  # raises what failed
+    ready()
+    waiters: set[asyncio.Future[Any]] = {loop.create_task(stop.wait())}
+    if udp_task is not None:
+        waiters.add(udp_task)
+    try:
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for fut in done:
+            if fut is udp_task:
+                fut.result()
+    finally:
+        for fut in waiters:
+            if fut is not udp_task:
+                fut.cancel()
+        await context.terminated.set()
+        server.close()
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=config.graceful_timeout)
+        for conn in list(connections.values()):
+            conn.abort("shutdown")
+        if udp_task is not None:
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(udp_task, config.graceful_timeout)
+        if udp_transport is not None:
+            udp_transport.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), config.graceful_timeout)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(lifespan.wait_for_shutdown(), config.graceful_timeout)
+        lifespan_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await lifespan_task
+
+
+# -- handles -----------------------------------------------------------------------------------
+
+
 @dataclass
 class ServerHandle:
-    """A server running on a background thread; ``stop()`` (or leaving ``with``) shuts it down."""
+    """A server running on a background thread; ``stop()`` (or leaving ``with``) shuts it down.
+
+    ``stats``: connections accepted / open, refused by each cap, TLS handshake failures, read
+    and write timeouts, closes aborted because the client took nothing.
+    """
 
     app: RegistryApp
     host: str
     port: int
     certfile: str
     quic: bool
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    _stats: _Stats = field(repr=False, default_factory=_Stats)
     _loop: asyncio.AbstractEventLoop = field(repr=False, default=None)  # type: ignore[assignment]
     _stop: asyncio.Event = field(repr=False, default=None)  # type: ignore[assignment]
     _thread: threading.Thread = field(repr=False, default=None)  # type: ignore[assignment]
@@ -188,10 +940,15 @@ class ServerHandle:
         """``https://host:port/path`` for this server (``host`` defaults to the bound address)."""
         return f"https://{host or self.host}:{self.port}/{path.lstrip('/')}"
 
+    @property
+    def stats(self) -> dict[str, int]:
+        return self._stats.as_dict()
+
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread is None or not self._thread.is_alive():
             return
-        self._loop.call_soon_threadsafe(self._stop.set)
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout)
 
     def __enter__(self) -> ServerHandle:
@@ -210,46 +967,75 @@ def start_server(
     keyfile: str | None = None,
     quic: bool = True,
     keep_alive_max_requests: int = 1_000_000,
-    keep_alive_timeout: float = 60.0,
+    keep_alive_timeout: float | None = None,
     names: list[str] | None = None,
     quic_max_datagram_size: int = 1200,
     http2: bool = True,
+    limits: ServerLimits | None = None,
+    flags: FeatureFlags | None = None,
+    startup_timeout: float = 30.0,
 ) -> ServerHandle:
-    """Start hypercorn for ``app`` on a background thread; returns once it accepts connections.
+    """Start hypercorn for ``app`` on a background thread; returns once every listener is up.
 
-    Without ``certfile``/``keyfile`` a self-signed certificate for ``names`` (default: host and
-    localhost) is generated. ``quic=True`` also serves HTTP/3 on the same UDP port and sets
-    the app's ``Alt-Svc``. hypercorn's default of closing a connection after 1000 requests is
-    raised to ``keep_alive_max_requests``. QUIC session tickets are issued (resumption and
-    0-RTT for clients that keep them). ``quic_max_datagram_size``: UDP payload per QUIC
-    packet; 1200 is safe on any path, larger values only suit known paths such as loopback.
+    ``app``: a RegistryApp, any ASGI app, or a directory (served by ``RegistryApp(dir,
+    flags=flags)``; ``flags`` is used only then). Without ``certfile``/``keyfile`` the
+    self-signed certificate for ``host`` is used (:func:`self_signed_certificate`, one per
+    host, reused). The certificate is loaded before anything is bound: a missing, unreadable,
+    encrypted or mismatched file raises InvalidArgumentError; a port outside 0..65535 raises
+    InvalidArgumentError; a bind failure raises OSError naming TCP or UDP and the address.
+
+    ``quic=True`` also serves HTTP/3 on the same UDP port and sets the app's ``Alt-Svc`` (sent
+    while its QUIC_TRANSPORT flag is on). ``limits``: :class:`ServerLimits` (connection caps,
+    timeouts, protocol sizes); ``keep_alive_timeout`` overrides its field of that name.
+    hypercorn's default of closing a connection after 1000 requests is raised to
+    ``keep_alive_max_requests``. QUIC session tickets are issued (resumption and 0-RTT).
+    ``quic_max_datagram_size``: UDP payload per QUIC packet; 1200 is safe on any path.
     """
-    from hypercorn.asyncio.run import worker_serve
-    from hypercorn.config import Sockets
-    from hypercorn.utils import wrap_app
+    _require_server_extra()
+    from hypercorn.config import Config
 
+    if not hasattr(Config, "create_ssl_context"):
+        raise _unsupported("Config.create_ssl_context is missing")
+    limits = limits or ServerLimits()
+    if not isinstance(limits, ServerLimits):
+        raise InvalidArgumentError(f"limits must be a ServerLimits, got {type(limits).__name__}")
+    if keep_alive_timeout is not None:
+        from dataclasses import replace
+
+        limits = replace(limits, keep_alive_timeout=keep_alive_timeout)
     if not isinstance(app, RegistryApp) and isinstance(app, (str, os.PathLike)):
-        app = RegistryApp(app)
+        app = RegistryApp(app, flags=flags)
     if (certfile is None) != (keyfile is None):
         raise InvalidArgumentError("give both certfile and keyfile, or neither (self-signed)")
+    _check_port(port)
     if certfile is None:
-        tmp = tempfile.mkdtemp(prefix="registry-core-cert-")
-        certfile, keyfile = make_self_signed(names or [host, "localhost"], tmp)
-    tcp, udp = _bind_pair(host, port, quic)
-    bound_port = tcp.getsockname()[1]
-    tcp.listen(1024)
-    tcp.setblocking(False)
-    if udp is not None:
-        udp.setblocking(False)
-    config = _config(certfile, keyfile, keep_alive_max_requests, keep_alive_timeout)
+        certfile, keyfile = self_signed_certificate(host, names)
+    assert keyfile is not None
+    config = _config(certfile, keyfile, keep_alive_max_requests, limits)
     if not http2:  # HTTP/1.1 only on TCP (clients without h2, tests of the ALPN fallback)
         config.alpn_protocols = ["http/1.1"]
+    ssl_context = _load_tls(config, certfile, keyfile, quic)
     if quic:
         _install_quic_tuning()
-        config.registry_core_quic = {"max_datagram_size": quic_max_datagram_size}
+        config.registry_core_quic = {
+            "max_datagram_size": quic_max_datagram_size,
+            "idle_timeout": limits.keep_alive_timeout,
+        }
+    tcp, udp = _bind_pair(host, port, quic)
+    try:
+        bound_port = tcp.getsockname()[1]
+        tcp.listen(1024)
+        tcp.setblocking(False)
+        if udp is not None:
+            udp.setblocking(False)
+    except OSError as exc:
+        tcp.close()
+        if udp is not None:
+            udp.close()
+        raise _bind_error("TCP", host, port, exc) from None
     if quic and isinstance(app, RegistryApp) and app.alt_svc is None:
         app.alt_svc = f'h3=":{bound_port}"; ma=3600'
-    handle = ServerHandle(app, host, bound_port, certfile, quic)
+    handle = ServerHandle(app, host, bound_port, certfile, quic, limits)
     ready = threading.Event()
     errors: list[BaseException] = []
 
@@ -257,12 +1043,20 @@ def start_server(
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         handle._loop, handle._stop = loop, asyncio.Event()
-        sockets = Sockets([tcp], [], [udp] if udp is not None else [])
-        loop.call_soon(ready.set)
         try:
-            loop.run_until_complete(worker_serve(wrap_app(app, 0, "asgi"), config,
-                                                 sockets=sockets,
-                                                 shutdown_trigger=handle._stop.wait))
+            loop.run_until_complete(
+                _run(
+                    app,
+                    config,
+                    ssl_context,
+                    tcp,
+                    udp,
+                    limits,
+                    handle._stop,
+                    ready.set,
+                    handle._stats,
+                )
+            )
         except BaseException as exc:  # reported to the starter if it happens early
             errors.append(exc)
             ready.set()
@@ -273,12 +1067,21 @@ def start_server(
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
+            tcp.close()
+            if udp is not None:
+                udp.close()
 
-    handle._thread = threading.Thread(target=run, name=f"registry-core-server:{bound_port}",
-                                      daemon=True)
+    handle._thread = threading.Thread(
+        target=run, name=f"registry-core-server:{bound_port}", daemon=True
+    )
     handle._thread.start()
-    ready.wait(10)
+    if not ready.wait(startup_timeout):
+        handle.stop()
+        raise TimeoutError(
+            f"the server on {host}:{bound_port} did not start within " f"{startup_timeout:g}s"
+        )
     if errors:
+        handle._thread.join(5)
         raise errors[0]
     return handle
 
@@ -292,19 +1095,54 @@ def serve(
     keyfile: str | None = None,
     self_signed: bool = False,
     quic: bool = True,
+    limits: ServerLimits | None = None,
+    flags: FeatureFlags | None = None,
+    announce: Callable[[str], Any] | None = None,
 ) -> None:
-    """Serve ``directory`` in the foreground until Ctrl-C (the ``registry-core serve`` command)."""
+    """Serve ``directory`` in the foreground until Ctrl-C or SIGTERM (``registry-core serve``).
+
+    ``flags``: when None, ``FeatureFlags.load()`` is read here, once (environment and the
+    nearest pyproject.toml), and passed to the RegistryApp; it also decides whether Alt-Svc
+    advertises HTTP/3. ``announce`` receives the one "serving on" line (default: print to
+    stdout), called only once every listener is up with the certificate loaded.
+    """
+    from ..flags import FeatureFlags
+
     if certfile is None and not self_signed:
         raise InvalidArgumentError("TLS is required: pass --certfile/--keyfile or --self-signed")
-    app = directory if isinstance(directory, RegistryApp) else RegistryApp(directory)
-    handle = start_server(app, host=host, port=port, certfile=certfile, keyfile=keyfile, quic=quic)
-    print(f"registry-core: serving on https://{host}:{handle.port}/ "
-          f"(TCP h1/h2{' + UDP h3' if quic else ''}); certificate {handle.certfile}", flush=True)
+    _require_server_extra()
+    if flags is None:
+        flags = FeatureFlags.load()
+    elif not isinstance(flags, FeatureFlags):
+        raise InvalidArgumentError(
+            f"flags must be a FeatureFlags or None, got " f"{type(flags).__name__}"
+        )
+    if isinstance(directory, RegistryApp):
+        app = directory
+    else:
+        if not Path(directory).is_dir():
+            raise InvalidArgumentError(f"{directory}: not a directory")
+        app = RegistryApp(directory, flags=flags)
+    advertise = quic and flags.is_enabled("QUIC_TRANSPORT")
+    if not advertise:
+        app.alt_svc = app.alt_svc or ""  # start_server sets it only when None
+    handle = start_server(
+        app, host=host, port=port, certfile=certfile, keyfile=keyfile, quic=quic, limits=limits
+    )
+    line = (
+        f"registry-core: serving on https://{host}:{handle.port}/ "
+        f"(TCP h1/h2{' + UDP h3' if quic else ''}); certificate {handle.certfile}"
+    )
+    if announce is None:
+        print(line, flush=True)
+    else:
+        announce(line)
     import signal
 
     with contextlib.suppress(ValueError):  # not in the main thread: Ctrl-C only
-        signal.signal(signal.SIGTERM, lambda *_: handle._loop.call_soon_threadsafe(
-            handle._stop.set))
+        signal.signal(
+            signal.SIGTERM, lambda *_: handle._loop.call_soon_threadsafe(handle._stop.set)
+        )
     try:
         while handle._thread.is_alive():
             handle._thread.join(0.5)

@@ -2,93 +2,74 @@
 
 Per request it does, in order: path validation, ``304`` for a matching ``If-None-Match``,
 a ``226 IM Used`` registry-core patch when the client names a version it holds (``A-IM:
-rcdelta``), otherwise the full artifact with content negotiation. Every response carries a
-strong ETag (hex SHA-256 of the artifact) and RFC 9530 digests. Wire format: docs/wire.md.
+rcdelta``), a ``dcz`` body when it offers a stored artifact as dictionary, otherwise the full
+artifact -- a single ``Range`` of it (``206``), or the whole, content-coded when that helps.
+Every response carries a strong ETag (hex SHA-256 of the artifact) and RFC 9530 digests.
+Wire format: docs/wire.md; limits: docs/security.md.
+
+The app keeps its state: one :class:`~registry_core.delta.DeltaAggregator` for its lifetime
+(its deflate-parameter memo makes consecutive releases cheap), one cache of patches and encoded
+bodies with their digests, and a bounded queue for the work a request can cause (patches, dcz
+and content codings), so anonymous clients cannot make it burn CPU for others: work beyond the
+budget is answered with the full file. Storage is called off the event loop, full bodies are
+streamed in pieces with the ASGI ``send`` as backpressure, and HEAD never computes anything.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import logging
+import os
 import threading
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from ..flags import flag_enabled
+from .._util import LRU, SingleFlight
+from ..errors import InvalidArgumentError, RegistryCoreError
+from ..flags import FeatureFlags, resolve_flags
 from ..wire._delta import delta_response_headers, etag_for_sha256, parse_delta_request
 from ..wire._digest import format_digest
+from ._patches import BUSY, PatchQueue, diff_refusal
+from ._ranges import UNSATISFIABLE, ByteRange, if_range_matches, parse_range
 from ._storage import ArtifactInfo, DirectoryStorage, Storage, validate_path
 
-__all__ = ["ByteLRU", "RegistryApp"]
+if TYPE_CHECKING:
+    from ..delta import DeltaAggregator
+
+__all__ = ["RegistryApp"]
+
+log = logging.getLogger("registry_core.server")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
+T = TypeVar("T")
+
+#: The reference deflate engines an archive-aware patch may need the client to reproduce.
+REFERENCE_ENGINES = frozenset({"zlib", "miniz"})
+# Request fields that hold one value: a repeated one is treated as absent, not combined.
+_SINGLETONS = frozenset({"range", "if-range", "available-dictionary", "content-length", "host"})
+_NOT_WORTH: tuple[bytes, str] = (b"", "")  # cached marker: computed, not worth sending
 
 
-class ByteLRU:
-    """A thread-safe LRU mapping whose bound is the total size of the cached ``bytes`` values."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._data: collections.OrderedDict[Any, bytes] = collections.OrderedDict()
-        self._size = 0
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> bytes | None:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: Any, value: bytes) -> None:
-        if len(value) > self.max_bytes:
-            return
-        with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None:
-                self._size -= len(old)
-            self._data[key] = value
-            self._size += len(value)
-            while self._size > self.max_bytes:
-                _, evicted = self._data.popitem(last=False)
-                self._size -= len(evicted)
-
-    @property
-    def size(self) -> int:
-        """Bytes currently held."""
-        return self._size
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-def _negotiate(accept_encoding: str, flags: Any) -> str:
-    """The coding the Compressor picks for ``Accept-Encoding`` (flags remove refused codings)."""
-    from ..compress import Compressor
-
-    try:
-        coding = Compressor.negotiate(accept_encoding, ("zstd", "br", "gzip", "identity"),
-                                      flags=flags)
-    except Exception:  # a malformed header must not fail the download
-        return "identity"
-    return coding
-
-
-def _encode(coding: str, data: bytes, flags: Any) -> bytes:
-    from ..compress import Compressor
-
-    return Compressor(coding, flags=flags).compress(data)
-
-
-def _encode_dcz(dictionary: bytes, data: bytes, flags: Any) -> bytes:
-    from ..compress import Compressor, Dictionary
-
-    return Compressor("dcz", dictionary=Dictionary(dictionary), flags=flags).compress(data)
-
-
-_COMPRESSIBLE_PREFIXES = ("text/", "application/json", "application/xml", "application/x-tar")
+def fold_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Request fields as one lower-cased dict, repeated list fields combined per RFC 9110
+    section 5.3 (``", "``); a repeated singleton field (Range, If-Range, ...) is dropped."""
+    out: dict[str, str] = {}
+    repeated: set[str] = set()
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        value = v.decode("latin-1").strip()
+        if name in out:
+            repeated.add(name)
+            out[name] = f"{out[name]}, {value}" if out[name] and value else out[name] or value
+        else:
+            out[name] = value
+    for name in repeated & _SINGLETONS:
+        del out[name]
+    return out
 
 
 async def _drain(receive: Receive, limit: int = 1 << 20) -> None:
@@ -103,40 +84,202 @@ async def _drain(receive: Receive, limit: int = 1 << 20) -> None:
             return
 
 
+@dataclass
+class _Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    file: BinaryIO | None = None  # streamed from here: ``length`` bytes from ``offset``
+    offset: int = 0
+    length: int = 0
+
+
+@dataclass
+class _Stats:
+    """What the app did, for tests, benchmarks and operators."""
+
+    patches_served: int = 0
+    patch_busy: int = 0  # requests answered in full because the work queue was full
+    patch_timeouts: int = 0  # requests answered in full because the patch took too long
+    patch_refusals: collections.Counter[str] = field(default_factory=collections.Counter)
+    encodings_computed: int = 0
+    ranges_served: int = 0
+
+
+class _Hits:
+    """Requests per existing artifact path, for the most recently requested ``max_paths``."""
+
+    def __init__(self, max_paths: int) -> None:
+        self._lru: LRU[str, int] = LRU(max_entries=max_paths)
+
+    def add(self, path: str) -> None:
+        self._lru.put(path, (self._lru.get(path) or 0) + 1)
+
+    def __getitem__(self, path: str) -> int:
+        return self._lru.get(path) or 0
+
+    def __contains__(self, path: object) -> bool:
+        return path in self._lru
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
+def _positive(name: str, value: Any, *, zero: bool = False) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or (value == 0 and not zero)
+    ):
+        raise InvalidArgumentError(f"{name} must be a positive number, got {value!r}")
+
+
 class RegistryApp:
     """ASGI app serving ``storage`` (a :class:`Storage` or a directory path).
 
-    ``alt_svc``: value of the ``Alt-Svc`` header advertising HTTP/3 (set by :func:`serve`; not
-    sent when the ``QUIC_TRANSPORT`` flag is off). ``dictionaries``: send ``Use-As-Dictionary``
-    and answer ``Available-Dictionary`` with ``dcz`` (RFC 9842). ``patch_cache_bytes`` bounds
-    the in-memory
-    LRU of computed patches and encoded bodies. ``hits`` counts requests per path, which tests
-    use to prove request coalescing on the client side.
+    ``flags``: resolved once here (the process-wide flags when None) into plain switches:
+    QUIC_TRANSPORT (send ``alt_svc``), DELTA_AGGREGATOR (answer ``A-IM: rcdelta``),
+    DELTA_STABLE (archive-aware patches), ZSTD_COMPRESSION / BROTLI_COMPRESSION (codings).
+    ``alt_svc``: value of the ``Alt-Svc`` header advertising HTTP/3 (set by :func:`serve`).
+    ``dictionaries``: send ``Use-As-Dictionary`` and answer ``Available-Dictionary`` with
+    ``dcz`` (RFC 9842). ``patch_cache_bytes`` bounds the in-memory LRU of computed patches and
+    encoded bodies; ``min_delta_saving``: a patch (or dcz body) must save this fraction of
+    the full size to be sent.
+
+    Bounds on the work one request can cause (keyword-only; docs/security.md):
+
+    - ``max_diff_bytes`` (32 MiB): artifacts larger than this are never diffed or used as dcz
+      dictionaries; their requests get the full file.
+    - ``patch_workers`` (2): threads computing patches, dcz bodies and content codings.
+    - ``patch_queue`` (16): jobs queued or running at once; ``patch_queue_per_client`` (2): of
+      those, asked for by one client address. A request whose job does not fit gets the full
+      file at once (the job is not queued).
+    - ``patch_timeout`` (10 s): how long a request waits for its job before it is answered in
+      full (the job still finishes and its result is cached for the next request).
+    - ``max_encode_bytes`` (16 MiB): larger artifacts are sent as stored, never content-coded.
+    - ``verify_patches`` (True): every computed patch is applied once before it is cached, so
+      a patch this platform's ``apply`` refuses is never served (R5).
+    - ``chunk_size`` (64 KiB): full bodies are streamed from storage in pieces of this size.
+    - ``max_hit_paths`` (4096): ``hits`` (requests per existing path, which tests use to prove
+      client-side coalescing) remembers only this many paths.
+
+    Only one patch is computed per request: the first base the client names that is a release
+    of the same project (same directory, same kind, see ``_patches.diff_refusal``) older than
+    the target; patches already cached for other bases are used as well.
     """
 
     def __init__(
         self,
-        storage: Storage | str | Any,
+        storage: Storage | str | os.PathLike[str],
         *,
-        flags: Any = None,
+        flags: FeatureFlags | None = None,
         alt_svc: str | None = None,
         patch_cache_bytes: int = 64 << 20,
         min_delta_saving: float = 0.1,
         cache_control: str = "public, max-age=60",
         dictionaries: bool = True,
+        max_diff_bytes: int = 32 << 20,
+        patch_workers: int = 2,
+        patch_queue: int = 16,
+        patch_queue_per_client: int = 2,
+        patch_timeout: float = 10.0,
+        max_encode_bytes: int = 16 << 20,
+        verify_patches: bool = True,
+        chunk_size: int = 64 << 10,
+        max_hit_paths: int = 4096,
     ) -> None:
+        for name, value in (
+            ("patch_cache_bytes", patch_cache_bytes),
+            ("max_diff_bytes", max_diff_bytes),
+            ("patch_workers", patch_workers),
+            ("patch_queue", patch_queue),
+            ("patch_queue_per_client", patch_queue_per_client),
+            ("patch_timeout", patch_timeout),
+            ("chunk_size", chunk_size),
+            ("max_hit_paths", max_hit_paths),
+        ):
+            _positive(name, value)
+        _positive("max_encode_bytes", max_encode_bytes, zero=True)
+        if not 0.0 <= min_delta_saving < 1.0:
+            raise InvalidArgumentError(
+                f"min_delta_saving must be in [0, 1), got {min_delta_saving}"
+            )
         if not isinstance(storage, Storage):
             storage = DirectoryStorage(storage)
         self.storage: Storage = storage
-        self.flags = flags
+        resolved = resolve_flags(flags)
+        self.flags = resolved
+        self.quic = resolved.is_enabled("QUIC_TRANSPORT")
+        self.deltas = resolved.is_enabled("DELTA_AGGREGATOR")
+        self.archive_aware = resolved.is_enabled("DELTA_STABLE")
+        self.zstd = resolved.is_enabled("ZSTD_COMPRESSION")
+        self.brotli = resolved.is_enabled("BROTLI_COMPRESSION")
         self.alt_svc = alt_svc
-        self.cache = ByteLRU(patch_cache_bytes)
+        self.cache: LRU[Hashable, tuple[bytes, str]] = LRU(
+            max_entries=1 << 16,
+            max_bytes=patch_cache_bytes,
+            weigh=lambda v: len(v[0]) + len(v[1]) + 256,
+        )
         self.min_delta_saving = min_delta_saving
         self.cache_control = cache_control
         self.dictionaries = dictionaries
-        self.hits: collections.Counter[str] = collections.Counter()
+        self.max_diff_bytes = max_diff_bytes
+        self.patch_timeout = float(patch_timeout)
+        self.max_encode_bytes = max_encode_bytes
+        self.verify_patches = verify_patches
+        self.chunk_size = chunk_size
+        self.queue = PatchQueue(
+            workers=patch_workers, max_pending=patch_queue, per_client=patch_queue_per_client
+        )
+        self.hits = _Hits(max_hit_paths)
+        self.stats = _Stats()
         self.patches_computed = 0
-        self._inflight: dict[Any, asyncio.Future[bytes | None]] = {}
+        self._count_lock = threading.Lock()
+        self._aggregators: dict[bool, DeltaAggregator] = {}
+        self._compressors: dict[tuple[str, int], Any] = {}
+        self._offer = [
+            c for c, on in (("zstd", self.zstd), ("br", self.brotli), ("gzip", True)) if on
+        ]
+        self._blocking = not getattr(storage, "nonblocking", False)
+        self._stat_flight: SingleFlight[ArtifactInfo | None] = SingleFlight()
+
+    # -- long-lived state ------------------------------------------------------------------
+
+    @property
+    def aggregator(self) -> DeltaAggregator:
+        """The app's one archive-aware (per DELTA_STABLE) aggregator, kept for its lifetime."""
+        return self._aggregator(self.archive_aware)
+
+    def _aggregator(self, archive_aware: bool) -> DeltaAggregator:
+        agg = self._aggregators.get(archive_aware)
+        if agg is None:
+            from ..delta import DeltaAggregator
+
+            with self._count_lock:
+                agg = self._aggregators.setdefault(
+                    archive_aware, DeltaAggregator(archive_aware=archive_aware)
+                )
+        return agg
+
+    def _compressor(self, coding: str, level: int) -> Any:
+        comp = self._compressors.get((coding, level))
+        if comp is None:
+            from ..compress import Compressor
+
+            comp = Compressor(coding, level, flags=self.flags)
+            self._compressors[(coding, level)] = comp
+        return comp
+
+    def close(self) -> None:
+        """Stop the patch workers (also done at ASGI lifespan shutdown)."""
+        self.queue.close()
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Storage calls run in a worker thread unless the store says it never blocks."""
+        if self._blocking:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
 
     # -- ASGI -------------------------------------------------------------------------------
 
@@ -147,97 +290,330 @@ class RegistryApp:
                 if message["type"] == "lifespan.startup":
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
+                    self.close()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         if scope["type"] != "http":
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        if scope["method"] not in ("GET", "HEAD") or headers.get("content-length", "0") != "0":
+        headers = fold_headers(scope["headers"])
+        method = scope["method"]
+        if method not in ("GET", "HEAD") or headers.get("content-length", "0") != "0":
             await _drain(receive)
-        status, out_headers, body = await self.handle(scope["method"], scope["path"], headers)
-        if scope["method"] == "HEAD":
-            body = b""
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode("latin-1"), v.encode("latin-1"))
-                                for k, v in out_headers]})
-        await send({"type": "http.response.body", "body": body})
+        client = (scope.get("client") or ("-",))[0]
+        resp = await self._respond(method, scope["path"], headers, client)
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": resp.status,
+                    "headers": [
+                        (k.encode("latin-1"), v.encode("latin-1")) for k, v in resp.headers
+                    ],
+                }
+            )
+            if method == "HEAD":
+                await send({"type": "http.response.body", "body": b""})
+            elif resp.file is None:
+                await send({"type": "http.response.body", "body": resp.body})
+            else:
+                await self._stream(resp, send)
+        finally:
+            if resp.file is not None:
+                await self._io(resp.file.close)
+
+    async def _stream(self, resp: _Response, send: Send) -> None:
+        """Send ``resp.length`` bytes of ``resp.file`` in ``chunk_size`` pieces; each ``send``
+        returns once the server has taken the piece, so unread clients hold one piece each."""
+        f = resp.file
+        assert f is not None
+        left = resp.length
+        if resp.offset:
+            await self._io(f.seek, resp.offset)
+        while left > 0:
+            piece = await self._io(f.read, min(self.chunk_size, left))
+            if not piece:
+                raise RuntimeError(f"artifact shrank while being sent ({left} bytes missing)")
+            left -= len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": left > 0})
+            del piece
+        if resp.length == 0:
+            await send({"type": "http.response.body", "body": b""})
 
     # -- request handling (transport independent) -------------------------------------------
 
-    async def handle(self, method: str, raw_path: str, headers: dict[str, str]
-                     ) -> tuple[int, list[tuple[str, str]], bytes]:
-        """Answer one request: returns (status, headers, body)."""
+    async def handle(
+        self, method: str, raw_path: str, headers: dict[str, str], client: str = "-"
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Answer one request: returns (status, headers, body), the body read whole (for tests
+        and embedders; the ASGI entry point streams it instead)."""
+        resp = await self._respond(
+            method, raw_path, {k.lower(): v for k, v in headers.items()}, client
+        )
+        body = resp.body
+        if resp.file is not None:
+            try:
+                if resp.offset:
+                    await self._io(resp.file.seek, resp.offset)
+                body = await self._io(resp.file.read, resp.length) if method != "HEAD" else b""
+            finally:
+                await self._io(resp.file.close)
+        return resp.status, resp.headers, body
+
+    async def _respond(
+        self, method: str, raw_path: str, headers: dict[str, str], client: Hashable
+    ) -> _Response:
         common: list[tuple[str, str]] = []
-        if self.alt_svc and flag_enabled(self.flags, "QUIC_TRANSPORT"):
+        if self.alt_svc and self.quic:
             common.append(("alt-svc", self.alt_svc))
         if method not in ("GET", "HEAD"):
-            return 405, [*common, ("allow", "GET, HEAD"), ("content-length", "0")], b""
+            return _Response(405, [*common, ("allow", "GET, HEAD"), ("content-length", "0")])
         path = validate_path(raw_path)
-        info = self.storage.stat(path) if path is not None else None
-        self.hits[raw_path] += 1
+        info = await self._stat(path) if path is not None else None
         if info is None:
             msg = b"not found\n"
-            return 404, [*common, ("content-type", "text/plain"),
-                         ("content-length", str(len(msg)))], msg
+            return _Response(
+                404,
+                [
+                    *common,
+                    ("content-type", "text/plain; charset=utf-8"),
+                    ("content-length", str(len(msg))),
+                ],
+                msg,
+            )
+        self.hits.add(raw_path)
         etag = etag_for_sha256(info.sha256)
         common += [("etag", etag), ("cache-control", self.cache_control)]
         ask = parse_delta_request(headers)
-        if etag in ask.etags or any(t.lstrip("W/") == etag for t in ask.etags):
-            return 304, [*common, ("vary", "a-im, if-none-match, accept-encoding")], b""
+        inm = headers.get("if-none-match", "").strip()
+        if inm == "*" or any((t[2:] if t.startswith("W/") else t) == etag for t in ask.etags):
+            return _Response(304, [*common, ("vary", "a-im, if-none-match, accept-encoding")])
         repr_digest = format_digest(digests={"sha-256": info.sha256})
-        if ask.wants_rcdelta and flag_enabled(self.flags, "DELTA_AGGREGATOR"):
-            for base_sha in ask.base_sha256s():
-                patch = await self._patch_for(base_sha, info)
-                if patch is not None:
-                    hdrs = delta_response_headers(etag_for_sha256(base_sha), etag, repr_digest)
-                    out = [*common[:-2], *hdrs.items(), ("content-length", str(len(patch))),
-                           ("content-digest", format_digest(patch))]
-                    return 226, out, patch
-        dcz = await self._dcz_for(headers, info)
+        rng = None
+        if (
+            method == "GET"
+            and "range" in headers
+            and if_range_matches(headers.get("if-range"), etag)
+        ):
+            rng = parse_range(headers["range"], info.size)
+        if rng is UNSATISFIABLE:
+            return _Response(
+                416,
+                [
+                    *common,
+                    ("content-range", f"bytes */{info.size}"),
+                    ("accept-ranges", "bytes"),
+                    ("content-length", "0"),
+                ],
+            )
+        if isinstance(rng, ByteRange):
+            return await self._ranged(info, rng, common, repr_digest)
+        if ask.wants_rcdelta and self.deltas:
+            engines = getattr(ask, "engines", None)
+            binary = not self.archive_aware or (
+                engines is not None and not {e.lower() for e in engines} >= REFERENCE_ENGINES
+            )
+            patch = await self._patch(method, ask.base_sha256s()[:32], info, binary, client)
+            if patch is not None:
+                base_sha, (body, digest) = patch
+                self.stats.patches_served += 1
+                hdrs = delta_response_headers(etag_for_sha256(base_sha), etag, repr_digest)
+                return _Response(
+                    226,
+                    [
+                        *common[:-2],
+                        *hdrs.items(),
+                        ("content-length", str(len(body))),
+                        ("content-digest", digest),
+                    ],
+                    body,
+                )
+        dcz = await self._dcz(method, headers, info, client)
         if dcz is not None:
-            body, _ = dcz
-            digest = format_digest(body)
-            out = [*common, ("content-type", info.content_type), ("content-encoding", "dcz"),
-                   ("vary", "accept-encoding, available-dictionary, a-im, if-none-match"),
-                   ("content-length", str(len(body))), ("repr-digest", digest),
-                   ("content-digest", digest), *self._use_as_dictionary(info)]
-            return 200, out, body
-        data = self.storage.read(info.path)
-        coding = "identity"
-        ctype = info.content_type
-        if ctype.startswith(_COMPRESSIBLE_PREFIXES):
-            coding = _negotiate(headers.get("accept-encoding", ""), self.flags)
-        out = [*common, ("content-type", ctype), ("vary", "accept-encoding, a-im, if-none-match"),
-               *self._use_as_dictionary(info)]
-        if coding != "identity":
-            key = ("enc", info.sha256, coding)
-            encoded = self.cache.get(key)
-            if encoded is None:
-                encoded = await asyncio.get_running_loop().run_in_executor(
-                    None, _encode, coding, data, self.flags)
-                self.cache.put(key, encoded)
-            if len(encoded) < len(data):
-                digest = format_digest(encoded)  # RFC 9530: of the encoded representation
-                out += [("content-encoding", coding), ("content-length", str(len(encoded))),
-                        ("repr-digest", digest), ("content-digest", digest)]
-                return 200, out, encoded
-        out += [("content-length", str(len(data))), ("repr-digest", repr_digest),
-                ("content-digest", repr_digest)]
-        return 200, out, data
+            body, digest = dcz
+            return _Response(
+                200,
+                [
+                    *common,
+                    ("content-type", info.content_type),
+                    ("content-encoding", "dcz"),
+                    ("vary", "accept-encoding, available-dictionary, a-im, " "if-none-match"),
+                    ("content-length", str(len(body))),
+                    ("repr-digest", digest),
+                    ("content-digest", digest),
+                    *self._use_as_dictionary(info),
+                ],
+                body,
+            )
+        out = [
+            *common,
+            ("content-type", info.content_type),
+            ("vary", "accept-encoding, a-im, if-none-match"),
+            ("accept-ranges", "bytes"),
+            *self._use_as_dictionary(info),
+        ]
+        encoded = await self._encoded(method, headers, info, client)
+        if encoded is not None:
+            coding, (body, digest) = encoded
+            # RFC 9530: the digests are of the encoded representation
+            return _Response(
+                200,
+                [
+                    *out,
+                    ("content-encoding", coding),
+                    ("content-length", str(len(body))),
+                    ("repr-digest", digest),
+                    ("content-digest", digest),
+                ],
+                body,
+            )
+        f = await self._open(info) if method == "GET" else None
+        return _Response(
+            200,
+            [
+                *out,
+                ("content-length", str(info.size)),
+                ("repr-digest", repr_digest),
+                ("content-digest", repr_digest),
+            ],
+            file=f,
+            length=info.size,
+        )
 
-    def _use_as_dictionary(self, info: ArtifactInfo) -> list[tuple[str, str]]:
-        """RFC 9842: each artifact may serve as the dictionary for later ones in its directory."""
-        if not self.dictionaries or not flag_enabled(self.flags, "ZSTD_COMPRESSION"):
-            return []
-        from ..wire._dictionary import build_use_as_dictionary
+    # -- storage ---------------------------------------------------------------------------
 
-        directory = "/" + info.path.rsplit("/", 1)[0] + "/*" if "/" in info.path else "/*"
-        return [("use-as-dictionary", build_use_as_dictionary(directory))]
+    async def _stat(self, path: str) -> ArtifactInfo | None:
+        if not self._blocking:
+            return self.storage.stat(path)
+        # concurrent first requests for one large file hash it once
+        return await self._stat_flight.do(path, lambda: asyncio.to_thread(self.storage.stat, path))
 
-    async def _dcz_for(self, headers: dict[str, str], target: ArtifactInfo
-                       ) -> tuple[bytes, bytes] | None:
+    async def _open(self, info: ArtifactInfo) -> BinaryIO:
+        opener = getattr(self.storage, "open", None)
+        if opener is None:  # a store with the three protocol methods only: read whole
+            import io
+
+            return io.BytesIO(await self._io(self.storage.read, info.path))
+        return await self._io(opener, info.path)
+
+    async def _ranged(
+        self, info: ArtifactInfo, rng: ByteRange, common: list[tuple[str, str]], repr_digest: str
+    ) -> _Response:
+        self.stats.ranges_served += 1
+        f = await self._open(info)
+        return _Response(
+            206,
+            [
+                *common,
+                ("content-type", info.content_type),
+                ("content-range", rng.content_range()),
+                ("content-length", str(rng.length)),
+                ("accept-ranges", "bytes"),
+                ("vary", "accept-encoding, a-im, if-none-match"),
+                ("repr-digest", repr_digest),
+                *self._use_as_dictionary(info),
+            ],
+            file=f,
+            offset=rng.start,
+            length=rng.length,
+        )
+
+    # -- patches -----------------------------------------------------------------------------
+
+    async def _patch(
+        self, method: str, bases: list[bytes], target: ArtifactInfo, binary: bool, client: Hashable
+    ) -> tuple[bytes, tuple[bytes, str]] | None:
+        """(base, (patch, digest)): cached or computed from one of ``bases``, or None."""
+        mode = "binary" if binary else "archive"
+        bases = [b for b in bases if b != target.sha256]
+        for base in bases:  # any cached patch will do, whatever its position
+            hit = self.cache.get(("patch", base, target.sha256, mode))
+            if hit is not None and hit[0]:
+                return base, hit
+        if method != "GET":
+            return None  # HEAD never computes
+        todo = [b for b in bases if ("patch", b, target.sha256, mode) not in self.cache]
+        if not todo:
+            return None
+        picked = await self._io(self._pick_base, todo, target)
+        if picked is None:
+            return None
+        base_sha, base_info = picked
+        key = ("patch", base_sha, target.sha256, mode)
+        result = await self._queued(
+            key, client, lambda: self._compute_patch(key, base_info, target, binary)
+        )
+        if result is None or not result[0]:
+            return None
+        return base_sha, result
+
+    def _pick_base(
+        self, bases: list[bytes], target: ArtifactInfo
+    ) -> tuple[bytes, ArtifactInfo] | None:
+        """The first base the store holds that may be diffed against ``target`` (in a thread)."""
+        for base in bases:
+            path = self.storage.find_by_sha256(base)
+            if path is None:
+                self.stats.patch_refusals["unknown base"] += 1
+                continue
+            info = self.storage.stat(path)
+            if info is None or info.sha256 != base:
+                continue
+            why = diff_refusal(info, target, self.max_diff_bytes)
+            if why is None:
+                return base, info
+            self.stats.patch_refusals[why] += 1
+        return None
+
+    async def _queued(
+        self, key: Hashable, client: Hashable, job: Callable[[], tuple[bytes, str]]
+    ) -> tuple[bytes, str] | None:
+        """Run ``job`` through the bounded queue; None when it did not fit or took too long."""
+        try:
+            result = await asyncio.wait_for(self.queue.run(key, client, job), self.patch_timeout)
+        except asyncio.TimeoutError:
+            self.stats.patch_timeouts += 1
+            return None
+        if result is BUSY:
+            self.stats.patch_busy += 1
+            return None
+        return result
+
+    def _compute_patch(
+        self, key: Hashable, base: ArtifactInfo, target: ArtifactInfo, binary: bool
+    ) -> tuple[bytes, str]:
+        """In a patch worker: diff, check, cache (a failure or a poor patch is cached as such)."""
+        result = _NOT_WORTH
+        try:
+            old = self.storage.read(base.path)
+            new = self.storage.read(target.path)
+            if len(old) != base.size or len(new) != target.size:
+                return _NOT_WORTH  # changed since stat: not cached, the next stat re-hashes
+            agg = self._aggregator(not binary)
+            patch = agg.diff(old, new)
+            with self._count_lock:
+                self.patches_computed += 1
+            if len(patch) <= len(new) * (1 - self.min_delta_saving) and (
+                not self.verify_patches or agg.apply(old, patch) == new
+            ):
+                result = (patch, format_digest(patch))
+        except Exception as exc:  # a failed optimisation never fails the download
+            log.warning(
+                "patch %s -> %s not served: %r",
+                base.path,
+                target.path,
+                exc,
+                exc_info=not isinstance(exc, (RegistryCoreError, MemoryError, OSError)),
+            )
+        self.cache.put(key, result)
+        return result
+
+    # -- dcz -------------------------------------------------------------------------------------
+
+    async def _dcz(
+        self, method: str, headers: dict[str, str], target: ArtifactInfo, client: Hashable
+    ) -> tuple[bytes, str] | None:
         """A dcz body when the client offers a stored artifact as dictionary (RFC 9842)."""
-        if not self.dictionaries or "available-dictionary" not in headers:
+        if not self.dictionaries or not self.zstd or "available-dictionary" not in headers:
             return None
         from ..compress import negotiate
         from ..wire._dictionary import parse_available_dictionary
@@ -245,68 +621,133 @@ class RegistryApp:
         dict_hash = parse_available_dictionary(headers["available-dictionary"])
         if dict_hash is None or dict_hash == target.sha256:
             return None
-        if not flag_enabled(self.flags, "ZSTD_COMPRESSION"):
-            return None
         try:
             if negotiate(headers.get("accept-encoding", ""), ["dcz"]) != "dcz":
                 return None
-        except Exception:
+        except Exception:  # a malformed header must not fail the download
             return None
         key = ("dcz", dict_hash, target.sha256)
-        body = self.cache.get(key)
-        if body is None:
-            base_path = self.storage.find_by_sha256(dict_hash)
-            if base_path is None:
-                return None
-            old, new = self.storage.read(base_path), self.storage.read(target.path)
-            body = await asyncio.get_running_loop().run_in_executor(
-                None, _encode_dcz, old, new, self.flags)
-            if len(body) > len(new) * (1 - self.min_delta_saving):
-                body = b""
-            self.cache.put(key, body)
-        return (body, dict_hash) if body else None
-
-    async def _patch_for(self, base_sha: bytes, target: ArtifactInfo) -> bytes | None:
-        """The patch base->target (computed once, cached, single-flight), or None if unusable."""
-        if base_sha == target.sha256:
+        hit = self.cache.get(key)
+        if hit is not None or method != "GET":
+            return hit if hit and hit[0] else None
+        picked = await self._io(self._pick_dictionary, dict_hash, target)
+        if picked is None:
             return None
-        key = ("patch", base_sha, target.sha256)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached or None
-        fut = self._inflight.get(key)
-        if fut is not None:
-            return await asyncio.shield(fut)
-        fut = asyncio.get_running_loop().create_future()
-        self._inflight[key] = fut
+        result = await self._queued(key, client, lambda: self._compute_dcz(key, picked, target))
+        return result if result and result[0] else None
+
+    def _pick_dictionary(self, dict_hash: bytes, target: ArtifactInfo) -> ArtifactInfo | None:
+        path = self.storage.find_by_sha256(dict_hash)
+        info = self.storage.stat(path) if path is not None else None
+        if info is None or info.sha256 != dict_hash:
+            return None
+        # Use-As-Dictionary matches the target's directory: nothing else is a dictionary here.
+        if info.path.rpartition("/")[0] != target.path.rpartition("/")[0]:
+            self.stats.patch_refusals["dictionary not in the same directory"] += 1
+            return None
+        if info.size > self.max_diff_bytes or target.size > self.max_diff_bytes:
+            self.stats.patch_refusals["too large"] += 1
+            return None
+        return info
+
+    def _compute_dcz(
+        self, key: Hashable, dictionary: ArtifactInfo, target: ArtifactInfo
+    ) -> tuple[bytes, str]:
+        from ..compress import Compressor, Dictionary
+
+        result = _NOT_WORTH
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                None, self._compute_patch, base_sha, target)
-            fut.set_result(result)
-            return result
-        except BaseException as exc:
-            fut.set_exception(exc)
-            fut.exception()  # mark retrieved; waiters still get it
-            raise
-        finally:
-            del self._inflight[key]
+            old = self.storage.read(dictionary.path)
+            new = self.storage.read(target.path)
+            body = Compressor("dcz", dictionary=Dictionary(old), flags=self.flags).compress(new)
+            if len(body) <= len(new) * (1 - self.min_delta_saving):
+                result = (body, format_digest(body))
+        except Exception as exc:  # a failed optimisation never fails the download
+            log.warning(
+                "dcz %s with %s not served: %r",
+                target.path,
+                dictionary.path,
+                exc,
+                exc_info=not isinstance(exc, (RegistryCoreError, MemoryError, OSError)),
+            )
+        self.cache.put(key, result)
+        return result
 
-    def _compute_patch(self, base_sha: bytes, target: ArtifactInfo) -> bytes | None:
+    # -- content codings ----------------------------------------------------------------------
+
+    def _coding_for(self, headers: dict[str, str], info: ArtifactInfo) -> str:
+        """The coding to offer: identity for stored-compressed media, else the client's pick."""
+        from ..compress import negotiate
+        from ..compress._auto import SMALL_MAX, is_precompressed
+
+        media = info.content_type.split(";", 1)[0].strip().lower()
+        if info.size > self.max_encode_bytes or is_precompressed(b"", media):
+            return "identity"
+        offer = self._offer
+        if info.size <= SMALL_MAX and self.brotli:  # Compressor.auto's pick for small payloads
+            offer = ["br", *[c for c in offer if c != "br"]]
         try:
-            from ..delta import DeltaAggregator
-        except ImportError:
-            return None
-        base_path = self.storage.find_by_sha256(base_sha)
-        if base_path is None:
-            return None
-        old = self.storage.read(base_path)
-        new = self.storage.read(target.path)
-        patch = DeltaAggregator(flags=self.flags).diff(old, new)
-        self.patches_computed += 1
-        key = ("patch", base_sha, target.sha256)
-        if len(patch) > len(new) * (1 - self.min_delta_saving):
-            self.cache.put(key, b"")  # remembered as "not worth it"
-            return None
-        self.cache.put(key, patch)
-        return patch
+            return negotiate(headers.get("accept-encoding", ""), [*offer, "identity"])
+        except Exception:  # a malformed header must not fail the download
+            return "identity"
 
+    async def _encoded(
+        self, method: str, headers: dict[str, str], info: ArtifactInfo, client: Hashable
+    ) -> tuple[str, tuple[bytes, str]] | None:
+        """(coding, (body, digest)) of the content-coded body (cached), or None to send the
+        stored bytes as they are."""
+        coding = self._coding_for(headers, info)
+        if coding == "identity":
+            return None
+        key = ("enc", info.sha256, coding)
+        hit = self.cache.get(key)
+        if hit is None and method == "GET":
+            hit = await self._queued(key, client, lambda: self._compute_encoding(key, info, coding))
+        return (coding, hit) if hit and hit[0] else None
+
+    def _compute_encoding(
+        self, key: Hashable, info: ArtifactInfo, coding: str
+    ) -> tuple[bytes, str]:
+        """In a worker: encode as ``Compressor.auto`` advises (identity if precompressed)."""
+        from ..compress import Compressor
+        from ..compress._auto import SMALL_MAX, is_precompressed
+
+        result = _NOT_WORTH
+        try:
+            data = self.storage.read(info.path)
+            media = info.content_type.split(";", 1)[0].strip().lower()
+            if not is_precompressed(data, media):
+                advice = Compressor.auto(data, content_type=media, flags=self.flags)
+                if advice.coding != "identity":
+                    level = {
+                        "zstd": advice.level
+                        if advice.coding == "zstd"
+                        else (19 if len(data) <= SMALL_MAX else 9),
+                        "br": 5,
+                        "gzip": 9,
+                    }[coding]
+                    # no long-distance window: RFC 9659 limits HTTP zstd to 8 MiB windows
+                    body = self._compressor(coding, level).compress(data)
+                    with self._count_lock:
+                        self.stats.encodings_computed += 1
+                    if len(body) < len(data):
+                        result = (body, format_digest(body))
+        except Exception as exc:  # a failed optimisation never fails the download
+            log.warning(
+                "%s encoding of %s not served: %r",
+                coding,
+                info.path,
+                exc,
+                exc_info=not isinstance(exc, (RegistryCoreError, MemoryError, OSError)),
+            )
+        self.cache.put(key, result)
+        return result
+
+    def _use_as_dictionary(self, info: ArtifactInfo) -> list[tuple[str, str]]:
+        """RFC 9842: each artifact may serve as the dictionary for later ones in its directory."""
+        if not self.dictionaries or not self.zstd:
+            return []
+        from ..wire._dictionary import build_use_as_dictionary
+
+        directory = "/" + info.path.rsplit("/", 1)[0] + "/*" if "/" in info.path else "/*"
+        return [("use-as-dictionary", build_use_as_dictionary(directory))]

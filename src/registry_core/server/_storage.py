@@ -1,32 +1,48 @@
-"""Where artifacts come from: a small storage protocol and a directory implementation.
+"""Where artifacts come from: a small storage protocol and two implementations.
 
 A registry plugs its own store in by implementing :class:`Storage` (three methods). Paths are
 relative, ``/``-separated and never contain ``..``; the app validates them before asking.
+
+Two optional members let the app do better, and are used when present:
+
+- ``open(path)`` returning a binary file object (``read(n)``, ``seek``, ``close``): full bodies
+  and ranges are streamed from it in pieces instead of read whole with ``read(path)``;
+- ``nonblocking = True``: the store answers from memory, so the app calls it on the event loop
+  instead of in a worker thread (every other store is called off the loop).
 """
 
 from __future__ import annotations
 
 import hashlib
-import mimetypes
+import io
 import os
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import BinaryIO, Protocol, runtime_checkable
 
 from ..errors import InvalidArgumentError
+from ._types import content_type_for
 
-__all__ = ["ArtifactInfo", "DirectoryStorage", "Storage", "validate_path"]
+__all__ = ["ArtifactInfo", "DirectoryStorage", "MemoryStorage", "Storage", "validate_path"]
+
+_HASH_BLOCK = 1 << 20
 
 
 @dataclass(frozen=True)
 class ArtifactInfo:
-    """Metadata of one stored artifact; ``sha256`` is of its exact bytes."""
+    """Metadata of one stored artifact; ``sha256`` is of its exact bytes.
+
+    ``mtime_ns``: when the artifact was stored (nanoseconds since the epoch), when known; the
+    app uses it to order versions whose file names carry no comparable version.
+    """
 
     path: str
     size: int
     sha256: bytes
     content_type: str = "application/octet-stream"
+    mtime_ns: int | None = None
 
 
 @runtime_checkable
@@ -57,47 +73,96 @@ def validate_path(raw: str) -> str | None:
 class DirectoryStorage:
     """Artifacts are the regular files under ``root`` (hidden files, escaping symlinks refused).
 
-    SHA-256 digests are computed once per (size, mtime) and cached; ``find_by_sha256`` keeps an
-    index that is refreshed when a lookup misses, at most once per ``rescan_interval`` seconds.
+    A file's SHA-256 is computed once per (size, mtime, inode) and kept. ``find_by_sha256``
+    builds an index of every file's digest at its first call (one walk of the tree, hashing
+    each file once) and then answers from it: a hit costs one ``stat`` to check the file did
+    not change, a miss costs nothing. The index follows every :meth:`stat` (a new or
+    rewritten file is re-indexed when it is next asked for); :meth:`refresh` re-walks the
+    tree (hashing only new or changed files), for registries that add files behind the
+    server's back and want them usable as delta bases before anyone asks for them.
+    ``rescan_interval``: when not None, a miss also triggers :meth:`refresh`, at most once per
+    that many seconds (off by default: a miss must stay cheap for anonymous clients).
+
+    Every method may block on the file system; :class:`~registry_core.server.RegistryApp`
+    calls them in worker threads.
     """
 
-    def __init__(self, root: str | os.PathLike[str], *, rescan_interval: float = 1.0) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, rescan_interval: float | None = None
+    ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise InvalidArgumentError(f"storage root {str(self.root)!r} is not a directory")
         self._lock = threading.Lock()
-        self._meta: dict[str, tuple[int, int, ArtifactInfo]] = {}
+        self._index_lock = threading.Lock()
+        self._meta: dict[str, tuple[tuple[int, int, int], ArtifactInfo]] = {}
         self._by_sha: dict[bytes, str] = {}
+        self._indexed = False
         self._rescan_interval = rescan_interval
         self._last_scan = float("-inf")
+
+    # -- file-system access (one place each, so tests can count them) -----------------------
+
+    def _stat(self, full: Path) -> os.stat_result:
+        return os.stat(full)
+
+    def _scandir(self, directory: str) -> list[os.DirEntry[str]]:
+        with os.scandir(directory) as it:
+            return list(it)
 
     def _file(self, path: str) -> Path | None:
         if validate_path(path) is None:
             return None
         full = (self.root / path).resolve()
-        if self.root not in full.parents or not full.is_file():
+        if self.root not in full.parents:
             return None
         return full
+
+    # -- the protocol --------------------------------------------------------------------------
 
     def stat(self, path: str) -> ArtifactInfo | None:
         full = self._file(path)
         if full is None:
             return None
-        st = full.stat()
+        try:
+            st = self._stat(full)
+        except OSError:
+            self._forget(path)
+            return None
+        import stat as stat_mod
+
+        if not stat_mod.S_ISREG(st.st_mode):
+            self._forget(path)
+            return None
+        return self._info(path, full, st)
+
+    def _info(self, path: str, full: Path, st: os.stat_result) -> ArtifactInfo | None:
+        key = (st.st_size, st.st_mtime_ns, st.st_ino)
         with self._lock:
             cached = self._meta.get(path)
-        if cached is not None and cached[0] == st.st_size and cached[1] == st.st_mtime_ns:
-            return cached[2]
+        if cached is not None and cached[0] == key:
+            return cached[1]
         h = hashlib.sha256()
-        with open(full, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        info = ArtifactInfo(path, st.st_size, h.digest(), ctype)
+        try:
+            with open(full, "rb") as f:
+                while block := f.read(_HASH_BLOCK):
+                    h.update(block)
+        except OSError:
+            self._forget(path)
+            return None
+        info = ArtifactInfo(path, st.st_size, h.digest(), content_type_for(path), st.st_mtime_ns)
         with self._lock:
-            self._meta[path] = (st.st_size, st.st_mtime_ns, info)
+            if cached is not None and self._by_sha.get(cached[1].sha256) == path:
+                del self._by_sha[cached[1].sha256]
+            self._meta[path] = (key, info)
             self._by_sha[info.sha256] = path
         return info
+
+    def _forget(self, path: str) -> None:
+        with self._lock:
+            cached = self._meta.pop(path, None)
+            if cached is not None and self._by_sha.get(cached[1].sha256) == path:
+                del self._by_sha[cached[1].sha256]
 
     def read(self, path: str) -> bytes:
         full = self._file(path)
@@ -105,31 +170,83 @@ class DirectoryStorage:
             raise FileNotFoundError(path)
         return full.read_bytes()
 
-    def find_by_sha256(self, sha256: bytes) -> str | None:
-        import time
+    def open(self, path: str) -> BinaryIO:
+        """The artifact opened for reading (raise FileNotFoundError if it is not one)."""
+        full = self._file(path)
+        if full is None:
+            raise FileNotFoundError(path)
+        return open(full, "rb")
 
+    def find_by_sha256(self, sha256: bytes) -> str | None:
+        if not self._indexed:
+            self._build_index()
         with self._lock:
             path = self._by_sha.get(sha256)
         if path is not None:
-            info = self.stat(path)
+            info = self.stat(path)  # one stat: still there, unchanged?
             if info is not None and info.sha256 == sha256:
                 return path
-        now = time.monotonic()
-        if now - self._last_scan < self._rescan_interval:
-            return None
-        self._last_scan = now
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in filenames:
-                rel = os.path.relpath(os.path.join(dirpath, name), self.root).replace(os.sep, "/")
-                info = self.stat(rel)
-                if info is not None and info.sha256 == sha256:
-                    return rel
+        if self._rescan_interval is not None:
+            now = time.monotonic()
+            if now - self._last_scan >= self._rescan_interval:
+                self.refresh()
+                with self._lock:
+                    return self._by_sha.get(sha256)
         return None
+
+    # -- the index -------------------------------------------------------------------------------
+
+    def _build_index(self) -> None:
+        with self._index_lock:
+            if not self._indexed:
+                self._walk()
+                self._indexed = True
+
+    def refresh(self) -> int:
+        """Re-walk the tree: index new and changed files, drop vanished ones; returns the count."""
+        with self._index_lock:
+            n = self._walk()
+            self._indexed = True
+            return n
+
+    def _walk(self) -> int:
+        self._last_scan = time.monotonic()
+        seen: set[str] = set()
+        pending = [str(self.root)]
+        root_len = len(str(self.root)) + 1
+        while pending:
+            directory = pending.pop()
+            try:
+                entries = self._scandir(directory)
+            except OSError:
+                continue
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                rel = entry.path[root_len:].replace(os.sep, "/")
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(entry.path)
+                        continue
+                except OSError:
+                    continue
+                if self.stat(rel) is not None:
+                    seen.add(rel)
+        with self._lock:
+            gone = [p for p in self._meta if p not in seen]
+        for p in gone:
+            self._forget(p)
+        return len(seen)
+
+    def __len__(self) -> int:
+        """Artifacts indexed so far."""
+        return len(self._meta)
 
 
 class MemoryStorage:
     """Artifacts held in a dict (tests, demos, registries that keep blobs elsewhere)."""
+
+    nonblocking = True
 
     def __init__(self, files: dict[str, bytes] | None = None) -> None:
         self._lock = threading.Lock()
@@ -142,10 +259,15 @@ class MemoryStorage:
         """Store (or replace) an artifact."""
         if validate_path(path) is None:
             raise InvalidArgumentError(f"invalid artifact path {path!r}")
-        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        info = ArtifactInfo(path, len(data), hashlib.sha256(data).digest(), ctype)
+        data = bytes(data)
+        info = ArtifactInfo(
+            path, len(data), hashlib.sha256(data).digest(), content_type_for(path), time.time_ns()
+        )
         with self._lock:
-            self._files[path] = (bytes(data), info)
+            old = self._files.get(path)
+            if old is not None and self._by_sha.get(old[1].sha256) == path:
+                del self._by_sha[old[1].sha256]
+            self._files[path] = (data, info)
             self._by_sha[info.sha256] = path
         return info
 
@@ -158,6 +280,9 @@ class MemoryStorage:
         if entry is None:
             raise FileNotFoundError(path)
         return entry[0]
+
+    def open(self, path: str) -> BinaryIO:
+        return io.BytesIO(self.read(path))  # shares the bytes until written to
 
     def find_by_sha256(self, sha256: bytes) -> str | None:
         path = self._by_sha.get(sha256)

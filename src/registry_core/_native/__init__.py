@@ -22,7 +22,6 @@ except ImportError as exc:  # pragma: no cover - exercised only on a broken inst
 CORE_VERSION: str = ffi.string(lib.rc_version()).decode()
 
 
-
 def check_core_version(core_version: str, python_version: str) -> None:
     """Raise NativeCoreError unless the compiled core matches the Python layer."""
     if core_version != python_version:
@@ -44,15 +43,21 @@ ERRORS = {
 
 
 def build_info() -> dict[str, object]:
-    """What was compiled: versions, compiler, flags, PGO and sanitizer status."""
-    return {
-        "version": __version__,
-        "core_version": CORE_VERSION,
-        "compiler": ffi.string(lib.rc_compiler()).decode(),
-        "cflags": ffi.string(lib.rc_cflags()).decode(),
-        "pgo": bool(lib.rc_pgo()),
-        "sanitized": bool(lib.rc_sanitized()),
-    }
+    """What this installation is and can do.
+
+    Keys: ``version`` and ``core_version`` (Python layer and compiled core, always equal),
+    ``compiler``, ``cflags``; the core's compile-time capabilities ``simd_chunking`` (a SIMD
+    chunking path: none exists, so False), ``asm_chunking`` (the x86-64 assembly gear update),
+    ``pgo`` and ``sanitized``; ``engines``: for ``zlib`` and ``miniz``, whether the engine is
+    ``present``, its ``version``, and whether it ``reproduces`` the reference deflate output
+    (members it compressed are rebuilt byte-exactly; probed once per process on the first
+    call, ~10 ms); and ``features``, a frozenset naming every capability that is on (e.g.
+    ``{"asm_chunking", "zlib_reproduces", "miniz_reproduces"}``), as python-zstandard's
+    ``backend_features`` does.
+    """
+    from ._info import build_info as _build_info
+
+    return _build_info(lib, ffi, CORE_VERSION)
 
 
 __all__ = ["CORE_VERSION", "ERRORS", "build_info", "check_core_version", "ffi", "lib"]

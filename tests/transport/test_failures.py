@@ -25,12 +25,15 @@ def make(pki, **kw):
 
 def test_goaway_mid_stream_is_transparent(pki, goaway_server, artifacts):
     """The server closes each connection after 5 requests while 1 MiB bodies are in flight."""
+
     async def main():
         async with make(pki, coalesce_requests=False) as t:
-            rs = await asyncio.gather(*(t.get(url(goaway_server, f"/blob/1mib.bin?{i}"))
-                                        for i in range(10)))
+            rs = await asyncio.gather(
+                *(t.get(url(goaway_server, f"/blob/1mib.bin?{i}")) for i in range(10))
+            )
             seq = [await t.get(url(goaway_server, f"/small.txt?{i}")) for i in range(12)]
             return rs, seq, t.stats
+
     rs, seq, stats = run(main())
     assert all(r.content == artifacts[1]["/blob/1mib.bin"] for r in rs)
     assert all(r.status == 200 for r in seq)
@@ -44,6 +47,7 @@ def test_truncated_body_raises_and_writes_nothing(pki, server, tmp_path):
     async def main():
         async with make(pki, retry=RetryPolicy(max_attempts=2, base=0.001)) as t:
             await t.fetch(url(server, "/evil/truncated"), dest=dest)
+
     with pytest.raises(TransportError, match="attempt"):
         run(main())
     assert not dest.exists() and not list(tmp_path.iterdir())
@@ -57,6 +61,7 @@ def test_wrong_digest_raises_and_writes_nothing(pki, server, tmp_path, path):
     async def main():
         async with make(pki) as t:
             await t.fetch(url(server, path), dest=dest)
+
     with pytest.raises(DigestMismatchError):
         run(main())
     assert dest.read_bytes() == b"previous version"
@@ -67,6 +72,7 @@ def test_unverifiable_artifact_is_refused(pki, server):
     async def main():
         async with make(pki) as t:
             await t.fetch(url(server, "/evil/no-digest"))
+
     with pytest.raises(DigestMismatchError, match="no digest"):
         run(main())
 
@@ -80,6 +86,7 @@ def test_oversized_response_raises(pki, server, tmp_path, http3):
             with pytest.raises(ResponseTooLargeError, match="declares"):
                 await t.get(url(server, "/blob/1mib.bin"), max_size=1000)
             await t.fetch(url(server, "/evil/big"), dest=dest)  # no Content-Length given
+
     with pytest.raises(ResponseTooLargeError, match="exceeds"):
         run(main())
     assert not dest.exists()
@@ -89,6 +96,7 @@ def test_decompression_bomb_is_refused(pki, server):
     async def main():
         async with make(pki, max_response_size=8 << 20) as t:
             await t.get(url(server, "/evil/bomb"))
+
     with pytest.raises(ResponseTooLargeError):
         run(main())
 
@@ -105,6 +113,7 @@ def test_503_is_retried_with_backoff(pki, server):
     async def main():
         async with make(pki, retry=Recording(max_attempts=4, base=0.01, rng=lambda: 0.5)) as t:
             return await t.get(url(server, "/evil/flaky"))
+
     r = run(main())
     assert r.status == 200 and r.content == b"ok"
     assert delays == [0.005, 0.01]  # U(0, base*2^n) with rng fixed at 0.5
@@ -121,6 +130,7 @@ def test_connection_refused_is_a_transport_error(pki):
     async def main():
         async with make(pki, retry=RetryPolicy(max_attempts=2, base=0.001)) as t:
             await t.get(f"https://registry.test:{port}/x")
+
     with pytest.raises(TransportError, match="2 attempt"):
         run(main())
 
@@ -129,5 +139,6 @@ def test_timeout(pki, server):
     async def main():
         async with make(pki, timeout=0.000_001, retry=RetryPolicy(max_attempts=1)) as t:
             await t.get(url(server, "/small.txt"))
+
     with pytest.raises(TransportError, match="timed out"):
         run(main())

@@ -23,10 +23,13 @@ ORIGIN = ("https", "registry.test", 443)
 
 # -- Alt-Svc -----------------------------------------------------------------------------------
 
+
 def test_parse_alt_svc_rfc7838_examples():
     assert parse_alt_svc('h2="new.example.org:80"') == [AltService("h2", "new.example.org", 80)]
     assert parse_alt_svc('h3=":443"; ma=3600, h3-29=":8443"; persist=1') == [
-        AltService("h3", "", 443, 3600.0), AltService("h3-29", "", 8443, 86400.0, True)]
+        AltService("h3", "", 443, 3600.0),
+        AltService("h3-29", "", 8443, 86400.0, True),
+    ]
     assert parse_alt_svc("clear") is None
     assert parse_alt_svc('w%3Dx%3Ay="a:1"')[0].protocol == "w=x:y"
 
@@ -58,6 +61,7 @@ def test_cache_expiry_clear_and_broken_backoff():
 
 
 # -- coalescing pool ---------------------------------------------------------------------------
+
 
 def test_cert_covers():
     names = ("registry.test", "*.cdn.test", "127.0.0.1")
@@ -111,6 +115,7 @@ def test_pool_prefers_least_loaded():
 
 # -- retry policy ------------------------------------------------------------------------------
 
+
 def test_retry_budgets_and_methods():
     r = RetryPolicy(max_attempts=3, max_replays=2)
     assert r.should_retry(1, "GET", unprocessed=False)
@@ -139,6 +144,7 @@ def test_first_replay_is_immediate_and_retry_after_is_honoured():
 
 # -- single flight -----------------------------------------------------------------------------
 
+
 def test_single_flight_shares_result_and_exception():
     async def main():
         sf: SingleFlight[int] = SingleFlight()
@@ -158,9 +164,9 @@ def test_single_flight_shares_result_and_exception():
             await asyncio.sleep(0.01)
             raise ValueError("x")
 
-        outs = await asyncio.gather(*(sf.do("e", boom) for _ in range(3)),
-                                    return_exceptions=True)
+        outs = await asyncio.gather(*(sf.do("e", boom) for _ in range(3)), return_exceptions=True)
         assert all(isinstance(o, ValueError) for o in outs)
+
     asyncio.run(main())
 
 
@@ -182,4 +188,5 @@ def test_single_flight_cancel_one_waiter_keeps_the_call():
         assert await b == "done"
         with pytest.raises(asyncio.CancelledError):
             await a
+
     asyncio.run(main())

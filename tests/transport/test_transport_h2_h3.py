@@ -29,6 +29,7 @@ def test_http2_get(pki, server, artifacts):
         async with make(pki, http3=False) as t:
             r = await t.get(url(server, "/small.txt"))
             return r
+
     r = run(main())
     assert r.status == 200 and r.http_version == "HTTP/2"
     assert r.content == artifacts[1]["/small.txt"]
@@ -38,6 +39,7 @@ def test_http2_decodes_negotiated_coding(pki, server, artifacts):
     async def main():
         async with make(pki, http3=False) as t:
             return await t.get(url(server, "/simple/pkg/index.json"))
+
     r = run(main())
     assert r.headers["content-encoding"] in ("zstd", "br", "gzip")
     assert r.content == artifacts[1]["/simple/pkg/index.json"]
@@ -49,6 +51,7 @@ def test_http3_required(pki, server, artifacts):
         async with make(pki, http3=True) as t:
             rs = [await t.get(url(server, p)) for p in ("/small.txt", "/blob/1mib.bin")]
             return rs, t.stats
+
     (small, big), stats = run(main())
     assert small.http_version == big.http_version == "HTTP/3"
     assert small.content == artifacts[1]["/small.txt"]
@@ -62,6 +65,7 @@ def test_alt_svc_upgrades_to_http3(pki, server):
             first = await t.get(url(server, "/small.txt"))
             second = await t.get(url(server, "/small.txt", "registry.test") + "?2")
             return first, second, t.stats
+
     first, second, stats = run(main())
     assert first.http_version == "HTTP/2"  # nothing known yet about the origin
     assert second.http_version == "HTTP/3"  # learnt from Alt-Svc
@@ -71,8 +75,10 @@ def test_alt_svc_upgrades_to_http3(pki, server):
 def test_quic_flag_off_never_uses_http3(pki, server):
     async def main():
         async with make(pki, flags=flags(QUIC_TRANSPORT=False)) as t:
-            return [(await t.get(url(server, f"/small.txt?{i}"))).http_version
-                    for i in range(3)], t.stats
+            return [
+                (await t.get(url(server, f"/small.txt?{i}"))).http_version for i in range(3)
+            ], t.stats
+
     versions, stats = run(main())
     assert versions == ["HTTP/2"] * 3 and stats["connections_h3"] == 0
 
@@ -86,6 +92,7 @@ def test_fallback_to_http2_when_udp_is_closed(pki, tcp_only_server):
             took = time.perf_counter() - t0
             r3 = await t.get(url(tcp_only_server, "/small.txt?again"))
             return r, took, r3, t.stats
+
     r, took, r3, stats = run(main())
     assert r.status == 200 and r.http_version == "HTTP/2"
     assert took < 1.0, f"fallback took {took:.3f}s"
@@ -95,9 +102,9 @@ def test_fallback_to_http2_when_udp_is_closed(pki, tcp_only_server):
 
 def test_http3_required_but_udp_closed_raises(pki, tcp_only_server):
     async def main():
-        async with make(pki, http3=True, connect_timeout=0.3,
-                        retry=None) as t:
+        async with make(pki, http3=True, connect_timeout=0.3, retry=None) as t:
             await t.get(url(tcp_only_server, "/small.txt"))
+
     with pytest.raises(TransportError, match="HTTP/3"):
         run(main())
 
@@ -118,6 +125,7 @@ def test_wrong_ca_fails_verification(server, tmp_path):
     async def main():
         async with Transport(verify=str(other), resolve=RESOLVE, http3=False) as t:
             await t.get(url(server, "/small.txt"))
+
     with pytest.raises(TransportError, match="verif"):
         run(main())
 
@@ -126,6 +134,7 @@ def test_only_https(pki):
     async def main():
         async with make(pki) as t:
             await t.get("http://registry.test/x")
+
     with pytest.raises(ValueError):
         run(main())
 
@@ -138,12 +147,15 @@ def test_http11_only_server(pki, artifacts):
     _, cert, key = pki
     app = RegistryApp(artifacts[0], flags=flags())
     with start_server(app, certfile=cert, keyfile=key, quic=False, http2=False) as h1:
+
         async def main():
             async with make(pki, http3=False, flags=flags(**ON)) as t:
-                rs = await asyncio.gather(*(t.get(url(h1, f"/coalesce/item{i}.txt"))
-                                            for i in range(4)))
+                rs = await asyncio.gather(
+                    *(t.get(url(h1, f"/coalesce/item{i}.txt")) for i in range(4))
+                )
                 other = await t.get(url(h1, "/small.txt", "mirror.test"))
                 return rs, other, t.connections()
+
         rs, other, conns = run(main())
     assert {r.http_version for r in rs} == {"HTTP/1.1"}
     assert [r.content for r in rs] == [artifacts[1][f"/coalesce/item{i}.txt"] for i in range(4)]

@@ -30,8 +30,9 @@ def test_etag_round_trip(data):
     assert etag_for_sha256(hashlib.sha256(data).digest()) == etag
 
 
-@pytest.mark.parametrize("etag", ['W/"' + "a" * 64 + '"', '"' + "A" * 64 + '"', '"abc"',
-                                  "a" * 64, '"' + "a" * 63 + '"'])
+@pytest.mark.parametrize(
+    "etag", ['W/"' + "a" * 64 + '"', '"' + "A" * 64 + '"', '"abc"', "a" * 64, '"' + "a" * 63 + '"']
+)
 def test_foreign_etags_are_not_ours(etag):
     assert etag_to_sha256(etag) is None
 
@@ -78,3 +79,37 @@ def test_server_never_raises_on_garbage(text):
     ask = parse_delta_request({"if-none-match": text, "a-im": text})
     assert isinstance(ask.wants_rcdelta, bool)
     assert all(len(s) == 32 for s in ask.base_sha256s())
+
+
+def test_delta_engines_field():
+    from registry_core.wire import format_delta_engines, parse_delta_engines
+
+    assert format_delta_engines(["miniz", "zlib"]) == "zlib, miniz"
+    assert format_delta_engines([]) == ""
+    assert parse_delta_engines(None) is None
+    assert parse_delta_engines("zlib, miniz") == {"zlib", "miniz"}
+    assert parse_delta_engines("ZLIB;v=1") == {"zlib"}
+    assert parse_delta_engines("") == frozenset()
+    assert parse_delta_engines('zlib, "x", (a b)') == {"zlib"}
+    assert parse_delta_engines("zlib,,") == frozenset()  # malformed: BINARY only
+
+
+def test_request_states_its_engines():
+    ask = parse_delta_request({"a-im": "rcdelta", "delta-engines": "zlib"})
+    assert ask.engines == {"zlib"}
+    assert parse_delta_request({"a-im": "rcdelta"}).engines is None
+    assert parse_delta_request({"a-im": "rcdelta", "delta-engines": ""}).engines == frozenset()
+    h = delta_request_headers(b"old", engines=["zlib", "miniz"])
+    assert h["delta-engines"] == "zlib, miniz" and h["a-im"] == "rcdelta"
+    h = delta_request_headers(b"old", engines=[])
+    assert h["delta-engines"] == ""
+    assert "delta-engines" not in delta_request_headers(b"old")
+    sha = hashlib.sha256(b"old").digest()
+    assert delta_request_headers(None, have_sha256=sha) == delta_request_headers(b"old")
+
+
+def test_im_is_a_structured_list():
+    assert parse_im('rcdelta;note="a,b", vcdiff') == ["rcdelta", "vcdiff"]
+    for bad in ('"rcdelta"', "rcdelta,,", "1x"):
+        with pytest.raises(InvalidArgumentError):
+            parse_im(bad)

@@ -6,21 +6,25 @@ httpx, httpcore and aioquic are imported when this package is imported, never by
 
 from __future__ import annotations
 
+from .._util import SingleFlight
 from ._altsvc import AltService, AltSvcCache, parse_alt_svc
-from ._client import Response, Transport
-from ._h3 import H3Connection, H3Transport
+from ._client import ClientOptions, Response, Transport
+from ._h3 import H3Connection
+from ._policy import Decision, FetchPlan, FetchPolicy
 from ._pool import CoalescingPool, ConnectionRecord, cert_covers
 from ._retry import RetryPolicy
-from .._util import SingleFlight
 from ._sync import SyncTransport
 
 __all__ = [
     "AltService",
     "AltSvcCache",
+    "ClientOptions",
     "CoalescingPool",
     "ConnectionRecord",
+    "Decision",
+    "FetchPlan",
+    "FetchPolicy",
     "H3Connection",
-    "H3Transport",
     "Response",
     "RetryPolicy",
     "SingleFlight",

@@ -74,16 +74,22 @@ def parse_alt_svc(value: str) -> list[AltService] | None:
             max_age = float(int(params.get("ma", "86400")))
         except ValueError:
             max_age = 86400.0
-        out.append(AltService(proto, host.strip("[]"), int(port_s), max_age,
-                              params.get("persist") == "1"))
+        out.append(
+            AltService(proto, host.strip("[]"), int(port_s), max_age, params.get("persist") == "1")
+        )
     return out
 
 
 class AltSvcCache:
     """Remembers, per origin, the HTTP/3 alternative advertised and whether it is broken."""
 
-    def __init__(self, *, protocols: tuple[str, ...] = ("h3",), broken_base: float = 300.0,
-                 broken_max: float = 48 * 3600.0) -> None:
+    def __init__(
+        self,
+        *,
+        protocols: tuple[str, ...] = ("h3",),
+        broken_base: float = 300.0,
+        broken_max: float = 48 * 3600.0,
+    ) -> None:
         self.protocols = protocols
         self.broken_base = broken_base
         self.broken_max = broken_max
@@ -118,7 +124,7 @@ class AltSvcCache:
     def mark_broken(self, origin: tuple[str, str, int], now: float) -> float:
         """Note a failed attempt; returns until when the alternative is not tried again."""
         _, failures = self._broken.get(origin, (0.0, 0))
-        until = now + min(self.broken_max, self.broken_base * (2 ** failures))
+        until = now + min(self.broken_max, self.broken_base * (2**failures))
         self._broken[origin] = (until, failures + 1)
         return until
 

@@ -11,41 +11,40 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
 import os
 import socket
 import ssl
-import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h2.exceptions
 import httpcore
 import httpx
 
+from .._util import SingleFlight, atomic_write
 from ..errors import (
     CompressionError,
     DecompressionLimitError,
-    DeltaError,
-    DigestMismatchError,
     InvalidArgumentError,
-    ReproductionUnavailableError,
+    OutputTooLargeError,
     ResponseTooLargeError,
     TransportError,
 )
-from ..flags import flag_enabled
-from ..wire._delta import IM_RCDELTA, delta_request_headers, etag_to_sha256, parse_im
-from ..wire._digest import verify_digest
 from ._altsvc import AltSvcCache
-from ._decode import accept_encoding, decode_body
+from ._decode import Codings, accept_encoding, decode_body
 from ._h3 import H3ConnectError, H3Connection, H3StreamError
+from ._policy import Decision, FetchPlan, FetchPolicy, reproduced_engines, sha256, verify_body
 from ._pool import CoalescingPool, ConnectionRecord
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
-from .._util import SingleFlight
 from ._tls import connect_tls
+
+if TYPE_CHECKING:
+    from ..flags import FeatureFlags
 
 __all__ = ["Response", "Transport"]
 
@@ -64,6 +63,8 @@ class Response:
     raw_content: bytes = b""
     connection_id: int = 0
     elapsed: float = 0.0
+    #: digests of ``content`` computed while verifying it (``{"sha-256": ...}``), for reuse
+    digests: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def raise_for_status(self) -> Response:
         if self.status >= 400:
@@ -84,7 +85,32 @@ class _Unprocessed(Exception):
 
 
 _STREAM_WINDOW = 1 << 24
-_INLINE_APPLY = 256 << 10  # patches on bases larger than this are applied on a worker thread
+_HASH_ON_LOOP = 1 << 20  # larger ``have`` buffers are hashed on a worker thread
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """The feature flags a Transport reads, resolved once at construction."""
+
+    delta: bool  # DELTA_AGGREGATOR: ask for registry-core patches
+    zstd: bool  # ZSTD_COMPRESSION: zstd and dcz codings, shared dictionaries
+    brotli: bool  # BROTLI_COMPRESSION
+    quic: bool  # QUIC_TRANSPORT
+    coalesce: bool  # CONNECTION_COALESCE
+
+    @classmethod
+    def from_flags(cls, flags: FeatureFlags | None) -> tuple[ClientOptions, FeatureFlags]:
+        from ..flags import resolve_flags
+
+        resolved = resolve_flags(flags)
+        on = resolved.is_enabled
+        return cls(
+            on("DELTA_AGGREGATOR"),
+            on("ZSTD_COMPRESSION"),
+            on("BROTLI_COMPRESSION"),
+            on("QUIC_TRANSPORT"),
+            on("CONNECTION_COALESCE"),
+        ), resolved
 
 
 class _H2Connection(httpcore.AsyncHTTP2Connection):
@@ -102,7 +128,8 @@ class _H2Connection(httpcore.AsyncHTTP2Connection):
 
         def initiate() -> None:
             self._h2_state.local_settings[h2.settings.SettingCodes.INITIAL_WINDOW_SIZE] = (
-                _STREAM_WINDOW)
+                _STREAM_WINDOW
+            )
             self._h2_state.local_settings.acknowledge()
             original()
 
@@ -127,11 +154,21 @@ class Transport:
     origin advertises it with Alt-Svc, fall back to HTTP/2 within ``h3_connect_timeout``), True
     (HTTP/3 only, on the origin's port), False (never). resolve: ``{host: ip}`` overrides, like
     curl's ``--resolve``. timeout: seconds per attempt. max_response_size: bytes, checked on the
-    wire and after decoding. flags: a FeatureFlags (default: ``default_flags()``) consulted for
-    QUIC_TRANSPORT and CONNECTION_COALESCE on every request. session_tickets: a dict shared
-    between Transports so a new one resumes TLS sessions (TCP) and QUIC sessions (sending
-    idempotent requests as 0-RTT). h3_max_datagram_size: QUIC packet size (1200 is safe on
-    every path).
+    wire and after decoding. flags: a FeatureFlags resolved once here (None: the catalogue
+    defaults) into plain options (:class:`ClientOptions`: DELTA_AGGREGATOR, ZSTD_COMPRESSION,
+    BROTLI_COMPRESSION, QUIC_TRANSPORT, CONNECTION_COALESCE); changing the flags later does
+    not change a built Transport. session_tickets: a dict shared between Transports so a new
+    one resumes TLS sessions (TCP) and QUIC sessions (sending idempotent requests as 0-RTT).
+    h3_max_datagram_size: QUIC packet size (1200 is safe on every path).
+
+    transport: an ``httpx.AsyncBaseTransport`` to send every request through instead of this
+    client's own HTTP/2 / HTTP/3 connections (``httpx.ASGITransport(app=...)`` runs the whole
+    fetch policy against an in-process ASGI app; ``httpx.AsyncHTTPTransport()`` uses httpx's
+    pool). Retries, size limits, digest checks, decoding and the delta policy are the same.
+
+    apply_timeout: seconds a patch may take to apply (on a worker thread, never on the event
+    loop) before :meth:`fetch` gives up on it and downloads the full artifact; the worker's
+    result is then discarded.
     """
 
     def __init__(
@@ -146,15 +183,24 @@ class Transport:
         h3_max_datagram_size: int = 1200,
         max_response_size: int = 1 << 30,
         retry: RetryPolicy | None = None,
-        flags: Any = None,
+        flags: FeatureFlags | None = None,
         session_tickets: dict[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         coalesce_requests: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+        apply_timeout: float = 60.0,
     ) -> None:
         if http3 not in ("auto", True, False):
             raise InvalidArgumentError(f"http3 must be 'auto', True or False, not {http3!r}")
         if isinstance(verify, str) and not os.path.exists(verify):
             raise InvalidArgumentError(f"CA bundle {verify!r} does not exist")
+        if not apply_timeout > 0:
+            raise InvalidArgumentError(f"apply_timeout must be positive, not {apply_timeout!r}")
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise InvalidArgumentError(
+                "transport must be an httpx.AsyncBaseTransport, not " f"{type(transport).__name__}"
+            )
+        self.options, self.flags = ClientOptions.from_flags(flags)
         self.verify = verify
         self.http3 = http3
         self.resolve = {k.lower(): v for k, v in (resolve or {}).items()}
@@ -164,10 +210,12 @@ class Transport:
         self.h3_max_datagram_size = h3_max_datagram_size
         self.max_response_size = max_response_size
         self.retry = retry or RetryPolicy()
-        self.flags = flags
         self.coalesce_requests = coalesce_requests
+        self.transport = transport
+        self.apply_timeout = apply_timeout
         self.default_headers = {"user-agent": "registry-core", **(headers or {})}
-        self.pool = CoalescingPool()
+        self.codings = Codings(zstd=self.options.zstd, brotli=self.options.brotli, flags=self.flags)
+        self.pool = CoalescingPool(coalesce=self.options.coalesce)
         self.altsvc = AltSvcCache()
         self.stats: collections.Counter[str] = collections.Counter()
         self.session_tickets: dict[str, Any] = {} if session_tickets is None else session_tickets
@@ -177,6 +225,8 @@ class Transport:
         self._dns: dict[str, tuple[float, list[str]]] = {}
         self._singleflight: SingleFlight[Response] = SingleFlight()
         self._ssl: ssl.SSLContext | None = None
+        self._policy: FetchPolicy | None = None
+        self._appliers: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -188,10 +238,16 @@ class Transport:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close every connection."""
+        """Close every connection (and the given ``transport``)."""
         self._closed = True
         for live in list(self._live.values()):
             await self._close(live)
+        if self.transport is not None:
+            with contextlib.suppress(Exception):
+                await self.transport.aclose()
+        if self._appliers is not None:  # a patch past its deadline finishes on its own
+            self._appliers.shutdown(wait=False, cancel_futures=True)
+            self._appliers = None
 
     async def _close(self, live: _Live) -> None:
         self.pool.remove(live.record.conn_id)
@@ -205,18 +261,32 @@ class Transport:
 
     # -- public API --------------------------------------------------------------------------
 
-    async def get(self, url: str, *, headers: Mapping[str, str] | None = None,
-                  timeout: float | None = None, max_size: int | None = None) -> Response:
+    async def get(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        max_size: int | None = None,
+    ) -> Response:
         """GET ``url``; concurrent identical GETs share one request on the wire."""
         return await self.request("GET", url, headers=headers, timeout=timeout, max_size=max_size)
 
-    async def request(self, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-                      content: bytes | None = None, timeout: float | None = None,
-                      max_size: int | None = None, dictionary: bytes | None = None) -> Response:
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        content: bytes | None = None,
+        timeout: float | None = None,
+        max_size: int | None = None,
+        dictionary: Any = None,
+    ) -> Response:
         """Send a request with retries; returns the whole (decoded, verified) response.
 
-        ``dictionary``: the bytes named by an ``Available-Dictionary`` header, needed to decode
-        a ``dcz`` answer.
+        ``dictionary``: the dictionary named by an ``Available-Dictionary`` header (bytes or a
+        ``compress.Dictionary``), needed to decode a ``dcz`` answer.
         """
         if self._closed:
             raise TransportError("this Transport is closed")
@@ -224,11 +294,18 @@ class Transport:
         u = httpx.URL(url)
         if u.scheme != "https":
             raise InvalidArgumentError(f"only https:// URLs are supported, not {url!r}")
+        if isinstance(dictionary, (bytes, bytearray, memoryview)):
+            from ..compress import Dictionary
+
+            dictionary = Dictionary(dictionary)
         hdrs = {k.lower(): v for k, v in {**self.default_headers, **(headers or {})}.items()}
-        hdrs.setdefault("accept-encoding", accept_encoding(self.flags))
+        hdrs.setdefault("accept-encoding", accept_encoding(self.codings))
         limit = self.max_response_size if max_size is None else max_size
-        run = lambda: self._with_retries(method, u, hdrs, content, timeout or self.timeout,  # noqa: E731
-                                         limit, dictionary)
+        attempt_timeout = timeout or self.timeout
+
+        def run() -> Awaitable[Response]:
+            return self._with_retries(method, u, hdrs, content, attempt_timeout, limit, dictionary)
+
         if self.coalesce_requests and method in ("GET", "HEAD") and content is None:
             key = (method, str(u), tuple(sorted(hdrs.items())), timeout, limit)
             try:
@@ -237,113 +314,168 @@ class Transport:
                 self.stats["requests_coalesced"] = self._singleflight.shared
         return await run()
 
-    async def fetch(self, url: str, *, have: bytes | None = None,
-                    dest: str | os.PathLike[str] | None = None,
-                    max_size: int | None = None) -> bytes:
+    async def fetch(
+        self,
+        url: str,
+        *,
+        have: bytes | None = None,
+        dest: str | os.PathLike[str] | None = None,
+        max_size: int | None = None,
+    ) -> bytes:
         """Download an artifact, as a registry-core patch against ``have`` when possible.
 
         The result is checked against the server's digest (the patch result against
         ``Repr-Digest``; every body against ``Content-Digest``; the artifact against its strong
         ETag) before it is returned. On any mismatch :class:`DigestMismatchError` is raised and
-        ``dest`` (if given) is not touched; otherwise ``dest`` is replaced atomically.
+        ``dest`` (if given) is not touched; otherwise ``dest`` is replaced atomically, with the
+        permissions a plain ``open()`` would give under the process umask.
+
+        A patch this client cannot use (its platform cannot rebuild it, it is over the limits,
+        corrupt, made for another base, or takes longer than ``apply_timeout``) is dropped and
+        the full artifact is downloaded instead, once, and verified the same way.
         """
         limit = self.max_response_size if max_size is None else max_size
         data = await self._fetch(url, have, limit)
         if dest is not None:
-            directory = os.path.dirname(os.path.abspath(dest))
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".registry-core-")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                os.replace(tmp, dest)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
+            atomic_write(dest, data)
         return data
 
+    async def _fetch_policy(self) -> FetchPolicy:
+        if self._policy is None:
+            engines = (
+                await asyncio.to_thread(reproduced_engines) if self.options.delta else frozenset()
+            )
+            self._policy = FetchPolicy(
+                delta=self.options.delta, dcz=self.options.zstd, engines=engines
+            )
+        return self._policy
+
+    async def _plan(self, policy: FetchPolicy, have: bytes | None) -> FetchPlan:
+        """The first request's plan; ``have`` is hashed here, once (off the loop if large)."""
+        if have is None:
+            return policy.plan(None)
+
+        def hashed() -> tuple[bytes, Any]:
+            if self.options.zstd:  # the dcz dictionary hashes ``have``: use its digest
+                from ..compress import Dictionary
+
+                d = Dictionary(have)
+                return d.sha256, d
+            return sha256(have), None
+
+        if len(have) > _HASH_ON_LOOP:
+            digest, dictionary = await asyncio.to_thread(hashed)
+        else:
+            digest, dictionary = hashed()
+        return policy.plan(have, have_sha256=digest, dictionary=dictionary)
+
+    async def _send_plan(
+        self, policy: FetchPolicy, plan: FetchPlan, url: str, limit: int
+    ) -> tuple[Decision, Response]:
+        headers = plan.headers
+        if plan.dictionary is not None:
+            headers = {**headers, "accept-encoding": accept_encoding(self.codings, dcz=True)}
+        r = await self.request(
+            "GET", url, headers=headers, max_size=limit, dictionary=plan.dictionary
+        )
+        decision = policy.decide(
+            plan,
+            r.status,
+            r.headers,
+            r.content,
+            url=url,
+            coding=r.headers.get("content-encoding", "identity"),
+            digests=r.digests,
+        )
+        return decision, r
+
     async def _fetch(self, url: str, have: bytes | None, limit: int) -> bytes:
-        delta_ok = have is not None and flag_enabled(self.flags, "DELTA_AGGREGATOR")
-        headers = delta_request_headers(have if delta_ok else None)
-        dictionary = None
-        if have is not None and flag_enabled(self.flags, "ZSTD_COMPRESSION"):
-            import hashlib
-
-            from ..wire._dictionary import available_dictionary
-
-            headers["available-dictionary"] = available_dictionary(hashlib.sha256(have).digest())
-            headers["accept-encoding"] = accept_encoding(self.flags, dcz=True)
-            dictionary = have
-        r = await self.request("GET", url, headers=headers, max_size=limit,
-                               dictionary=dictionary)
-        if r.status == 304 and have is not None:
-            self.stats["fetch_not_modified"] += 1
-            return have
-        if r.status == 226 and have is not None:
-            if IM_RCDELTA not in parse_im(r.headers.get("im", "")):
-                raise TransportError(f"{url}: 226 response with unsupported IM "
-                                     f"{r.headers.get('im')!r}")
-            repr_digest = r.headers.get("repr-digest")
-            if not repr_digest:
-                raise DigestMismatchError(f"{url}: delta response carries no Repr-Digest; "
-                                          "refusing an unverifiable result")
+        policy = await self._fetch_policy()
+        plan = await self._plan(policy, have)
+        decision, r = await self._send_plan(policy, plan, url, limit)
+        if decision.action == "apply":
             try:
-                from ..delta import DeltaAggregator
-
-                agg = DeltaAggregator(max_output_size=limit, flags=self.flags)
-                if len(have) > _INLINE_APPLY:  # keep the event loop serving other requests
-                    data = await asyncio.get_running_loop().run_in_executor(
-                        None, agg.apply, have, r.content)
-                else:
-                    data = agg.apply(have, r.content)
-            except ReproductionUnavailableError:
-                # This platform cannot rebuild archive patches (non-reference zlib): the
-                # patch is fine, it just cannot be used here. Take the full artifact.
-                self.stats["fetch_delta_unusable"] += 1
-                return await self._fetch(url, None, limit)
-            except DeltaError as exc:
-                self.stats["fetch_delta_failed"] += 1
-                raise TransportError(f"{url}: the patch the server sent does not apply: {exc}"
-                                     ) from exc
-            if len(data) > limit:
-                raise ResponseTooLargeError(f"{url}: patched artifact is {len(data)} bytes, "
-                                            f"over the {limit}-byte limit")
-            verify_digest(data, repr_digest, what=f"{url} (patched)")
-            self._check_etag(url, data, r.headers.get("etag"))
-            self.stats["fetch_delta"] += 1
+                decision = await self._apply(policy, plan, decision, r, url, limit)
+            except asyncio.TimeoutError:
+                self.stats["fetch_delta_timeout"] += 1
+            except Exception as exc:
+                stat = policy.unusable(exc)
+                if stat is None:
+                    raise
+                self.stats[stat] += 1
+            else:
+                self.stats["fetch_bytes_wire"] += len(r.raw_content)
+            if decision.action == "apply":  # dropped: one request for the full artifact
+                full = policy.full_plan()
+                decision, r2 = await self._send_plan(policy, full, url, limit)
+                if decision.action != "accept":
+                    raise TransportError(
+                        f"{url}: the full download after an unusable patch "
+                        f"was answered {r2.status}"
+                    )
+                self.stats["fetch_delta_fallbacks"] += 1
+                self.stats["fetch_bytes_wire"] += len(r.raw_content) + len(r2.raw_content)
+        elif decision.action != "have":
             self.stats["fetch_bytes_wire"] += len(r.raw_content)
-            self.stats["fetch_bytes_full"] += len(data)
-            return data
-        if r.status != 200:
-            raise TransportError(f"GET {url} answered {r.status}; expected the artifact")
-        checked = self._check_etag(url, r.content, r.headers.get("etag"))
-        if not checked and not r.headers.get("content-digest") and not r.headers.get(
-                "repr-digest"):
-            raise DigestMismatchError(f"{url}: the server sent no digest and no strong ETag; "
-                                      "the artifact cannot be verified")
-        self.stats["fetch_dcz" if r.headers.get("content-encoding") == "dcz"
-                   else "fetch_full"] += 1
-        self.stats["fetch_bytes_wire"] += len(r.raw_content)
-        self.stats["fetch_bytes_full"] += len(r.content)
-        return r.content
+        self.stats[decision.stat] += 1
+        assert decision.data is not None
+        if decision.action != "have":
+            self.stats["fetch_bytes_full"] += len(decision.data)
+        return decision.data
 
-    @staticmethod
-    def _check_etag(url: str, data: bytes, etag: str | None) -> bool:
-        sha = etag_to_sha256(etag) if etag else None
-        if sha is None:
-            return False
-        import hashlib
+    async def _apply(
+        self,
+        policy: FetchPolicy,
+        plan: FetchPlan,
+        decision: Decision,
+        r: Response,
+        url: str,
+        limit: int,
+    ) -> Decision:
+        """Apply the patch on a worker thread, within ``apply_timeout``."""
+        patch, have = decision.patch, plan.have
+        assert patch is not None and have is not None
+        headers = r.headers
 
-        if hashlib.sha256(data).digest() != sha:
-            raise DigestMismatchError(f"{url}: SHA-256 of the artifact does not match its ETag "
-                                      f"{etag}; nothing was written")
-        return True
+        def work() -> tuple[bytes, tuple[str, bytes] | None]:
+            from ..delta import DeltaAggregator
+
+            try:
+                info = DeltaAggregator.inspect(patch)
+                post = policy.before_apply(plan, info, headers, url)
+                if info.target_size > limit:
+                    raise OutputTooLargeError(
+                        f"{url}: the patch declares a {info.target_size}-byte artifact, over "
+                        f"the {limit}-byte limit"
+                    )
+                agg = DeltaAggregator(archive_aware=True, max_output_size=limit)
+                return agg.apply(have, patch), post
+            except MemoryError:
+                raise OutputTooLargeError(
+                    f"{url}: applying the patch ran out of memory (a patch declaring more "
+                    "than this process can hold); the full artifact is fetched instead"
+                ) from None
+
+        if self._appliers is None:
+            self._appliers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=2, thread_name_prefix="registry-core-apply"
+            )
+        job = asyncio.get_running_loop().run_in_executor(self._appliers, work)
+        data, post = await asyncio.wait_for(job, self.apply_timeout)
+        return policy.after_apply(plan, data, limit, url, post)
 
     # -- retries -----------------------------------------------------------------------------
 
-    async def _with_retries(self, method: str, url: httpx.URL, headers: dict[str, str],
-                            content: bytes | None, timeout: float, limit: int,
-                            dictionary: bytes | None) -> Response:
+    async def _with_retries(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        timeout: float,
+        limit: int,
+        dictionary: bytes | None,
+    ) -> Response:
         attempt = 0
         replays = 0
         dedicated = False
@@ -352,9 +484,11 @@ class Transport:
             unprocessed = False
             try:
                 r = await asyncio.wait_for(
-                    self._attempt(method, url, headers, content, timeout, limit, dedicated,
-                                  dictionary),
-                    timeout)
+                    self._attempt(
+                        method, url, headers, content, timeout, limit, dedicated, dictionary
+                    ),
+                    timeout,
+                )
                 if self.retry.should_retry_status(attempt, method, r.status):
                     self.stats["retries"] += 1
                     await asyncio.sleep(self.retry.delay(attempt, retry_after=_retry_after(r)))
@@ -362,8 +496,9 @@ class Transport:
                 return r
             except _Misdirected:
                 if dedicated:
-                    raise TransportError(f"{url}: 421 Misdirected Request even on a dedicated "
-                                         "connection") from None
+                    raise TransportError(
+                        f"{url}: 421 Misdirected Request even on a dedicated " "connection"
+                    ) from None
                 dedicated = True
                 self.stats["misdirected"] += 1
                 attempt -= 1
@@ -375,52 +510,79 @@ class Transport:
                 error, unprocessed = exc, exc.unprocessed
             except (httpcore.ConnectError, httpcore.ConnectTimeout, H3ConnectError) as exc:
                 if isinstance(exc.__cause__, ssl.SSLCertVerificationError) or isinstance(
-                        exc.__context__, ssl.SSLCertVerificationError):
-                    raise TransportError(f"{url}: TLS certificate verification failed: {exc}"
-                                         ) from exc
+                    exc.__context__, ssl.SSLCertVerificationError
+                ):
+                    raise TransportError(
+                        f"{url}: TLS certificate verification failed: {exc}"
+                    ) from exc
                 # Never sent, so safe for any method, but a refused connection is a real
                 # failure: it spends the attempt budget, not the replay budget.
                 if attempt >= self.retry.max_attempts:
-                    raise TransportError(f"{method} {url} failed after {attempt + replays} "
-                                         f"attempt(s): cannot connect: {exc}") from exc
+                    raise TransportError(
+                        f"{method} {url} failed after {attempt + replays} "
+                        f"attempt(s): cannot connect: {exc}"
+                    ) from exc
                 self.stats["retries"] += 1
                 await asyncio.sleep(self.retry.delay(attempt))
                 continue
-            except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException,
-                    httpx.TransportError, h2.exceptions.ProtocolError, asyncio.TimeoutError,
-                    OSError) as exc:
+            except (
+                httpcore.NetworkError,
+                httpcore.ProtocolError,
+                httpcore.TimeoutException,
+                httpx.TransportError,
+                h2.exceptions.ProtocolError,
+                asyncio.TimeoutError,
+                OSError,
+            ) as exc:
                 error = exc
             except _Drained as exc:
                 # A graceful GOAWAY (NO_ERROR) cut our stream: the server is draining the
                 # connection, not failing. Idempotent requests replay on the replay budget.
-                error = exc.__cause__ or exc
+                error = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
                 unprocessed = method in IDEMPOTENT_METHODS
             except ssl.SSLError as exc:
                 raise TransportError(f"{url}: TLS failed: {exc}") from exc
             if unprocessed:
                 replays += 1
                 attempt -= 1  # the server never saw it: not an attempt
-            if not self.retry.should_retry(attempt, method, unprocessed=unprocessed,
-                                           replays=replays):
+            if not self.retry.should_retry(
+                attempt, method, unprocessed=unprocessed, replays=replays
+            ):
                 kind = "timed out" if isinstance(error, asyncio.TimeoutError) else "failed"
-                raise TransportError(f"{method} {url} {kind} after {attempt + replays} "
-                                     f"attempt(s): {type(error).__name__}: {error}") from error
+                raise TransportError(
+                    f"{method} {url} {kind} after {attempt + replays} "
+                    f"attempt(s): {type(error).__name__}: {error}"
+                ) from error
             self.stats["replays" if unprocessed else "retries"] += 1
-            await asyncio.sleep(self.retry.delay(max(attempt, 1) if not unprocessed else replays,
-                                                 unprocessed=unprocessed))
+            await asyncio.sleep(
+                self.retry.delay(
+                    max(attempt, 1) if not unprocessed else replays, unprocessed=unprocessed
+                )
+            )
 
     # -- one attempt -------------------------------------------------------------------------
 
     def _h3_allowed(self) -> bool:
-        return self.http3 is not False and flag_enabled(self.flags, "QUIC_TRANSPORT")
+        return self.http3 is not False and self.options.quic
 
-    async def _attempt(self, method: str, url: httpx.URL, headers: dict[str, str],
-                       content: bytes | None, timeout: float, limit: int,
-                       dedicated: bool, dictionary: bytes | None = None) -> Response:
+    async def _attempt(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        timeout: float,
+        limit: int,
+        dedicated: bool,
+        dictionary: Any = None,
+    ) -> Response:
+        if self.transport is not None:
+            return await self._attempt_seam(
+                method, url, headers, content, timeout, limit, dictionary
+            )
         started = time.perf_counter()
         origin: Origin = ("https", url.host.lower(), url.port or 443)
         now = time.monotonic()
-        self.pool.coalesce = flag_enabled(self.flags, "CONNECTION_COALESCE")
         live: _Live | None = None
         if self._h3_allowed():
             alt = self.altsvc.lookup(origin, now)
@@ -431,8 +593,9 @@ class Transport:
                     self.altsvc.mark_working(origin)
                 except (H3ConnectError, OSError) as exc:
                     if self.http3 is True:
-                        raise TransportError(f"{url}: HTTP/3 required but unavailable: {exc}"
-                                             ) from exc
+                        raise TransportError(
+                            f"{url}: HTTP/3 required but unavailable: {exc}"
+                        ) from exc
                     self.altsvc.mark_broken(origin, now)
                     self.stats["h3_fallbacks"] += 1
         if live is None:
@@ -442,21 +605,25 @@ class Transport:
             self.stats["coalesced_requests"] += 1
         self.pool.acquire(rec.conn_id)
         try:
-            exchange = self._exchange(live, method, url, headers, content, timeout, limit)
+            exchange: Awaitable[tuple[int, httpx.Headers, bytes, str]] = self._exchange(
+                live, method, url, headers, content, timeout, limit
+            )
             if rec.protocol == "h3" and live.conn.early:
                 # 0-RTT: the request is already on its way; if the handshake then fails
                 # (UDP blocked since the ticket was issued), fall back like a failed connect.
                 task = asyncio.ensure_future(exchange)
                 try:
-                    deadline = (self.h3_connect_timeout if self.http3 == "auto"
-                                else self.connect_timeout)
+                    deadline = (
+                        self.h3_connect_timeout if self.http3 == "auto" else self.connect_timeout
+                    )
                     await live.conn.wait_handshake(deadline)
                 except H3ConnectError as exc:
                     task.cancel()
                     await self._close(live)
                     if self.http3 is True:
-                        raise TransportError(f"{url}: HTTP/3 required but unavailable: {exc}"
-                                             ) from exc
+                        raise TransportError(
+                            f"{url}: HTTP/3 required but unavailable: {exc}"
+                        ) from exc
                     self.altsvc.mark_broken(origin, now)
                     self.stats["h3_fallbacks"] += 1
                     raise _Unprocessed() from exc
@@ -473,72 +640,187 @@ class Transport:
         alt_svc = resp_headers.get("alt-svc")
         if alt_svc and rec.protocol != "h3" and self._h3_allowed():
             self.altsvc.update(origin, alt_svc, time.monotonic())
-        content_digest = resp_headers.get("content-digest")
-        if content_digest and method != "HEAD" and status != 304:
-            verify_digest(raw, content_digest, what=f"{method} {url}")
+        return self._finish(
+            method, url, status, resp_headers, raw, version, rec.conn_id, started, limit, dictionary
+        )
+
+    async def _attempt_seam(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        timeout: float,
+        limit: int,
+        dictionary: Any,
+    ) -> Response:
+        """One attempt through the given ``httpx.AsyncBaseTransport``."""
+        assert self.transport is not None
+        started = time.perf_counter()
+        req = httpx.Request(
+            method,
+            url,
+            headers=headers,
+            content=content,
+            extensions={
+                "timeout": {
+                    "connect": self.connect_timeout,
+                    "read": timeout,
+                    "write": timeout,
+                    "pool": timeout,
+                }
+            },
+        )
+        resp = await self.transport.handle_async_request(req)
+        try:
+            raw = await _read_limited(
+                resp.stream, limit, resp.headers, str(url), method, resp.status_code
+            )
+        finally:
+            await resp.aclose()
+        version = resp.extensions.get("http_version", b"HTTP/1.1")
+        version = version.decode("ascii", "replace") if isinstance(version, bytes) else "HTTP/1.1"
+        return self._finish(
+            method, url, resp.status_code, resp.headers, raw, version, 0, started, limit, dictionary
+        )
+
+    def _finish(
+        self,
+        method: str,
+        url: httpx.URL,
+        status: int,
+        resp_headers: httpx.Headers,
+        raw: bytes,
+        version: str,
+        conn_id: int,
+        started: float,
+        limit: int,
+        dictionary: Any,
+    ) -> Response:
+        """Verify the digests of ``raw`` (each algorithm hashed once) and undo its coding."""
+        digests: dict[str, bytes] = {}
+        if method != "HEAD" and status != 304:
+            checked = (
+                resp_headers
+                if status == 200
+                else {"content-digest": resp_headers.get("content-digest", "")}
+            )
+            verify_body(raw, checked, f"{method} {url}", digests)
         coding = resp_headers.get("content-encoding", "identity")
         try:
-            decoded = (decode_body(coding, raw, limit, dictionary=dictionary, flags=self.flags)
-                       if status != 226 else raw)
+            decoded = (
+                decode_body(coding, raw, limit, self.codings, dictionary=dictionary)
+                if status != 226
+                else raw
+            )
         except DecompressionLimitError as exc:
-            raise ResponseTooLargeError(f"{method} {url}: decoded body exceeds the {limit}-byte "
-                                        f"limit: {exc}") from exc
+            raise ResponseTooLargeError(
+                f"{method} {url}: decoded body exceeds the {limit}-byte " f"limit: {exc}"
+            ) from exc
         except CompressionError as exc:
             raise TransportError(f"{method} {url}: undecodable {coding} body: {exc}") from exc
-        return Response(status, resp_headers, decoded, version, str(url), raw, rec.conn_id,
-                        time.perf_counter() - started)
+        if decoded is not raw:
+            digests = {}  # they were of the encoded bytes
+        return Response(
+            status,
+            resp_headers,
+            decoded,
+            version,
+            str(url),
+            raw,
+            conn_id,
+            time.perf_counter() - started,
+            digests,
+        )
 
-    async def _exchange(self, live: _Live, method: str, url: httpx.URL, headers: dict[str, str],
-                        content: bytes | None, timeout: float, limit: int
-                        ) -> tuple[int, httpx.Headers, bytes, str]:
+    async def _exchange(
+        self,
+        live: _Live,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        timeout: float,
+        limit: int,
+    ) -> tuple[int, httpx.Headers, bytes, str]:
         """Send on ``live`` and read the whole body (bounded by ``limit``)."""
         rec = live.record
         try:
             if rec.protocol == "h3":
                 status, resp_headers, body_iter, closer = await self._send_h3(
-                    live, method, url, headers, content, timeout)
+                    live, method, url, headers, content, timeout
+                )
                 version = "HTTP/3"
             else:
                 status, resp_headers, body_iter, closer = await self._send_h2(
-                    live, method, url, headers, content, timeout)
+                    live, method, url, headers, content, timeout
+                )
                 version = "HTTP/2" if rec.protocol == "h2" else "HTTP/1.1"
             try:
-                raw = await _read_limited(body_iter, limit, resp_headers, str(url), method,
-                                          status)
+                raw = await _read_limited(body_iter, limit, resp_headers, str(url), method, status)
             finally:
                 await closer()
-        except (httpcore.NetworkError, httpcore.ProtocolError, h2.exceptions.ProtocolError,
-                OSError) as exc:
+        except (
+            httpcore.NetworkError,
+            httpcore.ProtocolError,
+            h2.exceptions.ProtocolError,
+            OSError,
+        ) as exc:
             terminated = getattr(live.conn, "_connection_terminated", None)
             if terminated is not None and getattr(terminated, "error_code", None) == 0:
                 raise _Drained() from exc
             raise
         return status, resp_headers, raw, version
 
-    async def _send_h2(self, live: _Live, method: str, url: httpx.URL, headers: dict[str, str],
-                       content: bytes | None, timeout: float):
+    async def _send_h2(
+        self,
+        live: _Live,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        timeout: float,
+    ):
         origin = live.record.origin
         authority = url.netloc.decode("ascii")
         req = httpcore.Request(
             method.encode(),
-            httpcore.URL(scheme=b"https", host=origin[1].encode("ascii"), port=origin[2],
-                         target=url.raw_path),
+            httpcore.URL(
+                scheme=b"https", host=origin[1].encode("ascii"), port=origin[2], target=url.raw_path
+            ),
             headers=[(b"host", authority.encode("ascii"))]
-            + [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
-               if k != "host"]
+            + [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in headers.items()
+                if k != "host"
+            ]
             + ([(b"content-length", str(len(content)).encode())] if content else []),
             content=content or b"",
-            extensions={"timeout": {"connect": self.connect_timeout, "read": timeout,
-                                    "write": timeout, "pool": timeout}},
+            extensions={
+                "timeout": {
+                    "connect": self.connect_timeout,
+                    "read": timeout,
+                    "write": timeout,
+                    "pool": timeout,
+                }
+            },
         )
         resp = await live.conn.handle_async_request(req)
         hdrs = httpx.Headers([(k, v) for k, v in resp.headers])
         return resp.status, hdrs, resp.stream, resp.aclose
 
-    async def _send_h3(self, live: _Live, method: str, url: httpx.URL, headers: dict[str, str],
-                       content: bytes | None, timeout: float):
-        req = httpx.Request(method, url, headers=headers, content=content,
-                            extensions={"timeout": {"read": timeout}})
+    async def _send_h3(
+        self,
+        live: _Live,
+        method: str,
+        url: httpx.URL,
+        headers: dict[str, str],
+        content: bytes | None,
+        timeout: float,
+    ):
+        req = httpx.Request(
+            method, url, headers=headers, content=content, extensions={"timeout": {"read": timeout}}
+        )
         resp = await live.conn.handle_async_request(req)
         return resp.status_code, resp.headers, resp.stream, resp.aclose
 
@@ -558,16 +840,18 @@ class Transport:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port,
-                                                                 type=socket.SOCK_STREAM)
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, port, type=socket.SOCK_STREAM
+            )
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
         addrs = list(dict.fromkeys(info[4][0] for info in infos))
         self._dns[host] = (now + 60.0, addrs)
         return addrs
 
-    async def _connection(self, origin: Origin, proto: str, dedicated: bool,
-                          h3_port: int | None = None) -> _Live:
+    async def _connection(
+        self, origin: Origin, proto: str, dedicated: bool, h3_port: int | None = None
+    ) -> _Live:
         addresses = await self._addresses(origin[1], origin[2])
         protocols = ("h3",) if proto == "h3" else ("h2", "http/1.1")
         while True:
@@ -584,8 +868,9 @@ class Transport:
             pending = self._connecting.get(key)
             if pending is not None:
                 live = await asyncio.shield(pending)
-                if live.conn.is_available() and (live.record.multiplexed or
-                                                 live.record.active == 0):
+                if live.conn.is_available() and (
+                    live.record.multiplexed or live.record.active == 0
+                ):
                     return live
                 continue
             fut: asyncio.Future[_Live] = asyncio.get_running_loop().create_future()
@@ -611,14 +896,20 @@ class Transport:
 
     async def _open_h2(self, origin: Origin, address: str) -> _Live:
         try:
-            stream = await connect_tls(address, origin[2], server_hostname=origin[1],
-                                       context=self._ssl_context(),
-                                       timeout=self.connect_timeout,
-                                       sessions=self.tls_sessions)
+            stream = await connect_tls(
+                address,
+                origin[2],
+                server_hostname=origin[1],
+                context=self._ssl_context(),
+                timeout=self.connect_timeout,
+                sessions=self.tls_sessions,
+            )
         except httpcore.ConnectError as exc:
             if "CERTIFICATE_VERIFY_FAILED" in str(exc):
-                raise TransportError(f"https://{origin[1]}:{origin[2]}: TLS certificate "
-                                     f"verification failed: {exc}") from exc
+                raise TransportError(
+                    f"https://{origin[1]}:{origin[2]}: TLS certificate "
+                    f"verification failed: {exc}"
+                ) from exc
             raise
         if stream.session_reused:
             self.stats["tls_resumed"] += 1
@@ -627,8 +918,9 @@ class Transport:
         names: tuple[str, ...] = ()
         if sslobj is not None and self.verify is not False:
             cert = sslobj.getpeercert() or {}
-            names = tuple(v for k, v in cert.get("subjectAltName", ()) if k in ("DNS",
-                                                                                "IP Address"))
+            names = tuple(
+                v for k, v in cert.get("subjectAltName", ()) if k in ("DNS", "IP Address")
+            )
         hc_origin = httpcore.Origin(b"https", origin[1].encode("ascii"), origin[2])
         if alpn == "h2":
             conn: Any = _H2Connection(hc_origin, stream)
@@ -644,11 +936,15 @@ class Transport:
 
     async def _open_h3(self, origin: Origin, address: str, port: int) -> _Live:
         verify: bool | str = self.verify
-        conn = await H3Connection.connect(address, port, server_name=origin[1], verify=verify,
-                                          session_tickets=self.session_tickets,
-                                          timeout=(self.h3_connect_timeout if self.http3 == "auto"
-                                                   else self.connect_timeout),
-                                          max_datagram_size=self.h3_max_datagram_size)
+        conn = await H3Connection.connect(
+            address,
+            port,
+            server_name=origin[1],
+            verify=verify,
+            session_tickets=self.session_tickets,
+            timeout=(self.h3_connect_timeout if self.http3 == "auto" else self.connect_timeout),
+            max_datagram_size=self.h3_max_datagram_size,
+        )
         names = conn.cert_names if self.verify is not False else ()
         rec = self.pool.add(origin, "h3", (address, port), names, max_streams=100)
         self.stats["connections_h3"] += 1
@@ -698,8 +994,9 @@ def _retry_after(r: Response) -> float | None:
     return None
 
 
-async def _read_limited(body: Any, limit: int, headers: httpx.Headers, url: str, method: str,
-                        status: int) -> bytes:
+async def _read_limited(
+    body: Any, limit: int, headers: httpx.Headers, url: str, method: str, status: int
+) -> bytes:
     declared = headers.get("content-length")
     length: int | None = None
     if declared is not None:
@@ -708,15 +1005,17 @@ async def _read_limited(body: Any, limit: int, headers: httpx.Headers, url: str,
         except ValueError:
             raise TransportError(f"{url}: invalid Content-Length {declared!r}") from None
         if length > limit:
-            raise ResponseTooLargeError(f"{url}: response declares {length} bytes, over the "
-                                        f"{limit}-byte limit; nothing was read")
+            raise ResponseTooLargeError(
+                f"{url}: response declares {length} bytes, over the "
+                f"{limit}-byte limit; nothing was read"
+            )
     buf = bytearray()
     async for chunk in body:
         buf += chunk
         if len(buf) > limit:
             raise ResponseTooLargeError(f"{url}: response exceeds the {limit}-byte limit")
-    if (length is not None and method != "HEAD" and status not in (204, 304)
-            and len(buf) != length):
+    if length is not None and method != "HEAD" and status not in (204, 304) and len(buf) != length:
         raise httpcore.RemoteProtocolError(
-            f"{url}: truncated body: {len(buf)} of {length} declared bytes")
+            f"{url}: truncated body: {len(buf)} of {length} declared bytes"
+        )
     return bytes(buf)

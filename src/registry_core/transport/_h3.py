@@ -1,8 +1,8 @@
 """HTTP/3 for httpx: an ``AsyncBaseTransport`` on aioquic's sans-IO QUIC and H3 state machines.
 
-:class:`H3Connection` is one QUIC connection multiplexing requests (used by the coalescing
-pool of :class:`~registry_core.transport.Transport`); :class:`H3Transport` is a plain httpx
-transport holding one connection per origin, for use with ``httpx.AsyncClient(transport=...)``.
+:class:`H3Connection` is one QUIC connection multiplexing requests, used by the coalescing
+pool of :class:`~registry_core.transport.Transport`. (There is no separate httpx transport
+class: ``Transport`` itself takes any ``httpx.AsyncBaseTransport`` as its seam.)
 Session tickets are kept per server name so a later connection can resume (and send 0-RTT
 requests) when the server issues them.
 """
@@ -29,10 +29,17 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent, StreamReset
 from ..errors import TransportError
 from ._tls import _timeout
 
-__all__ = ["H3ConnectError", "H3Connection", "H3StreamError", "H3Transport"]
+__all__ = ["H3ConnectError", "H3Connection", "H3StreamError"]
 
-_SKIP_HEADERS = {b"host", b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding",
-                 b"upgrade", b"te"}
+_SKIP_HEADERS = {
+    b"host",
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"transfer-encoding",
+    b"upgrade",
+    b"te",
+}
 
 
 class H3ConnectError(TransportError):
@@ -100,27 +107,36 @@ class _Protocol(QuicConnectionProtocol):
             self.terminated = f"error {event.error_code}: {event.reason_phrase or 'closed'}"
             clean = event.error_code == 0
             for st in self.streams.values():
-                st.fail(H3StreamError(f"HTTP/3 connection closed ({self.terminated})",
-                                      unprocessed=clean and not st.headers.done()))
+                st.fail(
+                    H3StreamError(
+                        f"HTTP/3 connection closed ({self.terminated})",
+                        unprocessed=clean and not st.headers.done(),
+                    )
+                )
             self.streams.clear()
         elif isinstance(event, StreamReset):
-            st = self.streams.pop(event.stream_id, None)
-            if st is not None:
-                st.fail(H3StreamError(f"HTTP/3 stream reset by peer (code {event.error_code})",
-                                      unprocessed=event.error_code == 0x10B))  # H3_REQUEST_REJECTED
+            reset = self.streams.pop(event.stream_id, None)
+            if reset is not None:
+                reset.fail(
+                    H3StreamError(
+                        f"HTTP/3 stream reset by peer (code {event.error_code})",
+                        unprocessed=event.error_code == 0x10B,
+                    )
+                )  # H3_REQUEST_REJECTED
         for ev in self.h3.handle_event(event):
-            st = self.streams.get(getattr(ev, "stream_id", -1))
-            if st is None:
+            sid = getattr(ev, "stream_id", -1)
+            stream = self.streams.get(sid)
+            if stream is None:
                 continue
             if isinstance(ev, HeadersReceived):
-                if not st.headers.done():
-                    st.headers.set_result(ev.headers)
+                if not stream.headers.done():
+                    stream.headers.set_result(ev.headers)
             elif isinstance(ev, DataReceived) and ev.data:
-                st.body.put_nowait(ev.data)
+                stream.body.put_nowait(ev.data)
             if getattr(ev, "stream_ended", False):
-                st.ended = True
-                st.body.put_nowait(None)
-                self.streams.pop(ev.stream_id, None)
+                stream.ended = True
+                stream.body.put_nowait(None)
+                self.streams.pop(sid, None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -143,8 +159,7 @@ class _Body(httpx.AsyncByteStream):
                     async with _timeout(self._timeout):
                         item = await queue.get()
                 except asyncio.TimeoutError:
-                    raise httpx.ReadTimeout(f"HTTP/3 body stalled for {self._timeout}s"
-                                            ) from None
+                    raise httpx.ReadTimeout(f"HTTP/3 body stalled for {self._timeout}s") from None
             else:
                 item = queue.get_nowait()
             if item is None:
@@ -177,8 +192,14 @@ def _peer_names(protocol: _Protocol) -> tuple[str, ...]:
 class H3Connection:
     """One HTTP/3 connection: :meth:`connect`, then :meth:`handle_async_request` per request."""
 
-    def __init__(self, protocol: _Protocol, transport: asyncio.DatagramTransport,
-                 address: tuple[str, int], server_name: str, port: int) -> None:
+    def __init__(
+        self,
+        protocol: _Protocol,
+        transport: asyncio.DatagramTransport,
+        address: tuple[str, int],
+        server_name: str,
+        port: int,
+    ) -> None:
         self._protocol = protocol
         self._transport = transport
         self.address = address
@@ -229,17 +250,24 @@ class H3Connection:
         the connection is returned at once: idempotent requests then go out as 0-RTT, while
         other methods wait for the handshake (0-RTT data can be replayed by an attacker).
         """
-        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN,
-                                   server_name=server_name, max_stream_data=max_stream_data,
-                                   max_data=max_data, idle_timeout=30.0,
-                                   max_datagram_size=max_datagram_size)
+        config = QuicConfiguration(
+            is_client=True,
+            alpn_protocols=H3_ALPN,
+            server_name=server_name,
+            max_stream_data=max_stream_data,
+            max_data=max_data,
+            idle_timeout=30.0,
+            max_datagram_size=max_datagram_size,
+        )
         if verify is False:
             config.verify_mode = ssl.CERT_NONE
         elif isinstance(verify, str):
             config.load_verify_locations(cafile=verify)
         elif isinstance(verify, ssl.SSLContext):
-            raise TransportError("HTTP/3 needs verify=True/False or a CA bundle path, not an "
-                                 "SSLContext (aioquic does its own TLS)")
+            raise TransportError(
+                "HTTP/3 needs verify=True/False or a CA bundle path, not an "
+                "SSLContext (aioquic does its own TLS)"
+            )
         if session_tickets is not None:  # single use, as TLS 1.3 recommends (RFC 8446 C.4)
             config.session_ticket = session_tickets.pop(server_name, None)
         holder: list[_Protocol] = []
@@ -264,15 +292,17 @@ class H3Connection:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _Protocol(quic), sock=sock)
+                lambda: _Protocol(quic), sock=sock
+            )
         except BaseException:
             sock.close()
             raise
         protocol.sock = sock
         holder.append(protocol)
         ticket = config.session_ticket
-        zero_rtt = bool(early_data and ticket is not None
-                        and ticket.max_early_data_size is not None)
+        zero_rtt = bool(
+            early_data and ticket is not None and ticket.max_early_data_size is not None
+        )
         try:
             protocol.connect((address, port))
             handshake = asyncio.ensure_future(protocol.wait_connected())
@@ -287,17 +317,20 @@ class H3Connection:
             await asyncio.wait_for(handshake, timeout)
         except asyncio.TimeoutError:
             transport.close()
-            raise H3ConnectError(f"QUIC handshake with {server_name} ({address}:{port}) timed "
-                                 f"out after {timeout:.2f}s (UDP blocked or no HTTP/3 server)"
-                                 ) from None
+            raise H3ConnectError(
+                f"QUIC handshake with {server_name} ({address}:{port}) timed "
+                f"out after {timeout:.2f}s (UDP blocked or no HTTP/3 server)"
+            ) from None
         except ConnectionError as exc:
             transport.close()
-            raise H3ConnectError(f"QUIC handshake with {server_name} ({address}:{port}) "
-                                 f"failed: {exc}") from exc
+            raise H3ConnectError(
+                f"QUIC handshake with {server_name} ({address}:{port}) " f"failed: {exc}"
+            ) from exc
         if protocol.terminated is not None:
             transport.close()
-            raise H3ConnectError(f"QUIC handshake with {server_name} failed: "
-                                 f"{protocol.terminated}")
+            raise H3ConnectError(
+                f"QUIC handshake with {server_name} failed: " f"{protocol.terminated}"
+            )
         conn = cls(protocol, transport, (address, port), server_name, port)
         conn.ticket_names = ticket_names
         return conn
@@ -325,18 +358,24 @@ class H3Connection:
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send ``request`` on a new stream; the response body streams as it arrives."""
         if self._protocol.terminated is not None:
-            raise H3StreamError(f"HTTP/3 connection is closed ({self._protocol.terminated})",
-                                unprocessed=True)
+            raise H3StreamError(
+                f"HTTP/3 connection is closed ({self._protocol.terminated})", unprocessed=True
+            )
         timeout = request.extensions.get("timeout", {}).get("read", 30.0)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             await self.wait_handshake(timeout)  # never send non-idempotent data as 0-RTT
         body = request.content if request.method not in ("GET", "HEAD") else b""
         url = request.url
         authority = url.netloc.decode("ascii")
-        headers = [(b":method", request.method.encode()), (b":scheme", b"https"),
-                   (b":authority", authority.encode()), (b":path", url.raw_path)]
-        headers += [(k.lower(), v) for k, v in request.headers.raw
-                    if k.lower() not in _SKIP_HEADERS]
+        headers = [
+            (b":method", request.method.encode()),
+            (b":scheme", b"https"),
+            (b":authority", authority.encode()),
+            (b":path", url.raw_path),
+        ]
+        headers += [
+            (k.lower(), v) for k, v in request.headers.raw if k.lower() not in _SKIP_HEADERS
+        ]
         quic = self._protocol._quic
         stream_id = quic.get_next_available_stream_id()
         st = _Stream(asyncio.get_running_loop())
@@ -358,8 +397,13 @@ class H3Connection:
             elif not k.startswith(b":"):
                 out.append((k, v))
         self._active += 1
-        return httpx.Response(status, headers=out, stream=_Body(self, st, timeout),
-                              extensions={"http_version": b"HTTP/3"}, request=request)
+        return httpx.Response(
+            status,
+            headers=out,
+            stream=_Body(self, st, timeout),
+            extensions={"http_version": b"HTTP/3"},
+            request=request,
+        )
 
     async def aclose(self) -> None:
         # CONNECTION_CLOSE goes out now; waiting out the draining period (3 PTO) is pointless
@@ -369,46 +413,3 @@ class H3Connection:
         if self._handshake is not None and not self._handshake.done():
             self._handshake.cancel()
         self._transport.close()
-
-
-class H3Transport(httpx.AsyncBaseTransport):
-    """httpx transport speaking HTTP/3 only, one connection per origin.
-
-    ``resolve`` maps host names to IP addresses (like curl ``--resolve``); other names are
-    resolved with the system resolver.
-    """
-
-    def __init__(self, *, verify: bool | str = True, resolve: dict[str, str] | None = None,
-                 connect_timeout: float = 5.0) -> None:
-        self._verify = verify
-        self._resolve = dict(resolve or {})
-        self._connect_timeout = connect_timeout
-        self._conns: dict[tuple[str, int], H3Connection] = {}
-        self._lock = asyncio.Lock()
-        self.session_tickets: dict[str, Any] = {}
-
-    async def _connection(self, host: str, port: int) -> H3Connection:
-        async with self._lock:
-            conn = self._conns.get((host, port))
-            if conn is not None and conn.is_available():
-                return conn
-            address = self._resolve.get(host)
-            if address is None:
-                infos = await asyncio.get_running_loop().getaddrinfo(host, port,
-                                                                     type=socket.SOCK_DGRAM)
-                address = infos[0][4][0]
-            conn = await H3Connection.connect(address, port, server_name=host,
-                                              verify=self._verify,
-                                              session_tickets=self.session_tickets,
-                                              timeout=self._connect_timeout)
-            self._conns[(host, port)] = conn
-            return conn
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        conn = await self._connection(request.url.host, request.url.port or 443)
-        return await conn.handle_async_request(request)
-
-    async def aclose(self) -> None:
-        for conn in self._conns.values():
-            await conn.aclose()
-        self._conns.clear()

@@ -75,11 +75,18 @@ class CoalescingPool:
         self._conns: dict[int, ConnectionRecord] = {}
         self._next_id = 1
 
-    def add(self, origin: Origin, protocol: str, address: tuple[str, int],
-            cert_names: tuple[str, ...], max_streams: int = 100) -> ConnectionRecord:
+    def add(
+        self,
+        origin: Origin,
+        protocol: str,
+        address: tuple[str, int],
+        cert_names: tuple[str, ...],
+        max_streams: int = 100,
+    ) -> ConnectionRecord:
         """Register a freshly opened connection; returns its record (with a new id)."""
-        rec = ConnectionRecord(self._next_id, origin, protocol, address, tuple(cert_names),
-                               max_streams)
+        rec = ConnectionRecord(
+            self._next_id, origin, protocol, address, tuple(cert_names), max_streams
+        )
         self._next_id += 1
         self._conns[rec.conn_id] = rec
         return rec
@@ -103,8 +110,14 @@ class CoalescingPool:
         limit = rec.max_streams if rec.multiplexed else 1
         return rec.usable and rec.active < limit
 
-    def choose(self, origin: Origin, addresses: list[str], protocols: tuple[str, ...],
-               *, dedicated: bool = False) -> ConnectionRecord | None:
+    def choose(
+        self,
+        origin: Origin,
+        addresses: list[str],
+        protocols: tuple[str, ...],
+        *,
+        dedicated: bool = False,
+    ) -> ConnectionRecord | None:
         """An open connection that may carry a request for ``origin``, or None (open one).
 
         ``addresses``: what the origin's host resolves to. ``protocols``: acceptable protocols
@@ -118,15 +131,24 @@ class CoalescingPool:
                     continue
                 if rec.origin == origin:
                     pass
-                elif (dedicated or not self.coalesce or not rec.multiplexed
-                      or origin in rec.refused_origins or rec.origin[0] != origin[0]
-                      or rec.address[1] != origin[2]
-                      or rec.address[0] not in addresses
-                      or not cert_covers(rec.cert_names, origin[1])):
+                elif (
+                    dedicated
+                    or not self.coalesce
+                    or not rec.multiplexed
+                    or origin in rec.refused_origins
+                    or rec.origin[0] != origin[0]
+                    or rec.address[1] != origin[2]
+                    or rec.address[0] not in addresses
+                    or not cert_covers(rec.cert_names, origin[1])
+                ):
                     continue
-                if best is None or rec.active < best.active or (
-                        rec.origin == origin and best.origin != origin
-                        and rec.active == best.active):
+                if (
+                    best is None
+                    or rec.active < best.active
+                    or (
+                        rec.origin == origin and best.origin != origin and rec.active == best.active
+                    )
+                ):
                     best = rec
             if best is not None:
                 return best

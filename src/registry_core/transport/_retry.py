@@ -35,8 +35,9 @@ class RetryPolicy:
     cap: float = 1.0
     rng: Callable[[], float] = field(default=random.random, repr=False)
 
-    def should_retry(self, attempt: int, method: str, *, unprocessed: bool,
-                     replays: int = 0) -> bool:
+    def should_retry(
+        self, attempt: int, method: str, *, unprocessed: bool, replays: int = 0
+    ) -> bool:
         """Whether a failed request may be sent again.
 
         ``attempt``: tries so far that may have been processed (1 = the first try);
@@ -50,11 +51,15 @@ class RetryPolicy:
 
     def should_retry_status(self, attempt: int, method: str, status: int) -> bool:
         """Whether a response status calls for a replay (only idempotent methods)."""
-        return (status in RETRY_STATUSES and attempt < self.max_attempts
-                and method.upper() in IDEMPOTENT_METHODS)
+        return (
+            status in RETRY_STATUSES
+            and attempt < self.max_attempts
+            and method.upper() in IDEMPOTENT_METHODS
+        )
 
-    def delay(self, attempt: int, *, unprocessed: bool = False,
-              retry_after: float | None = None) -> float:
+    def delay(
+        self, attempt: int, *, unprocessed: bool = False, retry_after: float | None = None
+    ) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""
         if unprocessed and attempt <= 1:
             return 0.0

@@ -16,8 +16,9 @@ class SyncTransport:
 
     def __init__(self, **kwargs: Any) -> None:
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="registry-core-sync-transport")
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, daemon=True, name="registry-core-sync-transport"
+        )
         self._thread.start()
         self._transport: Transport = self._call(self._make(kwargs))
 

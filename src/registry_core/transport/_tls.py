@@ -47,9 +47,16 @@ else:  # pragma: no cover - Python 3.9/3.10
 class TLSStream(httpcore.AsyncNetworkStream):
     """A connected, TLS-wrapped TCP stream (the interface httpcore's connections use)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO,
-                 sessions: dict[Any, ssl.SSLSession] | None, key: Any) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        sslobj: ssl.SSLObject,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        sessions: dict[Any, ssl.SSLSession] | None,
+        key: Any,
+    ) -> None:
         self._reader, self._writer = reader, writer
         self._ssl, self._in, self._out = sslobj, incoming, outgoing
         self._sessions, self._key = sessions, key
@@ -92,7 +99,8 @@ class TLSStream(httpcore.AsyncNetworkStream):
                 await self._flush(timeout)
                 if not await self._fill(timeout, httpcore.ConnectError):
                     raise httpcore.ConnectError(
-                        "connection closed during the TLS handshake") from None
+                        "connection closed during the TLS handshake"
+                    ) from None
             except ssl.SSLError as exc:
                 raise httpcore.ConnectError(str(exc)) from exc
         await self._flush(timeout)
@@ -140,8 +148,12 @@ class TLSStream(httpcore.AsyncNetworkStream):
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._writer.wait_closed(), 0.5)
 
-    async def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
-                        timeout: float | None = None) -> httpcore.AsyncNetworkStream:
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
         raise httpcore.UnsupportedProtocol("TLS is already established on this stream")
 
     def get_extra_info(self, info: str) -> Any:
@@ -162,14 +174,21 @@ class TLSStream(httpcore.AsyncNetworkStream):
         return self._ssl.session_reused
 
 
-async def connect_tls(address: str, port: int, *, server_hostname: str, context: ssl.SSLContext,
-                      timeout: float | None,
-                      sessions: dict[Any, ssl.SSLSession] | None = None) -> TLSStream:
+async def connect_tls(
+    address: str,
+    port: int,
+    *,
+    server_hostname: str,
+    context: ssl.SSLContext,
+    timeout: float | None,
+    sessions: dict[Any, ssl.SSLSession] | None = None,
+) -> TLSStream:
     """TCP connect to ``address:port`` and run the TLS handshake for ``server_hostname``,
     resuming the session stored in ``sessions`` for that name when there is one."""
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(address, port, limit=1 << 20), timeout)
+            asyncio.open_connection(address, port, limit=1 << 20), timeout
+        )
     except asyncio.TimeoutError:
         raise httpcore.ConnectTimeout(f"TCP connect to {address}:{port} timed out") from None
     except OSError as exc:
@@ -181,8 +200,9 @@ async def connect_tls(address: str, port: int, *, server_hostname: str, context:
     session = sessions.get(key) if sessions is not None else None
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     try:
-        sslobj = context.wrap_bio(incoming, outgoing, server_hostname=server_hostname,
-                                  session=session)
+        sslobj = context.wrap_bio(
+            incoming, outgoing, server_hostname=server_hostname, session=session
+        )
     except ValueError:  # a session from another SSLContext: connect without resuming
         sslobj = context.wrap_bio(incoming, outgoing, server_hostname=server_hostname)
     stream = TLSStream(reader, writer, sslobj, incoming, outgoing, sessions, key)

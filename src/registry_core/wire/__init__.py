@@ -1,6 +1,7 @@
 """HTTP semantics shared by the client and the server, sans-IO (no sockets here).
 
-Submodules: ``_digest`` (RFC 9530 digest fields), ``_dictionary`` (RFC 9842 shared-dictionary
+Submodules: ``_sf`` (the one RFC 8941 structured-field parser and serializer, used by every
+field below), ``_digest`` (RFC 9530 digest fields), ``_dictionary`` (RFC 9842 shared-dictionary
 headers), ``_delta`` (registry-core delta negotiation headers). The field formats are
 specified in docs/wire.md.
 """
@@ -8,6 +9,7 @@ specified in docs/wire.md.
 from __future__ import annotations
 
 from ._delta import (
+    DELTA_ENGINES,
     DELTA_MEDIA_TYPE,
     IM_RCDELTA,
     DeltaAsk,
@@ -16,6 +18,8 @@ from ._delta import (
     etag_for,
     etag_for_sha256,
     etag_to_sha256,
+    format_delta_engines,
+    parse_delta_engines,
     parse_delta_request,
     parse_entity_tags,
     parse_im,
@@ -43,6 +47,7 @@ from ._digest import (
 
 __all__ = [
     "ACTIVE_ALGORITHMS",
+    "DELTA_ENGINES",
     "DELTA_MEDIA_TYPE",
     "DICTIONARY_VARY",
     "IM_RCDELTA",
@@ -58,9 +63,11 @@ __all__ = [
     "etag_for",
     "etag_for_sha256",
     "etag_to_sha256",
+    "format_delta_engines",
     "format_digest",
     "format_want_digest",
     "parse_available_dictionary",
+    "parse_delta_engines",
     "parse_delta_request",
     "parse_dictionary_id",
     "parse_digest",

@@ -16,11 +16,14 @@ parameters are ignored, as RFC 8941 requires. The URL-pattern matching of ``matc
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..errors import InvalidArgumentError
+from . import _sf
+from ._sf import InnerList, Item, Token
 
 __all__ = [
     "DICTIONARY_VARY",
@@ -40,197 +43,29 @@ __all__ = [
 DICTIONARY_VARY = "accept-encoding, available-dictionary"
 MAX_ID_LENGTH = 1024
 
-# -- RFC 8941 structured fields: the subset these headers use -----------------------------------
-
-
-class Token(str):
-    """An sf-token (distinct from an sf-string)."""
-
-
-BareItem = int | float | str | Token | bytes | bool
-Params = dict[str, BareItem]
-Item = tuple[BareItem, Params]
-InnerList = tuple[list[Item], Params]
-
-
-class _Bad(Exception):
-    pass
-
-
-_KEY_START = re.compile(r"[a-z*]")
-_KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*")
-_TOKEN = re.compile(r"[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*")
-_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
-_B64 = re.compile(r"[A-Za-z0-9+/=]*")
-
-
-class _Parser:
-    def __init__(self, text: str) -> None:
-        self.s = text
-        self.i = 0
-
-    def peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def skip_sp(self) -> None:
-        while self.peek() == " ":
-            self.i += 1
-
-    def skip_ows(self) -> None:
-        while self.peek() in (" ", "\t") and self.peek():
-            self.i += 1
-
-    def key(self) -> str:
-        m = _KEY.match(self.s, self.i)
-        if not m:
-            raise _Bad("key")
-        self.i = m.end()
-        return m.group()
-
-    def bare_item(self) -> BareItem:
-        c = self.peek()
-        if c == '"':
-            return self.string()
-        if c == ":":
-            return self.binary()
-        if c == "?":
-            if self.s[self.i + 1 : self.i + 2] in ("0", "1"):
-                value = self.s[self.i + 1] == "1"
-                self.i += 2
-                return value
-            raise _Bad("boolean")
-        if c == "-" or c.isdigit():
-            m = _NUMBER.match(self.s, self.i)
-            if not m:
-                raise _Bad("number")
-            text = m.group()
-            self.i = m.end()
-            if m.group(1):
-                whole, frac = text.lstrip("-").split(".")
-                if len(whole) > 12 or len(frac) > 3:
-                    raise _Bad("decimal")
-                return float(text)
-            if len(text.lstrip("-")) > 15:
-                raise _Bad("integer")
-            return int(text)
-        m = _TOKEN.match(self.s, self.i)
-        if m:
-            self.i = m.end()
-            return Token(m.group())
-        raise _Bad("item")
-
-    def string(self) -> str:
-        self.i += 1
-        out = []
-        while self.i < len(self.s):
-            c = self.s[self.i]
-            self.i += 1
-            if c == "\\":
-                nxt = self.s[self.i : self.i + 1]
-                if nxt not in ('"', "\\"):
-                    raise _Bad("escape")
-                out.append(nxt)
-                self.i += 1
-            elif c == '"':
-                return "".join(out)
-            elif not " " <= c <= "~":
-                raise _Bad("string char")
-            else:
-                out.append(c)
-        raise _Bad("unterminated string")
-
-    def binary(self) -> bytes:
-        end = self.s.find(":", self.i + 1)
-        if end < 0:
-            raise _Bad("unterminated binary")
-        text = self.s[self.i + 1 : end]
-        if not _B64.fullmatch(text):
-            raise _Bad("binary chars")
-        self.i = end + 1
-        try:
-            return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-        except (binascii.Error, ValueError):
-            raise _Bad("base64") from None
-
-    def params(self) -> Params:
-        out: Params = {}
-        while self.peek() == ";":
-            self.i += 1
-            self.skip_sp()
-            k = self.key()
-            value: BareItem = True
-            if self.peek() == "=":
-                self.i += 1
-                value = self.bare_item()
-            out[k] = value
-        return out
-
-    def item(self) -> Item:
-        value = self.bare_item()
-        return value, self.params()
-
-    def item_or_inner(self) -> Item | InnerList:
-        if self.peek() != "(":
-            return self.item()
-        self.i += 1
-        items: list[Item] = []
-        while True:
-            self.skip_sp()
-            if self.peek() == ")":
-                self.i += 1
-                return items, self.params()
-            if not self.peek():
-                raise _Bad("unterminated inner list")
-            items.append(self.item())
-            if self.peek() not in (" ", ")"):
-                raise _Bad("inner list separator")
+# -- RFC 8941 structured fields: through the one parser in _sf -----------------------------------
 
 
 def parse_sf_dictionary(value: str | bytes) -> dict[str, Item | InnerList] | None:
     """Parse an RFC 8941 Dictionary; None if the value is not valid."""
     try:
-        text = value.decode("ascii") if isinstance(value, (bytes, bytearray)) else str(value)
-        p = _Parser(text.strip(" \t"))
-        out: dict[str, Item | InnerList] = {}
-        if not p.s:
-            return out
-        while True:
-            k = p.key()
-            if p.peek() == "=":
-                p.i += 1
-                out[k] = p.item_or_inner()
-            else:
-                out[k] = (True, p.params())
-            p.skip_ows()
-            if not p.peek():
-                return out
-            if p.peek() != ",":
-                raise _Bad("separator")
-            p.i += 1
-            p.skip_ows()
-            if not p.peek():
-                raise _Bad("trailing comma")
-    except (_Bad, UnicodeError, IndexError):
+        return _sf.parse_dictionary(value)
+    except InvalidArgumentError:
         return None
 
 
 def parse_sf_item(value: str | bytes) -> Item | None:
     """Parse an RFC 8941 Item; None if the value is not valid."""
     try:
-        text = value.decode("ascii") if isinstance(value, (bytes, bytearray)) else str(value)
-        p = _Parser(text.strip(" \t"))
-        item = p.item()
-        if p.i != len(p.s):
-            raise _Bad("trailing characters")
-        return item
-    except (_Bad, UnicodeError, IndexError):
+        return _sf.parse_item(value)
+    except InvalidArgumentError:
         return None
 
 
 def _sf_string(value: str) -> str:
     if not all(" " <= c <= "~" for c in value):
         raise ValueError(f"sf-string allows printable ASCII only, got {value!r}")
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return _sf.serialize_bare_item(value)
 
 
 # -- RFC 9842 fields ---------------------------------------------------------------------------
@@ -250,8 +85,6 @@ def build_use_as_dictionary(
     match: str, *, match_dest: Iterable[str] = (), id: str = "", type: str = "raw"
 ) -> str:
     """The ``Use-As-Dictionary`` value for a response usable as a dictionary."""
-    from ..errors import InvalidArgumentError
-
     if not isinstance(match, str) or not match:
         raise InvalidArgumentError("Use-As-Dictionary needs a non-empty match pattern")
     if len(id) > MAX_ID_LENGTH:
@@ -308,8 +141,6 @@ def parse_use_as_dictionary(value: str | bytes | None) -> UseAsDictionary | None
 def _hash_of(dictionary: Any) -> bytes:
     digest = dictionary if isinstance(dictionary, (bytes, bytearray)) else dictionary.sha256
     if len(digest) != 32:
-        from ..errors import InvalidArgumentError
-
         raise InvalidArgumentError("a dictionary hash is the 32-byte SHA-256 of the dictionary")
     return bytes(digest)
 
@@ -331,8 +162,6 @@ def parse_available_dictionary(value: str | bytes | None) -> bytes | None:
 
 def build_dictionary_id(ident: str) -> str:
     """``Dictionary-ID`` value (an sf-string) echoing a dictionary's ``id``."""
-    from ..errors import InvalidArgumentError
-
     if len(ident) > MAX_ID_LENGTH:
         raise InvalidArgumentError(f"dictionary id longer than {MAX_ID_LENGTH} characters")
     try:

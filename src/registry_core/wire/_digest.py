@@ -9,12 +9,12 @@ deprecated ones are parsed but never trusted for verification.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import re
 
 from ..errors import DigestMismatchError, InvalidArgumentError
+from . import _sf
 
 __all__ = [
     "ACTIVE_ALGORITHMS",
@@ -32,8 +32,6 @@ __all__ = [
 ACTIVE_ALGORITHMS: dict[str, str] = {"sha-256": "sha256", "sha-512": "sha512"}
 
 _KEY = re.compile(r"[a-z*][a-z0-9_\-.*]*\Z")
-_BYTES = re.compile(r":([A-Za-z0-9+/=]*):\Z")
-_MAX_FIELD = 8192
 
 
 def compute_digest(data: bytes, algorithm: str = "sha-256") -> bytes:
@@ -47,8 +45,12 @@ def compute_digest(data: bytes, algorithm: str = "sha-256") -> bytes:
     return hashlib.new(name, data).digest()
 
 
-def format_digest(data: bytes | None = None, *, digests: dict[str, bytes] | None = None,
-                  algorithms: tuple[str, ...] = ("sha-256",)) -> str:
+def format_digest(
+    data: bytes | None = None,
+    *,
+    digests: dict[str, bytes] | None = None,
+    algorithms: tuple[str, ...] = ("sha-256",),
+) -> str:
     """Field value for ``Repr-Digest``/``Content-Digest``: from ``data`` or precomputed digests."""
     if digests is None:
         if data is None:
@@ -62,39 +64,26 @@ def format_digest(data: bytes | None = None, *, digests: dict[str, bytes] | None
     return ", ".join(parts)
 
 
-def _split_members(value: str) -> list[str]:
-    if len(value) > _MAX_FIELD:
-        raise InvalidArgumentError(f"digest field is {len(value)} characters, over {_MAX_FIELD}")
-    return [m.strip() for m in value.split(",") if m.strip()]
-
-
-def parse_digest(value: str) -> dict[str, bytes]:
+def parse_digest(value: str | bytes) -> dict[str, bytes]:
     """Parse a ``Repr-Digest``/``Content-Digest`` value into ``{algorithm: digest bytes}``.
 
-    Parameters on members are ignored (RFC 8941 allows them). Malformed members raise
-    :class:`InvalidArgumentError` rather than being skipped, so a broken field is never
-    mistaken for an absent one.
+    The value is an RFC 8941 Dictionary (parsed by the one structured-field parser,
+    :mod:`registry_core.wire._sf`, so parameters such as ``;note="a,b"`` are handled).
+    Parameters on members are ignored. A field that is not a valid Dictionary, or whose members
+    are not byte sequences, raises :class:`InvalidArgumentError` rather than being skipped, so a
+    broken field is never mistaken for an absent one.
     """
     out: dict[str, bytes] = {}
-    for member in _split_members(value):
-        key, sep, rest = member.partition("=")
-        key = key.strip()
-        rest = rest.split(";", 1)[0].strip()
-        if not sep or not _KEY.match(key):
-            raise InvalidArgumentError(f"malformed digest member {member!r}")
-        m = _BYTES.match(rest)
-        if m is None:
-            raise InvalidArgumentError(f"digest member {key!r} is not a byte sequence: {rest!r}")
-        try:
-            out[key] = base64.b64decode(m.group(1), validate=True)
-        except binascii.Error as exc:
-            raise InvalidArgumentError(f"digest member {key!r} has invalid base64") from exc
+    for key, (member, _params) in _sf.parse_dictionary(value).items():
+        if not isinstance(member, bytes):
+            raise InvalidArgumentError(f"digest member {key!r} is not a byte sequence")
         expected = ACTIVE_ALGORITHMS.get(key)
-        if expected is not None and len(out[key]) != hashlib.new(expected).digest_size:
+        if expected is not None and len(member) != hashlib.new(expected).digest_size:
             raise InvalidArgumentError(
-                f"digest member {key!r} has {len(out[key])} bytes, expected "
+                f"digest member {key!r} has {len(member)} bytes, expected "
                 f"{hashlib.new(expected).digest_size}"
             )
+        out[key] = member
     return out
 
 
@@ -108,15 +97,14 @@ def format_want_digest(preferences: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
-def parse_want_digest(value: str) -> dict[str, int]:
-    """Parse a ``Want-*-Digest`` value; members with bad syntax raise InvalidArgumentError."""
+def parse_want_digest(value: str | bytes) -> dict[str, int]:
+    """Parse a ``Want-*-Digest`` value (an RFC 8941 Dictionary of Integers 0..10); members with
+    another type or range raise InvalidArgumentError."""
     out: dict[str, int] = {}
-    for member in _split_members(value):
-        key, sep, rest = member.partition("=")
-        key, rest = key.strip(), rest.split(";", 1)[0].strip()
-        if not sep or not _KEY.match(key) or not rest.isdigit() or int(rest) > 10:
-            raise InvalidArgumentError(f"malformed want-digest member {member!r}")
-        out[key] = int(rest)
+    for key, (member, _params) in _sf.parse_dictionary(value).items():
+        if isinstance(member, bool) or not isinstance(member, int) or not 0 <= member <= 10:
+            raise InvalidArgumentError(f"malformed want-digest member {key!r}")
+        out[key] = member
     return out
 
 
@@ -128,31 +116,45 @@ def choose_algorithm(want: str | None, default: str = "sha-256") -> str | None:
         prefs = parse_want_digest(want)
     except InvalidArgumentError:
         return default
-    ranked = sorted(((p, a) for a, p in prefs.items() if a in ACTIVE_ALGORITHMS and p > 0),
-                    reverse=True)
+    ranked = sorted(
+        ((p, a) for a, p in prefs.items() if a in ACTIVE_ALGORITHMS and p > 0), reverse=True
+    )
     return ranked[0][1] if ranked else None
 
 
-def verify_digest(data: bytes, field_value: str, *, what: str = "response") -> str:
+def verify_digest(
+    data: bytes,
+    field_value: str,
+    *,
+    what: str = "response",
+    digests: dict[str, bytes] | None = None,
+) -> str:
     """Check ``data`` against a digest field; returns the algorithm used.
 
     Raises :class:`DigestMismatchError` on a mismatch, and also when the field names no
     algorithm this library trusts (an unverifiable digest is treated as a failed one).
+    ``digests``: a cache of digests of ``data`` (``{"sha-256": ...}``) used instead of hashing
+    again, and filled with what this call computes, so several fields over the same bytes
+    cost one hash.
     """
     try:
-        digests = parse_digest(field_value)
+        announced = parse_digest(field_value)
     except InvalidArgumentError as exc:
         raise DigestMismatchError(f"{what}: unusable digest field: {exc}") from exc
     for alg in ("sha-512", "sha-256"):
-        if alg in digests:
-            actual = compute_digest(data, alg)
-            if not hmac.compare_digest(actual, digests[alg]):
+        if alg in announced:
+            actual = digests.get(alg) if digests is not None else None
+            if actual is None:
+                actual = compute_digest(data, alg)
+                if digests is not None:
+                    digests[alg] = actual
+            if not hmac.compare_digest(actual, announced[alg]):
                 raise DigestMismatchError(
                     f"{what}: {alg} of the {len(data)} bytes received does not match the digest "
                     "the server announced; the data was discarded, retry the download"
                 )
             return alg
     raise DigestMismatchError(
-        f"{what}: digest field names no supported algorithm ({sorted(digests)}); "
+        f"{what}: digest field names no supported algorithm ({sorted(announced)}); "
         f"expected one of {sorted(ACTIVE_ALGORITHMS)}"
     )

@@ -1,0 +1,323 @@
+"""The delta fetch policy, sans-IO: what to ask for, and what to do with the answer.
+
+:class:`FetchPolicy` holds no sockets, no clock and no event loop. Given what the client holds
+(the bytes of an older version and their SHA-256, hashed once) it produces the request headers
+(:meth:`FetchPolicy.plan`); given a response (status, headers, body) it decides
+(:meth:`FetchPolicy.decide`):
+
+- ``have``: 304, the client already holds the current version;
+- ``apply``: a ``226 IM Used`` carrying a registry-core patch; the caller applies it (off the
+  event loop, with a deadline) and hands the outcome to :meth:`FetchPolicy.after_apply`;
+- ``accept``: a verified full body (``200``, possibly ``dcz``-decoded by the caller);
+- ``refetch``: the patch cannot be used here (this platform cannot rebuild it, it is over the
+  limits, corrupt, or made for another base): ask again without delta headers;
+- errors are raised as :mod:`registry_core.errors` classes.
+
+Hashing: ``have`` is hashed once by the client (:func:`sha256`, the one helper), the result of
+a patch is checked without hashing it again here: the patch's declared target SHA-256 must equal
+``Repr-Digest``'s ``sha-256`` member and the strong ETag before the patch is applied, and
+``DeltaAggregator.apply`` verifies its output against that declared target. A full body is
+hashed once for ``Content-Digest``/``Repr-Digest``/ETag together when they cover the same bytes.
+Docs: docs/transport.md ("Fetch policy") and docs/wire.md section 3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import (
+    BaseMismatchError,
+    CorruptPatchError,
+    DeltaError,
+    DigestMismatchError,
+    InvalidArgumentError,
+    OutputTooLargeError,
+    ReproductionUnavailableError,
+    TransportError,
+)
+from ..wire._delta import (
+    IM_RCDELTA,
+    delta_request_headers,
+    etag_for_sha256,
+    etag_to_sha256,
+    parse_im,
+)
+from ..wire._digest import compute_digest, parse_digest, verify_digest
+
+__all__ = [
+    "REFERENCE_ENGINES",
+    "Decision",
+    "FetchPlan",
+    "FetchPolicy",
+    "reproduced_engines",
+    "sha256",
+]
+
+#: Deflate engines a registry-core server may use to recompress archive members.
+REFERENCE_ENGINES = ("zlib", "miniz")
+
+
+def sha256(data: Any) -> bytes:
+    """SHA-256 of ``data``: the one place the client hashes (counted by the tests)."""
+    return hashlib.sha256(data).digest()
+
+
+def reproduced_engines() -> frozenset[str]:
+    """The reference deflate engines this platform reproduces byte-exactly.
+
+    Asks ``registry_core.delta``'s ``engine_reproduces`` (a one-time ~10 ms check per engine,
+    cached for the process). An engine whose check cannot run counts as not reproduced.
+    """
+    from ..delta._deflate import MINIZ, ZLIB, engine_reproduces
+
+    out = []
+    for name, engine in (("zlib", ZLIB), ("miniz", MINIZ)):
+        try:
+            if engine_reproduces(engine):
+                out.append(name)
+        except Exception:  # a broken engine is an absent one
+            continue
+    return frozenset(out)
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """One request of a fetch: its headers and what the client held when it was made."""
+
+    headers: dict[str, str]
+    have: bytes | None = None
+    have_sha256: bytes | None = None
+    delta: bool = False  # A-IM: rcdelta was sent
+    dictionary: Any = None  # a compress.Dictionary over ``have`` when dcz was offered
+    full: bool = False  # the fallback request (no delta headers)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do with a response. ``action``: "have", "apply", "accept" or "refetch"."""
+
+    action: str
+    data: bytes | None = None  # "have" / "accept": the artifact
+    patch: bytes | None = None  # "apply": the patch body
+    stat: str = ""  # the Transport.stats counter this outcome adds to
+    reason: str = ""
+    # "apply": what the output is checked against, when no SHA-256 could be compared up front
+    post_digest: tuple[str, bytes] | None = field(default=None, repr=False)
+
+
+class FetchPolicy:
+    """The decisions of :meth:`Transport.fetch`, with plain options.
+
+    ``delta``: ask for registry-core patches (the DELTA_AGGREGATOR flag, resolved by the
+    caller). ``dcz``: offer ``have`` as a shared dictionary (ZSTD_COMPRESSION). ``engines``: the
+    reference deflate engines this platform reproduces (sent as ``Delta-Engines``).
+    """
+
+    def __init__(self, *, delta: bool, dcz: bool, engines: frozenset[str]) -> None:
+        self.delta = delta
+        self.dcz = dcz
+        self.engines = frozenset(engines)
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def plan(
+        self, have: bytes | None, *, have_sha256: bytes | None = None, dictionary: Any = None
+    ) -> FetchPlan:
+        """Headers for the first request. ``have_sha256``: SHA-256 of ``have`` (hashed once by
+        the caller, e.g. by building the dcz ``dictionary`` over it)."""
+        if have is None:
+            return FetchPlan(delta_request_headers(None))
+        if have_sha256 is None:
+            have_sha256 = dictionary.sha256 if dictionary is not None else sha256(have)
+        if len(have_sha256) != 32:
+            raise InvalidArgumentError("have_sha256 must be the 32-byte SHA-256 of have")
+        if self.delta:
+            headers = delta_request_headers(None, have_sha256=have_sha256, engines=self.engines)
+        else:
+            headers = delta_request_headers(None)
+            headers["if-none-match"] = etag_for_sha256(have_sha256)
+        if self.dcz and dictionary is not None:
+            from ..wire._dictionary import available_dictionary
+
+            headers["available-dictionary"] = available_dictionary(have_sha256)
+        return FetchPlan(headers, have, have_sha256, self.delta, dictionary if self.dcz else None)
+
+    def full_plan(self) -> FetchPlan:
+        """Headers for the fallback request: no If-None-Match, no A-IM, no dictionary."""
+        return FetchPlan(delta_request_headers(None), full=True)
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def decide(
+        self,
+        plan: FetchPlan,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        url: str,
+        coding: str = "identity",
+        digests: dict[str, bytes] | None = None,
+    ) -> Decision:
+        """Decide on a response to ``plan``. ``body`` is the decoded content (for 226: the
+        patch). ``digests``: digests of ``body`` already computed (``{"sha-256": ...}``), reused
+        instead of hashing again."""
+        if status == 304:
+            if plan.have is None:
+                raise TransportError(f"GET {url} answered 304 to a request naming no version")
+            return Decision("have", data=plan.have, stat="fetch_not_modified")
+        if status == 226:
+            return self._on_226(plan, headers, body, url)
+        if status != 200:
+            raise TransportError(f"GET {url} answered {status}; expected the artifact")
+        digests = {} if digests is None else digests
+        checked = self._check_etag(url, body, headers.get("etag"), digests)
+        if not checked and not headers.get("content-digest") and not headers.get("repr-digest"):
+            raise DigestMismatchError(
+                f"{url}: the server sent no digest and no strong ETag; "
+                "the artifact cannot be verified"
+            )
+        return Decision(
+            "accept",
+            data=body,
+            stat="fetch_dcz" if coding.strip().lower() == "dcz" else "fetch_full",
+        )
+
+    def _on_226(
+        self, plan: FetchPlan, headers: Mapping[str, str], body: bytes, url: str
+    ) -> Decision:
+        if not plan.delta or plan.have is None:
+            raise TransportError(
+                f"{url}: 226 IM Used answered a request that asked for no " "instance manipulation"
+            )
+        try:
+            ims = parse_im(headers.get("im", ""))
+        except InvalidArgumentError:
+            ims = []
+        if IM_RCDELTA not in ims:
+            raise TransportError(
+                f"{url}: 226 response with unsupported IM " f"{headers.get('im')!r}"
+            )
+        repr_digest = headers.get("repr-digest")
+        if not repr_digest:
+            raise DigestMismatchError(
+                f"{url}: delta response carries no Repr-Digest; " "refusing an unverifiable result"
+            )
+        try:
+            announced = parse_digest(repr_digest)
+        except InvalidArgumentError as exc:
+            raise DigestMismatchError(
+                f"{url}: unusable Repr-Digest on a delta response: {exc}"
+            ) from exc
+        if "sha-256" not in announced and "sha-512" not in announced:
+            raise DigestMismatchError(
+                f"{url}: Repr-Digest names no supported algorithm " f"({sorted(announced)})"
+            )
+        return Decision("apply", patch=body, stat="fetch_delta")
+
+    def before_apply(
+        self, plan: FetchPlan, info: Any, headers: Mapping[str, str], url: str
+    ) -> tuple[str, bytes] | None:
+        """Checks on the patch header (``DeltaAggregator.inspect``), before any work.
+
+        Raises DigestMismatchError when the patch's target disagrees with ``Repr-Digest`` or the
+        ETag (the server contradicts itself), BaseMismatchError when it was made for another
+        base. Returns the digest the output must still be checked against after applying, or
+        None when the patch's target SHA-256 (which ``apply`` verifies) already equals
+        ``Repr-Digest``'s.
+        """
+        target = bytes.fromhex(info.target_sha256)
+        if plan.have_sha256 is None or bytes.fromhex(info.base_sha256) != plan.have_sha256:
+            raise BaseMismatchError(f"{url}: the server sent a patch for another base")
+        announced = parse_digest(headers.get("repr-digest", ""))
+        etag_sha = etag_to_sha256(headers.get("etag", "")) if headers.get("etag") else None
+        if etag_sha is not None and not hmac.compare_digest(etag_sha, target):
+            raise DigestMismatchError(
+                f"{url}: the patch's target does not match the ETag "
+                f"{headers.get('etag')}; nothing was written"
+            )
+        if "sha-256" in announced:
+            if not hmac.compare_digest(announced["sha-256"], target):
+                raise DigestMismatchError(
+                    f"{url} (patched): the patch's target SHA-256 does not match the "
+                    "Repr-Digest the server announced; the data was discarded, retry the "
+                    "download"
+                )
+            return None
+        return "sha-512", announced["sha-512"]
+
+    def after_apply(
+        self,
+        plan: FetchPlan,
+        data: bytes,
+        limit: int,
+        url: str,
+        post_digest: tuple[str, bytes] | None,
+    ) -> Decision:
+        """The patched artifact: size limit, and the one remaining digest check if any."""
+        if len(data) > limit:
+            raise OutputTooLargeError(
+                f"{url}: patched artifact is {len(data)} bytes, over " f"the {limit}-byte limit"
+            )
+        if post_digest is not None:
+            alg, want = post_digest
+            if not hmac.compare_digest(compute_digest(data, alg), want):
+                raise DigestMismatchError(
+                    f"{url} (patched): {alg} of the result does not "
+                    "match the Repr-Digest the server announced"
+                )
+        return Decision("accept", data=data, stat="fetch_delta")
+
+    @staticmethod
+    def unusable(exc: BaseException) -> str | None:
+        """The stats counter when a patch failure means "take the full artifact", else None.
+
+        Everything a patch can fail with on this side: the platform cannot rebuild it
+        (ReproductionUnavailableError), it is over the limits (OutputTooLargeError, memory),
+        corrupt or made for another base (CorruptPatchError, BaseMismatchError, any
+        DeltaError), or its application ran past the deadline (TimeoutError). Digest
+        disagreements are not in this list: they are the server contradicting itself and are
+        raised.
+        """
+        if isinstance(exc, ReproductionUnavailableError):
+            return "fetch_delta_unusable"
+        if isinstance(exc, (TimeoutError,)):
+            return "fetch_delta_timeout"
+        if isinstance(exc, (OutputTooLargeError, MemoryError)):
+            return "fetch_delta_too_large"
+        if isinstance(exc, (CorruptPatchError, BaseMismatchError, DeltaError)):
+            return "fetch_delta_failed"
+        return None
+
+    # -- verification ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_etag(url: str, data: bytes, etag: str | None, digests: dict[str, bytes]) -> bool:
+        sha = etag_to_sha256(etag) if etag else None
+        if sha is None:
+            return False
+        actual = digests.get("sha-256")
+        if actual is None:
+            actual = digests["sha-256"] = sha256(data)
+        if not hmac.compare_digest(actual, sha):
+            raise DigestMismatchError(
+                f"{url}: SHA-256 of the artifact does not match its ETag "
+                f"{etag}; nothing was written"
+            )
+        return True
+
+
+def verify_body(
+    raw: bytes, headers: Mapping[str, str], what: str, digests: dict[str, bytes]
+) -> None:
+    """Check ``raw`` (the bytes as sent) against ``Content-Digest`` and, on a 200, against
+    ``Repr-Digest`` (which covers the representation including its content coding); each
+    algorithm is computed once and left in ``digests``."""
+    for name in ("content-digest", "repr-digest"):
+        value = headers.get(name)
+        if value:
+            verify_digest(raw, value, what=what, digests=digests)

@@ -17,11 +17,24 @@ Anything but a :class:`registry_core.errors.RegistryCoreError` escaping the harn
 Valid patches found by the fuzzer are also checked: what ``apply`` returns must hash to the
 target SHA-256 the patch declares.
 
+Limits (``--limits``, default ``small``): ``small`` applies with ``max_output_size`` = 1 MiB and
+``max_expanded_size`` = 8 MiB, so an inflated declared size must be refused; ``default`` uses the
+library's own defaults (``DeltaAggregator()``: 2 GiB output), which is what a client gets.
+
+Memory and time oracle (on in the fuzzing loop, ``--no-oracle`` to turn off; off when tests
+replay inputs through :func:`one_input`): besides libFuzzer's ``-rss_limit_mb`` and ``-timeout``
+(which :func:`main` sets unless given: 512 MB small, 2048 MB default; 20 s), every input's
+Python-heap peak (tracemalloc) must stay under :func:`memory_allowance` and its CPU time under
+:func:`time_allowance`: both grow with the input, the base and the output size the patch
+declares (bounded by the limit), so a tiny input that costs gigabytes or minutes is reported as
+a :class:`ResourceFinding` even when it ends in a clean ``RegistryCoreError``.
+
 Run (from the repository root)::
 
     .venv/bin/python fuzz/fuzz_apply.py --mode raw -max_total_time=300
     .venv/bin/python fuzz/fuzz_apply.py --mode fixup -max_total_time=300
     .venv/bin/python fuzz/fuzz_apply.py --mode fixup --ignore-known -max_total_time=300
+    .venv/bin/python fuzz/fuzz_apply.py --mode fixup --limits default -max_total_time=300
 
 Seeds are generated at start-up (real zipfile / gzip / tarfile artifacts and their patches) into
 ``fuzz/corpus/<mode>/`` unless corpus directories are given; crashes are written to
@@ -38,6 +51,8 @@ import io
 import random
 import sys
 import tarfile
+import time
+import tracemalloc
 import zipfile
 from functools import lru_cache
 from pathlib import Path
@@ -49,14 +64,61 @@ MODES = ("raw", "fixup")
 # size the fuzzer inflates is refused (OutputTooLargeError) instead of eating the machine.
 MAX_OUTPUT = 1 << 20
 MAX_EXPANDED = 8 << 20
+LIMITS = ("small", "default")
+#: libFuzzer -rss_limit_mb per limits mode (the process, C allocations included).
+RSS_LIMIT_MB = {"small": 512, "default": 2048}
+TIMEOUT_S = 20
+
+# The oracle's allowances. Measured on the seeds (both limits): at most 0.36 MB of Python heap
+# and 4 ms of CPU per input. A patch's legitimate cost is its output (one buffer, its difference
+# and extra streams, the expanded form) plus a constant; the allowances leave a wide margin.
+MEMORY_FIXED = 32 << 20
+MEMORY_PER_INPUT_BYTE = 64
+MEMORY_PER_OUTPUT_BYTE = 8
+TIME_FIXED_S = 2.0
+TIME_PER_OUTPUT_BYTE_S = 1 / (5 << 20)  # 5 MB/s: far below the slowest real path
+
+
+class ResourceFinding(AssertionError):
+    """An input cost more memory or time than the oracle allows (not a RegistryCoreError)."""
+
+
+def memory_allowance(input_len: int, base_len: int, declared_output: int) -> int:
+    return (
+        MEMORY_FIXED
+        + MEMORY_PER_INPUT_BYTE * (input_len + base_len)
+        + MEMORY_PER_OUTPUT_BYTE * declared_output
+    )
+
+
+def time_allowance(declared_output: int) -> float:
+    return TIME_FIXED_S + TIME_PER_OUTPUT_BYTE_S * declared_output
 
 
 # -- seed artifacts (real producers, deterministic) --------------------------------------------
 
 
 def _text(rng: random.Random, n: int) -> bytes:
-    words = [b"def", b"return", b"import", b"class", b"self", b"value", b"registry", b"core",
-             b"delta", b"patch", b"(", b")", b":", b"\n", b"    ", b"=", b"1", b"2"]
+    words = [
+        b"def",
+        b"return",
+        b"import",
+        b"class",
+        b"self",
+        b"value",
+        b"registry",
+        b"core",
+        b"delta",
+        b"patch",
+        b"(",
+        b")",
+        b":",
+        b"\n",
+        b"    ",
+        b"=",
+        b"1",
+        b"2",
+    ]
     return b" ".join(rng.choice(words) for _ in range(n))
 
 
@@ -87,19 +149,25 @@ def artifacts() -> list[tuple[bytes, bytes]]:
     """(old, new) pairs: zip (wheel-like, with a nested .json.gz), tar.gz, raw bytes, unrelated."""
     rng = random.Random(20241126)
     mods = {f"pkg/m{i}.py": _text(rng, 120) for i in range(4)}
-    data_gz = gzip.compress(b'{"items": [' + b",".join(b"%d" % i for i in range(300)) + b"]}",
-                            compresslevel=9, mtime=0)
+    data_gz = gzip.compress(
+        b'{"items": [' + b",".join(b"%d" % i for i in range(300)) + b"]}", compresslevel=9, mtime=0
+    )
     old_zip = _zip({**mods, "pkg/data.json.gz": data_gz, "pkg/blob.bin": bytes(range(64))})
     mods2 = dict(mods)
     mods2["pkg/m1.py"] = mods["pkg/m1.py"].replace(b"value", b"VALUE", 3) + b"\n# new\n"
     mods2["pkg/m4.py"] = _text(rng, 60)
-    data_gz2 = gzip.compress(b'{"items": [' + b",".join(b"%d" % i for i in range(310)) + b"]}",
-                             compresslevel=9, mtime=0)
+    data_gz2 = gzip.compress(
+        b'{"items": [' + b",".join(b"%d" % i for i in range(310)) + b"]}", compresslevel=9, mtime=0
+    )
     new_zip = _zip({**mods2, "pkg/data.json.gz": data_gz2, "pkg/blob.bin": bytes(range(64))})
     src = _text(rng, 1500)
     old_tgz = _targz({"pkg-1/a.py": src, "pkg-1/PKG-INFO": b"Name: pkg\nVersion: 1\n"})
-    new_tgz = _targz({"pkg-2/a.py": src[:3000] + b"x = 1\n" + src[3000:],
-                      "pkg-2/PKG-INFO": b"Name: pkg\nVersion: 2\n"})
+    new_tgz = _targz(
+        {
+            "pkg-2/a.py": src[:3000] + b"x = 1\n" + src[3000:],
+            "pkg-2/PKG-INFO": b"Name: pkg\nVersion: 2\n",
+        }
+    )
     raw_old = rng.randbytes(3000)
     raw_new = raw_old[:1000] + b"inserted bytes" + raw_old[1000:2500] + raw_old[:200]
     unrelated = rng.randbytes(500)
@@ -107,8 +175,8 @@ def artifacts() -> list[tuple[bytes, bytes]]:
         (old_zip, new_zip),
         (old_tgz, new_tgz),
         (raw_old, raw_new),
-        (raw_new, unrelated),   # FULL patch (nothing in common)
-        (b"", b"tiny"),          # empty base
+        (raw_new, unrelated),  # FULL patch (nothing in common)
+        (b"", b"tiny"),  # empty base
     ]
 
 
@@ -116,12 +184,17 @@ def bases() -> list[bytes]:
     return [old for old, _ in artifacts()]
 
 
-@lru_cache(maxsize=1)
-def _aggregator():
+@lru_cache(maxsize=2)
+def _aggregator(limits: str = "small"):
     from registry_core import DeltaAggregator
 
-    return DeltaAggregator(archive_aware=True, max_output_size=MAX_OUTPUT,
-                           max_expanded_size=MAX_EXPANDED, level=3)
+    if limits == "default":
+        return DeltaAggregator(archive_aware=True, level=3)
+    if limits != "small":
+        raise ValueError(f"limits must be one of {LIMITS}")
+    return DeltaAggregator(
+        archive_aware=True, max_output_size=MAX_OUTPUT, max_expanded_size=MAX_EXPANDED, level=3
+    )
 
 
 def _stored(patch: bytes) -> bytes:
@@ -133,8 +206,14 @@ def _stored(patch: bytes) -> bytes:
     for kind in p.sections:
         raw = p.section(kind, limit=1 << 30)
         sections.append((kind, Codec.STORED, len(raw), raw))
-    return serialize(p.method, base_size=p.base_size, target_size=p.target_size,
-                     base_sha256=p.base_sha256, target_sha256=p.target_sha256, sections=sections)
+    return serialize(
+        p.method,
+        base_size=p.base_size,
+        target_size=p.target_size,
+        base_sha256=p.base_sha256,
+        target_sha256=p.target_sha256,
+        sections=sections,
+    )
 
 
 @lru_cache(maxsize=1)
@@ -185,18 +264,76 @@ def seeds(mode: str) -> list[bytes]:
 KNOWN: set[str] = set()
 
 
-def one_input(data: bytes, mode: str, *, ignore: frozenset[str] = frozenset()) -> None:
+def one_input(
+    data: bytes,
+    mode: str,
+    *,
+    ignore: frozenset[str] = frozenset(),
+    limits: str = "small",
+    oracle: bool = False,
+) -> None:
     """Run one input; return normally or raise RegistryCoreError. Anything else is a bug.
 
-    ``ignore`` names entries of :data:`KNOWN` not to raise on.
+    ``ignore`` names entries of :data:`KNOWN` not to raise on. ``limits`` picks the
+    aggregator's limits (:data:`LIMITS`). With ``oracle`` the input's Python-heap peak and CPU
+    time are checked against :func:`memory_allowance` / :func:`time_allowance` (tracemalloc
+    must be tracing: :func:`main` starts it) and a :class:`ResourceFinding` is raised beyond.
     """
+    if not data:
+        return
+    if not oracle:
+        _run(data, mode, ignore, limits)
+        return
+    sel, body = data[0], data[1:]
+    base = bases()[(sel >> 2) % len(bases())]
+    declared = _declared_output(data, mode, limits)
+    tracemalloc.reset_peak()
+    start_mem = tracemalloc.get_traced_memory()[0]
+    t0 = time.process_time()
+    try:
+        _run(data, mode, ignore, limits)
+    finally:
+        cpu = time.process_time() - t0
+        peak = tracemalloc.get_traced_memory()[1] - start_mem
+    mem_ok = memory_allowance(len(body), len(base), declared)
+    if peak > mem_ok:
+        raise ResourceFinding(
+            f"{len(data)}-byte input (declared output {declared}) peaked at {peak} bytes of "
+            f"Python heap; the allowance is {mem_ok}"
+        )
+    t_ok = time_allowance(declared)
+    if cpu > t_ok:
+        raise ResourceFinding(
+            f"{len(data)}-byte input (declared output {declared}) took {cpu:.2f} s of CPU; "
+            f"the allowance is {t_ok:.2f} s"
+        )
+
+
+def _declared_output(data: bytes, mode: str, limits: str) -> int:
+    """The output size the input claims, capped by the limit (0 when the header is invalid)."""
+    from registry_core.errors import RegistryCoreError
+
+    sel, body = data[0], data[1:]
+    agg = _aggregator(limits)
+    if mode == "fixup":
+        patch = body + hashlib.sha256(body).digest()
+    elif sel & 3 in (0, 1):
+        patch = body
+    else:
+        return 0  # layouts and bundles produce no output beyond their input
+    try:
+        size = agg.inspect(patch).target_size
+    except RegistryCoreError:
+        return 0
+    return max(0, min(int(size), agg.max_output_size))
+
+
+def _run(data: bytes, mode: str, ignore: frozenset[str], limits: str) -> None:
     from registry_core.delta._layout import Layout
     from registry_core.errors import RegistryCoreError
 
-    if not data:
-        return
     sel, body = data[0], data[1:]
-    agg = _aggregator()
+    agg = _aggregator(limits)
     base = bases()[(sel >> 2) % len(bases())]
     if mode == "fixup":
         patch = body + hashlib.sha256(body).digest()
@@ -243,23 +380,45 @@ def main(argv: list[str]) -> None:
     import atheris
 
     mode = "raw"
+    limits = "small"
+    oracle = True
     ignore: frozenset[str] = frozenset()
     rest = [argv[0]]
     it = iter(argv[1:])
     for arg in it:
         if arg == "--ignore-known":
             ignore = frozenset(KNOWN)
-        elif arg == "--mode":
-            mode = next(it)
+        elif arg == "--no-oracle":
+            oracle = False
+        elif arg in ("--mode", "--limits"):
+            value = next(it)
+            if arg == "--mode":
+                mode = value
+            else:
+                limits = value
         elif arg.startswith("--mode="):
             mode = arg.split("=", 1)[1]
+        elif arg.startswith("--limits="):
+            limits = arg.split("=", 1)[1]
         else:
             rest.append(arg)
     if mode not in MODES:
         raise SystemExit(f"--mode must be one of {MODES}")
+    if limits not in LIMITS:
+        raise SystemExit(f"--limits must be one of {LIMITS}")
+    if not any(a.startswith("-rss_limit_mb=") for a in rest):
+        rest.append(f"-rss_limit_mb={RSS_LIMIT_MB[limits]}")
+    if not any(a.startswith("-timeout=") for a in rest):
+        rest.append(f"-timeout={TIMEOUT_S}")
     with atheris.instrument_imports():
         import registry_core  # noqa: F401
-        from registry_core.delta import _aggregator, _binary, _bundle, _format, _layout  # noqa: F401
+        from registry_core.delta import (  # noqa: F401
+            _aggregator,
+            _binary,
+            _bundle,
+            _format,
+            _layout,
+        )
     positional = [a for a in rest[1:] if not a.startswith("-")]
     if not positional:
         positional = [str(HERE / "corpus" / mode)]
@@ -268,15 +427,21 @@ def main(argv: list[str]) -> None:
     if not first.is_dir() or not any(first.iterdir()):
         write_seeds(mode, first)  # an empty or new corpus starts from the seeds
     if not any(a.startswith("-artifact_prefix=") for a in rest):
-        crashers = HERE / "crashers" / mode
+        # Findings under the library's default limits are kept apart: the corpus replay test
+        # runs crashers/<mode>/ with the small limits.
+        crashers = HERE / "crashers" / (mode if limits == "small" else f"{mode}-{limits}")
         crashers.mkdir(parents=True, exist_ok=True)
         rest.append(f"-artifact_prefix={crashers}/")
-    # Build the seeds' patches before fuzzing starts (they are cached).
+    # Build the seeds' patches before fuzzing starts (they are cached), then trace.
     for s in seeds(mode):
-        one_input(s, mode)
+        one_input(s, mode, limits=limits)
+    if oracle:
+        tracemalloc.start()
+        for s in seeds(mode):
+            one_input(s, mode, limits=limits, oracle=True)
 
     def test_one_input(data: bytes) -> None:
-        one_input(data, mode, ignore=ignore)
+        one_input(data, mode, ignore=ignore, limits=limits, oracle=oracle)
 
     atheris.Setup(rest, test_one_input)
     atheris.Fuzz()

@@ -7,7 +7,7 @@ import random
 
 import pytest
 from _delta_artifacts import module_source, sdist, wheel
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from registry_core import DeltaAggregator
@@ -69,21 +69,46 @@ def test_compose_sdist_chain():
     assert AGG.apply(rel[0], composed) == rel[-1]
 
 
+def edit(data: bytes, rnd: random.Random) -> tuple[bytes, int, int]:
+    """Three random insertions, each followed by a deletion of up to 9 bytes (once the data
+    has more than 10); returns the edited bytes and how many bytes were inserted / deleted."""
+    b = bytearray(data)
+    inserted = deleted = 0
+    for _ in range(3):
+        i = rnd.randrange(len(b) + 1)
+        piece = rnd.randbytes(rnd.randrange(0, 40))
+        b[i:i] = piece
+        inserted += len(piece)
+        if len(b) > 10:
+            j = rnd.randrange(len(b))
+            n = min(rnd.randrange(0, 10), len(b) - j)
+            del b[j : j + n]  # from b itself: `del b[j:][:n]` deleted from a copy
+            deleted += n
+    return bytes(b), inserted, deleted
+
+
+def test_edit_really_deletes():
+    """The chain property's edits delete bytes: most seeds delete some, and the length shows it."""
+    deleting = 0
+    for seed in range(50):
+        data, inserted, deleted = edit(b"x" * 500, random.Random(seed))
+        assert len(data) == 500 + inserted - deleted
+        deleting += deleted > 0
+    assert deleting >= 40
+
+
 @settings(max_examples=40)
 @given(
     st.binary(min_size=1, max_size=3000), st.lists(st.integers(0, 2**32), min_size=2, max_size=4)
 )
 def test_compose_binary_chain(start, seeds):
     versions = [start]
+    deleted = 0
     for seed in seeds:
-        rnd = random.Random(seed)
-        b = bytearray(versions[-1])
-        for _ in range(3):
-            i = rnd.randrange(len(b) + 1)
-            b[i:i] = rnd.randbytes(rnd.randrange(0, 40))
-            if len(b) > 10:
-                del b[rnd.randrange(len(b)) :][: rnd.randrange(0, 10)]
-        versions.append(bytes(b) or b"\x00")
+        data, _, gone = edit(versions[-1], random.Random(seed))
+        deleted += gone
+        versions.append(data or b"\x00")
+    event("some bytes deleted" if deleted else "insertions only")
     patches = [AGG.diff(a, b) for a, b in itertools.pairwise(versions)]
     composed = AGG.compose(patches)
     assert AGG.apply(versions[0], composed) == versions[-1]

@@ -123,6 +123,31 @@ class Patch:
             return bytes(sec.payload)
         return _zstd_decompress(sec.payload, sec.raw_len, kind)
 
+    def peek(self, kind: Section, n: int) -> bytes:
+        """The first ``n`` decoded bytes of a section (fewer if it is shorter), decoding no
+        more than that: lets a reader check a section's own header before decoding it."""
+        sec = self.sections[kind]
+        if sec.codec == Codec.STORED:
+            return bytes(sec.payload[:n])
+        import zstandard
+
+        try:
+            reader = zstandard.ZstdDecompressor().stream_reader(
+                io.BytesIO(sec.payload), read_across_frames=False
+            )
+            with reader:
+                out = b""
+                while len(out) < n:
+                    piece = reader.read(n - len(out))
+                    if not piece:
+                        break
+                    out += piece
+                return out
+        except zstandard.ZstdError as exc:
+            raise CorruptPatchError(
+                f"patch section {kind.name} does not decompress: {exc}"
+            ) from exc
+
 
 #: First read of a zstd section; each later read asks for at most what was produced so far,
 #: so the buffers held are never more than twice the real output.
@@ -346,13 +371,17 @@ def chain_members(p: Patch, *, max_size: int) -> list[memoryview]:
     count by :data:`MAX_CHAIN_MEMBERS` and by how many complete patches the section can hold,
     before any member is read.
     """
-    body = p.section(Section.PATCHES, limit=max_size)
-    count, pos = decode_uvarint(body, 0, "chain patch")
-    if count == 0 or count > MAX_CHAIN_MEMBERS or count > len(body) // (MIN_PATCH_SIZE + 1):
+    # The member count first, from the section's first bytes: a count the declared size
+    # cannot hold is refused before the section is decoded.
+    raw_len = p.sections[Section.PATCHES].raw_len
+    count, _ = decode_uvarint(p.peek(Section.PATCHES, 10), 0, "chain patch")
+    if count == 0 or count > MAX_CHAIN_MEMBERS or count > raw_len // (MIN_PATCH_SIZE + 1):
         raise CorruptPatchError(
             f"chain patch declares {count} members (at most {MAX_CHAIN_MEMBERS}, each a "
             f"complete patch of at least {MIN_PATCH_SIZE} bytes)"
         )
+    body = p.section(Section.PATCHES, limit=max_size)
+    count, pos = decode_uvarint(body, 0, "chain patch")
     view = memoryview(body)
     members = []
     for _ in range(count):

@@ -349,12 +349,13 @@ class RegistryApp:
         resp = await self._respond(
             method, raw_path, {k.lower(): v for k, v in headers.items()}, client
         )
-        body = resp.body
+        body = resp.body if method != "HEAD" else b""
         if resp.file is not None:
             try:
-                if resp.offset:
-                    await self._io(resp.file.seek, resp.offset)
-                body = await self._io(resp.file.read, resp.length) if method != "HEAD" else b""
+                if method != "HEAD":
+                    if resp.offset:
+                        await self._io(resp.file.seek, resp.offset)
+                    body = await self._io(resp.file.read, resp.length)
             finally:
                 await self._io(resp.file.close)
         return resp.status, resp.headers, body

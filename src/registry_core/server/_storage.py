@@ -93,6 +93,8 @@ class DirectoryStorage:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise InvalidArgumentError(f"storage root {str(self.root)!r} is not a directory")
+        self._root = str(self.root)
+        self._root_prefix = os.path.join(self._root, "")
         self._lock = threading.Lock()
         self._index_lock = threading.Lock()
         self._meta: dict[str, tuple[tuple[int, int, int], ArtifactInfo]] = {}
@@ -103,18 +105,20 @@ class DirectoryStorage:
 
     # -- file-system access (one place each, so tests can count them) -----------------------
 
-    def _stat(self, full: Path) -> os.stat_result:
+    def _stat(self, full: str) -> os.stat_result:
         return os.stat(full)
 
     def _scandir(self, directory: str) -> list[os.DirEntry[str]]:
         with os.scandir(directory) as it:
             return list(it)
 
-    def _file(self, path: str) -> Path | None:
+    def _file(self, path: str) -> str | None:
         if validate_path(path) is None:
             return None
-        full = (self.root / path).resolve()
-        if self.root not in full.parents:
+        # os.path, not pathlib: pathlib interns every component, so a flood of unique
+        # missing paths would grow the interpreter's intern table
+        full = os.path.realpath(os.path.join(self._root, path))
+        if not full.startswith(self._root_prefix):
             return None
         return full
 
@@ -136,7 +140,7 @@ class DirectoryStorage:
             return None
         return self._info(path, full, st)
 
-    def _info(self, path: str, full: Path, st: os.stat_result) -> ArtifactInfo | None:
+    def _info(self, path: str, full: str, st: os.stat_result) -> ArtifactInfo | None:
         key = (st.st_size, st.st_mtime_ns, st.st_ino)
         with self._lock:
             cached = self._meta.get(path)
@@ -168,7 +172,8 @@ class DirectoryStorage:
         full = self._file(path)
         if full is None:
             raise FileNotFoundError(path)
-        return full.read_bytes()
+        with open(full, "rb") as f:
+            return f.read()
 
     def open(self, path: str) -> BinaryIO:
         """The artifact opened for reading (raise FileNotFoundError if it is not one)."""

@@ -33,6 +33,7 @@ import os
 import re
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -546,6 +547,14 @@ def _config(certfile: str, keyfile: str, keep_alive_max_requests: int, limits: S
 # -- per-connection guards ---------------------------------------------------------------------
 
 
+def _reset(transport: Any) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
 class _Connection:
     """One accepted TCP connection: activity clock, what the application is doing, and a
     handle to abort it."""
@@ -565,9 +574,11 @@ class _Connection:
         self.last = self.loop.time()
 
     def abort(self, reason: str) -> None:
+        """Reset the connection now: SO_LINGER 0 makes the kernel drop unsent bytes and send
+        RST (a plain close would keep them queued for a client that never reads)."""
         if self.reason is None:
             self.reason = reason
-        self.transport.abort()
+        _reset(self.transport)
 
 
 @dataclass
@@ -641,7 +652,7 @@ class _Reader:
                 remaining = conn.last + timeout - conn.loop.time()
                 if remaining <= 0:
                     self._stats.read_timeouts += 1
-                    conn.reason = conn.reason or "read timeout"
+                    conn.abort("read timeout")  # hypercorn alone would wait for its idle timer
                     raise asyncio.TimeoutError
                 try:
                     data = await asyncio.wait_for(self._reader.read(n), remaining)
@@ -670,7 +681,8 @@ class _Writer:
         return self._writer.get_extra_info(name, default)
 
     def write(self, data: bytes) -> None:
-        self._writer.write(data)
+        if not self._writer.transport.is_closing():  # after an abort: drop, do not log
+            self._writer.write(data)
 
     def write_eof(self) -> None:
         self._writer.write_eof()
@@ -832,9 +844,30 @@ async def _run(
         peer = writer.get_extra_info("peername") or ("", 0)
         ip = str(peer[0])
         if not gate.admit(ip):
-            writer.transport.abort()
+            _reset(writer.transport)
             return
         key = (ip, int(peer[1]))
+        released = False
+
+        def release(_: object = None) -> None:
+            # Once the transport is gone the connection's budget is free, even if hypercorn's
+            # handler still waits on its own timers (an idle timer outlives a half-sent head);
+            # the handler is cancelled if it has not ended by itself after close_timeout.
+            nonlocal released
+            if not released:
+                released = True
+                connections.pop(key, None)
+                gate.release(ip)
+                if not task.done():
+                    loop.call_later(limits.close_timeout, task.cancel)
+
+        def lost(fut: asyncio.Future[Any]) -> None:
+            if not fut.cancelled():
+                fut.exception()  # retrieved: a reset connection is not an error here
+            release()
+
+        watcher = loop.create_task(writer.wait_closed())
+        watcher.add_done_callback(lost)
         try:
             if upgrade:
                 try:
@@ -843,7 +876,7 @@ async def _run(
                     )
                 except (OSError, ssl.SSLError, asyncio.TimeoutError, ConnectionError):
                     stats.handshake_failures += 1
-                    writer.transport.abort()
+                    _reset(writer.transport)
                     return
             writer.transport.set_write_buffer_limits(high=limits.write_buffer_high)
             conn = _Connection(loop, ip, writer.transport)
@@ -858,10 +891,9 @@ async def _run(
                 _Writer(writer, conn, limits, stats),
             )
         finally:
-            connections.pop(key, None)
-            gate.release(ip)
             if not writer.transport.is_closing():
-                writer.transport.abort()
+                _reset(writer.transport)
+            release()
 
     server = await asyncio.start_server(
         on_connection,

@@ -98,6 +98,15 @@ class ClientOptions:
     quic: bool  # QUIC_TRANSPORT
     coalesce: bool  # CONNECTION_COALESCE
 
+    def codec_flags(self) -> FeatureFlags:
+        """Hermetic flags for the Compressors decoding responses, built from these options
+        (the caller's FeatureFlags is never consulted again after construction)."""
+        from ..flags import FeatureFlags
+
+        return FeatureFlags(
+            overrides={"ZSTD_COMPRESSION": self.zstd, "BROTLI_COMPRESSION": self.brotli}
+        )
+
     @classmethod
     def from_flags(cls, flags: FeatureFlags | None) -> tuple[ClientOptions, FeatureFlags]:
         from ..flags import resolve_flags
@@ -214,7 +223,9 @@ class Transport:
         self.transport = transport
         self.apply_timeout = apply_timeout
         self.default_headers = {"user-agent": "registry-core", **(headers or {})}
-        self.codings = Codings(zstd=self.options.zstd, brotli=self.options.brotli, flags=self.flags)
+        self.codings = Codings(
+            zstd=self.options.zstd, brotli=self.options.brotli, flags=self.options.codec_flags()
+        )
         self.pool = CoalescingPool(coalesce=self.options.coalesce)
         self.altsvc = AltSvcCache()
         self.stats: collections.Counter[str] = collections.Counter()

@@ -111,10 +111,12 @@ def zstd(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=19).compress(data)
 
 
-def zeros_frame(size: int) -> bytes:
-    """A zstd frame of ``size`` zero bytes, built in 1 MiB pieces (never ``size`` in memory)."""
+def zeros_frame(size: int, pattern: bytes = b"\x00") -> bytes:
+    """A zstd frame of ``size`` bytes repeating ``pattern``, built in 1 MiB pieces (never
+    ``size`` bytes in memory)."""
     c = zstandard.ZstdCompressor(level=3).compressobj(size=size)
-    piece = bytes(MiB)
+    piece = (pattern * (MiB // len(pattern) + 1))[:MiB]
+    assert MiB % len(pattern) == 0 or size <= MiB
     out = []
     left = size
     while left:
@@ -238,9 +240,9 @@ def test_r3_binary_ctrl_declaring_30x_target(tmp_path):
     """A BINARY patch whose CTRL section is 30 x the target (before: decoded whole, +120 MB):
     each section is bounded by what the target can need before it is decompressed."""
     target = 4 * MiB
-    ctrl_len = 30 * (target + 1)
+    ctrl_len = 30 * 4 * MiB  # records (1, 0, 0): real, non-zero bytes once decoded
     sections = [
-        (Section.CTRL, Codec.ZSTD, ctrl_len, zeros_frame(ctrl_len)),
+        (Section.CTRL, Codec.ZSTD, ctrl_len, zeros_frame(ctrl_len, b"\x01\x00\x00\x00")),
         (Section.DIFF, Codec.STORED, 0, b""),
         (Section.EXTRA, Codec.ZSTD, target, zeros_frame(target)),
     ]
@@ -302,30 +304,32 @@ def test_r4_layout_with_shared_references_is_refused_by_the_work_budget(tmp_path
 
 
 def test_r5_diff_stays_within_what_apply_accepts():
-    """An archive whose expansion (80 MiB) lies between the two old default limits (apply:
-    64 x a 0.6 MB target = 38 MiB, floor 64 MiB; diff: 200 x = 120 MiB). Before, diff wrote an
-    ARCHIVE patch that apply refused; now both sides use one limit and the patch applies."""
+    """An archive whose expansion (120 MiB) lies between the two old default limits (apply:
+    64 x a ~1.25 MB target = 80 MB; diff: 200 x = 250 MB). Before, diff wrote an ARCHIVE patch
+    that apply refused with OutputTooLargeError; now both sides use one limit (the big member
+    stays compressed) and the patch applies. Targets above 1 MiB get no plain-delta candidate,
+    so the archive patch is what diff returns."""
     rnd = __import__("random").Random(5)
-    noise = rnd.randbytes(600_000)
+    noise = rnd.randbytes(1_100_000)
+    period = b"".join(b"line %d of a repetitive data file\n" % i for i in range(40))
 
-    def artifact(tag: bytes, big: bool) -> bytes:
+    def artifact(tag: bytes) -> bytes:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             zf.writestr("pkg/noise.bin", noise, compress_type=zipfile.ZIP_STORED)
-            zf.writestr("pkg/__init__.py", b"VERSION = " + tag + b"\n")
-            if big:
-                with zf.open("pkg/zeros.bin", "w", force_zip64=True) as f:
-                    chunk = bytes(MiB)
-                    for _ in range(80):
-                        f.write(chunk)
+            with zf.open("pkg/data.txt", "w", force_zip64=True) as f:
+                f.write(b"version " + tag + b"\n")
+                chunk = period * (MiB // len(period))
+                for _ in range(120 * MiB // len(chunk)):
+                    f.write(chunk)
         return buf.getvalue()
 
-    old, new = artifact(b"1", False), artifact(b"2", True)
-    assert 80 * MiB > max(64 * MiB, 64 * len(new)) and 80 * MiB < 200 * len(new)
+    old, new = artifact(b"1"), artifact(b"2")
+    assert len(new) > 1 << 20 and 64 * len(new) < 120 * MiB < 200 * len(new), len(new)
     agg = DeltaAggregator(archive_aware=True)
     patch = agg.diff(old, new)
     assert agg.apply(old, patch) == new
-    assert agg.last_stats["expanded_target"] <= agg.expanded_limit(len(new))
+    assert len(patch) < len(new) // 2
 
 
 # -- R6 ----------------------------------------------------------------------------------------

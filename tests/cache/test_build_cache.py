@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -83,11 +84,16 @@ def test_backfill_from_remote_to_local(tmp_path: Path, redis_server, prefix):
 
 
 def test_remote_down_strict_and_fail_open(tmp_path: Path, private_redis, prefix):
-    strict = BuildCache(LocalStore(tmp_path / "a"),
-                        RedisStore(private_redis.url, prefix=prefix, timeout=1.0), flags=on())
-    lenient = BuildCache(LocalStore(tmp_path / "b"),
-                         RedisStore(private_redis.url, prefix=prefix, timeout=1.0,
-                                    fail_open=True), flags=on())
+    strict = BuildCache(
+        LocalStore(tmp_path / "a"),
+        RedisStore(private_redis.url, prefix=prefix, timeout=1.0),
+        flags=on(),
+    )
+    lenient = BuildCache(
+        LocalStore(tmp_path / "b"),
+        RedisStore(private_redis.url, prefix=prefix, timeout=1.0, fail_open=True),
+        flags=on(),
+    )
     private_redis.stop()
     with pytest.raises(CacheError):
         strict.get("k")
@@ -107,19 +113,28 @@ def test_single_flight_builds_once(tmp_path: Path):
         nonlocal calls
         calls += 1
         started.set()
-        release.wait(5)
+        release.wait(30)
         return b"expensive"
 
     results: list[bytes] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_or_build("k", build)))
-               for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_or_build("k", build)))
+        for _ in range(8)
+    ]
     for t in threads:
         t.start()
-    started.wait(5)
-    time.sleep(0.1)  # let the others reach the flight
+    assert started.wait(30)
+    # wait (bounded, on a condition, not a fixed sleep) until the 7 others joined the flight
+    joined = threading.Event()
+    for _ in range(30_000):
+        if cache.stats.coalesced == 7:
+            joined.set()
+            break
+        joined.wait(0.001)
+    assert joined.is_set(), cache.stats
     release.set()
     for t in threads:
-        t.join(5)
+        t.join(30)
     assert calls == 1 and results == [b"expensive"] * 8
     assert cache.stats.builds == 1
     assert cache.get_or_build("k", build) == b"expensive" and calls == 1
@@ -151,3 +166,40 @@ def test_bad_arguments(tmp_path: Path):
         BuildCache(local=str(tmp_path), flags=on())  # type: ignore[arg-type]
     with pytest.raises(InvalidTypeError):
         BuildCache(flags={"INCREMENTAL_CACHE": True})  # type: ignore[arg-type]
+
+
+def test_flag_off_logs_one_warning_saying_how_to_turn_it_on(tmp_path: Path, caplog):
+    """The README example used to do nothing silently while INCREMENTAL_CACHE was off."""
+    cache = BuildCache(LocalStore(tmp_path))  # no flags: catalogue defaults, the flag is off
+    with caplog.at_level(logging.WARNING, "registry_core.cache"):
+        assert cache.get_or_build("k", lambda: b"built") == b"built"
+        assert cache.get("k") is None and cache.put("k", b"v") is False
+    warnings = [r for r in caplog.records if r.name == "registry_core.cache"]
+    assert len(warnings) == 1, warnings  # once per cache, not once per call
+    text = warnings[0].getMessage()
+    assert "INCREMENTAL_CACHE" in text and "off" in text
+    assert "FeatureFlags({'INCREMENTAL_CACHE': True})" in text and "FeatureFlags.load()" in text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "registry_core.cache"):
+        BuildCache(LocalStore(tmp_path / "on"), flags=on()).get_or_build("k", lambda: b"x")
+    assert not [r for r in caplog.records if "INCREMENTAL_CACHE" in r.getMessage()]
+
+
+def test_no_flags_ignores_the_working_directory_and_honours_set_default_flags(
+    tmp_path: Path, monkeypatch
+):
+    from registry_core.flags import ENV_VAR, set_default_flags
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(ENV_VAR, "INCREMENTAL_CACHE=on")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.registry-core.flags]\nINCREMENTAL_CACHE = true\n"
+    )
+    set_default_flags(None)
+    assert not BuildCache(LocalStore(tmp_path / "a")).enabled  # nothing read implicitly
+    assert BuildCache(LocalStore(tmp_path / "b"), flags=FeatureFlags.load()).enabled
+    set_default_flags(on())
+    try:
+        assert BuildCache(LocalStore(tmp_path / "c")).enabled
+    finally:
+        set_default_flags(None)

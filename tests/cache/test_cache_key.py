@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 from registry_core.cache import cache_key
 from registry_core.errors import CacheError, InvalidArgumentError, InvalidTypeError
 
-scalars = st.one_of(st.binary(max_size=64), st.text(max_size=32), st.integers(), st.booleans(),
-                    st.none())
+scalars = st.one_of(
+    st.binary(max_size=64), st.text(max_size=32), st.integers(), st.booleans(), st.none()
+)
 parts = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
@@ -39,14 +41,23 @@ def test_length_prefix_separates_boundaries():
 
 
 def test_types_and_namespace_are_separated():
-    keys = {cache_key(b"1"), cache_key("1"), cache_key(1), cache_key(True), cache_key(None),
-            cache_key(["1"]), cache_key({"1": None}), cache_key(b"1", namespace="other")}
+    keys = {
+        cache_key(b"1"),
+        cache_key("1"),
+        cache_key(1),
+        cache_key(True),
+        cache_key(None),
+        cache_key(["1"]),
+        cache_key({"1": None}),
+        cache_key(b"1", namespace="other"),
+    }
     assert len(keys) == 8
 
 
 def test_mapping_order_does_not_matter_values_do():
     assert cache_key({"cc": "gcc 13", "ld": "bfd 2.41"}) == cache_key(
-        {"ld": "bfd 2.41", "cc": "gcc 13"})
+        {"ld": "bfd 2.41", "cc": "gcc 13"}
+    )
     assert cache_key({"cc": "gcc 13"}) != cache_key({"cc": "gcc 14"})
 
 

@@ -3,17 +3,23 @@
 ``get`` looks locally, then remotely, and back-fills the local store from a remote hit;
 ``put`` writes through to both; ``get_or_build`` runs ``build_fn`` once per key at a time in
 this process (single-flight: concurrent callers wait for the leader and share its result or
-its exception). The flag is asked on every call, so turning it off in the configuration
-takes effect without a restart: while it is off, ``get`` misses, ``put`` stores nothing and
-``get_or_build`` just builds.
+its exception). The flags are resolved once, at construction (``flags=None``: the catalogue
+defaults, unless the host called ``set_default_flags``; nothing is read from the environment or
+a project file here); the flag is then asked on every call, so a FeatureFlags that watches a
+file turns the cache off and on without a restart. While it is off, ``get`` misses, ``put``
+stores nothing and ``get_or_build`` just builds, and the first such call logs a warning on the
+``registry_core.cache`` logger saying so and how to turn it on (INCREMENTAL_CACHE is
+experimental, so it is off by default).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .._util import ThreadSingleFlight
 from ..errors import InvalidTypeError
 from ..flags import FeatureFlags, resolve_flags
 from ._local import LocalStore, check_key, check_value
@@ -22,6 +28,15 @@ from ._redis import RedisStore
 __all__ = ["BuildCache", "CacheStats", "TierStats"]
 
 FLAG = "INCREMENTAL_CACHE"
+log = logging.getLogger("registry_core.cache")
+_OFF_WARNING = (
+    "BuildCache %r does nothing: the INCREMENTAL_CACHE feature flag is off (it is "
+    "experimental, off by default), so every get misses, put stores nothing and get_or_build "
+    "always builds. Turn it on with BuildCache(..., flags=FeatureFlags({'INCREMENTAL_CACHE': "
+    "True})), or in the deployment's flags (REGISTRY_CORE_FLAGS=INCREMENTAL_CACHE=on or "
+    "[tool.registry-core.flags] INCREMENTAL_CACHE = true) read with "
+    "BuildCache(..., flags=FeatureFlags.load())"
+)
 
 
 @dataclass
@@ -50,15 +65,6 @@ class CacheStats:
     local_bytes: int = 0  # bytes held by the local store now (each distinct value once)
 
 
-class _Flight:
-    __slots__ = ("done", "error", "value")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.value: bytes | None = None
-        self.error: BaseException | None = None
-
-
 class BuildCache:
     """Two-tier build cache (local first, remote second) gated by ``INCREMENTAL_CACHE``."""
 
@@ -71,16 +77,19 @@ class BuildCache:
     ) -> None:
         if local is not None and not isinstance(local, LocalStore):
             raise InvalidTypeError(
-                f"local must be a LocalStore or None, got {type(local).__name__}")
+                f"local must be a LocalStore or None, got {type(local).__name__}"
+            )
         if remote is not None and not isinstance(remote, RedisStore):
             raise InvalidTypeError(
-                f"remote must be a RedisStore or None, got {type(remote).__name__}")
+                f"remote must be a RedisStore or None, got {type(remote).__name__}"
+            )
         self.local = local
         self.remote = remote
-        self._flags = resolve_flags(flags)
+        self._flags = resolve_flags(flags)  # resolved once; INCREMENTAL_CACHE asked per call
         self._lock = threading.Lock()
-        self._flights: dict[str, _Flight] = {}
+        self._flights: ThreadSingleFlight[bytes] = ThreadSingleFlight()
         self._stats = CacheStats(enabled=False)
+        self._warned_off = False
 
     @property
     def enabled(self) -> bool:
@@ -92,6 +101,9 @@ class BuildCache:
             return False
         with self._lock:
             self._stats.disabled_calls += 1
+            warn, self._warned_off = not self._warned_off, True
+        if warn:
+            log.warning(_OFF_WARNING, self)
         return True
 
     def get(self, key: str) -> bytes | None:
@@ -165,36 +177,17 @@ class BuildCache:
         value = self.get(key)
         if value is not None:
             return value
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if leader:
-                flight = self._flights[key] = _Flight()
-            else:
-                self._stats.coalesced += 1
-        assert flight is not None
-        if not leader:
-            flight.done.wait()
-            if flight.error is not None:
-                raise flight.error
-            assert flight.value is not None
-            return flight.value
-        try:
-            value = self.get(key)  # a flight that just finished may have stored it
-            if value is None:
+
+        def lead() -> bytes:
+            built = self.get(key)  # a flight that just finished may have stored it
+            if built is None:
                 with self._lock:
                     self._stats.builds += 1
-                value = check_value(build_fn())
-                self.put(key, value)
-            flight.value = value
-            return value
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
+                built = check_value(build_fn())
+                self.put(key, built)
+            return built
+
+        return self._flights.do(key, lead)
 
     @property
     def stats(self) -> CacheStats:
@@ -207,8 +200,11 @@ class BuildCache:
                 enabled=enabled,
                 local=TierStats(**vars(s.local)),
                 remote=TierStats(**vars(s.remote)),
-                backfills=s.backfills, builds=s.builds, coalesced=s.coalesced,
-                disabled_calls=s.disabled_calls, local_bytes=local_bytes,
+                backfills=s.backfills,
+                builds=s.builds,
+                coalesced=self._flights.shared,
+                disabled_calls=s.disabled_calls,
+                local_bytes=local_bytes,
             )
 
     def __repr__(self) -> str:

@@ -23,8 +23,19 @@ KEY_DOMAIN = b"registry-core/cache-key/v1\x00"
 _MAX_DEPTH = 32
 _CHUNK = 1 << 20
 
-KeyPart = Union[bytes, bytearray, memoryview, str, int, bool, None, "os.PathLike[str]",
-                Mapping[Any, Any], list, tuple]
+KeyPart = Union[
+    bytes,
+    bytearray,
+    memoryview,
+    str,
+    int,
+    bool,
+    None,
+    "os.PathLike[str]",
+    Mapping[Any, Any],
+    list,
+    tuple,
+]
 
 _U64 = struct.Struct(">Q")
 
@@ -66,7 +77,8 @@ def _encode_key(k: Any) -> bytes:
     if isinstance(k, (bytes, bytearray)):
         return b"B" + bytes(k)
     raise InvalidTypeError(
-        f"mapping keys in a cache key must be str or bytes, got {type(k).__name__}")
+        f"mapping keys in a cache key must be str or bytes, got {type(k).__name__}"
+    )
 
 
 def _part(h: Any, part: Any, depth: int) -> None:

@@ -1,9 +1,13 @@
 """RedisStore: the remote tier, on a real Redis server through the ``redis`` package.
 
 Each value is stored as ``b"RC1" || sha256(value) (32 bytes) || value`` under ``prefix + key``,
-and verified on read: a value that fails verification is deleted and counted as a miss. Reads
-are bounded (GETRANGE up to the size limit), so a huge foreign value never lands in memory.
-``redis`` is imported when the first RedisStore is made, not with ``registry_core``.
+and verified on read: a value that fails verification, or a key holding another Redis type
+(WRONGTYPE), is a corrupt entry: deleted, counted, a miss. Reads are bounded twice: GETRANGE
+asks for at most the size limit, and the reply parser (:mod:`._resp`) refuses any reply larger
+than that, so neither a huge foreign value nor a hostile server makes the client allocate more.
+Every failure, whatever redis-py raised, is a :class:`CacheError` (or, with ``fail_open``, a
+counted miss). ``redis`` is imported when the first RedisStore is made, not with
+``registry_core``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 
 from ..errors import CacheError, InvalidArgumentError
 from ._local import check_key, check_value
+from ._resp import bounded_parser
 
 __all__ = ["RedisStore"]
 
@@ -49,10 +54,14 @@ class RedisStore:
     ) -> None:
         if ttl is not None and (not isinstance(ttl, (int, float)) or ttl <= 0):
             raise InvalidArgumentError(f"ttl must be a positive number of seconds or None: {ttl!r}")
-        if isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int) \
-                or max_value_bytes <= 0:
+        if (
+            isinstance(max_value_bytes, bool)
+            or not isinstance(max_value_bytes, int)
+            or max_value_bytes <= 0
+        ):
             raise InvalidArgumentError(
-                f"max_value_bytes must be a positive int: {max_value_bytes!r}")
+                f"max_value_bytes must be a positive int: {max_value_bytes!r}"
+            )
         try:
             import redis
             from redis.backoff import ExponentialBackoff
@@ -61,24 +70,30 @@ class RedisStore:
             raise CacheError(
                 "RedisStore needs the 'redis' package: pip install 'registry-core[cache]'"
             ) from exc
-        self._redis_errors = (redis.exceptions.RedisError, OSError)
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise InvalidArgumentError(f"retries must be an int >= 0: {retries!r}")
         # A cache should fail fast: redis-py's default (3 retries with backoff) takes ~4 s
         # to report a server that is down; ours retries ``retries`` times within 100 ms.
         opts: dict[str, Any] = {
-            "socket_timeout": timeout, "socket_connect_timeout": timeout,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
             "retry": Retry(ExponentialBackoff(cap=0.1, base=0.02), retries),
         }
+        parser = bounded_parser(_HEADER + max_value_bytes + 1)  # GETRANGE asks for one over
+        if parser is not None:
+            opts["parser_class"] = parser
+            opts["protocol"] = 2  # the bounded parser speaks RESP2
         if url is not None:
             self._where = url
             try:
-                self._client = redis.Redis.from_url(url, **opts)
+                pool = redis.ConnectionPool.from_url(url, **opts)
             except ValueError as exc:
                 raise InvalidArgumentError(f"bad Redis URL {url!r}: {exc}") from exc
         else:
             self._where = f"redis://{host}:{port}/{db}"
-            self._client = redis.Redis(host=host, port=port, db=db, **opts)
+            pool = redis.ConnectionPool(host=host, port=port, db=db, **opts)
+        self._client = redis.Redis(connection_pool=pool)
+        self._response_error = redis.exceptions.ResponseError
         self.prefix = prefix
         self.ttl = ttl
         self.max_value_bytes = max_value_bytes
@@ -93,17 +108,31 @@ class RedisStore:
             self.errors += 1
         msg = f"Redis cache at {self._where} failed during {op}: {exc}"
         if not self.fail_open:
-            raise CacheError(msg + "; check that the server is running and reachable, "
-                             "or pass fail_open=True to treat it as a miss") from exc
+            raise CacheError(
+                msg + "; check that the server is running and reachable, "
+                "or pass fail_open=True to treat it as a miss"
+            ) from exc
         log.warning("%s (fail_open: treated as a miss)", msg)
 
     def ping(self) -> bool:
         """True when the server answers; False (or CacheError without fail_open) otherwise."""
         try:
-            return bool(self._client.ping())
-        except self._redis_errors as exc:
+            return self._client.ping() is True
+        except Exception as exc:  # any failure of the client or the reply: see _failed
             self._failed("PING", exc)
             return False
+
+    def _wrong_type(self, exc: Exception) -> bool:
+        return isinstance(exc, self._response_error) and "WRONGTYPE" in str(exc)
+
+    def _drop_corrupt(self, name: str, why: str) -> None:
+        with self._lock:
+            self.corrupt += 1
+        log.warning("Redis cache value %s %s; deleted (treated as a miss)", name, why)
+        try:
+            self._client.delete(name)
+        except Exception as exc:
+            self._failed("DEL", exc)
 
     def get(self, key: str) -> bytes | None:
         """The verified value under ``key``, or None (absent, corrupt, too large, or fail_open)."""
@@ -113,27 +142,31 @@ class RedisStore:
             pipe.getrange(name, 0, _HEADER + self.max_value_bytes)  # inclusive: one byte over
             if self.ttl is not None:
                 pipe.pexpire(name, int(self.ttl * 1000))
-            raw = pipe.execute()[0]
-        except self._redis_errors as exc:
+            replies = pipe.execute()
+        except Exception as exc:
+            if self._wrong_type(exc):  # a key of another type: a corrupt entry, not an outage
+                self._drop_corrupt(name, "is not a string (WRONGTYPE)")
+                return None
             self._failed("GET", exc)
+            return None
+        raw = replies[0] if isinstance(replies, list) and replies else None
+        if raw is not None and not isinstance(raw, bytes):
+            self._failed("GET", CacheError(f"unexpected reply type {type(raw).__name__}"))
             return None
         if not raw:
             return None
         if len(raw) > _HEADER + self.max_value_bytes:
             with self._lock:
                 self.too_large += 1
-            log.warning("Redis cache value %s exceeds max_value_bytes=%d; treated as a miss",
-                        name, self.max_value_bytes)
+            log.warning(
+                "Redis cache value %s exceeds max_value_bytes=%d; treated as a miss",
+                name,
+                self.max_value_bytes,
+            )
             return None
         value = raw[_HEADER:]
         if raw[:3] != MAGIC or hashlib.sha256(value).digest() != raw[3:_HEADER]:
-            with self._lock:
-                self.corrupt += 1
-            log.warning("Redis cache value %s failed SHA-256 verification; deleted", name)
-            try:
-                self._client.delete(name)
-            except self._redis_errors as exc:
-                self._failed("DEL", exc)
+            self._drop_corrupt(name, "failed SHA-256 verification")
             return None
         return value
 
@@ -154,21 +187,25 @@ class RedisStore:
                 self._client.set(name, blob, px=int(self.ttl * 1000))
             else:
                 self._client.set(name, blob)
-        except self._redis_errors as exc:
+        except Exception as exc:
             self._failed("SET", exc)
             return False
         return True
 
     def delete(self, key: str) -> bool:
         """Remove ``key``; True when it existed."""
+        name = self.prefix + check_key(key)
         try:
-            return bool(self._client.delete(self.prefix + check_key(key)))
-        except self._redis_errors as exc:
+            return self._client.delete(name) == 1
+        except Exception as exc:
             self._failed("DEL", exc)
             return False
 
     def close(self) -> None:
-        self._client.close()
+        try:
+            self._client.close()
+        except Exception as exc:  # closing a broken connection is not worth a traceback
+            log.debug("closing the Redis client of %s: %s", self._where, exc)
 
     def __enter__(self) -> RedisStore:
         return self

@@ -158,3 +158,35 @@ def test_store_without_open_still_serves(call):
     status, headers, body, _ = call(app, "GET", "/a.txt", [("range", "bytes=1-3")])
     assert status == 206 and body == b"ell"
     assert call(app, "GET", "/a.txt")[2] == b"hello"
+
+
+def test_file_replaced_after_stat_is_stat_again(tmp_path, call):
+    """Between the stat (ETag, digests) and the open, the file was replaced: the answer
+    describes the bytes actually sent."""
+    (tmp_path / "a.txt").write_bytes(b"old content")
+
+    class Racy(DirectoryStorage):
+        swapped = False
+
+        def open(self, path):
+            if not self.swapped:
+                self.swapped = True
+                (tmp_path / "a.txt").write_bytes(b"new content, longer")
+            return super().open(path)
+
+    app = RegistryApp(Racy(tmp_path))
+    status, headers, body, _ = call(app, "GET", "/a.txt")
+    assert status == 200 and body == b"new content, longer"
+    assert headers["etag"] == etag_for(body) and headers["content-length"] == str(len(body))
+
+
+def test_file_removed_after_stat_is_404(tmp_path, call):
+    (tmp_path / "a.txt").write_bytes(b"soon gone")
+
+    class Vanishing(DirectoryStorage):
+        def open(self, path):
+            (tmp_path / "a.txt").unlink(missing_ok=True)
+            return super().open(path)
+
+    status, _, _, _ = call(RegistryApp(Vanishing(tmp_path)), "GET", "/a.txt")
+    assert status == 404

@@ -84,6 +84,10 @@ async def _drain(receive: Receive, limit: int = 1 << 20) -> None:
             return
 
 
+class _Changed(Exception):
+    """The artifact changed between its stat and its opening."""
+
+
 @dataclass
 class _Response:
     status: int
@@ -363,6 +367,17 @@ class RegistryApp:
     async def _respond(
         self, method: str, raw_path: str, headers: dict[str, str], client: Hashable
     ) -> _Response:
+        """One answer; an artifact replaced while being answered is looked at once more."""
+        for _ in range(2):
+            try:
+                return await self._answer(method, raw_path, headers, client)
+            except _Changed:
+                continue
+        return _Response(503, [("retry-after", "1"), ("content-length", "0")])
+
+    async def _answer(
+        self, method: str, raw_path: str, headers: dict[str, str], client: Hashable
+    ) -> _Response:
         common: list[tuple[str, str]] = []
         if self.alt_svc and self.quic:
             common.append(("alt-svc", self.alt_svc))
@@ -437,7 +452,7 @@ class RegistryApp:
                     *common,
                     ("content-type", info.content_type),
                     ("content-encoding", "dcz"),
-                    ("vary", "accept-encoding, available-dictionary, a-im, " "if-none-match"),
+                    ("vary", "accept-encoding, available-dictionary, a-im, if-none-match"),
                     ("content-length", str(len(body))),
                     ("repr-digest", digest),
                     ("content-digest", digest),
@@ -489,12 +504,35 @@ class RegistryApp:
         return await self._stat_flight.do(path, lambda: asyncio.to_thread(self.storage.stat, path))
 
     async def _open(self, info: ArtifactInfo) -> BinaryIO:
+        """The artifact opened for streaming; raises _Changed if it is no longer ``info``."""
+        return await self._io(self._open_checked, info)
+
+    def _open_checked(self, info: ArtifactInfo) -> BinaryIO:
         opener = getattr(self.storage, "open", None)
         if opener is None:  # a store with the three protocol methods only: read whole
             import io
 
-            return io.BytesIO(await self._io(self.storage.read, info.path))
-        return await self._io(opener, info.path)
+            try:
+                data = self.storage.read(info.path)
+            except FileNotFoundError:
+                raise _Changed(info.path) from None
+            if len(data) != info.size:
+                raise _Changed(info.path)
+            return io.BytesIO(data)
+        try:
+            f: BinaryIO = opener(info.path)
+        except FileNotFoundError:
+            raise _Changed(info.path) from None  # removed since stat: stat again (404)
+        try:
+            st = os.fstat(f.fileno())
+        except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+            return f  # not a real file: the store answers for its consistency
+        if st.st_size != info.size or (
+            info.mtime_ns is not None and st.st_mtime_ns != info.mtime_ns
+        ):
+            f.close()
+            raise _Changed(info.path)  # replaced between stat and open: stat again
+        return f
 
     async def _ranged(
         self, info: ArtifactInfo, rng: ByteRange, common: list[tuple[str, str]], repr_digest: str
@@ -554,7 +592,7 @@ class RegistryApp:
         for base in bases:
             path = self.storage.find_by_sha256(base)
             if path is None:
-                self.stats.patch_refusals["unknown base"] += 1
+                self._refuse("unknown base")
                 continue
             info = self.storage.stat(path)
             if info is None or info.sha256 != base:
@@ -562,8 +600,12 @@ class RegistryApp:
             why = diff_refusal(info, target, self.max_diff_bytes)
             if why is None:
                 return base, info
-            self.stats.patch_refusals[why] += 1
+            self._refuse(why)
         return None
+
+    def _refuse(self, why: str) -> None:
+        with self._count_lock:  # called from worker threads
+            self.stats.patch_refusals[why] += 1
 
     async def _queued(
         self, key: Hashable, client: Hashable, job: Callable[[], tuple[bytes, str]]
@@ -644,10 +686,10 @@ class RegistryApp:
             return None
         # Use-As-Dictionary matches the target's directory: nothing else is a dictionary here.
         if info.path.rpartition("/")[0] != target.path.rpartition("/")[0]:
-            self.stats.patch_refusals["dictionary not in the same directory"] += 1
+            self._refuse("dictionary not in the same directory")
             return None
         if info.size > self.max_diff_bytes or target.size > self.max_diff_bytes:
-            self.stats.patch_refusals["too large"] += 1
+            self._refuse("too large")
             return None
         return info
 

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidArgumentError
+
 __all__ = ["corpus_artifacts", "local_artifacts", "main", "run_demo"]
 
 
@@ -45,10 +47,15 @@ def local_artifacts(n: int = 4, *, seed: int = 7) -> list[tuple[str, bytes]]:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
             for name, data in sources:
-                zf.writestr(zipfile.ZipInfo(f"demo/{name}", (2024, 1, 1, 0, 0, 0)), data,
-                            zipfile.ZIP_DEFLATED)
-            zf.writestr(f"demo-{version}.dist-info/METADATA",
-                        f"Metadata-Version: 2.1\nName: demo\nVersion: {version}\n")
+                zf.writestr(
+                    zipfile.ZipInfo(f"demo/{name}", (2024, 1, 1, 0, 0, 0)),
+                    data,
+                    zipfile.ZIP_DEFLATED,
+                )
+            zf.writestr(
+                f"demo-{version}.dist-info/METADATA",
+                f"Metadata-Version: 2.1\nName: demo\nVersion: {version}\n",
+            )
         out.append((version, buf.getvalue()))
         for _ in range(4):
             j = rng.randrange(len(sources))
@@ -62,11 +69,15 @@ def _natural(path: Path) -> list[Any]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
 
 
-def corpus_artifacts(corpus: str | os.PathLike[str] | None = None, *, min_versions: int = 3
-                     ) -> list[tuple[str, bytes]] | None:
+def corpus_artifacts(
+    corpus: str | os.PathLike[str] | None = None, *, min_versions: int = 3
+) -> list[tuple[str, bytes]] | None:
     """The longest release series of the benchmark corpus cache, or None when absent."""
-    root = Path(corpus or os.environ.get("REGISTRY_CORE_CORPUS")
-                or Path.home() / ".cache" / "registry-core" / "corpus")
+    root = Path(
+        corpus
+        or os.environ.get("REGISTRY_CORE_CORPUS")
+        or Path.home() / ".cache" / "registry-core" / "corpus"
+    )
     if not root.is_dir():
         return None
     best: list[Path] = []
@@ -77,6 +88,36 @@ def corpus_artifacts(corpus: str | os.PathLike[str] | None = None, *, min_versio
     if len(best) < min_versions:
         return None
     return [(p.name, p.read_bytes()) for p in best]
+
+
+def _distinct_releases(
+    artifacts_by_version: list[tuple[str, bytes]], filename: str
+) -> list[tuple[str, str, bytes]]:
+    """``(version, url path, bytes)`` per distinct release, in order.
+
+    A release repeated (the same bytes again, e.g. the same pip found in a venv and in its
+    interpreter) is served once; two different artifacts under one file name are refused,
+    since one would silently replace the other on disk.
+    """
+    import hashlib
+
+    by_path: dict[str, bytes] = {}
+    out: list[tuple[str, str, bytes]] = []
+    for version, data in artifacts_by_version:
+        rel = f"packages/{filename.format(version=version)}"
+        digest = hashlib.sha256(data).digest()
+        if rel in by_path and by_path[rel] != digest:
+            raise InvalidArgumentError(
+                f"two different artifacts are both named {rel!r}; give each release its "
+                "own file name"
+            )
+        if rel in by_path or digest in by_path.values():
+            continue
+        by_path[rel] = digest
+        out.append((version, rel, data))
+    if len(out) < 2:
+        raise InvalidArgumentError(f"the demo needs at least two distinct releases, got {len(out)}")
+    return out
 
 
 def run_demo(
@@ -97,24 +138,29 @@ def run_demo(
     from ._app import RegistryApp
     from ._serve import make_self_signed, start_server
 
-    if len(artifacts_by_version) < 2:
-        raise ValueError("the demo needs at least two versions")
+    releases = _distinct_releases(artifacts_by_version, filename)
+    artifacts_by_version = [(version, data) for version, _, data in releases]
+    paths = [rel for _, rel, _ in releases]
     flags = FeatureFlags(overrides={"QUIC_TRANSPORT": True, "DELTA_AGGREGATOR": True})
-    tmp = Path(tempfile.mkdtemp(prefix="registry-core-demo-"))
+    workdir = tempfile.TemporaryDirectory(prefix="registry-core-demo-")
+    tmp = Path(workdir.name)
     root = tmp / "www"
-    paths = []
-    for version, data in artifacts_by_version:
-        rel = f"packages/{filename.format(version=version)}"
+    for rel, (_, data) in zip(paths, artifacts_by_version, strict=True):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
-        paths.append(rel)
     cert, key = make_self_signed(["127.0.0.1", "localhost"], tmp)
     app = RegistryApp(root, flags=flags)
-    server = start_server(app, certfile=cert, keyfile=key)
+    try:
+        server = start_server(app, certfile=cert, keyfile=key)
+    except BaseException:
+        workdir.cleanup()
+        raise
     base = f"https://127.0.0.1:{server.port}/"
     report: dict[str, Any] = {"versions": [v for v, _ in artifacts_by_version], "protocols": {}}
-    out(f"registry-core demo: {len(paths)} releases served from {base} "
-        f"(TCP h2 + UDP h3 on one port)")
+    out(
+        f"registry-core demo: {len(paths)} releases served from {base} "
+        f"(TCP h2 + UDP h3 on one port)"
+    )
 
     async def follow(proto: str) -> dict[str, Any]:
         async with Transport(verify=cert, http3=(proto == "h3"), flags=flags) as t:
@@ -127,8 +173,14 @@ def run_demo(
                 ms = (time.perf_counter() - t0) * 1e3
                 if got != data:
                     raise AssertionError(f"{version}: fetched bytes differ from the release")
-                steps.append({"version": version, "full": len(data),
-                              "wire": t.stats["fetch_bytes_wire"] - wire0, "ms": ms})
+                steps.append(
+                    {
+                        "version": version,
+                        "full": len(data),
+                        "wire": t.stats["fetch_bytes_wire"] - wire0,
+                        "ms": ms,
+                    }
+                )
                 have = got
             lat = []
             for _ in range(repeats):
@@ -137,8 +189,12 @@ def run_demo(
                     await t.fetch(base + paths[i], have=artifacts_by_version[i - 1][1])
                     lat.append((time.perf_counter() - t0) * 1e3)
             version_seen = (await t.get(base + paths[0], headers={"a-im": ""})).http_version
-            return {"steps": steps, "update_ms": lat, "http_version": version_seen,
-                    "stats": dict(t.stats)}
+            return {
+                "steps": steps,
+                "update_ms": lat,
+                "http_version": version_seen,
+                "stats": dict(t.stats),
+            }
 
     try:
         for proto in protocols:
@@ -148,20 +204,31 @@ def run_demo(
             out(f"== {res['http_version']} ==")
             out(f"{'release':<40} {'full bytes':>12} {'on the wire':>12} {'ratio':>7} {'ms':>8}")
             for s in res["steps"]:
-                out(f"{s['version'][:40]:<40} {s['full']:>12,} {s['wire']:>12,} "
-                    f"{s['wire'] / s['full']:>7.3f} {s['ms']:>8.1f}")
+                out(
+                    f"{s['version'][:40]:<40} {s['full']:>12,} {s['wire']:>12,} "
+                    f"{s['wire'] / s['full']:>7.3f} {s['ms']:>8.1f}"
+                )
             updates = res["steps"][1:]
             full = sum(s["full"] for s in updates)
             wire = sum(s["wire"] for s in updates)
             lat = res["update_ms"]
-            out(f"updates: {wire:,} bytes moved for {full:,} bytes of releases "
-                f"({wire / full:.2%}, {full / max(wire, 1):.1f}x less)")
-            out(f"update fetch latency over {len(lat)} fetches: p50 {_pct(lat, .5):.2f} ms, "
-                f"p99 {_pct(lat, .99):.2f} ms")
-            res["summary"] = {"update_bytes_full": full, "update_bytes_wire": wire,
-                              "p50_ms": _pct(lat, .5), "p99_ms": _pct(lat, .99)}
+            out(
+                f"updates: {wire:,} bytes moved for {full:,} bytes of releases "
+                f"({wire / full:.2%}, {full / max(wire, 1):.1f}x less)"
+            )
+            out(
+                f"update fetch latency over {len(lat)} fetches: p50 {_pct(lat, .5):.2f} ms, "
+                f"p99 {_pct(lat, .99):.2f} ms"
+            )
+            res["summary"] = {
+                "update_bytes_full": full,
+                "update_bytes_wire": wire,
+                "p50_ms": _pct(lat, 0.5),
+                "p99_ms": _pct(lat, 0.99),
+            }
     finally:
         server.stop()
+        workdir.cleanup()
     out("")
     out(f"server: {app.patches_computed} patches computed (cached after the first request)")
     return report

@@ -289,17 +289,26 @@ def one_input(
     declared = _declared_output(data, mode, limits)
     tracemalloc.reset_peak()
     start_mem = tracemalloc.get_traced_memory()[0]
+    start_rss = _max_rss()
     t0 = time.process_time()
     try:
         _run(data, mode, ignore, limits)
     finally:
         cpu = time.process_time() - t0
         peak = tracemalloc.get_traced_memory()[1] - start_mem
+        rss_growth = _max_rss() - start_rss
     mem_ok = memory_allowance(len(body), len(base), declared)
     if peak > mem_ok:
         raise ResourceFinding(
             f"{len(data)}-byte input (declared output {declared}) peaked at {peak} bytes of "
             f"Python heap; the allowance is {mem_ok}"
+        )
+    # Native allocations (zstd windows, the C core) are not traced: the process's peak RSS
+    # must not rise by more than the same allowance during one input.
+    if rss_growth > mem_ok:
+        raise ResourceFinding(
+            f"{len(data)}-byte input (declared output {declared}) raised the peak RSS by "
+            f"{rss_growth} bytes; the allowance is {mem_ok}"
         )
     t_ok = time_allowance(declared)
     if cpu > t_ok:
@@ -307,6 +316,14 @@ def one_input(
             f"{len(data)}-byte input (declared output {declared}) took {cpu:.2f} s of CPU; "
             f"the allowance is {t_ok:.2f} s"
         )
+
+
+def _max_rss() -> int:
+    """Peak resident set size of this process so far, in bytes."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def _declared_output(data: bytes, mode: str, limits: str) -> int:

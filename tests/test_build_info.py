@@ -20,6 +20,8 @@ import registry_core
 from registry_core._native import _info, ffi, lib
 from registry_core.delta import _deflate
 
+pytestmark = pytest.mark.native  # `make sanitize` checks the sanitized build reports itself
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

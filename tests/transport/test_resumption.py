@@ -16,15 +16,32 @@ def run(coro):
     return asyncio.run(coro)
 
 
+class Tickets(dict):
+    """A session-ticket store that says when a ticket for a name arrives (aioquic hands the
+    ticket over after the handshake, in a later packet): tests wait on that, not on a clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: dict = {}
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.arrived.setdefault(key, asyncio.Event()).set()
+
+    async def wait(self, name: str) -> None:
+        event = self.arrived.setdefault(name, asyncio.Event())
+        await asyncio.wait_for(event.wait(), 10)  # an upper bound for a hang, not a timing
+
+
 def test_second_connection_resumes_with_0rtt_and_still_coalesces(pki, server, artifacts):
-    tickets: dict = {}
+    tickets = Tickets()
 
     async def main():
         async with Transport(
             verify=pki[0], resolve=RESOLVE, http3=True, flags=flags(), session_tickets=tickets
         ) as t:
             await t.get(url(server, "/small.txt"))
-            await asyncio.sleep(0.05)  # the ticket arrives after the handshake
+            await tickets.wait("registry.test")  # the ticket arrives after the handshake
         assert "registry.test" in tickets
         async with Transport(
             verify=pki[0], resolve=RESOLVE, http3=True, flags=flags(), session_tickets=tickets
@@ -42,14 +59,14 @@ def test_second_connection_resumes_with_0rtt_and_still_coalesces(pki, server, ar
 
 
 def test_0rtt_to_a_dead_udp_port_falls_back_to_http2(pki, server, tcp_only_server):
-    tickets: dict = {}
+    tickets = Tickets()
 
     async def main():
         async with Transport(
             verify=pki[0], resolve=RESOLVE, http3=True, flags=flags(), session_tickets=tickets
         ) as t:
             await t.get(url(server, "/small.txt"))
-            await asyncio.sleep(0.05)
+            await tickets.wait("registry.test")
         async with Transport(
             verify=pki[0],
             resolve=RESOLVE,

@@ -149,22 +149,35 @@ def test_single_flight_shares_result_and_exception():
     async def main():
         sf: SingleFlight[int] = SingleFlight()
         calls = 0
+        gate = asyncio.Event()
 
         async def work():
             nonlocal calls
             calls += 1
-            await asyncio.sleep(0.01)
+            await gate.wait()
             return calls
 
-        results = await asyncio.gather(*(sf.do("k", work) for _ in range(10)))
+        async def when_joined(shared: int) -> None:
+            while sf.shared < shared:  # yields to the loop; no timing involved
+                await asyncio.sleep(0)
+            gate.set()
+
+        results, _ = await asyncio.gather(
+            asyncio.gather(*(sf.do("k", work) for _ in range(10))), when_joined(9)
+        )
         assert results == [1] * 10 and calls == 1 and sf.shared == 9 and len(sf) == 0
         assert await sf.do("k", work) == 2  # a later call runs again
 
+        gate.clear()
+
         async def boom():
-            await asyncio.sleep(0.01)
+            await gate.wait()
             raise ValueError("x")
 
-        outs = await asyncio.gather(*(sf.do("e", boom) for _ in range(3)), return_exceptions=True)
+        outs, _ = await asyncio.gather(
+            asyncio.gather(*(sf.do("e", boom) for _ in range(3)), return_exceptions=True),
+            when_joined(11),
+        )
         assert all(isinstance(o, ValueError) for o in outs)
 
     asyncio.run(main())

@@ -29,12 +29,17 @@ if _bdist_wheel is not None and not sysconfig.get_config_var("Py_GIL_DISABLED"):
 # Object files of one build flavour must never be reused by another (setuptools skips compiling
 # sources older than their objects): a sanitizer build would otherwise link plain objects, or a
 # plain install pick up ASan-instrumented ones.
-_flavour = "-".join(
-    f"{k.lower()}{v}"
-    for k, v in (("SAN", os.environ.get("REGISTRY_CORE_SANITIZE", "")),
-                 ("PGO", os.environ.get("REGISTRY_CORE_PGO", "")))
-    if v
-) or "plain"
+_flavour = (
+    "-".join(
+        f"{k.lower()}{v}"
+        for k, v in (
+            ("SAN", os.environ.get("REGISTRY_CORE_SANITIZE", "")),
+            ("PGO", os.environ.get("REGISTRY_CORE_PGO", "")),
+        )
+        if v
+    )
+    or "plain"
+)
 
 setup(
     cffi_modules=["src/registry_core/_native/_build.py:ffibuilder"],

@@ -389,7 +389,8 @@ class DeltaAggregator:
             kept=kept,
             tail=old if raw_base else None,
         )
-        new_exp = _binary.apply(source, streams, exp_size)
+        new_exp = bytearray(exp_size)  # rebuild reads it in place: no bytes() copy
+        _binary.apply_into(source, streams, new_exp)
         del source, streams
         return rebuild(
             new_layout,

@@ -117,10 +117,14 @@ class RedisStore:
     def ping(self) -> bool:
         """True when the server answers; False (or CacheError without fail_open) otherwise."""
         try:
-            return self._client.ping() is True
+            reply = self._client.ping()
         except Exception as exc:  # any failure of the client or the reply: see _failed
             self._failed("PING", exc)
             return False
+        if reply is not True:
+            self._failed("PING", CacheError(f"unexpected reply {reply!r:.60}"))
+            return False
+        return True
 
     def _wrong_type(self, exc: Exception) -> bool:
         return isinstance(exc, self._response_error) and "WRONGTYPE" in str(exc)
@@ -184,11 +188,14 @@ class RedisStore:
         blob = MAGIC + hashlib.sha256(value).digest() + value
         try:
             if self.ttl is not None:
-                self._client.set(name, blob, px=int(self.ttl * 1000))
+                reply = self._client.set(name, blob, px=int(self.ttl * 1000))
             else:
-                self._client.set(name, blob)
+                reply = self._client.set(name, blob)
         except Exception as exc:
             self._failed("SET", exc)
+            return False
+        if reply is not True:  # anything but +OK: not stored
+            self._failed("SET", CacheError(f"unexpected reply {reply!r:.60}"))
             return False
         return True
 

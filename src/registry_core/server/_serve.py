@@ -766,6 +766,10 @@ class _Tracker:
                 conn.touch()
 
         async def tracked_send(message: Any) -> None:
+            if conn.transport.is_closing():
+                # ASGI: send on a closed connection raises an OSError subclass, so that the
+                # application stops producing (reading a 32 MiB file for a reset client).
+                raise ConnectionResetError(f"the client connection is closed ({conn.reason})")
             conn.sending += 1
             timer = None
             if write_timeout is not None:

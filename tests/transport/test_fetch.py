@@ -178,3 +178,33 @@ def test_client_states_its_engines(pki, server, monkeypatch):
 
     headers = run(main())
     assert headers["a-im"] == "rcdelta" and headers["delta-engines"] == "miniz"
+
+
+@pytest.mark.parametrize("http3", [False, True], ids=["h2", "h3"])
+def test_platform_reproducing_no_engine_sends_an_empty_list_and_gets_binary(
+    pki, server, artifacts, monkeypatch, http3
+):
+    """No reference engine at all: A-IM is still sent, with an empty Delta-Engines (which
+    must survive HTTP/2 and HTTP/3 framing); the server answers a BINARY patch."""
+    from registry_core.delta import DeltaAggregator, _deflate
+
+    monkeypatch.setitem(_deflate._engine_ok, _deflate.ZLIB, False)
+    monkeypatch.setitem(_deflate._engine_ok, _deflate.MINIZ, False)
+    real_inspect = DeltaAggregator.inspect
+    methods = []
+
+    def inspect(patch):
+        info = real_inspect(patch)
+        methods.append(info.method)
+        return info
+
+    monkeypatch.setattr(DeltaAggregator, "inspect", staticmethod(inspect))
+    old, new = artifacts[1][V.format("1.0")], artifacts[1][V.format("1.1")]
+
+    async def main():
+        async with make(pki, http3=http3) as t:
+            return await t.fetch(url(server, V.format("1.1")), have=old), t.stats
+
+    data, stats = run(main())
+    assert data == new and stats["fetch_delta"] == 1, stats
+    assert "BINARY" in methods and "ARCHIVE" not in methods, methods

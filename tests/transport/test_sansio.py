@@ -203,3 +203,15 @@ def test_single_flight_cancel_one_waiter_keeps_the_call():
             await a
 
     asyncio.run(main())
+
+
+def test_alt_svc_cache_is_bounded():
+    """Origins are remembered in a bounded LRU: a client visiting many hosts does not grow."""
+    cache = AltSvcCache(max_entries=4)
+    for i in range(100):
+        origin = ("https", f"h{i}.test", 443)
+        cache.update(origin, 'h3=":443"', 0.0)
+        cache.mark_broken(origin, 0.0)
+    assert len(cache._entries) == 4 and len(cache._broken) == 4
+    assert cache.lookup(("https", "h99.test", 443), 1e9) is None  # expired
+    assert cache.is_broken(("https", "h98.test", 443), 1.0)

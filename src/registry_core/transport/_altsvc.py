@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .._util import LRU
+
 __all__ = ["AltService", "AltSvcCache", "parse_alt_svc"]
 
 _TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
@@ -89,12 +91,14 @@ class AltSvcCache:
         protocols: tuple[str, ...] = ("h3",),
         broken_base: float = 300.0,
         broken_max: float = 48 * 3600.0,
+        max_entries: int = 1024,
     ) -> None:
         self.protocols = protocols
         self.broken_base = broken_base
         self.broken_max = broken_max
-        self._entries: dict[tuple[str, str, int], tuple[AltService, float]] = {}
-        self._broken: dict[tuple[str, str, int], tuple[float, int]] = {}
+        # bounded: a client talking to many origins keeps the most recently used ones
+        self._entries: LRU[tuple[str, str, int], tuple[AltService, float]] = LRU(max_entries)
+        self._broken: LRU[tuple[str, str, int], tuple[float, int]] = LRU(max_entries)
 
     def update(self, origin: tuple[str, str, int], header: str, now: float) -> None:
         """Record the ``Alt-Svc`` header of a response from ``origin`` (scheme, host, port)."""
@@ -104,7 +108,7 @@ class AltSvcCache:
             return
         for alt in parsed:
             if alt.protocol in self.protocols:
-                self._entries[origin] = (alt, now + alt.max_age)
+                self._entries.put(origin, (alt, now + alt.max_age))
                 return
 
     def lookup(self, origin: tuple[str, str, int], now: float) -> AltService | None:
@@ -114,7 +118,7 @@ class AltSvcCache:
             return None
         alt, expires = entry
         if now >= expires:
-            del self._entries[origin]
+            self._entries.discard(origin)
             return None
         broken = self._broken.get(origin)
         if broken is not None and now < broken[0]:
@@ -123,9 +127,9 @@ class AltSvcCache:
 
     def mark_broken(self, origin: tuple[str, str, int], now: float) -> float:
         """Note a failed attempt; returns until when the alternative is not tried again."""
-        _, failures = self._broken.get(origin, (0.0, 0))
+        _, failures = self._broken.get(origin) or (0.0, 0)
         until = now + min(self.broken_max, self.broken_base * (2**failures))
-        self._broken[origin] = (until, failures + 1)
+        self._broken.put(origin, (until, failures + 1))
         return until
 
     def mark_working(self, origin: tuple[str, str, int]) -> None:

@@ -26,7 +26,7 @@ import h2.exceptions
 import httpcore
 import httpx
 
-from .._util import SingleFlight, atomic_write
+from .._util import LRU, SingleFlight, atomic_write
 from ..errors import (
     CompressionError,
     DecompressionLimitError,
@@ -233,7 +233,7 @@ class Transport:
         self.tls_sessions = self.session_tickets  # TCP TLS sessions, keyed (host, port)
         self._live: dict[int, _Live] = {}
         self._connecting: dict[tuple[Origin, str, bool], asyncio.Future[_Live]] = {}
-        self._dns: dict[str, tuple[float, list[str]]] = {}
+        self._dns: LRU[str, tuple[float, list[str]]] = LRU(max_entries=1024)
         self._singleflight: SingleFlight[Response] = SingleFlight()
         self._ssl: ssl.SSLContext | None = None
         self._policy: FetchPolicy | None = None
@@ -857,7 +857,7 @@ class Transport:
         except OSError as exc:
             raise httpcore.ConnectError(f"cannot resolve {host!r}: {exc}") from exc
         addrs = list(dict.fromkeys(info[4][0] for info in infos))
-        self._dns[host] = (now + 60.0, addrs)
+        self._dns.put(host, (now + 60.0, addrs))
         return addrs
 
     async def _connection(

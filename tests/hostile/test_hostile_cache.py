@@ -401,7 +401,9 @@ def test_huge_foreign_value_is_read_bounded(redis_url):
     finally:
         tracemalloc.stop()
     assert store.too_large == 1
-    assert peak < 4 * MIB, peak  # measured: about 1.1 MiB (GETRANGE of limit + 1 bytes)
+    # measured 3.1 MiB (GETRANGE of limit + 1 bytes: socket buffer and reply copies); the
+    # value is 32 MiB, so 8 MiB allows for noise and still fails a whole read
+    assert peak < 8 * MIB, peak
     raw.delete(prefix + "big")
 
 
@@ -538,7 +540,7 @@ def test_512_mib_bulk_reply_is_refused_before_it_is_read(fail_open):
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-        assert peak < 4 * MIB, peak  # measured: under 0.2 MiB; before the fix 64 MiB+
+        assert peak < 4 * MIB, peak  # measured 0.35 MiB; before the fix 64 MiB and more
         assert store.errors == 1
     finally:
         server.close()
@@ -565,7 +567,7 @@ def test_endless_reply_line_is_refused_with_bounded_memory():
         finally:
             tracemalloc.stop()
         assert store.errors == 1
-        assert peak < 2 * MIB, peak  # measured: about 0.3 MiB; before the fix 8 MiB+
+        assert peak < 2 * MIB, peak  # measured 0.24 MiB; before the fix 8 MiB and more
     finally:
         server.close()
 

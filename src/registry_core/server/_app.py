@@ -164,7 +164,8 @@ class RegistryApp:
     - ``max_encode_bytes`` (16 MiB): larger artifacts are sent as stored, never content-coded.
     - ``verify_patches`` (True): every computed patch is applied once before it is cached, so
       a patch this platform's ``apply`` refuses is never served (R5).
-    - ``chunk_size`` (64 KiB): full bodies are streamed from storage in pieces of this size.
+    - ``chunk_size`` (256 KiB): full bodies are streamed from storage in pieces of this size
+      (one worker-thread read each); an unread client holds at most one piece.
     - ``max_hit_paths`` (4096): ``hits`` (requests per existing path, which tests use to prove
       client-side coalescing) remembers only this many paths.
 
@@ -190,7 +191,7 @@ class RegistryApp:
         patch_timeout: float = 10.0,
         max_encode_bytes: int = 16 << 20,
         verify_patches: bool = True,
-        chunk_size: int = 64 << 10,
+        chunk_size: int = 256 << 10,
         max_hit_paths: int = 4096,
     ) -> None:
         for name, value in (
@@ -482,7 +483,12 @@ class RegistryApp:
                 ],
                 body,
             )
-        f = await self._open(info) if method == "GET" else None
+        if method != "GET":
+            f, body = None, b""
+        elif info.size <= self.chunk_size:  # one worker-thread hop: open, read, close
+            f, body = None, await self._io(self._read_piece, info, 0, info.size)
+        else:
+            f, body = await self._open(info), b""
         return _Response(
             200,
             [
@@ -491,6 +497,7 @@ class RegistryApp:
                 ("repr-digest", repr_digest),
                 ("content-digest", repr_digest),
             ],
+            body,
             file=f,
             length=info.size,
         )
@@ -534,11 +541,27 @@ class RegistryApp:
             raise _Changed(info.path)  # replaced between stat and open: stat again
         return f
 
+    def _read_piece(self, info: ArtifactInfo, offset: int, length: int) -> bytes:
+        """``length`` bytes at ``offset`` of the artifact, opened and closed here (a thread)."""
+        f = self._open_checked(info)
+        try:
+            if offset:
+                f.seek(offset)
+            data = f.read(length)
+        finally:
+            f.close()
+        if len(data) != length:
+            raise _Changed(info.path)
+        return data
+
     async def _ranged(
         self, info: ArtifactInfo, rng: ByteRange, common: list[tuple[str, str]], repr_digest: str
     ) -> _Response:
         self.stats.ranges_served += 1
-        f = await self._open(info)
+        if rng.length <= self.chunk_size:  # pip's metadata reads: one worker-thread hop
+            f, body = None, await self._io(self._read_piece, info, rng.start, rng.length)
+        else:
+            f, body = await self._open(info), b""
         return _Response(
             206,
             [
@@ -551,6 +574,7 @@ class RegistryApp:
                 ("repr-digest", repr_digest),
                 *self._use_as_dictionary(info),
             ],
+            body,
             file=f,
             offset=rng.start,
             length=rng.length,

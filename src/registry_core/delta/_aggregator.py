@@ -334,7 +334,7 @@ class DeltaAggregator:
 
     def _apply_parsed(self, old: memoryview, p: Patch) -> bytes:
         if p.method == Method.FULL:
-            out = p.section(Section.TARGET, limit=p.target_size)
+            out = p.section(Section.TARGET, limit=p.target_size, one_buffer=True)
             if len(out) != p.target_size:
                 raise CorruptPatchError("full-content patch holds the wrong number of bytes")
             return out

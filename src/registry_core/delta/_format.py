@@ -104,12 +104,15 @@ class Patch:
     sections: dict[Section, RawSection] = field(default_factory=dict)
     flags: int = 0
 
-    def section(self, kind: Section, *, limit: int) -> bytes:
+    def section(self, kind: Section, *, limit: int, one_buffer: bool = False) -> bytes:
         """Decompress one section, refusing a declared size above ``limit``.
 
         The declared size is only an upper bound: memory is taken as the decoder really
         produces output (never ``raw_len`` up front), so a tiny section declaring gigabytes
-        costs nothing before it is refused.
+        costs nothing before it is refused. Large sections are decoded in growing pieces joined
+        at the end (a transient second copy); with ``one_buffer`` (a FULL patch's target,
+        returned to the caller as is) a first pass only counts the output, then one buffer of
+        the proven size is filled: twice the decoding time, never twice the memory.
         """
         sec = self.sections[kind]
         if sec.raw_len > limit:
@@ -121,6 +124,9 @@ class Patch:
             if len(sec.payload) != sec.raw_len:
                 raise CorruptPatchError(f"patch section {kind.name} has the wrong length")
             return bytes(sec.payload)
+        if one_buffer and sec.raw_len > _FIRST_READ:
+            _zstd_decompress(sec.payload, sec.raw_len, kind, keep=False)
+            return _zstd_decompress_exact(sec.payload, sec.raw_len, kind)
         return _zstd_decompress(sec.payload, sec.raw_len, kind)
 
     def peek(self, kind: Section, n: int) -> bytes:
@@ -154,7 +160,33 @@ class Patch:
 _FIRST_READ = 1 << 20
 
 
-def _zstd_decompress(payload: memoryview, raw_len: int, kind: Section) -> bytes:
+def _zstd_decompress_exact(payload: memoryview, raw_len: int, kind: Section) -> bytes:
+    """One ``raw_len`` buffer: only once a first pass proved the section really is that long."""
+    import zstandard
+
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            io.BytesIO(payload), read_across_frames=False
+        )
+        with reader:
+            data = reader.read(raw_len + 1)
+            while len(data) <= raw_len:  # stream_reader.read may return short reads
+                more = reader.read(raw_len + 1 - len(data))
+                if not more:
+                    break
+                data += more
+    except zstandard.ZstdError as exc:
+        raise CorruptPatchError(f"patch section {kind.name} does not decompress: {exc}") from exc
+    if len(data) != raw_len:
+        raise CorruptPatchError(
+            f"patch section {kind.name} decompressed to {len(data)} bytes, expected {raw_len}"
+        )
+    return data
+
+
+def _zstd_decompress(
+    payload: memoryview, raw_len: int, kind: Section, *, keep: bool = True
+) -> bytes:
     import zstandard
 
     chunks: list[bytes] = []
@@ -165,11 +197,12 @@ def _zstd_decompress(payload: memoryview, raw_len: int, kind: Section) -> bytes:
         )
         with reader:
             while produced <= raw_len:
-                want = min(raw_len + 1 - produced, max(_FIRST_READ, produced))
+                want = min(raw_len + 1 - produced, max(_FIRST_READ, produced if keep else 0))
                 piece = reader.read(want)
                 if not piece:
                     break
-                chunks.append(piece)
+                if keep:
+                    chunks.append(piece)
                 produced += len(piece)
     except zstandard.ZstdError as exc:
         raise CorruptPatchError(f"patch section {kind.name} does not decompress: {exc}") from exc

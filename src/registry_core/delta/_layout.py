@@ -242,9 +242,6 @@ def default_max_expanded_size(size: int) -> int:
     return min(MAX_EXPANDED_CAP, max(MIN_EXPANDED_LIMIT, EXPANSION_RATIO * size))
 
 
-_view = byte_view
-
-
 class _Expander:
     def __init__(self, policy: StreamPolicy, max_depth: int, budget: int) -> None:
         self.policy = policy
@@ -363,7 +360,7 @@ def expand_artifact(
     policy: StreamPolicy | None = None,
 ) -> Expansion:
     """:func:`expand` with the detection policy given and the expanded form left in pieces."""
-    buf = _view(data, "data")
+    buf = byte_view(data, "data")
     if max_depth < 0:
         raise InvalidArgumentError("max_depth must be >= 0")
     if max_expanded_size is not None and max_expanded_size < 0:
@@ -442,7 +439,7 @@ def expand_known(
     ``kept`` on the way (what :func:`rebuild` copies), so nested parents need no second
     inflation; ``tail`` is appended to the result in the same single copy.
     """
-    buf = _view(data, "data")
+    buf = byte_view(data, "data")
     _check_size(layout, buf)
     if max_expanded_size is not None and layout.expanded_size() > max_expanded_size:
         raise OutputTooLargeError(
@@ -481,7 +478,7 @@ def compressed_bytes_of_deflate_nodes(layout: Layout, data: Buffer) -> list[Buff
     Nested streams are found by inflating their parents (only parents that hold one).
     Raises like :func:`expand_known`.
     """
-    buf = _view(data, "data")
+    buf = byte_view(data, "data")
     _check_size(layout, buf)
     out: list[Buffer] = []
 
@@ -521,7 +518,7 @@ def rebuild(
     """
     if not isinstance(layout, Layout):
         raise InvalidTypeError(f"layout must be a Layout, not {type(layout).__name__}")
-    exp = _view(expanded, "expanded")
+    exp = byte_view(expanded, "expanded")
     total = layout.original_size()
     if total > max_output_size:
         raise OutputTooLargeError(

@@ -403,7 +403,10 @@ def to_toml(value) -> str:
         return "[" + ", ".join(to_toml(v) for v in value) + "]"
     items = []
     for k, v in value.items():
-        items.append(f"{k} = {v if k == 'rollout' else to_toml(v)}")
+        # a rule's rollout is a TOML integer; an attribute that happens to be named
+        # "rollout" holds strings like any other attribute
+        raw = k == "rollout" and isinstance(v, int) and not isinstance(v, bool)
+        items.append(f"{k} = {v if raw else to_toml(v)}")
     return "{ " + ", ".join(items) + " }"
 
 

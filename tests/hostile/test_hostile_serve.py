@@ -11,6 +11,7 @@ from /proc, with a measured allowance). Waits are upper bounds for hangs, never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import select
 import signal
@@ -334,3 +335,16 @@ def test_clients_that_never_read_do_not_pin_server_memory(tmp_path):
     )
     assert grown < 40 << 20
     assert sorted(p.relative_to(www) for p in www.rglob("*")) == listing  # nothing written
+
+
+def test_oversized_incomplete_request_head_is_refused(cache):
+    """Pins the configured h11 bound (hypercorn's default too: this passes before and after)."""
+    with _server(_App()) as srv:
+        s = _tls(srv.port)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 20000)  # never terminated
+        reply = b""
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            while chunk := s.recv(65536):
+                reply += chunk
+        s.close()
+        assert reply.startswith(b"HTTP/1.1 431")

@@ -852,6 +852,7 @@ async def _run(
             return
         key = (ip, int(peer[1]))
         released = False
+        handler: asyncio.Future[Any] | None = None
 
         def release(_: object = None) -> None:
             # Once the transport is gone the connection's budget is free, even if hypercorn's
@@ -862,8 +863,8 @@ async def _run(
                 released = True
                 connections.pop(key, None)
                 gate.release(ip)
-                if not task.done():
-                    loop.call_later(limits.close_timeout, task.cancel)
+                if handler is not None and not handler.done():
+                    loop.call_later(limits.close_timeout, handler.cancel)
 
         def lost(fut: asyncio.Future[Any]) -> None:
             if not fut.cancelled():
@@ -885,16 +886,29 @@ async def _run(
             writer.transport.set_write_buffer_limits(high=limits.write_buffer_high)
             conn = _Connection(loop, ip, writer.transport)
             connections[key] = conn
-            await tcp_server(
-                wrapped,
-                loop,
-                config,
-                context,
-                state,
-                _Reader(reader, conn, limits.read_timeout, stats),
-                _Writer(writer, conn, limits, stats),
+            # A task of its own, so that cancelling a lingering handler (see release) does not
+            # cancel this callback task, which asyncio would report as an error.
+            handler = running = asyncio.ensure_future(
+                tcp_server(
+                    wrapped,
+                    loop,
+                    config,
+                    context,
+                    state,
+                    _Reader(reader, conn, limits.read_timeout, stats),
+                    _Writer(writer, conn, limits, stats),
+                )
             )
+            await asyncio.wait({running})
+        except asyncio.CancelledError:
+            pass  # shutdown: a top-level callback task, nobody awaits it
         finally:
+            if handler is not None:
+                if not handler.done():
+                    handler.cancel()  # this task was cancelled (shutdown)
+                else:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        handler.exception()  # hypercorn handles its own errors; retrieved
             if not writer.transport.is_closing():
                 _reset(writer.transport)
             release()
@@ -936,6 +950,8 @@ async def _run(
             await asyncio.wait(set(tasks), timeout=config.graceful_timeout)
         for conn in list(connections.values()):
             conn.abort("shutdown")
+        if tasks:
+            await asyncio.wait(set(tasks), timeout=limits.close_timeout + 1)
         if udp_task is not None:
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(udp_task, config.graceful_timeout)

@@ -26,9 +26,11 @@ if _bdist_wheel is not None and not sysconfig.get_config_var("Py_GIL_DISABLED"):
 
     cmdclass["bdist_wheel"] = bdist_wheel_abi3
 
-# Object files of one build flavour must never be reused by another (setuptools skips compiling
-# sources older than their objects): a sanitizer build would otherwise link plain objects, or a
-# plain install pick up ASan-instrumented ones.
+# Nothing built for one flavour may be reused by another: setuptools skips compiling sources
+# older than their objects, and `build_ext --inplace` copies an up-to-date module from build_lib
+# into src/ without rebuilding. With one shared build/lib, `make sanitize` (an in-tree wheel build)
+# left an ASan-linked module there that the next plain in-place build copied into the editable
+# checkout. So each flavour gets its own build base: build/flavour-<name>/{lib,temp}.*
 _flavour = (
     "-".join(
         f"{k.lower()}{v}"
@@ -44,6 +46,6 @@ _flavour = (
 setup(
     cffi_modules=["src/registry_core/_native/_build.py:ffibuilder"],
     cmdclass=cmdclass,
-    options={"build_ext": {"build_temp": os.path.join("build", f"temp-{_flavour}")}},
+    options={"build": {"build_base": os.path.join("build", f"flavour-{_flavour}")}},
     zip_safe=False,
 )

@@ -93,7 +93,7 @@ typedef struct {
     uint8_t *ctrl;  size_t ctrl_len;
     uint8_t *diff;  size_t diff_len;
     uint8_t *extra; size_t extra_len;
-    uint64_t n_records;
+    uint64_t n_records;      /* at most new_len + 1: every scan step advances by >= 1 byte */
     uint64_t matched_bytes;  /* bytes of new covered by exact or approximate matches */
     uint64_t work;           /* steps taken: candidates examined, 8-byte words compared,
                               * extension and skip steps. A deterministic measure of the

@@ -107,6 +107,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (new_len && memcmp(back, parts[1], new_len) != 0)
         abort();
+    /* at most new_len + 1 records: delta/_format bounds untrusted CTRL sections on it */
+    if (enc.n_records > (uint64_t)new_len + 1)
+        abort();
     /* work oracle: linear in the input, whatever the bytes */
     if (enc.work > WORK_FLOOR + (uint64_t)WORK_PER_BYTE * (lens[0] + new_len))
         abort();

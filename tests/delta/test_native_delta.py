@@ -19,6 +19,9 @@ pytestmark = pytest.mark.native
 def test_encode_apply_round_trip(old, new):
     s = _binary.encode(old, new)
     assert len(s.diff) + len(s.extra) == len(new)
+    # every outer step of the encoder advances by at least one byte: delta/_format bounds the
+    # CTRL section of an untrusted patch on this (at most target size + 1 records)
+    assert s.records <= len(new) + 1
     assert _binary.apply(old, s, len(new)) == new
 
 

@@ -87,6 +87,8 @@ def make_ffi() -> FFI:
         "registry_core._native._core",
         '#include "registry_core.h"\n',
         sources=sources,
+        # headers too: a change to one (a struct, a capability macro) must rebuild the module
+        depends=sorted(str(p.relative_to(ROOT)) for p in CSRC.glob("*.h")),
         include_dirs=[str(CSRC.relative_to(ROOT))],
         define_macros=[
             ("RC_VERSION", _c_string(_version())),

@@ -51,7 +51,10 @@ T = TypeVar("T")
 REFERENCE_ENGINES = frozenset({"zlib", "miniz"})
 # Request fields that hold one value: a repeated one is treated as absent, not combined.
 _SINGLETONS = frozenset({"range", "if-range", "available-dictionary", "content-length", "host"})
-_NOT_WORTH: tuple[bytes, str] = (b"", "")  # cached marker: computed, not worth sending
+# Cached marker: computed, not worth sending.
+_NOT_WORTH: tuple[bytes, str] = (b"", "")
+# Files up to this size are read with their stat (one worker-thread hop).
+_PREFETCH = 16 << 10
 
 
 def fold_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -247,7 +250,7 @@ class RegistryApp:
             c for c, on in (("zstd", self.zstd), ("br", self.brotli), ("gzip", True)) if on
         ]
         self._blocking = not getattr(storage, "nonblocking", False)
-        self._stat_flight: SingleFlight[ArtifactInfo | None] = SingleFlight()
+        self._stat_flight: SingleFlight[tuple[ArtifactInfo | None, bytes | None]] = SingleFlight()
 
     # -- long-lived state ------------------------------------------------------------------
 
@@ -385,7 +388,7 @@ class RegistryApp:
         if method not in ("GET", "HEAD"):
             return _Response(405, [*common, ("allow", "GET, HEAD"), ("content-length", "0")])
         path = validate_path(raw_path)
-        info = await self._stat(path) if path is not None else None
+        info, small = await self._stat(path) if path is not None else (None, None)
         if info is None:
             msg = b"not found\n"
             return _Response(
@@ -485,6 +488,8 @@ class RegistryApp:
             )
         if method != "GET":
             f, body = None, b""
+        elif small is not None:  # read with the stat
+            f, body = None, small
         elif info.size <= self.chunk_size:  # one worker-thread hop: open, read, close
             f, body = None, await self._io(self._read_piece, info, 0, info.size)
         else:
@@ -504,11 +509,21 @@ class RegistryApp:
 
     # -- storage ---------------------------------------------------------------------------
 
-    async def _stat(self, path: str) -> ArtifactInfo | None:
+    async def _stat(self, path: str) -> tuple[ArtifactInfo | None, bytes | None]:
+        """The artifact's metadata and, for small files, its bytes: one worker-thread hop."""
         if not self._blocking:
-            return self.storage.stat(path)
+            return self.storage.stat(path), None
         # concurrent first requests for one large file hash it once
-        return await self._stat_flight.do(path, lambda: asyncio.to_thread(self.storage.stat, path))
+        return await self._stat_flight.do(path, lambda: asyncio.to_thread(self._stat_small, path))
+
+    def _stat_small(self, path: str) -> tuple[ArtifactInfo | None, bytes | None]:
+        info = self.storage.stat(path)
+        if info is None or info.size > _PREFETCH:
+            return info, None
+        try:
+            return info, self._read_piece(info, 0, info.size)
+        except (_Changed, OSError):
+            return info, None  # read again (and checked again) when the body is sent
 
     async def _open(self, info: ArtifactInfo) -> BinaryIO:
         """The artifact opened for streaming; raises _Changed if it is no longer ``info``."""

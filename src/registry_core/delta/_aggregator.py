@@ -45,7 +45,7 @@ from ._format import (
 )
 from ._layout import (
     EXPANSION_RATIO,
-    Layout,
+    DeflateEntry,
     default_max_expanded_size,
     expand_artifact,
     expand_known,
@@ -371,15 +371,15 @@ class DeltaAggregator:
                 f"patch needs an expanded form of {max(exp_size, old_exp_size)} bytes, "
                 f"above max_expanded_size={limit}"
             )
-        _check_engines(new_layout)
+        entries = new_layout.deflate_entries()  # one walk for the engine check and the copies
+        _check_engines(entries)
         raw_base = bool(p.flags & FLAG_RAW_BASE)
         source_size = old_exp_size + (len(old) if raw_base else 0)
         # The streams first: bounded by what this output can need, and they must add up to
         # the expanded size, before the base is expanded or any output buffer exists.
         streams = read_streams(p, exp_size, source_size)
-        wanted = {
-            e.node.copy_from for e in new_layout.deflate_entries() if e.node.copy_from is not None
-        }
+        wanted = {e.node.copy_from for e in entries if e.node.copy_from is not None}
+        del entries
         kept: dict[int, bytes | bytearray | memoryview] = {}
         source = expand_known(
             old_layout,
@@ -531,10 +531,10 @@ def _delta_stable(flags: FeatureFlags | None) -> bool:
     return flags.is_enabled("DELTA_STABLE")
 
 
-def _check_engines(layout: Layout) -> None:
+def _check_engines(entries: list[DeflateEntry]) -> None:
     """Refuse up front if a stream must be recompressed by an engine that, on this platform,
     does not give the reference output (the final digest check would fail anyway)."""
-    needed = {e.node.params.engine for e in layout.deflate_entries() if e.node.copy_from is None}
+    needed = {e.node.params.engine for e in entries if e.node.copy_from is None}
     for engine in sorted(needed):
         if not engine_reproduces(engine):
             name = "zlib" if engine == ZLIB else "miniz_oxide (cramjam)"

@@ -101,3 +101,16 @@ def test_encoding_is_refused_for_large_files(call):
     )
     status, headers, body, _ = call(app, "GET", "/big.json", [("accept-encoding", "gzip")])
     assert status == 200 and "content-encoding" not in headers and body == doc
+
+
+def test_head_never_encodes_but_reports_a_cached_encoding(call):
+    doc = b'{"name": "pkg", "files": []}\n' * 3000
+    app = RegistryApp(MemoryStorage({"p/index.json": doc}), flags=FeatureFlags(overrides=ON))
+    status, headers, body, _ = call(app, "HEAD", "/p/index.json", [("accept-encoding", "zstd")])
+    assert status == 200 and body == b"" and "content-encoding" not in headers
+    assert headers["content-length"] == str(len(doc)) and app.stats.encodings_computed == 0
+    _, got, encoded, _ = call(app, "GET", "/p/index.json", [("accept-encoding", "zstd")])
+    assert got["content-encoding"] == "zstd" and app.stats.encodings_computed == 1
+    status, headers, body, _ = call(app, "HEAD", "/p/index.json", [("accept-encoding", "zstd")])
+    assert headers["content-encoding"] == "zstd" and headers["content-length"] == str(len(encoded))
+    assert body == b"" and app.stats.encodings_computed == 1

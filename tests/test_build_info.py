@@ -109,10 +109,12 @@ def test_import_stays_cheap_and_build_info_probes_lazily():
 
 
 def _distribution() -> importlib.metadata.Distribution:
-    try:
-        return importlib.metadata.distribution("registry-core")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - PYTHONPATH=src runs
-        pytest.skip("registry-core is not installed (no distribution metadata to check)")
+    """The installed distribution: the one an installer wrote (it has a RECORD), not a
+    ``src/registry_core.egg-info`` an in-tree build may leave on sys.path."""
+    for dist in importlib.metadata.distributions(name="registry-core"):
+        if dist.read_text("RECORD") is not None:
+            return dist
+    pytest.skip("registry-core is not installed (no distribution metadata to check)")
 
 
 def test_installed_distribution_carries_the_license():

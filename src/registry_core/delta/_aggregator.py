@@ -115,7 +115,7 @@ def _guarded(what: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
             except _foreign_errors() as exc:
                 raise CorruptPatchError(
                     f"{what}: malformed input ({type(exc).__name__}: {exc})"
-                ) from None
+                ) from exc  # the cause stays attached for debugging
 
         return inner
 

@@ -125,8 +125,11 @@ def test_repetitive_inputs_stay_linear(maker, edit):
 
     Measured in the C encoder's own step counter (rc_delta_out.work: candidates examined,
     8-byte words compared, extension and skip steps), not in wall-clock time, so a loaded
-    runner cannot flake it. Today: at most ~16 steps per input byte, and 4x the input costs
-    4.0-4.1x the steps. A quadratic encoder needs ~n steps per byte: thousands here.
+    runner cannot flake it (inputs are seeded: the counts are exact and repeatable). Today: at
+    most 11.5 steps per input byte, and 4x the input costs 4.0-5.4x the steps (the upper end is
+    the random 4-letter alphabet, whose hash chains fill up towards max_chain as the base grows:
+    bounded, it levels off near 2^21 bytes). A quadratic encoder costs 16x here and ~n steps
+    per byte (an encoder re-searching at every byte fails every case).
     """
     make, change = MAKERS[maker], EDITS[edit]
     counts = {}
@@ -137,7 +140,7 @@ def test_repetitive_inputs_stay_linear(maker, edit):
         assert rebuilt == new
         assert work <= 64 * (len(old) + len(new)), (n, work)
         counts[n] = work
-    assert counts[400_000] <= 6 * counts[100_000], counts
+    assert counts[400_000] <= 8 * counts[100_000], counts
 
 
 def test_work_counter_counts_the_encoders_steps():

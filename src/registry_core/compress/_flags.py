@@ -8,6 +8,7 @@ call), through :func:`allowed_codings`, and keeps no reference to them. ``None``
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import CompressionError
@@ -19,13 +20,31 @@ if TYPE_CHECKING:  # pragma: no cover
 GATES = {"br": "BROTLI_COMPRESSION", "zstd": "ZSTD_COMPRESSION", "dcz": "ZSTD_COMPRESSION"}
 
 
+_ALLOWED = {
+    (zstd, br): frozenset(
+        coding
+        for coding, gate in GATES.items()
+        if (gate == "ZSTD_COMPRESSION" and zstd) or (gate == "BROTLI_COMPRESSION" and br)
+    )
+    for zstd in (False, True)
+    for br in (False, True)
+}
+
+
+_resolve: Callable[[FeatureFlags | None], FeatureFlags] | None = None
+
+
 def allowed_codings(flags: FeatureFlags | None) -> frozenset[str]:
     """The gated codings ``flags`` turn on (read once; imported lazily: flags load on use)."""
-    from ..flags import resolve_flags
+    global _resolve
+    if _resolve is None:
+        from ..flags import resolve_flags
 
-    resolved = resolve_flags(flags)
-    on = {gate for gate in set(GATES.values()) if resolved.is_enabled(gate)}
-    return frozenset(coding for coding, gate in GATES.items() if gate in on)
+        _resolve = resolve_flags
+    resolved = _resolve(flags)
+    return _ALLOWED[
+        resolved.is_enabled("ZSTD_COMPRESSION"), resolved.is_enabled("BROTLI_COMPRESSION")
+    ]
 
 
 def enabled(coding: str, allowed: frozenset[str]) -> bool:

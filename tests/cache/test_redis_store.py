@@ -101,3 +101,19 @@ def test_nothing_listening_raises_cache_error():
         store.get("k")
     with pytest.raises(InvalidArgumentError, match="URL"):
         RedisStore("http://not-redis")
+
+
+def test_the_bounded_reply_parser_is_in_use(redis_server, prefix):
+    """cache/_resp.py extends redis-py's private RESP2 parser; if a redis-py release moves it,
+    the store silently falls back to the unbounded default parser: fail here instead."""
+    from registry_core.cache._resp import bounded_parser
+
+    parser = bounded_parser(1 << 20)
+    assert parser is not None, f"redis-py {redis.__version__}: no RESP2 parser to bound"
+    store = RedisStore(redis_server.url, prefix=prefix)
+    assert store.put("k", b"v") and store.get("k") == b"v"
+    conn = store._client.connection_pool.get_connection()
+    try:
+        assert type(conn._parser).__name__ == "BoundedRESP2Parser"
+    finally:
+        store._client.connection_pool.release(conn)

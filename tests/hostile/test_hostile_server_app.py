@@ -367,3 +367,34 @@ def test_r9_unread_clients_hold_bounded_memory(tmp_path):
     # measured ~2 MiB for 20 clients (64 KiB each plus the loop); whole reads: 20 x 32 MiB
     assert peak < 6 << 20, peak
     assert os.listdir(tmp_path) == ["big.bin"]
+
+
+def test_r10_lookups_during_the_first_walk_do_not_wait_for_it(tmp_path):
+    """Worker threads must not all stall behind one long first walk of a large store."""
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "pkg-1.0.tar.gz").write_bytes(b"stored")
+    walking, release = threading.Event(), threading.Event()
+
+    class SlowWalk(DirectoryStorage):
+        def _scandir(self, directory):
+            walking.set()
+            assert release.wait(30)
+            return super()._scandir(directory)
+
+    storage = SlowWalk(tmp_path)
+    sha = hashlib.sha256(b"stored").digest()
+    first: list[str | None] = []
+    builder = threading.Thread(target=lambda: first.append(storage.find_by_sha256(sha)))
+    builder.start()
+    assert walking.wait(10)
+    other: list[str | None] = []
+    lookup = threading.Thread(target=lambda: other.append(storage.find_by_sha256(sha)))
+    lookup.start()
+    lookup.join(10)  # upper bound: it must return while the walk is still blocked
+    walked_meanwhile = release.is_set()
+    release.set()
+    builder.join(10)
+    assert not lookup.is_alive() and not walked_meanwhile
+    assert other == [None]  # not indexed yet: answered as a miss (full file), not waited for
+    assert first == ["p/pkg-1.0.tar.gz"] and storage.indexed
+    assert storage.find_by_sha256(sha) == "p/pkg-1.0.tar.gz"

@@ -81,7 +81,9 @@ class DirectoryStorage:
     tree (hashing only new or changed files), for registries that add files behind the
     server's back and want them usable as delta bases before anyone asks for them.
     ``rescan_interval``: when not None, a miss also triggers :meth:`refresh`, at most once per
-    that many seconds (off by default: a miss must stay cheap for anonymous clients).
+    that many seconds (off by default: a miss must stay cheap for anonymous clients). Only one
+    thread walks at a time; lookups made meanwhile answer from the part already indexed
+    instead of waiting.
 
     Every method may block on the file system; :class:`~registry_core.server.RegistryApp`
     calls them in worker threads.
@@ -193,19 +195,37 @@ class DirectoryStorage:
                 return path
         if self._rescan_interval is not None:
             now = time.monotonic()
-            if now - self._last_scan >= self._rescan_interval:
-                self.refresh()
+            if now - self._last_scan >= self._rescan_interval and self._index_lock.acquire(
+                blocking=False
+            ):
+                try:
+                    self._walk()
+                    self._indexed = True
+                finally:
+                    self._index_lock.release()
                 with self._lock:
                     return self._by_sha.get(sha256)
         return None
 
     # -- the index -------------------------------------------------------------------------------
 
+    @property
+    def indexed(self) -> bool:
+        """Whether the first walk of the tree has completed."""
+        return self._indexed
+
     def _build_index(self) -> None:
-        with self._index_lock:
+        # Only the first caller walks; callers arriving during the walk do not wait for it
+        # (a server's worker threads would all stall behind one long walk): they answer from
+        # what has been indexed so far, as a miss does.
+        if not self._index_lock.acquire(blocking=False):
+            return
+        try:
             if not self._indexed:
                 self._walk()
                 self._indexed = True
+        finally:
+            self._index_lock.release()
 
     def refresh(self) -> int:
         """Re-walk the tree: index new and changed files, drop vanished ones; returns the count."""

@@ -16,8 +16,9 @@ see them as other clients), with bounded concurrency; each scenario:
   hold (R10);
 - ``all``: every attacker above at once.
 
-For each scenario the legitimate client's p50/p99 is measured without attackers, then with
-them; the goal is p99 with attackers at most 2x without. The server's RSS is sampled from
+For each scenario (a fresh server each) the legitimate client's p50/p99 is measured without
+attackers, then with them, ``--repeat`` times (default 3; the table shows medians); the goal is
+p99 with attackers at most 2x without. The server's RSS is sampled from
 /proc during the attack and compared with a budget derived from the configured limits:
 
     budget = idle RSS + patch cache (64 MiB) + patch workers (2) x 4 x max diff input (32 MiB)
@@ -28,7 +29,8 @@ botocore wheels as the forced-diff target; ``make corpus``), else wheels built w
 from this machine's standard library. Everything is bounded (request counts, a time limit per
 attacker) and stops by itself. Prints the table and writes ``benchmarks/results/abuse.json``.
 
-    .venv/bin/python benchmarks/bench_abuse.py [--quick] [--scenarios a,b] [--json PATH]
+    .venv/bin/python benchmarks/bench_abuse.py [--quick] [--repeat N] [--scenarios a,b]
+                                               [--json PATH]
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ import re
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -470,6 +473,12 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "abuse.json"))
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="without/with pairs per scenario; the table shows medians",
+    )
     ap.add_argument("--attack", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--cert", help=argparse.SUPPRESS)
@@ -497,45 +506,56 @@ def main() -> None:
             f"{tree['sizes']['big']:,} B",
             file=sys.stderr,
         )
-        server = Server(root, work / "cache")
         rows = []
-        try:
-            warm = asyncio.run(
-                legit_run(server.port, server.cert, tree, data, len(tree["legit"]) - 1)
-            )
-            print(f"warm-up: {warm}", file=sys.stderr)
-            idle = server.rss()
-            for name in scenarios:
-                without = asyncio.run(legit_run(server.port, server.cert, tree, data, n))
-                server.start_sampling()
-                attacker = Attacker(name, server.port, server.cert, tree_file)
-                try:
-                    with_ = asyncio.run(legit_run(server.port, server.cert, tree, data, n))
-                finally:
-                    counts = attacker.stop()
-                    peak = server.stop_sampling()
-                conns = counts.get("opened", 0)
-                conns = min(conns, 1000) if conns else 16  # http attackers: a few connections
-                budget = idle + 64 * MiB + 2 * 4 * 32 * MiB + conns * 256 * 1024
-                row = {
-                    "scenario": name,
-                    "without": without,
-                    "with": with_,
-                    "ratio_p99": with_["p99_ms"] / without["p99_ms"],
-                    "server_peak_rss": peak,
-                    "budget": budget,
-                    "idle_rss": idle,
-                    "attacker": counts,
-                }
-                rows.append(row)
-                print(
-                    f"  {name}: p99 {without['p99_ms']:.2f} -> {with_['p99_ms']:.2f} ms, "
-                    f"peak RSS {peak / MiB:.0f} MiB; attacker {counts}",
-                    file=sys.stderr,
-                    flush=True,
+        for name in scenarios:
+            # A fresh server per scenario: what one attack leaves behind (allocator high-water
+            # marks, cached patches) does not count against the next.
+            server = Server(root, work / "cache")
+            try:
+                warm = asyncio.run(
+                    legit_run(server.port, server.cert, tree, data, len(tree["legit"]) - 1)
                 )
-        finally:
-            server.stop()
+                idle = server.rss()
+                runs = []
+                for _ in range(args.repeat):
+                    without = asyncio.run(legit_run(server.port, server.cert, tree, data, n))
+                    server.start_sampling()
+                    attacker = Attacker(name, server.port, server.cert, tree_file)
+                    try:
+                        with_ = asyncio.run(legit_run(server.port, server.cert, tree, data, n))
+                    finally:
+                        counts = attacker.stop()
+                        peak = server.stop_sampling()
+                    runs.append(
+                        {"without": without, "with": with_, "peak_rss": peak, "attacker": counts}
+                    )
+                    print(
+                        f"  {name}: p99 {without['p99_ms']:.2f} -> {with_['p99_ms']:.2f} ms, "
+                        f"peak RSS {peak / MiB:.0f} MiB; attacker {counts}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            finally:
+                server.stop()
+            conns = max(r["attacker"].get("opened", 0) for r in runs)
+            conns = min(conns, 1000) if conns else 16  # http attackers: a few connections each
+            budget = idle + 64 * MiB + 2 * 4 * 32 * MiB + conns * 256 * 1024
+
+            def med(cond: str, key: str, runs: list[dict[str, Any]] = runs) -> float:
+                return statistics.median(r[cond][key] for r in runs)
+
+            row = {
+                "scenario": name,
+                "without": {"p50_ms": med("without", "p50_ms"), "p99_ms": med("without", "p99_ms")},
+                "with": {"p50_ms": med("with", "p50_ms"), "p99_ms": med("with", "p99_ms")},
+                "server_peak_rss": max(r["peak_rss"] for r in runs),
+                "budget": budget,
+                "idle_rss": idle,
+                "warm_up": warm,
+                "runs": runs,
+            }
+            row["ratio_p99"] = row["with"]["p99_ms"] / row["without"]["p99_ms"]
+            rows.append(row)
     finally:
         import shutil
 
@@ -543,7 +563,8 @@ def main() -> None:
 
     print(
         f"legitimate client: Transport.fetch(new, have=old) over HTTP/2, {n} fetches per "
-        f"run; load average at the end: {os.getloadavg()}"
+        f"run, medians of {args.repeat} without/with pairs per scenario (a fresh server "
+        f"each); load average at the end: {os.getloadavg()}"
     )
     print(
         "| scenario | legit p50 ms without / with | legit p99 ms without / with | p99 ratio "
@@ -559,12 +580,11 @@ def main() -> None:
             f"{r['budget'] / MiB:.0f} | {'met' if ok else 'MISSED'} |"
         )
     record = {
-        "command": "python benchmarks/bench_abuse.py"
-        + (" --quick" if args.quick else "")
-        + (f" --scenarios {args.scenarios}" if args.scenarios != ",".join(SCENARIOS) else ""),
+        "command": " ".join(["python benchmarks/bench_abuse.py", *sys.argv[1:]]),
         "artifacts": tree["source"],
         "sizes": tree["sizes"],
         "fetches_per_run": n,
+        "repeat": args.repeat,
         "machine": {
             "python": platform.python_version(),
             "cpus": os.cpu_count(),

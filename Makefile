@@ -73,13 +73,20 @@ lint: $(STAMP)
 pgo: $(STAMP)
 	PYTHON=$(abspath $(PY)) scripts/pgo_build.sh local
 
-# Coverage-guided fuzzing of apply / layout / bundle parsing (atheris), 5 minutes.
+# Coverage-guided fuzzing of apply / layout / bundle parsing (atheris), 5 minutes, with the
+# harness's memory/time oracle, under small and default limits.
 fuzz: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[$(EXTRAS),fuzz]'
-	$(PY) fuzz/fuzz_apply.py --mode fixup -max_total_time=300
+	$(PY) fuzz/fuzz_apply.py --mode fixup --limits small -max_total_time=150
+	$(PY) fuzz/fuzz_apply.py --mode fixup --limits default -max_total_time=150
 
-# libFuzzer targets for the C core itself (clang; instrumented, with ASan and UBSan), 2 x 2 min.
+# libFuzzer targets for the C core itself (clang; instrumented, with ASan and UBSan) with a
+# memory/time oracle (-rss_limit_mb, -timeout); fuzz_delta_apply in both limits modes,
+# 3 x FUZZ_SECONDS in all.
 FUZZ_SECONDS ?= 120
+FUZZ_RSS_MB  ?= 512
+FUZZ_TIMEOUT ?= 10
+FUZZ_RUN := -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=$(FUZZ_TIMEOUT) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/
 fuzz-c:
 	mkdir -p build/fuzz build/fuzz/corpus-apply build/fuzz/corpus-cdc
 	for t in delta_apply cdc; do \
@@ -87,8 +94,9 @@ fuzz-c:
 	    -Icsrc -DRC_VERSION='"fuzz"' -DRC_CFLAGS='"fuzz"' csrc/*.c fuzz/c/fuzz_$$t.c \
 	    -o build/fuzz/fuzz_$$t || exit 1; \
 	done
-	build/fuzz/fuzz_delta_apply -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build/fuzz/corpus-apply
-	build/fuzz/fuzz_cdc -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build/fuzz/corpus-cdc
+	RC_FUZZ_LIMITS=default build/fuzz/fuzz_delta_apply $(FUZZ_RUN) -max_len=4096 build/fuzz/corpus-apply
+	RC_FUZZ_LIMITS=small build/fuzz/fuzz_delta_apply $(FUZZ_RUN) -max_len=4096 build/fuzz/corpus-apply
+	build/fuzz/fuzz_cdc $(FUZZ_RUN) -max_len=65536 build/fuzz/corpus-cdc
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info src/registry_core/_native/_core*.so src/registry_core/_native/_core.c src/registry_core/_native/*.o .pytest_cache

@@ -348,3 +348,47 @@ def test_oversized_incomplete_request_head_is_refused(cache):
                 reply += chunk
         s.close()
         assert reply.startswith(b"HTTP/1.1 431")
+
+
+async def _quic_connect(
+    port: int, hold: asyncio.Event | None = None, connected: asyncio.Event | None = None
+) -> bool:
+    """True when a QUIC handshake with the server completes (within a 3 s idle timeout)."""
+    from aioquic.asyncio import connect
+    from aioquic.quic.configuration import QuicConfiguration
+
+    cfg = QuicConfiguration(
+        is_client=True, alpn_protocols=["h3"], verify_mode=ssl.CERT_NONE, idle_timeout=3.0
+    )
+    try:
+        async with connect("127.0.0.1", port, configuration=cfg, wait_connected=True):
+            if connected is not None:
+                connected.set()
+            if hold is not None:
+                await hold.wait()
+            return True
+    except ConnectionError:
+        return False
+
+
+def test_quic_connections_beyond_the_cap_are_dropped(cache):
+    with start_server(_App(), limits=ServerLimits(max_quic_connections=1)) as srv:
+
+        async def main() -> tuple[bool, bool, int]:
+            hold, connected = asyncio.Event(), asyncio.Event()
+            first = asyncio.create_task(_quic_connect(srv.port, hold, connected))
+            await asyncio.wait_for(connected.wait(), HANG)
+            deadline = time.monotonic() + HANG
+            while srv.stats["quic_refused"] == 0:  # a second client, until the cap shows
+                assert not await _quic_connect(srv.port)
+                assert time.monotonic() < deadline, "second QUIC connection never refused"
+            refused = srv.stats["quic_refused"]
+            hold.set()
+            admitted_first = await first
+            # Once the first is closed its slot is free again (bounded retries).
+            while not await _quic_connect(srv.port):
+                assert time.monotonic() < deadline, "slot never freed"
+            return admitted_first, True, refused
+
+        admitted_first, admitted_later, refused = asyncio.run(main())
+        assert admitted_first and admitted_later and refused >= 1

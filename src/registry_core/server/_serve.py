@@ -107,6 +107,9 @@ class ServerLimits:
     max_connections: int = 1000
     #: open TCP connections from one IP address; more are reset at accept.
     max_connections_per_ip: int = 64
+    #: QUIC (HTTP/3) connections in total; Initial packets for more are dropped. (No per-IP
+    #: cap: a QUIC Initial's source address is not validated, so one could be spoofed.)
+    max_quic_connections: int = 1000
     #: a connection waiting on its client (request head or body, next request) that receives
     #: nothing for this long is closed. Application compute time does not count.
     read_timeout: float | None = 30.0
@@ -136,6 +139,7 @@ class ServerLimits:
         for name in (
             "max_connections",
             "max_connections_per_ip",
+            "max_quic_connections",
             "h11_max_incomplete_size",
             "h2_max_inbound_frame_size",
             "h2_max_concurrent_streams",
@@ -443,6 +447,7 @@ def _install_quic_tuning() -> None:
        clients can never resume (nor send 0-RTT). Connections are created with ours.
     2. ``registry_core_quic`` on the hypercorn Config: QuicConfiguration attributes to set
        (the datagram size, the idle timeout); configs without it are left untouched.
+    3. ``registry_core_quic_max_connections`` on the Config: the cap on QUIC connections.
 
     (The 1024-datagram receive queue is set by our UDP server subclass, :func:`_udp_server`.)
     These reach into hypercorn's internals: when they are missing, this fails loudly naming
@@ -485,8 +490,37 @@ def _install_quic_tuning() -> None:
                 raise _unsupported(f"aioquic's QuicConfiguration has no {name!r}")
             setattr(quic_config, name, value)
 
+    base_handle = vars(protocol).get("handle")
+    if base_handle is None:
+        raise _unsupported("QuicProtocol defines no handle")
+    from aioquic.buffer import Buffer
+    from aioquic.quic.packet import PACKET_TYPE_INITIAL, pull_quic_header
+    from hypercorn.events import RawData
+
+    async def handle(self: Any, event: Any) -> None:
+        # 3. ``registry_core_quic_max_connections``: a new connection (an Initial packet for
+        #    an unknown connection ID) beyond the cap is dropped before aioquic builds state
+        #    for it. Only long-header packets are looked at; the common case pays nothing.
+        cap = getattr(self.config, "registry_core_quic_max_connections", None)
+        if cap is not None and isinstance(event, RawData) and event.data[:1] >= b"\x80":
+            try:
+                header = pull_quic_header(Buffer(data=event.data), host_cid_length=8)
+            except ValueError:
+                return
+            if (
+                header.packet_type == PACKET_TYPE_INITIAL
+                and header.destination_cid not in self.connections
+                and len({id(c) for c in self.connections.values()}) >= cap
+            ):
+                stats = getattr(self.config, "registry_core_stats", None)
+                if stats is not None:
+                    stats.quic_refused += 1
+                return
+        await base_handle(self, event)
+
     hq.QuicConnection = _TicketingConnection
     setattr(protocol, "__init__", init)  # noqa: B010
+    setattr(protocol, "handle", handle)  # noqa: B010
     hq._registry_core_tuned = True
     hq._registry_core_tickets = store
 
@@ -591,6 +625,7 @@ class _Stats:
     read_timeouts: int = 0
     write_timeouts: int = 0
     close_aborts: int = 0
+    quic_refused: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
@@ -973,8 +1008,8 @@ async def _run(
 class ServerHandle:
     """A server running on a background thread; ``stop()`` (or leaving ``with``) shuts it down.
 
-    ``stats``: connections accepted / open, refused by each cap, TLS handshake failures, read
-    and write timeouts, closes aborted because the client took nothing.
+    ``stats``: connections accepted / open, refused by each cap (QUIC too), TLS handshake
+    failures, read and write timeouts, closes aborted because the client took nothing.
     """
 
     app: RegistryApp
@@ -1073,6 +1108,7 @@ def start_server(
             "max_datagram_size": quic_max_datagram_size,
             "idle_timeout": limits.keep_alive_timeout,
         }
+        config.registry_core_quic_max_connections = limits.max_quic_connections
     tcp, udp = _bind_pair(host, port, quic)
     try:
         bound_port = tcp.getsockname()[1]
@@ -1088,6 +1124,7 @@ def start_server(
     if quic and isinstance(app, RegistryApp) and app.alt_svc is None:
         app.alt_svc = f'h3=":{bound_port}"; ma=3600'
     handle = ServerHandle(app, host, bound_port, certfile, quic, limits)
+    config.registry_core_stats = handle._stats
     ready = threading.Event()
     errors: list[BaseException] = []
 

@@ -158,7 +158,7 @@ def build_tree(root: Path, quick: bool) -> dict[str, Any]:
 class Server:
     """``registry-core serve`` in a subprocess, with an RSS sampler."""
 
-    def __init__(self, root: Path, cache: Path) -> None:
+    def __init__(self, root: Path, cache: Path, extra: list[str]) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_CORE_")}
         env["REGISTRY_CORE_FLAGS"] = "DELTA_AGGREGATOR=on,ZSTD_COMPRESSION=on"
         env["XDG_CACHE_HOME"] = str(cache)
@@ -172,6 +172,7 @@ class Server:
                 "--port",
                 "0",
                 "--no-http3",
+                *extra,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -483,11 +484,20 @@ def main() -> None:
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--cert", help=argparse.SUPPRESS)
     ap.add_argument("--tree", help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--max-requests-per-ip",
+        type=int,
+        default=None,
+        help="passed to registry-core serve (default: its default)",
+    )
     args = ap.parse_args()
     if args.attack:
         attack(args.attack, args.port, args.cert, json.loads(Path(args.tree).read_text()))
         return
     n = 60 if args.quick else 200
+    extra = []
+    if args.max_requests_per_ip is not None:
+        extra = ["--max-requests-per-ip", str(args.max_requests_per_ip)]
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
     for s in scenarios:
         if s not in SCENARIOS:
@@ -510,7 +520,7 @@ def main() -> None:
         for name in scenarios:
             # A fresh server per scenario: what one attack leaves behind (allocator high-water
             # marks, cached patches) does not count against the next.
-            server = Server(root, work / "cache")
+            server = Server(root, work / "cache", extra)
             try:
                 warm = asyncio.run(
                     legit_run(server.port, server.cert, tree, data, len(tree["legit"]) - 1)

@@ -87,6 +87,14 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="abort a connection whose client reads nothing of its response this "
         f"long ('off' disables; default {D['write_timeout']:g})",
     )
+    p.add_argument(
+        "--max-requests-per-ip",
+        type=int,
+        default=None,
+        metavar="N",
+        help="requests from one IP address worked on at once; more wait their turn "
+        "(default: no limit)",
+    )
     p.set_defaults(func=run_serve)
     return p
 
@@ -127,6 +135,7 @@ def run_serve(args: argparse.Namespace) -> int:
             max_connections_per_ip=args.max_connections_per_ip,
             read_timeout=args.read_timeout,
             write_timeout=args.write_timeout,
+            max_requests_per_ip=args.max_requests_per_ip,
         )
         flags = getattr(args, "flags", None)
         if flags is None:

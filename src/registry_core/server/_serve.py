@@ -25,6 +25,7 @@ with one line naming it; a bind failure names TCP or UDP and the address.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import fcntl
@@ -116,6 +117,9 @@ class ServerLimits:
     #: a response that makes no progress for this long (the client does not read) aborts
     #: the connection.
     write_timeout: float | None = 30.0
+    #: requests from one IP address the application works on at once (all protocols); more
+    #: wait, in order, for one of them to end. ``None``: no limit.
+    max_requests_per_ip: int | None = None
     #: TLS handshake deadline.
     handshake_timeout: float = 10.0
     #: a closing connection whose unsent bytes the client does not take is aborted after this.
@@ -150,6 +154,11 @@ class ServerLimits:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidArgumentError(f"{name} must be an integer >= 1, got {value!r}")
+        m = self.max_requests_per_ip
+        if m is not None and (isinstance(m, bool) or not isinstance(m, int) or m < 1):
+            raise InvalidArgumentError(
+                f"max_requests_per_ip must be an integer >= 1 or None, " f"got {m!r}"
+            )
         if not 16 * 1024 <= self.h2_max_inbound_frame_size <= (1 << 24) - 1:
             raise InvalidArgumentError(
                 "h2_max_inbound_frame_size must be in 16384..16777215 "
@@ -755,6 +764,51 @@ class _Writer:
             self._conn.abort("close timeout")
 
 
+class _PerClient:
+    """At most ``limit`` requests per client address in the application; the others wait in
+    arrival order (one event loop: no lock). A waiter that is cancelled gives its turn on."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.active: dict[str, int] = {}
+        self.waiting: dict[str, collections.deque[asyncio.Future[None]]] = {}
+
+    async def acquire(self, ip: str) -> None:
+        if self.active.get(ip, 0) < self.limit:
+            self.active[ip] = self.active.get(ip, 0) + 1
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiting.setdefault(ip, collections.deque()).append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self.release(ip)  # the turn was handed to us: hand it on
+            else:
+                queue = self.waiting.get(ip)
+                if queue is not None and fut in queue:
+                    queue.remove(fut)
+                    if not queue:
+                        del self.waiting[ip]
+            raise
+
+    def release(self, ip: str) -> None:
+        queue = self.waiting.get(ip)
+        while queue:
+            fut = queue.popleft()
+            if not fut.done():
+                if not queue:
+                    del self.waiting[ip]
+                fut.set_result(None)  # the slot passes on; active stays the same
+                return
+        self.waiting.pop(ip, None)
+        left = self.active[ip] - 1
+        if left:
+            self.active[ip] = left
+        else:
+            del self.active[ip]
+
+
 class _Tracker:
     """ASGI middleware: tells each TCP connection's guards what its requests are doing.
 
@@ -775,6 +829,8 @@ class _Tracker:
         self.connections = connections
         self.write_timeout = limits.write_timeout
         self.stats = stats
+        m = limits.max_requests_per_ip
+        self.per_client = _PerClient(m) if m is not None else None
 
     async def __call__(
         self,
@@ -782,11 +838,37 @@ class _Tracker:
         receive: Callable[[], Awaitable[Any]],
         send: Callable[[Any], Awaitable[None]],
     ) -> None:
+        client = scope.get("client") if scope["type"] == "http" else None
+        if client and self.per_client is not None:
+            ip = str(client[0])
+            waiting = None
+            if scope.get("http_version") != "3":
+                waiting = self.connections.get((client[0], client[1]))
+            if waiting is not None:
+                waiting.busy += 1  # waiting for a turn is the server's time, not the client's
+            try:
+                await self.per_client.acquire(ip)
+            finally:
+                if waiting is not None:
+                    waiting.busy -= 1
+                    waiting.touch()
+            try:
+                await self._call(scope, receive, send, client)
+            finally:
+                self.per_client.release(ip)
+        else:
+            await self._call(scope, receive, send, client)
+
+    async def _call(
+        self,
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[Any]],
+        send: Callable[[Any], Awaitable[None]],
+        client: Any,
+    ) -> None:
         conn = None
-        if scope["type"] == "http" and scope.get("http_version") != "3":
-            client = scope.get("client")
-            if client:
-                conn = self.connections.get((client[0], client[1]))
+        if client and scope.get("http_version") != "3":
+            conn = self.connections.get((client[0], client[1]))
         if conn is None:
             await self.app(scope, receive, send)
             return

@@ -142,3 +142,37 @@ def test_timeout(pki, server):
 
     with pytest.raises(TransportError, match="timed out"):
         run(main())
+
+
+def test_cancelled_first_requester_does_not_fail_the_shared_connect(
+    pki, server, artifacts, monkeypatch
+):
+    """Two requests wait for the same new connection; the one that started opening it is
+    cancelled. The inline copy of single-flight handed CancelledError to the other one."""
+    gate = asyncio.Event()
+    real_open = Transport._open_h2
+
+    async def gated_open(self, origin, address):
+        await gate.wait()
+        return await real_open(self, origin, address)
+
+    monkeypatch.setattr(Transport, "_open_h2", gated_open)
+
+    async def main():
+        async with make(pki, http3=False, coalesce_requests=False) as t:
+            first = asyncio.ensure_future(t.get(url(server, "/small.txt?first")))
+            second = asyncio.ensure_future(t.get(url(server, "/small.txt?second")))
+            for _ in range(50):  # let both reach the connection attempt (yields, no clock)
+                await asyncio.sleep(0)
+            first.cancel()
+            for _ in range(50):
+                await asyncio.sleep(0)
+            gate.set()
+            r = await asyncio.wait_for(second, 30)
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            return r, t.stats
+
+    r, stats = run(main())
+    assert r.status == 200 and r.content == artifacts[1]["/small.txt"]
+    assert stats["connections_h2"] == 1

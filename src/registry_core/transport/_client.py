@@ -232,7 +232,7 @@ class Transport:
         self.session_tickets: dict[str, Any] = {} if session_tickets is None else session_tickets
         self.tls_sessions = self.session_tickets  # TCP TLS sessions, keyed (host, port)
         self._live: dict[int, _Live] = {}
-        self._connecting: dict[tuple[Origin, str, bool], asyncio.Future[_Live]] = {}
+        self._connecting: SingleFlight[_Live] = SingleFlight()
         self._dns: LRU[str, tuple[float, list[str]]] = LRU(max_entries=1024)
         self._singleflight: SingleFlight[Response] = SingleFlight()
         self._ssl: ssl.SSLContext | None = None
@@ -875,30 +875,23 @@ class Transport:
                 if live is not None:
                     await self._close(live)
                 continue
-            key = (origin, proto, dedicated)
-            pending = self._connecting.get(key)
-            if pending is not None:
-                live = await asyncio.shield(pending)
-                if live.conn.is_available() and (
-                    live.record.multiplexed or live.record.active == 0
-                ):
-                    return live
-                continue
-            fut: asyncio.Future[_Live] = asyncio.get_running_loop().create_future()
-            self._connecting[key] = fut
-            try:
+
+            # One connection attempt per (origin, protocol, dedicated) at a time, shared by
+            # every request that needs it; a requester that is cancelled does not take the
+            # attempt away from the others (_util.SingleFlight).
+            def open_one() -> Awaitable[_Live]:
                 if proto == "h3":
-                    live = await self._open_h3(origin, addresses[0], h3_port or origin[2])
-                else:
-                    live = await self._open_h2(origin, addresses[0])
-                fut.set_result(live)
+                    return self._open_h3(origin, addresses[0], h3_port or origin[2])
+                return self._open_h2(origin, addresses[0])
+
+            live = await self._connecting.do((origin, proto, dedicated), open_one)
+            # The first request to resume takes the fresh connection (a new HTTP/1.1
+            # connection is not "available" to httpcore until its first request); later ones
+            # share it when it is multiplexed, else look again.
+            if not live.conn.is_closed() and (
+                live.record.active == 0 or (live.record.multiplexed and live.conn.is_available())
+            ):
                 return live
-            except BaseException as exc:
-                fut.set_exception(exc)
-                fut.exception()
-                raise
-            finally:
-                del self._connecting[key]
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:

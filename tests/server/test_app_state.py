@@ -165,3 +165,9 @@ def test_patch_cache_is_the_shared_lru():
     import registry_core.server._app as app_mod
 
     assert not hasattr(app_mod, "ByteLRU")
+
+
+def test_server_aggregators_bound_the_expanded_form():
+    app = RegistryApp(MemoryStorage(), max_expanded_bytes=8 << 20)
+    assert app.aggregator.max_expanded_size == 8 << 20
+    assert RegistryApp(MemoryStorage()).aggregator.max_expanded_size == 32 << 20

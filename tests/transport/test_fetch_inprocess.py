@@ -292,3 +292,28 @@ def test_full_artifact_is_hashed_once(pki, server, artifacts, monkeypatch):
     data, stats = run(main())
     assert data == new and stats["fetch_full"] == 1
     assert counts == {"new": 1}, counts
+
+
+def test_large_bodies_are_verified_and_decoded_off_the_loop(app, artifacts, monkeypatch):
+    """Hashing / inflating a large body on the event loop stalled every other request."""
+    from registry_core.transport import _client
+
+    real = _client.verify_body
+    threads = []
+
+    def spy(raw, headers, what, digests):
+        threads.append((len(raw), threading.current_thread() is threading.main_thread()))
+        return real(raw, headers, what, digests)
+
+    monkeypatch.setattr(_client, "verify_body", spy)
+
+    async def main():
+        async with seam(app) as t:
+            big = await t.get(BASE + "/blob/1mib.bin")
+            small = await t.get(BASE + "/small.txt")
+            return big, small
+
+    big, small = run(main())
+    assert big.content == artifacts[1]["/blob/1mib.bin"]
+    assert small.content == artifacts[1]["/small.txt"]
+    assert threads == [(1 << 20, False), (len(small.raw_content), True)]

@@ -85,7 +85,7 @@ class _Unprocessed(Exception):
 
 
 _STREAM_WINDOW = 1 << 24
-_HASH_ON_LOOP = 1 << 20  # larger ``have`` buffers are hashed on a worker thread
+_HASH_ON_LOOP = 1 << 20  # buffers this large are hashed / decoded on a worker thread
 
 
 @dataclass(frozen=True)
@@ -374,7 +374,7 @@ class Transport:
                 return d.sha256, d
             return sha256(have), None
 
-        if len(have) > _HASH_ON_LOOP:
+        if len(have) >= _HASH_ON_LOOP:
             digest, dictionary = await asyncio.to_thread(hashed)
         else:
             digest, dictionary = hashed()
@@ -651,7 +651,7 @@ class Transport:
         alt_svc = resp_headers.get("alt-svc")
         if alt_svc and rec.protocol != "h3" and self._h3_allowed():
             self.altsvc.update(origin, alt_svc, time.monotonic())
-        return self._finish(
+        return await self._finish(
             method, url, status, resp_headers, raw, version, rec.conn_id, started, limit, dictionary
         )
 
@@ -691,11 +691,11 @@ class Transport:
             await resp.aclose()
         version = resp.extensions.get("http_version", b"HTTP/1.1")
         version = version.decode("ascii", "replace") if isinstance(version, bytes) else "HTTP/1.1"
-        return self._finish(
+        return await self._finish(
             method, url, resp.status_code, resp.headers, raw, version, 0, started, limit, dictionary
         )
 
-    def _finish(
+    async def _finish(
         self,
         method: str,
         url: httpx.URL,
@@ -708,7 +708,39 @@ class Transport:
         limit: int,
         dictionary: Any,
     ) -> Response:
-        """Verify the digests of ``raw`` (each algorithm hashed once) and undo its coding."""
+        """Verify the digests of ``raw`` (each algorithm hashed once) and undo its coding; on a
+        worker thread when the body is large (hashing or inflating it must not stall the loop)."""
+        if len(raw) >= _HASH_ON_LOOP:
+            return await asyncio.to_thread(
+                self._check_and_decode,
+                method,
+                url,
+                status,
+                resp_headers,
+                raw,
+                version,
+                conn_id,
+                started,
+                limit,
+                dictionary,
+            )
+        return self._check_and_decode(
+            method, url, status, resp_headers, raw, version, conn_id, started, limit, dictionary
+        )
+
+    def _check_and_decode(
+        self,
+        method: str,
+        url: httpx.URL,
+        status: int,
+        resp_headers: httpx.Headers,
+        raw: bytes,
+        version: str,
+        conn_id: int,
+        started: float,
+        limit: int,
+        dictionary: Any,
+    ) -> Response:
         digests: dict[str, bytes] = {}
         if method != "HEAD" and status != 304:
             checked = (

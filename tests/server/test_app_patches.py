@@ -157,3 +157,26 @@ def test_options_are_checked():
     ):
         with pytest.raises(InvalidArgumentError):
             RegistryApp(MemoryStorage(), **bad)
+
+
+def test_content_codings_do_not_wait_behind_diffs(releases):
+    (_, d0), (v1, _) = releases[:2]
+    doc = b'{"name": "pkg", "files": []}\n' * 3000
+    storage = _storage(releases, gated=[W.format(v1)])
+    storage.put("pkg/index.json", doc)
+    app = RegistryApp(
+        storage,
+        flags=FeatureFlags(overrides={**ON, "ZSTD_COMPRESSION": True}),
+        patch_workers=1,
+    )
+
+    async def main():
+        diff = asyncio.ensure_future(app.handle("GET", "/" + W.format(v1), _ask(d0), client="a"))
+        await asyncio.to_thread(storage.entered.wait, 10)  # the only patch worker is busy
+        got = await app.handle("GET", "/pkg/index.json", {"accept-encoding": "zstd"}, client="b")
+        storage.gate.set()
+        await diff
+        return got
+
+    status, headers, _ = asyncio.run(main())
+    assert status == 200 and dict(headers)["content-encoding"] == "zstd"

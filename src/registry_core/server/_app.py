@@ -163,7 +163,8 @@ class RegistryApp:
       compressed in the patch. A diff takes about 6-9 x the expanded size in memory (measured
       on botocore wheels, 11.8 MB stored, 90 MB expanded: 540 MiB and 2.3 s unbounded; 32 MiB:
       210 MiB and 1.1 s, patch 446 KB instead of 345 KB).
-    - ``patch_workers`` (2): threads computing patches, dcz bodies and content codings.
+    - ``patch_workers`` (2): threads computing patches and dcz bodies (content codings have
+      one thread of their own, with the same queue bounds).
     - ``patch_queue`` (16): jobs queued or running at once; ``patch_queue_per_client`` (2): of
       those, asked for by one client address. A request whose job does not fit gets the full
       file at once (the job is not queued).
@@ -248,6 +249,11 @@ class RegistryApp:
         self.queue = PatchQueue(
             workers=patch_workers, max_pending=patch_queue, per_client=patch_queue_per_client
         )
+        # content codings (at most max_encode_bytes, well under a second each) have their own
+        # worker, so a legitimate download never waits behind somebody's diffs
+        self.encode_queue = PatchQueue(
+            workers=1, max_pending=patch_queue, per_client=patch_queue_per_client
+        )
         self.hits = _Hits(max_hit_paths)
         self.stats = _Stats()
         self.patches_computed = 0
@@ -293,6 +299,7 @@ class RegistryApp:
     def close(self) -> None:
         """Stop the patch workers (also done at ASGI lifespan shutdown)."""
         self.queue.close()
+        self.encode_queue.close()
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """Storage calls run in a worker thread unless the store says it never blocks."""
@@ -658,11 +665,16 @@ class RegistryApp:
             self.stats.patch_refusals[why] += 1
 
     async def _queued(
-        self, key: Hashable, client: Hashable, job: Callable[[], tuple[bytes, str]]
+        self,
+        key: Hashable,
+        client: Hashable,
+        job: Callable[[], tuple[bytes, str]],
+        queue: PatchQueue | None = None,
     ) -> tuple[bytes, str] | None:
-        """Run ``job`` through the bounded queue; None when it did not fit or took too long."""
+        """Run ``job`` through a bounded queue; None when it did not fit or took too long."""
+        queue = queue or self.queue
         try:
-            result = await asyncio.wait_for(self.queue.run(key, client, job), self.patch_timeout)
+            result = await asyncio.wait_for(queue.run(key, client, job), self.patch_timeout)
         except asyncio.TimeoutError:
             self.stats.patch_timeouts += 1
             return None
@@ -795,7 +807,9 @@ class RegistryApp:
         key = ("enc", info.sha256, coding)
         hit = self.cache.get(key)
         if hit is None and method == "GET":
-            hit = await self._queued(key, client, lambda: self._compute_encoding(key, info, coding))
+            hit = await self._queued(
+                key, client, lambda: self._compute_encoding(key, info, coding), self.encode_queue
+            )
         return (coding, hit) if hit and hit[0] else None
 
     def _compute_encoding(

@@ -10,8 +10,9 @@ below); no wall-clock assertions.
 
 Measured on the fixed tree (tracemalloc peak during one whole fetch, patch and fallback
 included, 2-core VM): chain bomb 1.3 MiB, declared 2 GiB target 0.1 MiB, archive patch on a
-non-reference zlib 0.1 MiB. Before: the chain bomb escaped as MemoryError, the others raised
-TransportError on every try (and the seam these tests use did not exist).
+non-reference zlib 0.1 MiB. Before (checked on the previous tree with the loopback variants at
+the end of this file, which need no seam): the chain bomb escaped as a bare MemoryError, the
+declared-2-GiB and corrupt patches raised TransportError on every try.
 """
 
 from __future__ import annotations
@@ -331,3 +332,97 @@ def test_hostile_im_on_a_226_is_a_transport_error(im):
     app = HostileServer(patch, patch_headers={"im": im})
     with pytest.raises(TransportError):
         fetch(app)
+
+
+# -- the same patches over a real server on loopback (the network path, not the seam) ----------
+
+
+class _Dispatch:
+    """An ASGI app routing each path to one HostileServer (hypercorn also sends lifespan)."""
+
+    def __init__(self) -> None:
+        self.apps: dict[str, HostileServer] = {}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        await self.apps[scope["path"]](scope, receive, send)
+
+
+@pytest.fixture(scope="module")
+def hostile_loopback(tmp_path_factory):
+    import trustme
+
+    from registry_core.server import start_server
+
+    ca = trustme.CA()
+    leaf = ca.issue_cert("registry.test", "127.0.0.1")
+    d = tmp_path_factory.mktemp("hostile-pki")
+    ca_path, cert, key = d / "ca.pem", d / "cert.pem", d / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    leaf.private_key_pem.write_to_path(str(key))
+    cert.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+    dispatch = _Dispatch()
+    handle = start_server(dispatch, certfile=str(cert), keyfile=str(key), quic=False)
+    yield handle, dispatch, str(ca_path)
+    handle.stop()
+
+
+def _chain_bomb() -> bytes:
+    frame = zstandard.ZstdCompressor().compress(b"\x01" + b"\x00" * 64)
+    return serialize(
+        Method.CHAIN, sections=[(Section.PATCHES, Codec.ZSTD, 1 << 39, frame)], **header(OLD, NEW)
+    )
+
+
+def _declares_2_gib() -> bytes:
+    return serialize(
+        Method.FULL,
+        sections=[(Section.TARGET, Codec.STORED, len(NEW), NEW)],
+        **header(OLD, NEW, 2 << 30),
+    )
+
+
+def _corrupt() -> bytes:
+    patch = bytearray(DeltaAggregator().diff(OLD, NEW))
+    for i in range(60, len(patch) - 40, 7):
+        patch[i] ^= 0x5A
+    return bytes(patch)
+
+
+@pytest.mark.network
+@pytest.mark.parametrize(
+    "make_patch",
+    [_chain_bomb, _declares_2_gib, _corrupt],
+    ids=["chain-bomb", "declares-2GiB", "corrupt"],
+)
+def test_r5_r12_over_loopback_fall_back_to_the_full_artifact(
+    hostile_loopback, make_patch, tmp_path
+):
+    handle, dispatch, ca = hostile_loopback
+    path = f"/pkg/{make_patch.__name__}.whl"
+    app = dispatch.apps[path] = HostileServer(make_patch())
+    dest = tmp_path / "pkg.whl"
+
+    async def main():
+        async with Transport(
+            verify=ca,
+            resolve={"registry.test": "127.0.0.1"},
+            http3=False,
+            flags=FLAGS,
+            max_response_size=64 * MiB,
+        ) as t:
+            data = await t.fetch(f"https://registry.test:{handle.port}{path}", have=OLD, dest=dest)
+            return data, t.stats
+
+    data, stats = asyncio.run(main())
+    assert data == NEW == dest.read_bytes()
+    assert stats["fetch_delta_fallbacks"] == 1 and stats["fetch_full"] == 1, stats
+    assert len(app.requests) == 2 and "a-im" not in app.requests[1]
+    assert [p.name for p in tmp_path.iterdir()] == ["pkg.whl"]

@@ -839,36 +839,36 @@ class _Tracker:
         send: Callable[[Any], Awaitable[None]],
     ) -> None:
         client = scope.get("client") if scope["type"] == "http" else None
+        conn = None
+        if client and scope.get("http_version") != "3":
+            conn = self.connections.get((client[0], client[1]))
+            if conn is not None and conn.transport.is_closing():
+                return  # its TCP connection is gone: nobody would read the answer
         if client and self.per_client is not None:
             ip = str(client[0])
-            waiting = None
-            if scope.get("http_version") != "3":
-                waiting = self.connections.get((client[0], client[1]))
-            if waiting is not None:
-                waiting.busy += 1  # waiting for a turn is the server's time, not the client's
+            if conn is not None:
+                conn.busy += 1  # waiting for a turn is the server's time, not the client's
             try:
                 await self.per_client.acquire(ip)
             finally:
-                if waiting is not None:
-                    waiting.busy -= 1
-                    waiting.touch()
+                if conn is not None:
+                    conn.busy -= 1
+                    conn.touch()
             try:
-                await self._call(scope, receive, send, client)
+                if conn is None or not conn.transport.is_closing():
+                    await self._call(scope, receive, send, conn)
             finally:
                 self.per_client.release(ip)
         else:
-            await self._call(scope, receive, send, client)
+            await self._call(scope, receive, send, conn)
 
     async def _call(
         self,
         scope: dict[str, Any],
         receive: Callable[[], Awaitable[Any]],
         send: Callable[[Any], Awaitable[None]],
-        client: Any,
+        conn: _Connection | None,
     ) -> None:
-        conn = None
-        if client and scope.get("http_version") != "3":
-            conn = self.connections.get((client[0], client[1]))
         if conn is None:
             await self.app(scope, receive, send)
             return
@@ -970,6 +970,7 @@ async def _run(
         key = (ip, int(peer[1]))
         released = False
         handler: asyncio.Future[Any] | None = None
+        conn: _Connection | None = None
 
         def release(_: object = None) -> None:
             # Once the transport is gone the connection's budget is free, even if hypercorn's
@@ -978,7 +979,6 @@ async def _run(
             nonlocal released
             if not released:
                 released = True
-                connections.pop(key, None)
                 gate.release(ip)
                 if handler is not None and not handler.done():
                     loop.call_later(limits.close_timeout, handler.cancel)
@@ -1029,6 +1029,10 @@ async def _run(
             if not writer.transport.is_closing():
                 _reset(writer.transport)
             release()
+            # Kept registered until the handler ends: a request hypercorn dispatches after the
+            # transport went away must find its closed connection (and not run), not nothing.
+            if conn is not None and connections.get(key) is conn:
+                del connections[key]
 
     server = await asyncio.start_server(
         on_connection,

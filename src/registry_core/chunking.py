@@ -66,7 +66,7 @@ def _params(min_size: Any, avg_size: Any, max_size: Any) -> Any:
     return params
 
 
-def _find(params: Any, view: memoryview, is_final: bool) -> list[int]:
+def _find(params: Any, view: memoryview | bytearray, is_final: bool) -> list[int]:
     """End offsets (relative to ``view``) of the chunks the core can cut in ``view``."""
     total = len(view)
     if total == 0:

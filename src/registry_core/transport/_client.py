@@ -13,6 +13,7 @@ import asyncio
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import os
 import socket
 import ssl
@@ -710,23 +711,20 @@ class Transport:
     ) -> Response:
         """Verify the digests of ``raw`` (each algorithm hashed once) and undo its coding; on a
         worker thread when the body is large (hashing or inflating it must not stall the loop)."""
-        if len(raw) >= _HASH_ON_LOOP:
-            return await asyncio.to_thread(
-                self._check_and_decode,
-                method,
-                url,
-                status,
-                resp_headers,
-                raw,
-                version,
-                conn_id,
-                started,
-                limit,
-                dictionary,
-            )
-        return self._check_and_decode(
-            method, url, status, resp_headers, raw, version, conn_id, started, limit, dictionary
+        check = functools.partial(
+            self._check_and_decode,
+            method,
+            url,
+            status,
+            resp_headers,
+            raw,
+            version,
+            conn_id,
+            started,
+            limit,
+            dictionary,
         )
+        return await asyncio.to_thread(check) if len(raw) >= _HASH_ON_LOOP else check()
 
     def _check_and_decode(
         self,

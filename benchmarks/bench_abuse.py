@@ -269,10 +269,14 @@ def _tls(port: int, source: str, rcvbuf: int | None = None) -> ssl.SSLSocket:
     raw = socket.socket()
     if rcvbuf:
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    raw.bind((source, 0))
-    raw.settimeout(10)
-    raw.connect(("127.0.0.1", port))
-    return ctx.wrap_socket(raw, server_hostname="localhost")
+    try:
+        raw.bind((source, 0))
+        raw.settimeout(10)
+        raw.connect(("127.0.0.1", port))
+        return ctx.wrap_socket(raw, server_hostname="localhost")
+    except BaseException:
+        raw.close()
+        raise
 
 
 def _socket_attack(

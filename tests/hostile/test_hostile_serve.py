@@ -91,13 +91,17 @@ def _tls(
     ctx.verify_mode = ssl.CERT_NONE
     ctx.set_alpn_protocols([alpn])
     raw = socket.socket()
-    if rcvbuf is not None:
-        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    if source is not None:
-        raw.bind((source, 0))
-    raw.settimeout(HANG)
-    raw.connect(("127.0.0.1", port))
-    return ctx.wrap_socket(raw, server_hostname="localhost")
+    try:
+        if rcvbuf is not None:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            raw.bind((source, 0))
+        raw.settimeout(HANG)
+        raw.connect(("127.0.0.1", port))
+        return ctx.wrap_socket(raw, server_hostname="localhost")
+    except BaseException:
+        raw.close()  # a refused handshake must not leak the socket
+        raise
 
 
 def _closed_by_server(sock: ssl.SSLSocket) -> bool:
@@ -354,14 +358,24 @@ async def _quic_connect(
     port: int, hold: asyncio.Event | None = None, connected: asyncio.Event | None = None
 ) -> bool:
     """True when a QUIC handshake with the server completes (within a 3 s idle timeout)."""
-    from aioquic.asyncio import connect
+    from aioquic.asyncio import QuicConnectionProtocol, connect
     from aioquic.quic.configuration import QuicConfiguration
+
+    class _HandshakeOnly(QuicConnectionProtocol):
+        def quic_event_received(self, event) -> None:
+            pass  # no stream objects for the server's HTTP/3 control streams
 
     cfg = QuicConfiguration(
         is_client=True, alpn_protocols=["h3"], verify_mode=ssl.CERT_NONE, idle_timeout=3.0
     )
     try:
-        async with connect("127.0.0.1", port, configuration=cfg, wait_connected=True):
+        async with connect(
+            "127.0.0.1",
+            port,
+            configuration=cfg,
+            wait_connected=True,
+            create_protocol=_HandshakeOnly,
+        ):
             if connected is not None:
                 connected.set()
             if hold is not None:

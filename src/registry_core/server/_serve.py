@@ -63,7 +63,7 @@ SERVER_EXTRA_HINT = (
 )
 
 #: hypercorn releases whose internals (protocol classes, QUIC server) this module was tested on.
-HYPERCORN_SUPPORTED = ">=0.17,<0.19"
+HYPERCORN_SUPPORTED = ">=0.18,<0.19"
 
 
 def _require_server_extra() -> None:

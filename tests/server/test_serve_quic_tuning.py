@@ -58,7 +58,7 @@ def test_missing_quic_internals_fail_loudly_with_the_version(missing):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.strip()
     assert f"hypercorn {version('hypercorn')} is not supported" in out
-    assert missing in out and ">=0.17,<0.19" in out
+    assert missing in out and ">=0.18,<0.19" in out
 
 
 def test_changed_server_class_signature_fails_loudly(tmp_path):

@@ -35,7 +35,14 @@ from pathlib import Path
 from typing import NamedTuple
 
 __all__ = [
-    "KINDS", "SERIES", "Series", "SeriesSpec", "corpus_dir", "find_artifact", "pairs", "series",
+    "KINDS",
+    "SERIES",
+    "Series",
+    "SeriesSpec",
+    "corpus_dir",
+    "find_artifact",
+    "pairs",
+    "series",
 ]
 
 KINDS = ("wheel-pure", "wheel-native", "sdist")
@@ -61,25 +68,32 @@ class Series(NamedTuple):
 # Native wheels are fetched for CPython 3.11 on manylinux2014 x86_64 (see fetch_corpus.py).
 SERIES: tuple[SeriesSpec, ...] = (
     # pure-Python wheels
-    SeriesSpec("boto3-wheel", "wheel-pure", "boto3",
-               tuple(f"1.34.{i}" for i in range(0, 12))),            # 12 consecutive releases
-    SeriesSpec("requests-wheel", "wheel-pure", "requests",
-               ("2.31.0", "2.32.0", "2.32.1", "2.32.2", "2.32.3")),
-    SeriesSpec("attrs-wheel", "wheel-pure", "attrs",
-               ("23.1.0", "23.2.0", "24.1.0", "24.2.0")),
-    SeriesSpec("packaging-wheel", "wheel-pure", "packaging",
-               ("23.0", "23.1", "23.2", "24.0", "24.1")),
-    SeriesSpec("botocore-wheel", "wheel-pure", "botocore",           # ~11 MB, many .json.gz
-               ("1.34.0", "1.34.1", "1.34.2", "1.34.3")),
+    SeriesSpec(
+        "boto3-wheel", "wheel-pure", "boto3", tuple(f"1.34.{i}" for i in range(0, 12))
+    ),  # 12 consecutive releases
+    SeriesSpec(
+        "requests-wheel",
+        "wheel-pure",
+        "requests",
+        ("2.31.0", "2.32.0", "2.32.1", "2.32.2", "2.32.3"),
+    ),
+    SeriesSpec("attrs-wheel", "wheel-pure", "attrs", ("23.1.0", "23.2.0", "24.1.0", "24.2.0")),
+    SeriesSpec(
+        "packaging-wheel", "wheel-pure", "packaging", ("23.0", "23.1", "23.2", "24.0", "24.1")
+    ),
+    SeriesSpec(
+        "botocore-wheel",
+        "wheel-pure",
+        "botocore",  # ~11 MB, many .json.gz
+        ("1.34.0", "1.34.1", "1.34.2", "1.34.3"),
+    ),
     # wheels with native code
-    SeriesSpec("orjson-wheel", "wheel-native", "orjson",
-               ("3.9.10", "3.9.11", "3.9.12", "3.9.13")),
-    SeriesSpec("markupsafe-wheel", "wheel-native", "markupsafe",
-               ("2.1.3", "2.1.4", "2.1.5")),
-    SeriesSpec("zstandard-wheel", "wheel-native", "zstandard",
-               ("0.21.0", "0.22.0", "0.23.0")),
-    SeriesSpec("pydantic-core-wheel", "wheel-native", "pydantic-core",
-               ("2.14.4", "2.14.5", "2.14.6")),
+    SeriesSpec("orjson-wheel", "wheel-native", "orjson", ("3.9.10", "3.9.11", "3.9.12", "3.9.13")),
+    SeriesSpec("markupsafe-wheel", "wheel-native", "markupsafe", ("2.1.3", "2.1.4", "2.1.5")),
+    SeriesSpec("zstandard-wheel", "wheel-native", "zstandard", ("0.21.0", "0.22.0", "0.23.0")),
+    SeriesSpec(
+        "pydantic-core-wheel", "wheel-native", "pydantic-core", ("2.14.4", "2.14.5", "2.14.6")
+    ),
     # source distributions (.tar.gz)
     SeriesSpec("requests-sdist", "sdist", "requests", ("2.31.0", "2.32.2", "2.32.3")),
     SeriesSpec("attrs-sdist", "sdist", "attrs", ("23.1.0", "23.2.0", "24.1.0", "24.2.0")),

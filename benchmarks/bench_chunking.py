@@ -82,8 +82,9 @@ def theirs(data: bytes, sizes: tuple[int, int, int]) -> list[int]:
 CHUNKERS = {"registry-core": ours, "pyfastcdc": theirs}
 
 
-def throughput(datasets: dict[str, list[bytes]], sizes: tuple[int, int, int],
-               repeat: int) -> list[dict]:
+def throughput(
+    datasets: dict[str, list[bytes]], sizes: tuple[int, int, int], repeat: int
+) -> list[dict]:
     """Best-of-``repeat`` MB/s of each chunker over each dataset (a list of buffers, one call
     per buffer), passes interleaved so both see the same machine conditions.
 
@@ -109,19 +110,21 @@ def throughput(datasets: dict[str, list[bytes]], sizes: tuple[int, int, int],
                 counts[label] = n
         cpu = {k: total / v / 1e6 for k, v in best_cpu.items()}
         wall = {k: total / v / 1e6 for k, v in best_wall.items()}
-        rows.append({
-            "input": name,
-            "bytes": total,
-            "calls": len(items),
-            "ours_mb_s": round(cpu["registry-core"], 1),
-            "pyfastcdc_mb_s": round(cpu["pyfastcdc"], 1),
-            "ratio": round(cpu["registry-core"] / cpu["pyfastcdc"], 3),
-            "ours_wall_mb_s": round(wall["registry-core"], 1),
-            "pyfastcdc_wall_mb_s": round(wall["pyfastcdc"], 1),
-            "wall_ratio": round(wall["registry-core"] / wall["pyfastcdc"], 3),
-            "ours_chunks": counts["registry-core"],
-            "pyfastcdc_chunks": counts["pyfastcdc"],
-        })
+        rows.append(
+            {
+                "input": name,
+                "bytes": total,
+                "calls": len(items),
+                "ours_mb_s": round(cpu["registry-core"], 1),
+                "pyfastcdc_mb_s": round(cpu["pyfastcdc"], 1),
+                "ratio": round(cpu["registry-core"] / cpu["pyfastcdc"], 3),
+                "ours_wall_mb_s": round(wall["registry-core"], 1),
+                "pyfastcdc_wall_mb_s": round(wall["pyfastcdc"], 1),
+                "wall_ratio": round(wall["registry-core"] / wall["pyfastcdc"], 3),
+                "ours_chunks": counts["registry-core"],
+                "pyfastcdc_chunks": counts["pyfastcdc"],
+            }
+        )
     return rows
 
 
@@ -146,11 +149,22 @@ def dedup(pairs_data: list[tuple[str, str, bytes, bytes]], fn, sizes) -> dict:
         acc[1] += len(new)
         acc[2] += len(new_chunks)
     total = [sum(v[i] for v in per_kind.values()) for i in range(3)]
-    out = {k: {"reused_bytes": v[0], "bytes": v[1], "chunks": v[2],
-               "reuse": round(v[0] / v[1], 4) if v[1] else None} for k, v in per_kind.items()}
-    out["all"] = {"reused_bytes": total[0], "bytes": total[1], "chunks": total[2],
-                  "reuse": round(total[0] / total[1], 4) if total[1] else None,
-                  "fetch_bytes": total[1] - total[0] + CHUNK_LIST_COST * total[2]}
+    out = {
+        k: {
+            "reused_bytes": v[0],
+            "bytes": v[1],
+            "chunks": v[2],
+            "reuse": round(v[0] / v[1], 4) if v[1] else None,
+        }
+        for k, v in per_kind.items()
+    }
+    out["all"] = {
+        "reused_bytes": total[0],
+        "bytes": total[1],
+        "chunks": total[2],
+        "reuse": round(total[0] / total[1], 4) if total[1] else None,
+        "fetch_bytes": total[1] - total[0] + CHUNK_LIST_COST * total[2],
+    }
     return out
 
 
@@ -166,14 +180,25 @@ def _cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs=3, type=int, metavar=("MIN", "AVG", "MAX"),
-                        action="append", default=None,
-                        help="chunk sizes to compare at (repeatable); default: ours and 8 KiB")
+    parser.add_argument(
+        "--sizes",
+        nargs=3,
+        type=int,
+        metavar=("MIN", "AVG", "MAX"),
+        action="append",
+        default=None,
+        help="chunk sizes to compare at (repeatable); default: ours and 8 KiB",
+    )
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--no-sweep", action="store_true", help="skip the size sweep")
     args = parser.parse_args(argv)
-    size_sets = [tuple(s) for s in (args.sizes or [
-        (DEFAULT_MIN_SIZE, DEFAULT_AVG_SIZE, DEFAULT_MAX_SIZE), (2048, 8192, 65536)])]
+    size_sets = [
+        tuple(s)
+        for s in (
+            args.sizes
+            or [(DEFAULT_MIN_SIZE, DEFAULT_AVG_SIZE, DEFAULT_MAX_SIZE), (2048, 8192, 65536)]
+        )
+    ]
 
     present = series()
     if not present:
@@ -190,14 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     content = [unp(p) for s in present for p in s.paths]
     files = len(raw)
     raw_mb, content_mb = sum(map(len, raw)) / 1e6, sum(map(len, content)) / 1e6
-    print(f"corpus: {files} artifacts in {len(present)} series, {raw_mb:.1f} MB as "
-          f"downloaded, {content_mb:.1f} MB unpacked ({corpus_dir()})")
-    print(f"MB/s from thread CPU time, best of {args.repeat} passes per chunker, interleaved "
-          "(wall-clock ratio alongside); load average "
-          f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
+    print(
+        f"corpus: {files} artifacts in {len(present)} series, {raw_mb:.1f} MB as "
+        f"downloaded, {content_mb:.1f} MB unpacked ({corpus_dir()})"
+    )
+    print(
+        f"MB/s from thread CPU time, best of {args.repeat} passes per chunker, interleaved "
+        "(wall-clock ratio alongside); load average "
+        f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs"
+    )
     datasets = {
-        "artifacts, per file": raw,            # compressed: high entropy, cache-sized calls
-        "unpacked, per artifact": content,     # one call per artifact's unpacked content
+        "artifacts, per file": raw,  # compressed: high entropy, cache-sized calls
+        "unpacked, per artifact": content,  # one call per artifact's unpacked content
         "unpacked, one buffer": [b"".join(content)],  # one ~160 MB call: memory-bound
     }
     pairs_data = [(name, kind, unp(old), unp(new)) for name, kind, old, new in pairs()]
@@ -206,20 +235,26 @@ def main(argv: list[str] | None = None) -> int:
         label_sizes = "/".join(map(str, sizes))
         print(f"\nthroughput at min/avg/max = {label_sizes}")
         got = throughput(datasets, sizes, args.repeat)
-        print(f"{'input':24} {'MB':>7} {'registry-core MB/s':>19} {'pyfastcdc MB/s':>15} "
-              f"{'ratio':>6} {'wall ratio':>11} {'chunks (ours/theirs)':>21}")
+        print(
+            f"{'input':24} {'MB':>7} {'registry-core MB/s':>19} {'pyfastcdc MB/s':>15} "
+            f"{'ratio':>6} {'wall ratio':>11} {'chunks (ours/theirs)':>21}"
+        )
         for r in got:
             r["sizes"] = sizes
-            print(f"{r['input']:24} {r['bytes'] / 1e6:7.1f} {r['ours_mb_s']:19.0f} "
-                  f"{r['pyfastcdc_mb_s']:15.0f} {r['ratio']:6.2f} {r['wall_ratio']:11.2f} "
-                  f"{r['ours_chunks']:>10}/{r['pyfastcdc_chunks']:<10}")
+            print(
+                f"{r['input']:24} {r['bytes'] / 1e6:7.1f} {r['ours_mb_s']:19.0f} "
+                f"{r['pyfastcdc_mb_s']:15.0f} {r['ratio']:6.2f} {r['wall_ratio']:11.2f} "
+                f"{r['ours_chunks']:>10}/{r['pyfastcdc_chunks']:<10}"
+            )
         rows += got
 
         q = {label: dedup(pairs_data, fn, sizes) for label, fn in CHUNKERS.items()}
         quality[label_sizes] = q
         kinds = [k for k in q["registry-core"] if k != "all"] + ["all"]
-        print(f"dedup at {label_sizes}: share of release N+1's unpacked bytes in chunks of "
-              f"release N ({len(pairs_data)} consecutive pairs)")
+        print(
+            f"dedup at {label_sizes}: share of release N+1's unpacked bytes in chunks of "
+            f"release N ({len(pairs_data)} consecutive pairs)"
+        )
         print(f"{'kind':14} {'MB':>8} {'registry-core':>14} {'pyfastcdc':>10}")
         for k in kinds:
             a, b = q["registry-core"][k], q["pyfastcdc"][k]
@@ -228,31 +263,48 @@ def main(argv: list[str] | None = None) -> int:
 
     sweep = []
     if not args.no_sweep:
-        print("\nsize sweep (registry-core; fetch = unmatched bytes + "
-              f"{CHUNK_LIST_COST} B per chunk of N+1)")
-        print(f"{'min/avg/max':>20} {'reuse':>7} {'chunks':>8} {'unmatched MB':>13} "
-              f"{'fetch MB':>9}")
+        print(
+            "\nsize sweep (registry-core; fetch = unmatched bytes + "
+            f"{CHUNK_LIST_COST} B per chunk of N+1)"
+        )
+        print(
+            f"{'min/avg/max':>20} {'reuse':>7} {'chunks':>8} {'unmatched MB':>13} "
+            f"{'fetch MB':>9}"
+        )
         for avg in (1024, 2048, 4096, 8192, 16384, 32768):
             cand = (avg // 4, avg, avg * 8)
             q = dedup(pairs_data, ours, cand)["all"]
             sweep.append({"sizes": cand, **q})
-            print(f"{'/'.join(map(str, cand)):>20} {q['reuse']:7.2%} {q['chunks']:8} "
-                  f"{(q['bytes'] - q['reused_bytes']) / 1e6:13.2f} {q['fetch_bytes'] / 1e6:9.2f}")
+            print(
+                f"{'/'.join(map(str, cand)):>20} {q['reuse']:7.2%} {q['chunks']:8} "
+                f"{(q['bytes'] - q['reused_bytes']) / 1e6:13.2f} {q['fetch_bytes'] / 1e6:9.2f}"
+            )
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "command": "python benchmarks/bench_chunking.py " + " ".join(argv or sys.argv[1:]),
-        "machine": {"python": platform.python_version(), "machine": platform.machine(),
-                    "cpu": _cpu_model(), "cpus": os.cpu_count(),
-                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "build": build_info(),
-        "corpus": {"dir": str(corpus_dir()), "artifacts": files},
-        "sizes": size_sets,
-        "repeat": args.repeat,
-        "throughput": rows,
-        "dedup": quality,
-        "sweep": sweep,
-    }, indent=2, default=list) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/bench_chunking.py " + " ".join(argv or sys.argv[1:]),
+                "machine": {
+                    "python": platform.python_version(),
+                    "machine": platform.machine(),
+                    "cpu": _cpu_model(),
+                    "cpus": os.cpu_count(),
+                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+                },
+                "build": build_info(),
+                "corpus": {"dir": str(corpus_dir()), "artifacts": files},
+                "sizes": size_sets,
+                "repeat": args.repeat,
+                "throughput": rows,
+                "dedup": quality,
+                "sweep": sweep,
+            },
+            indent=2,
+            default=list,
+        )
+        + "\n"
+    )
     print(f"\nwrote {RESULTS}")
     return 0
 

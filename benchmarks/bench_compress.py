@@ -123,8 +123,18 @@ def metadata_record(text: str) -> dict:
 
     msg = email.parser.Parser().parsestr(text, headersonly=True)
     record: dict = {}
-    for key in ("Name", "Version", "Summary", "Home-page", "Author", "Author-email",
-                "License", "Requires-Python", "Metadata-Version", "Keywords"):
+    for key in (
+        "Name",
+        "Version",
+        "Summary",
+        "Home-page",
+        "Author",
+        "Author-email",
+        "License",
+        "Requires-Python",
+        "Metadata-Version",
+        "Keywords",
+    ):
         value = msg.get(key)
         if value is not None:
             record[key.lower().replace("-", "_")] = str(value)
@@ -151,13 +161,18 @@ def metadata_documents() -> tuple[list[bytes], dict]:
         for p in s.paths:
             if p.name.endswith(".whl"):
                 with zipfile.ZipFile(p) as z:
-                    texts += [z.read(n).decode("utf-8", "replace")
-                              for n in z.namelist() if n.endswith(".dist-info/METADATA")]
+                    texts += [
+                        z.read(n).decode("utf-8", "replace")
+                        for n in z.namelist()
+                        if n.endswith(".dist-info/METADATA")
+                    ]
     from_corpus = len(texts)
     roots = metadata_roots()
     for root in roots:
-        for path in sorted(glob.glob(f"{root}/*.dist-info/METADATA")
-                           + glob.glob(f"{root}/*/_vendor/*.dist-info/METADATA")):
+        for path in sorted(
+            glob.glob(f"{root}/*.dist-info/METADATA")
+            + glob.glob(f"{root}/*/_vendor/*.dist-info/METADATA")
+        ):
             with open(path, encoding="utf-8", errors="replace") as fh:
                 texts.append(fh.read())
     seen, docs = set(), []
@@ -168,8 +183,12 @@ def metadata_documents() -> tuple[list[bytes], dict]:
             continue
         seen.add(key)
         docs.append(json.dumps(record, sort_keys=True).encode())
-    info = {"metadata_files": len(texts), "from_corpus_wheels": from_corpus, "roots": roots,
-            "documents": len(docs)}
+    info = {
+        "metadata_files": len(texts),
+        "from_corpus_wheels": from_corpus,
+        "roots": roots,
+        "documents": len(docs),
+    }
     return docs, info
 
 
@@ -207,8 +226,10 @@ def large_configs(quick: bool) -> list[tuple[str, Callable[[], Compressor] | Non
         ("gzip 6", lambda: Compressor("gzip", 6)),
         ("zstd 3", lambda: Compressor("zstd", 3)),
         ("zstd 9", lambda: Compressor("zstd", 9)),
-        (f"auto: zstd {_auto.LARGE_LEVEL} + LDM", lambda: Compressor(
-            "zstd", _auto.LARGE_LEVEL, long_distance=True)),
+        (
+            f"auto: zstd {_auto.LARGE_LEVEL} + LDM",
+            lambda: Compressor("zstd", _auto.LARGE_LEVEL, long_distance=True),
+        ),
         ("zstd 12", lambda: Compressor("zstd", 12)),
         ("zstd 19", lambda: Compressor("zstd", 19)),
         ("zstd 19 + LDM", lambda: Compressor("zstd", 19, long_distance=True)),
@@ -233,9 +254,7 @@ def bench_large(sets: dict[str, list[bytes]], repeat: int, quick: bool) -> list[
                 dec = gzip.decompress
             else:
                 c = make()
-                outs, ct = best_cpu(
-                    lambda c=c, ps=payloads: [c.compress(p) for p in ps], reps
-                )
+                outs, ct = best_cpu(lambda c=c, ps=payloads: [c.compress(p) for p in ps], reps)
                 dec = c.decompress  # type: ignore[assignment]
             for p, o in zip(payloads, outs, strict=False):  # type: ignore[call-overload]
                 assert dec(o) == p, (set_name, name)
@@ -244,15 +263,22 @@ def bench_large(sets: dict[str, list[bytes]], repeat: int, quick: bool) -> list[
             if base_size is None:
                 base_size = size
             row = {
-                "set": set_name, "codec": name, "payloads": len(payloads), "input_bytes": raw,
-                "output_bytes": size, "ratio": round(raw / size, 3),
+                "set": set_name,
+                "codec": name,
+                "payloads": len(payloads),
+                "input_bytes": raw,
+                "output_bytes": size,
+                "ratio": round(raw / size, 3),
                 "vs_gzip9_pct": round(100 * (1 - size / base_size), 1),
                 "compress_MBps": round(raw / ct / MB, 1),
                 "decompress_MBps": round(raw / dt / MB, 1),
             }
             rows.append(row)
-            print(f"  {set_name:18s} {name:22s} {size:>11,d} {row['vs_gzip9_pct']:>6.1f}% "
-                  f"{row['compress_MBps']:>8.1f} {row['decompress_MBps']:>8.1f}", flush=True)
+            print(
+                f"  {set_name:18s} {name:22s} {size:>11,d} {row['vs_gzip9_pct']:>6.1f}% "
+                f"{row['compress_MBps']:>8.1f} {row['decompress_MBps']:>8.1f}",
+                flush=True,
+            )
     return rows
 
 
@@ -279,8 +305,9 @@ def bench_small(docs: list[bytes], by: str, repeat: int) -> tuple[list[dict], di
     add("br 5", Compressor("br", 5))
     add("br 11", Compressor("br", 11))
     for level in (1, 3, 6, 12, 19):
-        add(f"zstd {level} + dict", Compressor("zstd", level, dictionary=dictionary,
-                                               checksum=False))
+        add(
+            f"zstd {level} + dict", Compressor("zstd", level, dictionary=dictionary, checksum=False)
+        )
     auto = Compressor.auto(test[0], "application/json", dictionary=dictionary)
     add(f"auto (zstd {auto.level} + dict)", auto)
     rows, base = [], None
@@ -294,19 +321,31 @@ def bench_small(docs: list[bytes], by: str, repeat: int) -> tuple[list[dict], di
             base = size
         zlib6 = sum(len(zlib.compress(x, 6)) for x in test)
         row = {
-            "split": by, "codec": name, "documents": len(test), "input_bytes": raw,
-            "output_bytes": size, "vs_gzip9_pct": round(100 * (1 - size / base), 1),
+            "split": by,
+            "codec": name,
+            "documents": len(test),
+            "input_bytes": raw,
+            "output_bytes": size,
+            "vs_gzip9_pct": round(100 * (1 - size / base), 1),
             "vs_zlib6_pct": round(100 * (1 - size / zlib6), 1),
             "compress_us_per_doc": round(ct / len(test) * 1e6, 2),
             "decompress_us_per_doc": round(dt / len(test) * 1e6, 2),
         }
         rows.append(row)
-        print(f"  {by:8s} {name:24s} {size:>8,d} {row['vs_gzip9_pct']:>6.1f}% "
-              f"{row['vs_zlib6_pct']:>6.1f}% {row['compress_us_per_doc']:>9.2f} "
-              f"{row['decompress_us_per_doc']:>9.2f}", flush=True)
-    info = {"split": by, "train_documents": len(train), "test_documents": len(test),
-            "dictionary_bytes": len(dictionary), "dictionary_id": dictionary.id,
-            "train_seconds": round(tt, 3)}
+        print(
+            f"  {by:8s} {name:24s} {size:>8,d} {row['vs_gzip9_pct']:>6.1f}% "
+            f"{row['vs_zlib6_pct']:>6.1f}% {row['compress_us_per_doc']:>9.2f} "
+            f"{row['decompress_us_per_doc']:>9.2f}",
+            flush=True,
+        )
+    info = {
+        "split": by,
+        "train_documents": len(train),
+        "test_documents": len(test),
+        "dictionary_bytes": len(dictionary),
+        "dictionary_id": dictionary.id,
+        "train_seconds": round(tt, 3),
+    }
     return rows, info
 
 
@@ -318,19 +357,30 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     result: dict = {
         "command": "python benchmarks/bench_compress.py " + " ".join(argv or sys.argv[1:]),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
         "build": build_info(),
-        "goals": {"small_saving_pct": GOAL_SMALL_SAVING, "small_us_per_doc": GOAL_SMALL_US,
-                  "large_saving_pct": GOAL_LARGE_SAVING, "large_compress_MBps": GOAL_LARGE_CMBS,
-                  "large_decompress_MBps": GOAL_LARGE_DMBS},
+        "goals": {
+            "small_saving_pct": GOAL_SMALL_SAVING,
+            "small_us_per_doc": GOAL_SMALL_US,
+            "large_saving_pct": GOAL_LARGE_SAVING,
+            "large_compress_MBps": GOAL_LARGE_CMBS,
+            "large_decompress_MBps": GOAL_LARGE_DMBS,
+        },
     }
     docs, meta = metadata_documents()
     result["metadata"] = meta
-    print(f"small documents: {meta['documents']} records from {meta['metadata_files']} "
-          "METADATA files")
-    print(f"  {'split':8s} {'codec':24s} {'bytes':>8s} {'vs gz9':>7s} {'vs z6':>7s} "
-          f"{'us/doc c':>9s} {'us/doc d':>9s}")
+    print(
+        f"small documents: {meta['documents']} records from {meta['metadata_files']} "
+        "METADATA files"
+    )
+    print(
+        f"  {'split':8s} {'codec':24s} {'bytes':>8s} {'vs gz9':>7s} {'vs z6':>7s} "
+        f"{'us/doc c':>9s} {'us/doc d':>9s}"
+    )
     small, infos = [], []
     for by in ("project", "document"):
         rows, info = bench_small(docs, by, args.repeat)
@@ -340,11 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     result["dictionaries"] = infos
     if not args.no_large:
         sets = large_sets(args.quick)
-        result["large_sets"] = {k: {"payloads": len(v), "bytes": sum(map(len, v))}
-                                for k, v in sets.items()}
+        result["large_sets"] = {
+            k: {"payloads": len(v), "bytes": sum(map(len, v))} for k, v in sets.items()
+        }
         print("large payloads (MB/s: single-thread CPU time)")
-        print(f"  {'set':18s} {'codec':22s} {'bytes':>11s} {'vs gz9':>7s} {'c MB/s':>8s} "
-              f"{'d MB/s':>8s}")
+        print(
+            f"  {'set':18s} {'codec':22s} {'bytes':>11s} {'vs gz9':>7s} {'c MB/s':>8s} "
+            f"{'d MB/s':>8s}"
+        )
         result["large"] = bench_large(sets, args.repeat, args.quick)
     result["verdict"] = verdict(result)
     for line in result["verdict"]["lines"]:
@@ -359,8 +412,11 @@ def verdict(result: dict) -> dict:
     """Best configuration per goal, and whether any configuration meets all parts of it."""
     lines = []
     small = [r for r in result["small"] if r["split"] == "project"]
-    ok_small = [r for r in small if r["vs_gzip9_pct"] >= GOAL_SMALL_SAVING
-                and r["compress_us_per_doc"] < GOAL_SMALL_US]
+    ok_small = [
+        r
+        for r in small
+        if r["vs_gzip9_pct"] >= GOAL_SMALL_SAVING and r["compress_us_per_doc"] < GOAL_SMALL_US
+    ]
     fast_small = [r for r in small if r["compress_us_per_doc"] < GOAL_SMALL_US]
     best_fast = max(fast_small, key=lambda r: r["vs_gzip9_pct"], default=None)
     best_any = max(small, key=lambda r: r["vs_gzip9_pct"])
@@ -368,20 +424,32 @@ def verdict(result: dict) -> dict:
         f"small goal (>= {GOAL_SMALL_SAVING}% smaller than gzip -9, < {GOAL_SMALL_US} us/doc): "
         + ("MET by " + ", ".join(r["codec"] for r in ok_small) if ok_small else "MISSED")
         + f"; best under {GOAL_SMALL_US} us: "
-        + (f"{best_fast['codec']} {best_fast['vs_gzip9_pct']}% at "
-           f"{best_fast['compress_us_per_doc']} us" if best_fast else "none")
+        + (
+            f"{best_fast['codec']} {best_fast['vs_gzip9_pct']}% at "
+            f"{best_fast['compress_us_per_doc']} us"
+            if best_fast
+            else "none"
+        )
         + f"; best overall: {best_any['codec']} {best_any['vs_gzip9_pct']}% at "
-        f"{best_any['compress_us_per_doc']} us")
+        f"{best_any['compress_us_per_doc']} us"
+    )
     out = {"small_met": bool(ok_small), "lines": lines}
     if "large" in result:
         src = [r for r in result["large"] if r["set"] in ("python-stdlib-tar", "sdist-tar")]
         for set_name in sorted({r["set"] for r in src}):
             rows = [r for r in src if r["set"] == set_name]
-            ok = [r for r in rows if r["vs_gzip9_pct"] >= GOAL_LARGE_SAVING
-                  and r["compress_MBps"] >= GOAL_LARGE_CMBS
-                  and r["decompress_MBps"] >= GOAL_LARGE_DMBS]
-            fast = [r for r in rows if r["compress_MBps"] >= GOAL_LARGE_CMBS
-                    and r["decompress_MBps"] >= GOAL_LARGE_DMBS]
+            ok = [
+                r
+                for r in rows
+                if r["vs_gzip9_pct"] >= GOAL_LARGE_SAVING
+                and r["compress_MBps"] >= GOAL_LARGE_CMBS
+                and r["decompress_MBps"] >= GOAL_LARGE_DMBS
+            ]
+            fast = [
+                r
+                for r in rows
+                if r["compress_MBps"] >= GOAL_LARGE_CMBS and r["decompress_MBps"] >= GOAL_LARGE_DMBS
+            ]
             best = max(fast, key=lambda r: r["vs_gzip9_pct"], default=None)
             top = max(rows, key=lambda r: r["vs_gzip9_pct"])
             lines.append(
@@ -389,10 +457,15 @@ def verdict(result: dict) -> dict:
                 f"{GOAL_LARGE_CMBS} MB/s c, >= {GOAL_LARGE_DMBS} MB/s d): "
                 + ("MET by " + ", ".join(r["codec"] for r in ok) if ok else "MISSED")
                 + "; best within the speeds: "
-                + (f"{best['codec']} {best['vs_gzip9_pct']}% ({best['compress_MBps']} / "
-                   f"{best['decompress_MBps']} MB/s)" if best else "none")
+                + (
+                    f"{best['codec']} {best['vs_gzip9_pct']}% ({best['compress_MBps']} / "
+                    f"{best['decompress_MBps']} MB/s)"
+                    if best
+                    else "none"
+                )
                 + f"; best overall: {top['codec']} {top['vs_gzip9_pct']}% at "
-                f"{top['compress_MBps']} MB/s")
+                f"{top['compress_MBps']} MB/s"
+            )
             out[f"large_met_{set_name}"] = bool(ok)
     out["lines"] = lines
     return out

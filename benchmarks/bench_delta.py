@@ -109,8 +109,14 @@ def _helper(argv: list[str]) -> int:
         else:
             with open(a, "rb") as fa, open(b, "rb") as fb, open(out, "wb") as fo:
                 if op == "encode":
-                    detools.create_patch(fa, fb, fo, compression="lzma",
-                                         patch_type="hdiffpatch", algorithm="hdiffpatch")
+                    detools.create_patch(
+                        fa,
+                        fb,
+                        fo,
+                        compression="lzma",
+                        patch_type="hdiffpatch",
+                        algorithm="hdiffpatch",
+                    )
                 else:
                     detools.apply_patch(fa, fb, fo)
         return time.perf_counter() - t0
@@ -171,23 +177,47 @@ def tool_available(tool: str) -> bool:
 def commands(tool: str, old: Path, new: Path, patch: Path, out: Path) -> tuple[list, list]:
     me = [sys.executable, str(Path(__file__).resolve()), "--helper", tool]
     if tool in ("registry-core", "detools"):
-        return ([*me, "encode", str(old), str(new), str(patch)],
-                [*me, "apply", str(old), str(patch), str(out)])
+        return (
+            [*me, "encode", str(old), str(new), str(patch)],
+            [*me, "apply", str(old), str(patch), str(out)],
+        )
     if tool == "zstd":
         return (
-            ["zstd", "-q", "-f", "-19", "--long=31", f"--patch-from={old}", str(new),
-             "-o", str(patch)],
-            ["zstd", "-q", "-f", "-d", "--long=31", f"--patch-from={old}", str(patch),
-             "-o", str(out)],
+            [
+                "zstd",
+                "-q",
+                "-f",
+                "-19",
+                "--long=31",
+                f"--patch-from={old}",
+                str(new),
+                "-o",
+                str(patch),
+            ],
+            [
+                "zstd",
+                "-q",
+                "-f",
+                "-d",
+                "--long=31",
+                f"--patch-from={old}",
+                str(patch),
+                "-o",
+                str(out),
+            ],
         )
     if tool == "bsdiff":
-        return (["bsdiff", str(old), str(new), str(patch)],
-                ["bspatch", str(old), str(out), str(patch)])
+        return (
+            ["bsdiff", str(old), str(new), str(patch)],
+            ["bspatch", str(old), str(out), str(patch)],
+        )
     if tool == "xdelta3":
         # -D -R: no external gzip decompression / recompression. xdelta3 otherwise inflates
         # .gz inputs with gzip(1) and recompresses the output, which is not byte-identical.
-        return (["xdelta3", "-f", "-D", "-9", "-e", "-s", str(old), str(new), str(patch)],
-                ["xdelta3", "-f", "-D", "-R", "-d", "-s", str(old), str(patch), str(out)])
+        return (
+            ["xdelta3", "-f", "-D", "-9", "-e", "-s", str(old), str(new), str(patch)],
+            ["xdelta3", "-f", "-D", "-R", "-d", "-s", str(old), str(patch), str(out)],
+        )
     raise ValueError(tool)
 
 
@@ -308,12 +338,21 @@ def _pair_label(p: dict) -> str:
 def print_pair_table(pairs_out: list[dict], tools: list[str]) -> None:
     """Three tables per pair: patch size, encode/apply time, peak RSS."""
     views = (
-        ("patch bytes (% of new); x = best anchor / ours", 19,
-         lambda p, r: f"{r['patch_bytes']} ({r['patch_bytes'] / p['new_size']:.2%})"),
-        ("encode s / apply s (one operation in a fresh process)", 15,
-         lambda p, r: f"{r['encode_s']:.2f}/{r['apply_s']:.3f}"),
-        ("peak RSS MiB encode / apply", 11,
-         lambda p, r: f"{_fmt_kb(r.get('encode_rss_kb'))}/{_fmt_kb(r.get('apply_rss_kb'))}"),
+        (
+            "patch bytes (% of new); x = best anchor / ours",
+            19,
+            lambda p, r: f"{r['patch_bytes']} ({r['patch_bytes'] / p['new_size']:.2%})",
+        ),
+        (
+            "encode s / apply s (one operation in a fresh process)",
+            15,
+            lambda p, r: f"{r['encode_s']:.2f}/{r['apply_s']:.3f}",
+        ),
+        (
+            "peak RSS MiB encode / apply",
+            11,
+            lambda p, r: f"{_fmt_kb(r.get('encode_rss_kb'))}/{_fmt_kb(r.get('apply_rss_kb'))}",
+        ),
     )
     for title, width, cell in views:
         print(f"\n{title}")
@@ -373,8 +412,10 @@ def kind_summary(pairs_out: list[dict], tools: list[str]) -> dict:
 
 
 def print_kind_table(summary: dict, tools: list[str]) -> None:
-    print("\nper kind: sum of patches / sum of new artifacts (%); total encode s, "
-          "apply MB/s (sum new / sum apply s), max RSS MiB encode/apply")
+    print(
+        "\nper kind: sum of patches / sum of new artifacts (%); total encode s, "
+        "apply MB/s (sum new / sum apply s), max RSS MiB encode/apply"
+    )
     head = f"{'kind':14} {'pairs':>5} {'new bytes':>11} " + " ".join(f"{t:>24}" for t in tools)
     print(head)
     print("-" * len(head))
@@ -415,27 +456,35 @@ def goals(pairs_out: list[dict], summary: dict) -> list[dict]:
         factors.append(f)
         if worst is None or f < worst[0]:
             worst = (f, f"{p['series']} {p['old_ver']}->{p['new_ver']} (best anchor {tool})")
-    out.append({
-        "goal": "every pair: our patch no larger than the best anchor's",
-        "measured": f"{not_larger}/{n} pairs",
-        "pass": not_larger == n and failed == 0,
-    })
+    out.append(
+        {
+            "goal": "every pair: our patch no larger than the best anchor's",
+            "measured": f"{not_larger}/{n} pairs",
+            "pass": not_larger == n and failed == 0,
+        }
+    )
     four = sum(1 for f in factors if f >= GOAL_ARCHIVE_FACTOR)
-    out.append({
-        "goal": f"archives: >= {GOAL_ARCHIVE_FACTOR:g}x smaller than the best anchor",
-        "measured": (
-            f"{four}/{n} pairs; smallest factor {worst[0]:.2f}x at {worst[1]}" if worst else "n/a"
-        ),
-        "pass": four == n and failed == 0,
-    })
+    out.append(
+        {
+            "goal": f"archives: >= {GOAL_ARCHIVE_FACTOR:g}x smaller than the best anchor",
+            "measured": (
+                f"{four}/{n} pairs; smallest factor {worst[0]:.2f}x at {worst[1]}"
+                if worst
+                else "n/a"
+            ),
+            "pass": four == n and failed == 0,
+        }
+    )
     allrow = summary.get("all", {}).get("tools", {}).get("registry-core")
     if allrow and allrow["complete"]:
-        out.append({
-            "goal": f"bandwidth over the corpus <= {GOAL_BANDWIDTH:.1%}",
-            "measured": f"{allrow['percent']:.2%} ({allrow['patch_bytes']} / "
-            f"{summary['all']['new_bytes']} bytes)",
-            "pass": allrow["percent"] <= GOAL_BANDWIDTH,
-        })
+        out.append(
+            {
+                "goal": f"bandwidth over the corpus <= {GOAL_BANDWIDTH:.1%}",
+                "measured": f"{allrow['percent']:.2%} ({allrow['patch_bytes']} / "
+                f"{summary['all']['new_bytes']} bytes)",
+                "pass": allrow["percent"] <= GOAL_BANDWIDTH,
+            }
+        )
     else:
         out.append({"goal": "bandwidth", "measured": "our run failed on some pair", "pass": False})
     faster, slow = 0, []
@@ -451,27 +500,38 @@ def goals(pairs_out: list[dict], summary: dict) -> list[dict]:
     total_txt = ""
     if allrow and allrow["complete"] and zs and zs["complete"]:
         total_txt = f"; total {allrow['encode_s']:.1f}s vs zstd {zs['encode_s']:.1f}s"
-    out.append({
-        "goal": "encode no slower than zstd -19 --long=31 --patch-from (per pair)",
-        "measured": f"{faster}/{n} pairs"
-        + (f"; slowest {max(slow):.1f}x zstd's time" if slow else "") + total_txt,
-        "pass": faster == n and failed == 0,
-    })
+    out.append(
+        {
+            "goal": "encode no slower than zstd -19 --long=31 --patch-from (per pair)",
+            "measured": f"{faster}/{n} pairs"
+            + (f"; slowest {max(slow):.1f}x zstd's time" if slow else "")
+            + total_txt,
+            "pass": faster == n and failed == 0,
+        }
+    )
     speeds = [(p["new_size"] / 1e6 / r["apply_s"], p) for p, r in ours_ok if r["apply_s"] > 0]
     over = sum(1 for s, _ in speeds if s >= GOAL_APPLY_MBPS)
     agg_txt = ""
     if allrow and allrow["complete"] and not failed:
         warm = sum(r.get("apply_warm_s", r["apply_s"]) for _, r in ours_ok)
-        agg_txt = (f"; corpus {allrow['apply_mbps']:.1f} MB/s (warm, best of 5 in one process: "
-                   f"{summary['all']['new_bytes'] / 1e6 / warm:.1f} MB/s)")
+        agg_txt = (
+            f"; corpus {allrow['apply_mbps']:.1f} MB/s (warm, best of 5 in one process: "
+            f"{summary['all']['new_bytes'] / 1e6 / warm:.1f} MB/s)"
+        )
     slowest = min(speeds, key=lambda x: x[0]) if speeds else None
-    out.append({
-        "goal": f"apply >= {GOAL_APPLY_MBPS:g} MB/s of output (per pair)",
-        "measured": f"{over}/{n} pairs"
-        + (f"; slowest {slowest[0]:.1f} MB/s ({slowest[1]['series']} {slowest[1]['new_ver']})"
-           if slowest else "") + agg_txt,
-        "pass": over == n and failed == 0,
-    })
+    out.append(
+        {
+            "goal": f"apply >= {GOAL_APPLY_MBPS:g} MB/s of output (per pair)",
+            "measured": f"{over}/{n} pairs"
+            + (
+                f"; slowest {slowest[0]:.1f} MB/s ({slowest[1]['series']} {slowest[1]['new_ver']})"
+                if slowest
+                else ""
+            )
+            + agg_txt,
+            "pass": over == n and failed == 0,
+        }
+    )
     return out
 
 
@@ -481,8 +541,9 @@ def _version(name: str) -> str:
     elif name == "xdelta3":
         cmd = ["xdelta3", "-V"]
     elif name == "bsdiff":
-        q = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "bsdiff"],
-                           capture_output=True, text=True)
+        q = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", "bsdiff"], capture_output=True, text=True
+        )
         return q.stdout.strip() or "?"
     else:
         try:
@@ -502,11 +563,27 @@ def _tree() -> str:
     """The commit measured, and whether the delta sources differed from it."""
     root = HERE.parent
     try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
-                                "src/registry_core/delta", "csrc"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--",
+                "src/registry_core/delta",
+                "csrc",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         head, dirty = "", ""
     if not head:  # an exported snapshot (git archive) has no .git: say which commit it was
@@ -536,8 +613,11 @@ def main(argv: list[str] | None = None) -> int:
 
     all_series = [s for s in series() if not args.only or args.only in s.name]
     if not all_series:
-        print(f"no corpus series found in {corpus_dir()} (filter {args.only!r}): run "
-              "`python benchmarks/fetch_corpus.py` first", file=sys.stderr)
+        print(
+            f"no corpus series found in {corpus_dir()} (filter {args.only!r}): run "
+            "`python benchmarks/fetch_corpus.py` first",
+            file=sys.stderr,
+        )
         return 2
     tools = []
     for t in TOOLS:
@@ -545,8 +625,10 @@ def main(argv: list[str] | None = None) -> int:
             tools.append(t)
         else:
             print(f"anchor {t} is missing; install it with: {INSTALL_HINT[t]}", file=sys.stderr)
-    print("tools: " + ", ".join(f"{t} ({_version(t) if t != 'registry-core' else 'this tree'})"
-                                 for t in tools))
+    print(
+        "tools: "
+        + ", ".join(f"{t} ({_version(t) if t != 'registry-core' else 'this tree'})" for t in tools)
+    )
 
     todo = []
     for s in all_series:
@@ -560,9 +642,15 @@ def main(argv: list[str] | None = None) -> int:
         for i, (name, kind, old, new) in enumerate(todo, 1):
             work = Path(tmp)
             p = {
-                "series": name, "kind": kind, "old": old.name, "new": new.name,
-                "old_ver": _ver_of(old), "new_ver": _ver_of(new),
-                "old_size": old.stat().st_size, "new_size": new.stat().st_size, "tools": {},
+                "series": name,
+                "kind": kind,
+                "old": old.name,
+                "new": new.name,
+                "old_ver": _ver_of(old),
+                "new_ver": _ver_of(new),
+                "old_size": old.stat().st_size,
+                "new_size": new.stat().st_size,
+                "tools": {},
             }
             for t in tools:
                 p["tools"][t] = measure(t, old, new, work)
@@ -583,10 +671,14 @@ def main(argv: list[str] | None = None) -> int:
     summary = kind_summary(pairs_out, tools)
     print_kind_table(summary, tools)
 
-    print("\ndeflate streams of each new artifact: reproduced byte-exactly by the archive layer "
-          "(count, compressed-byte share) and copied unchanged from the old one")
-    print(f"{'artifact':64} {'streams':>7} {'reproduced':>11} {'bytes':>7} {'copied':>7}"
-          f"  patch method")
+    print(
+        "\ndeflate streams of each new artifact: reproduced byte-exactly by the archive layer "
+        "(count, compressed-byte share) and copied unchanged from the old one"
+    )
+    print(
+        f"{'artifact':64} {'streams':>7} {'reproduced':>11} {'bytes':>7} {'copied':>7}"
+        f"  patch method"
+    )
     for p in pairs_out:
         rep = p["reproduction"]
         st = p["tools"]["registry-core"].get("stats", {})
@@ -594,8 +686,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p['new'][:64]:64} error: {rep['error']}")
             continue
         copied = st.get("copied_streams", 0)
-        print(f"{p['new'][:64]:64} {rep['streams']:7d} {rep['share']:11.1%} "
-              f"{rep['byte_share']:7.1%} {copied:7d}  {p['tools']['registry-core'].get('method')}")
+        print(
+            f"{p['new'][:64]:64} {rep['streams']:7d} {rep['share']:11.1%} "
+            f"{rep['byte_share']:7.1%} {copied:7d}  {p['tools']['registry-core'].get('method')}"
+        )
     tot_s = sum(p["reproduction"].get("streams", 0) for p in pairs_out)
     tot_r = sum(p["reproduction"].get("reproduced", 0) for p in pairs_out)
     if tot_s:
@@ -614,25 +708,35 @@ def main(argv: list[str] | None = None) -> int:
         c["per_tool_sum_patches"] = anchors_chain
         print(f"\nboto3 chain: {c['releases']} releases {c['first']} -> {c['last']}")
         for t, v in anchors_chain.items():
-            print(f"  {t:14} sum of {c['releases'] - 1} patches {v:8d} bytes "
-                  f"({v / c['sum_new']:.2%} of {c['sum_new']} bytes of new artifacts)")
-        print(f"  compose(all {c['releases'] - 1} patches) = {c['composed_bytes']} bytes "
-              f"(verified: {c['composed_ok']}, {c['compose_s']:.2f}s); direct diff first->last "
-              f"{c['direct_bytes']} bytes; sum of parts {c['sum_patches']} bytes")
+            print(
+                f"  {t:14} sum of {c['releases'] - 1} patches {v:8d} bytes "
+                f"({v / c['sum_new']:.2%} of {c['sum_new']} bytes of new artifacts)"
+            )
+        print(
+            f"  compose(all {c['releases'] - 1} patches) = {c['composed_bytes']} bytes "
+            f"(verified: {c['composed_ok']}, {c['compose_s']:.2f}s); direct diff first->last "
+            f"{c['direct_bytes']} bytes; sum of parts {c['sum_patches']} bytes"
+        )
 
     goal_rows = goals(pairs_out, summary) if "registry-core" in tools else []
     if chain_out is not None:
-        goal_rows.append({
-            "goal": "compose(chain) no larger than the sum of its parts, and verified",
-            "measured": f"{chain_out['composed_bytes']} <= {chain_out['sum_patches']}",
-            "pass": chain_out["composed_ok"]
-            and chain_out["composed_bytes"] <= chain_out["sum_patches"],
-        })
+        goal_rows.append(
+            {
+                "goal": "compose(chain) no larger than the sum of its parts, and verified",
+                "measured": f"{chain_out['composed_bytes']} <= {chain_out['sum_patches']}",
+                "pass": chain_out["composed_ok"]
+                and chain_out["composed_bytes"] <= chain_out["sum_patches"],
+            }
+        )
     print("\ngoals (issue 3)")
     for g in goal_rows:
         print(f"  {'PASS' if g['pass'] else 'MISS'}  {g['goal']}: {g['measured']}")
-    failures = [(p["new"], t, r.get("error")) for p in pairs_out for t, r in p["tools"].items()
-                if not r.get("ok")]
+    failures = [
+        (p["new"], t, r.get("error"))
+        for p in pairs_out
+        for t, r in p["tools"].items()
+        if not r.get("ok")
+    ]
     for new, t, err in failures:
         print(f"  FAIL  {t} on {new}: {err}")
 
@@ -640,8 +744,10 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/bench_delta.py " + " ".join(argv),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {
-            "python": platform.python_version(), "machine": platform.machine(),
-            "cpus": os.cpu_count(), "loadavg_at_end": os.getloadavg(),
+            "python": platform.python_version(),
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(),
         },
         "build": build_info(),
         "tree": _tree(),
@@ -649,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         "corpus": str(corpus_dir()),
         "tools": {t: (_version(t) if t != "registry-core" else "this tree") for t in tools},
         "notes": "times: CLIs = child wall time; Python helpers (registry-core, detools) = inside "
-                 "the helper around read+diff/apply+write. RSS = ru_maxrss of the child (KiB).",
+        "the helper around read+diff/apply+write. RSS = ru_maxrss of the child (KiB).",
         "pairs": pairs_out,
         "summary": summary,
         "chain": chain_out,

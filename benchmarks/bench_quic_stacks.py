@@ -49,8 +49,10 @@ RESULTS = Path(__file__).resolve().parent / "results" / "quic_stacks.json"
 
 def _stack(name: str) -> Any:
     """The modules of one stack under the same names (qh3 mirrors aioquic's layout)."""
-    mods = {k: importlib.import_module(f"{name}.{k}") for k in
-            ("asyncio", "h3.connection", "h3.events", "quic.configuration", "quic.events")}
+    mods = {
+        k: importlib.import_module(f"{name}.{k}")
+        for k in ("asyncio", "h3.connection", "h3.events", "quic.configuration", "quic.events")
+    }
 
     class S:
         connect = mods["asyncio"].connect
@@ -62,16 +64,25 @@ def _stack(name: str) -> Any:
         DataReceived = mods["h3.events"].DataReceived
         Config = mods["quic.configuration"].QuicConfiguration
         ConnectionTerminated = mods["quic.events"].ConnectionTerminated
-        version = importlib.import_module(name).__version__ if hasattr(
-            importlib.import_module(name), "__version__") else "?"
+        version = (
+            importlib.import_module(name).__version__
+            if hasattr(importlib.import_module(name), "__version__")
+            else "?"
+        )
 
     return S
 
 
 def _config(S: Any, *, is_client: bool, datagram: int) -> Any:
-    cfg = S.Config(is_client=is_client, alpn_protocols=S.ALPN, max_data=MAX_DATA,
-                   max_stream_data=MAX_STREAM_DATA, max_datagram_size=datagram,
-                   idle_timeout=30.0, max_datagram_frame_size=65536)
+    cfg = S.Config(
+        is_client=is_client,
+        alpn_protocols=S.ALPN,
+        max_data=MAX_DATA,
+        max_stream_data=MAX_STREAM_DATA,
+        max_datagram_size=datagram,
+        idle_timeout=30.0,
+        max_datagram_frame_size=65536,
+    )
     # ^ qh3's H3Connection always advertises SETTINGS_H3_DATAGRAM=1, and both stacks close the
     # connection (H3_SETTINGS_ERROR) when a peer does so without the QUIC transport parameter;
     # setting it on every endpoint keeps all four pairs comparable.
@@ -81,6 +92,7 @@ def _config(S: Any, *, is_client: bool, datagram: int) -> Any:
 
 
 # ---------------------------------------------------------------------------------- server side
+
 
 def _serve(stack: str, port: int, certfile: str, keyfile: str, datagram: int) -> None:
     """Minimal H3 server: GET /<n> answers n bytes; GET /cpu answers this process's CPU time."""
@@ -104,8 +116,9 @@ def _serve(stack: str, port: int, certfile: str, keyfile: str, datagram: int) ->
                         if body is None:
                             body = bodies[n] = os.urandom(n)
                     length = str(len(body)).encode()
-                    self.h3.send_headers(ev.stream_id, [(b":status", b"200"),
-                                                        (b"content-length", length)])
+                    self.h3.send_headers(
+                        ev.stream_id, [(b":status", b"200"), (b"content-length", length)]
+                    )
                     self.h3.send_data(ev.stream_id, body, end_stream=True)
                     self.transmit()
 
@@ -113,9 +126,14 @@ def _serve(stack: str, port: int, certfile: str, keyfile: str, datagram: int) ->
         cfg = _config(S, is_client=False, datagram=datagram)
         cfg.load_cert_chain(certfile, keyfile)
         tickets: dict[bytes, Any] = {}
-        await S.serve("127.0.0.1", port, configuration=cfg, create_protocol=Server,
-                      session_ticket_fetcher=tickets.pop,
-                      session_ticket_handler=lambda t: tickets.__setitem__(t.ticket, t))
+        await S.serve(
+            "127.0.0.1",
+            port,
+            configuration=cfg,
+            create_protocol=Server,
+            session_ticket_fetcher=tickets.pop,
+            session_ticket_handler=lambda t: tickets.__setitem__(t.ticket, t),
+        )
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until EOF
 
@@ -134,17 +152,27 @@ def _swap_hypercorn_to_qh3() -> None:
     from hypercorn.protocol import h3 as hh3
     from hypercorn.protocol import quic as hq
 
-    for name in ("ConnectionIdIssued", "ConnectionIdRetired", "ConnectionTerminated",
-                 "ProtocolNegotiated"):
+    for name in (
+        "ConnectionIdIssued",
+        "ConnectionIdRetired",
+        "ConnectionTerminated",
+        "ProtocolNegotiated",
+    ):
         setattr(hq, name, getattr(qe, name))
     hq.Buffer, hq.H3_ALPN, hq.QuicConfiguration = qp.Buffer, h3c.H3_ALPN, qc.QuicConfiguration
     hq.QuicConnection = qconn.QuicConnection
     hq.encode_quic_version_negotiation = qp.encode_quic_version_negotiation
     hq.PACKET_TYPE_INITIAL, hq.pull_quic_header = qp.PACKET_TYPE_INITIAL, qp.pull_quic_header
     hh3.H3Connection, hh3.DataReceived, hh3.HeadersReceived = (
-        h3c.H3Connection, h3e.DataReceived, h3e.HeadersReceived)
+        h3c.H3Connection,
+        h3e.DataReceived,
+        h3e.HeadersReceived,
+    )
     hh3.NoAvailablePushIDError, hh3.QuicConnection, hh3.QuicEvent = (
-        h3x.NoAvailablePushIDError, qconn.QuicConnection, qe.QuicEvent)
+        h3x.NoAvailablePushIDError,
+        qconn.QuicConnection,
+        qe.QuicEvent,
+    )
 
 
 def _serve_hypercorn(kind: str, port: int, certfile: str, keyfile: str, datagram: int) -> None:
@@ -165,13 +193,19 @@ def _serve_hypercorn(kind: str, port: int, certfile: str, keyfile: str, datagram
             body = bodies.get(n)
             if body is None:
                 body = bodies[n] = os.urandom(n)
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     if kind == "hypercorn-qh3":
         _swap_hypercorn_to_qh3()
         from hypercorn.protocol import quic as hq
+
         base = hq.QuicProtocol.__init__
 
         def init(self: Any, *a: Any, **k: Any) -> None:  # same settings as in _config
@@ -180,8 +214,9 @@ def _serve_hypercorn(kind: str, port: int, certfile: str, keyfile: str, datagram
             self.quic_config.max_datagram_frame_size = 65536
 
         hq.QuicProtocol.__init__ = init
-    handle = _serve.start_server(app, port=port, certfile=certfile, keyfile=keyfile,
-                                 quic_max_datagram_size=datagram)
+    handle = _serve.start_server(
+        app, port=port, certfile=certfile, keyfile=keyfile, quic_max_datagram_size=datagram
+    )
     print("ready", flush=True)
     sys.stdin.read()
     handle.stop()
@@ -189,15 +224,32 @@ def _serve_hypercorn(kind: str, port: int, certfile: str, keyfile: str, datagram
 
 class ServerProc:
     def __init__(self, stack: str, certfile: str, keyfile: str, datagram: int) -> None:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s, \
-                socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s,
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t,
+        ):
             t.bind(("127.0.0.1", 0))  # hypercorn wants the TCP port too
             self.port = t.getsockname()[1]
             s.bind(("127.0.0.1", self.port))
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", stack, "--port", str(self.port),
-             "--cert", certfile, "--key", keyfile, "--datagram", str(datagram)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                stack,
+                "--port",
+                str(self.port),
+                "--cert",
+                certfile,
+                "--key",
+                keyfile,
+                "--datagram",
+                str(datagram),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline() if self.proc.stdout else ""
         if line.strip() != "ready":
             self.close()
@@ -216,6 +268,7 @@ class ServerProc:
 
 # ---------------------------------------------------------------------------------- client side
 
+
 def _client_protocol(S: Any) -> type:
     class Client(S.Protocol):
         def __init__(self, *a: Any, **k: Any) -> None:
@@ -227,9 +280,16 @@ def _client_protocol(S: Any) -> type:
             sid = self._quic.get_next_available_stream_id()
             fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
             self.waiters[sid] = (fut, [])
-            self.h3.send_headers(sid, [(b":method", b"GET"), (b":scheme", b"https"),
-                                       (b":authority", b"localhost"), (b":path", path.encode())],
-                                 end_stream=True)
+            self.h3.send_headers(
+                sid,
+                [
+                    (b":method", b"GET"),
+                    (b":scheme", b"https"),
+                    (b":authority", b"localhost"),
+                    (b":path", path.encode()),
+                ],
+                end_stream=True,
+            )
             self.transmit()
             return await fut
 
@@ -257,8 +317,9 @@ def _pct(xs: list[float], q: float) -> float:
 
 
 @contextlib.asynccontextmanager
-async def _open(kind: str, port: int, cafile: str, datagram: int, ticket: list[Any],
-                resume: bool) -> AsyncIterator[Any]:
+async def _open(
+    kind: str, port: int, cafile: str, datagram: int, ticket: list[Any], resume: bool
+) -> AsyncIterator[Any]:
     """A connected client of ``kind`` with ``get(path) -> bytes`` and ``resumed()``.
 
     ``ticket[0]``: the session ticket to resume from (when ``resume``); receives the new one.
@@ -267,6 +328,7 @@ async def _open(kind: str, port: int, cafile: str, datagram: int, ticket: list[A
         import httpx
 
         async with httpx.AsyncClient(http2=True, verify=cafile) as client:
+
             class H2:
                 async def get(self, path: str) -> bytes:
                     r = await client.get(f"https://localhost:{port}{path}")
@@ -281,14 +343,21 @@ async def _open(kind: str, port: int, cafile: str, datagram: int, ticket: list[A
         from registry_core.transport._h3 import H3Connection
 
         tickets = {"localhost": ticket[0]} if resume and ticket[0] is not None else {}
-        conn = await H3Connection.connect("127.0.0.1", port, server_name="localhost",
-                                          verify=cafile, session_tickets=tickets,
-                                          max_datagram_size=datagram, early_data=False)
+        conn = await H3Connection.connect(
+            "127.0.0.1",
+            port,
+            server_name="localhost",
+            verify=cafile,
+            session_tickets=tickets,
+            max_datagram_size=datagram,
+            early_data=False,
+        )
 
         class RC:
             async def get(self, path: str) -> bytes:
                 r = await conn.handle_async_request(
-                    httpx.Request("GET", f"https://localhost:{port}{path}"))
+                    httpx.Request("GET", f"https://localhost:{port}{path}")
+                )
                 body = b"".join([c async for c in r.stream])
                 await r.stream.aclose()
                 return body
@@ -310,15 +379,21 @@ async def _open(kind: str, port: int, cafile: str, datagram: int, ticket: list[A
     c.server_name = "localhost"
     c.load_verify_locations(cafile=cafile)
     c.session_ticket = ticket[0] if resume else None
-    async with S.connect("127.0.0.1", port, configuration=c, create_protocol=_client_protocol(S),
-                         session_ticket_handler=lambda t: ticket.__setitem__(0, t)) as p:
+    async with S.connect(
+        "127.0.0.1",
+        port,
+        configuration=c,
+        create_protocol=_client_protocol(S),
+        session_ticket_handler=lambda t: ticket.__setitem__(0, t),
+    ) as p:
         p.resumed = lambda: bool(getattr(p._quic.tls, "session_resumed", False))
         p.keep_ticket = lambda: None
         yield p
 
 
-async def _measure(cs: str, ss: str, port: int, cafile: str, datagram: int,
-                   quick: bool) -> dict[str, Any]:
+async def _measure(
+    cs: str, ss: str, port: int, cafile: str, datagram: int, quick: bool
+) -> dict[str, Any]:
     out: dict[str, Any] = {"client": cs, "server": ss}
     runs = {MIB: 3 if quick else 9, 16 * MIB: 2 if quick else 5}
     async with _open(cs, port, cafile, datagram, [None], False) as p:
@@ -390,8 +465,9 @@ async def _qh3_default_get(port: int, cafile: str) -> str:
     S = _stack("qh3")
     c = S.Config(is_client=True, alpn_protocols=S.ALPN, server_name="localhost")
     c.load_verify_locations(cafile=cafile)
-    async with S.connect("127.0.0.1", port, configuration=c,
-                         create_protocol=_client_protocol(S)) as p:
+    async with S.connect(
+        "127.0.0.1", port, configuration=c, create_protocol=_client_protocol(S)
+    ) as p:
         return f"ok ({len(await p.get('/100'))} bytes)"
 
 
@@ -402,8 +478,10 @@ def _interop_checks(tmp: str, trust_ca: str, cert: str, key: str, datagram: int)
 
     own_cert, own_key = make_self_signed(["127.0.0.1", "localhost"], tmp)
     out = {}
-    for label, (ca, c, k) in {"trustme_ca_leaf": (trust_ca, cert, key),
-                              "registry_core_self_signed": (own_cert, own_cert, own_key)}.items():
+    for label, (ca, c, k) in {
+        "trustme_ca_leaf": (trust_ca, cert, key),
+        "registry_core_self_signed": (own_cert, own_cert, own_key),
+    }.items():
         server = ServerProc("hypercorn", c, k, datagram)
         try:
             out[label] = asyncio.run(asyncio.wait_for(_qh3_default_get(server.port, ca), 10))
@@ -431,9 +509,11 @@ def main() -> None:
     if a.serve:
         _serve(a.serve, a.port, a.cert, a.key, a.datagram)
         return
-    pairs = [(c, s) for s in SERVERS for c in CLIENTS] + [("h2", "hypercorn")] \
-        if a.pairs == "all" else \
-        [tuple(p.split("-", 1)) for p in a.pairs.split(",")]
+    pairs = (
+        [(c, s) for s in SERVERS for c in CLIENTS] + [("h2", "hypercorn")]
+        if a.pairs == "all"
+        else [tuple(p.split("-", 1)) for p in a.pairs.split(",")]
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         ca, cert, key = _certs(tmp)
@@ -442,8 +522,9 @@ def main() -> None:
         for cs, ss in pairs:
             server = ServerProc(ss, cert, key, a.datagram)
             try:
-                row = asyncio.run(asyncio.wait_for(
-                    _measure(cs, ss, server.port, ca, a.datagram, a.quick), 180))
+                row = asyncio.run(
+                    asyncio.wait_for(_measure(cs, ss, server.port, ca, a.datagram, a.quick), 180)
+                )
                 row["interop"] = "ok"
             except Exception as exc:  # an interop failure is a result
                 row = {"client": cs, "server": ss, "interop": f"FAILED: {exc!r}"}
@@ -451,12 +532,18 @@ def main() -> None:
                 server.close()
             rows.append(row)
             print(f"{cs:>8} client -> {ss:<8} server: {row}", file=sys.stderr, flush=True)
-    cols = [("1MiB_MBps", "1MiB MB/s"), ("16MiB_MBps", "16MiB MB/s"),
-            ("16MiB_cpu_ms_per_MiB_client", "cli ms/MiB"),
-            ("16MiB_cpu_ms_per_MiB_server", "srv ms/MiB"),
-            ("small_get_p50_ms", "GET p50"), ("small_get_p99_ms", "GET p99"),
-            ("handshake_full_p50_ms", "hs p50"), ("handshake_full_p99_ms", "hs p99"),
-            ("handshake_resumed_p50_ms", "res p50"), ("handshake_resumed_p99_ms", "res p99")]
+    cols = [
+        ("1MiB_MBps", "1MiB MB/s"),
+        ("16MiB_MBps", "16MiB MB/s"),
+        ("16MiB_cpu_ms_per_MiB_client", "cli ms/MiB"),
+        ("16MiB_cpu_ms_per_MiB_server", "srv ms/MiB"),
+        ("small_get_p50_ms", "GET p50"),
+        ("small_get_p99_ms", "GET p99"),
+        ("handshake_full_p50_ms", "hs p50"),
+        ("handshake_full_p99_ms", "hs p99"),
+        ("handshake_resumed_p50_ms", "res p50"),
+        ("handshake_resumed_p99_ms", "res p99"),
+    ]
     print(f"| client  | server  | {' | '.join(h for _, h in cols)} | interop |")
     print("|" + "---|" * (len(cols) + 3))
     for r in rows:
@@ -465,13 +552,21 @@ def main() -> None:
     import aioquic
     import qh3
 
-    doc = {"command": " ".join([Path(sys.executable).name, *sys.argv]),
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-           "python": platform.python_version(), "machine": platform.machine(),
-           "cpus": os.cpu_count(), "aioquic": aioquic.__version__, "qh3": qh3.__version__,
-           "datagram_size": a.datagram, "max_data": MAX_DATA, "max_stream_data": MAX_STREAM_DATA,
-           "quick": a.quick, "rows": rows,
-           "qh3_default_client_vs_hypercorn": interop}
+    doc = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "aioquic": aioquic.__version__,
+        "qh3": qh3.__version__,
+        "datagram_size": a.datagram,
+        "max_data": MAX_DATA,
+        "max_stream_data": MAX_STREAM_DATA,
+        "quick": a.quick,
+        "rows": rows,
+        "qh3_default_client_vs_hypercorn": interop,
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
     print(f"wrote {a.out}")

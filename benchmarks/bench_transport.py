@@ -45,8 +45,14 @@ from registry_core.flags import FeatureFlags
 from registry_core.server import make_self_signed
 from registry_core.transport import Transport
 
-FLAGS = FeatureFlags(overrides={"QUIC_TRANSPORT": True, "CONNECTION_COALESCE": True,
-                                "DELTA_AGGREGATOR": True, "ZSTD_COMPRESSION": True})
+FLAGS = FeatureFlags(
+    overrides={
+        "QUIC_TRANSPORT": True,
+        "CONNECTION_COALESCE": True,
+        "DELTA_AGGREGATOR": True,
+        "ZSTD_COMPRESSION": True,
+    }
+)
 
 
 def pct(samples: list[float], q: float) -> float:
@@ -66,10 +72,16 @@ class Client:
 
     def _make(self):
         if self.name.startswith("ours"):
-            return Transport(verify=self.cafile, http3=self.name.endswith("h3"), flags=FLAGS,
-                             coalesce_requests=False, session_tickets=self.tickets)
-        return httpx.AsyncClient(http2=self.name.endswith("h2"), verify=self.ctx,
-                                 limits=httpx.Limits(max_connections=32))
+            return Transport(
+                verify=self.cafile,
+                http3=self.name.endswith("h3"),
+                flags=FLAGS,
+                coalesce_requests=False,
+                session_tickets=self.tickets,
+            )
+        return httpx.AsyncClient(
+            http2=self.name.endswith("h2"), verify=self.ctx, limits=httpx.Limits(max_connections=32)
+        )
 
     async def get(self, url: str) -> bytes:
         r = await self.c.get(url)
@@ -89,14 +101,19 @@ class Client:
 
     def fresh(self) -> Client:
         other = Client.__new__(Client)
-        other.name, other.cafile, other.tickets, other.ctx = (self.name, self.cafile,
-                                                               self.tickets, self.ctx)
+        other.name, other.cafile, other.tickets, other.ctx = (
+            self.name,
+            self.cafile,
+            self.tickets,
+            self.ctx,
+        )
         other.c = other._make()
         return other
 
 
-async def bench_client(name: str, cafile: str, base: str, files: dict[str, bytes],
-                       n: int) -> dict[str, float]:
+async def bench_client(
+    name: str, cafile: str, base: str, files: dict[str, bytes], n: int
+) -> dict[str, float]:
     client = Client(name, cafile)
     small, big = base + "/small.txt", base + "/blob/1mib.bin"
     old, new = files["v0"], files["v1"]
@@ -110,7 +127,7 @@ async def bench_client(name: str, cafile: str, base: str, files: dict[str, bytes
         t = time.perf_counter()
         await client.get(small)
         lat.append(time.perf_counter() - t)
-    out["small_p50_ms"], out["small_p99_ms"] = pct(lat, .5) * 1e3, pct(lat, .99) * 1e3
+    out["small_p50_ms"], out["small_p99_ms"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
 
     lat = []
     for _ in range(max(20, n // 3)):
@@ -118,7 +135,7 @@ async def bench_client(name: str, cafile: str, base: str, files: dict[str, bytes
         data = await client.delta(base + "/pkg-1.1.whl", old)
         lat.append(time.perf_counter() - t)
         assert data == new
-    out["delta_p50_ms"], out["delta_p99_ms"] = pct(lat, .5) * 1e3, pct(lat, .99) * 1e3
+    out["delta_p50_ms"], out["delta_p99_ms"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
 
     total = n * 2
     sem = asyncio.Semaphore(32)
@@ -126,6 +143,7 @@ async def bench_client(name: str, cafile: str, base: str, files: dict[str, bytes
     async def one(i: int) -> None:
         async with sem:
             await client.get(f"{small}?i={i}")
+
     t = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(total)))
     out["inflight32_rps"] = total / (time.perf_counter() - t)
@@ -141,7 +159,7 @@ async def bench_client(name: str, cafile: str, base: str, files: dict[str, bytes
         if name.startswith("ours"):
             client.resumed += fresh.c.stats["tls_resumed"] + fresh.c.stats["h3_0rtt"]
         await fresh.close()
-    out["newconn_p50_ms"], out["newconn_p99_ms"] = pct(lat, .5) * 1e3, pct(lat, .99) * 1e3
+    out["newconn_p50_ms"], out["newconn_p99_ms"] = pct(lat, 0.5) * 1e3, pct(lat, 0.99) * 1e3
     if os.environ.get("BENCH_DEBUG"):
         print(name, [round(x * 1e3, 1) for x in lat], file=sys.stderr)
 
@@ -165,16 +183,23 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer samples (smoke run)")
     ap.add_argument("--json", default=str(Path(__file__).parent / "results" / "transport.json"))
     ap.add_argument("--clients", default="httpx h1,httpx h2,ours h2,ours h3")
-    ap.add_argument("--repeat", type=int, default=3,
-                    help="whole runs, client order rotated each time; the table shows medians")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="whole runs, client order rotated each time; the table shows medians",
+    )
     args = ap.parse_args()
     n = 100 if args.quick else 400
 
     root = Path(tempfile.mkdtemp(prefix="bench-transport-"))
     versions = make_versions(2)
-    files = {"small.txt": b"registry-core says hello\n",
-             "blob/1mib.bin": os.urandom(1 << 20),
-             "pkg-1.0.whl": versions[0][1], "pkg-1.1.whl": versions[1][1]}
+    files = {
+        "small.txt": b"registry-core says hello\n",
+        "blob/1mib.bin": os.urandom(1 << 20),
+        "pkg-1.0.whl": versions[0][1],
+        "pkg-1.1.whl": versions[1][1],
+    }
     for path, data in files.items():
         (root / path).parent.mkdir(parents=True, exist_ok=True)
         (root / path).write_bytes(data)
@@ -183,8 +208,22 @@ def main() -> None:
     # share one GIL; flags come through the environment, as an operator would set them.
     env = {**os.environ, "REGISTRY_CORE_FLAGS": "QUIC_TRANSPORT=on,DELTA_AGGREGATOR=on"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "registry_core.cli_serve", str(root), "--port", "0",
-         "--certfile", cert, "--keyfile", key], stdout=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "registry_core.cli_serve",
+            str(root),
+            "--port",
+            "0",
+            "--certfile",
+            cert,
+            "--keyfile",
+            key,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     line = server.stdout.readline()
     port = int(re.search(r":(\d+)/", line).group(1))
     base = f"https://127.0.0.1:{port}"
@@ -193,7 +232,7 @@ def main() -> None:
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     try:
         for rep in range(args.repeat):
-            order = names[rep % len(names):] + names[:rep % len(names)]
+            order = names[rep % len(names) :] + names[: rep % len(names)]
             for name in order:
                 runs[name].append(asyncio.run(bench_client(name, cert, base, data, n)))
                 print(f"  run {rep + 1}/{args.repeat} {name}: done", file=sys.stderr, flush=True)
@@ -201,26 +240,40 @@ def main() -> None:
         server.terminate()
         server.wait(10)
 
-    cols = [("small_p50_ms", "small p50 ms"), ("small_p99_ms", "small p99 ms"),
-            ("delta_p50_ms", "delta p50 ms"), ("delta_p99_ms", "delta p99 ms"),
-            ("inflight32_rps", "32-in-flight req/s"), ("newconn_p50_ms", "new conn p50 ms"),
-            ("newconn_p99_ms", "new conn p99 ms"), ("mib_MBps", "1 MiB MB/s")]
-    results = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
-               for name, rs in runs.items()}
+    cols = [
+        ("small_p50_ms", "small p50 ms"),
+        ("small_p99_ms", "small p99 ms"),
+        ("delta_p50_ms", "delta p50 ms"),
+        ("delta_p99_ms", "delta p99 ms"),
+        ("inflight32_rps", "32-in-flight req/s"),
+        ("newconn_p50_ms", "new conn p50 ms"),
+        ("newconn_p99_ms", "new conn p99 ms"),
+        ("mib_MBps", "1 MiB MB/s"),
+    ]
+    results = {
+        name: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for name, rs in runs.items()
+    }
     print(f"medians of {args.repeat} runs; load average at the end: {os.getloadavg()}")
     print("| client | " + " | ".join(c[1] for c in cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
     for name, r in results.items():
-        print(f"| {name} | " + " | ".join(f"{r[k]:.1f}" if r[k] >= 10 else f"{r[k]:.2f}"
-                                          for k, _ in cols) + " |")
+        print(
+            f"| {name} | "
+            + " | ".join(f"{r[k]:.1f}" if r[k] >= 10 else f"{r[k]:.2f}" for k, _ in cols)
+            + " |"
+        )
     print("(httpx delta columns: a full download of the same wheel; httpx has no delta fetch)")
     record = {
-        "command": "python benchmarks/bench_transport.py" + (" --quick" if args.quick else "")
-                   + (f" --repeat {args.repeat}" if args.repeat != 3 else ""),
+        "command": "python benchmarks/bench_transport.py"
+        + (" --quick" if args.quick else "")
+        + (f" --repeat {args.repeat}" if args.repeat != 3 else ""),
         "samples_small": n,
         "wheel_bytes": len(versions[1][1]),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                    "loadavg_at_end": os.getloadavg()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_at_end": os.getloadavg(),
+        },
         "repeat": args.repeat,
         "results_median": results,
         "runs": runs,

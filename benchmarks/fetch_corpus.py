@@ -29,9 +29,12 @@ from _corpus import SERIES, SeriesSpec, corpus_dir, find_artifact
 
 NATIVE_ARGS = [
     "--only-binary=:all:",
-    "--platform", "manylinux2014_x86_64",
-    "--python-version", "3.11",
-    "--implementation", "cp",
+    "--platform",
+    "manylinux2014_x86_64",
+    "--python-version",
+    "3.11",
+    "--implementation",
+    "cp",
 ]
 
 
@@ -57,9 +60,19 @@ def fetch_series(spec: SeriesSpec, root: Path) -> list[str]:
     for version in missing:
         # Download into a temporary directory first so a half-written file never looks present.
         with tempfile.TemporaryDirectory(dir=folder, prefix=".partial-") as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                   "--disable-pip-version-check", "--dest", tmp, *pip_args(spec),
-                   f"{spec.project}=={version}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--disable-pip-version-check",
+                "--dest",
+                tmp,
+                *pip_args(spec),
+                f"{spec.project}=={version}",
+            ]
             print(f"  fetching {spec.project}=={version} ({spec.kind})", flush=True)
             proc = subprocess.run(cmd, capture_output=True, text=True)
             got = sorted(Path(tmp).iterdir())
@@ -90,8 +103,10 @@ def summary(root: Path) -> tuple[int, int]:
         k = per_kind.setdefault(spec.kind, [0, 0])
         k[0] += len(paths)
         k[1] += size
-        print(f"{spec.name:24} {spec.kind:13} {len(paths):>4}/{len(spec.versions):<3} "
-              f"{size / 1e6:9.2f}")
+        print(
+            f"{spec.name:24} {spec.kind:13} {len(paths):>4}/{len(spec.versions):<3} "
+            f"{size / 1e6:9.2f}"
+        )
     for kind, (n, size) in per_kind.items():
         print(f"{'total ' + kind:38} {n:>4}     {size / 1e6:9.2f}")
     print(f"{'total':38} {total_files:>4}     {total_bytes / 1e6:9.2f}")
@@ -100,11 +115,20 @@ def summary(root: Path) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", type=Path, default=None,
-                        help="corpus directory (default: $REGISTRY_CORE_CORPUS or "
-                             "~/.cache/registry-core/corpus)")
-    parser.add_argument("--only", nargs="+", metavar="SERIES", default=None,
-                        help="fetch only these series (names as in benchmarks/_corpus.py)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="corpus directory (default: $REGISTRY_CORE_CORPUS or "
+        "~/.cache/registry-core/corpus)",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        metavar="SERIES",
+        default=None,
+        help="fetch only these series (names as in benchmarks/_corpus.py)",
+    )
     parser.add_argument("--list", action="store_true", help="print the manifest and exit")
     args = parser.parse_args(argv)
 

@@ -23,10 +23,18 @@ from registry_core.flags import FeatureFlags
 from registry_core.server import RegistryApp, start_server
 
 NAMES = ["registry.test", "mirror.test", "strict.test", "127.0.0.1"]
-RESOLVE = {"registry.test": "127.0.0.1", "mirror.test": "127.0.0.1",
-           "strict.test": "127.0.0.1", "other.test": "127.0.0.1"}
-ON = {"QUIC_TRANSPORT": True, "CONNECTION_COALESCE": True, "DELTA_AGGREGATOR": True,
-      "ZSTD_COMPRESSION": True}
+RESOLVE = {
+    "registry.test": "127.0.0.1",
+    "mirror.test": "127.0.0.1",
+    "strict.test": "127.0.0.1",
+    "other.test": "127.0.0.1",
+}
+ON = {
+    "QUIC_TRANSPORT": True,
+    "CONNECTION_COALESCE": True,
+    "DELTA_AGGREGATOR": True,
+    "ZSTD_COMPRESSION": True,
+}
 
 
 def flags(**over: bool) -> FeatureFlags:
@@ -46,10 +54,13 @@ def make_wheel(version: str, sources: list[tuple[str, bytes]]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         for name, data in sources:
-            zf.writestr(zipfile.ZipInfo(f"pkg/{name}", (2024, 1, 1, 0, 0, 0)), data,
-                        zipfile.ZIP_DEFLATED)
-        zf.writestr(f"pkg-{version}.dist-info/METADATA",
-                    f"Metadata-Version: 2.1\nName: pkg\nVersion: {version}\n")
+            zf.writestr(
+                zipfile.ZipInfo(f"pkg/{name}", (2024, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED
+            )
+        zf.writestr(
+            f"pkg-{version}.dist-info/METADATA",
+            f"Metadata-Version: 2.1\nName: pkg\nVersion: {version}\n",
+        )
     return buf.getvalue()
 
 
@@ -117,17 +128,26 @@ class HostileApp:
         self.first_host.setdefault(conn, host.split(":")[0])
 
         async def reply(status, headers, body):
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(k.encode(), v.encode()) for k, v in headers]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(k.encode(), v.encode()) for k, v in headers],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
         body = b"x" * 5000
         if path == "/evil/wrong-digest":
-            return await reply(200, [("content-length", "5000"), ("content-digest",
-                               "sha-256=:" + "A" * 43 + "=:")], body)
+            return await reply(
+                200,
+                [("content-length", "5000"), ("content-digest", "sha-256=:" + "A" * 43 + "=:")],
+                body,
+            )
         if path == "/evil/wrong-etag":
-            return await reply(200, [("content-length", "5000"),
-                                     ("etag", '"' + "ab" * 32 + '"')], body)
+            return await reply(
+                200, [("content-length", "5000"), ("etag", '"' + "ab" * 32 + '"')], body
+            )
         if path == "/evil/truncated":
             return await reply(200, [("content-length", "10000")], body)
         if path == "/evil/no-digest":
@@ -138,8 +158,9 @@ class HostileApp:
             import zstandard
 
             bomb = zstandard.ZstdCompressor().compress(b"\0" * (64 << 20))
-            return await reply(200, [("content-encoding", "zstd"),
-                                     ("content-length", str(len(bomb)))], bomb)
+            return await reply(
+                200, [("content-encoding", "zstd"), ("content-length", str(len(bomb)))], bomb
+            )
         if path in ("/evil/delta-bad-digest", "/evil/delta-garbage"):
             from registry_core.delta import DeltaAggregator
             from registry_core.wire import etag_for, format_digest
@@ -149,10 +170,17 @@ class HostileApp:
             patch = DeltaAggregator().diff(old, new)
             if path == "/evil/delta-garbage":
                 patch = patch[:20] + bytes(b ^ 0x55 for b in patch[20:])
-            return await reply(226, [("im", "rcdelta"), ("delta-base", etag_for(old)),
-                                     ("etag", etag_for(new)),
-                                     ("repr-digest", format_digest(new + b"!")),
-                                     ("content-length", str(len(patch)))], patch)
+            return await reply(
+                226,
+                [
+                    ("im", "rcdelta"),
+                    ("delta-base", etag_for(old)),
+                    ("etag", etag_for(new)),
+                    ("repr-digest", format_digest(new + b"!")),
+                    ("content-length", str(len(patch))),
+                ],
+                patch,
+            )
         if path == "/evil/flaky" and self.counts[path] <= 2:
             return await reply(503, [("content-length", "0")], b"")
         if path == "/evil/flaky":
@@ -220,4 +248,3 @@ def goaway_server(pki, artifacts):
 
 def url(handle, path: str, host: str = "registry.test") -> str:
     return f"https://{host}:{handle.port}{path}"
-

@@ -134,7 +134,7 @@ def test_large_piece_after_a_pending_tail_is_not_copied_whole() -> None:
 
     data = random.Random(10).randbytes(2_000_000)
     chunker = Chunker(**SIZES)
-    got = chunker.feed(data[:100])           # leaves a 100-byte tail pending
+    got = chunker.feed(data[:100])  # leaves a 100-byte tail pending
     tracemalloc.start()
     try:
         got += chunker.feed(memoryview(data)[100:])

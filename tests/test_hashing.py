@@ -42,12 +42,16 @@ def test_content_id_known_vectors() -> None:
 def test_integrity_known_vectors() -> None:
     # FIPS 180-2 "abc" test vector, base64 as `openssl dgst -sha256 -binary | base64` prints it.
     assert integrity(b"abc") == "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0="
-    assert integrity(b"abc", "sha512") == "sha512-" + base64.b64encode(
-        bytes.fromhex(
-            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
-            "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
-        )
-    ).decode()
+    assert (
+        integrity(b"abc", "sha512")
+        == "sha512-"
+        + base64.b64encode(
+            bytes.fromhex(
+                "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a"
+                "2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+            )
+        ).decode()
+    )
 
 
 def _record_entries(limit: int) -> list[tuple[Path, str]]:
@@ -59,7 +63,7 @@ def _record_entries(limit: int) -> list[tuple[Path, str]]:
                 if len(row) >= 2 and row[1].startswith("sha256="):
                     path = SITE / row[0]
                     if path.is_file() and path.stat().st_size > 0:
-                        out.append((path, row[1][len("sha256="):]))
+                        out.append((path, row[1][len("sha256=") :]))
         if len(out) >= limit:
             break
     return out[:limit]
@@ -100,8 +104,11 @@ def test_integrity_of_file_object_kinds(tmp_path: Path) -> None:
         assert integrity(mm) == want and content_id(mm) == content_id(data)
 
 
-@given(data=st.binary(max_size=5000), cuts=st.lists(st.integers(0, 5000), max_size=10),
-       algorithm=st.sampled_from(sorted(ALGORITHMS)))
+@given(
+    data=st.binary(max_size=5000),
+    cuts=st.lists(st.integers(0, 5000), max_size=10),
+    algorithm=st.sampled_from(sorted(ALGORITHMS)),
+)
 def test_incremental_equals_one_shot(data: bytes, cuts: list[int], algorithm: str) -> None:
     hasher = IntegrityHasher(algorithm)
     bounds = [0, *sorted(min(c, len(data)) for c in cuts), len(data)]
@@ -124,7 +131,7 @@ def test_parse_integrity_round_trip(algorithm: str, seed: bytes) -> None:
 def test_parse_integrity_corrupted(seed: bytes, pos: int, char: str) -> None:
     text = integrity(seed)
     pos %= len(text)
-    bad = text[:pos] + char + text[pos + 1:]
+    bad = text[:pos] + char + text[pos + 1 :]
     if bad == text:
         return
     try:
@@ -135,8 +142,11 @@ def test_parse_integrity_corrupted(seed: bytes, pos: int, char: str) -> None:
     assert parsed.digest != hashlib.sha256(seed).digest()
 
 
-@given(seed=st.binary(max_size=64), algorithm=st.sampled_from(sorted(ALGORITHMS)),
-       keep=st.integers(0, 200))
+@given(
+    seed=st.binary(max_size=64),
+    algorithm=st.sampled_from(sorted(ALGORITHMS)),
+    keep=st.integers(0, 200),
+)
 def test_parse_integrity_truncated(seed: bytes, algorithm: str, keep: int) -> None:
     text = integrity(seed, algorithm)
     with pytest.raises(InvalidArgumentError):
@@ -151,12 +161,12 @@ def test_parse_integrity_truncated(seed: bytes, algorithm: str, keep: int) -> No
         "sha256-",
         "md5-1B2M2Y8AsgTpgAmY7PhCfg==",
         "sha1-2jmj7l5rSw0yVb/vlWAYkK/YBwk=",
-        "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0",     # padding missing
-        "sha256-ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0=",    # urlsafe alphabet
-        "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIA",        # short digest
-        "sha512-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",    # wrong length for sha512
+        "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0",  # padding missing
+        "sha256-ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0=",  # urlsafe alphabet
+        "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIA",  # short digest
+        "sha512-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",  # wrong length for sha512
         "SHA256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=",
-        "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa1=",    # non-canonical final bits
+        "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa1=",  # non-canonical final bits
         "sha256-ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=é",
     ],
 )

@@ -143,8 +143,8 @@ class Chunker:
         self.max_size = max_size
         self._lock = threading.Lock()
         self._buf = bytearray()  # bytes fed but not yet part of a reported chunk
-        self._base = 0           # absolute offset of _buf[0]
-        self._unscanned = 0      # bytes appended to _buf since it was last scanned
+        self._base = 0  # absolute offset of _buf[0]
+        self._unscanned = 0  # bytes appended to _buf since it was last scanned
 
     @property
     def position(self) -> int:

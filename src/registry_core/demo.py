@@ -99,8 +99,9 @@ def _machine_releases() -> list[tuple[str, bytes]] | None:
 
         print("  one pip version on this machine; using releases built from the stdlib")
         return [(f"demo-{v}-py3-none-any.whl", data) for v, data in local_artifacts()]
-    candidates = sorted(by_version.items(),
-                        key=lambda c: [int(x) if x.isdigit() else 0 for x in c[0].split(".")])
+    candidates = sorted(
+        by_version.items(), key=lambda c: [int(x) if x.isdigit() else 0 for x in c[0].split(".")]
+    )
     for v, d in candidates:
         print(f"  pip {v}: packed from {d}")
     return [(f"pip-{v}-py3-none-any.whl", _wheel_from_tree(d, "pip")) for v, d in candidates]

@@ -200,8 +200,24 @@ def test_miniz_streams_reproduce_and_rebuild():
         "<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(comp), len(content), len(name), 0
     )
     central = struct.pack(
-        "<IHHHHHHIIIHHHHHII", 0x02014B50, 0x032E, 20, 0, 8, 0, 0, crc, len(comp), len(content),
-        len(name), 0, 0, 0, 0, 0o644 << 16, 0,
+        "<IHHHHHHIIIHHHHHII",
+        0x02014B50,
+        0x032E,
+        20,
+        0,
+        8,
+        0,
+        0,
+        crc,
+        len(comp),
+        len(content),
+        len(name),
+        0,
+        0,
+        0,
+        0,
+        0o644 << 16,
+        0,
     )
     body = local + name + comp
     end = struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central) + len(name), len(body), 0)

@@ -46,9 +46,12 @@ KNOWN_BUGS: dict[str, str] = {}  # fixed: crash-685b28c7... (CHAIN target_size u
 
 SAVED = [
     pytest.param(
-        mode, p, id=f"{mode}/{p.name}",
+        mode,
+        p,
+        id=f"{mode}/{p.name}",
         marks=[pytest.mark.xfail(reason=KNOWN_BUGS[p.name], strict=True, raises=AssertionError)]
-        if p.name in KNOWN_BUGS else [],
+        if p.name in KNOWN_BUGS
+        else [],
     )
     for mode in fz.MODES
     for p in _saved(mode)
@@ -69,9 +72,14 @@ def test_chain_patch_with_a_wrong_declared_size_is_refused():
     chain = next(p for _, p in fz.patches() if agg.inspect(p).method == "CHAIN")
     p = parse(chain)
     sections = [(k, s.codec, s.raw_len, bytes(s.payload)) for k, s in p.sections.items()]
-    lying = serialize(p.method, base_size=p.base_size, target_size=p.target_size + 256,
-                      base_sha256=p.base_sha256, target_sha256=p.target_sha256,
-                      sections=sections)
+    lying = serialize(
+        p.method,
+        base_size=p.base_size,
+        target_size=p.target_size + 256,
+        base_sha256=p.base_sha256,
+        target_sha256=p.target_sha256,
+        sections=sections,
+    )
     if p.target_size + 256 == len(agg.apply(fz.bases()[0], chain)):
         pytest.fail("test setup: the size change must make the header wrong")
     with pytest.raises(CorruptPatchError):
@@ -127,9 +135,13 @@ def test_every_single_byte_change_is_handled(mode):
 @given(
     seed=st.integers(min_value=0, max_value=10_000),
     edits=st.lists(
-        st.tuples(st.integers(min_value=1), st.binary(min_size=0, max_size=8),
-                  st.integers(min_value=0, max_value=8)),
-        min_size=1, max_size=4,
+        st.tuples(
+            st.integers(min_value=1),
+            st.binary(min_size=0, max_size=8),
+            st.integers(min_value=0, max_value=8),
+        ),
+        min_size=1,
+        max_size=4,
     ),
 )
 def test_random_splices_of_fixup_seeds_are_handled(seed, edits):

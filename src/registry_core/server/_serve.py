@@ -602,7 +602,17 @@ class _Connection:
     """One accepted TCP connection: activity clock, what the application is doing, and a
     handle to abort it."""
 
-    __slots__ = ("busy", "ip", "last", "loop", "reason", "sending", "transport")
+    __slots__ = (
+        "busy",
+        "ip",
+        "last",
+        "loop",
+        "reading",
+        "reason",
+        "sending",
+        "transport",
+        "watchdog",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, ip: str, transport: Any) -> None:
         self.loop = loop
@@ -611,6 +621,8 @@ class _Connection:
         self.last = loop.time()
         self.busy = 0  # requests the application is computing (not waiting on the client)
         self.sending = 0
+        self.reading = 0  # reads waiting on the client
+        self.watchdog: asyncio.TimerHandle | None = None  # the read-timeout timer, when armed
         self.reason: str | None = None
 
     def touch(self) -> None:
@@ -621,6 +633,9 @@ class _Connection:
         RST (a plain close would keep them queued for a client that never reads)."""
         if self.reason is None:
             self.reason = reason
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
         _reset(self.transport)
 
 
@@ -690,21 +705,37 @@ class _Reader:
         if timeout is None:
             data = await self._reader.read(n)
         else:
-            while True:
-                if conn.busy or conn.sending:
-                    conn.touch()
-                remaining = conn.last + timeout - conn.loop.time()
-                if remaining <= 0:
-                    self._stats.read_timeouts += 1
-                    conn.abort("read timeout")  # hypercorn alone would wait for its idle timer
-                    raise asyncio.TimeoutError
-                try:
-                    data = await asyncio.wait_for(self._reader.read(n), remaining)
-                except asyncio.TimeoutError:
-                    continue
-                break
+            # One timer per connection watches the silence (no task per read, as wait_for
+            # would make): it resets the connection, which ends this read.
+            conn.reading += 1
+            if conn.watchdog is None:
+                conn.watchdog = conn.loop.call_at(conn.last + timeout, self._check)
+            try:
+                data = await self._reader.read(n)
+            except Exception:
+                if conn.reason == "read timeout":
+                    raise asyncio.TimeoutError from None  # what hypercorn expects of a timeout
+                raise
+            finally:
+                conn.reading -= 1
+            if conn.reason == "read timeout":
+                raise asyncio.TimeoutError
         conn.touch()
         return data
+
+    def _check(self) -> None:
+        conn, timeout = self._conn, self._timeout
+        conn.watchdog = None
+        if not conn.reading or conn.transport.is_closing() or timeout is None:
+            return  # nothing waits on the client now: the next read arms the timer again
+        if conn.busy or conn.sending:
+            conn.touch()  # the application's time, not the client's
+        due = conn.last + timeout
+        if due <= conn.loop.time():
+            self._stats.read_timeouts += 1
+            conn.abort("read timeout")  # hypercorn alone would wait for its idle timer
+            return
+        conn.watchdog = conn.loop.call_at(due, self._check)
 
 
 class _Writer:
@@ -738,8 +769,8 @@ class _Writer:
         return self._writer.is_closing()
 
     async def drain(self) -> None:
-        if self._timeout is None:
-            await self._writer.drain()
+        if self._timeout is None or not self._writer.transport.get_write_buffer_size():
+            await self._writer.drain()  # nothing buffered: returns at once, no timer needed
         else:
             try:
                 await asyncio.wait_for(self._writer.drain(), self._timeout)
@@ -980,6 +1011,9 @@ async def _run(
             if not released:
                 released = True
                 gate.release(ip)
+                if conn is not None and conn.watchdog is not None:
+                    conn.watchdog.cancel()  # do not keep the connection alive in a timer
+                    conn.watchdog = None
                 if handler is not None and not handler.done():
                     loop.call_later(limits.close_timeout, handler.cancel)
 

@@ -27,6 +27,9 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _redis import RedisServer
 from registry_core.cache import BuildCache, LocalStore, RedisStore
 from registry_core.errors import CacheError
 from registry_core.flags import FeatureFlags
@@ -306,57 +309,14 @@ def test_a_live_writers_temp_file_is_not_swept(tmp_path):
 
 # -- Redis: a real server ---------------------------------------------------------------------
 
-REDIS_SERVER = shutil.which("redis-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory) -> Iterator[str]:
-    if REDIS_SERVER is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is not installed, and CI=true: install redis-server")
-        pytest.skip("redis-server is not installed (apt-get install -y redis-server)")
-    workdir = tmp_path_factory.mktemp("redis-hostile")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            REDIS_SERVER,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(workdir),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer(tmp_path_factory.mktemp("redis-hostile"))
     try:
-        for _ in range(500):  # until it answers PING (bounded), not a timed sleep
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError("redis-server exited at start") from None
-                threading.Event().wait(0.02)
-        else:
-            raise RuntimeError("redis-server did not answer PING")
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(10)
+        server.stop()
 
 
 @pytest.mark.network

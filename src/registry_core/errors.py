@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ArchiveError",
+    "AuthenticationError",
     "BaseMismatchError",
     "CacheError",
     "ComposeError",
@@ -18,6 +19,7 @@ __all__ = [
     "DecompressionLimitError",
     "DeltaError",
     "DigestMismatchError",
+    "DuplicateFileError",
     "FlagConfigError",
     "FlagError",
     "InvalidArgumentError",
@@ -25,10 +27,16 @@ __all__ = [
     "NativeCoreError",
     "NegotiationError",
     "OutputTooLargeError",
+    "PackageIndexError",
+    "PermissionDeniedError",
+    "ProjectNotFoundError",
+    "ProxyError",
     "RegistryCoreError",
     "ReproductionUnavailableError",
     "ResponseTooLargeError",
     "TransportError",
+    "UpstreamError",
+    "UploadRejectedError",
     "UnknownFlagError",
 ]
 
@@ -141,3 +149,61 @@ class FlagConfigError(FlagError, ValueError):
 
 class CacheError(RegistryCoreError):
     """The build cache could not read or write an entry."""
+
+
+# -- package index -----------------------------------------------------------------------------
+
+
+class PackageIndexError(RegistryCoreError):
+    """The package index refused or could not do an operation.
+
+    ``status`` is the HTTP status the index's server answers with for it.
+    """
+
+    status = 500
+
+
+class UploadRejectedError(PackageIndexError, ValueError):
+    """An upload is invalid (filename, archive, metadata, digest, size); nothing was stored."""
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+class DuplicateFileError(UploadRejectedError):
+    """A file of that name already exists with other bytes; files are immutable (409)."""
+
+    status = 409
+
+
+class AuthenticationError(PackageIndexError):
+    """No credentials, or an unknown, malformed or revoked token (401)."""
+
+    status = 401
+
+
+class PermissionDeniedError(PackageIndexError):
+    """The credentials are valid but do not allow this operation (403)."""
+
+    status = 403
+
+
+class ProjectNotFoundError(PackageIndexError, LookupError):
+    """No project (or file) of that name in the index (404)."""
+
+    status = 404
+
+
+# -- proxy -------------------------------------------------------------------------------------
+
+
+class ProxyError(RegistryCoreError):
+    """The pull-through proxy could not serve a request."""
+
+
+class UpstreamError(ProxyError, TransportError):
+    """The proxy's upstream index failed, answered nonsense, or sent bytes that do not verify."""

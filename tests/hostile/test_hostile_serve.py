@@ -284,7 +284,8 @@ def test_clients_that_never_read_do_not_pin_server_memory(tmp_path):
         [
             sys.executable,
             "-m",
-            "registry_core.cli_serve",
+            "registry_core.cli",
+            "serve",
             str(www),
             "--self-signed",
             "--port",

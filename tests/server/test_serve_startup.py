@@ -249,7 +249,7 @@ def test_project_file_flags_reach_the_server(tmp_path, env, www):
 
 
 def test_cli_defaults_are_server_limits_defaults():
-    from registry_core.cli_serve import DEFAULTS
+    from registry_core.cli._serve import DEFAULTS
     from registry_core.server import ServerLimits
 
     limits = ServerLimits()

@@ -1,8 +1,7 @@
 """``registry-core serve``: the argument parser and runner the CLI hooks in.
 
-``cli.py`` calls ``add_serve_parser(subparsers)`` while building its parser and dispatches the
+``_main.py`` calls ``add_serve_parser(subparsers)`` while building its parser and dispatches the
 ``serve`` command to ``run_serve(args)`` (with ``args.flags`` resolved once by the CLI).
-``python -m registry_core.cli_serve DIR ...`` runs it standalone (flags are loaded here then).
 
 Every failure to start (missing extra, unusable certificate, port, bind) ends in one line on
 stderr and exit status 2; "serving on" is printed only once every listener is up.
@@ -119,14 +118,14 @@ def _fail(message: object) -> int:
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the server in the foreground until interrupted; returns the exit status."""
-    from .errors import RegistryCoreError
+    from ..errors import RegistryCoreError
 
     if args.certfile and not args.keyfile:
         return _fail("--certfile needs --keyfile")
     if args.keyfile and not args.certfile:
         return _fail("--keyfile needs --certfile")
     try:
-        from .server._serve import SERVER_EXTRA_HINT, ServerLimits, serve
+        from ..server._serve import SERVER_EXTRA_HINT, ServerLimits, serve
     except ModuleNotFoundError as exc:  # the server package itself is light; be safe anyway
         return _fail(f"{exc}")
     try:
@@ -139,7 +138,7 @@ def run_serve(args: argparse.Namespace) -> int:
         )
         flags = getattr(args, "flags", None)
         if flags is None:
-            from .flags import FeatureFlags
+            from ..flags import FeatureFlags
 
             flags = FeatureFlags.load()
         serve(
@@ -160,12 +159,3 @@ def run_serve(args: argparse.Namespace) -> int:
     except (RegistryCoreError, OSError) as exc:
         return _fail(exc)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = _configure(argparse.ArgumentParser(prog="registry-core serve"))
-    return run_serve(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

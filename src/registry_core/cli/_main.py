@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from ._version import __version__
-from .errors import RegistryCoreError
+from .._version import __version__
+from ..errors import RegistryCoreError
 
 T = TypeVar("T")
 
@@ -92,7 +92,7 @@ def _timed(what: str, fn: Callable[[], T]) -> tuple[T, float]:
 
 
 def _cmd_diff(args: argparse.Namespace) -> int:
-    from .delta import DeltaAggregator
+    from ..delta import DeltaAggregator
 
     agg = DeltaAggregator(
         **({"archive_aware": False} if args.no_archive else {}),
@@ -110,7 +110,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 
 def _cmd_apply(args: argparse.Namespace) -> int:
-    from .delta import DeltaAggregator
+    from ..delta import DeltaAggregator
 
     agg = DeltaAggregator(max_output_size=args.max_output_size, flags=args.flags)
     info, dt = _timed(
@@ -126,7 +126,7 @@ def _cmd_apply(args: argparse.Namespace) -> int:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .delta import DeltaAggregator
+    from ..delta import DeltaAggregator
 
     info = DeltaAggregator.inspect(Path(args.patch).read_bytes())
     sections = ", ".join(f"{k} {raw}->{stored}" for k, (raw, stored) in info.sections.items())
@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("patch", type=Path)
     p.set_defaults(func=_cmd_info)
 
-    from .cli_serve import add_serve_parser  # light: hypercorn loads only when serving
+    from ._serve import add_serve_parser  # light: hypercorn loads only when serving
 
     add_serve_parser(sub)
     return parser
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load_flags() -> Any:
     """The process's flags, resolved once here at the edge (env + nearest pyproject.toml)."""
-    from .flags import FeatureFlags
+    from ..flags import FeatureFlags
 
     return FeatureFlags.load()
 
@@ -201,7 +201,3 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.func(args) or 0)
     except SystemExit as exc:
         return int(exc.code or 0)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

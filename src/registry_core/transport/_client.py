@@ -179,6 +179,11 @@ class Transport:
     apply_timeout: seconds a patch may take to apply (on a worker thread, never on the event
     loop) before :meth:`fetch` gives up on it and downloads the full artifact; the worker's
     result is then discarded.
+
+    allow_http: also accept ``http://`` URLs (a local plain-HTTP upstream such as pypiserver).
+    Off by default; allowed only with ``transport`` (this client's own connections are TLS).
+    Digest checks are the same; nothing else protects plain-HTTP bytes, so callers that opt
+    in should check them against a digest they got elsewhere.
     """
 
     def __init__(
@@ -199,7 +204,13 @@ class Transport:
         coalesce_requests: bool = True,
         transport: httpx.AsyncBaseTransport | None = None,
         apply_timeout: float = 60.0,
+        allow_http: bool = False,
     ) -> None:
+        if allow_http and transport is None:
+            raise InvalidArgumentError(
+                "allow_http needs a transport= seam (e.g. httpx.AsyncHTTPTransport()): "
+                "this client's own connections are TLS only"
+            )
         if http3 not in ("auto", True, False):
             raise InvalidArgumentError(f"http3 must be 'auto', True or False, not {http3!r}")
         if isinstance(verify, str) and not os.path.exists(verify):
@@ -223,6 +234,7 @@ class Transport:
         self.coalesce_requests = coalesce_requests
         self.transport = transport
         self.apply_timeout = apply_timeout
+        self.allow_http = allow_http
         self.default_headers = {"user-agent": "registry-core", **(headers or {})}
         self.codings = Codings(
             zstd=self.options.zstd, brotli=self.options.brotli, flags=self.options.codec_flags()
@@ -304,8 +316,10 @@ class Transport:
             raise TransportError("this Transport is closed")
         method = method.upper()
         u = httpx.URL(url)
-        if u.scheme != "https":
-            raise InvalidArgumentError(f"only https:// URLs are supported, not {url!r}")
+        if u.scheme != "https" and not (u.scheme == "http" and self.allow_http):
+            raise InvalidArgumentError(
+                f"only https:// URLs are supported (http:// with allow_http=True), not {url!r}"
+            )
         if isinstance(dictionary, (bytes, bytearray, memoryview)):
             from ..compress import Dictionary
 

@@ -1,5 +1,9 @@
 """Serve a RegistryApp with hypercorn: TCP (HTTP/1.1, HTTP/2) and UDP (HTTP/3) on one port.
 
+With ``tls=False`` it serves plain HTTP/1.1 on TCP only (no QUIC, no Alt-Svc): for a proxy on
+loopback (pip and uv treat ``http://127.0.0.1`` as secure) and for tests. The limits below
+apply the same way, minus the TLS handshake.
+
 :func:`start_server` runs it on a background thread (tests, demos, embedding) and returns a
 handle with the bound port once every listener is up with its certificate loaded;
 :func:`serve` runs it in the foreground until interrupted (the ``registry-core serve`` command).
@@ -560,7 +564,9 @@ def _hypercorn_parts() -> tuple[Any, Any, Any, Any]:
     return Lifespan, TCPServer, UDPServer, WorkerContext
 
 
-def _config(certfile: str, keyfile: str, keep_alive_max_requests: int, limits: ServerLimits) -> Any:
+def _config(
+    certfile: str | None, keyfile: str | None, keep_alive_max_requests: int, limits: ServerLimits
+) -> Any:
     from hypercorn.config import Config
 
     class _Config(Config):
@@ -961,7 +967,7 @@ def _udp_server(base: Any) -> Any:
 async def _run(
     app: Any,
     config: Any,
-    ssl_context: ssl.SSLContext,
+    ssl_context: ssl.SSLContext | None,
     tcp: socket.socket,
     udp: socket.socket | None,
     limits: ServerLimits,
@@ -969,7 +975,11 @@ async def _run(
     ready: Callable[[], None],
     stats: _Stats,
 ) -> None:
-    """Serve until ``stop`` is set; ``ready()`` is called once every listener is up."""
+    """Serve until ``stop`` is set; ``ready()`` is called once every listener is up.
+
+    ``ssl_context`` None: plain HTTP on TCP (hypercorn then speaks HTTP/1.1, and h2c to a client
+    that asks for it, under the same limits).
+    """
     from hypercorn.utils import wrap_app
 
     lifespan_cls, tcp_server, udp_server, worker_context = _hypercorn_parts()
@@ -986,7 +996,8 @@ async def _run(
     context = worker_context(None)
     gate = _Gate(limits, stats)
     tasks: set[asyncio.Task[Any]] = set()
-    upgrade = hasattr(asyncio.StreamWriter, "start_tls")  # 3.11+: count before the handshake
+    # 3.11+: count before the handshake
+    upgrade = ssl_context is not None and hasattr(asyncio.StreamWriter, "start_tls")
 
     async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -1073,7 +1084,7 @@ async def _run(
         sock=tcp,
         backlog=1024,
         ssl=None if upgrade else ssl_context,
-        ssl_handshake_timeout=None if upgrade else limits.handshake_timeout,
+        ssl_handshake_timeout=None if upgrade or ssl_context is None else limits.handshake_timeout,
     )
     udp_task: asyncio.Task[Any] | None = None
     udp_transport = None
@@ -1130,22 +1141,28 @@ class ServerHandle:
 
     ``stats``: connections accepted / open, refused by each cap (QUIC too), TLS handshake
     failures, read and write timeouts, closes aborted because the client took nothing.
+    ``scheme``: ``"https"``, or ``"http"`` for a plain server (``certfile`` is then None).
     """
 
     app: RegistryApp
     host: str
     port: int
-    certfile: str
+    certfile: str | None
     quic: bool
     limits: ServerLimits = field(default_factory=ServerLimits)
+    scheme: str = "https"
     _stats: _Stats = field(repr=False, default_factory=_Stats)
     _loop: asyncio.AbstractEventLoop = field(repr=False, default=None)  # type: ignore[assignment]
     _stop: asyncio.Event = field(repr=False, default=None)  # type: ignore[assignment]
     _thread: threading.Thread = field(repr=False, default=None)  # type: ignore[assignment]
 
     def url(self, path: str = "/", host: str | None = None) -> str:
-        """``https://host:port/path`` for this server (``host`` defaults to the bound address)."""
-        return f"https://{host or self.host}:{self.port}/{path.lstrip('/')}"
+        """``scheme://host:port/path`` for this server (``host`` defaults to the bound address;
+        an IPv6 address is bracketed)."""
+        name = host or self.host
+        if ":" in name and not name.startswith("["):
+            name = f"[{name}]"
+        return f"{self.scheme}://{name}:{self.port}/{path.lstrip('/')}"
 
     @property
     def stats(self) -> dict[str, int]:
@@ -1172,7 +1189,7 @@ def start_server(
     port: int = 0,
     certfile: str | None = None,
     keyfile: str | None = None,
-    quic: bool = True,
+    quic: bool | None = None,
     keep_alive_max_requests: int = 1_000_000,
     keep_alive_timeout: float | None = None,
     names: list[str] | None = None,
@@ -1181,6 +1198,7 @@ def start_server(
     limits: ServerLimits | None = None,
     flags: FeatureFlags | None = None,
     startup_timeout: float = 30.0,
+    tls: bool = True,
 ) -> ServerHandle:
     """Start hypercorn for ``app`` on a background thread; returns once every listener is up.
 
@@ -1191,9 +1209,15 @@ def start_server(
     encrypted or mismatched file raises InvalidArgumentError; a port outside 0..65535 raises
     InvalidArgumentError; a bind failure raises OSError naming TCP or UDP and the address.
 
-    ``quic=True`` also serves HTTP/3 on the same UDP port and sets the app's ``Alt-Svc`` (sent
-    while its QUIC_TRANSPORT flag is on). ``limits``: :class:`ServerLimits` (connection caps,
-    timeouts, protocol sizes); ``keep_alive_timeout`` overrides its field of that name.
+    ``quic`` (default: ``tls``) also serves HTTP/3 on the same UDP port and sets the app's
+    ``Alt-Svc`` (sent while its QUIC_TRANSPORT flag is on).
+
+    ``tls=False`` serves plain HTTP/1.1 on TCP only and ``handle.url()`` says ``http://``;
+    ``certfile``/``keyfile``/``names``, ``quic=True`` and ``http2=False`` are refused with
+    InvalidArgumentError then (they mean TLS). Every limit but the handshake deadline applies.
+
+    ``limits``: :class:`ServerLimits` (connection caps, timeouts, protocol sizes);
+    ``keep_alive_timeout`` overrides its field of that name.
     hypercorn's default of closing a connection after 1000 requests is raised to
     ``keep_alive_max_requests``. QUIC session tickets are issued (resumption and 0-RTT).
     ``quic_max_datagram_size``: UDP payload per QUIC packet; 1200 is safe on any path.
@@ -1203,6 +1227,26 @@ def start_server(
 
     if not hasattr(Config, "create_ssl_context"):
         raise _unsupported("Config.create_ssl_context is missing")
+    if not isinstance(tls, bool):
+        raise InvalidArgumentError(f"tls must be True or False, got {tls!r}")
+    if not tls:
+        given = [
+            n
+            for n, v in (("certfile", certfile), ("keyfile", keyfile), ("names", names))
+            if v is not None
+        ]
+        if given:
+            raise InvalidArgumentError(
+                f"{' and '.join(given)} given with tls=False: a plain HTTP server has no "
+                "certificate (drop them, or serve with TLS)"
+            )
+        if quic:
+            raise InvalidArgumentError("quic=True needs TLS (HTTP/3 is always encrypted)")
+        if not http2:
+            raise InvalidArgumentError(
+                "http2=False is about TLS ALPN; a plain HTTP server speaks HTTP/1.1"
+            )
+    quic = tls if quic is None else bool(quic)
     limits = limits or ServerLimits()
     if not isinstance(limits, ServerLimits):
         raise InvalidArgumentError(f"limits must be a ServerLimits, got {type(limits).__name__}")
@@ -1215,13 +1259,17 @@ def start_server(
     if (certfile is None) != (keyfile is None):
         raise InvalidArgumentError("give both certfile and keyfile, or neither (self-signed)")
     _check_port(port)
-    if certfile is None:
-        certfile, keyfile = self_signed_certificate(host, names)
-    assert keyfile is not None
-    config = _config(certfile, keyfile, keep_alive_max_requests, limits)
-    if not http2:  # HTTP/1.1 only on TCP (clients without h2, tests of the ALPN fallback)
-        config.alpn_protocols = ["http/1.1"]
-    ssl_context = _load_tls(config, certfile, keyfile, quic)
+    ssl_context: ssl.SSLContext | None = None
+    if tls:
+        if certfile is None:
+            certfile, keyfile = self_signed_certificate(host, names)
+        assert keyfile is not None
+        config = _config(certfile, keyfile, keep_alive_max_requests, limits)
+        if not http2:  # HTTP/1.1 only on TCP (clients without h2, tests of the ALPN fallback)
+            config.alpn_protocols = ["http/1.1"]
+        ssl_context = _load_tls(config, certfile, keyfile, quic)
+    else:
+        config = _config(None, None, keep_alive_max_requests, limits)
     if quic:
         _install_quic_tuning()
         config.registry_core_quic = {
@@ -1243,7 +1291,9 @@ def start_server(
         raise _bind_error("TCP", host, port, exc) from None
     if quic and isinstance(app, RegistryApp) and app.alt_svc is None:
         app.alt_svc = f'h3=":{bound_port}"; ma=3600'
-    handle = ServerHandle(app, host, bound_port, certfile, quic, limits)
+    handle = ServerHandle(
+        app, host, bound_port, certfile, quic, limits, scheme="https" if tls else "http"
+    )
     config.registry_core_stats = handle._stats
     ready = threading.Event()
     errors: list[BaseException] = []
@@ -1303,10 +1353,11 @@ def serve(
     certfile: str | None = None,
     keyfile: str | None = None,
     self_signed: bool = False,
-    quic: bool = True,
+    quic: bool | None = None,
     limits: ServerLimits | None = None,
     flags: FeatureFlags | None = None,
     announce: Callable[[str], Any] | None = None,
+    tls: bool = True,
 ) -> None:
     """Serve ``directory`` in the foreground until Ctrl-C or SIGTERM (``registry-core serve``).
 
@@ -1314,11 +1365,17 @@ def serve(
     nearest pyproject.toml), and passed to the RegistryApp; it also decides whether Alt-Svc
     advertises HTTP/3. ``announce`` receives the one "serving on" line (default: print to
     stdout), called only once every listener is up with the certificate loaded.
+
+    ``tls=False``: plain HTTP/1.1 on TCP only (``quic`` defaults to ``tls``; certificate
+    arguments are refused, see :func:`start_server`); the line then says ``http://``.
     """
     from ..flags import FeatureFlags
 
-    if certfile is None and not self_signed:
+    if tls and certfile is None and not self_signed:
         raise InvalidArgumentError("TLS is required: pass --certfile/--keyfile or --self-signed")
+    if not tls and self_signed:
+        raise InvalidArgumentError("self_signed=True needs TLS (tls=False serves plain HTTP)")
+    quic = tls if quic is None else bool(quic)
     _require_server_extra()
     if flags is None:
         flags = FeatureFlags.load()
@@ -1336,12 +1393,22 @@ def serve(
     if not advertise:
         app.alt_svc = app.alt_svc or ""  # start_server sets it only when None
     handle = start_server(
-        app, host=host, port=port, certfile=certfile, keyfile=keyfile, quic=quic, limits=limits
+        app,
+        host=host,
+        port=port,
+        certfile=certfile,
+        keyfile=keyfile,
+        quic=quic,
+        limits=limits,
+        tls=tls,
     )
-    line = (
-        f"registry-core: serving on https://{host}:{handle.port}/ "
-        f"(TCP h1/h2{' + UDP h3' if quic else ''}); certificate {handle.certfile}"
-    )
+    if tls:
+        line = (
+            f"registry-core: serving on {handle.url()} "
+            f"(TCP h1/h2{' + UDP h3' if quic else ''}); certificate {handle.certfile}"
+        )
+    else:
+        line = f"registry-core: serving on {handle.url()} (TCP h1, plain HTTP: no TLS)"
     if announce is None:
         print(line, flush=True)
     else:

@@ -72,3 +72,19 @@ def test_relative_path_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.chdir(tmp_path)
     atomic_write("rel.bin", b"r")
     assert (tmp_path / "rel.bin").read_bytes() == b"r"
+
+
+def test_no_overwrite_mode_refuses_an_existing_target(tmp_path) -> None:
+    from registry_core._util import AtomicFile
+
+    target = tmp_path / "t.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(FileExistsError), AtomicFile(target, overwrite=False) as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.bin"]  # temp removed
+    fresh = tmp_path / "fresh.bin"
+    with AtomicFile(fresh, overwrite=False, fsync=True) as f:
+        f.write(b"new")
+    assert fresh.read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.bin", "t.bin"]

@@ -12,7 +12,7 @@ import pytest
 from registry_core.compress import Compressor
 from registry_core.flags import FeatureFlags
 from registry_core.server import MemoryStorage, RegistryApp
-from registry_core.server._types import content_type_for
+from registry_core.storage._types import content_type_for
 
 ON = {"ZSTD_COMPRESSION": True, "BROTLI_COMPRESSION": True}
 

@@ -42,15 +42,24 @@ class AtomicFile:
     """``with AtomicFile(path) as f: f.write(...)``: the target appears on a clean exit only.
 
     ``fsync=True`` flushes the data (and the directory entry) to disk before returning;
-    ``mode`` overrides the umask-derived permissions.
+    ``mode`` overrides the umask-derived permissions. ``overwrite=False`` never replaces an
+    existing target: the finished file is hard-linked into place, and ``FileExistsError`` is
+    raised on exit (the temporary file removed) if the target exists by then, so two writers
+    racing for one name cannot both win.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, fsync: bool = False, mode: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        mode: int | None = None,
+        overwrite: bool = True,
     ) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self.mode = mode
+        self.overwrite = overwrite
         self._tmp: str | None = None
         self._file: IO[bytes] | None = None
 
@@ -74,8 +83,12 @@ class AtomicFile:
                     self._file.flush()
                     os.fsync(self._file.fileno())
                 self._file.close()
-                os.replace(self._tmp, self.path)
-                self._tmp = None
+                if self.overwrite:
+                    os.replace(self._tmp, self.path)
+                    self._tmp = None
+                else:
+                    os.link(self._tmp, self.path)  # FileExistsError if the name is taken
+                    # _discard (below) unlinks the temporary name
                 if self.fsync:
                     _fsync_dir(self.path.parent)
         finally:

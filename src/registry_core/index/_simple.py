@@ -387,7 +387,7 @@ class _LinkParser(HTMLParser):
         self.max_anchors = max_anchors
         self.anchors: list[tuple[dict[str, str | None], list[str]]] = []
         self.api_version: str | None = None
-        self.title: list[str] | None = None
+        self.base: str | None = None  # <base href>: links resolve against it (pip does too)
         self.h1: list[str] = []
         self._text: list[str] | None = None
         self._in_h1 = False
@@ -404,6 +404,8 @@ class _LinkParser(HTMLParser):
                 self.api_version = d["content"]
         elif tag == "h1":
             self._in_h1 = True
+        elif tag == "base" and self.base is None:
+            self.base = dict(attrs).get("href")
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "a":
@@ -443,6 +445,8 @@ def _parse_html(body: bytes, base_url: str, name: str | None) -> SimpleProject:
     api_version = parser.api_version or "1.0"
     if not api_version.startswith("1."):
         raise UpstreamError(f"unsupported Simple API version {api_version!r}")
+    if parser.base:
+        base_url = urljoin(base_url, parser.base)
     files = []
     for attrs, text_parts in parser.anchors:
         href = attrs.get("href")

@@ -57,7 +57,7 @@ class TokenRecord:
     """
 
     token_id: str
-    secret_sha256: str
+    secret_sha256: str = field(repr=False)  # not the secret, but kept out of logs all the same
     scope: str | None
     description: str
     created_ns: int

@@ -1,0 +1,48 @@
+"""The package index: projects, files, core metadata, uploads, tokens (no HTTP inside).
+
+:class:`Index` is the service (validate, store atomically, record); :class:`IndexDB` the small
+database interface it needs, :class:`SQLiteIndexDB` its embedded default. The Simple API
+(PEP 503 / 691) is rendered and parsed by the sans-IO functions re-exported here.
+"""
+
+from __future__ import annotations
+
+from ._db import IndexDB, SQLiteIndexDB
+from ._index import Index, RebuildReport
+from ._metadata import CoreMetadata
+from ._model import FileRecord, Project, TokenRecord
+from ._names import ParsedFilename, normalize, parse_filename
+from ._simple import (
+    HTML_V1,
+    JSON_V1,
+    SimpleFile,
+    SimpleProject,
+    negotiate,
+    parse_project,
+    render_index,
+    render_project,
+    simple_file,
+)
+
+__all__ = [
+    "HTML_V1",
+    "JSON_V1",
+    "CoreMetadata",
+    "FileRecord",
+    "Index",
+    "IndexDB",
+    "ParsedFilename",
+    "Project",
+    "RebuildReport",
+    "SQLiteIndexDB",
+    "SimpleFile",
+    "SimpleProject",
+    "TokenRecord",
+    "negotiate",
+    "normalize",
+    "parse_filename",
+    "parse_project",
+    "render_index",
+    "render_project",
+    "simple_file",
+]

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
+import queue as queue_mod
 import threading
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
@@ -31,6 +33,7 @@ from ..errors import InvalidArgumentError, RegistryCoreError
 from ..flags import FeatureFlags, resolve_flags
 from ..wire._delta import delta_response_headers, etag_for_sha256, parse_delta_request
 from ..wire._digest import format_digest
+from ._patch_store import PatchStore
 from ._patches import BUSY, PatchQueue, diff_refusal
 from ._ranges import UNSATISFIABLE, ByteRange, if_range_matches, parse_range
 from ._storage import ArtifactInfo, DirectoryStorage, Storage, validate_path
@@ -111,6 +114,10 @@ class _Stats:
     patch_refusals: collections.Counter[str] = field(default_factory=collections.Counter)
     encodings_computed: int = 0
     ranges_served: int = 0
+    precomputed: int = 0  # patches computed (and stored) by the precompute worker
+    precompute_skipped: int = 0  # precompute jobs with nothing to do (known, refused, missing)
+    precompute_dropped: int = 0  # precompute jobs not queued: the queue was full (or closed)
+    patches_from_store: int = 0  # patches (and "not worth it" marks) read from the PatchStore
 
 
 class _Hits:
@@ -130,6 +137,28 @@ class _Hits:
 
     def __len__(self) -> int:
         return len(self._lru)
+
+
+def _patch_store_for(storage: Storage, given: PatchStore | bool | None) -> PatchStore | None:
+    """The app's PatchStore: the one given, or by default one in a directory's state dir."""
+    if given is False:
+        return None
+    if isinstance(given, PatchStore):
+        return given
+    if given is not None and given is not True:
+        raise InvalidArgumentError(
+            f"patch_store must be a PatchStore, True, False or None, got {type(given).__name__}"
+        )
+    if isinstance(storage, DirectoryStorage):
+        from ..storage import STATE_DIR
+
+        # the state dir's path, not its property: nothing is created until a patch is written
+        return PatchStore(storage.root / STATE_DIR / "patches")
+    if given is True:
+        raise InvalidArgumentError(
+            "patch_store=True needs a DirectoryStorage; pass a PatchStore(directory) instead"
+        )
+    return None
 
 
 def _positive(name: str, value: Any, *, zero: bool = False) -> None:
@@ -181,6 +210,18 @@ class RegistryApp:
     Only one patch is computed per request: the first base the client names that is a release
     of the same project (same directory, same kind, see ``_patches.diff_refusal``) older than
     the target; patches already cached for other bases are used as well.
+
+    Patches persist (``patch_store``): a :class:`~registry_core.server._patch_store.PatchStore`
+    keeps every computed patch (and every "not worth sending" result) on disk, keyed by the
+    content of base and target. By default a DirectoryStorage gets one in
+    ``DIR/.registry-core/patches/`` (1 GiB); ``patch_store=False`` turns it off; another store
+    gets none unless given one. A request looks in the memory cache, then in the store, and
+    only then computes (within the bounds above).
+
+    :meth:`precompute` computes patches before anyone asks (the index calls it on upload, with
+    the previous releases as bases): one low-priority worker thread of its own, behind a
+    bounded queue of ``precompute_queue`` (64) jobs; a job that does not fit is dropped and
+    counted, the caller never waits. :meth:`precompute_idle` waits for the queue to drain.
     """
 
     def __init__(
@@ -203,6 +244,8 @@ class RegistryApp:
         verify_patches: bool = True,
         chunk_size: int = 256 << 10,
         max_hit_paths: int = 4096,
+        patch_store: PatchStore | bool | None = None,
+        precompute_queue: int = 64,
     ) -> None:
         for name, value in (
             ("patch_cache_bytes", patch_cache_bytes),
@@ -214,6 +257,7 @@ class RegistryApp:
             ("patch_timeout", patch_timeout),
             ("chunk_size", chunk_size),
             ("max_hit_paths", max_hit_paths),
+            ("precompute_queue", precompute_queue),
         ):
             _positive(name, value)
         _positive("max_encode_bytes", max_encode_bytes, zero=True)
@@ -224,6 +268,7 @@ class RegistryApp:
         if not isinstance(storage, Storage):
             storage = DirectoryStorage(storage)
         self.storage: Storage = storage
+        self.patch_store: PatchStore | None = _patch_store_for(storage, patch_store)
         resolved = resolve_flags(flags)
         self.flags = resolved
         self.quic = resolved.is_enabled("QUIC_TRANSPORT")
@@ -265,6 +310,14 @@ class RegistryApp:
         ]
         self._blocking = not getattr(storage, "nonblocking", False)
         self._stat_flight: SingleFlight[tuple[ArtifactInfo | None, bytes | None]] = SingleFlight()
+        # the precompute worker: one thread, started on first use, stopped by close()
+        self.precompute_queue = int(precompute_queue)
+        self._pre_lock = threading.Lock()
+        self._pre_queue: queue_mod.Queue[tuple[str, str] | None] | None = None
+        self._pre_stop = threading.Event()
+        self._pre_pending = 0  # jobs queued or running
+        self._pre_idle = threading.Event()
+        self._pre_idle.set()
 
     # -- long-lived state ------------------------------------------------------------------
 
@@ -297,9 +350,127 @@ class RegistryApp:
         return comp
 
     def close(self) -> None:
-        """Stop the patch workers (also done at ASGI lifespan shutdown)."""
+        """Stop the patch workers and the precompute worker (also done at ASGI lifespan
+        shutdown). Queued precompute jobs are dropped; a running one finishes. A later
+        :meth:`precompute` starts a new worker."""
         self.queue.close()
         self.encode_queue.close()
+        with self._pre_lock:
+            q, self._pre_queue = self._pre_queue, None
+            self._pre_stop.set()
+            if q is not None:
+                while True:
+                    try:
+                        job = q.get_nowait()
+                    except queue_mod.Empty:
+                        break
+                    if job is not None:
+                        self._pre_pending -= 1
+                q.put_nowait(None)  # wakes the worker, which ends
+            if self._pre_pending == 0:
+                self._pre_idle.set()
+
+    # -- precompute ------------------------------------------------------------------------
+
+    def precompute(self, target_path: str, base_paths: Sequence[str]) -> None:
+        """Compute and keep the patches ``base -> target`` for each base, in the background.
+
+        Returns at once (thread-safe, fine on the event loop: no I/O here). Each pair is one
+        job for the low-priority precompute worker; a job that does not fit in the queue is
+        dropped (``stats.precompute_dropped``). The worker skips pairs the server would never
+        serve (``_patches.diff_refusal``; DELTA_AGGREGATOR off) or already has (memory cache
+        or store), computes the others in the mode a default client gets (archive-aware when
+        DELTA_STABLE is on, else binary; see :meth:`_precompute_modes`), verifies each patch
+        by applying it once, and caches and stores the result (``stats.precomputed``).
+        """
+        if isinstance(base_paths, (str, bytes)):
+            raise InvalidArgumentError("base_paths must be a sequence of paths, not one string")
+        for base_path in base_paths:
+            self._enqueue((str(target_path), str(base_path)))
+
+    def precompute_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no precompute job is queued or running; False if ``timeout`` passed
+        first (an event, set by the worker: no polling)."""
+        return self._pre_idle.wait(timeout)
+
+    def _enqueue(self, job: tuple[str, str]) -> None:
+        with self._pre_lock:
+            q = self._pre_queue
+            if q is None:
+                q = self._pre_queue = queue_mod.Queue(maxsize=self.precompute_queue + 1)
+                self._pre_stop = threading.Event()
+                threading.Thread(
+                    target=self._precompute_worker,
+                    args=(q, self._pre_stop),
+                    name="registry-core-precompute",
+                    daemon=True,
+                ).start()
+            if q.qsize() >= self.precompute_queue:  # one slot is kept for close()'s wake-up
+                with self._count_lock:
+                    self.stats.precompute_dropped += 1
+                return
+            self._pre_pending += 1
+            self._pre_idle.clear()
+            q.put_nowait(job)
+
+    def _precompute_worker(
+        self, q: queue_mod.Queue[tuple[str, str] | None], stop: threading.Event
+    ) -> None:
+        # Linux nices a thread on its own: requests' patch workers go first.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        while True:
+            job = q.get()
+            if job is None:
+                return
+            try:
+                if not stop.is_set():
+                    self._precompute_one(*job)
+            except Exception as exc:  # a failed optimisation is logged, never raised
+                log.warning("precompute %s from %s failed: %r", job[0], job[1], exc)
+            finally:
+                with self._pre_lock:
+                    self._pre_pending -= 1
+                    if self._pre_pending == 0:
+                        self._pre_idle.set()
+
+    def _precompute_modes(self) -> list[bool]:
+        """The modes precomputed, as ``binary`` switches: the one a default client is served.
+
+        registry-core clients reproduce the reference deflate engines, so with DELTA_STABLE on
+        they get archive-aware patches; binary patches go only to clients that name other
+        engines, and a binary patch of a compressed archive rarely saves the 10 % needed to be
+        sent, so those are left to the request path (computed on demand, then stored).
+        """
+        return [not self.archive_aware]
+
+    def _precompute_one(self, target_path: str, base_path: str) -> None:
+        """In the precompute worker: one pair, in each precomputed mode."""
+        tpath, bpath = validate_path(target_path), validate_path(base_path)
+        target = self.storage.stat(tpath) if tpath is not None else None
+        base = self.storage.stat(bpath) if bpath is not None else None
+        if (
+            not self.deltas
+            or target is None
+            or base is None
+            or diff_refusal(base, target, self.max_diff_bytes) is not None
+        ):
+            with self._count_lock:
+                self.stats.precompute_skipped += 1
+            return
+        for binary in self._precompute_modes():
+            mode = "binary" if binary else "archive"
+            key = ("patch", base.sha256, target.sha256, mode)
+            if key in self.cache or (
+                self.patch_store is not None
+                and self.patch_store.get(base.sha256, target.sha256, mode) is not None
+            ):
+                with self._count_lock:
+                    self.stats.precompute_skipped += 1
+                continue
+            self._compute_patch(key, base, target, binary, verify=True)
+            with self._count_lock:
+                self.stats.precomputed += 1
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """Storage calls run in a worker thread unless the store says it never blocks."""
@@ -625,9 +796,14 @@ class RegistryApp:
             hit = self.cache.get(("patch", base, target.sha256, mode))
             if hit is not None and hit[0]:
                 return base, hit
+        todo = [b for b in bases if ("patch", b, target.sha256, mode) not in self.cache]
+        if todo and self.patch_store is not None:  # then the store (reading is not computing)
+            stored = await asyncio.to_thread(self._from_store, todo, target.sha256, mode)
+            if stored is not None:
+                return stored
+            todo = [b for b in todo if ("patch", b, target.sha256, mode) not in self.cache]
         if method != "GET":
             return None  # HEAD never computes
-        todo = [b for b in bases if ("patch", b, target.sha256, mode) not in self.cache]
         if not todo:
             return None
         picked = await self._io(self._pick_base, todo, target)
@@ -641,6 +817,24 @@ class RegistryApp:
         if result is None or not result[0]:
             return None
         return base_sha, result
+
+    def _from_store(
+        self, bases: list[bytes], target: bytes, mode: str
+    ) -> tuple[bytes, tuple[bytes, str]] | None:
+        """(base, (patch, digest)) for the first base the store has a patch from (in a thread);
+        what it holds for the bases before (a "not worth it") is cached in memory on the way."""
+        assert self.patch_store is not None
+        for base in bases:
+            data = self.patch_store.get(base, target, mode)
+            if data is None:
+                continue
+            with self._count_lock:
+                self.stats.patches_from_store += 1
+            result = (data, format_digest(data)) if data else _NOT_WORTH
+            self.cache.put(("patch", base, target, mode), result)
+            if data:
+                return base, result
+        return None
 
     def _pick_base(
         self, bases: list[bytes], target: ArtifactInfo
@@ -684,10 +878,20 @@ class RegistryApp:
         return result
 
     def _compute_patch(
-        self, key: Hashable, base: ArtifactInfo, target: ArtifactInfo, binary: bool
+        self,
+        key: Hashable,
+        base: ArtifactInfo,
+        target: ArtifactInfo,
+        binary: bool,
+        *,
+        verify: bool | None = None,
     ) -> tuple[bytes, str]:
-        """In a patch worker: diff, check, cache (a failure or a poor patch is cached as such)."""
+        """In a patch worker: diff, check, cache (a failure or a poor patch is cached as such);
+        a patch or a poor result is also stored (a failure is not: it may not happen again).
+        ``verify``: apply the patch once before keeping it (default ``verify_patches``)."""
         result = _NOT_WORTH
+        verify = self.verify_patches if verify is None else verify
+        settled = False
         try:
             old = self.storage.read(base.path)
             new = self.storage.read(target.path)
@@ -698,9 +902,10 @@ class RegistryApp:
             with self._count_lock:
                 self.patches_computed += 1
             if len(patch) <= len(new) * (1 - self.min_delta_saving) and (
-                not self.verify_patches or agg.apply(old, patch) == new
+                not verify or agg.apply(old, patch) == new
             ):
                 result = (patch, format_digest(patch))
+            settled = True
         except Exception as exc:  # a failed optimisation never fails the download
             log.warning(
                 "patch %s -> %s not served: %r",
@@ -710,6 +915,9 @@ class RegistryApp:
                 exc_info=not isinstance(exc, (RegistryCoreError, MemoryError, OSError)),
             )
         self.cache.put(key, result)
+        if settled and self.patch_store is not None:
+            mode = "binary" if binary else "archive"
+            self.patch_store.put(base.sha256, target.sha256, mode, result[0])
         return result
 
     # -- dcz -------------------------------------------------------------------------------------

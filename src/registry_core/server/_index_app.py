@@ -1,0 +1,494 @@
+"""IndexApp: the package index over HTTP (Simple API pages, uploads, core metadata).
+
+Routes (everything else goes to the file server, a :class:`RegistryApp` over the index's
+storage, which serves the distribution files at their storage paths with ETags, digests,
+Range and deltas):
+
+- ``GET /simple/``, ``GET /simple/<project>/``: PEP 503/691 pages, ``Accept``-negotiated,
+  cached per (project, media type, index serial); ETag, 304, ``Vary: Accept``; a
+  non-normalized name or a missing trailing slash is redirected (301) to the canonical URL.
+- ``GET /<file path>.metadata``: the file's core metadata (PEP 658/714).
+- ``POST /legacy/`` and ``POST /``: the upload API twine and ``uv publish`` speak
+  (``multipart/form-data``, ``:action=file_upload``, HTTP Basic ``__token__:<token>``).
+- ``GET /``: a small page linking to ``/simple/``.
+
+The index's calls block (SQLite, file I/O), so they run on worker threads; a cached page is
+answered on the event loop without any.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import re
+import threading
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .._util import LRU, SingleFlight
+from ..errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    PackageIndexError,
+    UploadRejectedError,
+)
+from ..index._simple import (
+    HTML_LEGACY,
+    JSON_V1,
+    SimpleProject,
+    negotiate,
+    render_index,
+    render_project,
+    simple_file,
+)
+from ._app import fold_headers
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from ..index import Index
+    from ..index._model import FileRecord
+    from ._app import RegistryApp
+
+    Scope = dict[str, Any]
+    Receive = Callable[[], Awaitable[dict[str, Any]]]
+    Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+__all__ = ["IndexApp"]
+
+log = logging.getLogger("registry_core.server.index")
+
+_NAME_OK = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
+_NORMALIZE = re.compile(r"[-_.]+")
+_FORM_MARGIN = 16 << 20  # room for the text fields around the file part
+_DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".metadata")
+
+_HOME = b"""<!DOCTYPE html>
+<html>
+  <head><title>registry-core package index</title></head>
+  <body>
+    <h1>registry-core package index</h1>
+    <p><a href="/simple/">Simple index</a></p>
+  </body>
+</html>
+"""
+
+
+def _normalize(name: str) -> str:
+    return _NORMALIZE.sub("-", name).lower()
+
+
+def _text(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> _Reply:
+    body = (message.replace("\r", " ").replace("\n", " ") + "\n").encode()
+    headers = [("content-type", "text/plain; charset=utf-8"), ("content-length", str(len(body)))]
+    return _Reply(status, headers + (extra or []), body)
+
+
+class _Reply:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+
+class IndexApp:
+    """ASGI app serving ``index`` (a :class:`registry_core.index.Index`).
+
+    ``files``: the app serving the distribution files (and anything that is not an index
+    route); default ``RegistryApp(index.storage)``. ``max_upload_bytes``: the largest file an
+    upload may carry (default the index's ``max_file_bytes``); the whole body may exceed it by
+    a margin for the text fields. ``precompute_previous``: after an upload, patches from this
+    many earlier releases to the new file are computed in the background
+    (``files.precompute``), so the first client upgrading gets a delta at once.
+    ``cache_control``: sent on index pages. ``page_cache_bytes``: bound of the rendered-page
+    cache.
+
+    ``stats``: counters (page builds and cache hits, uploads, metadata hits); tests read them
+    to prove which requests a client made.
+    """
+
+    def __init__(
+        self,
+        index: Index,
+        *,
+        files: RegistryApp | Any | None = None,
+        max_upload_bytes: int | None = None,
+        precompute_previous: int = 3,
+        cache_control: str = "max-age=60, public",
+        page_cache_bytes: int = 64 << 20,
+    ) -> None:
+        if files is None:
+            from ._app import RegistryApp
+
+            files = RegistryApp(index.storage)
+        if max_upload_bytes is None:
+            max_upload_bytes = int(getattr(index, "max_file_bytes", 100 << 20))
+        if max_upload_bytes <= 0:
+            raise InvalidArgumentError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+        if precompute_previous < 0:
+            raise InvalidArgumentError("precompute_previous must be >= 0")
+        self.index = index
+        self.files = files
+        self.max_upload_bytes = max_upload_bytes
+        self.precompute_previous = precompute_previous
+        self.cache_control = cache_control
+        self._pages: LRU[tuple[str | None, str, int], tuple[bytes, str]] = LRU(
+            max_entries=1 << 14, max_bytes=page_cache_bytes, weigh=lambda v: len(v[0]) + 128
+        )
+        self._flight: SingleFlight[tuple[bytes, str] | None] = SingleFlight()
+        self.stats: dict[str, int] = {
+            "page_builds": 0,
+            "page_hits": 0,
+            "uploads": 0,
+            "upload_errors": 0,
+            "metadata": 0,
+        }
+        self.metadata_hits: dict[str, int] = {}
+        self._count_lock = threading.Lock()
+        self._tmp_dir: str | None = None  # big upload bodies spool here, beside the storage
+        try:
+            state_dir = getattr(index.storage, "state_dir", None)
+            if state_dir is not None:
+                (state_dir / "tmp").mkdir(exist_ok=True)
+                self._tmp_dir = str(state_dir / "tmp")
+        except OSError:
+            log.warning("no spool directory in the storage's state dir; using the system's")
+
+    def _count(self, name: str) -> None:
+        with self._count_lock:
+            self.stats[name] += 1
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.files(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        reply: _Reply | None = None
+        if path == "/simple" or path.startswith("/simple/"):
+            if method in ("GET", "HEAD"):
+                reply = await self._simple(scope, path)
+            else:
+                reply = _text(405, "method not allowed", [("allow", "GET, HEAD")])
+        elif method == "POST" and path in ("/", "/legacy", "/legacy/"):
+            reply = await self._upload(scope, receive)
+        elif path == "/" and method in ("GET", "HEAD"):
+            reply = _Reply(
+                200,
+                [
+                    ("content-type", "text/html; charset=utf-8"),
+                    ("content-length", str(len(_HOME))),
+                ],
+                _HOME,
+            )
+        elif path.endswith(".metadata") and method in ("GET", "HEAD"):
+            reply = await self._metadata(scope, path)
+        if reply is None:
+            await self.files(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
+
+    # -- Simple API --------------------------------------------------------------------------
+
+    async def _simple(self, scope: Scope, path: str) -> _Reply | None:
+        rest = path[len("/simple") :]
+        query = scope.get("query_string", b"").decode("latin-1")
+        suffix = f"?{query}" if query else ""
+        if rest == "":
+            return _Reply(301, [("location", "/simple/" + suffix), ("content-length", "0")])
+        parts = rest[1:].split("/")
+        if parts == [""]:
+            name: str | None = None
+        elif len(parts) == 1:
+            # /simple/<name>: a project page without its slash, unless it is a file that
+            # happens to live under simple/ (a project named "simple" keeps its files there)
+            if parts[0].endswith(_DIST_SUFFIXES):
+                return None
+            if not _NAME_OK.match(parts[0]):
+                return _text(404, "no such project")
+            return self._redirect(_normalize(parts[0]), suffix)
+        elif len(parts) == 2 and parts[1] == "":
+            if not _NAME_OK.match(parts[0]):
+                return _text(404, "no such project")
+            name = _normalize(parts[0])
+            if name != parts[0]:
+                return self._redirect(name, suffix)
+        else:
+            return None  # a file below simple/: the file server's
+        headers = fold_headers(scope["headers"])
+        media = negotiate(headers.get("accept"))
+        if media is None:
+            return _text(
+                406,
+                "none of the Simple API's media types is acceptable: "
+                f"{JSON_V1}, application/vnd.pypi.simple.v1+html, text/html",
+                [("vary", "Accept")],
+            )
+        page = await self._page(name, media)
+        if page is None:
+            return _text(404, f"no project named {name!r}", [("vary", "Accept")])
+        body, etag = page
+        common = [
+            ("etag", etag),
+            ("vary", "Accept"),
+            ("cache-control", self.cache_control),
+        ]
+        inm = headers.get("if-none-match")
+        if inm and _etag_matches(inm, etag):
+            return _Reply(304, common)
+        content_type = media if media != HTML_LEGACY else "text/html; charset=utf-8"
+        return _Reply(
+            200,
+            [("content-type", content_type), ("content-length", str(len(body))), *common],
+            body,
+        )
+
+    def _redirect(self, name: str, suffix: str) -> _Reply:
+        return _Reply(
+            301,
+            [("location", f"/simple/{quote(name)}/{suffix}"), ("content-length", "0")],
+        )
+
+    async def _page(self, name: str | None, media: str) -> tuple[bytes, str] | None:
+        """The rendered page and its ETag; None for an unknown project."""
+        serial = await asyncio.to_thread(self._serial)
+        key = (name, media, serial)
+        hit = self._pages.get(key)
+        if hit is not None:
+            self._count("page_hits")
+            return hit
+
+        async def build() -> tuple[bytes, str] | None:
+            page = await asyncio.to_thread(self._build, name, media, serial)
+            if page is not None:
+                self._pages.put(key, page)
+            return page
+
+        return await self._flight.do(key, build)
+
+    def _serial(self) -> int:
+        return int(self.index.serial)
+
+    def _build(self, name: str | None, media: str, serial: int) -> tuple[bytes, str] | None:
+        """Render one page (worker thread: the index's calls block)."""
+        self._count("page_builds")
+        if name is None:
+            body = render_index([p.name for p in self.index.projects()], media)
+        else:
+            project = self.index.project(name)
+            if project is None:
+                return None
+            records = self.index.files(project.name)
+            files = tuple(simple_file(r, self._url(r)) for r in records)
+            versions = tuple(dict.fromkeys(r.version for r in records))
+            body = render_project(SimpleProject(project.name, files, versions), media)
+        digest = hashlib.sha256(body).hexdigest()[:16]
+        return body, f'"{serial}-{digest}"'
+
+    @staticmethod
+    def _url(record: FileRecord) -> str:
+        return "/" + quote(record.path)
+
+    # -- core metadata -----------------------------------------------------------------------
+
+    async def _metadata(self, scope: Scope, path: str) -> _Reply | None:
+        file_path = path[1 : -len(".metadata")]
+        filename = file_path.rsplit("/", 1)[-1]
+        if not filename:
+            return None
+        found = await asyncio.to_thread(self._load_metadata, filename, file_path)
+        if found is None:
+            return None  # not an indexed file's metadata: maybe a stored file of that name
+        data, sha = found
+        with self._count_lock:
+            self.stats["metadata"] += 1
+            if len(self.metadata_hits) < 1 << 16 or filename in self.metadata_hits:
+                self.metadata_hits[filename] = self.metadata_hits.get(filename, 0) + 1
+        etag = f'"{sha}"'
+        digest = "sha-256=:" + base64.b64encode(bytes.fromhex(sha)).decode() + ":"
+        common = [("etag", etag), ("cache-control", "max-age=31536000, immutable")]
+        headers = fold_headers(scope["headers"])
+        inm = headers.get("if-none-match")
+        if inm and _etag_matches(inm, etag):
+            return _Reply(304, common)
+        return _Reply(
+            200,
+            [
+                ("content-type", "text/plain; charset=utf-8"),
+                ("content-length", str(len(data))),
+                ("repr-digest", digest),
+                ("content-digest", digest),
+                *common,
+            ],
+            data,
+        )
+
+    def _load_metadata(self, filename: str, file_path: str) -> tuple[bytes, str] | None:
+        record = self.index.file(filename)
+        if record is None or record.path != file_path or not record.metadata_sha256:
+            return None
+        data = self.index.metadata(filename)
+        if data is None:
+            return None
+        sha = hashlib.sha256(data).hexdigest()
+        if sha != record.metadata_sha256:
+            log.error("core metadata of %s does not match its recorded digest", filename)
+            return None
+        return data, sha
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    async def _upload(self, scope: Scope, receive: Receive) -> _Reply:
+        body = _Body(receive)
+        try:
+            record = await self._receive_upload(scope, body)
+        except PackageIndexError as exc:
+            self._count("upload_errors")
+            # read what is left of a refused body (bounded), so the client sees the answer
+            # instead of a reset connection
+            await body.drain(1 << 20)
+            extra = []
+            if isinstance(exc, AuthenticationError):
+                extra.append(("www-authenticate", 'Basic realm="registry-core"'))
+            return _text(exc.status, str(exc), extra)
+        self._count("uploads")
+        await self._precompute(record)
+        return _text(200, "OK")
+
+    async def _receive_upload(self, scope: Scope, body: _Body) -> FileRecord:
+        from ._multipart import UploadForm
+
+        headers = fold_headers(scope["headers"])
+        token = _basic_token(headers.get("authorization"))
+        if token is None:
+            raise AuthenticationError("uploads need a token: username __token__, password it")
+        limit = self.max_upload_bytes + _FORM_MARGIN
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise UploadRejectedError("malformed Content-Length")
+            if int(length) > limit:
+                raise UploadRejectedError(
+                    f"upload of {length} bytes is over the index's limit", status=413
+                )
+        form = UploadForm(
+            headers.get("content-type", ""),
+            max_file_bytes=self.max_upload_bytes,
+            tmp_dir=self._tmp_dir,
+        )
+        try:
+            while (chunk := await body.next()) is not None:
+                if body.seen > limit:
+                    raise UploadRejectedError("upload body is over the index's limit", status=413)
+                if chunk:
+                    form.feed(chunk)
+            form.finish()
+            action = form.first(":action")
+            if action != "file_upload":
+                raise UploadRejectedError(
+                    f"unsupported :action {action!r}; only file_upload is supported"
+                )
+            if form.first("protocol_version") not in (None, "1"):
+                raise UploadRejectedError("unsupported protocol_version (only 1)")
+            assert form.file is not None and form.filename is not None
+            filename = form.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+            return await asyncio.to_thread(
+                self.index.upload,
+                filename,
+                form.file,
+                token=token,
+                sha256=form.first("sha256_digest") or None,
+                md5=form.first("md5_digest") or None,
+                blake2_256=form.first("blake2_256_digest") or None,
+                name=form.first("name") or None,
+                version=form.first("version") or None,
+            )
+        finally:
+            await asyncio.to_thread(form.close)
+
+    async def _precompute(self, record: FileRecord) -> None:
+        """Ask the file server to compute patches from earlier releases (best effort: the
+        upload has succeeded whatever happens here)."""
+        precompute = getattr(self.files, "precompute", None)
+        if precompute is None or self.precompute_previous == 0:
+            return
+        try:
+            bases = await asyncio.to_thread(self.index.previous, record, self.precompute_previous)
+            if bases:
+                await asyncio.to_thread(precompute, record.path, [b.path for b in bases])
+        except Exception:
+            log.exception("could not schedule patches for %s", record.filename)
+
+
+class _Body:
+    """A request body read message by message; remembers whether it has ended."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.seen = 0
+        self.done = False
+
+    async def next(self) -> bytes | None:
+        """The next piece; None once the body has ended."""
+        if self.done:
+            return None
+        message = await self._receive()
+        if message["type"] != "http.request":
+            self.done = True
+            raise UploadRejectedError("the client went away during the upload")
+        chunk: bytes = message.get("body", b"")
+        self.seen += len(chunk)
+        if not message.get("more_body"):
+            self.done = True
+        return chunk
+
+    async def drain(self, limit: int) -> None:
+        start = self.seen
+        try:
+            while self.seen - start <= limit and await self.next() is not None:
+                pass
+        except UploadRejectedError:
+            pass
+
+
+def _basic_token(value: str | None) -> str | None:
+    """The token from ``Authorization: Basic __token__:<token>``; None without the header."""
+    if value is None or not value.strip():
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    if scheme.lower() != "basic":
+        raise AuthenticationError("use HTTP Basic authentication with username __token__")
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise AuthenticationError("malformed Basic credentials") from None
+    user, sep, password = decoded.partition(":")
+    if not sep or user != "__token__":
+        raise AuthenticationError("the username must be __token__ and the password a token")
+    return password
+
+
+def _etag_matches(inm: str, etag: str) -> bool:
+    from ..wire import parse_entity_tags
+
+    try:
+        tags = parse_entity_tags(inm)
+    except InvalidArgumentError:
+        return False
+    if tags is None:
+        return True
+    return any(t.removeprefix("W/") == etag for t in tags)

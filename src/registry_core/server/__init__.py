@@ -6,6 +6,7 @@ hypercorn is imported only when a server is started, so importing this package s
 from __future__ import annotations
 
 from ._app import RegistryApp
+from ._index_app import IndexApp
 from ._serve import (
     ServerHandle,
     ServerLimits,
@@ -19,6 +20,7 @@ from ._storage import ArtifactInfo, DirectoryStorage, MemoryStorage, Storage
 __all__ = [
     "ArtifactInfo",
     "DirectoryStorage",
+    "IndexApp",
     "MemoryStorage",
     "RegistryApp",
     "ServerHandle",

@@ -12,8 +12,9 @@ Range and deltas):
   (``multipart/form-data``, ``:action=file_upload``, HTTP Basic ``__token__:<token>``).
 - ``GET /``: a small page linking to ``/simple/``.
 
-The index's calls block (SQLite, file I/O), so they run on worker threads; a cached page is
-answered on the event loop without any.
+The index's calls block (SQLite, file I/O), so they run on worker threads; a cached page costs
+one (the serial read). The index package is imported on first use, so ``registry_core.server``
+stays cheap to import.
 """
 
 from __future__ import annotations
@@ -34,15 +35,6 @@ from ..errors import (
     InvalidArgumentError,
     PackageIndexError,
     UploadRejectedError,
-)
-from ..index._simple import (
-    HTML_LEGACY,
-    JSON_V1,
-    SimpleProject,
-    negotiate,
-    render_index,
-    render_project,
-    simple_file,
 )
 from ._app import fold_headers
 
@@ -205,6 +197,8 @@ class IndexApp:
     # -- Simple API --------------------------------------------------------------------------
 
     async def _simple(self, scope: Scope, path: str) -> _Reply | None:
+        from ..index._simple import HTML_LEGACY, JSON_V1, negotiate
+
         rest = path[len("/simple") :]
         query = scope.get("query_string", b"").decode("latin-1")
         suffix = f"?{query}" if query else ""
@@ -285,6 +279,8 @@ class IndexApp:
 
     def _build(self, name: str | None, media: str, serial: int) -> tuple[bytes, str] | None:
         """Render one page (worker thread: the index's calls block)."""
+        from ..index._simple import SimpleProject, render_index, render_project, simple_file
+
         self._count("page_builds")
         if name is None:
             body = render_index([p.name for p in self.index.projects()], media)

@@ -247,9 +247,12 @@ class Bench:
             proxy = start_child("proxy", [up.url, str(work / "proxy-cache")], work / "proxy.log")
             relay = ByteRelay("127.0.0.1", int(proxy.url.rsplit(":", 1)[1]))
             try:
-                return run_scenario(
+                r = run_scenario(
                     self.steps, relay.url + "/simple/", relay, up, [proxy, index], work
                 )
+                r["index_stats"] = child_call(index, "stats")
+                r["proxy_stats"] = child_call(proxy, "stats")["stats"]
+                return r
             finally:
                 relay.close()
                 child_stop(proxy)
@@ -383,7 +386,12 @@ def child_main(role: str, args: list[str]) -> None:
     index = app = files = None
     if role == "index":
         from registry_core.index import Index
-        from registry_core.server import IndexApp, RegistryApp
+        from registry_core.server import RegistryApp
+
+        try:
+            from registry_core.server import IndexApp
+        except ImportError:  # before server/__init__ re-exports it
+            from registry_core.server._index_app import IndexApp
 
         root = Path(args[0])
         root.mkdir(parents=True, exist_ok=True)
@@ -394,7 +402,10 @@ def child_main(role: str, args: list[str]) -> None:
         handle = start_server(app, tls=False)
         reply({"url": handle.url().rstrip("/"), "token": raw})
     elif role == "proxy":
-        from registry_core.proxy import ProxyApp
+        try:
+            from registry_core.proxy import ProxyApp
+        except ImportError:  # before proxy/__init__ exists
+            from registry_core.proxy._app import ProxyApp
 
         upstream, cache = args
         app = ProxyApp(upstream, cache)
@@ -411,17 +422,31 @@ def child_main(role: str, args: list[str]) -> None:
                 break
             if cmd == "idle":
                 assert files is not None
-                files.precompute_idle(timeout=600)
+                if not files.precompute_idle(timeout=600):
+                    raise TimeoutError("the patch precompute did not go idle in 600 s")
                 reply({"ok": True})
+            elif cmd == "stats" and files is None:
+                st = getattr(app, "stats", None)
+                reply({"stats": _plain(st)})
             elif cmd == "stats":
+                st = files.stats
+                counts = {
+                    k: getattr(st, k, None)
+                    for k in (
+                        "precomputed",
+                        "precompute_skipped",
+                        "precompute_dropped",
+                        "patches_served",
+                        "patches_from_store",
+                        "patch_busy",
+                        "patch_timeouts",
+                    )
+                }
+                counts["patch_refusals"] = dict(getattr(st, "patch_refusals", {}))
                 patches = Path(args[0]) / ".registry-core" / "patches"
                 found = [p for p in patches.rglob("*") if p.is_file()] if patches.is_dir() else []
-                reply(
-                    {
-                        "patches": len(found),
-                        "patch_bytes": sum(p.stat().st_size for p in found),
-                    }
-                )
+                counts["patch_store_bytes"] = sum(p.stat().st_size for p in found)
+                reply(counts)
             elif cmd == "load":
                 assert index is not None
                 token, _ = index.create_token(description="bench load")
@@ -433,7 +458,26 @@ def child_main(role: str, args: list[str]) -> None:
                 reply({"error": f"unknown command {cmd!r}"})
         except Exception as exc:  # the parent shows it with the log tail
             reply({"error": f"{type(exc).__name__}: {exc}"})
-    handle.close() if hasattr(handle, "close") else handle.stop()
+    handle.stop()
+
+
+def _plain(obj: Any) -> Any:
+    """A JSON-able view of a stats object (dataclass, mapping or anything with __dict__)."""
+    import dataclasses
+
+    if obj is None or isinstance(obj, (int, float, str, bool)):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
+    elif callable(getattr(obj, "as_dict", None)):
+        obj = obj.as_dict()
+    elif not isinstance(obj, dict) and hasattr(obj, "__dict__"):
+        obj = vars(obj)
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return repr(obj)
 
 
 # ---------------------------------------------------------------------------------------------

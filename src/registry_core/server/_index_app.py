@@ -401,7 +401,9 @@ class IndexApp:
             if form.first("protocol_version") not in (None, "1"):
                 raise UploadRejectedError("unsupported protocol_version (only 1)")
             assert form.file is not None and form.filename is not None
-            filename = form.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+            filename = form.filename
+            if "/" in filename or "\\" in filename or not filename.strip():
+                raise UploadRejectedError(f"the upload's filename {filename!r} is not a plain name")
             return await asyncio.to_thread(
                 self.index.upload,
                 filename,

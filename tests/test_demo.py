@@ -43,3 +43,16 @@ def test_the_delta_demo_runs_on_the_fallback(tmp_path, monkeypatch, capsys):
     releases = demo.delta_report()
     assert len(releases) >= 2
     assert "byte-exact: yes" in capsys.readouterr().out
+
+
+def test_pip_upgrade_through_the_proxy_moves_a_delta(capsys):
+    """The demo's index + proxy path with real pip: release 1 in full, the upgrade as a
+    delta far smaller than the wheel, and the installed files are release 2's."""
+    from registry_core.server._demo import run_pip_upgrade_demo
+
+    report = run_pip_upgrade_demo(source_kb=256, data_kb=256)
+    first, upgrade = report["steps"]
+    assert not first["delta"] and first["upstream_bytes"] >= first["wheel_bytes"]
+    assert upgrade["delta"] and upgrade["upstream_bytes"] < upgrade["wheel_bytes"] // 4
+    out = capsys.readouterr().out
+    assert "pip install --upgrade rc-demo-app -> 1.1.0" in out and "% saved" in out

@@ -5,6 +5,9 @@
    (``make corpus``), otherwise two versions of pip installed on this machine packed as wheels;
    the patch, its size against the full artifact, and verification of the rebuilt bytes.
 3. The registry path (server on loopback, client following updates) when the transport is built.
+4. A package index with the pull-through proxy in front: pip installs a small project built
+   here with setuptools, then upgrades it through the proxy; the bytes the proxy pulled from
+   the index against the wheel's size.
 """
 
 from __future__ import annotations
@@ -154,11 +157,26 @@ def transport_report(releases: list[tuple[str, bytes]]) -> None:
     run_demo(releases)
 
 
+def pip_upgrade_report() -> dict[str, object] | None:
+    import importlib.util
+
+    print("\nA pip upgrade through the pull-through proxy (index and proxy on loopback):")
+    missing = [m for m in ("pip", "setuptools") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"  {' and '.join(missing)} not installed here; skipping the pip demo")
+        return None
+    from .server._demo import run_pip_upgrade_demo
+
+    return run_pip_upgrade_demo()
+
+
 def main() -> None:
     core_report()
     releases = delta_report()
     if releases and os.environ.get("REGISTRY_CORE_DEMO_TRANSPORT", "1") == "1":
         transport_report(releases)
+    if os.environ.get("REGISTRY_CORE_DEMO_PIP", "1") == "1":
+        pip_upgrade_report()
 
 
 if __name__ == "__main__":

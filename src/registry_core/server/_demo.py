@@ -1,10 +1,15 @@
-"""The end-to-end registry update demo: a server on loopback, a client following releases.
+"""The end-to-end registry demos: a server on loopback, clients following releases.
 
 ``run_demo`` serves successive versions of an artifact from a loopback RegistryApp (HTTP/2 and
 HTTP/3 on one port, self-signed certificate), then, for each protocol, has a fresh client
 download the first version and follow every update with ``Transport.fetch(have=previous)``
 (a 226 patch, a dcz body or the full file, whichever the server offers), verifying each result.
 It prints bytes moved against full downloads and the latency percentiles, and returns them.
+
+``run_pip_upgrade_demo`` is the package-index path with a real client: two releases of a small
+project built with setuptools, an ``Index`` served by ``IndexApp``, the pull-through
+``ProxyApp`` in front of it, and pip installing release 1 then upgrading to release 2 through
+the proxy; it prints the bytes the proxy pulled from the index against the wheel's size.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["corpus_artifacts", "local_artifacts", "main", "run_demo"]
+__all__ = ["corpus_artifacts", "local_artifacts", "main", "run_demo", "run_pip_upgrade_demo"]
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -231,6 +236,216 @@ def run_demo(
         workdir.cleanup()
     out("")
     out(f"server: {app.patches_computed} patches computed (cached after the first request)")
+    return report
+
+
+DEMO_PROJECT = "rc-demo-app"
+
+
+def _demo_sources(version: str, *, source_kb: int, data_kb: int) -> tuple[str, bytes]:
+    """The project's module source and its data file for ``version``: the same base from
+    release to release with a few functions and a few 4 KiB blocks of data changed, as a
+    patch release changes code and a bundled table."""
+    base = random.Random(DEMO_PROJECT)
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa", "theta", "zeta"]
+    lines = [f'"""{DEMO_PROJECT}: generated for the registry-core demo."""\n']
+    lines.append(f"VERSION = {version!r}\n\n")
+    size = 0
+    i = 0
+    while size < source_kb << 10:
+        line = f"def f{i}(x):\n    return {' '.join(base.choices(words, k=8))!r} + str(x)\n\n"
+        lines.append(line)
+        size += len(line)
+        i += 1
+    changed = random.Random(f"{DEMO_PROJECT}-{version}")
+    for j in range(8):
+        lines.append(f"def changed{j}():\n    return {changed.random()!r}\n\n")
+    data = bytearray(base.randbytes(data_kb << 10))
+    for _ in range(4):
+        at = changed.randrange(0, max(1, len(data) - 4096))
+        data[at : at + 4096] = changed.randbytes(4096)
+    return "".join(lines), bytes(data)
+
+
+def build_demo_wheel(
+    root: Path, version: str, *, source_kb: int = 1024, data_kb: int = 1024
+) -> Path:
+    """Build the demo project's wheel for ``version`` under ``root`` with setuptools' PEP 517
+    backend in a subprocess (what pip and ``build`` run), offline; returns its path."""
+    import subprocess
+    import sys
+    import textwrap
+
+    module = DEMO_PROJECT.replace("-", "_")
+    src = root / f"src-{version}"
+    (src / module).mkdir(parents=True)
+    code, data = _demo_sources(version, source_kb=source_kb, data_kb=data_kb)
+    (src / module / "__init__.py").write_text(code)
+    (src / module / "table.bin").write_bytes(data)
+    (src / "pyproject.toml").write_text(
+        textwrap.dedent(
+            f"""\
+            [build-system]
+            requires = ["setuptools"]
+            build-backend = "setuptools.build_meta"
+
+            [project]
+            name = "{DEMO_PROJECT}"
+            version = "{version}"
+            description = "registry-core demo package"
+            requires-python = ">=3.8"
+
+            [tool.setuptools]
+            packages = ["{module}"]
+
+            [tool.setuptools.package-data]
+            {module} = ["table.bin"]
+            """
+        )
+    )
+    dist = root / "dist"
+    dist.mkdir(exist_ok=True)
+    script = "import sys, setuptools.build_meta as b; print('BUILT', b.build_wheel(sys.argv[1]))"
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(dist)],
+        cwd=src,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+        timeout=300,
+    )
+    built = [ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("BUILT ")]
+    if proc.returncode != 0 or not built:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InvalidArgumentError(f"building the demo wheel with setuptools failed: {tail}")
+    return dist / built[-1]
+
+
+def _pip(args: list[str], cwd: Path) -> None:
+    """Run this interpreter's pip with no user or site configuration (only the URL given)."""
+    import subprocess
+    import sys
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PIP_", "UV_")) and k != "PYTHONPATH"
+    }
+    env.update(
+        PIP_CONFIG_FILE=os.devnull,
+        PIP_DISABLE_PIP_VERSION_CHECK="1",
+        PIP_NO_INPUT="1",
+        PIP_NO_CACHE_DIR="1",
+        PIP_KEYRING_PROVIDER="disabled",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InvalidArgumentError(f"pip {args[0]} failed: {tail}")
+
+
+def run_pip_upgrade_demo(
+    *,
+    versions: tuple[str, str] = ("1.0.0", "1.1.0"),
+    source_kb: int = 1024,
+    data_kb: int = 1024,
+    out: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """pip installs release 1, then upgrades to release 2, through the proxy in front of an
+    index on loopback; prints and returns what the proxy pulled from the index each time."""
+    from ..flags import FeatureFlags
+    from ..index import Index
+    from ..proxy import ProxyApp
+    from ._app import RegistryApp
+    from ._index_app import IndexApp
+    from ._serve import start_server
+
+    flags = FeatureFlags(overrides={"DELTA_AGGREGATOR": True, "QUIC_TRANSPORT": False})
+    report: dict[str, Any] = {"project": DEMO_PROJECT, "steps": []}
+    with tempfile.TemporaryDirectory(prefix="registry-core-pip-demo-") as work:
+        tmp = Path(work)
+        t0 = time.perf_counter()
+        wheels = [
+            build_demo_wheel(tmp / "build", v, source_kb=source_kb, data_kb=data_kb)
+            for v in versions
+        ]
+        out(
+            f"  built {DEMO_PROJECT} {versions[0]} and {versions[1]} with setuptools "
+            f"({wheels[0].stat().st_size:,} and {wheels[1].stat().st_size:,} B wheels, "
+            f"{time.perf_counter() - t0:.1f}s)"
+        )
+        (tmp / "index").mkdir()
+        index = Index(tmp / "index")
+        token, _ = index.create_token(scope=DEMO_PROJECT, description="demo uploads")
+        with wheels[0].open("rb") as fh:
+            index.upload(wheels[0].name, fh, token=token)
+        files = RegistryApp(index.storage, flags=flags)
+        upstream = start_server(IndexApp(index, files=files), tls=False)
+        proxy = ProxyApp(upstream.url(), tmp / "proxy-cache", page_ttl=0.0, flags=flags)
+        try:
+            front = start_server(proxy, tls=False)
+        except BaseException:
+            upstream.stop()
+            index.close()
+            raise
+        try:
+            out(
+                f"  index on {upstream.url('/simple/')}, proxy on {front.url('/simple/')} "
+                "(pip talks to the proxy only)"
+            )
+            target = tmp / "site"
+            pip_args = ["--target", str(target), "--index-url", front.url("/simple/"), "-q"]
+            for step, (version, wheel) in enumerate(zip(versions, wheels, strict=True)):
+                if step:
+                    with wheel.open("rb") as fh:
+                        record = index.upload(wheel.name, fh, token=token)
+                    bases = [r.path for r in index.previous(record)]
+                    files.precompute(record.path, bases)
+                    files.precompute_idle(60.0)  # the patch is ready before pip asks
+                before = proxy.stats
+                t0 = time.perf_counter()
+                what = "install" if step == 0 else "install --upgrade"
+                _pip(["install", *(["--upgrade"] if step else []), *pip_args, DEMO_PROJECT], tmp)
+                dt = time.perf_counter() - t0
+                after = proxy.stats
+                installed = (target / DEMO_PROJECT.replace("-", "_") / "__init__.py").read_text()
+                if f"VERSION = {version!r}" not in installed:
+                    raise AssertionError(f"pip did not install {DEMO_PROJECT} {version}")
+                moved = after.upstream_bytes - before.upstream_bytes
+                full = wheel.stat().st_size
+                kind = "delta" if after.deltas > before.deltas else "full download"
+                report["steps"].append(
+                    {
+                        "version": version,
+                        "wheel_bytes": full,
+                        "upstream_bytes": moved,
+                        "delta": kind == "delta",
+                        "seconds": dt,
+                    }
+                )
+                if step == 0:
+                    detail = f"the whole {full:,} B wheel plus its page and metadata"
+                else:
+                    detail = (
+                        f"instead of the {full:,} B wheel ({kind}, page and metadata "
+                        f"included: {100 * (1 - moved / full):.1f}% saved)"
+                    )
+                out(
+                    f"  pip {what} {DEMO_PROJECT} -> {version}: {moved:,} B from the index, "
+                    f"{detail}, {dt:.1f}s"
+                )
+        finally:
+            front.stop()
+            upstream.stop()
+            files.close()
+            index.close()
     return report
 
 

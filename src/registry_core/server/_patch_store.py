@@ -95,6 +95,9 @@ class PatchStore:
             shards = list(os.scandir(self.directory))
         except FileNotFoundError:
             return
+        except OSError as exc:  # writes will fail (and say so) too; reads find nothing
+            log.warning("patch store: cannot read %s: %r", self.directory, exc)
+            return
         for shard in shards:
             if not shard.is_dir(follow_symlinks=False) or len(shard.name) != 2:
                 continue

@@ -1,11 +1,14 @@
 """The ``registry-core`` command line; nothing in the library imports it.
 
 ``main(argv)`` parses and runs one command and returns its exit status (the ``registry-core``
-entry point); ``python -m registry_core.cli`` does the same.
+entry point); ``python -m registry_core.cli`` does the same. One module per command group:
+``_delta`` (diff, apply, info), ``_serve`` (serve), ``_token`` (token), ``_index`` (index),
+``_proxy`` (proxy, proxy warm).
 """
 
 from __future__ import annotations
 
-from ._main import Progress, build_parser, main
+from ._main import build_parser, main
+from ._output import Progress
 
 __all__ = ["Progress", "build_parser", "main"]

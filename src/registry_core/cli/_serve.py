@@ -1,17 +1,25 @@
-"""``registry-core serve``: the argument parser and runner the CLI hooks in.
+"""``registry-core serve DIR``: a package index over DIR (the Simple API, uploads, files).
 
-``_main.py`` calls ``add_serve_parser(subparsers)`` while building its parser and dispatches the
-``serve`` command to ``run_serve(args)`` (with ``args.flags`` resolved once by the CLI).
+``_main.py`` calls ``add_serve_parser(subparsers)`` while building its parser and dispatches
+the ``serve`` command to ``run_serve(args)`` (with ``args.flags`` resolved once by the CLI).
+The directory is indexed first (``Index.rebuild``: files added or removed while the server was
+down), then ``IndexApp`` serves the index and hands every other path to a ``RegistryApp``
+over the same storage (ETags, digests, Range, 226 deltas).
 
-Every failure to start (missing extra, unusable certificate, port, bind) ends in one line on
-stderr and exit status 2; "serving on" is printed only once every listener is up.
+Every failure to start (missing extra, unusable certificate, port, bind, a non-loopback host
+with ``--plain-http``) ends in one line on stderr and exit status 2; "serving on" is printed
+only once every listener is up.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
+
+from ._output import counts
+from ._run import is_loopback, run_foreground
 
 __all__ = ["add_serve_parser", "run_serve"]
 
@@ -39,7 +47,11 @@ def _seconds_or_off(text: str) -> float | None:
 
 def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     D = DEFAULTS
-    p.add_argument("directory", help="directory of artifacts; each file is served at its path")
+    p.add_argument(
+        "directory",
+        help="the index directory: distributions under <project>/, every file served at its "
+        "path; the database and computed patches live in DIR/.registry-core/ (never served)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument(
         "--port",
@@ -54,6 +66,12 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         action="store_true",
         help="a self-signed certificate for --host/localhost, kept per host in "
         "$XDG_CACHE_HOME/registry-core/self-signed/ and reused",
+    )
+    tls.add_argument(
+        "--plain-http",
+        action="store_true",
+        help="plain HTTP/1.1 without TLS; only with a loopback --host (pip and uv treat "
+        "http://127.0.0.1 as secure)",
     )
     p.add_argument("--keyfile", help="PEM private key of --certfile")
     p.add_argument("--no-http3", action="store_true", help="serve TCP only (no UDP, no Alt-Svc)")
@@ -103,9 +121,11 @@ def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     return _configure(
         subparsers.add_parser(
             "serve",
-            help="serve a directory of artifacts over HTTP/1.1, HTTP/2 and HTTP/3",
-            description="Serve DIR with ETags, RFC 9530 digests, compression, delta (226) and "
-            "dcz responses; HTTP/3 on the same port, advertised with Alt-Svc while the "
+            help="serve a package index (Simple API, uploads, files) over HTTP/1.1, HTTP/2, HTTP/3",
+            description="Serve DIR as a package index: PEP 503/691 pages under /simple/, "
+            "twine/uv uploads at /legacy/ (API tokens: registry-core token create DIR), every "
+            "file with ETags, RFC 9530 digests, Range, compression, delta (226) and dcz "
+            "responses; HTTP/3 on the same port, advertised with Alt-Svc while the "
             "QUIC_TRANSPORT flag is on. Limits: docs/security.md.",
         )
     )
@@ -117,18 +137,27 @@ def _fail(message: object) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Run the server in the foreground until interrupted; returns the exit status."""
+    """Run the index server in the foreground until interrupted; returns the exit status."""
     from ..errors import RegistryCoreError
 
     if args.certfile and not args.keyfile:
         return _fail("--certfile needs --keyfile")
     if args.keyfile and not args.certfile:
         return _fail("--keyfile needs --certfile")
+    if args.plain_http and not is_loopback(args.host):
+        return _fail(
+            f"--plain-http serves without TLS and is refused on {args.host}: use a loopback "
+            "--host (127.0.0.1, ::1) or a certificate"
+        )
+    if not Path(args.directory).is_dir():
+        return _fail(f"{args.directory}: not a directory")
     try:
-        from ..server._serve import SERVER_EXTRA_HINT, ServerLimits, serve
+        from ..server._serve import SERVER_EXTRA_HINT, ServerLimits, _require_server_extra
     except ModuleNotFoundError as exc:  # the server package itself is light; be safe anyway
         return _fail(f"{exc}")
+    index = None
     try:
+        _require_server_extra()  # before the index is opened: nothing to undo then
         limits = ServerLimits(
             max_connections=args.max_connections,
             max_connections_per_ip=args.max_connections_per_ip,
@@ -141,16 +170,41 @@ def run_serve(args: argparse.Namespace) -> int:
             from ..flags import FeatureFlags
 
             flags = FeatureFlags.load()
-        serve(
-            args.directory,
+        from ..index import Index
+        from ..server import IndexApp, RegistryApp
+
+        index = Index(args.directory)
+        rebuilt = counts(index.rebuild())
+        files = RegistryApp(index.storage, flags=flags)
+        app = IndexApp(index, files=files)
+        tls = not args.plain_http
+        quic = tls and not args.no_http3
+
+        def describe(handle: Any) -> str:
+            if quic and files.quic and files.alt_svc is None:
+                files.alt_svc = f'h3=":{handle.port}"; ma=3600'
+            url = handle.url()
+            where = (
+                f"(TCP h1/h2{' + UDP h3' if quic else ''})"
+                if tls
+                else "(TCP h1, plain HTTP: no TLS)"
+            )
+            line = (
+                f"registry-core: serving on {url} {where}; index {url}simple/ "
+                f"({len(index.projects())} projects; rebuilt: {rebuilt}); uploads {url}legacy/"
+            )
+            return f"{line}; certificate {handle.certfile}" if tls else line
+
+        return run_foreground(
+            app,
+            describe,
             host=args.host,
             port=args.port,
             certfile=args.certfile,
             keyfile=args.keyfile,
-            self_signed=args.self_signed,
-            quic=not args.no_http3,
+            quic=quic,
             limits=limits,
-            flags=flags,
+            tls=tls,
         )
     except ModuleNotFoundError as exc:
         if str(exc).startswith(SERVER_EXTRA_HINT):
@@ -158,4 +212,6 @@ def run_serve(args: argparse.Namespace) -> int:
         raise
     except (RegistryCoreError, OSError) as exc:
         return _fail(exc)
-    return 0
+    finally:
+        if index is not None:
+            index.close()

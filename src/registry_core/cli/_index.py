@@ -1,0 +1,46 @@
+"""``registry-core index rebuild DIR``: bring the index database in line with the files."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgumentError
+from ._output import counts
+
+
+def open_index(directory: str) -> Any:
+    """``Index(directory)``; refuses a path that is not an existing directory (an index is
+    never created by a typo)."""
+    if not Path(directory).is_dir():
+        raise InvalidArgumentError(f"{directory}: not a directory")
+    from ..index import Index
+
+    return Index(directory)
+
+
+def _cmd_rebuild(args: argparse.Namespace) -> int:
+    index = open_index(args.directory)
+    try:
+        report = index.rebuild()
+        projects = len(index.projects())
+    finally:
+        index.close()
+    print(f"{args.directory}: index rebuilt ({counts(report)}); {projects} projects")
+    return 0
+
+
+def add_index_parser(sub: Any) -> None:
+    """Add ``index rebuild`` to an ``argparse`` subparsers object."""
+    index = sub.add_parser("index", help="maintain the index database")
+    verbs = index.add_subparsers(dest="index_command", required=True, metavar="{rebuild}")
+    p = verbs.add_parser(
+        "rebuild",
+        help="index files added to DIR by hand, drop rows of vanished files",
+        description="Index every distribution file in DIR that the database does not know "
+        "(core metadata extracted), drop rows whose file is gone and fix rows whose bytes "
+        "changed; prints the counts. serve does this at every start.",
+    )
+    p.add_argument("directory", help="the index directory")
+    p.set_defaults(func=_cmd_rebuild, command_name="index rebuild")

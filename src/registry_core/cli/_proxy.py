@@ -1,0 +1,224 @@
+"""``registry-core proxy``: the pull-through delta proxy, and ``proxy warm`` to fill its cache.
+
+``proxy --upstream URL --cache-dir DIR`` serves a local index (point ``PIP_INDEX_URL`` /
+``UV_INDEX_URL`` at ``http://127.0.0.1:3141/simple/``) whose files come from the upstream,
+as deltas against older releases already in the cache when the upstream offers them.
+``proxy warm -r requirements.txt`` fetches the files a requirements file names into the same
+cache without serving, and prints the bytes moved against full downloads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from ..errors import InvalidArgumentError, UpstreamError
+from ._output import size
+from ._run import is_loopback, run_foreground
+
+DEFAULT_LISTEN = "127.0.0.1:3141"
+DEFAULT_MAX_CACHE = "10GiB"
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "m": 1000**2, "mb": 1000**2}
+_UNITS |= {"mib": 1 << 20, "g": 1000**3, "gb": 1000**3, "gib": 1 << 30}
+_UNITS |= {"t": 1000**4, "tb": 1000**4, "tib": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"10GiB"``, ``"500MB"``, ``"1048576"`` -> bytes (argparse type; > 0)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m.group(2).lower() if m else ""
+    if m is None or unit not in _UNITS:
+        raise argparse.ArgumentTypeError(f"expected a size such as 500MiB or 10GB, got {text!r}")
+    value = int(float(m.group(1)) * _UNITS[unit])
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size > 0, got {text!r}")
+    return value
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:3141`` for IPv6) -> ``(host, port)``."""
+    m = re.fullmatch(r"\[([0-9a-fA-F:.]+)\]:(\d+)|([^:\[\]]+):(\d+)", text.strip())
+    if m is None:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    host = m.group(1) or m.group(3)
+    port = int(m.group(2) or m.group(4))
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0..65535, got {port}")
+    return host, port
+
+
+def _verify(args: argparse.Namespace) -> bool | str:
+    return args.cafile if getattr(args, "cafile", None) else True
+
+
+def _require(args: argparse.Namespace, command: str) -> None:
+    missing = [
+        f"--{n.replace('_', '-')}" for n in ("upstream", "cache_dir") if not getattr(args, n, None)
+    ]
+    if missing:
+        raise InvalidArgumentError(f"{command} needs {' and '.join(missing)}")
+    if not re.match(r"(?i)https?://", args.upstream):
+        raise InvalidArgumentError(
+            f"--upstream must be an http:// or https:// URL, got {args.upstream!r}"
+        )
+
+
+def _cmd_proxy(args: argparse.Namespace) -> int:
+    _require(args, "proxy")
+    host, port = args.listen
+    if bool(args.certfile) != bool(args.keyfile):
+        raise InvalidArgumentError("--certfile and --keyfile go together")
+    tls = bool(args.certfile)
+    if not tls and not is_loopback(host):
+        raise InvalidArgumentError(
+            f"plain HTTP is refused on {host}: listen on a loopback address (127.0.0.1, ::1) "
+            "or give --certfile/--keyfile"
+        )
+    from ..server._serve import _require_server_extra
+
+    _require_server_extra()
+    from ..proxy import ProxyApp
+
+    app = ProxyApp(
+        args.upstream,
+        args.cache_dir,
+        max_cache_bytes=args.max_cache_bytes,
+        page_ttl=args.page_ttl,
+        verify=_verify(args),
+        flags=args.flags,
+    )
+
+    def describe(handle: Any) -> str:
+        url = handle.url()
+        return (
+            f"registry-core: proxy serving on {url} for {args.upstream} "
+            f"({'TLS' if tls else 'plain HTTP: loopback only'}); index {url}simple/; "
+            f"cache {args.cache_dir} (at most {size(args.max_cache_bytes)})"
+        )
+
+    # The proxy's upstream connections close with the server (ASGI lifespan shutdown).
+    return run_foreground(
+        app,
+        describe,
+        host=host,
+        port=port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        quic=False,
+        tls=tls,
+    )
+
+
+def _cmd_warm(args: argparse.Namespace) -> int:
+    _require(args, "proxy warm")
+    from ..proxy import warm
+
+    report = warm(
+        args.requirement,
+        upstream=args.upstream,
+        cache_dir=args.cache_dir,
+        max_cache_bytes=args.max_cache_bytes,
+        verify=_verify(args),
+        flags=args.flags,
+    )
+    print(warm_summary(report, args.cache_dir), flush=True)
+    if report.failed:
+        shown = "; ".join(f"{req}: {why}" for req, why in report.failed[:5])
+        more = f" (and {len(report.failed) - 5} more)" if len(report.failed) > 5 else ""
+        raise UpstreamError(f"{len(report.failed)} requirements not warmed: {shown}{more}")
+    return 0
+
+
+def warm_summary(report: Any, cache_dir: str) -> str:
+    """One line: files by how they came, bytes over the upstream link against full downloads."""
+    kinds: dict[str, int] = {}
+    for _name, _moved, _full, how in report.fetched:
+        kinds[how] = kinds.get(how, 0) + 1
+    how = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "nothing fetched"
+    moved, full = report.upstream_bytes, report.full_bytes
+    saved = f", {100 * (1 - moved / full):.1f}% saved" if full else ""
+    skipped = f"; {len(report.skipped)} skipped (markers)" if report.skipped else ""
+    return (
+        f"{cache_dir}: warmed {len(report.fetched)} files ({how}); {size(moved)} from upstream "
+        f"for {size(full)} of files{saved}{skipped}"
+    )
+
+
+def _common(p: argparse.ArgumentParser, default: Any) -> None:
+    """The options ``proxy`` and ``proxy warm`` share. ``default`` is argparse.SUPPRESS on
+    ``warm`` so that options given before the word ``warm`` are kept."""
+
+    def d(value: Any) -> Any:
+        return value if default is None else default
+
+    p.add_argument(
+        "--upstream",
+        metavar="URL",
+        default=d(None),
+        help="the index to pull from, e.g. https://pypi.org (its /simple/ is used)",
+    )
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=d(None),
+        help="where pages and files are kept (reuse it across CI runs)",
+    )
+    p.add_argument(
+        "--max-cache-bytes",
+        metavar="SIZE",
+        type=parse_size,
+        default=d(parse_size(DEFAULT_MAX_CACHE)),
+        help=f"bound of the file cache; least recently used files are evicted "
+        f"(default {DEFAULT_MAX_CACHE})",
+    )
+    p.add_argument(
+        "--cafile",
+        metavar="PEM",
+        default=d(None),
+        help="CA bundle to verify an https upstream with (default: system CAs)",
+    )
+
+
+def add_proxy_parser(sub: Any) -> None:
+    """Add ``proxy`` and ``proxy warm`` to an ``argparse`` subparsers object."""
+    p = sub.add_parser(
+        "proxy",
+        help="a local pull-through index that fetches updates as deltas",
+        description="Serve a local index in front of --upstream: pages cached and revalidated "
+        "(served stale when the upstream is down), files verified against the upstream's "
+        "sha256 before they are cached or served, updates fetched as deltas against the "
+        "cached older release when the upstream offers them. Point pip at "
+        "PIP_INDEX_URL=http://127.0.0.1:3141/simple/ (uv: UV_INDEX_URL).",
+    )
+    _common(p, None)
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=parse_listen,
+        default=parse_listen(DEFAULT_LISTEN),
+        help=f"address to serve on (default {DEFAULT_LISTEN}; plain HTTP only on " "loopback)",
+    )
+    p.add_argument(
+        "--page-ttl",
+        metavar="SECONDS",
+        type=float,
+        default=60.0,
+        help="serve a cached project page this long before revalidating (default 60)",
+    )
+    p.add_argument("--certfile", help="PEM certificate chain: serve HTTPS (with --keyfile)")
+    p.add_argument("--keyfile", help="PEM private key of --certfile")
+    p.set_defaults(func=_cmd_proxy, command_name="proxy")
+    verbs = p.add_subparsers(dest="proxy_command", required=False, metavar="{warm}")
+    w = verbs.add_parser(
+        "warm",
+        help="fetch the files of a requirements file into the cache",
+        description="For each requirement (name==version, name>=x, name), fetch the best file "
+        "for this interpreter into the cache through the same verified, delta-aware path, and "
+        "print bytes moved against full downloads. No dependency resolution: give a complete "
+        "requirements file (pip freeze, pip-compile, uv pip compile).",
+    )
+    w.add_argument("-r", "--requirement", metavar="FILE", required=True, help="requirements file")
+    _common(w, argparse.SUPPRESS)
+    w.set_defaults(func=_cmd_warm, command_name="proxy warm")

@@ -255,3 +255,39 @@ def test_patch_store_options(tmp_path, releases):
     with pytest.raises(InvalidArgumentError):
         _app(tmp_path, precompute_queue=0)
     assert not (tmp_path / ".registry-core").exists()  # nothing created until a write
+
+
+def test_request_during_precompute_shares_its_computation(releases, call):
+    """A request for the pair the precompute worker is diffing waits for that diff (one
+    computation), instead of diffing again."""
+    from registry_core._util import ThreadSingleFlight
+
+    class _Notifying(ThreadSingleFlight):
+        joined = threading.Event()
+
+        def do(self, key, fn):
+            if key in self._calls:
+                self.joined.set()  # a second caller is about to wait for the first
+            return super().do(key, fn)
+
+    (_, d0), (v1, d1) = releases[:2]
+    storage = _GatedStorage({W.format("1.0"): d0, W.format(v1): d1})
+    app = RegistryApp(storage, flags=ON)
+    app._patch_flight = flight = _Notifying()
+    try:
+        app.precompute(W.format(v1), [W.format("1.0")])
+        assert storage.entered.wait(HANG)  # the worker holds the pair's flight
+
+        async def main():
+            request = asyncio.ensure_future(app.handle("GET", "/" + W.format(v1), dict(_ask(d0))))
+            assert await asyncio.to_thread(flight.joined.wait, HANG)
+            storage.gate.set()
+            return await request
+
+        status, _, body = asyncio.run(main())
+        assert status == 226 and DeltaAggregator().apply(d0, body) == d1
+        assert app.precompute_idle(HANG)
+        assert app.patches_computed == 1 and flight.shared == 1
+    finally:
+        storage.gate.set()
+        app.close()

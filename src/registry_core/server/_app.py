@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
-from .._util import LRU, SingleFlight
+from .._util import LRU, SingleFlight, ThreadSingleFlight
 from ..errors import InvalidArgumentError, RegistryCoreError
 from ..flags import FeatureFlags, resolve_flags
 from ..wire._delta import delta_response_headers, etag_for_sha256, parse_delta_request
@@ -310,6 +310,8 @@ class RegistryApp:
         ]
         self._blocking = not getattr(storage, "nonblocking", False)
         self._stat_flight: SingleFlight[tuple[ArtifactInfo | None, bytes | None]] = SingleFlight()
+        # request patch workers and the precompute worker share one computation per pair
+        self._patch_flight: ThreadSingleFlight[tuple[bytes, str]] = ThreadSingleFlight()
         # the precompute worker: one thread, started on first use, stopped by close()
         self.precompute_queue = int(precompute_queue)
         self._pre_lock = threading.Lock()
@@ -886,9 +888,29 @@ class RegistryApp:
         *,
         verify: bool | None = None,
     ) -> tuple[bytes, str]:
-        """In a patch worker: diff, check, cache (a failure or a poor patch is cached as such);
-        a patch or a poor result is also stored (a failure is not: it may not happen again).
-        ``verify``: apply the patch once before keeping it (default ``verify_patches``)."""
+        """In a patch worker or the precompute worker: the patch for ``key``, computed once
+        when both ask at the same time (a thread single flight), or found in the memory cache
+        when the other finished it since this job was queued."""
+
+        def run() -> tuple[bytes, str]:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit
+            return self._diff(key, base, target, binary, verify)
+
+        return self._patch_flight.do(key, run)
+
+    def _diff(
+        self,
+        key: Hashable,
+        base: ArtifactInfo,
+        target: ArtifactInfo,
+        binary: bool,
+        verify: bool | None,
+    ) -> tuple[bytes, str]:
+        """Diff, check, cache (a failure or a poor patch is cached as such); a patch or a poor
+        result is also stored (a failure is not: it may not happen again). ``verify``: apply
+        the patch once before keeping it (default ``verify_patches``)."""
         result = _NOT_WORTH
         verify = self.verify_patches if verify is None else verify
         settled = False

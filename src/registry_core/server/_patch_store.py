@@ -131,6 +131,10 @@ class PatchStore:
         b, t = _hex("base", base), _hex("target", target)
         return os.path.join(self.directory, b[:2], f"{b}-{t}.{mode}")
 
+    def _count(self, name: str) -> None:
+        with self._lock:
+            setattr(self.stats, name, getattr(self.stats, name) + 1)
+
     def _forget(self, path: str) -> None:
         with self._lock:
             size = self._sizes.pop(path, None)
@@ -151,15 +155,15 @@ class PatchStore:
             with open(path, "rb") as f:
                 raw = f.read(self.max_bytes + _HEADER + 1)
         except (FileNotFoundError, NotADirectoryError):
-            self.stats.misses += 1
+            self._count("misses")
             self._forget(path)  # evicted or removed by another process
             return None
         except OSError as exc:
             log.warning("patch store: cannot read %s: %r", path, exc)
-            self.stats.misses += 1
+            self._count("misses")
             return None
         if raw == _NOT_WORTH_MAGIC:
-            self.stats.not_worth_hits += 1
+            self._count("not_worth_hits")
             self._touch(path)
             return b""
         payload = raw[_HEADER:]
@@ -169,11 +173,11 @@ class PatchStore:
             or hashlib.sha256(payload).digest() != raw[len(_PATCH_MAGIC) : _HEADER]
         ):
             log.warning("patch store: %s failed its check; removed (it will be recomputed)", path)
-            self.stats.corrupt += 1
-            self.stats.misses += 1
+            self._count("corrupt")
+            self._count("misses")
             self._drop(path)
             return None
-        self.stats.hits += 1
+        self._count("hits")
         self._touch(path)
         return payload
 
@@ -187,14 +191,14 @@ class PatchStore:
             body = [_NOT_WORTH_MAGIC]
         size = sum(len(p) for p in body)
         if size > self.max_bytes:
-            self.stats.too_large += 1
+            self._count("too_large")
             return False
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             atomic_write(path, body)
         except OSError as exc:
             log.warning("patch store: cannot write %s: %r", path, exc)
-            self.stats.write_errors += 1
+            self._count("write_errors")
             return False
         with self._lock:
             old = self._sizes.pop(path, 0)

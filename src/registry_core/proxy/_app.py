@@ -462,8 +462,9 @@ class ProxyApp:
         asked once with a HEAD, learned from downloads otherwise."""
         if self._upstream_digests is None:
             try:
-                r = await self.transport.request("HEAD", url, max_size=0)
-            except TransportError:
+                r = await self.transport.request("HEAD", url)
+            except TransportError as exc:
+                log.info("proxy: HEAD %s failed (%s); downloading in full", url, exc)
                 return False
             if r.status == 200:
                 self._learn(r.headers)

@@ -97,7 +97,7 @@ def choose_file(
         else:
             order = len(rank)  # an sdist comes after every compatible wheel
         candidates.append((info.version, order, f))
-    for prereleases in (None, True):
+    for prereleases in (bool(specifier.prereleases), True):
         allowed = [c for c in candidates if specifier.contains(c[0], prereleases=prereleases)]
         if allowed:
             top = max(c[0] for c in allowed)

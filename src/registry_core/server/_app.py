@@ -441,8 +441,10 @@ class RegistryApp:
 
         registry-core clients reproduce the reference deflate engines, so with DELTA_STABLE on
         they get archive-aware patches; binary patches go only to clients that name other
-        engines, and a binary patch of a compressed archive rarely saves the 10 % needed to be
-        sent, so those are left to the request path (computed on demand, then stored).
+        engines. Whether a binary diff is cheap is not known before it is done (measured:
+        botocore 1.34.2 -> 1.34.3, 11.8 MB, 0.6 s for a 4 % patch; zstandard 0.22 -> 0.23,
+        5.4 MB, 6.7 s for a 98 % patch, not worth sending), so binary patches are left to the
+        request path (computed on demand within its bounds, then stored like any other).
         """
         return [not self.archive_aware]
 

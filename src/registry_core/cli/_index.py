@@ -28,6 +28,8 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     finally:
         index.close()
     print(f"{args.directory}: index rebuilt ({counts(report)}); {projects} projects")
+    for path, reason in report.rejected:  # left out, say why (the files stay where they are)
+        print(f"  rejected {path}: {reason}")
     return 0
 
 

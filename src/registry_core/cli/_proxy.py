@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from fractions import Fraction
 from typing import Any
 
 from ..errors import InvalidArgumentError, UpstreamError
@@ -31,7 +32,7 @@ def parse_size(text: str) -> int:
     unit = m.group(2).lower() if m else ""
     if m is None or unit not in _UNITS:
         raise argparse.ArgumentTypeError(f"expected a size such as 500MiB or 10GB, got {text!r}")
-    value = int(float(m.group(1)) * _UNITS[unit])
+    value = int(Fraction(m.group(1)) * _UNITS[unit])  # exact: no float rounding
     if value <= 0:
         raise argparse.ArgumentTypeError(f"expected a size > 0, got {text!r}")
     return value

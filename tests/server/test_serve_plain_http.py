@@ -169,3 +169,59 @@ def test_serve_plain_http_announces_http(tree):
         proc.stderr.close()
     with pytest.raises(InvalidArgumentError):
         serve(root, tls=False, self_signed=True)
+
+
+class _Big:
+    """Streams 8 MiB in 64 KiB pieces (for the write timeout)."""
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return
+        piece, count = b"x" * (64 << 10), 128
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", str(len(piece) * count).encode())],
+            }
+        )
+        for i in range(count):
+            await send({"type": "http.response.body", "body": piece, "more_body": i < count - 1})
+
+
+def test_plain_http_write_timeout_still_applies():
+    limits = ServerLimits(write_timeout=0.5, read_timeout=None)
+    with start_server(_Big(), tls=False, limits=limits) as srv:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(HANG)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")  # and never read
+        _wait_for(
+            lambda: srv.stats["write_timeouts"] >= 1 and srv.stats["open"] == 0,
+            "unread connection aborted",
+        )
+        s.close()
+
+
+def test_plain_http_h2c_prior_knowledge(tree):
+    """Not required, but hypercorn speaks it: an HTTP/2 client without TLS is served too."""
+    root, data = tree
+    with start_server(RegistryApp(root), tls=False) as srv:
+        with httpx.Client(http1=False, http2=True) as client:
+            r = client.get(srv.url("/pkg/hello.txt"), headers={"accept-encoding": "identity"})
+        assert r.http_version == "HTTP/2" and r.content == data
+
+
+def test_plain_http_on_ipv6_loopback(tree):
+    root, data = tree
+    try:
+        probe = socket.socket(socket.AF_INET6)
+        probe.bind(("::1", 0))
+        probe.close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with start_server(RegistryApp(root), host="::1", tls=False) as srv:
+        assert srv.url("/pkg/hello.txt").startswith("http://[::1]:")
+        with httpx.Client() as client:
+            assert client.get(srv.url("/pkg/hello.txt")).content == data

@@ -78,30 +78,44 @@ class _CappedReader(io.RawIOBase):
 
 
 def _zip_member_count(f: BinaryIO, size: int) -> int:
-    """The entry count a zip's end records declare (read before ``zipfile`` parses the
-    central directory, whose size the count bounds). Raises BadZipFile when none is found."""
+    """How many entries ``zipfile`` would build from this zip's central directory, counted
+    without building them (and at most ``MAX_MEMBERS + 1``): the directory is located from
+    the end records as ``zipfile`` does, then walked entry by entry. BadZipFile when the end
+    records are missing or point outside the file."""
     tail_len = min(size, 22 + 0xFFFF)
-    f.seek(size - tail_len)
+    tail_start = size - tail_len
+    f.seek(tail_start)
     tail = f.read(tail_len)
     pos = tail.rfind(b"PK\x05\x06")
     if pos < 0 or len(tail) - pos < 22:
         raise zipfile.BadZipFile("no end of central directory record")
     (count,) = struct.unpack_from("<H", tail, pos + 10)
     (cd_size,) = struct.unpack_from("<I", tail, pos + 12)
-    if count == 0xFFFF or cd_size == 0xFFFFFFFF:  # zip64: the locator sits just before
-        loc = pos - 20
-        if loc < 0 or tail[loc : loc + 4] != b"PK\x06\x07":
-            raise zipfile.BadZipFile("zip64 end of central directory locator missing")
-        (rec_off,) = struct.unpack_from("<Q", tail, loc + 8)
-        if rec_off > size - 56:
+    cd_end = tail_start + pos
+    loc = pos - 20
+    if loc >= 0 and tail[loc : loc + 4] == b"PK\x06\x07":  # zip64: its record sits before
+        rec_pos = tail_start + loc - 56
+        if rec_pos < 0:
             raise zipfile.BadZipFile("zip64 end of central directory record out of range")
-        f.seek(rec_off)
+        f.seek(rec_pos)
         rec = f.read(56)
         if rec[:4] != b"PK\x06\x06":
             raise zipfile.BadZipFile("zip64 end of central directory record missing")
-        (count,) = struct.unpack_from("<Q", rec, 32)
-    # every central directory entry takes at least 46 bytes
-    return max(int(count), cd_size // 46 if cd_size != 0xFFFFFFFF else 0)
+        (cd_size,) = struct.unpack_from("<Q", rec, 40)
+        cd_end = rec_pos
+    cd_start = cd_end - cd_size
+    if cd_start < 0:
+        raise zipfile.BadZipFile(f"central directory of {cd_size} bytes does not fit the file")
+    f.seek(cd_start)
+    directory = f.read(cd_size)
+    n = i = 0
+    while i + 46 <= len(directory) and directory[i : i + 4] == b"PK\x01\x02":
+        n += 1
+        if n > MAX_MEMBERS:
+            break
+        name_len, extra_len, comment_len = struct.unpack_from("<HHH", directory, i + 28)
+        i += 46 + name_len + extra_len + comment_len
+    return n
 
 
 def _stem(filename: str) -> str:
@@ -132,7 +146,7 @@ def _open_zip(f: BinaryIO, filename: str, what: str) -> zipfile.ZipFile:
     count = _zip_member_count(f, size)
     if count > MAX_MEMBERS:
         raise UploadRejectedError(
-            f"{filename}: the archive declares {count} members, over the limit of {MAX_MEMBERS}"
+            f"{filename}: the archive has more than {MAX_MEMBERS} members (the limit)"
         )
     f.seek(0)
     zf = zipfile.ZipFile(f)
@@ -312,8 +326,10 @@ def extract_metadata(
     except UploadRejectedError:
         raise
     except (*_ZIP_ERRORS, *_TAR_ERRORS, gzip.BadGzipFile) as e:
+        detail = str(e)
+        detail = detail if len(detail) <= 200 else detail[:200] + "..."
         raise UploadRejectedError(
-            f"{filename} is not a readable {kind}: {type(e).__name__}: {e}"
+            f"{filename} is not a readable {kind}: {type(e).__name__}: {detail}"
         ) from None
     if len(data) > max_metadata_bytes:
         raise UploadRejectedError(

@@ -86,3 +86,19 @@ def test_metadata_limit_is_configurable() -> None:
         _extract(data, "pkg-1.0-py3-none-any.whl", max_metadata_bytes=4096)
     raw, _ = _extract(data, "pkg-1.0-py3-none-any.whl", max_metadata_bytes=8192)
     assert raw == big
+
+
+def test_zip64_end_records(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wheel whose end of central directory is the zip64 kind (written by zipfile when the
+    entry count passes its limit, lowered here): members are counted from the zip64 record."""
+    from registry_core.index import _metadata as metadata_mod
+
+    monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 2)
+    data = make_wheel("pkg", "1.0", members={f"pkg/m{i}.py": b"" for i in range(10)})
+    monkeypatch.undo()
+    assert b"PK\x06\x06" in data and b"PK\x06\x07" in data
+    _, meta = _extract(data, "pkg-1.0-py3-none-any.whl")
+    assert meta.name == "pkg"
+    monkeypatch.setattr(metadata_mod, "MAX_MEMBERS", 12)
+    with pytest.raises(UploadRejectedError, match="more than 12 members"):
+        _extract(data, "pkg-1.0-py3-none-any.whl")

@@ -105,7 +105,7 @@ def negotiate(accept: str | None) -> str | None:
     best: tuple[float, int, int] | None = None
     chosen: str | None = None
     ranges: list[tuple[str, str, float]] = []
-    for part in accept.split(",")[:64]:  # a hostile header cannot make this loop long
+    for part in accept.split(",", 64)[:64]:  # a hostile header cannot make this loop long
         items = part.split(";")
         media = items[0].strip().lower()
         if "/" not in media:

@@ -369,18 +369,19 @@ class IndexApp:
         from ._multipart import UploadForm
 
         headers = fold_headers(scope["headers"])
-        token = _basic_token(headers.get("authorization"))
-        if token is None:
-            raise AuthenticationError("uploads need a token: username __token__, password it")
         limit = self.max_upload_bytes + _FORM_MARGIN
         length = headers.get("content-length")
         if length is not None:
             if not length.isdigit():
                 raise UploadRejectedError("malformed Content-Length")
+            body.declared = int(length)
             if int(length) > limit:
                 raise UploadRejectedError(
                     f"upload of {length} bytes is over the index's limit", status=413
                 )
+        token = _basic_token(headers.get("authorization"))
+        if token is None:
+            raise AuthenticationError("uploads need a token: username __token__, password it")
         form = UploadForm(
             headers.get("content-type", ""),
             max_file_bytes=self.max_upload_bytes,
@@ -439,6 +440,7 @@ class _Body:
         self._receive = receive
         self.seen = 0
         self.done = False
+        self.declared: int | None = None  # Content-Length, when sent and well-formed
 
     async def next(self) -> bytes | None:
         """The next piece; None once the body has ended."""
@@ -455,6 +457,10 @@ class _Body:
         return chunk
 
     async def drain(self, limit: int) -> None:
+        """Read and drop up to ``limit`` more bytes; nothing when the declared length says
+        more is coming (the server then closes the connection after the answer)."""
+        if self.declared is not None and self.declared - self.seen > limit:
+            return
         start = self.seen
         try:
             while self.seen - start <= limit and await self.next() is not None:

@@ -151,6 +151,10 @@ class ProxyApp:
             upstream = upstream[: -len("/simple")]
         if not upstream.startswith(("https://", "http://")):
             raise InvalidArgumentError(f"upstream must be an http(s):// URL, not {upstream!r}")
+        if "@" in upstream.split("://", 1)[1].split("/", 1)[0]:
+            raise InvalidArgumentError(
+                "credentials in the upstream URL are not supported (they would end up in logs)"
+            )
         if page_ttl < 0:
             raise InvalidArgumentError(f"page_ttl must be >= 0, not {page_ttl!r}")
         if max_file_bytes <= 0:
@@ -513,11 +517,12 @@ class ProxyApp:
             await self._route(scope, send, head)
         except _HTTPError as exc:
             await _reply(send, exc.status, str(exc).encode() + b"\n", exc.headers, head)
-        except UpstreamError as exc:
+        except TransportError as exc:  # UpstreamError included: the upstream failed us
             log.warning("proxy: %s", exc)
             await _reply(send, 502, f"upstream failed: {exc}\n".encode(), (), head)
-        except ProxyError as exc:
-            await _reply(send, 500, f"{exc}\n".encode(), (), head)
+        except (ProxyError, OSError) as exc:
+            log.error("proxy: %s", exc)
+            await _reply(send, 500, b"proxy error (see its log)\n", (), head)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

@@ -291,3 +291,60 @@ def test_request_during_precompute_shares_its_computation(releases, call):
     finally:
         storage.gate.set()
         app.close()
+
+
+def test_index_upload_precomputes_and_a_restart_serves_from_disk(tmp_path):
+    """The whole path: two setuptools-built releases uploaded to an IndexApp over plain HTTP;
+    the upgrade's patch is ready before anyone asks, and a restarted server still has it."""
+    import hashlib
+
+    import httpx
+
+    from _packages import build_project
+    from registry_core.index import Index
+    from registry_core.server import IndexApp, start_server
+
+    built = {
+        v: build_project(tmp_path / "src", "Pre_Pkg", v, payload_kb=64) for v in ("1.0", "1.1")
+    }
+    store = tmp_path / "store"
+    store.mkdir()
+    index = Index(store)
+    raw, _ = index.create_token()
+    files = RegistryApp(index.storage, flags=ON)
+    try:
+        with (
+            start_server(IndexApp(index, files=files), tls=False) as srv,
+            httpx.Client(base_url=srv.url(), timeout=HANG) as client,
+        ):
+            for v in ("1.0", "1.1"):
+                blob = built[v].wheel.read_bytes()
+                r = client.post(
+                    "/legacy/",
+                    data={
+                        ":action": "file_upload",
+                        "protocol_version": "1",
+                        "sha256_digest": hashlib.sha256(blob).hexdigest(),
+                    },
+                    files={"content": (built[v].wheel.name, blob)},
+                    auth=("__token__", raw),
+                )
+                assert r.status_code == 200, r.text
+            assert files.precompute_idle(HANG)
+            assert files.stats.precomputed == 1 and files.patches_computed == 1
+            old, new = built["1.0"].wheel.read_bytes(), built["1.1"].wheel.read_bytes()
+            path = "/" + index.file(built["1.1"].wheel.name).path
+            r = client.get(path, headers=dict(_ask(old)))
+            assert r.status_code == 226 and DeltaAggregator().apply(old, r.content) == new
+            assert files.patches_computed == 1  # the request did not diff
+    finally:
+        files.close()
+    again = RegistryApp(index.storage, flags=ON)  # restart on the same directory
+    try:
+        with start_server(again, tls=False) as srv, httpx.Client(timeout=HANG) as client:
+            r = client.get(srv.url(path), headers=dict(_ask(old)))
+            assert r.status_code == 226 and DeltaAggregator().apply(old, r.content) == new
+            assert again.patches_computed == 0 and again.stats.patches_from_store == 1
+    finally:
+        again.close()
+        index.close()

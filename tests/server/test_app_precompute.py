@@ -348,3 +348,17 @@ def test_index_upload_precomputes_and_a_restart_serves_from_disk(tmp_path):
     finally:
         again.close()
         index.close()
+
+
+def test_stored_patch_saving_too_little_for_this_server_is_not_sent(tree, call):
+    root, ((v0, d0), (v1, d1), _) = tree
+    first = _app(root)
+    assert call(first, "GET", "/" + W.format(v1), _ask(d0))[0] == 226
+    first.close()
+    strict = _app(root, min_delta_saving=0.9999)  # this server wants more than the patch saves
+    try:
+        status, _, body, _ = call(strict, "GET", "/" + W.format(v1), _ask(d0))
+        assert status == 200 and body == d1
+        assert strict.patches_computed == 0 and strict.stats.patches_from_store == 1
+    finally:
+        strict.close()

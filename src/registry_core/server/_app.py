@@ -802,7 +802,7 @@ class RegistryApp:
                 return base, hit
         todo = [b for b in bases if ("patch", b, target.sha256, mode) not in self.cache]
         if todo and self.patch_store is not None:  # then the store (reading is not computing)
-            stored = await asyncio.to_thread(self._from_store, todo, target.sha256, mode)
+            stored = await asyncio.to_thread(self._from_store, todo, target, mode)
             if stored is not None:
                 return stored
             todo = [b for b in todo if ("patch", b, target.sha256, mode) not in self.cache]
@@ -823,19 +823,23 @@ class RegistryApp:
         return base_sha, result
 
     def _from_store(
-        self, bases: list[bytes], target: bytes, mode: str
+        self, bases: list[bytes], target: ArtifactInfo, mode: str
     ) -> tuple[bytes, tuple[bytes, str]] | None:
         """(base, (patch, digest)) for the first base the store has a patch from (in a thread);
-        what it holds for the bases before (a "not worth it") is cached in memory on the way."""
+        what it holds for the bases before (a "not worth it") is cached in memory on the way.
+        A stored patch that does not save ``min_delta_saving`` (stored by a server configured
+        otherwise) counts as not worth sending."""
         assert self.patch_store is not None
         for base in bases:
-            data = self.patch_store.get(base, target, mode)
+            data = self.patch_store.get(base, target.sha256, mode)
             if data is None:
                 continue
             with self._count_lock:
                 self.stats.patches_from_store += 1
+            if len(data) > target.size * (1 - self.min_delta_saving):
+                data = b""
             result = (data, format_digest(data)) if data else _NOT_WORTH
-            self.cache.put(("patch", base, target, mode), result)
+            self.cache.put(("patch", base, target.sha256, mode), result)
             if data:
                 return base, result
         return None

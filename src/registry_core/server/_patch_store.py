@@ -197,7 +197,9 @@ class PatchStore:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             atomic_write(path, body)
         except OSError as exc:
-            log.warning("patch store: cannot write %s: %r", path, exc)
+            # a read-only or full disk: said once, then quietly (every patch would say it)
+            level = logging.DEBUG if self.stats.write_errors else logging.WARNING
+            log.log(level, "patch store: cannot write %s: %r", path, exc)
             self._count("write_errors")
             return False
         with self._lock:

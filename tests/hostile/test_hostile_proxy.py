@@ -249,3 +249,26 @@ def test_upstream_gone(evil, tmp_path):
 def test_credentials_in_upstream_url_refused(tmp_path):
     with pytest.raises(InvalidArgumentError, match="credentials"):
         ProxyApp("https://user:secret@example.org/simple", tmp_path)
+
+
+def test_page_entries_that_cannot_be_checked_are_dropped():
+    """From an https upstream, an http:// file link is left out (no downgrade); a bad
+    core-metadata hash is not advertised to clients."""
+    from registry_core.index import SimpleFile, SimpleProject
+    from registry_core.proxy._app import _page
+
+    files = (
+        SimpleFile("a-1.0.tar.gz", "http://mirror.test/a-1.0.tar.gz", {"sha256": SHA}),
+        SimpleFile("a-1.1.tar.gz", "https://files.test/a-1.1.tar.gz", {"sha256": "zz" * 32}),
+        SimpleFile(
+            "a-1.2.tar.gz",
+            "https://files.test/a-1.2.tar.gz",
+            {"sha256": SHA},
+            core_metadata={"sha256": "not-hex"},
+        ),
+    )
+    page = _page(SimpleProject("a", files), None, None, ("https://",))
+    assert list(page.files) == ["a-1.2.tar.gz"]
+    app = ProxyApp.__new__(ProxyApp)
+    (served,) = app.client_page(page).files
+    assert served.url == "/files/a/a-1.2.tar.gz" and served.core_metadata is False

@@ -51,3 +51,32 @@ def test_uv_install_then_upgrade(proxy, tmp_path):
     run([*uv, "--upgrade", "--target", str(target), f"{PROJECT}==1.1"], env=env)
     assert _version(target) == "VERSION = '1.1'"
     assert proxy.proxy.stats.deltas == 1, proxy.proxy.stats
+
+
+def test_run_proxy_in_the_foreground(upstream, tmp_path):
+    """run_proxy (what ``registry-core proxy`` calls) announces its URL, serves, and stops on
+    SIGTERM."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = (
+        "import sys; from registry_core.proxy import run_proxy; "
+        "run_proxy(sys.argv[1], sys.argv[2], '127.0.0.1', int(sys.argv[3]), verify=sys.argv[4])"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, upstream.base, str(tmp_path / "c"), str(port), upstream.ca],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=BIN,
+    )
+    try:
+        line = proc.stdout.readline()  # blocks until the server is up (or the process dies)
+        assert f"http://127.0.0.1:{port}/simple/" in line, line
+        r = httpx.get(f"http://127.0.0.1:{port}/simple/{PROJECT}/", timeout=30)
+        assert r.status_code == 200 and f"/files/{PROJECT}/" in r.text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -54,6 +54,7 @@ UPSTREAM_ACCEPT = (
 _CHUNK = 256 << 10
 _MAX_PAGE = 64 << 20
 _MAX_METADATA = 16 << 20
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 Scope = dict[str, Any]
 Receive = Callable[[], Any]
@@ -128,7 +129,12 @@ class ProxyApp:
     and pages are kept. max_cache_bytes: the files' bound; ``eviction`` picks victims (least
     recently used by default). page_ttl: seconds a page is served without asking upstream.
     transport: a :class:`~registry_core.transport.Transport` of the proxy's own (its fetch
-    counters feed :attr:`stats`). max_file_bytes: the largest file fetched.
+    counters feed :attr:`stats`). max_file_bytes: the largest file fetched; a download is
+    held in memory until verified, so up to that much per file being fetched. timeout:
+    seconds one upstream request (a whole download) may take.
+
+    The upstream is trusted to name where its files are (PyPI's pages point at another host);
+    from an https upstream only https file URLs are followed.
     """
 
     def __init__(
@@ -144,7 +150,7 @@ class ProxyApp:
         flags: FeatureFlags | None = None,
         clock: Callable[[], float] = time.monotonic,
         max_file_bytes: int = 1 << 30,
-        timeout: float = 60.0,
+        timeout: float = 300.0,
     ) -> None:
         upstream = upstream.strip().rstrip("/")
         if upstream.endswith("/simple"):
@@ -160,6 +166,7 @@ class ProxyApp:
         if max_file_bytes <= 0:
             raise InvalidArgumentError(f"max_file_bytes must be positive, not {max_file_bytes!r}")
         self.upstream = upstream
+        self._schemes = ("http://", "https://") if upstream.startswith("http://") else ("https://",)
         self.cache_dir = Path(cache_dir)
         self.page_ttl = page_ttl
         self.verify = verify
@@ -257,7 +264,7 @@ class ProxyApp:
             with contextlib.suppress(OSError):
                 path.unlink()
             return None
-        return _page(parsed, doc.get("etag"), None)
+        return _page(parsed, doc.get("etag"), None, self._schemes)
 
     def _store_page(self, project: str, body: bytes, media: str, url: str, etag: str | None):
         doc = {
@@ -322,7 +329,7 @@ class ProxyApp:
             log.warning("proxy: upstream failed (%s); serving the cached page of %s", exc, project)
             return entry
         self._c.page_fetches += 1
-        fresh = _page(parsed, etag, self.clock())
+        fresh = _page(parsed, etag, self.clock(), self._schemes)
         self._pages[project] = fresh
         return fresh
 
@@ -333,7 +340,8 @@ class ProxyApp:
         files = []
         for f in page.files.values():
             meta: dict[str, str] | bool = False
-            if isinstance(f.core_metadata, dict) and "sha256" in f.core_metadata:
+            if _has_metadata(f):
+                assert isinstance(f.core_metadata, dict)
                 meta = {"sha256": f.core_metadata["sha256"]}
             files.append(
                 replace(
@@ -361,7 +369,7 @@ class ProxyApp:
                 self.cache.touch(key)
                 self._c.cache_hits += 1
                 return self.cache.path(key), None
-            ok = await asyncio.to_thread(self._check_cached, key, want)
+            ok = await self._check_cached(key, want)
             if ok:
                 self._verified[key] = want
                 self.cache.touch(key)
@@ -374,8 +382,20 @@ class ProxyApp:
         self._verified[key] = want
         return self.cache.path(key), None
 
-    def _check_cached(self, key: str, want: str) -> bool:
+    async def _check_cached(self, key: str, want: str) -> bool:
         """Hash a cached file found at start (or changed upstream); drop it if it differs."""
+        got = await asyncio.to_thread(self._hash_cached, key)
+        if got is None:
+            return False
+        if hmac.compare_digest(got, want):
+            return True
+        self._c.corrupt_refused += 1
+        log.warning("proxy: cached %s does not match its page's sha256; refetching", key)
+        await asyncio.to_thread(self.cache.remove, key)
+        self._verified.pop(key, None)
+        return False
+
+    def _hash_cached(self, key: str) -> str | None:
         h = hashlib.sha256()
         try:
             with open(self.cache.path(key), "rb") as fh:
@@ -383,14 +403,8 @@ class ProxyApp:
                     h.update(chunk)
         except FileNotFoundError:
             self.cache.remove(key)
-            return False
-        if hmac.compare_digest(h.hexdigest(), want):
-            return True
-        self._c.corrupt_refused += 1
-        log.warning("proxy: cached %s does not match its page's sha256; refetching", key)
-        self.cache.remove(key)
-        self._verified.pop(key, None)
-        return False
+            return None
+        return h.hexdigest()
 
     def _pick_base(self, project: str, filename: str) -> str | None:
         """The newest cached file of ``project`` older than ``filename``, same kind and (for
@@ -482,7 +496,7 @@ class ProxyApp:
         meta_file = replace(f, filename=f.filename + ".metadata", url=f.url + ".metadata")
 
         async def fetch() -> tuple[Path | None, bytes | None]:
-            if key in self.cache and await asyncio.to_thread(self._check_cached, key, want):
+            if key in self.cache and await self._check_cached(key, want):
                 self._c.cache_hits += 1
                 return self.cache.path(key), None
             r = await self.transport.get(meta_file.url, max_size=_MAX_METADATA)
@@ -616,8 +630,9 @@ class ProxyApp:
 
         if filename.endswith(".metadata"):
             f = await self._file_entry(project, filename[: -len(".metadata")])
-            if not (isinstance(f.core_metadata, dict) and "sha256" in f.core_metadata):
+            if not _has_metadata(f):
                 raise _HTTPError(404, "no core metadata for this file")
+            assert isinstance(f.core_metadata, dict)
             meta = await self.metadata(project, f)
             etag = etag_for_sha256(bytes.fromhex(f.core_metadata["sha256"]))
             await _reply(send, 200, meta, [("content-type", "text/plain"), ("etag", etag)], head)
@@ -659,6 +674,15 @@ class ProxyApp:
 # -- helpers -----------------------------------------------------------------------------------
 
 
+def _sha_ok(value: str | None) -> bool:
+    return bool(value) and len(value or "") == 64 and all(c in _HEX for c in value or "")
+
+
+def _has_metadata(f: SimpleFile) -> bool:
+    """Whether the page advertises ``f``'s core metadata with a usable SHA-256."""
+    return isinstance(f.core_metadata, dict) and _sha_ok(f.core_metadata.get("sha256"))
+
+
 def _sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -669,14 +693,22 @@ def _parse(body: bytes, media: str, url: str, project: str) -> SimpleProject:
     return parse_project(body, media, url, name=project)
 
 
-def _page(parsed: SimpleProject, etag: str | None, fetched: float | None) -> _Page:
-    """Index a parsed page by filename; files without a SHA-256 or with an unusable name are
-    left out (their bytes could not be checked, or could not be stored safely)."""
+def _page(
+    parsed: SimpleProject, etag: str | None, fetched: float | None, schemes: tuple[str, ...]
+) -> _Page:
+    """Index a parsed page by filename; files without a SHA-256, with an unusable name or a
+    URL of another scheme than ``schemes`` are left out (their bytes could not be checked,
+    stored safely, or fetched as securely as the page)."""
     files: dict[str, SimpleFile] = {}
     dropped = 0
     for f in parsed.files:
         sha = f.hashes.get("sha256")
-        if not sha or len(sha) != 64 or not safe_filename(f.filename) or f.filename in files:
+        if (
+            not _sha_ok(sha)
+            or not safe_filename(f.filename)
+            or f.filename in files
+            or not f.url.startswith(schemes)
+        ):
             dropped += 1
             continue
         if f.filename.endswith(".metadata"):

@@ -4,10 +4,12 @@ brought into the database."""
 from __future__ import annotations
 
 import io
+import threading
 from pathlib import Path
 
 from _dists import core_metadata, make_sdist, make_wheel
-from registry_core.index import Index
+from registry_core.index import FileRecord, Index, RebuildReport, SQLiteIndexDB
+from registry_core.storage import DirectoryStorage
 
 
 def _populate(root: Path) -> None:
@@ -84,3 +86,33 @@ def test_rebuild_after_uploads_and_duplicate_names(tmp_path: Path) -> None:
         assert report.unchanged == 1 and report.added == 0
         assert [p for p, _ in report.rejected] == [f"aaa/{rec.filename}"]
         assert index.file(rec.filename) == rec
+
+
+def test_rebuild_during_an_upload_keeps_the_uploads_row(tmp_path: Path) -> None:
+    """A rebuild that walks while an upload is between storing its file and writing its row
+    leaves the row to the upload (its uploader and on_upload call are kept)."""
+    threads: list[threading.Thread] = []
+    reports: list[RebuildReport] = []
+
+    class RacingDB(SQLiteIndexDB):
+        def add_file(self, record, metadata, display_name):  # type: ignore[no-untyped-def]
+            if record.uploader is not None and not threads:  # the upload's insert
+                t = threading.Thread(target=lambda: reports.append(index.rebuild()))
+                threads.append(t)
+                t.start()
+            return super().add_file(record, metadata, display_name)
+
+    db = RacingDB(":memory:")
+    calls: list[FileRecord] = []
+    index = Index(DirectoryStorage(tmp_path), db, on_upload=calls.append)
+    raw, token = index.create_token()
+    rec = index.upload(
+        "race-1.0-py3-none-any.whl", io.BytesIO(make_wheel("race", "1.0")), token=raw
+    )
+    threads[0].join()
+    assert rec.uploader == token.token_id
+    assert index.file(rec.filename) == rec
+    assert calls == [rec]
+    assert reports[0].added == 0 and reports[0].rejected == ()
+    index.close()
+    db.close()

@@ -357,7 +357,10 @@ class Index:
                 stored = self.db.add_file(record, metadata, display_name)
             except BaseException:
                 if not existed:
-                    self.storage.delete(record.path)
+                    try:
+                        self.storage.delete(record.path)
+                    except Exception:  # keep the original error; say what is left over
+                        log.exception("could not remove %s after a failed upload", record.path)
                 raise
         return stored
 
@@ -404,8 +407,17 @@ class Index:
                 continue
             seen.add(filename)
             if row is None:
-                self.db.add_file(record, metadata, display)
-                added += 1
+                # under the upload lock of that path: an upload between its put and its row
+                # is finished first, and then its row is the one kept
+                with self._locks[hash(path) % _LOCK_STRIPES]:
+                    current = self.db.file(filename)
+                    if current is None:
+                        self.db.add_file(record, metadata, display)
+                        added += 1
+                    elif current.sha256 == record.sha256:
+                        unchanged += 1
+                    else:
+                        rejected.append((path, f"{filename} changed while being indexed"))
             else:
                 if row.yanked is not None:
                     record = _replace(record, yanked=row.yanked)

@@ -87,7 +87,7 @@ def test_project_page_links_hashes_metadata(site):
     app, index, _, client = site
     r = client.get("/simple/demo-pkg/", headers={"accept": JSON_V1})
     assert r.status_code == 200
-    assert r.headers["vary"] == "Accept"
+    assert r.headers["vary"] == "Accept, Accept-Encoding"
     doc = r.json()
     assert doc["meta"]["api-version"] == "1.1"
     assert doc["versions"] == ["1.0"]
@@ -141,6 +141,24 @@ def test_etag_cache_and_serial(site, built):
     third = client.get("/simple/demo-pkg/", headers={"if-none-match": etag})
     assert third.status_code == 200 and third.headers["etag"] != etag
     assert 'data-yanked="broken"' in third.text
+
+
+def test_gzip_pages(site):
+    _, _, _, client = site
+    plain = client.get("/simple/demo-pkg/", headers={"accept-encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    zipped = client.get("/simple/demo-pkg/", headers={"accept-encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.content == plain.content  # httpx decodes it
+    assert int(zipped.headers["content-length"]) < len(plain.content)
+    assert zipped.headers["etag"] != plain.headers["etag"]
+    again = client.get(
+        "/simple/demo-pkg/",
+        headers={"accept-encoding": "gzip", "if-none-match": zipped.headers["etag"]},
+    )
+    assert again.status_code == 304
+    odd = client.get("/simple/demo-pkg/", headers={"accept-encoding": "gzip;q=x, ;;"})
+    assert odd.status_code == 200
 
 
 def test_head_on_page(site):

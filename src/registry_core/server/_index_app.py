@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import gzip
 import hashlib
 import logging
 import re
@@ -57,6 +58,9 @@ _NAME_OK = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _NORMALIZE = re.compile(r"[-_.]+")
 _FORM_MARGIN = 16 << 20  # room for the text fields around the file part
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".metadata")
+_GZIP_MIN = 512  # smaller pages are sent as they are
+
+_Page = tuple[bytes, str, "bytes | None"]  # body, ETag, gzip-coded body
 
 _HOME = b"""<!DOCTYPE html>
 <html>
@@ -129,10 +133,12 @@ class IndexApp:
         self.max_upload_bytes = max_upload_bytes
         self.precompute_previous = precompute_previous
         self.cache_control = cache_control
-        self._pages: LRU[tuple[str | None, str, int], tuple[bytes, str]] = LRU(
-            max_entries=1 << 14, max_bytes=page_cache_bytes, weigh=lambda v: len(v[0]) + 128
+        self._pages: LRU[tuple[str | None, str, int], _Page] = LRU(
+            max_entries=1 << 14,
+            max_bytes=page_cache_bytes,
+            weigh=lambda v: len(v[0]) + len(v[2] or b"") + 128,
         )
-        self._flight: SingleFlight[tuple[bytes, str] | None] = SingleFlight()
+        self._flight: SingleFlight[_Page | None] = SingleFlight()
         self.stats: dict[str, int] = {
             "page_builds": 0,
             "page_hits": 0,
@@ -235,10 +241,15 @@ class IndexApp:
         page = await self._page(name, media)
         if page is None:
             return _text(404, f"no project named {name!r}", [("vary", "Accept")])
-        body, etag = page
+        body, etag, gz = page
+        coding = []
+        if gz is not None and _wants_gzip(headers.get("accept-encoding")):
+            # the gzip representation has its own strong ETag (RFC 9110 8.8.3)
+            body, etag = gz, etag[:-1] + '-gz"'
+            coding = [("content-encoding", "gzip")]
         common = [
             ("etag", etag),
-            ("vary", "Accept"),
+            ("vary", "Accept, Accept-Encoding"),
             ("cache-control", self.cache_control),
         ]
         inm = headers.get("if-none-match")
@@ -247,7 +258,12 @@ class IndexApp:
         content_type = media if media != HTML_LEGACY else "text/html; charset=utf-8"
         return _Reply(
             200,
-            [("content-type", content_type), ("content-length", str(len(body))), *common],
+            [
+                ("content-type", content_type),
+                ("content-length", str(len(body))),
+                *coding,
+                *common,
+            ],
             body,
         )
 
@@ -257,8 +273,8 @@ class IndexApp:
             [("location", f"/simple/{quote(name)}/{suffix}"), ("content-length", "0")],
         )
 
-    async def _page(self, name: str | None, media: str) -> tuple[bytes, str] | None:
-        """The rendered page and its ETag; None for an unknown project."""
+    async def _page(self, name: str | None, media: str) -> _Page | None:
+        """The rendered page, its ETag and its gzip form; None for an unknown project."""
         serial = await asyncio.to_thread(self._serial)
         key = (name, media, serial)
         hit = self._pages.get(key)
@@ -266,7 +282,7 @@ class IndexApp:
             self._count("page_hits")
             return hit
 
-        async def build() -> tuple[bytes, str] | None:
+        async def build() -> _Page | None:
             page = await asyncio.to_thread(self._build, name, media, serial)
             if page is not None:
                 self._pages.put(key, page)
@@ -277,7 +293,7 @@ class IndexApp:
     def _serial(self) -> int:
         return int(self.index.serial)
 
-    def _build(self, name: str | None, media: str, serial: int) -> tuple[bytes, str] | None:
+    def _build(self, name: str | None, media: str, serial: int) -> _Page | None:
         """Render one page (worker thread: the index's calls block)."""
         from ..index._simple import SimpleProject, render_index, render_project, simple_file
 
@@ -293,7 +309,10 @@ class IndexApp:
             versions = tuple(dict.fromkeys(r.version for r in records))
             body = render_project(SimpleProject(project.name, files, versions), media)
         digest = hashlib.sha256(body).hexdigest()[:16]
-        return body, f'"{serial}-{digest}"'
+        gz = None
+        if len(body) >= _GZIP_MIN:  # pages compress ~10x; pip and uv accept gzip
+            gz = gzip.compress(body, compresslevel=6, mtime=0)
+        return body, f'"{serial}-{digest}"', gz
 
     @staticmethod
     def _url(record: FileRecord) -> str:
@@ -484,6 +503,17 @@ def _basic_token(value: str | None) -> str | None:
     if not sep or user != "__token__":
         raise AuthenticationError("the username must be __token__ and the password a token")
     return password
+
+
+def _wants_gzip(accept_encoding: str | None) -> bool:
+    if not accept_encoding:
+        return False
+    from ..compress import negotiate as negotiate_coding
+
+    try:
+        return negotiate_coding(accept_encoding, ["gzip", "identity"]) == "gzip"
+    except Exception:  # a malformed header gets the page as it is
+        return False
 
 
 def _etag_matches(inm: str, etag: str) -> bool:

@@ -158,3 +158,32 @@ def test_bad_keys_are_refused(tmp_path, args):
 def test_max_bytes_is_validated(tmp_path, bad):
     with pytest.raises(InvalidArgumentError):
         PatchStore(tmp_path, max_bytes=bad)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(st.booleans(), st.integers(0, 11), st.integers(0, 700)), min_size=1, max_size=40
+    ),
+    bound=st.integers(200, 3000),
+)
+def test_bound_and_disk_agree_property(tmp_path_factory, ops, bound):
+    """Any sequence of puts and gets: the total never exceeds the bound, what the store counts
+    is what is on disk, and every entry it answers is the last one put for that key."""
+    root = tmp_path_factory.mktemp("bound")
+    store = PatchStore(root, max_bytes=bound)
+    last: dict[int, bytes] = {}
+    for is_put, key, size in ops:
+        if is_put:
+            data = bytes([key]) * size
+            if store.put(sha(key), sha(99), "archive", data):
+                last[key] = data
+        else:
+            got = store.get(sha(key), sha(99), "archive")
+            assert got is None or got == last[key]
+        assert store.total_bytes <= bound
+        on_disk = sum(
+            os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(root) for f in files
+        )
+        assert on_disk == store.total_bytes
+    assert PatchStore(root, max_bytes=bound).total_bytes == store.total_bytes

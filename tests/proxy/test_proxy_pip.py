@@ -4,10 +4,16 @@ over TLS. The upgrade's wheel crosses from the upstream as a delta."""
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import sys
+
+import httpx
 import pytest
 from _proxy_support import PROJECT
 
-from _packages import client_env, run, tool
+from _packages import BIN, client_env, run, tool
 from registry_core.proxy import ProxyApp, start_proxy
 
 MODULE = PROJECT.replace("-", "_")

@@ -165,7 +165,9 @@ def test_head_on_page(site):
     _, _, _, client = site
     r = client.head("/simple/demo-pkg/")
     assert r.status_code == 200 and r.content == b""
-    assert int(r.headers["content-length"]) == len(client.get("/simple/demo-pkg/").content)
+    get = client.get("/simple/demo-pkg/")
+    assert r.headers["content-length"] == get.headers["content-length"]
+    assert r.headers["etag"] == get.headers["etag"]
 
 
 def test_hidden_state_is_not_served(site):

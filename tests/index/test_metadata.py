@@ -7,12 +7,16 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from packaging.version import Version
 
 from _dists import core_metadata, make_sdist, make_wheel, make_zip_sdist
 from _packages import Built, build_project
 from registry_core.errors import UploadRejectedError
 from registry_core.index import CoreMetadata, parse_filename
 from registry_core.index._metadata import extract_metadata, parse_core_metadata
+from registry_core.index._names import wheel_filename
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +106,25 @@ def test_zip64_end_records(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(metadata_mod, "MAX_MEMBERS", 12)
     with pytest.raises(UploadRejectedError, match="more than 12 members"):
         _extract(data, "pkg-1.0-py3-none-any.whl")
+
+
+_name_st = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,20}[A-Za-z0-9])?", fullmatch=True)
+_version_st = st.builds(
+    lambda rel, pre: ".".join(map(str, rel)) + pre,
+    st.lists(st.integers(0, 999), min_size=1, max_size=4),
+    st.sampled_from(["", "a1", "rc2", ".post3", ".dev4"]),
+)
+_rp_st = st.one_of(st.none(), st.sampled_from([">=3.8", ">=3.9,<4", "~=3.10", "!=3.11.*,>=3"]))
+
+
+@given(_name_st, _version_st, _rp_st)
+def test_metadata_round_trip(name: str, version: str, requires_python: str | None) -> None:
+    """A wheel made with these fields gives them back, the name as written, the version
+    normalized."""
+    data = make_wheel(
+        name, version, metadata=core_metadata(name, version, requires_python=requires_python)
+    )
+    filename = wheel_filename(name, version)
+    raw, meta = _extract(data, filename)
+    assert raw == core_metadata(name, version, requires_python=requires_python)
+    assert meta == CoreMetadata(name, str(Version(version)), requires_python)

@@ -43,9 +43,11 @@ class _Running:
         self.url = self.line.split("serving on ", 1)[1].split()[0]
 
     def stop(self) -> int:
+        """SIGTERM; returns the exit status (what it printed after is in ``self.rest``)."""
         self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=30)
+            self.rest, _ = self.proc.communicate(timeout=30)
+            return self.proc.returncode
         finally:
             self.proc.stdout.close()
             self.proc.stderr.close()
@@ -150,9 +152,11 @@ def test_serve_upload_then_pip_upgrade_through_the_proxy(tmp_path, releases):
         assert "warmed 1 files" in warmed.stdout and warmed.stdout.count("\n") == 1
         assert any((tmp_path / "cache2").rglob(releases[1].wheel.name))
     finally:
-        if proxy is not None:
-            assert proxy.stop() == 0
+        proxy_status = None if proxy is None else proxy.stop()
         assert server.stop() == 0
+    assert proxy_status == 0
+    # the upgrade came over the upstream link as a delta (the line printed at stop)
+    assert "proxy stopped" in proxy.rest and "1 deltas" in proxy.rest, proxy.rest
 
 
 def test_proxy_warm_failure_is_one_line(tmp_path, capsys):

@@ -100,15 +100,29 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         )
 
     # The proxy's upstream connections close with the server (ASGI lifespan shutdown).
+    # The summary is taken before the server stops: the upstream client closes with it.
     return run_foreground(
         app,
         describe,
+        before_stop=lambda: print(stats_summary(app.stats), flush=True),
         host=host,
         port=port,
         certfile=args.certfile,
         keyfile=args.keyfile,
         quic=False,
         tls=tls,
+    )
+
+
+def stats_summary(stats: Any) -> str:
+    """The line printed when the proxy stops: what it moved over the upstream link."""
+    full = stats.full_equivalent_bytes
+    saved = f" ({100 * (1 - stats.upstream_bytes / full):.1f}% saved)" if full else ""
+    return (
+        f"registry-core: proxy stopped; {size(stats.upstream_bytes)} from upstream for "
+        f"{size(full)} of files{saved}; {stats.deltas} deltas, {stats.fulls} full, "
+        f"{stats.cache_hits} cache hits, {stats.stale_pages} stale pages, "
+        f"{stats.corrupt_refused} corrupt refused"
     )
 
 

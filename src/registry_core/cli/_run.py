@@ -21,8 +21,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def run_foreground(app: Any, describe: Callable[[Any], str], **start: Any) -> int:
-    """``start_server(app, **start)``, print ``describe(handle)``, block until a signal.
+def run_foreground(
+    app: Any,
+    describe: Callable[[Any], str],
+    *,
+    before_stop: Callable[[], Any] | None = None,
+    **start: Any,
+) -> int:
+    """``start_server(app, **start)``, print ``describe(handle)``, block until a signal;
+    ``before_stop()`` runs then, while the app is still up (a last summary line).
 
     Errors while starting (certificate, port, bind, missing extra) propagate to the caller,
     which turns them into its one-line message; nothing is printed on stdout before then.
@@ -41,6 +48,8 @@ def run_foreground(app: Any, describe: Callable[[Any], str], **start: Any) -> in
                 pass
         except KeyboardInterrupt:
             pass
+        if before_stop is not None:
+            before_stop()
     finally:
         handle.stop()
     return 0

@@ -232,3 +232,61 @@ def test_refusals_are_one_line_before_anything_listens(tmp_path, capsys, argv, c
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"registry-core {command}: error: "), err
     assert says in err[0]
+
+
+def test_serve_and_proxy_over_tls(tmp_path):
+    """With a certificate, both print https URLs and answer over TLS (the upload URL too)."""
+    import ssl
+    import urllib.request
+
+    from registry_core.server import make_self_signed
+
+    cert, key = make_self_signed(["127.0.0.1"], tmp_path)
+    index_dir = tmp_path / "index"
+    index_dir.mkdir()
+    server = _Running(
+        [
+            "serve",
+            str(index_dir),
+            "--certfile",
+            cert,
+            "--keyfile",
+            key,
+            "--port",
+            "0",
+            "--no-http3",
+        ],
+        tmp_path,
+    )
+    proxy = None
+    try:
+        assert server.url.startswith("https://127.0.0.1:")
+        assert f"uploads {server.url}legacy/" in server.line
+        ctx = ssl.create_default_context(cafile=cert)
+        with urllib.request.urlopen(f"{server.url}simple/", context=ctx, timeout=30) as r:
+            assert r.status == 200
+        proxy = _Running(
+            [
+                "proxy",
+                "--upstream",
+                server.url,
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--cafile",
+                cert,
+                "--certfile",
+                cert,
+                "--keyfile",
+                key,
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            tmp_path,
+        )
+        assert proxy.url.startswith("https://127.0.0.1:")
+        with urllib.request.urlopen(f"{proxy.url}simple/", context=ctx, timeout=30) as r:
+            assert r.status == 200
+    finally:
+        if proxy is not None:
+            assert proxy.stop() == 0
+        assert server.stop() == 0

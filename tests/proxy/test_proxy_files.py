@@ -36,6 +36,7 @@ def test_release_then_upgrade_is_a_delta(upstream, built, tmp_path):
         return r1, s1, r2, s2
 
     r1, s1, r2, s2 = run(main())
+    assert app.stats == s2  # the counters outlive the closed upstream client
     assert r1.status_code == 200 and r1.content == old.read_bytes()
     assert r2.status_code == 200 and r2.content == new.read_bytes()
     assert s1.fulls == 1 and s1.deltas == 0

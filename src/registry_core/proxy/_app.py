@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import hashlib
 import hmac
@@ -54,6 +55,7 @@ UPSTREAM_ACCEPT = (
 _CHUNK = 256 << 10
 _MAX_PAGE = 64 << 20
 _MAX_METADATA = 16 << 20
+_FETCH_COUNTERS = ("fetch_bytes_wire", "fetch_delta", "fetch_full", "fetch_dcz")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 Scope = dict[str, Any]
@@ -180,6 +182,7 @@ class ProxyApp:
         self._transport = transport
         self._own_transport = transport is None
         self._base_stats: dict[str, int] = {}
+        self._folded: collections.Counter[str] = collections.Counter()
         if transport is not None:
             self._base_stats = dict(transport.stats)
         self._pages: dict[str, _Page] = {}
@@ -220,17 +223,24 @@ class ProxyApp:
     async def aclose(self) -> None:
         """Close the upstream connections (a Transport given to the proxy is left open)."""
         if self._transport is not None and self._own_transport:
-            t, self._transport = self._transport, None
+            t = self._transport
+            for name in _FETCH_COUNTERS:  # stats stay whole after the client is gone
+                self._folded[name] += self._transport_count(name)
+            self._transport = None
             await t.aclose()
+
+    def _transport_count(self, name: str) -> int:
+        if self._transport is None:
+            return 0
+        return int(self._transport.stats.get(name, 0)) - int(self._base_stats.get(name, 0))
 
     @property
     def stats(self) -> ProxyStats:
         """A snapshot of the counters (see :class:`ProxyStats`)."""
         c = self._c
-        t = self._transport.stats if self._transport is not None else {}
 
         def since(name: str) -> int:
-            return int(t.get(name, 0)) - int(self._base_stats.get(name, 0))
+            return self._folded[name] + self._transport_count(name)
 
         return ProxyStats(
             upstream_bytes=c.upstream_bytes + since("fetch_bytes_wire"),

@@ -7,6 +7,8 @@ import hashlib
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from _packages import build_project
 from registry_core.index import Index
@@ -255,3 +257,42 @@ def test_upload_size_limit(tmp_path, built):
         handle.stop()
         app.files.close()
         index.close()
+
+
+# -- the upload form parser, against the encoder twine uses (urllib3 via requests) -----------
+
+
+@given(
+    fields=st.lists(
+        st.tuples(
+            st.text("abcdefghijklmnopqrstuvwxyz_:", min_size=1, max_size=12),
+            st.text(max_size=200),
+        ),
+        max_size=12,
+    ),
+    content=st.binary(max_size=3000),
+    cuts=st.lists(st.integers(1, 97), max_size=30),
+)
+def test_upload_form_decodes_what_urllib3_encodes(fields, content, cuts):
+    from urllib3.filepost import encode_multipart_formdata
+
+    from registry_core.server._multipart import UploadForm
+
+    body, ctype = encode_multipart_formdata(
+        [*fields, ("content", ("x-1.0.tar.gz", content, "application/octet-stream"))]
+    )
+    form = UploadForm(ctype, max_file_bytes=1 << 20)
+    pos = 0
+    for cut in cuts:  # arbitrary chunk boundaries, as the network delivers them
+        form.feed(body[pos : pos + cut])
+        pos += cut
+    form.feed(body[pos:])
+    form.finish()
+    want: dict[str, list[str]] = {}
+    for name, value in fields:
+        want.setdefault(name, []).append(value)
+    assert form.fields == want
+    assert form.filename == "x-1.0.tar.gz"
+    assert form.file is not None and form.file.read() == content
+    assert form.file_size == len(content)
+    form.close()

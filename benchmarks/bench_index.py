@@ -193,6 +193,7 @@ def run_scenario(
 class Bench:
     def __init__(self, args: argparse.Namespace, work: Path, steps) -> None:
         self.args, self.work, self.steps = args, work, steps
+        self.files_opts = dict(parse_opt(o) for o in args.files_opt)
         self.files = work / "files"
         self.files.mkdir()
         for step in steps:
@@ -263,7 +264,9 @@ class Bench:
         if self.ours_index is not None and self.ours_up is not None:
             return self.ours_index, self.ours_up
         index = start_child(
-            "index", [str(self.work / "ours-index")], self.work / "logs" / "index.log"
+            "index",
+            [str(self.work / "ours-index"), json.dumps(self.files_opts)],
+            self.work / "logs" / "index.log",
         )
         self.ours_index = index
         token = index.info["token"]  # type: ignore[attr-defined]
@@ -396,7 +399,8 @@ def child_main(role: str, args: list[str]) -> None:
         root = Path(args[0])
         root.mkdir(parents=True, exist_ok=True)
         index = Index(root)
-        files = RegistryApp(index.storage)
+        opts = json.loads(args[1]) if len(args) > 1 else {}
+        files = RegistryApp(index.storage, **opts)
         app = IndexApp(index, files=files)
         raw, _ = index.create_token(description="bench upload")
         handle = start_server(app, tls=False)
@@ -506,13 +510,17 @@ def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]
                 "updates_file_bytes",
             )
         }
+        med["total_wall_s_min"] = min(r["total_wall_s"] for r in rs)
+        med["total_wall_s_max"] = max(r["total_wall_s"] for r in rs)
         names = rs[0]["cpu_s"].keys()
         med["cpu_s"] = {n: statistics.median(r["cpu_s"][n] for r in rs) for n in names}
         out[anchor] = med
     return out
 
 
-def report(summary: dict, pages: dict | None, steps, runs: int) -> list[str]:
+def report(
+    summary: dict, pages: dict | None, steps, runs: int, setup: dict | None = None
+) -> list[str]:
     lines = []
     plain = summary.get("pypiserver")
     chain = {}
@@ -526,7 +534,7 @@ def report(summary: dict, pages: dict | None, steps, runs: int) -> list[str]:
     )
     head = (
         f"{'anchor':<11} {'up initial':>11} {'up updates':>11} {'% plain':>8} "
-        f"{'pip updates':>11} {'install s':>9} {'updates s':>9} {'x plain':>7} "
+        f"{'pip updates':>11} {'install s':>9} {'(min-max)':>11} {'updates s':>9} {'x plain':>7} "
         f"{'proxy CPU s':>11} {'index CPU s':>11}"
     )
     lines += [head, "-" * len(head)]
@@ -546,8 +554,24 @@ def report(summary: dict, pages: dict | None, steps, runs: int) -> list[str]:
         lines.append(
             f"{anchor:<11} {mb(s['initial_upstream_bytes']):>11} "
             f"{mb(s['updates_upstream_bytes']):>11} {pctv:>8} {mb(s['updates_pip_bytes']):>11} "
-            f"{s['total_wall_s']:>9.2f} {s['updates_wall_s']:>9.2f} {ratio:>7} "
+            f"{s['total_wall_s']:>9.2f} "
+            f"{s['total_wall_s_min']:>5.1f}-{s['total_wall_s_max']:<5.1f} "
+            f"{s['updates_wall_s']:>9.2f} {ratio:>7} "
             f"{proxy_cpu:>11} {index_cpu:>11}"
+        )
+    lines.append(
+        "up = bytes over the upstream link (proxy -> index; for pypiserver alone: pip's link), "
+        "both directions, headers included; % plain = up updates / pip updates of pypiserver; "
+        "install s = pip wall time summed over the steps (median of runs); CPU = the server "
+        "processes' user+system time over a run"
+    )
+    if setup:
+        lines.append(
+            f"ours setup (not in the table): twine uploads in release order + patch precompute "
+            f"{setup.get('upload_and_precompute_s', 0):.1f} s wall, index CPU "
+            f"{setup.get('index_cpu_s', 0):.2f} s, {setup.get('precomputed')} patches "
+            f"({mb(setup.get('patch_store_bytes') or 0)} stored), "
+            f"{setup.get('precompute_dropped')} dropped"
         )
     if pages:
         lines.append("")
@@ -591,6 +615,13 @@ def goals(summary: dict, pages: dict | None) -> list[str]:
     return out
 
 
+def parse_opt(text: str) -> tuple[str, int]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise SystemExit(f"--files-opt wants KEY=INT, got {text!r}")
+    return key, int(value)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 releases per series, 1 run, 300 GETs")
@@ -605,6 +636,13 @@ def main() -> None:
     ap.add_argument("--page-gets", type=int, default=None, help="default 1000 (--quick 300)")
     ap.add_argument("--no-pages", action="store_true")
     ap.add_argument("--json", default=str(ROOT / "build" / "bench" / "index.json"))
+    ap.add_argument(
+        "--files-opt",
+        action="append",
+        default=[],
+        metavar="KEY=INT",
+        help="a RegistryApp keyword for our index server, e.g. max_expanded_bytes=134217728",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -618,6 +656,8 @@ def main() -> None:
         raise SystemExit(f"unknown anchors {sorted(unknown)}; known: {list(ANCHORS)}")
     steps = plan([s for s in args.native.split(",") if s], args.quick)
 
+    files_opts = dict(parse_opt(o) for o in args.files_opt)
+    load0 = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="bench-index-"))
     results: dict[str, list[dict[str, Any]]] = {a: [] for a in anchors}
     bench = Bench(args, work, steps)
@@ -644,13 +684,19 @@ def main() -> None:
         else:
             print(f"work directory kept: {work}")
     summary = summarize(results)
-    lines = report(summary, pages, steps, runs)
+    lines = report(summary, pages, steps, runs, bench.setup)
     print()
     print("\n".join(lines))
     doc = {
         "bench": "index",
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "loadavg_start": load0,
+            "loadavg_end": os.getloadavg(),
+        },
+        "files_opts": files_opts,
         "steps": [[f"{p}=={v}" for p, v, _ in s] for s in steps],
         "runs": results,
         "summary": summary,

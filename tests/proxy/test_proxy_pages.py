@@ -9,6 +9,8 @@ import json
 import httpx
 import pytest
 from _proxy_support import PROJECT, Clock, run
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registry_core.errors import InvalidArgumentError
 from registry_core.index import HTML_V1, JSON_V1
@@ -171,3 +173,36 @@ def test_methods_and_paths(upstream, tmp_path):
 def test_bad_upstream_refused(bad, tmp_path):
     with pytest.raises(InvalidArgumentError):
         ProxyApp(bad, tmp_path)
+
+
+_names = st.from_regex(r"[a-z][a-z0-9]{0,8}-[0-9]{1,2}\.[0-9]{1,2}\.tar\.gz", fullmatch=True)
+_sha = st.binary(min_size=32, max_size=32).map(bytes.hex)
+
+
+@given(
+    st.lists(st.tuples(_names, _sha, st.sampled_from([False, True, "broken"])), max_size=8),
+    st.sampled_from([JSON_V1, HTML_V1]),
+    st.one_of(st.none(), st.text("abcdef0123456789", min_size=1, max_size=20)),
+)
+def test_cached_page_round_trip(tmp_path_factory, files, media, etag):
+    """A page stored on disk (body, media type, URL, ETag) loads back as the same files."""
+    from registry_core.index import SimpleFile, SimpleProject, render_project
+
+    root = tmp_path_factory.mktemp("pages")
+    app = ProxyApp("https://upstream.test", root)
+    entries, seen = [], set()
+    for name, sha, yanked in files:
+        if name in seen:
+            continue
+        seen.add(name)
+        entries.append(
+            SimpleFile(name, f"https://files.test/{name}", {"sha256": sha}, yanked=yanked)
+        )
+    body = render_project(SimpleProject("proj", tuple(entries)), media)
+    app._store_page("proj", body, media, "https://upstream.test/simple/proj/", etag)
+    page = app._load_page("proj")
+    assert page is not None and page.etag == etag and page.fetched is None
+    assert [(f.filename, f.url, f.hashes["sha256"]) for f in page.files.values()] == [
+        (f.filename, f.url, f.hashes["sha256"]) for f in entries
+    ]
+    assert [bool(f.yanked) for f in page.files.values()] == [bool(f.yanked) for f in entries]

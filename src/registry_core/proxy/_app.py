@@ -135,6 +135,9 @@ class ProxyApp:
     held in memory until verified, so up to that much per file being fetched. timeout:
     seconds one upstream request (a whole download) may take.
 
+    ``/simple/`` lists the projects whose pages the proxy holds (not the upstream's whole
+    list: pip and uv never read it, and PyPI's is hundreds of thousands of names).
+
     The upstream is trusted to name where its files are (PyPI's pages point at another host);
     from an https upstream only https file URLs are followed.
     """

@@ -91,7 +91,7 @@ def empty_site(tmp_path, pki):  # noqa: F811 (the fixture imported above)
         yield site
     finally:
         handle.stop()
-        site.files.close()
+        site.app.close()
         site.index.close()
 
 
@@ -109,5 +109,5 @@ def full_site(tmp_path_factory, pki, releases):  # noqa: F811
         yield site
     finally:
         handle.stop()
-        site.files.close()
+        site.app.close()
         site.index.close()

@@ -31,7 +31,7 @@ def site(tmp_path):
     finally:
         client.close()
         handle.stop()
-        app.files.close()
+        app.close()
         index.close()
 
 

@@ -42,7 +42,7 @@ def site(tmp_path, built):
     finally:
         client.close()
         handle.stop()
-        files.close()
+        app.close()
         index.close()
 
 
@@ -255,7 +255,7 @@ def test_upload_size_limit(tmp_path, built):
         assert list(index.storage.walk()) == []
     finally:
         handle.stop()
-        app.files.close()
+        app.close()
         index.close()
 
 

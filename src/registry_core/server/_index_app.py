@@ -22,11 +22,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import gzip
 import hashlib
 import logging
 import re
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -102,7 +104,7 @@ class IndexApp:
     many earlier releases to the new file are computed in the background
     (``files.precompute``), so the first client upgrading gets a delta at once.
     ``cache_control``: sent on index pages. ``page_cache_bytes``: bound of the rendered-page
-    cache.
+    cache. ``upload_workers``: uploads processed at once (the rest wait for a thread).
 
     ``stats``: counters (page builds and cache hits, uploads, metadata hits); tests read them
     to prove which requests a client made.
@@ -117,6 +119,7 @@ class IndexApp:
         precompute_previous: int = 3,
         cache_control: str = "max-age=60, public",
         page_cache_bytes: int = 64 << 20,
+        upload_workers: int = 2,
     ) -> None:
         if files is None:
             from ._app import RegistryApp
@@ -126,6 +129,8 @@ class IndexApp:
             max_upload_bytes = int(getattr(index, "max_file_bytes", 100 << 20))
         if max_upload_bytes <= 0:
             raise InvalidArgumentError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+        if upload_workers < 1:
+            raise InvalidArgumentError("upload_workers must be >= 1")
         if precompute_previous < 0:
             raise InvalidArgumentError("precompute_previous must be >= 0")
         self.index = index
@@ -148,6 +153,9 @@ class IndexApp:
         }
         self.metadata_hits: dict[str, int] = {}
         self._count_lock = threading.Lock()
+        # uploads (hashing, unpacking, fsync) get threads of their own, so page requests
+        # never queue behind them in the default executor
+        self._upload_pool = ThreadPoolExecutor(upload_workers, thread_name_prefix="rc-upload")
         self._tmp_dir: str | None = None  # big upload bodies spool here, beside the storage
         try:
             state_dir = getattr(index.storage, "state_dir", None)
@@ -156,6 +164,14 @@ class IndexApp:
                 self._tmp_dir = str(state_dir / "tmp")
         except OSError:
             log.warning("no spool directory in the storage's state dir; using the system's")
+
+    def close(self) -> None:
+        """Stop the upload threads and the file server's workers (the index stays open:
+        its owner closes it)."""
+        self._upload_pool.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.files, "close", None)
+        if close is not None:
+            close()
 
     def _count(self, name: str) -> None:
         with self._count_lock:
@@ -371,8 +387,11 @@ class IndexApp:
         body = _Body(receive)
         try:
             record = await self._receive_upload(scope, body)
-        except PackageIndexError as exc:
+        except Exception as exc:
             self._count("upload_errors")
+            if not isinstance(exc, PackageIndexError):  # a bug or an I/O failure: say little
+                log.exception("upload failed")
+                exc = PackageIndexError("the upload failed on the server; nothing was stored")
             # read what is left of a refused body (bounded), so the client sees the answer
             # instead of a reset connection
             await body.drain(1 << 20)
@@ -424,7 +443,8 @@ class IndexApp:
             filename = form.filename
             if "/" in filename or "\\" in filename or not filename.strip():
                 raise UploadRejectedError(f"the upload's filename {filename!r} is not a plain name")
-            return await asyncio.to_thread(
+            loop = asyncio.get_running_loop()
+            upload = functools.partial(
                 self.index.upload,
                 filename,
                 form.file,
@@ -435,6 +455,7 @@ class IndexApp:
                 name=form.first("name") or None,
                 version=form.first("version") or None,
             )
+            return await loop.run_in_executor(self._upload_pool, upload)
         finally:
             await asyncio.to_thread(form.close)
 

@@ -105,3 +105,14 @@ def test_pip_through_proxy_to_pypiserver(pypiserver, tmp_path):
         assert "VERSION = '1.1'" in text
         st = app.stats
     assert st.fulls == 2 and st.deltas == 0 and st.corrupt_refused == 0
+
+
+def test_uv_through_proxy_to_pypiserver(pypiserver, tmp_path):
+    """uv with no PEP 658 metadata on the pages (pypiserver has none) still installs."""
+    app = ProxyApp(pypiserver, tmp_path / "cache")
+    with start_proxy(app, port=0) as handle:
+        target = tmp_path / "site"
+        uv = [tool("uv"), "pip", "install", "--index-url", handle.url("/simple/"), "--no-build"]
+        run([*uv, "--target", str(target), f"{PROJECT}==1.1"])
+        assert "VERSION = '1.1'" in (target / MODULE / "__init__.py").read_text()
+    assert app.stats.fulls == 1 and app.stats.corrupt_refused == 0

@@ -14,8 +14,11 @@ one release up). pip runs with no configuration and no cache, against:
 "Upstream" is the link from the proxy to the index (for pypiserver alone: the link pip uses).
 Every upstream link and every pip link goes through a byte-counting TCP relay
 (``_index_anchors.ByteRelay``), so bytes are measured the same way for all three (on the wire,
-headers included). Each run starts the proxies (devpi, ours) with an empty cache. CPU is the
-user+system time of the server processes over the run (from /proc).
+headers included). Each run starts the proxies (devpi, ours) with an empty cache, and the
+anchors' pip steps are interleaved (step i of each anchor, the first one rotating), so a busy
+moment on a shared machine lands on all of them alike; the table shows medians over the runs.
+CPU is the user+system time of each anchor's server processes over its run (from /proc); the
+plain pypiserver and devpi's upstream pypiserver are two processes serving the same files.
 
 Also: the project page latency of our IndexApp for a synthetic project with 500 files (1000
 sequential GETs over HTTP/1.1 keep-alive after warm-up, JSON and HTML), and pypiserver's page
@@ -35,6 +38,7 @@ offline. Writes ``build/bench/index.json``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import os
@@ -46,12 +50,11 @@ import sys
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import contextlib
 
 from _corpus import SERIES, corpus_dir, find_artifact
 from _index_anchors import (
@@ -128,62 +131,78 @@ def installed(venv: Path) -> dict[str, str]:
     return out
 
 
-def run_scenario(
-    steps: list[list[tuple[str, str, Path]]],
-    index_url: str,
-    pip_relay: ByteRelay,
-    upstream: ByteRelay,
-    servers: list[Proc],
-    work: Path,
-) -> dict[str, Any]:
-    """One fresh venv through every step; per-step wall time and bytes, server CPU."""
-    venv = work / "venv"
-    shutil.rmtree(venv, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    env = clean_env()
-    cpu0 = [p.cpu() for p in servers]
-    out_steps = []
-    for i, step in enumerate(steps):
+class Scenario:
+    """One anchor's run: a fresh venv taken through the steps one :meth:`step` at a time (the
+    anchors' steps are interleaved, so a busy moment on the shared machine hits all of them)."""
+
+    def __init__(
+        self,
+        steps: list[list[tuple[str, str, Path]]],
+        index_url: str,
+        pip_relay: ByteRelay,
+        upstream: ByteRelay,
+        servers: list[Proc],
+        work: Path,
+    ) -> None:
+        self.steps, self.index_url = steps, index_url
+        self.pip_relay, self.upstream, self.servers = pip_relay, upstream, servers
+        self.venv = work / "venv"
+        shutil.rmtree(self.venv, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(self.venv)], check=True)
+        self.env = clean_env()
+        self.cpu0 = [p.cpu() for p in servers]
+        self.cpu = [0.0 for _ in servers]
+        self.out: list[dict[str, Any]] = []
+
+    def step(self, i: int) -> None:
+        step = self.steps[i]
         reqs = [f"{project}=={version}" for project, version, _ in step]
-        cmd = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python")]
-        cmd += ["install", "--no-deps", "--no-cache-dir", "--index-url", index_url, "-q"]
+        cmd = [sys.executable, "-m", "pip", "--python", str(self.venv / "bin" / "python")]
+        cmd += ["install", "--no-deps", "--no-cache-dir", "--index-url", self.index_url, "-q"]
         if i:
             cmd.append("--upgrade")
-        up0, pip0 = upstream.total, pip_relay.total
+        up0, pip0 = self.upstream.total, self.pip_relay.total
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd + reqs, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd + reqs, env=self.env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"pip failed at step {i} ({reqs}):\n{proc.stdout}\n{proc.stderr}")
-        have = installed(venv)
+        have = installed(self.venv)
         for project, version, _ in step:
             got = have.get(project.lower().replace("_", "-").replace(".", "-"))
             if got != version:
                 raise RuntimeError(f"step {i}: {project} is {got} in the venv, wanted {version}")
-        out_steps.append(
+        self.out.append(
             {
                 "step": i,
                 "requirements": reqs,
                 "wall_s": wall,
-                "upstream_bytes": upstream.total - up0,
-                "pip_bytes": pip_relay.total - pip0,
+                "upstream_bytes": self.upstream.total - up0,
+                "pip_bytes": self.pip_relay.total - pip0,
                 "file_bytes": sum(p.stat().st_size for _, _, p in step),
             }
         )
-    cpu = [p.cpu() - c for p, c in zip(servers, cpu0, strict=False)]
-    init, updates = out_steps[0], out_steps[1:]
-    return {
-        "steps": out_steps,
-        "initial_wall_s": init["wall_s"],
-        "updates_wall_s": sum(s["wall_s"] for s in updates),
-        "total_wall_s": sum(s["wall_s"] for s in out_steps),
-        "initial_upstream_bytes": init["upstream_bytes"],
-        "updates_upstream_bytes": sum(s["upstream_bytes"] for s in updates),
-        "initial_pip_bytes": init["pip_bytes"],
-        "updates_pip_bytes": sum(s["pip_bytes"] for s in updates),
-        "updates_file_bytes": sum(s["file_bytes"] for s in updates),
-        "cpu_s": {p.name: c for p, c in zip(servers, cpu, strict=False)},
-    }
+
+    def finish(self) -> None:
+        """Read the servers' CPU (before they stop): their whole time since the run opened."""
+        self.cpu = [p.cpu() - c0 for p, c0 in zip(self.servers, self.cpu0, strict=True)]
+
+    def result(self) -> dict[str, Any]:
+        """Totals over the steps and the servers' CPU seconds over the run."""
+        out_steps = self.out
+        init, updates = out_steps[0], out_steps[1:]
+        return {
+            "steps": out_steps,
+            "initial_wall_s": init["wall_s"],
+            "updates_wall_s": sum(s["wall_s"] for s in updates),
+            "total_wall_s": sum(s["wall_s"] for s in out_steps),
+            "initial_upstream_bytes": init["upstream_bytes"],
+            "updates_upstream_bytes": sum(s["upstream_bytes"] for s in updates),
+            "initial_pip_bytes": init["pip_bytes"],
+            "updates_pip_bytes": sum(s["pip_bytes"] for s in updates),
+            "updates_file_bytes": sum(s["file_bytes"] for s in updates),
+            "cpu_s": {p.name: c for p, c in zip(self.servers, self.cpu, strict=True)},
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -202,10 +221,14 @@ class Bench:
                     os.link(path, self.files / path.name)
                 except OSError:  # another file system
                     shutil.copy2(path, self.files / path.name)
+        # two pypiservers over the same files: one for pip (a), one as devpi's upstream (b),
+        # so each anchor's CPU is its own while their steps interleave
         self.pypi = start_pypiserver(self.files, work / "logs" / "pypiserver.log")
-        host, port = "127.0.0.1", int(self.pypi.url.rsplit(":", 1)[1])
-        self.pypi_relay = ByteRelay(host, port)  # pip -> pypiserver (anchor a)
-        self.devpi_up = ByteRelay(host, port)  # devpi -> pypiserver (anchor b)
+        self.pypi2 = start_pypiserver(self.files, work / "logs" / "pypiserver-upstream.log")
+        self.pypi2.name = "pypiserver"
+        host = "127.0.0.1"
+        self.pypi_relay = ByteRelay(host, int(self.pypi.url.rsplit(":", 1)[1]))  # pip -> (a)
+        self.devpi_up = ByteRelay(host, int(self.pypi2.url.rsplit(":", 1)[1]))  # devpi -> (b)
         self.ours_index: Proc | None = None
         self.ours_up: ByteRelay | None = None
         self.setup: dict[str, Any] = {}
@@ -214,49 +237,52 @@ class Bench:
         for r in (self.pypi_relay, self.devpi_up, self.ours_up):
             if r is not None:
                 r.close()
-        for p in (self.pypi, self.ours_index):
+        for p in (self.pypi, self.pypi2, self.ours_index):
             if p is not None:
                 p.stop()
 
-    def run(self, anchor: str, n: int) -> dict[str, Any]:
+    def open(self, anchor: str, n: int) -> tuple[Scenario, Callable[[], dict[str, Any]]]:
+        """Start ``anchor``'s run ``n`` (fresh proxy caches); returns it and its closer, which
+        stops the run's own servers and returns extra counters."""
         work = self.work / f"{anchor}-{n}"
         work.mkdir()
         if anchor == "pypiserver":
-            return run_scenario(
-                self.steps,
-                self.pypi_relay.url + "/simple/",
-                self.pypi_relay,
-                self.pypi_relay,
-                [self.pypi],
-                work,
-            )
+            url = self.pypi_relay.url + "/simple/"
+            sc = Scenario(self.steps, url, self.pypi_relay, self.pypi_relay, [self.pypi], work)
+            return sc, dict
         if anchor == "devpi":
             devpi, simple = start_devpi(
                 work / "devpi", self.devpi_up.url + "/simple/", work / "devpi.log"
             )
             relay = ByteRelay("127.0.0.1", int(devpi.url.rsplit(":", 1)[1]))
-            try:
-                path = simple.split(devpi.url, 1)[1]
-                return run_scenario(
-                    self.steps, relay.url + path, relay, self.devpi_up, [devpi, self.pypi], work
-                )
-            finally:
+            path = simple.split(devpi.url, 1)[1]
+            sc = Scenario(
+                self.steps, relay.url + path, relay, self.devpi_up, [devpi, self.pypi2], work
+            )
+
+            def close_devpi() -> dict[str, Any]:
                 relay.close()
                 devpi.stop()
+                return {}
+
+            return sc, close_devpi
         if anchor == "ours":
             index, up = self.ours_setup()
             proxy = start_child("proxy", [up.url, str(work / "proxy-cache")], work / "proxy.log")
             relay = ByteRelay("127.0.0.1", int(proxy.url.rsplit(":", 1)[1]))
-            try:
-                r = run_scenario(
-                    self.steps, relay.url + "/simple/", relay, up, [proxy, index], work
-                )
-                r["index_stats"] = child_call(index, "stats")
-                r["proxy_stats"] = child_call(proxy, "stats")["stats"]
-                return r
-            finally:
-                relay.close()
-                child_stop(proxy)
+            sc = Scenario(self.steps, relay.url + "/simple/", relay, up, [proxy, index], work)
+
+            def close_ours() -> dict[str, Any]:
+                try:
+                    return {
+                        "index_stats": child_call(index, "stats"),
+                        "proxy_stats": child_call(proxy, "stats")["stats"],
+                    }
+                finally:
+                    relay.close()
+                    child_stop(proxy)
+
+            return sc, close_ours
         raise ValueError(anchor)
 
     def ours_setup(self) -> tuple[Proc, ByteRelay]:
@@ -664,14 +690,24 @@ def main() -> None:
     pages = None
     try:
         for n in range(runs):
-            order = anchors[n % len(anchors) :] + anchors[: n % len(anchors)]
-            for anchor in order:
-                print(f"run {n + 1}/{runs}: {anchor} ...", flush=True)
-                r = bench.run(anchor, n)
+            print(f"run {n + 1}/{runs}: {', '.join(anchors)}, steps interleaved ...", flush=True)
+            opened = {a: bench.open(a, n) for a in anchors}
+            try:
+                for i in range(len(steps)):
+                    k = (n + i) % len(anchors)  # rotate who goes first
+                    for anchor in anchors[k:] + anchors[:k]:
+                        opened[anchor][0].step(i)
+            finally:
+                for sc, _ in opened.values():
+                    with contextlib.suppress(OSError):  # a server that died: the error is above
+                        sc.finish()
+                extras = {a: closer() for a, (_, closer) in opened.items()}
+            for anchor in anchors:
+                r = {**opened[anchor][0].result(), **extras[anchor]}
                 results[anchor].append(r)
                 print(
-                    f"  {r['total_wall_s']:.2f} s, upstream {mb(r['initial_upstream_bytes'])} "
-                    f"+ {mb(r['updates_upstream_bytes'])}",
+                    f"  {anchor}: {r['total_wall_s']:.2f} s, upstream "
+                    f"{mb(r['initial_upstream_bytes'])} + {mb(r['updates_upstream_bytes'])}",
                     flush=True,
                 )
         if not args.no_pages and "ours" in anchors:

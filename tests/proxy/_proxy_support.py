@@ -17,6 +17,8 @@ class Counting:
         self.inner = inner
         self.hits: Counter[tuple[str, str]] = Counter()
         self.down = False
+        self.inflight = 0
+        self.peak = 0  # most file requests (not /simple/) in flight at once
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -26,7 +28,15 @@ class Counting:
             await send({"type": "http.response.start", "status": 503, "headers": []})
             await send({"type": "http.response.body", "body": b"down\n"})
             return
-        return await self.inner(scope, receive, send)
+        page = scope["path"].startswith("/simple/")
+        if not page:
+            self.inflight += 1
+            self.peak = max(self.peak, self.inflight)
+        try:
+            return await self.inner(scope, receive, send)
+        finally:
+            if not page:
+                self.inflight -= 1
 
     def count(self, suffix: str, method: str = "GET") -> int:
         return sum(n for (m, p), n in self.hits.items() if m == method and p.endswith(suffix))

@@ -165,3 +165,54 @@ def test_restart_reverifies_and_replaces_a_tampered_file(upstream, built, tmp_pa
     st = second.stats
     assert st.corrupt_refused == 1 and st.cache_hits == 1 and st.fulls == 1
     assert cached.read_bytes() == wheel.read_bytes()
+
+
+def test_ranges_on_cached_and_uncacheable_files(upstream, built, tmp_path):
+    """bytes=a-b, a suffix (what pip and uv send to read a wheel's central directory), 416
+    past the end, If-Range with another ETag -> the whole file; the same for a file too large
+    for the cache (served from memory)."""
+    wheel = built["1.0"].wheel
+    data = wheel.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    path = f"/files/{PROJECT}/{wheel.name}"
+
+    async def ask(app):
+        async with _client(app) as cl:
+            out = [
+                await cl.get(path, headers={"range": "bytes=10-19"}),
+                await cl.get(path, headers={"range": "bytes=-100"}),
+                await cl.get(path, headers={"range": f"bytes={len(data)}-"}),
+                await cl.get(path, headers={"range": "bytes=0-9", "if-range": '"other"'}),
+                await cl.get(path, headers={"range": "bytes=0-9", "if-range": f'"{sha}"'}),
+            ]
+        await app.aclose()
+        return out
+
+    for bound in (10 << 20, len(data) - 1):
+        app = _proxy(upstream, tmp_path / str(bound), max_cache_bytes=bound)
+        part, suffix, past, other, same = run(ask(app))
+        assert part.status_code == 206 and part.content == data[10:20]
+        assert part.headers["content-range"] == f"bytes 10-19/{len(data)}"
+        assert suffix.status_code == 206 and suffix.content == data[-100:]
+        assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{len(data)}"
+        assert other.status_code == 200 and other.content == data
+        assert same.status_code == 206 and same.content == data[:10]
+
+
+def test_downloads_are_bounded(upstream, built, tmp_path):
+    """max_downloads=1: four different files asked at once reach the upstream one by one."""
+    app = _proxy(upstream, tmp_path, max_downloads=1)
+    files = [p for b in built.values() for p in (b.wheel, b.sdist)]
+    c = upstream.counting
+
+    async def main():
+        c.peak = 0
+        async with _client(app) as cl:
+            await cl.get(f"/simple/{PROJECT}/")
+            rs = await asyncio.gather(*(cl.get(f"/files/{PROJECT}/{p.name}") for p in files))
+        await app.aclose()
+        return rs
+
+    rs = run(main())
+    assert [r.content for r in rs] == [p.read_bytes() for p in files]
+    assert c.peak == 1

@@ -132,7 +132,8 @@ class ProxyApp:
     recently used by default). page_ttl: seconds a page is served without asking upstream.
     transport: a :class:`~registry_core.transport.Transport` of the proxy's own (its fetch
     counters feed :attr:`stats`). max_file_bytes: the largest file fetched; a download is
-    held in memory until verified, so up to that much per file being fetched. timeout:
+    held in memory until verified, and at most ``max_downloads`` run at once (others wait),
+    so downloads hold at most ``max_downloads * max_file_bytes``. timeout:
     seconds one upstream request (a whole download) may take.
 
     ``/simple/`` lists the projects whose pages the proxy holds (not the upstream's whole
@@ -156,6 +157,7 @@ class ProxyApp:
         clock: Callable[[], float] = time.monotonic,
         max_file_bytes: int = 1 << 30,
         timeout: float = 300.0,
+        max_downloads: int = 4,
     ) -> None:
         upstream = upstream.strip().rstrip("/")
         if upstream.endswith("/simple"):
@@ -168,6 +170,8 @@ class ProxyApp:
             )
         if page_ttl < 0:
             raise InvalidArgumentError(f"page_ttl must be >= 0, not {page_ttl!r}")
+        if max_downloads <= 0:
+            raise InvalidArgumentError(f"max_downloads must be positive, not {max_downloads!r}")
         if max_file_bytes <= 0:
             raise InvalidArgumentError(f"max_file_bytes must be positive, not {max_file_bytes!r}")
         self.upstream = upstream
@@ -194,6 +198,8 @@ class ProxyApp:
         self._verified: dict[str, str] = {}  # cache key -> sha256 hex checked in this process
         self._upstream_digests: bool | None = None  # does the upstream send verifiable files?
         self._c = _Counters()
+        self.max_downloads = max_downloads
+        self._download_slots = asyncio.Semaphore(max_downloads)
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -388,8 +394,9 @@ class ProxyApp:
                 self.cache.touch(key)
                 self._c.cache_hits += 1
                 return self.cache.path(key), None
-        data = await self._download(project, f, want)
-        stored = await asyncio.to_thread(self.cache.put, key, data)
+        async with self._download_slots:  # memory: at most this many files held at once
+            data = await self._download(project, f, want)
+            stored = await asyncio.to_thread(self.cache.put, key, data)
         if not stored:
             return None, data
         self._verified[key] = want
@@ -659,7 +666,7 @@ class ProxyApp:
         for _ in range(2):  # a file evicted between its check and its opening is fetched again
             path, data = await self.ensure(project, f)
             if data is not None:
-                await _reply(send, 200, data, common, head)
+                await _send_bytes(send, data, common, head, headers, etag)
                 return
             assert path is not None
             try:
@@ -669,7 +676,7 @@ class ProxyApp:
                 self._verified.pop(f"{project}/{filename}", None)
                 continue
             try:
-                await _stream(send, fh, common, head)
+                await _stream(send, fh, common, head, headers, etag)
             finally:
                 fh.close()
             return
@@ -744,15 +751,57 @@ async def _reply(
     await send({"type": "http.response.body", "body": b"" if head else body})
 
 
-async def _stream(send: Send, fh: Any, headers: list[tuple[str, str]], head: bool) -> None:
-    size = os.fstat(fh.fileno()).st_size
+def _pick_range(headers: dict[str, str], etag: str, size: int) -> Any:
+    """The one byte range asked (server/_ranges' rules), UNSATISFIABLE, or None for all."""
+    from ..server._ranges import if_range_matches, parse_range
+
+    if not if_range_matches(headers.get("if-range"), etag):
+        return None
+    return parse_range(headers.get("range"), size)
+
+
+async def _send_range(
+    send: Send, rng: Any, size: int, headers: list[tuple[str, str]]
+) -> tuple[int, int] | None:
+    """Start the response for ``rng`` over ``size`` bytes: returns (offset, length) to send,
+    or None when the answer (416) is complete."""
+    from ..server._ranges import UNSATISFIABLE
+
     hdrs = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    hdrs += [(b"content-length", str(size).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": hdrs})
-    if head:
+    hdrs.append((b"accept-ranges", b"bytes"))
+    if rng is UNSATISFIABLE:
+        hdrs += [(b"content-range", f"bytes */{size}".encode()), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 416, "headers": hdrs})
+        await send({"type": "http.response.body", "body": b""})
+        return None
+    if rng is None:
+        status, offset, length = 200, 0, size
+    else:
+        status, offset, length = 206, rng.start, rng.length
+        hdrs.append((b"content-range", rng.content_range().encode()))
+    hdrs.append((b"content-length", str(length).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    return offset, length
+
+
+async def _stream(
+    send: Send,
+    fh: Any,
+    headers: list[tuple[str, str]],
+    head: bool,
+    request: dict[str, str],
+    etag: str,
+) -> None:
+    size = os.fstat(fh.fileno()).st_size
+    span = await _send_range(send, _pick_range(request, etag, size), size, headers)
+    if span is None:
+        return
+    offset, left = span
+    if head or left == 0:
         await send({"type": "http.response.body", "body": b""})
         return
-    left = size
+    if offset:
+        await asyncio.to_thread(fh.seek, offset)
     while left > 0:
         chunk = await asyncio.to_thread(fh.read, min(_CHUNK, left))
         if not chunk:
@@ -761,3 +810,19 @@ async def _stream(send: Send, fh: Any, headers: list[tuple[str, str]], head: boo
         await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
     if left > 0:  # the file shrank under us: end the body; the client sees a short response
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_bytes(
+    send: Send,
+    data: bytes,
+    headers: list[tuple[str, str]],
+    head: bool,
+    request: dict[str, str],
+    etag: str,
+) -> None:
+    span = await _send_range(send, _pick_range(request, etag, len(data)), len(data), headers)
+    if span is None:
+        return
+    offset, length = span
+    body = b"" if head else data[offset : offset + length]
+    await send({"type": "http.response.body", "body": body})

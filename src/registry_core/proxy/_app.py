@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from .._util import SingleFlight, atomic_write
 from ..errors import (
@@ -590,7 +590,7 @@ class ProxyApp:
             parts = path[len("/files/") :].split("/")
             if len(parts) != 2:
                 raise _HTTPError(404, "not found")
-            project, filename = parts[0], unquote(parts[1])
+            project, filename = parts[0], parts[1]  # ASGI paths are already decoded
             if not safe_project(project) or not safe_filename(filename):
                 raise _HTTPError(404, "not found")
             await self._serve_file(send, project, filename, headers, head)

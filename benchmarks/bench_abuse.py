@@ -170,7 +170,8 @@ class Server:
             [
                 sys.executable,
                 "-m",
-                "registry_core.cli_serve",
+                "registry_core.cli",
+                "serve",
                 str(root),
                 "--self-signed",
                 "--port",

@@ -211,7 +211,8 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "registry_core.cli_serve",
+            "registry_core.cli",
+            "serve",
             str(root),
             "--port",
             "0",

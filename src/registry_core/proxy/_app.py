@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from .._util import SingleFlight, atomic_write
+from .._util import LRU, SingleFlight, atomic_write
 from ..errors import (
     DigestMismatchError,
     InvalidArgumentError,
@@ -55,6 +55,7 @@ UPSTREAM_ACCEPT = (
 _CHUNK = 256 << 10
 _MAX_PAGE = 64 << 20
 _MAX_METADATA = 16 << 20
+_PAGES_IN_MEMORY = 512
 _FETCH_COUNTERS = ("fetch_bytes_wire", "fetch_delta", "fetch_full", "fetch_dcz")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -192,10 +193,10 @@ class ProxyApp:
         self._folded: collections.Counter[str] = collections.Counter()
         if transport is not None:
             self._base_stats = dict(transport.stats)
-        self._pages: dict[str, _Page] = {}
+        # parsed pages kept in memory (the rest are on disk, revalidated when read again)
+        self._pages: LRU[str, _Page] = LRU(max_entries=_PAGES_IN_MEMORY)
         self._page_flight: SingleFlight[_Page | None] = SingleFlight()
         self._file_flight: SingleFlight[tuple[Path | None, bytes | None]] = SingleFlight()
-        self._verified: dict[str, str] = {}  # cache key -> sha256 hex checked in this process
         self._upstream_digests: bool | None = None  # does the upstream send verifiable files?
         self._c = _Counters()
         self.max_downloads = max_downloads
@@ -303,10 +304,10 @@ class ProxyApp:
         """
         entry = self._pages.get(project)
         if entry is None:
-            entry = await asyncio.to_thread(self._load_page, project)
-            if entry is not None:
-                self._pages.setdefault(project, entry)
-                entry = self._pages[project]
+            loaded = await asyncio.to_thread(self._load_page, project)
+            if loaded is not None:
+                entry = self._pages.get(project) or loaded  # a refresh may have won meanwhile
+                self._pages.put(project, entry)
         if entry is not None and not refresh:
             return entry
         if (
@@ -331,7 +332,7 @@ class ProxyApp:
                 self._c.page_revalidated += 1
                 return entry
             if r.status == 404:
-                self._pages.pop(project, None)
+                self._pages.discard(project)
                 with contextlib.suppress(OSError):
                     self._page_path(project).unlink()
                 return None
@@ -349,7 +350,7 @@ class ProxyApp:
             return entry
         self._c.page_fetches += 1
         fresh = _page(parsed, etag, self.clock(), self._schemes)
-        self._pages[project] = fresh
+        self._pages.put(project, fresh)
         return fresh
 
     def client_page(self, page: _Page) -> SimpleProject:
@@ -384,13 +385,13 @@ class ProxyApp:
     ) -> tuple[Path | None, bytes | None]:
         want = f.hashes["sha256"].lower()
         if key in self.cache:
-            if self._verified.get(key) == want:
+            if self.cache.verified.get(key) == want:
                 self.cache.touch(key)
                 self._c.cache_hits += 1
                 return self.cache.path(key), None
             ok = await self._check_cached(key, want)
             if ok:
-                self._verified[key] = want
+                self.cache.verified[key] = want
                 self.cache.touch(key)
                 self._c.cache_hits += 1
                 return self.cache.path(key), None
@@ -399,7 +400,7 @@ class ProxyApp:
             stored = await asyncio.to_thread(self.cache.put, key, data)
         if not stored:
             return None, data
-        self._verified[key] = want
+        self.cache.verified[key] = want
         return self.cache.path(key), None
 
     async def _check_cached(self, key: str, want: str) -> bool:
@@ -412,7 +413,6 @@ class ProxyApp:
         self._c.corrupt_refused += 1
         log.warning("proxy: cached %s does not match its page's sha256; refetching", key)
         await asyncio.to_thread(self.cache.remove, key)
-        self._verified.pop(key, None)
         return False
 
     def _hash_cached(self, key: str) -> str | None:
@@ -673,7 +673,6 @@ class ProxyApp:
                 fh = await asyncio.to_thread(open, path, "rb")
             except FileNotFoundError:
                 self.cache.remove(f"{project}/{filename}")
-                self._verified.pop(f"{project}/{filename}", None)
                 continue
             try:
                 await _stream(send, fh, common, head, headers, etag)

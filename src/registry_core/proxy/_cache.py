@@ -63,6 +63,8 @@ class FileCache:
         self.policy: EvictionPolicy = policy if policy is not None else LRUEviction()
         self.clock = clock
         self._sizes: dict[str, int] = {}
+        #: key -> sha256 hex its bytes were checked against in this process (dropped with it)
+        self.verified: dict[str, str] = {}
         self._lock = threading.Lock()
         self.total = 0
         self.evictions = 0
@@ -158,6 +160,7 @@ class FileCache:
             self._drop(key)
 
     def _drop(self, key: str) -> None:
+        self.verified.pop(key, None)
         size = self._sizes.pop(key, None)
         if size is not None:
             self.total -= size

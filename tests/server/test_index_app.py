@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _packages import build_project
+from registry_core.errors import InvalidArgumentError
 from registry_core.index import Index
 from registry_core.server import IndexApp, RegistryApp, start_server
 
@@ -34,7 +35,7 @@ def site(tmp_path, built):
         with open(path, "rb") as f:
             index.upload(path.name, f, token=raw)
     files = RegistryApp(index.storage)
-    app = IndexApp(index, files=files)
+    app = IndexApp(index, files=files, serial_ttl=0)  # changes made behind its back show at once
     handle = start_server(app, tls=False)
     client = httpx.Client(base_url=handle.url(), follow_redirects=False, timeout=30)
     try:
@@ -161,6 +162,34 @@ def test_gzip_pages(site):
     assert again.status_code == 304
     odd = client.get("/simple/demo-pkg/", headers={"accept-encoding": "gzip;q=x, ;;"})
     assert odd.status_code == 200
+
+
+def test_serial_ttl(tmp_path, built):
+    """With a long serial_ttl a change made behind the app's back (here: a yank through the
+    index) is not seen yet; an upload through the app is seen at once."""
+    store = tmp_path / "s"
+    store.mkdir()
+    index = Index(store)
+    raw, _ = index.create_token()
+    with open(built["1.0"].wheel, "rb") as f:
+        index.upload(built["1.0"].wheel.name, f, token=raw)
+    app = IndexApp(index, serial_ttl=3600)
+    handle = start_server(app, tls=False)
+    try:
+        with httpx.Client(base_url=handle.url(), timeout=30) as client:
+            first = client.get("/simple/demo-pkg/")
+            index.yank(built["1.0"].wheel.name)
+            assert client.get("/simple/demo-pkg/").headers["etag"] == first.headers["etag"]
+            assert _upload(client, built["1.1"].wheel, raw).status_code == 200
+            after = client.get("/simple/demo-pkg/")
+            assert after.headers["etag"] != first.headers["etag"]
+            assert "demo_pkg-1.1" in after.text and "data-yanked" in after.text
+    finally:
+        handle.stop()
+        app.close()
+        index.close()
+    with pytest.raises(InvalidArgumentError):
+        IndexApp(index, serial_ttl=-1)
 
 
 def test_head_on_page(site):

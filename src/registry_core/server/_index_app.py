@@ -28,6 +28,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -105,6 +106,10 @@ class IndexApp:
     (``files.precompute``), so the first client upgrading gets a delta at once.
     ``cache_control``: sent on index pages. ``page_cache_bytes``: bound of the rendered-page
     cache. ``upload_workers``: uploads processed at once (the rest wait for a thread).
+    ``serial_ttl``: how long (seconds) the index's serial, which keys the page cache, is
+    trusted before it is read again; a change made elsewhere (a yank from the CLI, another
+    instance's upload) shows within that time, an upload through this app at once. 0 reads it
+    on every request.
 
     ``stats``: counters (page builds and cache hits, uploads, metadata hits); tests read them
     to prove which requests a client made.
@@ -120,24 +125,29 @@ class IndexApp:
         cache_control: str = "max-age=60, public",
         page_cache_bytes: int = 64 << 20,
         upload_workers: int = 2,
+        serial_ttl: float = 0.05,
     ) -> None:
-        if files is None:
-            from ._app import RegistryApp
-
-            files = RegistryApp(index.storage)
         if max_upload_bytes is None:
             max_upload_bytes = int(getattr(index, "max_file_bytes", 100 << 20))
         if max_upload_bytes <= 0:
             raise InvalidArgumentError(f"max_upload_bytes must be positive, got {max_upload_bytes}")
+        if not serial_ttl >= 0:
+            raise InvalidArgumentError(f"serial_ttl must be >= 0 seconds, got {serial_ttl!r}")
         if upload_workers < 1:
             raise InvalidArgumentError("upload_workers must be >= 1")
         if precompute_previous < 0:
             raise InvalidArgumentError("precompute_previous must be >= 0")
+        if files is None:
+            from ._app import RegistryApp
+
+            files = RegistryApp(index.storage)
         self.index = index
         self.files = files
         self.max_upload_bytes = max_upload_bytes
         self.precompute_previous = precompute_previous
         self.cache_control = cache_control
+        self.serial_ttl = float(serial_ttl)
+        self._serial_seen: tuple[int | None, float] = (None, 0.0)
         self._pages: LRU[tuple[str | None, str, int], _Page] = LRU(
             max_entries=1 << 14,
             max_bytes=page_cache_bytes,
@@ -291,7 +301,7 @@ class IndexApp:
 
     async def _page(self, name: str | None, media: str) -> _Page | None:
         """The rendered page, its ETag and its gzip form; None for an unknown project."""
-        serial = await asyncio.to_thread(self._serial)
+        serial = await self._current_serial()
         key = (name, media, serial)
         hit = self._pages.get(key)
         if hit is not None:
@@ -305,6 +315,17 @@ class IndexApp:
             return page
 
         return await self._flight.do(key, build)
+
+    async def _current_serial(self) -> int:
+        """The index's serial, read (on a worker thread: it is a database query) at most once
+        per ``serial_ttl`` seconds; an upload through this app forgets it at once."""
+        value, at = self._serial_seen
+        now = time.monotonic()
+        if value is not None and now - at < self.serial_ttl:
+            return value
+        value = await asyncio.to_thread(self._serial)
+        self._serial_seen = (value, now)
+        return value
 
     def _serial(self) -> int:
         return int(self.index.serial)
@@ -400,6 +421,7 @@ class IndexApp:
                 extra.append(("www-authenticate", 'Basic realm="registry-core"'))
             return _text(exc.status, str(exc), extra)
         self._count("uploads")
+        self._serial_seen = (None, 0.0)
         await self._precompute(record)
         return _text(200, "OK")
 

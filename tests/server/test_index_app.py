@@ -325,3 +325,25 @@ def test_upload_form_decodes_what_urllib3_encodes(fields, content, cuts):
     assert form.file is not None and form.file.read() == content
     assert form.file_size == len(content)
     form.close()
+
+
+def test_lifespan_goes_to_the_file_server_and_stops_uploads(tmp_path):
+    import asyncio
+
+    store = tmp_path / "l"
+    store.mkdir()
+    index = Index(store)
+    app = IndexApp(index)
+    sent = []
+    inbox = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive():
+        return inbox.pop(0)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert app._upload_pool._shutdown
+    index.close()

@@ -190,6 +190,15 @@ class IndexApp:
     # -- ASGI --------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            # the file server answers lifespan; at shutdown the upload threads stop too
+            async def send_lifespan(message: dict[str, Any]) -> None:
+                if message["type"] == "lifespan.shutdown.complete":
+                    self._upload_pool.shutdown(wait=False, cancel_futures=True)
+                await send(message)
+
+            await self.files(scope, receive, send_lifespan)
+            return
         if scope["type"] != "http":
             await self.files(scope, receive, send)
             return

@@ -19,6 +19,7 @@ from urllib.parse import urldefrag, urljoin
 
 from ..errors import InvalidArgumentError, UpstreamError
 from ._model import FileRecord
+from ._names import normalize as _normalize
 
 __all__ = [
     "HTML_LEGACY",
@@ -43,13 +44,6 @@ API_VERSION = "1.1"
 MAX_BODY_BYTES = 64 << 20
 MAX_FILES = 200_000
 MAX_PROJECTS = 2_000_000
-
-_NORMALIZE = re.compile(r"[-_.]+")
-
-
-def _normalize(name: str) -> str:
-    return _NORMALIZE.sub("-", name).lower()
-
 
 @dataclass(frozen=True)
 class SimpleFile:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._app import RegistryApp
 from ._index_app import IndexApp
+from ._patch_store import PatchStore, PatchStoreStats
 from ._serve import (
     ServerHandle,
     ServerLimits,
@@ -22,6 +23,8 @@ __all__ = [
     "DirectoryStorage",
     "IndexApp",
     "MemoryStorage",
+    "PatchStore",
+    "PatchStoreStats",
     "RegistryApp",
     "ServerHandle",
     "ServerLimits",

@@ -206,3 +206,23 @@ def test_cached_page_round_trip(tmp_path_factory, files, media, etag):
         (f.filename, f.url, f.hashes["sha256"]) for f in entries
     ]
     assert [bool(f.yanked) for f in page.files.values()] == [bool(f.yanked) for f in entries]
+
+
+def test_page_etag_304_per_media(upstream, tmp_path):
+    app = _proxy(upstream, tmp_path)
+    path = f"/simple/{PROJECT}/"
+
+    async def main():
+        try:
+            j = await _get(app, path, accept=JSON_V1)
+            h = await _get(app, path, accept=HTML_V1)
+            same = await _get(app, path, accept=JSON_V1, **{"if-none-match": j.headers["etag"]})
+            cross = await _get(app, path, accept=HTML_V1, **{"if-none-match": j.headers["etag"]})
+            return j, h, same, cross
+        finally:
+            await app.aclose()
+
+    j, h, same, cross = run(main())
+    assert j.headers["etag"] != h.headers["etag"] and j.headers["vary"] == "Accept"
+    assert same.status_code == 304 and same.content == b""
+    assert cross.status_code == 200 and cross.content == h.content

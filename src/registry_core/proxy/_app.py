@@ -113,6 +113,7 @@ class _Page:
     etag: str | None
     fetched: float | None  # the proxy clock's time; None: loaded from disk, revalidate first
     files: dict[str, SimpleFile] = field(default_factory=dict)
+    rendered: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media -> body, etag
 
 
 class _HTTPError(Exception):
@@ -618,8 +619,16 @@ class ProxyApp:
         page = await self.page(project)
         if page is None:
             raise _HTTPError(404, f"no project {project!r} upstream")
-        body = render_project(self.client_page(page), media)
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        hit = page.rendered.get(media)
+        if hit is None:  # once per page version and media type
+
+            def render() -> tuple[bytes, str]:
+                body = render_project(self.client_page(page), media)
+                return body, '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+
+            hit = await asyncio.to_thread(render) if len(page.files) > 256 else render()
+            page.rendered[media] = hit
+        body, etag = hit
         common = [("content-type", media), ("vary", "Accept"), ("etag", etag)]
         if headers.get("if-none-match") == etag:
             await _reply(send, 304, b"", common, True)

@@ -128,6 +128,7 @@ def test_warm_then_delta_then_cached(upstream, built, tmp_path):
     assert second.skipped == ["marked==1; python_version < '3'"] and not second.ok
     third = warm([f"{PROJECT}==1.1"], **kw)
     assert third.fetched[0][3] == "cached" and third.fetched[0][1] < 4096  # just the page
+    assert third.fetched[0][2] == built["1.1"].wheel.stat().st_size
     assert (cache / "files" / PROJECT / built["1.1"].wheel.name).read_bytes() == (
         built["1.1"].wheel.read_bytes()
     )

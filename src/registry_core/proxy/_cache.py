@@ -108,6 +108,10 @@ class FileCache:
     def __contains__(self, key: object) -> bool:
         return key in self._sizes
 
+    def size(self, key: str) -> int | None:
+        """Bytes of the cached file at ``key`` (None when not cached)."""
+        return self._sizes.get(key)
+
     def keys(self, project: str) -> list[str]:
         """Cached file names of ``project``."""
         prefix = project + "/"

@@ -215,7 +215,7 @@ async def warm_app(
         full = after.full_equivalent_bytes - before.full_equivalent_bytes
         if cached and after.cache_hits > before.cache_hits:
             how = "cached"
-            full = chosen.size or 0
+            full = app.cache.size(f"{project}/{chosen.filename}") or chosen.size or 0
         else:
             how = "delta" if after.deltas > before.deltas else "full"
         report.fetched.append((chosen.filename, moved, full, how))

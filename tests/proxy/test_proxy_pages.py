@@ -107,6 +107,7 @@ def test_ttl_revalidation_and_stale_when_down(upstream, tmp_path):
     assert r1.status_code == r2.status_code == r3.status_code == r4.status_code == 200
     assert r1.content == r2.content == r3.content == r4.content
     assert app.stats.stale_pages == 1 and app.stats.page_fetches == 1
+    assert "warning" not in r3.headers and r4.headers["warning"].startswith("110 ")
 
 
 def test_page_survives_restart_and_upstream_outage(upstream, tmp_path):

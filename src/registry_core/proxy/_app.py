@@ -114,6 +114,7 @@ class _Page:
     fetched: float | None  # the proxy clock's time; None: loaded from disk, revalidate first
     files: dict[str, SimpleFile] = field(default_factory=dict)
     rendered: dict[str, tuple[bytes, str]] = field(default_factory=dict)  # media -> body, etag
+    stale: bool = False  # the last revalidation failed: served with a Warning header
 
 
 class _HTTPError(Exception):
@@ -330,6 +331,7 @@ class ProxyApp:
             self._c.upstream_bytes += len(r.raw_content)
             if r.status == 304 and entry is not None:
                 entry.fetched = self.clock()
+                entry.stale = False
                 self._c.page_revalidated += 1
                 return entry
             if r.status == 404:
@@ -347,6 +349,7 @@ class ProxyApp:
             if entry is None:
                 raise UpstreamError(f"upstream page {url} unavailable: {exc}") from exc
             self._c.stale_pages += 1
+            entry.stale = True
             log.warning("proxy: upstream failed (%s); serving the cached page of %s", exc, project)
             return entry
         self._c.page_fetches += 1
@@ -630,6 +633,8 @@ class ProxyApp:
             page.rendered[media] = hit
         body, etag = hit
         common = [("content-type", media), ("vary", "Accept"), ("etag", etag)]
+        if page.stale:
+            common.append(("warning", '110 registry-core "Response is Stale"'))
         if headers.get("if-none-match") == etag:
             await _reply(send, 304, b"", common, True)
             return

@@ -23,11 +23,10 @@ def test_lru_evicts_least_recently_used_first():
     for i, size in enumerate([10, 20, 30]):
         p.record_insert(f"p/f{i}", size, float(i))
     p.record_access("p/f0", 5.0)
-    assert p.choose_victims(15, frozenset()) == ["p/f1"]
-    assert p.choose_victims(25, frozenset()) == ["p/f1", "p/f2"]
-    assert p.choose_victims(25, frozenset({"p/f1"})) == ["p/f2"]
+    assert p.choose_victims(15) == ["p/f1"]
+    assert p.choose_victims(25) == ["p/f1", "p/f2"]
     p.record_remove("p/f1")
-    assert p.choose_victims(1000, frozenset()) == ["p/f2", "p/f0"]
+    assert p.choose_victims(1000) == ["p/f2", "p/f0"]
     assert isinstance(p, EvictionPolicy)
 
 
@@ -80,14 +79,13 @@ class Biggest:
     def record_remove(self, key):
         self.sizes.pop(key, None)
 
-    def choose_victims(self, need_bytes, protected):
+    def choose_victims(self, need_bytes):
         out, freed = [], 0
         for key, size in sorted(self.sizes.items(), key=lambda kv: -kv[1]):
             if freed >= need_bytes:
                 break
-            if key not in protected:
-                out.append(key)
-                freed += size
+            out.append(key)
+            freed += size
         return out
 
 

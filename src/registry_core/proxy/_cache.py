@@ -97,7 +97,7 @@ class FileCache:
                 tmp.unlink()
         if self.total > self.max_bytes:
             with self._lock:
-                self._evict(self.total - self.max_bytes, frozenset())
+                self._evict(self.total - self.max_bytes)
 
     def path(self, key: str) -> Path:
         project, _, filename = key.partition("/")
@@ -145,18 +145,19 @@ class FileCache:
         if len(data) > self.max_bytes:
             return False
         with self._lock:
-            old = self._sizes.get(key, 0)
-            need = self.total - old + len(data) - self.max_bytes
+            if key in self._sizes:  # replaced: the old bytes go first
+                self._drop(key)
+            need = self.total + len(data) - self.max_bytes
             if need > 0:
-                self._evict(need, frozenset({key}))
+                self._evict(need)
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
         with self._lock:
             self.total += len(data) - self._sizes.get(key, 0)
             self._sizes[key] = len(data)
-            self.policy.record_insert(key, len(data), self.clock())
             if self.total > self.max_bytes:  # concurrent inserts raced past the bound
-                self._evict(self.total - self.max_bytes, frozenset({key}))
+                self._evict(self.total - self.max_bytes)
+            self.policy.record_insert(key, len(data), self.clock())
         return True
 
     def remove(self, key: str) -> None:
@@ -172,10 +173,11 @@ class FileCache:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
 
-    def _evict(self, need: int, protected: frozenset[str]) -> None:
-        victims = self.policy.choose_victims(need, protected)
-        for key in victims:
-            if key in protected or key not in self._sizes:
+    def _evict(self, need: int) -> None:
+        """Drop the policy's victims (only keys it was told about: a file being inserted is
+        registered with it after this)."""
+        for key in self.policy.choose_victims(need):
+            if key not in self._sizes:
                 continue
             self._drop(key)
             self.evictions += 1

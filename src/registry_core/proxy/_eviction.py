@@ -29,9 +29,9 @@ class EvictionPolicy(Protocol):
     def record_remove(self, key: str) -> None:
         """``key`` is gone (evicted, found corrupt, replaced)."""
 
-    def choose_victims(self, need_bytes: int, protected: frozenset[str]) -> list[str]:
-        """Keys whose removal frees at least ``need_bytes`` (fewer if not possible), never one
-        in ``protected`` (the file being inserted)."""
+    def choose_victims(self, need_bytes: int) -> list[str]:
+        """Keys whose removal frees at least ``need_bytes`` (all of them if that is not
+        possible). The file being inserted is never among the keys the policy knows then."""
 
 
 class LRUEviction:
@@ -51,14 +51,12 @@ class LRUEviction:
     def record_remove(self, key: str) -> None:
         self._order.pop(key, None)
 
-    def choose_victims(self, need_bytes: int, protected: frozenset[str] = frozenset()) -> list[str]:
+    def choose_victims(self, need_bytes: int) -> list[str]:
         victims: list[str] = []
         freed = 0
         for key, size in self._order.items():
             if freed >= need_bytes:
                 break
-            if key in protected:
-                continue
             victims.append(key)
             freed += size
         return victims

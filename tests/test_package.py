@@ -16,6 +16,8 @@ def test_public_names_are_pinned():
         "Compressor",
         "DeltaAggregator",
         "FeatureFlags",
+        "Index",
+        "ProxyApp",
         "RegistryCoreError",
         "SyncTransport",
         "Transport",
@@ -38,7 +40,20 @@ def test_build_info_reports_the_core():
 
 
 def test_import_is_cheap():
-    heavy = ("httpx", "aioquic", "hypercorn", "zstandard", "brotli", "cramjam", "redis")
+    heavy = (
+        "httpx",
+        "aioquic",
+        "hypercorn",
+        "zstandard",
+        "brotli",
+        "cramjam",
+        "redis",
+        "packaging",
+        "sqlite3",
+        "python_multipart",
+        "registry_core.index",
+        "registry_core.proxy",
+    )
     code = f"import sys, registry_core; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -18,12 +18,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from .compress import Compressor
     from .delta import DeltaAggregator
     from .flags import FeatureFlags
+    from .index import Index
+    from .proxy import ProxyApp
     from .transport import SyncTransport, Transport
 
 __all__ = [
     "Compressor",
     "DeltaAggregator",
     "FeatureFlags",
+    "Index",
+    "ProxyApp",
     "RegistryCoreError",
     "SyncTransport",
     "Transport",
@@ -35,6 +39,8 @@ _LAZY = {
     "Compressor": "registry_core.compress",
     "DeltaAggregator": "registry_core.delta",
     "FeatureFlags": "registry_core.flags",
+    "Index": "registry_core.index",
+    "ProxyApp": "registry_core.proxy",
     "SyncTransport": "registry_core.transport",
     "Transport": "registry_core.transport",
 }

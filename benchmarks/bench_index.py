@@ -20,9 +20,13 @@ moment on a shared machine lands on all of them alike; the table shows medians o
 CPU is the user+system time of each anchor's server processes over its run (from /proc); the
 plain pypiserver and devpi's upstream pypiserver are two processes serving the same files.
 
-Also: the project page latency of our IndexApp for a synthetic project with 500 files (1000
-sequential GETs over HTTP/1.1 keep-alive after warm-up, JSON and HTML), and pypiserver's page
-for the same 500 files as the anchor.
+Our servers run with their defaults (as ``registry-core serve`` / ``registry-core proxy`` do;
+``--files-opt KEY=INT`` passes a RegistryApp keyword to try another bound), each in its own
+process (``bench_index.py --child index|proxy``, driven over stdin).
+
+Also: the project page latency of our IndexApp for a synthetic project with 500 files (3 rounds
+of 1000 sequential GETs over HTTP/1.1 keep-alive after warm-up, JSON and HTML, medians of the
+rounds), and pypiserver's page for the same 500 files as the anchor.
 
 Goals (issue 11): upstream bytes for the updates at most 3% of what pip moves from the plain
 index for them; install time through our proxy at most 1.2x the plain local index; index page
@@ -206,13 +210,21 @@ class Scenario:
 
 
 # ---------------------------------------------------------------------------------------------
-# the anchors, one run each
+# the anchors
 
 
 class Bench:
+    """The servers shared by the runs: the upstream pypiservers and our index (with relays)."""
+
     def __init__(self, args: argparse.Namespace, work: Path, steps) -> None:
         self.args, self.work, self.steps = args, work, steps
         self.files_opts = dict(parse_opt(o) for o in args.files_opt)
+        self.pypi = self.pypi2 = self.ours_index = None
+        self.pypi_relay = self.devpi_up = self.ours_up = None
+        self.setup: dict[str, Any] = {}
+
+    def start(self) -> None:
+        work, steps = self.work, self.steps
         self.files = work / "files"
         self.files.mkdir()
         for step in steps:
@@ -229,9 +241,6 @@ class Bench:
         host = "127.0.0.1"
         self.pypi_relay = ByteRelay(host, int(self.pypi.url.rsplit(":", 1)[1]))  # pip -> (a)
         self.devpi_up = ByteRelay(host, int(self.pypi2.url.rsplit(":", 1)[1]))  # devpi -> (b)
-        self.ours_index: Proc | None = None
-        self.ours_up: ByteRelay | None = None
-        self.setup: dict[str, Any] = {}
 
     def close(self) -> None:
         for r in (self.pypi_relay, self.devpi_up, self.ours_up):
@@ -721,6 +730,7 @@ def main() -> None:
     bench = Bench(args, work, steps)
     pages = None
     try:
+        bench.start()
         for n in range(runs):
             print(f"run {n + 1}/{runs}: {', '.join(anchors)}, steps interleaved ...", flush=True)
             opened = {a: bench.open(a, n) for a in anchors}

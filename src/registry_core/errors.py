@@ -32,6 +32,9 @@ __all__ = [
     "ProjectNotFoundError",
     "ProxyError",
     "RegistryCoreError",
+    "SignatureError",
+    "SigningError",
+    "SigningKeyError",
     "ReproductionUnavailableError",
     "ResponseTooLargeError",
     "TransportError",
@@ -207,3 +210,20 @@ class ProxyError(RegistryCoreError):
 
 class UpstreamError(ProxyError, TransportError):
     """The proxy's upstream index failed, answered nonsense, or sent bytes that do not verify."""
+
+
+# -- signing -----------------------------------------------------------------------------------
+
+
+class SigningError(RegistryCoreError):
+    """Keys, metadata or envelopes could not be produced or checked."""
+
+
+class SigningKeyError(SigningError):
+    """A signing key is missing, locked (no or wrong passphrase), expired, retired or of an
+    algorithm that is not allowed."""
+
+
+class SignatureError(SigningError):
+    """Verification failed closed: the message names what is missing or wrong (which role,
+    which key id, which algorithm, which digest)."""

@@ -26,7 +26,6 @@ import functools
 import gzip
 import hashlib
 import logging
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,8 +56,6 @@ __all__ = ["IndexApp"]
 
 log = logging.getLogger("registry_core.server.index")
 
-_NAME_OK = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-_NORMALIZE = re.compile(r"[-_.]+")
 _FORM_MARGIN = 16 << 20  # room for the text fields around the file part
 _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".metadata")
 _GZIP_MIN = 512  # smaller pages are sent as they are
@@ -74,10 +71,6 @@ _HOME = b"""<!DOCTYPE html>
   </body>
 </html>
 """
-
-
-def _normalize(name: str) -> str:
-    return _NORMALIZE.sub("-", name).lower()
 
 
 def _text(status: int, message: str, extra: list[tuple[str, str]] | None = None) -> _Reply:
@@ -141,6 +134,11 @@ class IndexApp:
             from ._app import RegistryApp
 
             files = RegistryApp(index.storage)
+        # the index package is loaded by now (``index`` is an Index): its one copy of the
+        # PEP 503 name rules, imported here so that importing the server does not load it
+        from ..index._names import is_valid_name, normalize
+
+        self._valid_name, self._normalize = is_valid_name, normalize
         self.index = index
         self.files = files
         self.max_upload_bytes = max_upload_bytes
@@ -253,13 +251,13 @@ class IndexApp:
             # happens to live under simple/ (a project named "simple" keeps its files there)
             if parts[0].endswith(_DIST_SUFFIXES):
                 return None
-            if not _NAME_OK.match(parts[0]):
+            if not self._valid_name(parts[0]):
                 return _text(404, "no such project")
-            return self._redirect(_normalize(parts[0]), suffix)
+            return self._redirect(self._normalize(parts[0]), suffix)
         elif len(parts) == 2 and parts[1] == "":
-            if not _NAME_OK.match(parts[0]):
+            if not self._valid_name(parts[0]):
                 return _text(404, "no such project")
-            name = _normalize(parts[0])
+            name = self._normalize(parts[0])
             if name != parts[0]:
                 return self._redirect(name, suffix)
         else:

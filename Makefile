@@ -60,6 +60,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_compress.py
 	$(PY) benchmarks/bench_flags.py
 	$(PY) benchmarks/bench_transport.py
+	$(PY) benchmarks/bench_index.py
 
 # Lint, one formatter for the whole tree, and types; versions pinned by the `lint` extra.
 LINT_PATHS := src tests benchmarks fuzz scripts

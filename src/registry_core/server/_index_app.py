@@ -102,7 +102,9 @@ class IndexApp:
     ``serial_ttl``: how long (seconds) the index's serial, which keys the page cache, is
     trusted before it is read again; a change made elsewhere (a yank from the CLI, another
     instance's upload) shows within that time, an upload through this app at once. 0 reads it
-    on every request.
+    on every request. ``tuf``: a :class:`registry_core.signing.TufRepository` (or a
+    :class:`TufApp` over one) whose metadata is served at ``/tuf/`` (its caller attaches it
+    to the index so uploads update it).
 
     ``stats``: counters (page builds and cache hits, uploads, metadata hits); tests read them
     to prove which requests a client made.
@@ -119,6 +121,7 @@ class IndexApp:
         page_cache_bytes: int = 64 << 20,
         upload_workers: int = 2,
         serial_ttl: float = 0.05,
+        tuf: Any | None = None,
     ) -> None:
         if max_upload_bytes is None:
             max_upload_bytes = int(getattr(index, "max_file_bytes", 100 << 20))
@@ -141,6 +144,12 @@ class IndexApp:
         self._valid_name, self._normalize = is_valid_name, normalize
         self.index = index
         self.files = files
+        # tuf: a signing.TufRepository, its metadata served at /tuf/ (server/_tuf_routes.py)
+        self.tuf_app: Any | None = None
+        if tuf is not None:
+            from ._tuf_routes import TufApp
+
+            self.tuf_app = tuf if isinstance(tuf, TufApp) else TufApp(tuf)
         self.max_upload_bytes = max_upload_bytes
         self.precompute_previous = precompute_previous
         self.cache_control = cache_control
@@ -203,6 +212,9 @@ class IndexApp:
         path: str = scope["path"]
         method: str = scope["method"]
         reply: _Reply | None = None
+        if self.tuf_app is not None and self.tuf_app.handles(path):
+            await self.tuf_app(scope, receive, send)
+            return
         if path == "/simple" or path.startswith("/simple/"):
             if method in ("GET", "HEAD"):
                 reply = await self._simple(scope, path)

@@ -20,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import logging
 import os
 import queue as queue_mod
+import re
 import threading
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +60,23 @@ _SINGLETONS = frozenset({"range", "if-range", "available-dictionary", "content-l
 _NOT_WORTH: tuple[bytes, str] = (b"", "")
 # Files up to this size are read with their stat (one worker-thread hop).
 _PREFETCH = 16 << 10
+#: Where signed patch envelopes are served (docs/wire.md section 7).
+ENVELOPE_PREFIX = "/.well-known/registry-core/envelopes/"
+#: Longest inline ``Delta-Envelope`` value (wire/_sf.py refuses longer fields).
+MAX_INLINE_ENVELOPE = 16384
+_ENVELOPE_NAME = re.compile(r"([0-9a-f]{64})-([0-9a-f]{64})\.dsse\Z")
+
+
+def _envelope_names(envelope: bytes, path: str) -> bool:
+    """Whether a stored envelope's statement names ``path`` (it was signed by this server)."""
+    import base64
+    import json
+
+    try:
+        statement = json.loads(base64.b64decode(json.loads(envelope)["payload"]))
+        return any(s.get("name") == path for s in statement["subject"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def fold_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -118,6 +137,7 @@ class _Stats:
     precompute_skipped: int = 0  # precompute jobs with nothing to do (known, refused, missing)
     precompute_dropped: int = 0  # precompute jobs not queued: the queue was full (or closed)
     patches_from_store: int = 0  # patches (and "not worth it" marks) read from the PatchStore
+    envelopes_signed: int = 0  # patch envelopes signed (``envelopes=``)
 
 
 class _Hits:
@@ -207,6 +227,13 @@ class RegistryApp:
     - ``max_hit_paths`` (4096): ``hits`` (requests per existing path, which tests use to prove
       client-side coalescing) remembers only this many paths.
 
+    ``envelopes`` (None): a signer of patch envelopes (``signing.PatchEnvelopes``), called as
+    ``envelopes(target_path, target_sha256, base_sha256, patch_sha256)``. With it every patch
+    computed or precomputed is signed (DSSE) and the envelope kept beside it (memory cache and
+    PatchStore); a ``226`` carries it (``Delta-Envelope``, and a ``Link`` to
+    ``/.well-known/registry-core/envelopes/<patch sha256>-<target sha256>.dsse``), and a patch
+    whose envelope cannot be made is not sent (the full file is). docs/wire.md section 7.
+
     Only one patch is computed per request: the first base the client names that is a release
     of the same project (same directory, same kind, see ``_patches.diff_refusal``) older than
     the target; patches already cached for other bases are used as well.
@@ -246,6 +273,7 @@ class RegistryApp:
         max_hit_paths: int = 4096,
         patch_store: PatchStore | bool | None = None,
         precompute_queue: int = 64,
+        envelopes: Callable[[str, bytes, bytes, bytes], bytes] | None = None,
     ) -> None:
         for name, value in (
             ("patch_cache_bytes", patch_cache_bytes),
@@ -269,6 +297,9 @@ class RegistryApp:
             storage = DirectoryStorage(storage)
         self.storage: Storage = storage
         self.patch_store: PatchStore | None = _patch_store_for(storage, patch_store)
+        if envelopes is not None and not callable(envelopes):
+            raise InvalidArgumentError("envelopes must be callable (e.g. signing.PatchEnvelopes)")
+        self.envelopes = envelopes
         resolved = resolve_flags(flags)
         self.flags = resolved
         self.quic = resolved.is_enabled("QUIC_TRANSPORT")
@@ -580,6 +611,8 @@ class RegistryApp:
             common.append(("alt-svc", self.alt_svc))
         if method not in ("GET", "HEAD"):
             return _Response(405, [*common, ("allow", "GET, HEAD"), ("content-length", "0")])
+        if self.envelopes is not None and raw_path.startswith(ENVELOPE_PREFIX):
+            return await self._serve_envelope(raw_path, common)
         path = validate_path(raw_path)
         info, small = await self._stat(path) if path is not None else (None, None)
         if info is None:
@@ -626,7 +659,10 @@ class RegistryApp:
                 engines is not None and not {e.lower() for e in engines} >= REFERENCE_ENGINES
             )
             patch = await self._patch(method, ask.base_sha256s()[:32], info, binary, client)
-            if patch is not None:
+            signed: list[tuple[str, str]] | None = []
+            if patch is not None and self.envelopes is not None:
+                signed = await self._envelope_headers(info, patch[0], patch[1])
+            if patch is not None and signed is not None:
                 base_sha, (body, digest) = patch
                 self.stats.patches_served += 1
                 hdrs = delta_response_headers(etag_for_sha256(base_sha), etag, repr_digest)
@@ -635,6 +671,7 @@ class RegistryApp:
                     [
                         *common[:-2],
                         *hdrs.items(),
+                        *signed,
                         ("content-length", str(len(body))),
                         ("content-digest", digest),
                     ],
@@ -946,7 +983,104 @@ class RegistryApp:
         if settled and self.patch_store is not None:
             mode = "binary" if binary else "archive"
             self.patch_store.put(base.sha256, target.sha256, mode, result[0])
+        if result[0] and self.envelopes is not None:
+            self._envelope(target, base.sha256, result[0], result[1])
         return result
+
+    # -- patch envelopes (signing.PatchEnvelopes) ------------------------------------------------
+
+    def _envelope(
+        self, target: ArtifactInfo, base_sha: bytes, patch: bytes, digest: str
+    ) -> bytes | None:
+        """The DSSE envelope of ``patch`` (in a thread): from memory, the store, or signed now
+        (then kept in both). None when signing failed (logged): the patch is then not sent."""
+        from ..wire._digest import parse_digest
+
+        patch_sha = parse_digest(digest).get("sha-256") or hashlib.sha256(patch).digest()
+        key = ("env", patch_sha, target.sha256, target.path)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit[0]
+        env = None
+        if self.patch_store is not None:
+            env = self.patch_store.get(patch_sha, target.sha256, "dsse")
+            if env and not _envelope_names(env, target.path):
+                env = None  # made for another path with the same bytes: sign for this one
+        if not env:
+            assert self.envelopes is not None
+            try:
+                env = self.envelopes(target.path, target.sha256, base_sha, patch_sha)
+            except Exception as exc:
+                log.warning("patch envelope for %s not signed: %r", target.path, exc)
+                return None
+            if self.patch_store is not None:
+                self.patch_store.put(patch_sha, target.sha256, "dsse", env)
+            with self._count_lock:
+                self.stats.envelopes_signed += 1
+        self.cache.put(key, (env, ""))
+        self.cache.put(("env", patch_sha, target.sha256), (env, ""))
+        return env
+
+    async def _envelope_headers(
+        self, target: ArtifactInfo, base_sha: bytes, patch: tuple[bytes, str]
+    ) -> list[tuple[str, str]] | None:
+        """``Delta-Envelope`` (inline, when it fits a field) and its ``Link``; None if the
+        patch could not be signed."""
+        import base64
+
+        from ..wire._digest import parse_digest
+
+        body, digest = patch
+        patch_sha = parse_digest(digest).get("sha-256") or hashlib.sha256(body).digest()
+        hit = self.cache.get(("env", patch_sha, target.sha256, target.path))
+        env = hit[0] if hit is not None else None
+        if env is None:
+            env = await asyncio.to_thread(self._envelope, target, base_sha, body, digest)
+            if env is None:
+                return None
+        url = f"{ENVELOPE_PREFIX}{patch_sha.hex()}-{target.sha256.hex()}.dsse"
+        out = [("link", f'<{url}>; rel="delta-envelope"')]
+        inline = ":" + base64.b64encode(env).decode("ascii") + ":"
+        if len(inline) <= MAX_INLINE_ENVELOPE:
+            out.append(("delta-envelope", inline))
+        return out
+
+    async def _serve_envelope(self, raw_path: str, common: list[tuple[str, str]]) -> _Response:
+        """``GET /.well-known/registry-core/envelopes/<patch>-<target>.dsse``: a stored
+        envelope (never signed here: signing needs the patch, which the 226 path has)."""
+        name = raw_path[len(ENVELOPE_PREFIX) :]
+        env = None
+        m = _ENVELOPE_NAME.match(name)
+        if m is not None:
+            patch_sha, target_sha = bytes.fromhex(m[1]), bytes.fromhex(m[2])
+            hit = self.cache.get(("env", patch_sha, target_sha))
+            env = hit[0] if hit is not None else None
+            if env is None and self.patch_store is not None:
+                env = await asyncio.to_thread(self.patch_store.get, patch_sha, target_sha, "dsse")
+        if not env:
+            msg = b"not found\n"
+            return _Response(
+                404,
+                [
+                    *common,
+                    ("content-type", "text/plain; charset=utf-8"),
+                    ("content-length", str(len(msg))),
+                ],
+                msg,
+            )
+        digest = format_digest(env)
+        return _Response(
+            200,
+            [
+                *common,
+                ("content-type", "application/vnd.dsse.envelope.v1+json"),
+                ("cache-control", "public, max-age=31536000, immutable"),
+                ("content-length", str(len(env))),
+                ("repr-digest", digest),
+                ("content-digest", digest),
+            ],
+            env,
+        )
 
     # -- dcz -------------------------------------------------------------------------------------
 

@@ -14,12 +14,13 @@ import collections
 import concurrent.futures
 import contextlib
 import functools
+import hmac
 import os
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from ..errors import (
     ResponseTooLargeError,
     TransportError,
 )
+from ..wire._delta import etag_to_sha256
 from ._altsvc import AltSvcCache
 from ._decode import Codings, accept_encoding, decode_body
 from ._h3 import H3ConnectError, H3Connection, H3StreamError
@@ -46,6 +48,7 @@ from ._tls import connect_tls
 
 if TYPE_CHECKING:
     from ..flags import FeatureFlags
+    from ..signing import TrustedIndex
 
 __all__ = ["Response", "Transport"]
 
@@ -184,6 +187,12 @@ class Transport:
     Off by default; allowed only with ``transport`` (this client's own connections are TLS).
     Digest checks are the same; nothing else protects plain-HTTP bytes, so callers that opt
     in should check them against a digest they got elsewhere.
+
+    trust: a :class:`~registry_core.signing.TrustedIndex` (python-tuf's ngclient over the
+    registry's TUF metadata): :meth:`fetch` then checks every artifact against its signed
+    length and sha256, and every ``226`` patch's DSSE envelope against the TUF ``patches``
+    role, before returning or writing a byte (``SignatureError`` otherwise; docs/wire.md
+    section 7).
     """
 
     def __init__(
@@ -205,6 +214,7 @@ class Transport:
         transport: httpx.AsyncBaseTransport | None = None,
         apply_timeout: float = 60.0,
         allow_http: bool = False,
+        trust: TrustedIndex | None = None,
     ) -> None:
         if allow_http and transport is None:
             raise InvalidArgumentError(
@@ -235,6 +245,7 @@ class Transport:
         self.transport = transport
         self.apply_timeout = apply_timeout
         self.allow_http = allow_http
+        self.trust = trust
         self.default_headers = {"user-agent": "registry-core", **(headers or {})}
         self.codings = Codings(
             zstd=self.options.zstd, brotli=self.options.brotli, flags=self.options.codec_flags()
@@ -347,6 +358,7 @@ class Transport:
         have: bytes | None = None,
         dest: str | os.PathLike[str] | None = None,
         max_size: int | None = None,
+        trust: TrustedIndex | None = None,
     ) -> bytes:
         """Download an artifact, as a registry-core patch against ``have`` when possible.
 
@@ -359,9 +371,18 @@ class Transport:
         A patch this client cannot use (its platform cannot rebuild it, it is over the limits,
         corrupt, made for another base, or takes longer than ``apply_timeout``) is dropped and
         the full artifact is downloaded instead, once, and verified the same way.
+
+        ``trust`` (default: the Transport's): a TrustedIndex; the artifact must then match its
+        TUF targets metadata (length, sha256) and a patch must carry a DSSE envelope signed by
+        the TUF ``patches`` role binding base, target and patch; else :class:`SignatureError`
+        (no fallback: a refused envelope is an attack, not an unusable patch).
         """
         limit = self.max_response_size if max_size is None else max_size
-        data = await self._fetch(url, have, limit)
+        trust = trust if trust is not None else self.trust
+        if trust is not None:
+            data = await self._fetch_trusted(url, have, limit, trust)
+        else:
+            data = await self._fetch(url, have, limit)
         if dest is not None:
             atomic_write(dest, data)
         return data
@@ -415,10 +436,92 @@ class Transport:
         )
         return decision, r
 
-    async def _fetch(self, url: str, have: bytes | None, limit: int) -> bytes:
+    async def _fetch_trusted(
+        self, url: str, have: bytes | None, limit: int, trust: TrustedIndex
+    ) -> bytes:
+        """:meth:`_fetch` with TUF checks: the target's signed info first, each patch's
+        envelope before it is applied, the result's length and sha256 last."""
+        from ..errors import SignatureError
+
+        path = trust.target_path(url)
+        info = await asyncio.to_thread(trust.targetinfo, path)
+        want = bytes.fromhex(info.hashes["sha256"])
+        if info.length > limit:
+            raise ResponseTooLargeError(
+                f"{url}: TUF says {info.length} bytes, over the {limit}-byte limit"
+            )
+
+        async def check_patch(plan: FetchPlan, decision: Decision, r: Response) -> None:
+            etag_sha = etag_to_sha256(r.headers.get("etag", ""))
+            if etag_sha is None or not hmac.compare_digest(etag_sha, want):
+                raise SignatureError(
+                    f"{url}: the patch is for {r.headers.get('etag')}, not the TUF target "
+                    f"sha256 {want.hex()}"
+                )
+            envelope = await self._delta_envelope(url, r)
+            assert decision.patch is not None and plan.have_sha256 is not None
+            patch_sha = r.digests.get("sha-256") or sha256(decision.patch)
+            await asyncio.to_thread(
+                trust.verify_patch,
+                envelope,
+                target_path=path,
+                base_sha256=plan.have_sha256,
+                target_sha256=want,
+                patch_sha256=patch_sha,
+            )
+
+        data = await self._fetch(url, have, limit, check_patch)
+        got = await asyncio.to_thread(sha256, data) if len(data) >= _HASH_ON_LOOP else sha256(data)
+        if len(data) != info.length or not hmac.compare_digest(got, want):
+            raise SignatureError(
+                f"{url}: {len(data)} bytes with sha256 {got.hex()}, but the TUF targets metadata "
+                f"says {info.length} bytes, sha256 {want.hex()}; nothing was written"
+            )
+        self.stats["fetch_tuf_verified"] += 1
+        return data
+
+    async def _delta_envelope(self, url: str, r: Response) -> bytes:
+        """A 226's DSSE envelope: inline (``Delta-Envelope``) or from its ``Link``."""
+        from ..errors import SignatureError
+        from ..wire._dictionary import parse_sf_item
+
+        inline = r.headers.get("delta-envelope")
+        if inline:
+            item = parse_sf_item(inline)
+            if item is None or not isinstance(item[0], bytes):
+                raise SignatureError(f"{url}: malformed Delta-Envelope field")
+            return item[0]
+        link = _envelope_link(r.headers.get_list("link"))
+        if link is None:
+            raise SignatureError(
+                f"{url}: the 226 patch carries no envelope (Delta-Envelope or Link "
+                'rel="delta-envelope"): it cannot be verified'
+            )
+        target = httpx.URL(url).join(link)
+        if (target.scheme, target.host, target.port) != (
+            httpx.URL(url).scheme,
+            httpx.URL(url).host,
+            httpx.URL(url).port,
+        ):
+            raise SignatureError(f"{url}: the envelope link points at another origin")
+        er = await self.get(str(target), max_size=1 << 20)
+        if er.status != 200:
+            raise SignatureError(f"{url}: envelope {target} answered {er.status}")
+        self.stats["fetch_envelopes_linked"] += 1
+        return er.content
+
+    async def _fetch(
+        self,
+        url: str,
+        have: bytes | None,
+        limit: int,
+        check_patch: Callable[[FetchPlan, Decision, Response], Awaitable[None]] | None = None,
+    ) -> bytes:
         policy = await self._fetch_policy()
         plan = await self._plan(policy, have)
         decision, r = await self._send_plan(policy, plan, url, limit)
+        if decision.action == "apply" and check_patch is not None:
+            await check_patch(plan, decision, r)
         if decision.action == "apply":
             try:
                 decision = await self._apply(policy, plan, decision, r, url, limit)
@@ -1033,6 +1136,21 @@ def _shared_context(verify: bool | str) -> ssl.SSLContext:
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         _CONTEXTS[verify] = ctx
         return ctx
+
+
+def _envelope_link(values: list[str]) -> str | None:
+    """The target of the first ``Link: <...>; rel="delta-envelope"`` (RFC 8288)."""
+    for value in values:
+        for part in value.split(","):
+            url, _, params = part.strip().partition(";")
+            url = url.strip()
+            if not (url.startswith("<") and url.endswith(">")):
+                continue
+            for param in params.split(";"):
+                k, _, v = param.strip().partition("=")
+                if k.strip().lower() == "rel" and "delta-envelope" in v.strip('" ').split():
+                    return url[1:-1]
+    return None
 
 
 def _retry_after(r: Response) -> float | None:

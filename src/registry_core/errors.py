@@ -32,15 +32,15 @@ __all__ = [
     "ProjectNotFoundError",
     "ProxyError",
     "RegistryCoreError",
+    "ReproductionUnavailableError",
+    "ResponseTooLargeError",
     "SignatureError",
     "SigningError",
     "SigningKeyError",
-    "ReproductionUnavailableError",
-    "ResponseTooLargeError",
     "TransportError",
-    "UpstreamError",
-    "UploadRejectedError",
     "UnknownFlagError",
+    "UploadRejectedError",
+    "UpstreamError",
 ]
 
 

@@ -85,7 +85,9 @@ def build_project(
         )
         + rp
         + deps
-        + "\n[tool.setuptools]\npackages = [" + repr(module) + "]\n"
+        + "\n[tool.setuptools]\npackages = ["
+        + repr(module)
+        + "]\n"
     )
     dist = root / "dist"
     dist.mkdir(exist_ok=True)
@@ -140,8 +142,14 @@ def tool(name: str) -> str:
     return str(path)
 
 
-def run(args: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
-        check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: float = 300,
+) -> subprocess.CompletedProcess[str]:
     """Run a client; on failure the assertion shows its whole output."""
     proc = subprocess.run(
         args, env=env or client_env(), cwd=cwd, capture_output=True, text=True, timeout=timeout

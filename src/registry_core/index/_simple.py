@@ -45,6 +45,7 @@ MAX_BODY_BYTES = 64 << 20
 MAX_FILES = 200_000
 MAX_PROJECTS = 2_000_000
 
+
 @dataclass(frozen=True)
 class SimpleFile:
     """One file as the Simple API describes it.

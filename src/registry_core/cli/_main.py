@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._delta import add_delta_parsers
     from ._index import add_index_parser
     from ._proxy import add_proxy_parser
+    from ._security import add_security_parser
     from ._serve import add_serve_parser
     from ._token import add_token_parser
 
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_token_parser(sub)
     add_index_parser(sub)
     add_proxy_parser(sub)
+    add_security_parser(sub)
     return parser
 
 

@@ -492,11 +492,11 @@ def _h3_pq_kex() -> bool:
         from aioquic import tls
     except ImportError:  # pragma: no cover
         return False
-    group = getattr(tls.Group, "X25519MLKEM768", None)
+    group = getattr(tls.Group, "X25519MLKEM768", None) or getattr(tls, "X25519MLKEM768", None)
     if group is None:
         return False
-    ctx = tls.Context(is_client=True)
-    return group in getattr(ctx, "_supported_groups", ())
+    # what a client context made now would offer (the patch adds the group in Context)
+    return group in getattr(tls.Context(is_client=True), "_supported_groups", ())
 
 
 def security_report(

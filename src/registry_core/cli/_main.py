@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The whole ``registry-core`` parser (cheap: no server, index or proxy imported)."""
     from ._delta import add_delta_parsers
     from ._index import add_index_parser
+    from ._keys import add_keys_parser
     from ._proxy import add_proxy_parser
     from ._security import add_security_parser
     from ._serve import add_serve_parser
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_index_parser(sub)
     add_proxy_parser(sub)
     add_security_parser(sub)
+    add_keys_parser(sub)
     return parser
 
 

@@ -60,7 +60,7 @@ class TufApp:
         self.refresh_interval = refresh_interval
         self._checked = float("-inf")
         self._refresh_lock = threading.Lock()
-        self.stats = {"served": 0, "not_found": 0, "refreshes": 0}
+        self.stats = {"served": 0, "bytes": 0, "not_found": 0, "refreshes": 0}
 
     def handles(self, path: str) -> bool:
         """Whether ``path`` is one of this app's."""
@@ -81,6 +81,7 @@ class TufApp:
             await _reply(send, 404, b"no such TUF metadata\n", [], method)
             return
         self.stats["served"] += 1
+        self.stats["bytes"] += len(body)
         if name == "timestamp.json" or name == "root.json":
             cache = "no-cache"
         else:  # a consistent-snapshot file: its name changes with its content

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
+from .._util import LRU
 from ..errors import InvalidArgumentError, SignatureError
 
 try:
@@ -174,6 +175,8 @@ class TrustedIndex:
         self._refreshed_at: float | None = None
         self._generation = 0
         self._patch_keys: tuple[dict[str, SSlibKey], int] | None = None
+        # targets looked up since the last refresh (async callers skip a thread hop on a hit)
+        self._known: LRU[str, TargetFile] = LRU(max_entries=4096)
         self.refreshes = 0
 
     # -- metadata ------------------------------------------------------------------------------
@@ -208,6 +211,7 @@ class TrustedIndex:
             self._refreshed_at = self.clock()
             self._generation += 1
             self._patch_keys = None
+            self._known = LRU(max_entries=4096)
             self.refreshes += 1
 
     def _fresh(self) -> tuple[Updater, int]:
@@ -251,6 +255,9 @@ class TrustedIndex:
             if info is not None:
                 if "sha256" not in info.hashes:
                     raise SignatureError(f"TUF target {path!r} has no sha256 hash")
+                with self._lock:
+                    if self._generation == generation:
+                        self._known.put(path, info)
                 return info
             if attempt == 0:  # perhaps uploaded since the last refresh: refresh once (shared)
                 with self._lock:
@@ -259,6 +266,18 @@ class TrustedIndex:
                     assert self._updater is not None
                     updater = self._updater
         raise SignatureError(f"{path!r} is not a target of the TUF targets metadata (any role)")
+
+    def ready(self, path: str) -> TargetFile | None:
+        """``path``'s target info when it can be answered without I/O (fresh metadata, path
+        looked up before, patch keys loaded): async callers then stay on their loop."""
+        with self._lock:
+            if (
+                self._refreshed_at is None
+                or self._patch_keys is None
+                or self.clock() - self._refreshed_at > self.max_age
+            ):
+                return None
+            return self._known.get(path)
 
     def verify_target(self, path: str, data: bytes) -> TargetFile:
         """Check ``data`` against the signed length and sha256 of ``path`` (SignatureError)."""

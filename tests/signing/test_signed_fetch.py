@@ -1,0 +1,171 @@
+"""Transport(trust=TrustedIndex): signed delta fetches end to end over TLS on loopback.
+
+The registry publishes TUF metadata (TufRepository, hybrid keys) and signs every patch
+(RegistryApp(envelopes=PatchEnvelopes)); the client verifies through python-tuf's ngclient.
+Every refusal must be a SignatureError with nothing written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import statistics
+import time
+
+import pytest
+from _signed_stack import build_stack, record
+
+from _servers import flags, pki  # noqa: F401 (fixture)
+from registry_core.errors import SignatureError
+from registry_core.signing import Keyring, patch_statement, sign_envelope
+from registry_core.transport import Transport
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, pki):  # noqa: F811
+    s = build_stack(tmp_path_factory.mktemp("signed"), pki)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def trusted(stack, tmp_path):
+    t = stack.trusted(tmp_path / "tuf-cache")
+    yield t
+    t.close()
+
+
+@pytest.fixture(autouse=True)
+def _untampered(stack):
+    stack.tamper.mode = None
+    yield
+    stack.tamper.mode = None
+
+
+def _fetch(stack, trusted, target: int, base: int | None, dest, **kw):
+    async def go():
+        async with Transport(verify=stack.ca, flags=flags(), http3=False, trust=trusted) as t:
+            have = stack.versions[base][1] if base is not None else None
+            data = await t.fetch(stack.url(stack.versions[target][0]), have=have, dest=dest, **kw)
+            return data, dict(t.stats)
+
+    return asyncio.run(go())
+
+
+def test_signed_delta_fetch_succeeds(stack, trusted, tmp_path):
+    dest = tmp_path / "out.whl"
+    data, stats = _fetch(stack, trusted, 2, 1, dest)
+    assert data == stack.versions[2][1]
+    assert dest.read_bytes() == data
+    assert stats["fetch_delta"] == 1 and stats["fetch_tuf_verified"] == 1
+    assert stack.app.stats.envelopes_signed >= 1
+
+
+def test_signed_full_fetch_and_linked_envelope(stack, trusted, tmp_path):
+    data, stats = _fetch(stack, trusted, 0, None, tmp_path / "a")
+    assert data == stack.versions[0][1] and stats["fetch_full"] == 1
+    stack.tamper.mode = "link-only"  # the envelope only through its Link
+    data, stats = _fetch(stack, trusted, 1, 0, tmp_path / "b")
+    assert data == stack.versions[1][1]
+    assert stats["fetch_delta"] == 1 and stats["fetch_envelopes_linked"] == 1
+
+
+WHY = {  # each refusal names what is missing or wrong
+    "flip": "invalid signature by ed25519 key .*ml-dsa-65 key",
+    "drop": "carries no envelope",
+    "other-base": "base sha256",
+    "foreign-keys": "0 of 1 required signatures valid for role 'patches'",
+    "other-target": "names target",
+}
+
+
+@pytest.mark.parametrize("mode", ["flip", "drop", "other-base", "foreign-keys", "other-target"])
+def test_bad_envelopes_fail_closed(stack, trusted, tmp_path, mode):
+    # prime the patch (and its envelope) so the tampering applies to a 226
+    _fetch(stack, trusted, 2, 1, None)
+    target, base = stack.versions[2][1], stack.versions[1][1]
+    patch_sha = stack.tamper.last_patch_sha
+    assert patch_sha is not None
+    if mode in ("other-base", "foreign-keys", "other-target"):
+        if mode == "other-base":
+            env = stack.envelope_for(stack.versions[2][0], target, stack.versions[0][1], patch_sha)
+        elif mode == "other-target":
+            env = stack.envelope_for(stack.versions[1][0], target, base, patch_sha)
+        else:
+            foreign = Keyring(tmp_path / "foreign", passphrase="x")
+            foreign.generate_hybrid("patches")
+            st = patch_statement(
+                stack.versions[2][0],
+                hashlib.sha256(target).hexdigest(),
+                hashlib.sha256(base).hexdigest(),
+                patch_sha.hex(),
+            )
+            env = sign_envelope(st, foreign.signers("patches"))
+        stack.tamper.envelope = env
+        stack.tamper.mode = "replace"
+    else:
+        stack.tamper.mode = mode
+    dest = tmp_path / "never.whl"
+    with pytest.raises(SignatureError, match=WHY[mode]):
+        _fetch(stack, trusted, 2, 1, dest)
+    assert not dest.exists()
+
+
+def test_bytes_not_in_tuf_refused(stack, trusted, tmp_path):
+    # a file the server holds whose bytes TUF does not list (listed with other bytes)
+    path = "pkg/pkg-9.9-py3-none-any.whl"
+    (stack.root / path).write_bytes(stack.versions[2][1] + b"\0tampered")
+    stack.repo.add_targets([record(path, stack.versions[2][1])])
+    stack.versions.append((path, b""))
+    try:
+        dest = tmp_path / "x.whl"
+        with pytest.raises(SignatureError, match="TUF"):
+            _fetch(stack, trusted, 3, None, dest)
+        with pytest.raises(SignatureError):
+            _fetch(stack, trusted, 3, 1, dest)
+        assert not dest.exists()
+        # and a path TUF does not list at all
+        (stack.root / "pkg/unlisted.whl").write_bytes(b"nobody signed this")
+        stack.versions.append(("pkg/unlisted.whl", b""))
+        with pytest.raises(SignatureError, match="not a target"):
+            _fetch(stack, trusted, 4, None, dest)
+        assert not dest.exists()
+    finally:
+        del stack.versions[3:]
+
+
+def test_signed_vs_unsigned_latency(stack, trusted, tmp_path, capsys):
+    """p50/p99 of signed against unsigned delta fetches (printed; no time is asserted)."""
+    url = stack.url(stack.versions[2][0])
+    have = stack.versions[1][1]
+
+    async def run(trust, n):
+        out = []
+        async with Transport(verify=stack.ca, flags=flags(), http3=False, trust=trust) as t:
+            await t.fetch(url, have=have)  # warm: connection, patch, envelope, TUF
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await t.fetch(url, have=have)
+                out.append(time.perf_counter() - t0)
+        return out
+
+    n = 60
+    unsigned, signed = [], []
+    for _ in range(2):  # alternate, so machine load hits both alike
+        unsigned += asyncio.run(run(None, n // 2))
+        signed += asyncio.run(run(trusted, n // 2))
+
+    def p(xs, q):
+        xs = sorted(xs)
+        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
+
+    line = (
+        f"delta fetch {len(stack.versions[2][1])} B target: unsigned p50 {p(unsigned, .5):.2f} ms "
+        f"p99 {p(unsigned, .99):.2f} ms; signed p50 {p(signed, .5):.2f} ms "
+        f"p99 {p(signed, .99):.2f} ms; median ratio "
+        f"{statistics.median(signed) / statistics.median(unsigned):.2f}"
+    )
+    with capsys.disabled():
+        print("\n" + line)

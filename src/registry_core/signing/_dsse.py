@@ -72,7 +72,7 @@ def patch_statement(
         not isinstance(target_name, str)
         or not target_name
         or len(target_name) > _MAX_NAME
-        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target_name)
+        or any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in target_name)
     ):
         raise InvalidArgumentError("target_name must be a non-empty printable name (<= 1024)")
     return {
@@ -93,7 +93,7 @@ def _canonical(statement: Mapping[str, Any]) -> bytes:
         return json.dumps(
             statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
         ).encode("utf-8")
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (lone surrogates) included
         raise InvalidArgumentError(f"statement is not JSON-serialisable: {exc}") from None
 
 

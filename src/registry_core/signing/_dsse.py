@@ -21,6 +21,7 @@ import base64
 import binascii
 import json
 import re
+import unicodedata
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -72,9 +73,11 @@ def patch_statement(
         not isinstance(target_name, str)
         or not target_name
         or len(target_name) > _MAX_NAME
-        or any(ord(c) < 0x20 or ord(c) == 0x7F or 0xD800 <= ord(c) <= 0xDFFF for c in target_name)
+        or any(unicodedata.category(c) in ("Cc", "Cs") for c in target_name)
     ):
-        raise InvalidArgumentError("target_name must be a non-empty printable name (<= 1024)")
+        raise InvalidArgumentError(
+            "target_name must be a non-empty name without control characters (<= 1024)"
+        )
     return {
         "_type": STATEMENT_TYPE,
         "subject": [

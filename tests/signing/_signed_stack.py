@@ -39,10 +39,25 @@ class Tamper:
         self.mode: str | None = None
         self.envelope: bytes | None = None  # "replace": the envelope sent instead
         self.last_patch_sha: bytes | None = None  # of the last 226 sent (its Content-Digest)
+        self.pages: dict[str, bytes] = {}  # path -> JSON Simple API page served as is
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.inner(scope, receive, send)
+        page = self.pages.get(scope["path"])
+        if page is not None:  # a Simple API project page (the proxy tests' upstream)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/vnd.pypi.simple.v1+json"),
+                        (b"content-length", str(len(page)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": page})
+            return
         mode = self.mode
 
         async def wrapped(message: dict[str, Any]) -> None:

@@ -33,6 +33,7 @@ from ..errors import (
     DigestMismatchError,
     InvalidArgumentError,
     ProxyError,
+    SignatureError,
     TransportError,
     UpstreamError,
 )
@@ -42,6 +43,7 @@ from ._eviction import EvictionPolicy
 if TYPE_CHECKING:
     from ..flags import FeatureFlags
     from ..index._simple import SimpleFile, SimpleProject
+    from ..signing import TrustedIndex
     from ..transport import Transport
 
 __all__ = ["ProxyApp", "ProxyStats"]
@@ -144,6 +146,11 @@ class ProxyApp:
 
     The upstream is trusted to name where its files are (PyPI's pages point at another host);
     from an https upstream only https file URLs are followed.
+
+    trust: a :class:`~registry_core.signing.TrustedIndex` over the upstream's TUF metadata:
+    every file is then checked against its signed length and sha256 (and every patch against
+    its envelope, through ``Transport.fetch(trust=)``) before it is stored or served, whatever
+    the page says; a refusal answers 502 and stores nothing.
     """
 
     def __init__(
@@ -161,6 +168,7 @@ class ProxyApp:
         max_file_bytes: int = 1 << 30,
         timeout: float = 300.0,
         max_downloads: int = 4,
+        trust: TrustedIndex | None = None,
     ) -> None:
         upstream = upstream.strip().rstrip("/")
         if upstream.endswith("/simple"):
@@ -178,6 +186,7 @@ class ProxyApp:
         if max_file_bytes <= 0:
             raise InvalidArgumentError(f"max_file_bytes must be positive, not {max_file_bytes!r}")
         self.upstream = upstream
+        self.trust = trust
         self._schemes = ("http://", "https://") if upstream.startswith("http://") else ("https://",)
         self.cache_dir = Path(cache_dir)
         self.page_ttl = page_ttl
@@ -388,6 +397,8 @@ class ProxyApp:
         self, project: str, key: str, f: SimpleFile
     ) -> tuple[Path | None, bytes | None]:
         want = f.hashes["sha256"].lower()
+        if self.trust is not None:  # the page must agree with TUF, cached or not
+            await self._check_tuf(f, want)
         if key in self.cache:
             if self.cache.verified.get(key) == want:
                 self.cache.touch(key)
@@ -406,6 +417,18 @@ class ProxyApp:
             return None, data
         self.cache.verified[key] = want
         return self.cache.path(key), None
+
+    async def _check_tuf(self, f: SimpleFile, want: str) -> None:
+        """SignatureError unless the TUF targets metadata lists ``f`` with the page's sha256."""
+        assert self.trust is not None
+        path = self.trust.target_path(f.url)
+        info = self.trust.ready(path) or await asyncio.to_thread(self.trust.targetinfo, path)
+        if not hmac.compare_digest(info.hashes["sha256"].lower(), want):
+            self._c.corrupt_refused += 1
+            raise SignatureError(
+                f"{f.url}: the page says sha256 {want}, the TUF targets metadata "
+                f"{info.hashes['sha256']}; nothing was stored"
+            )
 
     async def _check_cached(self, key: str, want: str) -> bool:
         """Hash a cached file found at start (or changed upstream); drop it if it differs."""
@@ -464,7 +487,7 @@ class ProxyApp:
                 self.cache.touch(base_key)
                 try:
                     data = await self.transport.fetch(
-                        f.url, have=base, max_size=self.max_file_bytes
+                        f.url, have=base, max_size=self.max_file_bytes, trust=self.trust
                     )
                 except DigestMismatchError as exc:
                     log.warning("proxy: delta fetch of %s refused (%s); full download", f.url, exc)
@@ -477,6 +500,8 @@ class ProxyApp:
             self._c.fulls += 1
             data = r.content
             self._learn(r.headers)
+        if self.trust is not None:  # TUF first: the page is not what is trusted
+            await asyncio.to_thread(self.trust.verify_target, self.trust.target_path(f.url), data)
         got = await asyncio.to_thread(_sha256_hex, data)
         if not hmac.compare_digest(got, want):
             self._c.corrupt_refused += 1
@@ -558,6 +583,9 @@ class ProxyApp:
         except TransportError as exc:  # UpstreamError included: the upstream failed us
             log.warning("proxy: %s", exc)
             await _reply(send, 502, f"upstream failed: {exc}\n".encode(), (), head)
+        except SignatureError as exc:  # trust=: the upstream's bytes or metadata do not verify
+            log.warning("proxy: refused: %s", exc)
+            await _reply(send, 502, f"upstream refused: {exc}\n".encode(), (), head)
         except (ProxyError, OSError) as exc:
             log.error("proxy: %s", exc)
             await _reply(send, 500, b"proxy error (see its log)\n", (), head)

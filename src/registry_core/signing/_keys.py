@@ -296,7 +296,7 @@ class Keyring:
             raise SigningKeyError(f"corrupt keyring {path}: larger than {_MAX_KEYRING_BYTES}")
         try:
             doc = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise SigningKeyError(f"corrupt keyring {path}: not JSON") from None
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise SigningKeyError(f"corrupt keyring {path}: unknown format")

@@ -272,6 +272,7 @@ class Keyring:
         self._clock = clock or _now
         self._lock = threading.RLock()
         self._signers: dict[str, Signer] = {}
+        self._cache: tuple[tuple[int, int, int, int], dict[str, KeyInfo]] | None = None
 
     def __repr__(self) -> str:  # never the passphrase
         locked = "unlocked" if self._passphrase is not None else "locked"
@@ -284,9 +285,15 @@ class Keyring:
         return _utc(self._clock())
 
     def _load(self) -> dict[str, KeyInfo]:
+        """The keys in ``keyring.json`` (parsed again only when the file was replaced: it is
+        always replaced atomically, so inode, size and mtime identify a version)."""
         path = self.directory / _KEYRING_FILE
         try:
             with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+                if self._cache is not None and self._cache[0] == version:
+                    return dict(self._cache[1])
                 raw = f.read(_MAX_KEYRING_BYTES + 1)
         except FileNotFoundError:
             return {}
@@ -307,6 +314,7 @@ class Keyring:
         for entry in entries:
             info = KeyInfo.from_dict(entry)
             keys[info.key_id] = info
+        self._cache = (version, dict(keys))
         return keys
 
     def _save(self, keys: Mapping[str, KeyInfo]) -> None:

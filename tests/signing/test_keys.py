@@ -3,6 +3,8 @@ the keyring.json entry format and key life-cycle states."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -156,3 +158,30 @@ def test_aware_clock_in_other_zone_is_normalised(tmp_path):
     assert info.created == datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert info.created.tzinfo == timezone.utc
     assert info.not_after == datetime(2026, 1, 3, tzinfo=timezone.utc)
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_imports_stay_cheap_and_the_extra_is_named_when_missing():
+    heavy = ("tuf", "securesystemslib", "cryptography")
+    probe = (
+        "import sys, registry_core, registry_core.index\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({heavy!r})))\n"
+        "import registry_core.signing\n"
+        "print('tuf' in sys.modules)\n"
+    )
+    done = _python(probe)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["[]", "False"]  # keys/envelopes need no python-tuf
+    missing = _python(
+        "import sys\nsys.modules['securesystemslib'] = None\n"
+        "from registry_core.errors import SigningError\n"
+        "try:\n    import registry_core.signing\n"
+        "except SigningError as e:\n    print(e)\n"
+    )
+    assert missing.returncode == 0, missing.stderr
+    assert "pip install 'registry-core[signing]'" in missing.stdout

@@ -75,7 +75,12 @@ class TufApp:
         name = path[len(self.prefix) :] if path.startswith(self.prefix) else ""
         if name == "timestamp.json":
             await self._maybe_refresh()
-        body = await asyncio.to_thread(self.repository.read_file, name) if name else None
+        try:
+            body = await asyncio.to_thread(self.repository.read_file, name) if name else None
+        except OSError:
+            log.exception("cannot read TUF metadata %r", name)
+            await _reply(send, 503, b"TUF metadata unavailable\n", [], method)
+            return
         if body is None:
             self.stats["not_found"] += 1
             await _reply(send, 404, b"no such TUF metadata\n", [], method)
@@ -124,7 +129,7 @@ async def _reply(
     send: Send, status: int, body: bytes, headers: list[tuple[str, str]], method: str
 ) -> None:
     base = [("content-length", str(len(body)))] if status != 304 else []
-    if status in (404, 405):
+    if status in (404, 405, 503):
         base.append(("content-type", "text/plain; charset=utf-8"))
     await send(
         {

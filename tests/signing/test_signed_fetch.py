@@ -169,3 +169,29 @@ def test_signed_vs_unsigned_latency(stack, trusted, tmp_path, capsys):
     )
     with capsys.disabled():
         print("\n" + line)
+
+
+def test_precomputed_patches_are_signed_and_envelopes_persist(stack, tmp_path):
+    """precompute() signs as it computes; a new app on the same directory serves the stored
+    patch and envelope without diffing or signing again."""
+    from registry_core.server import RegistryApp
+    from registry_core.signing._client import PatchEnvelopes
+
+    target, base = stack.versions[2], stack.versions[0]
+    signed_before = stack.app.stats.envelopes_signed
+    stack.app.precompute(target[0], [base[0]])
+    assert stack.app.precompute_idle(60)
+    assert stack.app.stats.envelopes_signed == signed_before + 1
+    fresh = RegistryApp(stack.root, flags=flags(), envelopes=PatchEnvelopes(stack.keyring))
+    try:
+        headers = {
+            "a-im": "rcdelta",
+            "if-none-match": '"' + hashlib.sha256(base[1]).hexdigest() + '"',
+        }
+        status, hdrs, body = asyncio.run(fresh.handle("GET", "/" + target[0], headers))
+        assert status == 226
+        assert fresh.patches_computed == 0 and fresh.stats.envelopes_signed == 0
+        names = {k for k, _ in hdrs}
+        assert {"delta-envelope", "link"} <= names
+    finally:
+        fresh.close()

@@ -112,21 +112,22 @@ def test_only_get_and_head(site):
     assert versioned.status_code == 200 and "max-age" in versioned.headers["cache-control"]
 
 
-def test_unreadable_metadata_is_a_503_and_the_server_goes_on(site):
+def test_unreadable_metadata_is_a_503_and_the_server_goes_on(site, monkeypatch):
     index, repo, handle, client, app = site
     path = repo.metadata_dir / "1.targets.json"
     path.unlink()
-    path.mkdir()  # a directory where a file should be: reading it fails
+    path.mkdir()  # a directory where a file should be: there is no such metadata file
     (path / "x").write_text("x")
     assert client.get("/tuf/1.targets.json").status_code == 404
-    path_ts = repo.metadata_dir / "timestamp.json"
-    path_ts.chmod(0)
-    try:
-        r = client.get("/tuf/timestamp.json")
-        # root ignores file modes; anyone else gets the 503
-        assert r.status_code in (200, 503)
-    finally:
-        path_ts.chmod(0o644)
+    real = repo.read_file
+
+    def failing_disk(name):  # an I/O error (EIO, EACCES) reading the file
+        raise PermissionError(13, "Permission denied", name)
+
+    monkeypatch.setattr(repo, "read_file", failing_disk)
+    r = client.get("/tuf/timestamp.json")
+    assert r.status_code == 503 and b"unavailable" in r.content
+    monkeypatch.setattr(repo, "read_file", real)
     assert client.get("/tuf/timestamp.json").status_code == 200
 
 

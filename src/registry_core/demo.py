@@ -8,6 +8,10 @@
 4. A package index with the pull-through proxy in front: pip installs a small project built
    here with setuptools, then upgrades it through the proxy; the bytes the proxy pulled from
    the index against the wheel's size.
+5. A verified signed update: the index publishes TUF metadata (hybrid Ed25519 + ML-DSA-65
+   keys, both signatures required), a client verifies release 1 and the patch to release 2
+   through python-tuf's ngclient and the patch's DSSE envelope, a tampered file is refused,
+   and the registry's security report is printed.
 """
 
 from __future__ import annotations
@@ -170,6 +174,19 @@ def pip_upgrade_report() -> dict[str, object] | None:
     return run_pip_upgrade_demo()
 
 
+def signed_update_report() -> dict[str, object] | None:
+    import importlib.util
+
+    print("\nA verified signed update (TUF metadata, hybrid Ed25519 + ML-DSA-65 signatures):")
+    missing = [m for m in ("tuf", "setuptools") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"  {' and '.join(missing)} not installed here; skipping the signed demo")
+        return None
+    from .server._demo import run_signed_update_demo
+
+    return run_signed_update_demo()
+
+
 def main() -> None:
     core_report()
     releases = delta_report()
@@ -177,6 +194,8 @@ def main() -> None:
         transport_report(releases)
     if os.environ.get("REGISTRY_CORE_DEMO_PIP", "1") == "1":
         pip_upgrade_report()
+    if os.environ.get("REGISTRY_CORE_DEMO_SIGNED", "1") == "1":
+        signed_update_report()
 
 
 if __name__ == "__main__":

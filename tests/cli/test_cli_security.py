@@ -94,3 +94,36 @@ def test_no_metadata_is_one_line_error(tmp_path: Path, capsys) -> None:  # type:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("registry-core security report: error: ")
     assert "no TUF metadata" in err[0]
+
+
+def test_patch_envelopes_in_the_store_are_verified(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """C06 over a real PatchStore: a patch between two signed files with an envelope signed by
+    the TUF-delegated patches keys passes; one signed by a foreign key, or joining a file the
+    metadata does not list, fails."""
+    from securesystemslib.signer import CryptoSigner
+
+    from registry_core.server import PatchStore
+    from registry_core.signing import patch_statement, sign_envelope
+
+    repo = _registry(tmp_path)
+    store = PatchStore(tmp_path / ".registry-core" / "patches")
+    files = sorted((tmp_path / "demo").iterdir())
+    base, target = (hashlib.sha256(p.read_bytes()).digest() for p in files[:2])
+    patch = b"a patch, as far as the store knows"
+    psha = hashlib.sha256(patch).digest()
+    store.put(base, target, "archive", patch)
+    statement = patch_statement(f"demo/{files[1].name}", target.hex(), base.hex(), psha.hex())
+    store.put(psha, target, "dsse", sign_envelope(statement, repo.keyring.signers("patches")))
+
+    def c06() -> dict:  # type: ignore[type-arg]
+        return {c["id"]: c for c in _report(capsys, tmp_path)["controls"]}["C06"]
+
+    assert c06()["status"] == "pass" and "1 envelopes verified" in c06()["detail"]
+    foreign = [CryptoSigner.generate_ed25519(), CryptoSigner.generate_mldsa()]
+    store.put(psha, target, "dsse", sign_envelope(statement, foreign))
+    got = c06()
+    assert got["status"] == "fail" and "envelope of patch" in got["detail"]
+    store.put(psha, target, "dsse", sign_envelope(statement, repo.keyring.signers("patches")))
+    store.put(b"\x01" * 32, target, "archive", patch)
+    got = c06()
+    assert got["status"] == "fail" and "joins a file not in targets metadata" in got["detail"]

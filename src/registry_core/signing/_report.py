@@ -383,19 +383,32 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _patches(registry: Path | None) -> list[tuple[str, str]]:
-    """(base sha256, target sha256) of every patch in the registry's patch store."""
-    if registry is None:
-        return []
-    root = registry / ".registry-core" / "patches"
-    pat = re.compile(r"([0-9a-f]{64})-([0-9a-f]{64})\.[a-z][a-z0-9]{0,15}\Z")
-    out = []
-    if root.is_dir():
-        for p in root.rglob("*"):
-            m = pat.match(p.name)
-            if m and p.is_file():
-                out.append((m.group(1), m.group(2)))
-    return out
+_PATCH_MAGIC = b"RCPATCH1\n"  # server/_patch_store.py: magic line, sha256 of the payload
+_ENTRY = re.compile(r"([0-9a-f]{64})-([0-9a-f]{64})\.([a-z][a-z0-9]{0,15})\Z")
+
+
+def _patches(
+    registry: Path | None,
+) -> tuple[list[tuple[str, str, str]], dict[tuple[str, str], Path]]:
+    """The registry's patch store: (base, target, patch sha256) of every stored patch, and the
+    stored envelopes by (patch sha256, target sha256) (``<patch>-<target>.dsse`` entries)."""
+    patches: list[tuple[str, str, str]] = []
+    envelopes: dict[tuple[str, str], Path] = {}
+    root = registry / ".registry-core" / "patches" if registry is not None else None
+    if root is None or not root.is_dir():
+        return patches, envelopes
+    for p in root.rglob("*"):
+        m = _ENTRY.match(p.name)
+        if not m or not p.is_file():
+            continue
+        if m.group(3) == "dsse":
+            envelopes[(m.group(1), m.group(2))] = p
+            continue
+        with p.open("rb") as f:
+            head = f.read(len(_PATCH_MAGIC) + 32)
+        if head.startswith(_PATCH_MAGIC) and len(head) == len(_PATCH_MAGIC) + 32:
+            patches.append((m.group(1), m.group(2), head[len(_PATCH_MAGIC) :].hex()))
+    return patches, envelopes
 
 
 # -- the report ----------------------------------------------------------------------------------
@@ -605,7 +618,8 @@ def _controls(
         if failures is None:
             out.append(Control(cid, title, "n/a", ok))
         else:
-            out.append(Control(cid, title, "fail" if failures else "pass", "; ".join(failures)))
+            detail = "; ".join(failures) if failures else ok
+            out.append(Control(cid, title, "fail" if failures else "pass", detail))
 
     all_keys: dict[str, Any] = dict(tree.root.signed.keys)
     for _, md, _ in tree.all_metadata():
@@ -677,21 +691,59 @@ def _controls(
             "every served file covered by targets metadata",
             bad[:5] + ([f"... {len(bad) - 5} more"] if len(bad) > 5 else []),
         )
-    # C06 every stored patch joins two files of the targets metadata, and the patches role
-    # (whose keys sign the patch envelopes) is delegated, so envelope keys are TUF-signed.
-    patches = _patches(registry_root)
-    if not patches:
-        add("C06", "every patch between files covered by targets metadata", None, "no patches")
+    # C06 every stored patch joins two files of the targets metadata, and every stored
+    # patch envelope verifies against the keys and threshold the signed targets metadata
+    # delegates to the role "patches", binding that base, target and patch. (A patch is
+    # signed when first served, so a precomputed patch may have no envelope yet.)
+    patches, envelopes = _patches(registry_root)
+    if not patches and not envelopes:
+        add("C06", "every patch covered by targets metadata and its envelope", None, "no patches")
     else:
         shas = {tf.hashes.get("sha256") for _, tf in listed.values()}
         bad = [
             f"patch {b[:12]}->{t[:12]} joins a file not in targets metadata"
-            for b, t in patches
+            for b, t, _ in patches
             if b not in shas or t not in shas
         ]
-        if "patches" not in {r.role for r in roles}:
+        patch_role = None
+        for _, md, _ in tree.all_metadata():
+            d = getattr(md.signed, "delegations", None)
+            if d is not None and d.roles and "patches" in d.roles:
+                patch_role = (d.roles["patches"], d.keys)
+        by_key = {(p, t): b for b, t, p in patches}
+        verified = 0
+        if patch_role is None:
             bad.append("no delegated role 'patches' signs the patch-envelope keys")
-        add("C06", "every patch between files covered by targets metadata", bad)
+        else:
+            from ._dsse import verify_patch_envelope
+
+            role, keys = patch_role
+            trusted = {k: keys[k] for k in role.keyids if k in keys}
+            for (psha, tsha), env_file in sorted(envelopes.items()):
+                base = by_key.get((psha, tsha))
+                if base is None:
+                    continue  # its patch was evicted; the envelope is not served alone
+                raw = env_file.read_bytes()  # a store entry: magic, sha256, then the envelope
+                env = raw[len(_PATCH_MAGIC) + 32 :] if raw.startswith(_PATCH_MAGIC) else raw
+                verified += 1
+                try:
+                    verify_patch_envelope(
+                        env,
+                        trusted,
+                        role.threshold,
+                        base_sha256=base,
+                        target_sha256=tsha,
+                        patch_sha256=psha,
+                    )
+                except SignatureError as exc:
+                    bad.append(f"envelope of patch {psha[:12]}: {exc}")
+        add(
+            "C06",
+            "every patch covered by targets metadata and its envelope",
+            bad[:5],
+            f"{len(patches)} patches, {verified} envelopes verified (role patches, threshold "
+            f"{patch_role[0].threshold if patch_role else '-'})",
+        )
     # C07 every role's metadata verifies at its threshold (as a client checks it).
     bad = []
     for name, md, parent in tree.all_metadata():

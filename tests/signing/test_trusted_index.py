@@ -196,3 +196,50 @@ def test_cache_dir_survives_a_new_client(stack, tmp_path):
         t2.refresh()
         assert t2.targetinfo(stack.versions[0][0]).length == len(stack.versions[0][1])
     shutil.rmtree(cache)
+
+
+def test_phase_2_and_required_algorithms_for_patch_envelopes(stack, tmp_path, pki):  # noqa: F811
+    """Phase 2 (threshold 2 of the hybrid pair): an Ed25519-only envelope is refused; in
+    phase 1 it passes unless the client requires ML-DSA-65 itself."""
+    import hashlib
+
+    from registry_core.signing import patch_statement, sign_envelope
+    from registry_core.signing._tuf import ROLES
+
+    h = [hashlib.sha256(x).hexdigest() for x in (b"target", b"base", b"patch")]
+    path = "pkg/pkg-1.0-py3-none-any.whl"
+    statement = patch_statement(path, h[0], h[1], h[2])
+
+    def check(t: TrustedIndex, keyring: Keyring) -> None:
+        eds = [s for s in keyring.signers("patches") if s.public_key.keytype == "ed25519"]
+        env = sign_envelope(statement, eds)
+        kw = {"target_path": path, "base_sha256": h[1], "target_sha256": h[0], "patch_sha256": h[2]}
+        if t.patch_keys()[1] == 2 or t.require_algorithms:
+            with pytest.raises(SignatureError, match="ml-dsa-65"):
+                t.verify_patch(env, **kw)
+        else:
+            t.verify_patch(env, **kw)
+        t.verify_patch(sign_envelope(statement, keyring.signers("patches")), **kw)
+
+    with stack.trusted(tmp_path / "p1") as t:
+        check(t, stack.keyring)
+    with stack.trusted(tmp_path / "p1r", require_algorithms=("ml-dsa-65",)) as t:
+        check(t, stack.keyring)
+    keyring = Keyring(tmp_path / "k2", passphrase=PASSPHRASE)
+    repo = TufRepository(tmp_path / "phase2", keyring, phases=dict.fromkeys(ROLES, 2))
+    repo.init()
+    _, cert, key = pki
+    handle = start_server(
+        RegistryApp(tmp_path / "phase2", patch_store=False), certfile=cert, keyfile=key, quic=False
+    )
+    try:
+        with TrustedIndex(
+            repo.trusted_root(),
+            f"https://127.0.0.1:{handle.port}/",
+            tmp_path / "p2",
+            verify=stack.ca,
+        ) as t:
+            assert t.patch_keys()[1] == 2
+            check(t, keyring)
+    finally:
+        handle.stop()

@@ -39,6 +39,8 @@ from ._keys import (
 _LAZY: dict[str, str] = {
     "TufRepository": "._tuf",
     "TrustedIndex": "._client",
+    "PatchEnvelopes": "._client",
+    "TransportFetcher": "._client",
     "security_report": "._report",
     "Report": "._report",
 }

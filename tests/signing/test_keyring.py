@@ -242,3 +242,22 @@ def test_concurrent_writers_lose_no_key(tmp_path):
     assert listed == set(made) and len(made) == 12
     assert {p.stem for p in tmp_path.glob("*.pem")} == listed
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_a_kept_signer_fails_closed_once_its_key_is_retired(tmp_path):
+    clock = Clock()
+    kr = Keyring(tmp_path, passphrase=PASS, clock=clock)
+    ed, pq = kr.generate_hybrid("timestamp", valid_days=1)
+    kept, kept_pq = kr.signer(ed.key_id), kr.signer(pq.key_id)
+    kept.sign(b"fine")
+    assert PASS not in repr(kept) and "PRIVATE" not in repr(kept)
+    clock.now += timedelta(days=1)
+    # handed out while active: may finish a rotation away from its now expired key
+    kept.sign(b"rotation")
+    with pytest.raises(SigningKeyError, match="expired"):
+        kr.signer(ed.key_id)
+    # retired by another process: every signer of that key refuses
+    Keyring(tmp_path, clock=clock).retire(ed.key_id)
+    with pytest.raises(SigningKeyError, match="retired"):
+        kept.sign(b"never")
+    kept_pq.sign(b"the partner is not retired")

@@ -45,7 +45,7 @@ try:
         MLDSA65PrivateKey,
         MLDSA87PrivateKey,
     )
-    from securesystemslib.signer import (  # noqa: F401 (Signature: re-exported to _dsse)
+    from securesystemslib.signer import (
         CryptoSigner,
         Signature,
         Signer,
@@ -271,7 +271,7 @@ class Keyring:
         self._plaintext = bool(insecure_plaintext)
         self._clock = clock or _now
         self._lock = threading.RLock()
-        self._signers: dict[str, Signer] = {}
+        self._signers: dict[str, _KeyringSigner] = {}
         self._cache: tuple[tuple[int, int, int, int], dict[str, KeyInfo]] | None = None
 
     def __repr__(self) -> str:  # never the passphrase
@@ -428,27 +428,32 @@ class Keyring:
         except Exception as exc:  # UnsupportedAlgorithm and friends
             raise SigningKeyError(f"cannot load private key {info.key_id}: {exc}") from None
 
+    def _check_active(self, key_id: str, allow_inactive: bool) -> KeyInfo:
+        keys = self._load()
+        info = keys[self._resolve(keys, key_id)]
+        status = info.status_at(self.now())
+        if status == "retired" or (status != "active" and not allow_inactive):
+            when = info.retired if status == "retired" else info.not_after
+            raise SigningKeyError(
+                f"{info.role} key {info.key_id} ({info.algorithm}) is {status} "
+                f"(since {_iso(when)}): it may not sign"
+            )
+        return info
+
     def signer(self, key_id: str, *, allow_inactive: bool = False) -> Signer:
         """A securesystemslib ``CryptoSigner`` for an active key (``SigningKeyError`` for an
         unknown, expired or retired key, a missing or wrong passphrase). ``allow_inactive``
-        lets an expired key sign (a root rotation away from it); a retired key has no private
-        key any more."""
+        lets an expired key sign (a root rotation away from it); a retired key never signs:
+        the signer checks at every ``sign()``, so one kept by a server refuses once its key
+        is retired, here or by another process."""
         with self._lock:
-            keys = self._load()
-            info = keys[self._resolve(keys, key_id)]
-            status = info.status_at(self.now())
-            if status == "retired" or (status != "active" and not allow_inactive):
-                when = info.retired if status == "retired" else info.not_after
-                raise SigningKeyError(
-                    f"{info.role} key {info.key_id} ({info.algorithm}) is {status} "
-                    f"(since {_iso(when)}): it may not sign"
-                )
+            info = self._check_active(key_id, allow_inactive)
             cached = self._signers.get(info.key_id)
             if cached is not None:
                 return cached
             private_key = self._read_private(info)
             try:
-                signer = CryptoSigner(private_key, info.public)
+                signer = _KeyringSigner(private_key, info.public, keyring=self)
             except Exception:
                 raise SigningKeyError(
                     f"private key file of {info.key_id} does not match its public key"
@@ -567,6 +572,25 @@ class Keyring:
                 self._pem_path(resolved).unlink()
             self._signers.pop(resolved, None)
         return info
+
+
+class _KeyringSigner(CryptoSigner):
+    """A ``CryptoSigner`` that asks its keyring before every signature whether its key was
+    retired (here or by another process): a signer kept by a long-running server fails closed
+    once its key is retired. Expiry is checked when :meth:`Keyring.signer` hands it out (a
+    kept signer may finish a rotation away from its expired key)."""
+
+    def __init__(self, private_key: Any, public_key: SSlibKey, *, keyring: Keyring) -> None:
+        super().__init__(private_key, public_key)
+        self._keyring = keyring
+
+    def sign(self, payload: bytes) -> Signature:
+        with self._keyring._lock:
+            self._keyring._check_active(self.public_key.keyid, True)  # retired: never
+        return super().sign(payload)
+
+    def __repr__(self) -> str:  # never private material
+        return f"KeyringSigner({self.public_key.keyid[:16]}, {key_algorithm(self.public_key)})"
 
 
 def _sorted(keys: Any) -> list[KeyInfo]:

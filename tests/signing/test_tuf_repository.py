@@ -190,7 +190,7 @@ def test_without_bins_targets_json_holds_the_files(tmp_path, keyring):
 
 
 def test_old_versions_pruned_roots_kept(tmp_path, keyring):
-    repo = open_repo(tmp_path, keyring, bins=0, keep_versions=2)
+    repo = open_repo(tmp_path, keyring, bins=0, keep_versions=2, keep_seconds=0)
     for i in range(5):
         repo.add_targets([record(i)])
     names = {p.name for p in repo.metadata_dir.iterdir()}
@@ -384,3 +384,19 @@ def test_import_of_server_and_index_stays_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_old_versions_kept_for_keep_seconds_and_rescanned_after_a_restart(tmp_path, keyring):
+    repo = open_repo(tmp_path, keyring, bins=0, keep_versions=2)  # keep_seconds: 300
+    for i in range(5):
+        repo.add_targets([record(i)])
+    names = {p.name for p in repo.metadata_dir.iterdir()}
+    # a client that read an old timestamp a moment ago still finds its files
+    assert {f"{v}.targets.json" for v in range(1, 7)} <= names
+    reopened = TufRepository(repo.metadata_dir, keyring, bins=0, keep_versions=2, keep_seconds=0)
+    reopened.init()
+    reopened.add_targets([record(9)])
+    names = {p.name for p in repo.metadata_dir.iterdir()}
+    assert {"6.targets.json", "7.targets.json"} <= names
+    assert not {f"{v}.targets.json" for v in range(1, 6)} & names
+    assert not {f"{v}.snapshot.json" for v in range(1, 6)} & names

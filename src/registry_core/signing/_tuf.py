@@ -37,6 +37,8 @@ import logging
 import os
 import re
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -119,8 +121,10 @@ class TufRepository:
     1 or 2 (threshold of its hybrid key pair; default 1); ``expiry_days``: role -> validity
     of each new version (defaults: root 365, targets/bins/patches 90, snapshot 7, timestamp
     1); ``clock``: the current UTC time (tests make stale metadata with it); ``keep_versions``:
-    old consistent-snapshot files kept per role for clients mid-update (root files are never
-    deleted: clients walk the chain); ``fsync``: flush every file before the next is written.
+    and ``keep_seconds``: an old consistent-snapshot file is deleted once it is at least
+    ``keep_versions`` versions behind *and* was superseded ``keep_seconds`` ago, so a client
+    that read a timestamp just before a burst of uploads still finds the files it names (root
+    files are never deleted: clients walk the chain); ``fsync``: flush every file before the next is written.
 
     :meth:`init` creates the repository (and missing keys) or loads an existing one.
     """
@@ -135,6 +139,7 @@ class TufRepository:
         expiry_days: Mapping[str, float] | None = None,
         clock: Callable[[], datetime] = _utcnow,
         keep_versions: int = 8,
+        keep_seconds: float = 300.0,
         fsync: bool = True,
         pq_algorithm: str = "ml-dsa-65",
     ) -> None:
@@ -158,11 +163,16 @@ class TufRepository:
             self.expiry_days[role] = float(days)
         if keep_versions < 1:
             raise InvalidArgumentError("keep_versions must be >= 1")
+        if not keep_seconds >= 0:
+            raise InvalidArgumentError("keep_seconds must be >= 0")
         self.metadata_dir = Path(metadata_dir)
         self.keyring = keyring
         self.bins = bins
         self.clock = clock
         self.keep_versions = keep_versions
+        self.keep_seconds = float(keep_seconds)
+        # role -> (old version, monotonic time it was superseded), oldest first
+        self._superseded: dict[str, deque[tuple[int, float]]] = {}
         self.fsync = fsync
         self.pq_algorithm = pq_algorithm
         self._lock = threading.RLock()
@@ -296,9 +306,10 @@ class TufRepository:
         if have != self.bins:
             raise InvalidArgumentError(
                 f"the repository in {self.metadata_dir} has {have} hash bins, not {self.bins}: "
-                "open it with bins={have}"
+                f"open it with bins={have}"
             )
         self._md = md
+        self._scan_old_versions()
 
     def _read(self, filename: str) -> Metadata[Any]:
         try:
@@ -718,10 +729,34 @@ class TufRepository:
         if name == "root":
             atomic_write(self.metadata_dir / "root.json", data, fsync=self.fsync)
             return
-        old = self.metadata_dir / f"{version - self.keep_versions}.{name}.json"
-        if version > self.keep_versions:
+        now = time.monotonic()
+        queue = self._superseded.setdefault(name, deque())
+        if version > 1:
+            queue.append((version - 1, now))
+        self._prune(name, version, now)
+
+    def _prune(self, name: str, version: int, now: float) -> None:
+        queue = self._superseded.get(name)
+        while (
+            queue
+            and queue[0][0] <= version - self.keep_versions
+            and now - queue[0][1] >= self.keep_seconds
+        ):
+            old, _ = queue.popleft()
             with contextlib.suppress(FileNotFoundError):
-                old.unlink()
+                (self.metadata_dir / f"{old}.{name}.json").unlink()
+
+    def _scan_old_versions(self) -> None:
+        """Register the old versions found on disk (after a restart) for pruning."""
+        now = time.monotonic()
+        found: dict[str, list[int]] = {}
+        for path in self.metadata_dir.iterdir():
+            head, _, rest = path.name.partition(".")
+            name = rest[: -len(".json")] if rest.endswith(".json") else ""
+            if head.isdigit() and name in self._md and name not in ("root", "timestamp"):
+                if int(head) < self._md[name].signed.version:
+                    found.setdefault(name, []).append(int(head))
+        self._superseded = {n: deque((v, now) for v in sorted(vs)) for n, vs in found.items()}
 
 
 def _check_path(path: str) -> str:

@@ -614,11 +614,13 @@ def _controls(
     tls = {**tls, **cfg.get("tls", {})}
     out: list[Control] = []
 
-    def add(cid: str, title: str, failures: list[str] | None, ok: str = "") -> None:
+    def add(
+        cid: str, title: str, failures: list[str] | None, why_na: str = "", passed: str = ""
+    ) -> None:
         if failures is None:
-            out.append(Control(cid, title, "n/a", ok))
+            out.append(Control(cid, title, "n/a", why_na))
         else:
-            detail = "; ".join(failures) if failures else ok
+            detail = "; ".join(failures) if failures else passed
             out.append(Control(cid, title, "fail" if failures else "pass", detail))
 
     all_keys: dict[str, Any] = dict(tree.root.signed.keys)
@@ -741,8 +743,8 @@ def _controls(
             "C06",
             "every patch covered by targets metadata and its envelope",
             bad[:5],
-            f"{len(patches)} patches, {verified} envelopes verified (role patches, threshold "
-            f"{patch_role[0].threshold if patch_role else '-'})",
+            passed=f"{len(patches)} patches, {verified} envelopes verified (role patches, "
+            f"threshold {patch_role[0].threshold if patch_role else '-'})",
         )
     # C07 every role's metadata verifies at its threshold (as a client checks it).
     bad = []

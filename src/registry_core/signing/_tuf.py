@@ -124,7 +124,8 @@ class TufRepository:
     and ``keep_seconds``: an old consistent-snapshot file is deleted once it is at least
     ``keep_versions`` versions behind *and* was superseded ``keep_seconds`` ago, so a client
     that read a timestamp just before a burst of uploads still finds the files it names (root
-    files are never deleted: clients walk the chain); ``fsync``: flush every file before the next is written.
+    files are never deleted: clients walk the chain); ``fsync``: flush every file before the
+    next is written.
 
     :meth:`init` creates the repository (and missing keys) or loads an existing one.
     """
@@ -753,9 +754,13 @@ class TufRepository:
         for path in self.metadata_dir.iterdir():
             head, _, rest = path.name.partition(".")
             name = rest[: -len(".json")] if rest.endswith(".json") else ""
-            if head.isdigit() and name in self._md and name not in ("root", "timestamp"):
-                if int(head) < self._md[name].signed.version:
-                    found.setdefault(name, []).append(int(head))
+            if (
+                head.isdigit()
+                and name in self._md
+                and name not in ("root", "timestamp")
+                and int(head) < self._md[name].signed.version
+            ):
+                found.setdefault(name, []).append(int(head))
         self._superseded = {n: deque((v, now) for v in sorted(vs)) for n, vs in found.items()}
 
 

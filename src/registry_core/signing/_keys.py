@@ -9,8 +9,11 @@ use.
 A :class:`Keyring` is a directory (by default ``DIR/.registry-core/keys/`` of a registry):
 
 - ``<key_id>.pem``: the private key, PKCS#8 PEM encrypted with the passphrase
-  (cryptography's ``BestAvailableEncryption``), mode 0600. Unencrypted keys are written only
-  when ``insecure_plaintext=True`` is passed explicitly.
+  (cryptography's ``BestAvailableEncryption``: PBES2, AES-256-CBC, PBKDF2-HMAC-SHA256 with
+  the 2048 rounds cryptography's PKCS#8 writer fixes), mode 0600. 2048 rounds slow a guesser
+  little: the passphrase should be a generated high-entropy secret (the environment variable
+  of a deployment), not a word. Unencrypted keys are written only when
+  ``insecure_plaintext=True`` is passed explicitly.
 - ``keyring.json``: public keys with role, algorithm, created, not_after, retired and the id of
   the key's hybrid partner, replaced atomically.
 

@@ -187,6 +187,8 @@ def test_without_bins_targets_json_holds_the_files(tmp_path, keyring):
     assert set(md["targets"].signed.targets) == {record(1).path, record(2).path}
     assert list(md["targets"].signed.delegations.roles) == ["patches"]
     assert repo.role_for("demo/x.whl") == "targets"
+    with pytest.raises(InvalidArgumentError, match="bins"):
+        repo.rotate_keys("bins")
 
 
 def test_old_versions_pruned_roots_kept(tmp_path, keyring):

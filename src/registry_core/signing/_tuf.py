@@ -198,7 +198,7 @@ class TufRepository:
                 self._load()
                 return
             self.metadata_dir.mkdir(parents=True, exist_ok=True)
-            keys = {role: self._role_keys(role) for role in ROLES}
+            keys = {role: self._role_keys(role) for role in ROLES if self.bins or role != "bins"}
             root = Root(expires=self._expires("root"), consistent_snapshot=True)
             for role in TOP_LEVEL:
                 for key in keys[role]:
@@ -541,8 +541,8 @@ class TufRepository:
         version names the new keys (root's is signed by old and new root keys); ``bins`` and
         ``patches``: a new targets version. The role's metadata is re-signed with the new
         keys, snapshot and timestamp follow."""
-        if role not in ROLES:
-            raise InvalidArgumentError(f"unknown role {role!r}; roles: {ROLES}")
+        if role not in ROLES or (role == "bins" and not self.bins):
+            raise InvalidArgumentError(f"no role {role!r} to rotate; roles: {ROLES}")
         with self._lock:
             self._require()
             old_ids = self._current_keyids(role)
@@ -596,7 +596,7 @@ class TufRepository:
     def set_phase(self, role: str, phase: int) -> None:
         """Change the threshold of ``role``'s key pair (1: either key, 2: both); published
         as a new root (top-level roles) or targets (bins, patches) version."""
-        if role not in ROLES or phase not in (1, 2):
+        if role not in ROLES or phase not in (1, 2) or (role == "bins" and not self.bins):
             raise InvalidArgumentError(f"set_phase needs a role of {ROLES} and 1 or 2")
         with self._lock:
             self._require()

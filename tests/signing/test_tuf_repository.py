@@ -402,3 +402,14 @@ def test_old_versions_kept_for_keep_seconds_and_rescanned_after_a_restart(tmp_pa
     assert {"6.targets.json", "7.targets.json"} <= names
     assert not {f"{v}.targets.json" for v in range(1, 6)} & names
     assert not {f"{v}.snapshot.json" for v in range(1, 6)} & names
+
+
+def test_for_registry_uses_the_registry_state_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_CORE_KEY_PASSPHRASE", PASS)
+    repo = TufRepository.for_registry(tmp_path, fsync=False, bins=0)
+    repo.init()
+    assert repo.metadata_dir == tmp_path / ".registry-core" / "tuf"
+    assert (repo.metadata_dir / "1.root.json").is_file()
+    ring = Keyring(tmp_path / ".registry-core" / "keys", passphrase=PASS)
+    root_keys = set(repo.metadata("root").signed.roles["root"].keyids)
+    assert root_keys == {k.key_id for k in ring.keys("root")}

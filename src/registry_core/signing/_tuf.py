@@ -183,6 +183,25 @@ class TufRepository:
     def __repr__(self) -> str:
         return f"TufRepository({str(self.metadata_dir)!r}, bins={self.bins})"
 
+    @classmethod
+    def for_registry(
+        cls,
+        directory: str | os.PathLike[str],
+        keyring: KeyringLike | None = None,
+        **kwargs: Any,
+    ) -> TufRepository:
+        """The repository of the registry in ``directory``: metadata in
+        ``DIR/.registry-core/tuf/`` (private state, served only through ``/tuf/``), keys from
+        ``keyring`` or ``Keyring(DIR/.registry-core/keys/)`` (passphrase from the
+        environment). Call :meth:`init` next."""
+        from ..storage import STATE_DIR
+
+        if keyring is None:
+            from ._keys import Keyring, keyring_dir
+
+            keyring = Keyring(keyring_dir(directory))
+        return cls(Path(directory) / STATE_DIR / "tuf", keyring, **kwargs)
+
     # -- setup -------------------------------------------------------------------------------
 
     @property

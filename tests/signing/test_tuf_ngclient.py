@@ -37,6 +37,16 @@ from registry_core.server._tuf_routes import TufApp
 from registry_core.signing import Keyring, TufRepository
 
 PASS = "ngclient tests"
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 COMPACT = JSONSerializer(compact=True)
 
 
@@ -82,7 +92,7 @@ class Registry:
 def make_registry(tmp_path, keyring):
     stack = []
 
-    def make(**repo_kw: Any) -> Registry:
+    def make(refresh_interval: float | None = None, **repo_kw: Any) -> Registry:
         root = tmp_path / f"reg{len(stack)}"
         root.mkdir()
         index = Index(root)
@@ -90,9 +100,9 @@ def make_registry(tmp_path, keyring):
         repo.init()
         repo.attach(index)
         token, _ = index.create_token()
-        # the server does not refresh on its own here: the tests play the repository's
-        # clock and the attacker's files
-        tuf = TufApp(repo, refresh_interval=None)
+        # by default the server does not refresh on its own here: the tests play the
+        # repository's clock and the attacker's files
+        tuf = TufApp(repo, refresh_interval=refresh_interval)
         app = IndexApp(index, tuf=tuf)
         server = start_server(app, tls=False)
         handle = server.__enter__()
@@ -249,6 +259,21 @@ def test_phase_1_either_signature_suffices(make_registry, built, keytype):
     updater = reg.updater()
     updater.refresh()
     assert updater.get_targetinfo(record.path).length == record.size
+
+
+def test_the_server_resigns_a_stale_timestamp_before_serving_it(make_registry, built):
+    """The refresh schedule: a repository idle past its timestamp's expiry serves a fresh
+    one to the next client (TufApp refreshes on a timestamp request)."""
+    clock = Clock(datetime.now(timezone.utc) - timedelta(days=2))
+    reg = make_registry(refresh_interval=0, clock=clock)
+    record = reg.upload(built.wheel.name, wheel_bytes(built))
+    assert reg.repo.metadata("timestamp").signed.expires < datetime.now(timezone.utc)
+    clock.now = datetime.now(timezone.utc)  # two days later, no upload in between
+    updater = reg.updater()
+    updater.refresh()
+    assert updater.get_targetinfo(record.path) is not None
+    assert reg.tuf.stats["refreshes"] == 1
+    assert reg.repo.metadata("timestamp").signed.expires > clock.now
 
 
 # -- refused ---------------------------------------------------------------------------------

@@ -195,3 +195,20 @@ def test_precomputed_patches_are_signed_and_envelopes_persist(stack, tmp_path):
         assert {"delta-envelope", "link"} <= names
     finally:
         fresh.close()
+
+
+def test_patch_key_rotation(stack, trusted, tmp_path):
+    """After TufRepository.rotate_keys("patches") (old pair retired), the server signs with
+    the new pair (stored envelopes by the old keys are signed again) and a client whose
+    metadata predates the rotation refreshes once and verifies. Runs last: it rotates."""
+    _fetch(stack, trusted, 2, 1, None)  # the client has metadata naming the old keys
+    signed = stack.app.stats.envelopes_signed
+    old_ids = set(trusted.patch_keys()[0])
+    stack.repo.rotate_keys("patches")
+    stack.app.envelopes.recheck = 0  # look at the keyring on the next patch
+    refreshes = trusted.refreshes
+    data, stats = _fetch(stack, trusted, 2, 1, tmp_path / "r.whl")
+    assert data == stack.versions[2][1] and stats["fetch_delta"] == 1
+    assert stack.app.stats.envelopes_signed == signed + 1
+    assert trusted.refreshes == refreshes + 1
+    assert not set(trusted.patch_keys()[0]) & old_ids

@@ -67,14 +67,19 @@ MAX_INLINE_ENVELOPE = 16384
 _ENVELOPE_NAME = re.compile(r"([0-9a-f]{64})-([0-9a-f]{64})\.dsse\Z")
 
 
-def _envelope_names(envelope: bytes, path: str) -> bool:
-    """Whether a stored envelope's statement names ``path`` (it was signed by this server)."""
+def _envelope_fits(envelope: bytes, path: str, keys: str) -> bool:
+    """Whether a stored envelope (signed by this server) names ``path`` and is signed by
+    exactly ``keys`` (comma-joined sorted key ids; "" = not checked)."""
     import base64
     import json
 
     try:
-        statement = json.loads(base64.b64decode(json.loads(envelope)["payload"]))
-        return any(s.get("name") == path for s in statement["subject"])
+        doc = json.loads(envelope)
+        statement = json.loads(base64.b64decode(doc["payload"]))
+        signed_by = ",".join(sorted(str(s["keyid"]) for s in doc["signatures"]))
+        return any(s.get("name") == path for s in statement["subject"]) and (
+            not keys or signed_by == keys
+        )
     except (ValueError, KeyError, TypeError, AttributeError):
         return False
 
@@ -998,14 +1003,15 @@ class RegistryApp:
 
         patch_sha = parse_digest(digest).get("sha-256") or hashlib.sha256(patch).digest()
         key = ("env", patch_sha, target.sha256, target.path)
+        signing = self._envelope_keys()
         hit = self.cache.get(key)
-        if hit is not None:
+        if hit is not None and hit[1] == signing:
             return hit[0]
         env = None
         if self.patch_store is not None:
             env = self.patch_store.get(patch_sha, target.sha256, "dsse")
-            if env and not _envelope_names(env, target.path):
-                env = None  # made for another path with the same bytes: sign for this one
+            if env and not _envelope_fits(env, target.path, signing):
+                env = None  # for another path with the same bytes, or by other keys: re-sign
         if not env:
             assert self.envelopes is not None
             try:
@@ -1017,9 +1023,15 @@ class RegistryApp:
                 self.patch_store.put(patch_sha, target.sha256, "dsse", env)
             with self._count_lock:
                 self.stats.envelopes_signed += 1
-        self.cache.put(key, (env, ""))
-        self.cache.put(("env", patch_sha, target.sha256), (env, ""))
+        self.cache.put(key, (env, signing))
+        self.cache.put(("env", patch_sha, target.sha256), (env, signing))
         return env
+
+    def _envelope_keys(self) -> str:
+        """The key ids signing envelopes now (``envelopes.keyids`` when it says), as one
+        string: cached envelopes by other keys (before a rotation) are signed again."""
+        ids = getattr(self.envelopes, "keyids", None)
+        return ",".join(sorted(ids)) if ids else ""
 
     async def _envelope_headers(
         self, target: ArtifactInfo, base_sha: bytes, patch: tuple[bytes, str]
@@ -1033,7 +1045,7 @@ class RegistryApp:
         body, digest = patch
         patch_sha = parse_digest(digest).get("sha-256") or hashlib.sha256(body).digest()
         hit = self.cache.get(("env", patch_sha, target.sha256, target.path))
-        env = hit[0] if hit is not None else None
+        env = hit[0] if hit is not None and hit[1] == self._envelope_keys() else None
         if env is None:
             env = await asyncio.to_thread(self._envelope, target, base_sha, body, digest)
             if env is None:

@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -343,31 +344,46 @@ class TrustedIndex:
         base_sha256: bytes | str,
         target_sha256: bytes | str,
         patch_sha256: bytes | str,
+        refresh: bool = True,
     ) -> None:
         """Verify a patch's DSSE envelope: signed by the ``patches`` role's keys (TUF
         threshold, ``require_algorithms``) and binding exactly this base, target and patch.
-        SignatureError otherwise."""
+        SignatureError otherwise.
+
+        An envelope signed only by keys the current metadata does not know (the registry
+        rotated its patch keys since the last refresh) refreshes the metadata once and is
+        checked again (``refresh=False``: never; no I/O then)."""
         from ._dsse import verify_patch_envelope
 
         if not isinstance(envelope, (bytes, bytearray)) or len(envelope) > _MAX_ENVELOPE:
             raise SignatureError("patch envelope missing or over 1 MiB")
-        keys, threshold = self.patch_keys()
         base, target, patch = (
             _hex32("base_sha256", base_sha256),
             _hex32("target_sha256", target_sha256),
             _hex32("patch_sha256", patch_sha256),
         )
-        verify_patch_envelope(
-            bytes(envelope),
-            keys,
-            threshold,
-            base_sha256=base,
-            target_sha256=target,
-            patch_sha256=patch,
-            require_algorithms=self.require_algorithms,
-            target_name=target_path,
-            role=PATCHES_ROLE,
-        )
+        for attempt in range(2):
+            generation = self._generation
+            keys, threshold = self.patch_keys()
+            try:
+                verify_patch_envelope(
+                    bytes(envelope),
+                    keys,
+                    threshold,
+                    base_sha256=base,
+                    target_sha256=target,
+                    patch_sha256=patch,
+                    require_algorithms=self.require_algorithms,
+                    target_name=target_path,
+                    role=PATCHES_ROLE,
+                )
+                return
+            except SignatureError:
+                if attempt or not refresh or not _signed_by_unknown(bytes(envelope), keys):
+                    raise
+                with self._lock:
+                    if self._generation == generation:
+                        self.refresh()
 
     def close(self) -> None:
         """Close the default fetcher's connections."""
@@ -386,26 +402,65 @@ class TrustedIndex:
         return f"TrustedIndex({self.metadata_url!r}, targets at {self.target_base_url!r})"
 
 
+def _signed_by_unknown(envelope: bytes, keys: Mapping[str, Any]) -> bool:
+    """Whether an envelope carries signatures and none is by a key of ``keys``."""
+    try:
+        ids = {str(sig["keyid"]) for sig in json.loads(envelope)["signatures"]}
+    except (ValueError, KeyError, TypeError):
+        return False
+    return bool(ids) and not ids & set(keys)
+
+
 class PatchEnvelopes:
     """Signs patch envelopes on the server: ``RegistryApp(envelopes=PatchEnvelopes(...))``.
 
     ``signers``: securesystemslib Signers (a hybrid pair: Ed25519 + ML-DSA-65), or a
-    :class:`~registry_core.signing.Keyring` whose active ``patches`` keys are used (the keys the
-    TUF ``patches`` role delegates to). Called as ``envelopes(target_name, target_sha256,
-    base_sha256, patch_sha256)`` with raw 32-byte digests; returns the DSSE envelope bytes.
+    :class:`~registry_core.signing.Keyring` whose active ``role`` (``patches``) keys are used:
+    every active key signs, so during a rotation (old and new pairs both active) whichever
+    pair the TUF ``patches`` role lists verifies. The keyring is read again (at most once a
+    second), so a rotation or retirement takes effect without a restart; :attr:`keyids` says
+    which keys sign now, and RegistryApp re-signs a stored envelope whose keys differ.
+    Called as ``envelopes(target_name, target_sha256, base_sha256, patch_sha256)`` with raw
+    32-byte digests; returns the DSSE envelope bytes.
     """
 
     def __init__(self, signers: Sequence[Signer] | Any, *, role: str = PATCHES_ROLE) -> None:
+        self.role = role
+        self._lock = threading.Lock()
+        self._keyring: Any = None
+        self._signers: list[Signer] = []
+        self._checked_at = 0.0
+        self.recheck = 1.0  # seconds between looks at the keyring
         if hasattr(signers, "keys") and hasattr(signers, "signer"):  # a Keyring
-            infos = signers.keys(role)
-            if not infos:
-                from ..errors import SigningKeyError
-
-                raise SigningKeyError(f"the keyring has no active {role!r} key")
-            signers = [signers.signer(k.key_id) for k in infos]
-        self.signers = list(signers)
-        if not self.signers:
+            self._keyring = signers
+            self.signers()  # fail now when there is no usable key
+        else:
+            self._signers = list(signers)
+        if not self._signers:
             raise InvalidArgumentError("PatchEnvelopes needs at least one signer")
+
+    def signers(self) -> list[Signer]:
+        """The signers used now (the keyring's active keys of the role, when given one)."""
+        if self._keyring is None:
+            return self._signers
+        now = time.monotonic()
+        if self._signers and now - self._checked_at < self.recheck:
+            return self._signers  # RegistryApp asks on the event loop: at most one stat a second
+        ids = sorted(k.key_id for k in self._keyring.keys(self.role))
+        with self._lock:
+            self._checked_at = now
+            if ids != sorted(s.public_key.keyid for s in self._signers):
+                if not ids:
+                    from ..errors import SigningKeyError
+
+                    raise SigningKeyError(f"the keyring has no active {self.role!r} key")
+                self._signers = [self._keyring.signer(i) for i in ids]
+            return self._signers
+
+    @property
+    def keyids(self) -> frozenset[str]:
+        """Key ids of the signers used now."""
+        return frozenset(s.public_key.keyid for s in self.signers())
 
     def __call__(
         self, target_name: str, target_sha256: bytes, base_sha256: bytes, patch_sha256: bytes
@@ -418,7 +473,7 @@ class PatchEnvelopes:
             _hex32("base_sha256", base_sha256),
             _hex32("patch_sha256", patch_sha256),
         )
-        return sign_envelope(statement, self.signers)
+        return sign_envelope(statement, self.signers())
 
     def __repr__(self) -> str:
-        return f"PatchEnvelopes({len(self.signers)} signer(s))"
+        return f"PatchEnvelopes({len(self._signers)} signer(s) for {self.role!r})"

@@ -470,9 +470,12 @@ class Transport:
                 target_sha256=want,
                 patch_sha256=patch_sha,
             )
-            if known is not None:
-                verify()
-            else:
+            if known is None:
+                await asyncio.to_thread(verify)
+                return
+            try:
+                verify(refresh=False)  # no I/O: on the loop
+            except SignatureError:  # perhaps rotated keys: the refresh needs the network
                 await asyncio.to_thread(verify)
 
         data = await self._fetch(url, have, limit, check_patch)

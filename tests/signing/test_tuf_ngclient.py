@@ -276,6 +276,29 @@ def test_the_server_resigns_a_stale_timestamp_before_serving_it(make_registry, b
     assert reg.repo.metadata("timestamp").signed.expires > clock.now
 
 
+@pytest.mark.parametrize("phase", [1, 2])
+def test_a_classical_only_client(make_registry, built, monkeypatch, phase):
+    """A client whose cryptography cannot verify ML-DSA (< 48): securesystemslib then counts
+    each ML-DSA signature as unverified (its own code path, switched on here as that
+    environment would). Phase 1 keeps it working on Ed25519; phase 2 locks it out."""
+    import securesystemslib.signer._key as sslib_key
+
+    reg = make_registry(
+        phases=dict.fromkeys(("root", "targets", "snapshot", "timestamp", "bins", "patches"), phase)
+    )
+    record = reg.upload(built.wheel.name, wheel_bytes(built))
+    monkeypatch.setattr(
+        sslib_key, "MLDSA_IMPORT_ERROR", "'cryptography>=48.0.0' required for ML-DSA support"
+    )
+    if phase == 1:
+        updater = reg.updater()
+        updater.refresh()
+        assert updater.get_targetinfo(record.path).length == record.size
+    else:  # not even its trusted root verifies: "root was signed by 1/2 keys"
+        with pytest.raises(UnsignedMetadataError, match="root was signed by 1/2 keys"):
+            reg.updater().refresh()
+
+
 # -- refused ---------------------------------------------------------------------------------
 
 

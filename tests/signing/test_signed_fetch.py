@@ -72,6 +72,30 @@ def test_signed_full_fetch_and_linked_envelope(stack, trusted, tmp_path):
     assert stats["fetch_delta"] == 1 and stats["fetch_envelopes_linked"] == 1
 
 
+def test_signed_delta_fetch_over_http3(stack, pki, tmp_path):  # noqa: F811
+    """The inline envelope (about 7 KB of field) crosses HTTP/3 (QPACK) as well."""
+    from registry_core.server import start_server
+
+    _, cert, key = pki
+    h3 = start_server(stack.tamper, certfile=cert, keyfile=key, quic=True)
+    trusted = stack.trusted(tmp_path / "c")
+    trusted.target_base_url = f"https://127.0.0.1:{h3.port}/"
+
+    async def go():
+        async with Transport(verify=stack.ca, flags=flags(), http3=True, trust=trusted) as t:
+            url = f"https://127.0.0.1:{h3.port}/{stack.versions[2][0]}"
+            return await t.fetch(url, have=stack.versions[1][1]), dict(t.stats)
+
+    try:
+        data, stats = asyncio.run(go())
+    finally:
+        trusted.close()
+        h3.stop()
+    assert data == stack.versions[2][1]
+    assert stats["connections_h3"] == 1 and stats["fetch_delta"] == 1
+    assert stats["fetch_tuf_verified"] == 1
+
+
 WHY = {  # each refusal names what is missing or wrong
     "flip": "invalid signature by ed25519 key .*ml-dsa-65 key",
     "drop": "carries no envelope",
@@ -141,21 +165,22 @@ def test_signed_vs_unsigned_latency(stack, trusted, tmp_path, capsys):
     url = stack.url(stack.versions[2][0])
     have = stack.versions[1][1]
 
-    async def run(trust, n):
-        out = []
-        async with Transport(verify=stack.ca, flags=flags(), http3=False, trust=trust) as t:
-            await t.fetch(url, have=have)  # warm: connection, patch, envelope, TUF
-            for _ in range(n):
-                t0 = time.perf_counter()
+    async def run(n):
+        unsigned, signed = [], []
+        async with (
+            Transport(verify=stack.ca, flags=flags(), http3=False) as plain,
+            Transport(verify=stack.ca, flags=flags(), http3=False, trust=trusted) as checked,
+        ):
+            for t in (plain, checked):  # warm: connection, patch, envelope, TUF
                 await t.fetch(url, have=have)
-                out.append(time.perf_counter() - t0)
-        return out
+            for i in range(n):  # interleaved, first one alternating: load hits both alike
+                for t in (plain, checked) if i % 2 else (checked, plain):
+                    t0 = time.perf_counter()
+                    await t.fetch(url, have=have)
+                    (signed if t is checked else unsigned).append(time.perf_counter() - t0)
+        return unsigned, signed
 
-    n = 60
-    unsigned, signed = [], []
-    for _ in range(2):  # alternate, so machine load hits both alike
-        unsigned += asyncio.run(run(None, n // 2))
-        signed += asyncio.run(run(trusted, n // 2))
+    unsigned, signed = asyncio.run(run(60))
 
     def p(xs, q):
         xs = sorted(xs)

@@ -97,7 +97,7 @@ def test_signed_delta_fetch_over_http3(stack, pki, tmp_path):  # noqa: F811
 
 
 WHY = {  # each refusal names what is missing or wrong
-    "flip": "invalid signature by ed25519 key .*ml-dsa-65 key",
+    "flip": r"invalid signature by (ed25519|ml-dsa-65) key \w+, (ml-dsa-65|ed25519) key",
     "drop": "carries no envelope",
     "other-base": "base sha256",
     "foreign-keys": "0 of 1 required signatures valid for role 'patches'",

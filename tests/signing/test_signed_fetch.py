@@ -237,3 +237,25 @@ def test_patch_key_rotation(stack, trusted, tmp_path):
     assert stack.app.stats.envelopes_signed == signed + 1
     assert trusted.refreshes == refreshes + 1
     assert not set(trusted.patch_keys()[0]) & old_ids
+
+
+def test_no_usable_patch_key_sends_the_full_file(stack, tmp_path):
+    """Every patches key retired: the patch cannot be signed, so it is not sent (200, full)."""
+    from registry_core.server import RegistryApp
+    from registry_core.signing._client import PatchEnvelopes
+
+    keyring = Keyring(tmp_path / "k", passphrase="x")
+    pair = keyring.generate_hybrid("patches")
+    envelopes = PatchEnvelopes(keyring)
+    envelopes.recheck = 0
+    for info in pair:
+        keyring.retire(info.key_id)
+    app = RegistryApp(stack.root, flags=flags(), envelopes=envelopes, patch_store=False)
+    try:
+        target, base = stack.versions[2], stack.versions[1]
+        headers = {"a-im": "rcdelta", "if-none-match": f'"{hashlib.sha256(base[1]).hexdigest()}"'}
+        status, _, body = asyncio.run(app.handle("GET", "/" + target[0], headers))
+        assert status == 200 and body == target[1]
+        assert app.stats.envelopes_signed == 0
+    finally:
+        app.close()

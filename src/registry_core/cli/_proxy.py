@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError, UpstreamError
@@ -54,6 +55,27 @@ def _verify(args: argparse.Namespace) -> bool | str:
     return args.cafile if getattr(args, "cafile", None) else True
 
 
+def _trust(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"trust": TrustedIndex}`` when ``--tuf-root`` is given: every file is then checked
+    against the upstream's TUF metadata (and every patch against its signed envelope) before it
+    is stored or served; ngclient's metadata cache lives in CACHE_DIR/.tuf/."""
+    root = getattr(args, "tuf_root", None)
+    if not root:
+        if getattr(args, "tuf_url", None):
+            raise InvalidArgumentError("--tuf-url needs --tuf-root (the trusted root metadata)")
+        return {}
+    if not Path(root).is_file():
+        raise InvalidArgumentError(f"--tuf-root {root}: no such file")
+    from ..signing import TrustedIndex  # SigningError names the extra when it is missing
+
+    url = args.tuf_url or args.upstream.rstrip("/") + "/tuf/"
+    return {
+        "trust": TrustedIndex(
+            Path(root).read_bytes(), url, Path(args.cache_dir) / ".tuf", verify=_verify(args)
+        )
+    }
+
+
 def _require(args: argparse.Namespace, command: str) -> None:
     missing = [
         f"--{n.replace('_', '-')}" for n in ("upstream", "cache_dir") if not getattr(args, n, None)
@@ -89,6 +111,7 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         page_ttl=args.page_ttl,
         verify=_verify(args),
         flags=args.flags,
+        **_trust(args),
     )
 
     def describe(handle: Any) -> str:
@@ -137,6 +160,7 @@ def _cmd_warm(args: argparse.Namespace) -> int:
         max_cache_bytes=args.max_cache_bytes,
         verify=_verify(args),
         flags=args.flags,
+        **_trust(args),
     )
     print(warm_summary(report, args.cache_dir), flush=True)
     if report.failed:
@@ -193,6 +217,19 @@ def _common(p: argparse.ArgumentParser, default: Any) -> None:
         metavar="PEM",
         default=d(None),
         help="CA bundle to verify an https upstream with (default: system CAs)",
+    )
+    p.add_argument(
+        "--tuf-root",
+        metavar="FILE",
+        default=d(None),
+        help="the upstream's trusted TUF root (e.g. its /tuf/1.root.json, obtained out of "
+        "band): verify every file and patch against its signed metadata",
+    )
+    p.add_argument(
+        "--tuf-url",
+        metavar="URL",
+        default=d(None),
+        help="where the upstream's TUF metadata is (default: UPSTREAM/tuf/)",
     )
 
 

@@ -74,6 +74,14 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "http://127.0.0.1 as secure)",
     )
     p.add_argument("--keyfile", help="PEM private key of --certfile")
+    p.add_argument(
+        "--sign",
+        action="store_true",
+        help="publish TUF metadata signed with hybrid Ed25519 + ML-DSA-65 keys under /tuf/ and "
+        "sign every delta patch (keys in DIR/.registry-core/keys/, passphrase from "
+        "$REGISTRY_CORE_KEY_PASSPHRASE; created on first use); on by default once DIR has "
+        "TUF metadata",
+    )
     p.add_argument("--no-http3", action="store_true", help="serve TCP only (no UDP, no Alt-Svc)")
     p.add_argument(
         "--max-connections",
@@ -136,6 +144,23 @@ def _fail(message: object) -> int:
     return 2
 
 
+def _signing(args: argparse.Namespace, index: Any) -> tuple[Any, Any]:
+    """(TufRepository, PatchEnvelopes) for a signed registry, else (None, None): with
+    ``--sign``, or when DIR already publishes TUF metadata (a signed registry never silently
+    starts unsigned). The repository is created on first use and synced with the index."""
+    from ..storage import STATE_DIR
+
+    published = (Path(args.directory) / STATE_DIR / "tuf" / "timestamp.json").is_file()
+    if not (args.sign or published):
+        return None, None
+    from ..signing import PatchEnvelopes, TufRepository  # SigningError names the extra
+
+    tuf = TufRepository.for_registry(args.directory)
+    tuf.init()
+    tuf.attach(index)  # sync now (files added while down), then follow uploads
+    return tuf, PatchEnvelopes(tuf.keyring)
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run the index server in the foreground until interrupted; returns the exit status."""
     from ..errors import RegistryCoreError
@@ -175,8 +200,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
         index = Index(args.directory)
         rebuilt = counts(index.rebuild())
-        files = RegistryApp(index.storage, flags=flags)
-        app = IndexApp(index, files=files)
+        tuf, envelopes = _signing(args, index)
+        files = RegistryApp(index.storage, flags=flags, envelopes=envelopes)
+        app = IndexApp(index, files=files, tuf=tuf)
         tls = not args.plain_http
         quic = tls and not args.no_http3
 
@@ -193,6 +219,8 @@ def run_serve(args: argparse.Namespace) -> int:
                 f"registry-core: serving on {url} {where}; index {url}simple/ "
                 f"({len(index.projects())} projects; rebuilt: {rebuilt}); uploads {url}legacy/"
             )
+            if tuf is not None:
+                line += f"; signed: TUF metadata {url}tuf/ (trusted root {url}tuf/1.root.json)"
             return f"{line}; certificate {handle.certfile}" if tls else line
 
         return run_foreground(

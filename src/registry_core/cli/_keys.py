@@ -1,9 +1,14 @@
-"""``registry-core keys generate | list | rotate | retire DIR``: the registry's signing keys.
+"""``registry-core keys generate | list | rotate | retire | phase DIR``: the registry's keys.
 
 DIR is the registry directory; the keyring lives in ``DIR/.registry-core/keys/``. The
 passphrase that encrypts private keys comes from ``--passphrase-file`` (first line) or the
 environment variable ``REGISTRY_CORE_KEY_PASSPHRASE``; ``list`` and ``retire`` need none.
 Nothing printed ever holds private material. Errors are one line, exit 2.
+
+When DIR publishes TUF metadata (``serve --sign``), ``rotate`` of a TUF role goes through the
+repository (a new hybrid pair, the role's metadata re-signed and published, root rotations
+signed by the old and the new root keys) and ``phase`` changes a role's threshold. The
+repository has one writer: run these while ``serve`` is stopped, then start it again.
 """
 
 from __future__ import annotations
@@ -84,8 +89,39 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _published_tuf(args: argparse.Namespace, ring: Any) -> Any:
+    """DIR's TufRepository when DIR publishes TUF metadata, else None."""
+    from pathlib import Path
+
+    from ..storage import STATE_DIR
+
+    if not (Path(args.directory) / STATE_DIR / "tuf" / "timestamp.json").is_file():
+        return None
+    from ..signing import TufRepository
+
+    repo = TufRepository.for_registry(args.directory, ring)
+    repo.init()
+    return repo
+
+
 def _cmd_rotate(args: argparse.Namespace) -> int:
-    new, old = _keyring(args).rotate(args.role, valid_days=args.valid_days)
+    ring = _keyring(args)
+    repo = _published_tuf(args, ring)
+    from ..signing._tuf import ROLES
+
+    if repo is not None and args.role in ROLES:
+        if args.valid_days is not None:
+            raise InvalidArgumentError(
+                "--valid-days does not apply to a TUF role (its pair gets the default validity)"
+            )
+        before = {k.key_id for k in ring.keys(args.role, active_only=False)}
+        repo.rotate_keys(args.role)
+        for info in ring.keys(args.role, active_only=False):
+            if info.key_id not in before:
+                print(_line(info))
+        print(f"TUF metadata re-signed with the new {args.role} keys and published")
+        return 0
+    new, old = ring.rotate(args.role, valid_days=args.valid_days)
     for info in new:
         print(_line(info))
     if old:
@@ -99,6 +135,19 @@ def _cmd_rotate(args: argparse.Namespace) -> int:
 def _cmd_retire(args: argparse.Namespace) -> int:
     info = _keyring(args).retire(args.key_id)
     print(f"retired {info.key_id} ({info.algorithm}, {info.role}); its private key is deleted")
+    return 0
+
+
+def _cmd_phase(args: argparse.Namespace) -> int:
+    ring = _keyring(args)
+    repo = _published_tuf(args, ring)
+    if repo is None:
+        raise InvalidArgumentError(
+            f"{args.directory} publishes no TUF metadata (start it once with serve --sign)"
+        )
+    repo.set_phase(args.role, args.phase)
+    need = "either key (Ed25519 or ML-DSA)" if args.phase == 1 else "both keys"
+    print(f"{args.role}: phase {args.phase}, a signature by {need} of its pair; published")
     return 0
 
 
@@ -128,7 +177,7 @@ def add_keys_parser(sub: Any) -> None:
     """Add ``keys generate | list | rotate | retire`` to an ``argparse`` subparsers object."""
     keys = sub.add_parser("keys", help="generate, list, rotate and retire signing keys")
     verbs = keys.add_subparsers(
-        dest="keys_command", required=True, metavar="{generate,list,rotate,retire}"
+        dest="keys_command", required=True, metavar="{generate,list,rotate,retire,phase}"
     )
 
     p = verbs.add_parser(
@@ -173,3 +222,17 @@ def add_keys_parser(sub: Any) -> None:
     _common(p, passphrase=False)
     p.add_argument("key_id", help="the key id (or a unique prefix of 8+ hex digits)")
     p.set_defaults(func=_cmd_retire, command_name="keys retire")
+
+    p = verbs.add_parser(
+        "phase",
+        help="a TUF role's hybrid threshold: 1 = either key verifies, 2 = both required",
+        description="Set the migration phase of a TUF role of DIR: phase 1 (threshold 1 of its "
+        "Ed25519 + ML-DSA pair: classical clients still verify) or phase 2 (threshold 2: the "
+        "post-quantum signature is required). Published as a new root or targets version.",
+    )
+    _common(p)
+    p.add_argument(
+        "--role", required=True, help="root, targets, snapshot, timestamp, bins, patches"
+    )
+    p.add_argument("--phase", type=int, choices=(1, 2), required=True)
+    p.set_defaults(func=_cmd_phase, command_name="keys phase")

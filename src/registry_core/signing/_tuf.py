@@ -117,8 +117,11 @@ def _role_kind(name: str) -> str:
 class TufRepository:
     """The TUF metadata of an index, in ``metadata_dir``, signed with ``keyring``'s keys.
 
-    ``bins``: number of hash bins (0, or a power of two from 2 to 2**14); ``phases``: role ->
-    1 or 2 (threshold of its hybrid key pair; default 1); ``expiry_days``: role -> validity
+    ``bins``: number of hash bins (0, or a power of two from 2 to 2**14; None: 16 for a new
+    repository, what an existing one has); ``phases``: role -> 1 or 2 (threshold of its
+    hybrid key pair; default 1) for a new repository -- an existing one keeps its published
+    thresholds (change them with :meth:`set_phase`; giving other ones here is refused, so a
+    reopened registry can never fall back to phase 1 by omission); ``expiry_days``: role -> validity
     of each new version (defaults: root 365, targets/bins/patches 90, snapshot 7, timestamp
     1); ``clock``: the current UTC time (tests make stale metadata with it); ``keep_versions``:
     and ``keep_seconds``: an old consistent-snapshot file is deleted once it is at least
@@ -135,7 +138,7 @@ class TufRepository:
         metadata_dir: str | os.PathLike[str],
         keyring: KeyringLike,
         *,
-        bins: int = 16,
+        bins: int | None = None,
         phases: Mapping[str, int] | None = None,
         expiry_days: Mapping[str, float] | None = None,
         clock: Callable[[], datetime] = _utcnow,
@@ -144,6 +147,9 @@ class TufRepository:
         fsync: bool = True,
         pq_algorithm: str = "ml-dsa-65",
     ) -> None:
+        self._bins_given = bins is not None
+        if bins is None:
+            bins = 16
         if not isinstance(bins, int) or bins < 0 or (bins and (bins & (bins - 1) or bins < 2)):
             raise InvalidArgumentError(f"bins must be 0 or a power of two >= 2, not {bins!r}")
         if bins > 1 << 14:
@@ -155,6 +161,7 @@ class TufRepository:
             if phase not in (1, 2):
                 raise InvalidArgumentError(f"phase of {role} must be 1 or 2, not {phase!r}")
             self.phases[role] = phase
+        self._phases_given = dict(phases or {})
         self.expiry_days = dict(DEFAULT_EXPIRY_DAYS)
         for role, days in (expiry_days or {}).items():
             if role not in DEFAULT_EXPIRY_DAYS:
@@ -323,11 +330,25 @@ class TufRepository:
         if "bins" in md:
             succinct = md["bins"].signed.delegations.succinct_roles
             have = succinct.number_of_bins if succinct is not None else 0
-        if have != self.bins:
+        if self._bins_given and have != self.bins:
             raise InvalidArgumentError(
                 f"the repository in {self.metadata_dir} has {have} hash bins, not {self.bins}: "
-                f"open it with bins={have}"
+                f"open it with bins={have} (or bins=None)"
             )
+        self.bins = have
+        published = {r: md["root"].signed.roles[r].threshold for r in TOP_LEVEL}
+        delegations = md["targets"].signed.delegations
+        for name, role in (delegations.roles or {}).items() if delegations else ():
+            if name in ROLES:
+                published[name] = role.threshold
+        for role, phase in self._phases_given.items():
+            if role in published and published[role] != phase:
+                raise InvalidArgumentError(
+                    f"the repository in {self.metadata_dir} publishes {role} at phase "
+                    f"{published[role]}, not {phase}: change it with set_phase"
+                )
+        for role, threshold in published.items():
+            self.phases[role] = min(max(threshold, 1), 2)
         self._md = md
         self._scan_old_versions()
 

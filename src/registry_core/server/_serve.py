@@ -343,7 +343,9 @@ def _check_pem(certfile: str, keyfile: str) -> None:
         )
 
 
-def _load_tls(config: Any, certfile: str, keyfile: str, quic: bool) -> ssl.SSLContext:
+def _load_tls(
+    config: Any, certfile: str, keyfile: str, quic: bool, minimum: str = "1.3"
+) -> ssl.SSLContext:
     """The server's TLS context, with the certificate loaded and checked before any bind.
 
     Raises InvalidArgumentError naming the file and what is wrong with it.
@@ -381,6 +383,9 @@ def _load_tls(config: Any, certfile: str, keyfile: str, quic: bool) -> ssl.SSLCo
                 f"loaded for HTTP/3: {exc}"
             ) from None
     context: ssl.SSLContext = config.create_ssl_context()
+    from ..wire._tls import tls_version
+
+    context.minimum_version = tls_version(minimum)
     return context
 
 
@@ -1199,8 +1204,12 @@ def start_server(
     flags: FeatureFlags | None = None,
     startup_timeout: float = 30.0,
     tls: bool = True,
+    tls_minimum: str = "1.3",
 ) -> ServerHandle:
     """Start hypercorn for ``app`` on a background thread; returns once every listener is up.
+
+    ``tls_minimum``: the lowest TLS version a TCP client may use ("1.3", the default, or
+    "1.2"); HTTP/3 is TLS 1.3 by definition.
 
     ``app``: a RegistryApp, any ASGI app, or a directory (served by ``RegistryApp(dir,
     flags=flags)``; ``flags`` is used only then). Without ``certfile``/``keyfile`` the
@@ -1267,7 +1276,7 @@ def start_server(
         config = _config(certfile, keyfile, keep_alive_max_requests, limits)
         if not http2:  # HTTP/1.1 only on TCP (clients without h2, tests of the ALPN fallback)
             config.alpn_protocols = ["http/1.1"]
-        ssl_context = _load_tls(config, certfile, keyfile, quic)
+        ssl_context = _load_tls(config, certfile, keyfile, quic, tls_minimum)
     else:
         config = _config(None, None, keep_alive_max_requests, limits)
     if quic:

@@ -466,7 +466,6 @@ def _default_keyring(registry: Path | None, metadata_dir: Path) -> Any:
 
 def _tls_facts() -> dict[str, Any]:
     """What this code's TLS does by default: client verification and minimum versions."""
-    import ssl
 
     facts: dict[str, Any] = {}
     from ..transport import Transport
@@ -478,21 +477,19 @@ def _tls_facts() -> dict[str, Any]:
         facts["proxy_verify_default"] = inspect.signature(ProxyApp).parameters["verify"].default
     except (ImportError, KeyError):  # pragma: no cover
         facts["proxy_verify_default"] = None
-    from ..transport._client import _shared_context
+    # The floors this code applies by default: what Transport() and start_server() build
+    # (the contexts are made from these defaults; tests pin the two against each other).
+    from ..wire._tls import tls_version
 
-    facts["client_min_tls"] = _shared_context(True).minimum_version.name
+    facts["client_min_tls"] = tls_version(
+        inspect.signature(Transport).parameters["tls_minimum"].default
+    ).name
     try:
-        from ..server._serve import ServerLimits, _config
+        from ..server._serve import start_server
 
-        config = _config(None, None, 100, ServerLimits())
-        config.certfile = config.keyfile = "unused"  # ssl_enabled; no chain is loaded below
-        # hypercorn builds the context then loads the chain; the version floor is set first.
-        real = ssl.SSLContext.load_cert_chain
-        ssl.SSLContext.load_cert_chain = lambda *a, **k: None  # type: ignore[method-assign]
-        try:
-            facts["server_min_tls"] = config.create_ssl_context().minimum_version.name
-        finally:
-            ssl.SSLContext.load_cert_chain = real  # type: ignore[method-assign]
+        facts["server_min_tls"] = tls_version(
+            inspect.signature(start_server).parameters["tls_minimum"].default
+        ).name
     except Exception as exc:  # pragma: no cover - server stack not importable
         facts["server_min_tls"] = f"unknown ({exc})"
     facts["h3_pq_kex"] = _h3_pq_kex()

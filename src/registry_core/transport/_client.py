@@ -38,6 +38,7 @@ from ..errors import (
     TransportError,
 )
 from ..wire._delta import etag_to_sha256
+from ..wire._tls import tls_version
 from ._altsvc import AltSvcCache
 from ._decode import Codings, accept_encoding, decode_body
 from ._h3 import H3ConnectError, H3Connection, H3StreamError
@@ -188,6 +189,9 @@ class Transport:
     Digest checks are the same; nothing else protects plain-HTTP bytes, so callers that opt
     in should check them against a digest they got elsewhere.
 
+    tls_minimum: the lowest TLS version accepted over TCP ("1.3", the default, or "1.2";
+    QUIC is always TLS 1.3).
+
     trust: a :class:`~registry_core.signing.TrustedIndex` (python-tuf's ngclient over the
     registry's TUF metadata): :meth:`fetch` then checks every artifact against its signed
     length and sha256, and every ``226`` patch's DSSE envelope against the TUF ``patches``
@@ -215,7 +219,9 @@ class Transport:
         apply_timeout: float = 60.0,
         allow_http: bool = False,
         trust: TrustedIndex | None = None,
+        tls_minimum: str = "1.3",
     ) -> None:
+        tls_version(tls_minimum)  # InvalidArgumentError for anything but "1.2" / "1.3"
         if allow_http and transport is None:
             raise InvalidArgumentError(
                 "allow_http needs a transport= seam (e.g. httpx.AsyncHTTPTransport()): "
@@ -246,6 +252,7 @@ class Transport:
         self.apply_timeout = apply_timeout
         self.allow_http = allow_http
         self.trust = trust
+        self.tls_minimum = tls_minimum
         self.default_headers = {"user-agent": "registry-core", **(headers or {})}
         self.codings = Codings(
             zstd=self.options.zstd, brotli=self.options.brotli, flags=self.options.codec_flags()
@@ -1050,7 +1057,7 @@ class Transport:
 
     def _ssl_context(self) -> ssl.SSLContext:
         if self._ssl is None:
-            self._ssl = _shared_context(self.verify)
+            self._ssl = _shared_context(self.verify, self.tls_minimum)
         return self._ssl
 
     async def _open_h2(self, origin: Origin, address: str) -> _Live:
@@ -1115,17 +1122,18 @@ class Transport:
 
 
 _CONTEXTS: dict[Any, ssl.SSLContext] = {}
+
 _CONTEXTS_LOCK = threading.Lock()
 
 
-def _shared_context(verify: bool | str) -> ssl.SSLContext:
-    """One client SSLContext per ``verify`` value for the process.
+def _shared_context(verify: bool | str, minimum: str = "1.3") -> ssl.SSLContext:
+    """One client SSLContext per (``verify``, TLS floor) for the process.
 
     Loading a CA bundle costs milliseconds, and TLS sessions can only be resumed through the
     context that created them, so Transports sharing ``session_tickets`` share contexts too.
     """
     with _CONTEXTS_LOCK:
-        ctx = _CONTEXTS.get(verify)
+        ctx = _CONTEXTS.get((verify, minimum))
         if ctx is not None:
             return ctx
         if verify is False:
@@ -1141,8 +1149,9 @@ def _shared_context(verify: bool | str) -> ssl.SSLContext:
                 ctx = ssl.create_default_context(cafile=certifi.where())
             except ImportError:
                 ctx = ssl.create_default_context()
+        ctx.minimum_version = tls_version(minimum)
         ctx.set_alpn_protocols(["h2", "http/1.1"])
-        _CONTEXTS[verify] = ctx
+        _CONTEXTS[(verify, minimum)] = ctx
         return ctx
 
 

@@ -185,3 +185,37 @@ def test_imports_stay_cheap_and_the_extra_is_named_when_missing():
     )
     assert missing.returncode == 0, missing.stderr
     assert "pip install 'registry-core[signing]'" in missing.stdout
+
+
+def test_public_names_are_pinned_and_resolve() -> None:
+    import registry_core.signing as signing
+
+    assert sorted(signing.__all__) == sorted(
+        [
+            "ALGORITHMS",
+            "DEFAULT_PASSPHRASE_ENV",
+            "MAX_ENVELOPE_BYTES",
+            "MAX_SIGNATURES",
+            "PATCH_PREDICATE",
+            "PAYLOAD_TYPE",
+            "PQ_ALGORITHMS",
+            "STATEMENT_TYPE",
+            "KeyInfo",
+            "Keyring",
+            "PatchEnvelopes",
+            "Report",
+            "TransportFetcher",
+            "TrustedIndex",
+            "TufRepository",
+            "key_algorithm",
+            "keyring_dir",
+            "pae",
+            "patch_statement",
+            "security_report",
+            "sign_envelope",
+            "verify_envelope",
+            "verify_patch_envelope",
+        ]
+    )
+    for name in signing.__all__:
+        assert getattr(signing, name) is not None

@@ -10,7 +10,6 @@ repository, client and report load on first use (``_LAZY``: one line per name).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
 from ._dsse import (
@@ -56,6 +55,11 @@ __all__ = [
     "STATEMENT_TYPE",
     "KeyInfo",
     "Keyring",
+    "PatchEnvelopes",
+    "Report",
+    "TransportFetcher",
+    "TrustedIndex",
+    "TufRepository",
     "key_algorithm",
     "keyring_dir",
     "pae",
@@ -65,8 +69,6 @@ __all__ = [
     "verify_envelope",
     "verify_patch_envelope",
 ]
-# the lazy names whose module has landed (a cheap file lookup; nothing is imported)
-__all__ += sorted(n for n, m in _LAZY.items() if importlib.util.find_spec(m, __name__))
 
 
 def __getattr__(name: str) -> Any:

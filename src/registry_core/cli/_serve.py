@@ -233,6 +233,7 @@ def run_serve(args: argparse.Namespace) -> int:
             quic=quic,
             limits=limits,
             tls=tls,
+            pq_key_exchange=flags.is_enabled("PQ_KEY_EXCHANGE"),
         )
     except ModuleNotFoundError as exc:
         if str(exc).startswith(SERVER_EXTRA_HINT):

@@ -70,6 +70,14 @@ CATALOGUE: Mapping[str, Flag] = _catalogue(
         "advertises Alt-Svc. Off: HTTP/2 only, no Alt-Svc sent.",
     ),
     Flag(
+        "PQ_KEY_EXCHANGE",
+        Stage.EXPERIMENTAL,
+        "transport",
+        "HTTP/3 handshakes offer the hybrid X25519MLKEM768 group (draft-ietf-tls-ecdhe-mlkem) "
+        "first, the classical groups (P-256, X25519, ...) kept as fallback; patches aioquic's "
+        "TLS in this process. Off: classical key exchange only.",
+    ),
+    Flag(
         "LINUX_PARITY",
         Stage.BETA,
         "build",

@@ -1205,11 +1205,16 @@ def start_server(
     startup_timeout: float = 30.0,
     tls: bool = True,
     tls_minimum: str = "1.3",
+    pq_key_exchange: bool = False,
 ) -> ServerHandle:
     """Start hypercorn for ``app`` on a background thread; returns once every listener is up.
 
     ``tls_minimum``: the lowest TLS version a TCP client may use ("1.3", the default, or
     "1.2"); HTTP/3 is TLS 1.3 by definition.
+
+    ``pq_key_exchange`` (flag PQ_KEY_EXCHANGE): HTTP/3 also accepts the hybrid X25519MLKEM768
+    group, preferred when the client offers it. It patches aioquic's TLS for the whole process
+    (every QUIC context, client or server, made afterwards offers it); ignored without QUIC.
 
     ``app``: a RegistryApp, any ASGI app, or a directory (served by ``RegistryApp(dir,
     flags=flags)``; ``flags`` is used only then). Without ``certfile``/``keyfile`` the
@@ -1281,6 +1286,10 @@ def start_server(
         config = _config(None, None, keep_alive_max_requests, limits)
     if quic:
         _install_quic_tuning()
+        if pq_key_exchange:
+            from ..transport._pqkex import install as install_pq_kex
+
+            install_pq_kex()
         config.registry_core_quic = {
             "max_datagram_size": quic_max_datagram_size,
             "idle_timeout": limits.keep_alive_timeout,
@@ -1410,6 +1419,7 @@ def serve(
         quic=quic,
         limits=limits,
         tls=tls,
+        pq_key_exchange=flags.is_enabled("PQ_KEY_EXCHANGE"),
     )
     if tls:
         line = (

@@ -102,6 +102,7 @@ class ClientOptions:
     brotli: bool  # BROTLI_COMPRESSION
     quic: bool  # QUIC_TRANSPORT
     coalesce: bool  # CONNECTION_COALESCE
+    pq_kex: bool = False  # PQ_KEY_EXCHANGE: HTTP/3 offers X25519MLKEM768 (patches aioquic)
 
     def codec_flags(self) -> FeatureFlags:
         """Hermetic flags for the Compressors decoding responses, built from these options
@@ -124,6 +125,7 @@ class ClientOptions:
             on("BROTLI_COMPRESSION"),
             on("QUIC_TRANSPORT"),
             on("CONNECTION_COALESCE"),
+            on("PQ_KEY_EXCHANGE"),
         ), resolved
 
 
@@ -170,7 +172,8 @@ class Transport:
     curl's ``--resolve``. timeout: seconds per attempt. max_response_size: bytes, checked on the
     wire and after decoding. flags: a FeatureFlags resolved once here (None: the catalogue
     defaults) into plain options (:class:`ClientOptions`: DELTA_AGGREGATOR, ZSTD_COMPRESSION,
-    BROTLI_COMPRESSION, QUIC_TRANSPORT, CONNECTION_COALESCE); changing the flags later does
+    BROTLI_COMPRESSION, QUIC_TRANSPORT, CONNECTION_COALESCE, PQ_KEY_EXCHANGE: HTTP/3 then offers
+    X25519MLKEM768, patching aioquic for the whole process); changing the flags later does
     not change a built Transport. session_tickets: a dict shared between Transports so a new
     one resumes TLS sessions (TCP) and QUIC sessions (sending idempotent requests as 0-RTT).
     h3_max_datagram_size: QUIC packet size (1200 is safe on every path).
@@ -1110,6 +1113,7 @@ class Transport:
             session_tickets=self.session_tickets,
             timeout=(self.h3_connect_timeout if self.http3 == "auto" else self.connect_timeout),
             max_datagram_size=self.h3_max_datagram_size,
+            pq_kex=self.options.pq_kex,
         )
         names = conn.cert_names if self.verify is not False else ()
         rec = self.pool.add(origin, "h3", (address, port), names, max_streams=100)

@@ -243,13 +243,21 @@ class H3Connection:
         max_data: int = 32 << 20,
         max_datagram_size: int = 1200,
         early_data: bool = True,
+        pq_kex: bool = False,
     ) -> H3Connection:
         """Handshake with ``address:port`` (an IP) presenting SNI ``server_name``.
 
         With a session ticket for ``server_name`` that allows early data (and ``early_data``),
         the connection is returned at once: idempotent requests then go out as 0-RTT, while
         other methods wait for the handshake (0-RTT data can be replayed by an attacker).
+
+        ``pq_kex``: offer the hybrid X25519MLKEM768 group first (:mod:`._pqkex`; this patches
+        aioquic's TLS for the whole process, so later connections offer it too).
         """
+        if pq_kex:
+            from ._pqkex import install
+
+            install()
         config = QuicConfiguration(
             is_client=True,
             alpn_protocols=H3_ALPN,

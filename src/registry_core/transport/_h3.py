@@ -332,7 +332,8 @@ class H3Connection:
         except ConnectionError as exc:
             transport.close()
             raise H3ConnectError(
-                f"QUIC handshake with {server_name} ({address}:{port}) " f"failed: {exc}"
+                f"QUIC handshake with {server_name} ({address}:{port}) "
+                f"failed: {protocol.terminated or exc or 'connection closed'}"
             ) from exc
         if protocol.terminated is not None:
             transport.close()

@@ -119,7 +119,7 @@ def test_flags_are_resolved_once_at_construction(app, artifacts):
             await t.get(BASE + "/small.txt")
 
     run(main())
-    assert at_construction == 5 and Counting.lookups == at_construction
+    assert at_construction == 6 and Counting.lookups == at_construction
     assert t.options.delta and t.options.zstd
 
 

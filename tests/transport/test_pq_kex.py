@@ -311,6 +311,7 @@ def test_install_fails_loudly_and_is_idempotent():
 
         decode = tls.decode_public_key
         del tls.decode_public_key
+        assert not _pqkex.supported()
         try:
             _pqkex.install()
         except _pqkex.PQKeyExchangeUnsupportedError as exc:
@@ -351,6 +352,7 @@ def test_install_fails_loudly_and_is_idempotent():
 def test_this_process_was_never_patched():
     from aioquic import tls
 
+    assert _pqkex.supported()  # checks the stack without patching it
     assert not _pqkex.installed()
     assert not hasattr(tls, "X25519MLKEM768")
     assert _pqkex.X25519MLKEM768 not in tls.Context(is_client=True)._supported_groups

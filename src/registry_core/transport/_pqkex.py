@@ -36,6 +36,7 @@ __all__ = [
     "hybrid_exchanges",
     "install",
     "installed",
+    "supported",
 ]
 
 X25519MLKEM768 = 0x11EC  # draft-ietf-tls-ecdhe-mlkem, IANA TLS Supported Groups
@@ -110,7 +111,7 @@ class _PrivateKey:
         mlkem, x25519 = _primitives()
         self._mlkem, self._x25519 = mlkem, x25519
         self._x = x25519.X25519PrivateKey.generate()
-        self._dk: Any = None  # client: ML-KEM decapsulation key, made when the share is
+        self._dk: Any = None  # client: ML-KEM decapsulation key, made at first encode
         self._ct: bytes | None = None  # server: the ciphertext, made by exchange()
         self._done = False
 
@@ -181,6 +182,40 @@ def _decode_share(data: bytes) -> Any:
     return _Share(bytes(data))
 
 
+def _check() -> tuple[Any, Any]:
+    """aioquic.tls and its Context.__init__, once every internal the patch touches is there."""
+    _primitives()
+    try:
+        import aioquic
+        from aioquic import tls
+    except ImportError as exc:
+        raise PQKeyExchangeUnsupportedError(f"aioquic cannot be imported ({exc})") from None
+    version = getattr(aioquic, "__version__", "?")
+    needed = ("ec", "GROUP_TO_CURVE", "decode_public_key", "encode_public_key", "Context")
+    missing = [n for n in needed if not hasattr(tls, n)]
+    context_init = vars(getattr(tls, "Context", object)).get("__init__")
+    if missing or context_init is None or (getattr(tls, "ec", None) is not ec and not _installed):
+        raise PQKeyExchangeUnsupportedError(
+            f"aioquic {version}: aioquic.tls lacks the internals X25519MLKEM768 hooks into "
+            f"({', '.join(missing) or 'Context.__init__ / ec'})"
+        )
+    if not isinstance(getattr(tls.Context(is_client=True), "_supported_groups", None), list):
+        raise PQKeyExchangeUnsupportedError(
+            f"aioquic {version}: tls.Context has no _supported_groups list"
+        )
+    return tls, context_init
+
+
+def supported() -> bool:
+    """Whether :func:`install` would work here (cryptography has ML-KEM-768, aioquic has the
+    internals it hooks into), checked without patching anything."""
+    try:
+        _check()
+    except PQKeyExchangeUnsupportedError:
+        return False
+    return True
+
+
 def install() -> None:
     """Patch ``aioquic.tls`` so every TLS context in this process offers X25519MLKEM768 first
     (idempotent, thread-safe). Raises :class:`PQKeyExchangeUnsupportedError` naming the
@@ -189,26 +224,7 @@ def install() -> None:
     with _lock:
         if _installed:
             return
-        _primitives()
-        try:
-            import aioquic
-            from aioquic import tls
-        except ImportError as exc:
-            raise PQKeyExchangeUnsupportedError(f"aioquic cannot be imported ({exc})") from None
-        version = getattr(aioquic, "__version__", "?")
-        needed = ("ec", "GROUP_TO_CURVE", "decode_public_key", "encode_public_key", "Context")
-        missing = [n for n in needed if not hasattr(tls, n)]
-        context_init = vars(getattr(tls, "Context", object)).get("__init__")
-        if missing or context_init is None or getattr(tls, "ec", None) is not ec:
-            raise PQKeyExchangeUnsupportedError(
-                f"aioquic {version}: aioquic.tls lacks the internals X25519MLKEM768 hooks into "
-                f"({', '.join(missing) or 'Context.__init__ / ec'})"
-            )
-        probe = tls.Context(is_client=True)
-        if not isinstance(getattr(probe, "_supported_groups", None), list):
-            raise PQKeyExchangeUnsupportedError(
-                f"aioquic {version}: tls.Context has no _supported_groups list"
-            )
+        tls, context_init = _check()
         # aioquic calls ec.generate_private_key(GROUP_TO_CURVE[group]()) for every group in
         # GROUP_TO_CURVE; a module standing in for ``ec`` inside aioquic.tls answers our curve.
         ec_proxy = types.ModuleType(ec.__name__)
@@ -243,6 +259,6 @@ def install() -> None:
         tls.GROUP_TO_CURVE[X25519MLKEM768] = _Curve
         tls.decode_public_key = decode_public_key
         tls.encode_public_key = encode_public_key
-        tls.Context.__init__ = __init__  # type: ignore[method-assign]
-        tls.X25519MLKEM768 = X25519MLKEM768  # type: ignore[attr-defined]
+        tls.Context.__init__ = __init__
+        tls.X25519MLKEM768 = X25519MLKEM768
         _installed = True

@@ -306,3 +306,17 @@ def test_demo_signed_update_verifies_and_reports_the_goals(capsys) -> None:  # t
     failing = {c["id"] for c in report["controls"] if c["status"] == "fail"}
     assert failing <= {"C15", "C16"}, failing  # the TLS facts of this code (see docs)
     assert "PQC key coverage: 100.0%" in capsys.readouterr().out
+
+
+def test_pq_key_exchange_control_follows_the_flag(tmp_path: Path) -> None:
+    """C16 passes when the deployment's flags turn PQ_KEY_EXCHANGE on (and the stack can do
+    it), and says what is missing otherwise."""
+    from registry_core.flags import FeatureFlags
+    from registry_core.transport import _pqkex
+
+    off = {x.id: x for x in report(tmp_path, Spec(files=FILES)).controls}
+    assert off["C16"].status == "fail" and "PQ_KEY_EXCHANGE" in off["C16"].detail
+    flags = FeatureFlags(overrides={"PQ_KEY_EXCHANGE": True})
+    on = report(tmp_path / "on", Spec(files=FILES), flags=flags)
+    c16 = {x.id: x for x in on.controls}["C16"]
+    assert c16.status == ("pass" if _pqkex.supported() else "fail")

@@ -15,7 +15,7 @@ from typing import Any
 def _cmd_report(args: argparse.Namespace) -> int:
     from ..signing._report import report_json, security_report
 
-    config: dict[str, Any] = {}
+    config: dict[str, Any] = {"flags": getattr(args, "flags", None)}
     report = security_report(args.directory, config=config)
     print(report_json(report) if args.json else report.render(), flush=True)
     if args.fail_under is not None and 100 * report.compliance_score < args.fail_under:

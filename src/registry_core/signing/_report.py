@@ -464,7 +464,7 @@ def _default_keyring(registry: Path | None, metadata_dir: Path) -> Any:
     return None
 
 
-def _tls_facts() -> dict[str, Any]:
+def _tls_facts(flags: Any = None) -> dict[str, Any]:
     """What this code's TLS does by default: client verification and minimum versions."""
 
     facts: dict[str, Any] = {}
@@ -492,21 +492,29 @@ def _tls_facts() -> dict[str, Any]:
         ).name
     except Exception as exc:  # pragma: no cover - server stack not importable
         facts["server_min_tls"] = f"unknown ({exc})"
-    facts["h3_pq_kex"] = _h3_pq_kex()
+    pq = _h3_pq_kex(flags)
+    facts["h3_pq_kex"] = pq["supported"] and (pq["enabled"] or pq["active_in_process"])
+    facts["h3_pq_kex_detail"] = pq
     return facts
 
 
-def _h3_pq_kex() -> bool:
-    """True when aioquic's TLS (over cryptography) offers X25519MLKEM768 (group 0x11EC)."""
+def _h3_pq_kex(flags: Any) -> dict[str, Any]:
+    """Whether this deployment's HTTP/3 handshakes offer X25519MLKEM768 (group 0x11EC): the
+    stack supports it (aioquic's TLS over cryptography's ML-KEM-768, `transport/_pqkex.py`)
+    and the PQ_KEY_EXCHANGE flag the server and client are started with is on."""
+    from ..flags import resolve_flags
+    from ..transport import _pqkex
+
     try:
-        from aioquic import tls
-    except ImportError:  # pragma: no cover
-        return False
-    group = getattr(tls.Group, "X25519MLKEM768", None) or getattr(tls, "X25519MLKEM768", None)
-    if group is None:
-        return False
-    # what a client context made now would offer (the patch adds the group in Context)
-    return group in getattr(tls.Context(is_client=True), "_supported_groups", ())
+        supported, why = _pqkex.supported(), ""
+    except Exception as exc:  # PQKeyExchangeUnsupportedError names the missing piece
+        supported, why = False, str(exc)
+    return {
+        "supported": bool(supported),
+        "why": why,
+        "enabled": resolve_flags(flags).is_enabled("PQ_KEY_EXCHANGE"),
+        "active_in_process": _pqkex.installed(),
+    }
 
 
 def security_report(
@@ -519,7 +527,8 @@ def security_report(
     the threat score; there is no access log yet, so files count 1 each without it),
     ``expiry_days`` / ``rotation_days`` (role class -> days, over the defaults), ``tls``
     (overrides of the measured TLS facts, for what-if runs), ``audit_keys`` (RoleKeys of an
-    audit log's checkpoint keys, when one exists).
+    audit log's checkpoint keys, when one exists), ``flags`` (the FeatureFlags the registry's
+    server and clients run with: PQ_KEY_EXCHANGE decides C16; default: the catalogue's).
     """
     cfg = dict(config or {})
     now = now or datetime.now(timezone.utc)
@@ -570,7 +579,16 @@ def security_report(
     threat = exposed / total if total else 0.0
 
     controls = _controls(
-        tree, roles, now, cfg, keyring, listed, served, registry_root, notes, _tls_facts()
+        tree,
+        roles,
+        now,
+        cfg,
+        keyring,
+        listed,
+        served,
+        registry_root,
+        notes,
+        _tls_facts(cfg.get("flags")),
     )
     applicable = [c for c in controls if c.status != "n/a"]
     compliance = (
@@ -841,9 +859,18 @@ def _controls(
     add(
         "C16",
         "PQ key exchange (X25519MLKEM768) available on HTTP/3",
-        [] if tls.get("h3_pq_kex") else ["aioquic offers no X25519MLKEM768 group here"],
+        [] if tls.get("h3_pq_kex") else [_pq_kex_gap(tls.get("h3_pq_kex_detail") or {})],
     )
     return out
+
+
+def _pq_kex_gap(detail: Mapping[str, Any]) -> str:
+    if detail.get("supported") is False:
+        return f"the HTTP/3 stack cannot offer X25519MLKEM768: {detail.get('why') or 'unsupported'}"
+    return (
+        "HTTP/3 key exchange is classical ECDHE only: hybrid X25519MLKEM768 is available but off "
+        "(experimental flag PQ_KEY_EXCHANGE; tested only between registry-core peers)"
+    )
 
 
 def report_json(report: Report) -> str:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import statistics
-import time
 
 import pytest
 from _signed_stack import build_stack, record
@@ -158,42 +156,6 @@ def test_bytes_not_in_tuf_refused(stack, trusted, tmp_path):
         assert not dest.exists()
     finally:
         del stack.versions[3:]
-
-
-def test_signed_vs_unsigned_latency(stack, trusted, tmp_path, capsys):
-    """p50/p99 of signed against unsigned delta fetches (printed; no time is asserted)."""
-    url = stack.url(stack.versions[2][0])
-    have = stack.versions[1][1]
-
-    async def run(n):
-        unsigned, signed = [], []
-        async with (
-            Transport(verify=stack.ca, flags=flags(), http3=False) as plain,
-            Transport(verify=stack.ca, flags=flags(), http3=False, trust=trusted) as checked,
-        ):
-            for t in (plain, checked):  # warm: connection, patch, envelope, TUF
-                await t.fetch(url, have=have)
-            for i in range(n):  # interleaved, first one alternating: load hits both alike
-                for t in (plain, checked) if i % 2 else (checked, plain):
-                    t0 = time.perf_counter()
-                    await t.fetch(url, have=have)
-                    (signed if t is checked else unsigned).append(time.perf_counter() - t0)
-        return unsigned, signed
-
-    unsigned, signed = asyncio.run(run(60))
-
-    def p(xs, q):
-        xs = sorted(xs)
-        return xs[min(len(xs) - 1, int(q * len(xs)))] * 1e3
-
-    line = (
-        f"delta fetch {len(stack.versions[2][1])} B target: unsigned p50 {p(unsigned, .5):.2f} ms "
-        f"p99 {p(unsigned, .99):.2f} ms; signed p50 {p(signed, .5):.2f} ms "
-        f"p99 {p(signed, .99):.2f} ms; median ratio "
-        f"{statistics.median(signed) / statistics.median(unsigned):.2f}"
-    )
-    with capsys.disabled():
-        print("\n" + line)
 
 
 def test_precomputed_patches_are_signed_and_envelopes_persist(stack, tmp_path):

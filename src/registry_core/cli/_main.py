@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._delta import add_delta_parsers
     from ._index import add_index_parser
     from ._keys import add_keys_parser
+    from ._mcp import add_mcp_parser
     from ._proxy import add_proxy_parser
     from ._security import add_security_parser
     from ._serve import add_serve_parser
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_proxy_parser(sub)
     add_security_parser(sub)
     add_keys_parser(sub)
+    add_mcp_parser(sub)
     return parser
 
 

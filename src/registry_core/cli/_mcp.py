@@ -1,0 +1,299 @@
+"""``registry-core mcp``: the registry as Model Context Protocol tools, over stdio or HTTP.
+
+``--registry URL`` (an index's base URL, its ``/simple/`` below) or ``--dir DIR`` (a local
+index directory) names what the tools read; ``registry_core.mcp.create_server`` builds the
+server (the ``mcp`` extra). Over ``--transport stdio`` (the default) the MCP client spawns this
+command and talks on stdin/stdout: nothing else is ever written to stdout. Over
+``--transport http`` the SDK's streamable HTTP app is served at ``/mcp`` by
+``registry_core.server.start_server`` behind a bearer-token check (:class:`BearerTokenApp`):
+the token comes from ``$REGISTRY_CORE_MCP_TOKEN`` or ``--token-file``, the command refuses to
+start without one, compares in constant time and never prints or logs it. Plain HTTP only on a
+loopback ``--listen`` address; anywhere else needs ``--certfile``/``--keyfile``.
+
+Write tools (``publish``) are off unless ``--allow-write``; they then need the index upload
+token from ``$REGISTRY_CORE_PUBLISH_TOKEN`` or ``--publish-token-file``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import InvalidArgumentError
+from ._run import is_loopback
+
+__all__ = ["MCP_EXTRA_HINT", "BearerTokenApp", "add_mcp_parser", "parse_listen", "run_mcp"]
+
+MCP_EXTRA_HINT = "registry-core mcp needs the mcp extra: pip install 'registry-core[mcp]'"
+TOKEN_ENV = "REGISTRY_CORE_MCP_TOKEN"
+PUBLISH_TOKEN_ENV = "REGISTRY_CORE_PUBLISH_TOKEN"
+#: a bearer token shorter than this is refused (guessable); `registry-core token create` and
+#: ``secrets.token_urlsafe(32)`` give far more.
+MIN_TOKEN_CHARS = 16
+DEFAULT_PORT = 8765
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class BearerTokenApp:
+    """ASGI wrapper: every HTTP request needs ``Authorization: Bearer <token>`` or gets 401.
+
+    Only the token's SHA-256 is kept; the comparison is constant-time over digests (the
+    length of the token is not leaked either). Lifespan events pass through untouched, so the
+    wrapped app's startup and shutdown (the SDK's session manager) still run. WebSocket and
+    other scopes are refused."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN_CHARS:
+            raise InvalidArgumentError(
+                f"the MCP bearer token must have at least {MIN_TOKEN_CHARS} characters"
+            )
+        self.app = app
+        self._digest = hashlib.sha256(token.strip().encode()).digest()
+
+    def __repr__(self) -> str:
+        return f"BearerTokenApp({self.app!r}, token=<hidden>)"
+
+    def authorized(self, header: bytes | None) -> bool:
+        """True when ``header`` (the raw Authorization value) carries the token."""
+        if header is None:
+            return False
+        scheme, _, credentials = header.partition(b" ")
+        if scheme.lower() != b"bearer":
+            return False
+        given = hashlib.sha256(credentials.strip()).digest()
+        return hmac.compare_digest(given, self._digest)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            return  # websocket: closing without accepting refuses it
+        header = None
+        for name, value in scope.get("headers", ()):
+            if name.lower() == b"authorization":
+                header = bytes(value)
+                break
+        if self.authorized(header):
+            await self.app(scope, receive, send)
+            return
+        body = b"401 Unauthorized: send Authorization: Bearer <token>\n"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 401,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="registry-core mcp"'),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6; a bare ``HOST`` takes the default port)."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else ("" if not rest else None)
+        if not sep or port_text is None:
+            raise argparse.ArgumentTypeError(f"expected [IPv6]:PORT, got {text!r}")
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    elif ":" not in text:
+        host, port_text = text, ""
+    else:
+        raise argparse.ArgumentTypeError(f"IPv6 addresses go in brackets: [{text}]:PORT")
+    if not host:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    if not port_text:
+        return host, DEFAULT_PORT
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {port_text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535")
+    return host, port
+
+
+def _read_secret(env: str, path: str | None, what: str) -> str | None:
+    """The secret from ``path`` (first line, stripped) if given, else from ``$env``."""
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidArgumentError(f"{what} file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise InvalidArgumentError(f"{what} file {path}: not UTF-8 text") from None
+        lines = text.strip().splitlines()
+        value = lines[0].strip() if lines else ""
+        if not value:
+            raise InvalidArgumentError(f"{what} file {path} is empty")
+        return value
+    value = os.environ.get(env, "").strip()
+    return value or None
+
+
+def _fail(message: object) -> int:
+    print(f"registry-core mcp: error: {message}", file=sys.stderr, flush=True)
+    return 2
+
+
+def _build_server(args: argparse.Namespace, publish_token: str | None) -> Any:
+    try:
+        from ..mcp import create_server
+    except ModuleNotFoundError as exc:
+        if exc.name == "mcp" or (exc.name or "").startswith("mcp."):
+            raise InvalidArgumentError(MCP_EXTRA_HINT) from None
+        raise
+    verify: bool | str = args.cafile if args.cafile else True
+    return create_server(
+        registry=args.registry,
+        directory=args.directory,
+        roots=tuple(args.root or ()),
+        allow_write=args.allow_write,
+        token=publish_token,
+        verify=verify,
+        flags=getattr(args, "flags", None),
+        max_bytes=args.max_bytes,
+    )
+
+
+def run_mcp(args: argparse.Namespace) -> int:
+    """Run the MCP server until the client goes away (stdio) or a signal (http)."""
+    if args.directory is not None and not Path(args.directory).is_dir():
+        return _fail(f"{args.directory}: not a directory")
+    for root in args.root or ():
+        if not Path(root).is_dir():
+            return _fail(f"--root {root}: not a directory")
+    if args.max_bytes <= 0:
+        return _fail("--max-bytes must be positive")
+    http = args.transport == "http"
+    host, port = args.listen
+    bearer = None
+    if http:
+        if bool(args.certfile) != bool(args.keyfile):
+            return _fail("--certfile and --keyfile go together")
+        if not args.certfile and not is_loopback(host):
+            return _fail(
+                f"plain HTTP is refused on {host}: listen on a loopback address (127.0.0.1, "
+                "::1) or give --certfile/--keyfile"
+            )
+        bearer = _read_secret(TOKEN_ENV, args.token_file, "token")
+        if bearer is None:
+            return _fail(
+                f"the http transport needs a bearer token: set ${TOKEN_ENV} or --token-file "
+                "(refusing to serve MCP over HTTP without one)"
+            )
+        if len(bearer) < MIN_TOKEN_CHARS:
+            return _fail(f"the bearer token must have at least {MIN_TOKEN_CHARS} characters")
+    elif args.token_file or args.certfile or args.keyfile:
+        return _fail("--token-file, --certfile and --keyfile are for --transport http")
+    publish_token = None
+    if args.allow_write:
+        publish_token = _read_secret(PUBLISH_TOKEN_ENV, args.publish_token_file, "publish token")
+    elif args.publish_token_file:
+        return _fail("--publish-token-file needs --allow-write")
+
+    server = _build_server(args, publish_token)
+    # The SDK logs every request at INFO (to stderr); keep the command quiet unless asked.
+    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    if not http:
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run("stdio")
+        return 0
+
+    from ._run import run_foreground
+
+    inner = server.streamable_http_app(host=host, streamable_http_path="/mcp")
+    assert bearer is not None
+    app = BearerTokenApp(inner, bearer)
+    tls = bool(args.certfile)
+
+    def describe(handle: Any) -> str:
+        return (
+            f"registry-core: serving MCP (streamable HTTP) on {handle.url()}mcp"
+            f"{'' if tls else ' (plain HTTP: loopback only)'}; bearer token required"
+        )
+
+    return run_foreground(
+        app,
+        describe,
+        host=host,
+        port=port,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        quic=False,
+        tls=tls,
+    )
+
+
+def add_mcp_parser(sub: Any) -> argparse.ArgumentParser:
+    """Add ``mcp`` to an ``argparse`` subparsers object (imports nothing of the SDK)."""
+    p = sub.add_parser(
+        "mcp",
+        help="serve the registry as Model Context Protocol tools (stdio or streamable HTTP)",
+        description="Run an MCP server whose tools search, inspect, plan upgrades of, diff, "
+        "fetch and (with --allow-write) publish packages of one index. stdio by default "
+        "(for a client that spawns it); --transport http serves /mcp behind a bearer token "
+        f"(${TOKEN_ENV} or --token-file). Needs pip install 'registry-core[mcp]'. "
+        "Docs: docs/mcp.md.",
+    )
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--registry", metavar="URL", help="the index's base URL (its /simple/)")
+    what.add_argument("--dir", dest="directory", metavar="DIR", help="a local index directory")
+    p.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default stdio")
+    p.add_argument(
+        "--listen",
+        type=parse_listen,
+        default=("127.0.0.1", DEFAULT_PORT),
+        metavar="HOST:PORT",
+        help=f"http: address to bind (default 127.0.0.1:{DEFAULT_PORT}; port 0 = any)",
+    )
+    p.add_argument(
+        "--root",
+        action="append",
+        metavar="DIR",
+        help="a directory the file tools may read and write (repeatable; none: no file access)",
+    )
+    p.add_argument(
+        "--allow-write",
+        action="store_true",
+        help="enable the write tools (publish); needs the upload token from "
+        f"${PUBLISH_TOKEN_ENV} or --publish-token-file",
+    )
+    p.add_argument("--publish-token-file", metavar="FILE", help="file holding the upload token")
+    p.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help=f"http: file holding the bearer token (or ${TOKEN_ENV})",
+    )
+    p.add_argument("--certfile", help="http: PEM certificate chain (with --keyfile) for HTTPS")
+    p.add_argument("--keyfile", help="http: PEM private key of --certfile")
+    p.add_argument("--cafile", help="CA bundle to verify an https --registry with")
+    p.add_argument(
+        "--max-bytes",
+        type=int,
+        default=64 << 20,
+        metavar="N",
+        help="largest file or patch a tool reads or returns (default 64 MiB)",
+    )
+    p.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    p.set_defaults(func=run_mcp)
+    return p

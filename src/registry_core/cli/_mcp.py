@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, RegistryCoreError
 from ._run import is_loopback
 
 __all__ = ["MCP_EXTRA_HINT", "BearerTokenApp", "add_mcp_parser", "parse_listen", "run_mcp"]
@@ -158,9 +158,10 @@ def _fail(message: object) -> int:
 def _build_server(args: argparse.Namespace, publish_token: str | None) -> Any:
     try:
         from ..mcp import create_server
-    except ModuleNotFoundError as exc:
-        if exc.name == "mcp" or (exc.name or "").startswith("mcp."):
-            raise InvalidArgumentError(MCP_EXTRA_HINT) from None
+    except ImportError as exc:  # the extra is missing (registry_core.mcp names it too)
+        name = getattr(exc, "name", None) or ""
+        if name == "mcp" or name.startswith("mcp.") or "registry-core[mcp]" in str(exc):
+            raise RegistryCoreError(MCP_EXTRA_HINT) from None
         raise
     verify: bool | str = args.cafile if args.cafile else True
     return create_server(

@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _mcp_harness import Site, http_session, mcp_env, run_cli, spawn_http, start_site
-from registry_core.cli._mcp import BearerTokenApp, parse_listen
+from registry_core.cli._mcp import BearerTokenApp, http_app, parse_listen
 from registry_core.errors import InvalidArgumentError
 from registry_core.server import start_server
 
@@ -76,7 +76,7 @@ def own_server():
         """Add two integers."""
         return a + b
 
-    app = BearerTokenApp(server.streamable_http_app(host="127.0.0.1"), TOKEN)
+    app = http_app(server, TOKEN)  # what the command serves
     handle = start_server(app, tls=False)
     try:
         yield handle.url() + "mcp", app
@@ -97,6 +97,23 @@ def test_with_the_token_the_sdk_client_calls_a_tool(own_server):
                 return result.content[0].text
 
     assert anyio.run(go) == "5"
+
+
+def test_many_calls_in_one_session_keep_one_connection(own_server):
+    """More calls than the server's per-IP connection cap (64): each call's answer is JSON on
+    a kept-alive connection (one SSE stream per call cost a connection each, and the client
+    was refused after about 60 calls)."""
+    url, _ = own_server
+
+    async def go() -> int:
+        with anyio.fail_after(120):
+            async with http_session(url, TOKEN) as session:
+                for i in range(150):
+                    result = await session.call_tool("add", {"a": i, "b": 1})
+                    assert result.content[0].text == str(i + 1)
+        return 150
+
+    assert anyio.run(go) == 150
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token-0123456789abcdef", TOKEN[:-1], TOKEN + "x"])

@@ -30,7 +30,14 @@ from typing import Any
 from ..errors import InvalidArgumentError, RegistryCoreError
 from ._run import is_loopback
 
-__all__ = ["MCP_EXTRA_HINT", "BearerTokenApp", "add_mcp_parser", "parse_listen", "run_mcp"]
+__all__ = [
+    "MCP_EXTRA_HINT",
+    "BearerTokenApp",
+    "add_mcp_parser",
+    "http_app",
+    "parse_listen",
+    "run_mcp",
+]
 
 MCP_EXTRA_HINT = "registry-core mcp needs the mcp extra: pip install 'registry-core[mcp]'"
 TOKEN_ENV = "REGISTRY_CORE_MCP_TOKEN"
@@ -103,6 +110,19 @@ class BearerTokenApp:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def http_app(server: Any, token: str, *, host: str = "127.0.0.1") -> BearerTokenApp:
+    """The SDK server's streamable HTTP app at ``/mcp``, behind :class:`BearerTokenApp`.
+
+    Tool calls are answered as plain JSON (``json_response``), not as one SSE stream per call:
+    a client closes each such stream after its result, so every call cost a new connection,
+    and the closed ones lingered on the server (CLOSE-WAIT) until the per-IP connection cap
+    (64) refused the client after about 60 calls. Server-initiated messages still use the
+    session's GET stream. ``host`` is the bound address (the SDK's DNS-rebinding protection is
+    on for loopback)."""
+    inner = server.streamable_http_app(host=host, streamable_http_path="/mcp", json_response=True)
+    return BearerTokenApp(inner, token)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -222,9 +242,8 @@ def run_mcp(args: argparse.Namespace) -> int:
 
     from ._run import run_foreground
 
-    inner = server.streamable_http_app(host=host, streamable_http_path="/mcp")
     assert bearer is not None
-    app = BearerTokenApp(inner, bearer)
+    app = http_app(server, bearer, host=host)
     tls = bool(args.certfile)
 
     def describe(handle: Any) -> str:

@@ -14,7 +14,9 @@ the transports, so machine load hits both alike):
 - ``project_metadata`` of ``synth`` (its newest version's PEP 658 metadata; 500 files on the
   project page);
 - ``plan_upgrade`` of ``synth==0.0.0`` to the newest ``synth`` (which file changes, full bytes
-  against delta bytes, which base).
+  against delta bytes, which base);
+- ``cache_stats``: a call that touches no index, the floor (the SDK's and the transport's own
+  cost per call).
 
 Goal (issue 13): p99 under 20 ms for metadata calls. Schema size: the bytes of each tool's
 ``tools/list`` entry (name, description, input and output schema) as compact JSON: what an
@@ -202,10 +204,11 @@ def main() -> None:
     ap.add_argument("--files", type=int, default=N_FILES)
     ap.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "mcp.json")
     args = ap.parse_args()
-    rounds, calls, warmup = (2, 50, 5) if args.quick else (5, 200, 20)
+    rounds, calls, warmup = (2, 50, 5) if args.quick else (5, 100, 10)
     newest = versions(args.files)[-1]
     CALLS["project_metadata"] = {"project": "synth"}
     CALLS["plan_upgrade"] = {"requirements": ["synth"], "installed": {"synth": "0.0.0"}}
+    CALLS["cache_stats"] = {}  # the floor: a call that reads no index (SDK + transport cost)
     with tempfile.TemporaryDirectory(prefix="bench-mcp-") as tmp:
         directory = Path(tmp) / "index"
         directory.mkdir()

@@ -86,7 +86,8 @@ def _guard(
             msg = str(exc) or exc.__class__.__name__
             if isinstance(exc, OSError) and not isinstance(exc, RegistryCoreError):
                 msg = f"{exc.__class__.__name__}: {exc.strerror or 'I/O error'}"
-            raise ToolError(_scrub(msg, tools._token)) from None
+            msg = " ".join(line.strip() for line in msg.splitlines() if line.strip())
+            raise ToolError(_scrub(msg[:2000], tools._token)) from None
 
     return wrapper
 

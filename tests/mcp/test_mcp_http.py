@@ -263,3 +263,17 @@ def test_the_command_serves_tools_with_the_token_only(site, tmp_path, source):
         served.proc.terminate()
         out, err = served.proc.communicate(timeout=30)
     assert TOKEN not in out + err + served.first_line
+
+
+def test_the_parser_imports_no_sdk():
+    """Building the CLI (``registry-core --help``, every other command) never imports mcp."""
+    import subprocess
+
+    code = (
+        "import sys; from registry_core.cli._main import build_parser; "
+        "build_parser().parse_args(['mcp', '--registry', 'http://127.0.0.1:1/']); "
+        "print(sorted(m for m in sys.modules if m == 'mcp' or m.startswith(('mcp.', "
+        "'registry_core.mcp'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -115,9 +115,17 @@ def test_plan_upgrade(tools, site) -> None:
         assert plan.full_bytes == alpha.full_bytes + beta.full_bytes
         same = await tools.plan_upgrade(["alpha"], {"alpha": "1.1"})
         assert same.entries[0].action == "keep" and same.changes == 0
-        unknown = await tools.plan_upgrade(["alpha"], {"alpha": "1.0"})
+        remembered = await tools.plan_upgrade(["alpha"], {"alpha": "1.0"})
+        assert remembered.entries[0].delta_bytes == alpha.delta_bytes  # computed once, kept
+        fresh = (
+            RegistryTools(registry=tools.base_url)
+            if tools.base_url
+            else RegistryTools(directory=tools.directory)
+        )
+        unknown = await fresh.plan_upgrade(["alpha"], {"alpha": "1.0"})
         assert unknown.entries[0].delta_bytes is None  # nothing precomputed, not asked to diff
         assert unknown.entries[0].transfer_bytes == unknown.entries[0].full_bytes
+        await fresh.aclose()
 
     run(go())
 
@@ -178,6 +186,7 @@ def test_writes_with_allow_write(site, tmp_path) -> None:
     built = {v: build_project(tmp_path / "b", "gamma-pkg", v, payload_kb=4) for v in ("2.0", "2.1")}
     shutil.copy(built["2.0"].wheel, work)
     shutil.copy(built["2.1"].sdist, work)
+    shutil.copy(built["2.1"].wheel, work)
     raw = built["2.0"].wheel.read_bytes()
 
     async def go():
@@ -190,12 +199,20 @@ def test_writes_with_allow_write(site, tmp_path) -> None:
             assert (pub.project, pub.version, pub.size) == ("gamma-pkg", "2.0", len(raw))
             again = await remote.publish(built["2.0"].wheel.name)  # same bytes: idempotent
             assert again.sha256 == pub.sha256
-            pub2 = await local.publish(built["2.1"].sdist.name)
+            assert [v.version for v in (await remote.list_versions("gamma-pkg")).versions] == [
+                "2.0"
+            ]
+            assert (await local.list_versions("gamma-pkg")).latest == "2.0"
+            pub2 = await remote.publish(built["2.1"].sdist.name)  # the pages cached above go stale
             assert pub2.filename == built["2.1"].sdist.name
             assert [v.version for v in (await remote.list_versions("gamma-pkg")).versions] == [
                 "2.1",
                 "2.0",
             ]
+            pub3 = await local.publish(built["2.1"].wheel.name)
+            assert pub3.filename == built["2.1"].wheel.name
+            listed = await local.list_versions("gamma-pkg")
+            assert [(v.version, v.files) for v in listed.versions] == [("2.1", 2), ("2.0", 1)]
             got = await remote.fetch("gamma-pkg", "2.0", output_path="copy.whl")
             assert (work / "copy.whl").read_bytes() == raw and got.path == str(
                 (work / "copy.whl").resolve()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import os
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import quote, urlsplit
 
+from .._util import LRU
 from ..errors import (
     InvalidArgumentError,
     PermissionDeniedError,
@@ -224,10 +226,16 @@ def _project_name(name: Any) -> str:
     return normalize(name)
 
 
-def _version_of(filename: str) -> str | None:
+@functools.lru_cache(maxsize=1 << 16)
+def _dist(filename: str) -> Any:
+    """proxy._select.dist_info, memoized (filenames repeat on every call of a session)."""
     from ..proxy._select import dist_info
 
-    info = dist_info(filename)
+    return dist_info(filename)
+
+
+def _version_of(filename: str) -> str | None:
+    info = _dist(filename)
     return str(info.version) if info is not None else None
 
 
@@ -243,9 +251,7 @@ def _yanked(f: SimpleFile) -> str | None:
 
 
 def _file_info(f: SimpleFile) -> FileInfo:
-    from ..proxy._select import dist_info
-
-    info = dist_info(f.filename)
+    info = _dist(f.filename)
     return FileInfo(
         filename=f.filename,
         kind=info.kind if info is not None else "other",
@@ -280,10 +286,63 @@ def _parse_metadata(data: bytes) -> dict[str, list[str]]:
     return out
 
 
-def _interpreter() -> tuple[str, list[str]]:
+@functools.lru_cache(maxsize=1)
+def _interpreter_cached() -> tuple[str, tuple[str, ...]]:
     from packaging.tags import sys_tags
 
-    return ".".join(str(p) for p in sys.version_info[:3]), [str(t) for t in sys_tags()]
+    return ".".join(str(p) for p in sys.version_info[:3]), tuple(str(t) for t in sys_tags())
+
+
+def _interpreter() -> tuple[str, list[str]]:
+    py, tags = _interpreter_cached()
+    return py, list(tags)
+
+
+class _View:
+    """One fetched project page and what the tools derive from it, computed once per page
+    version (ETag or index serial): files by version, versions newest first, choices made."""
+
+    def __init__(self, page: SimpleProject, tag: str) -> None:
+        self.page = page
+        self.tag = tag
+        self.by_version: dict[str, list[SimpleFile]] = {}
+        for f in page.files:
+            info = _dist(f.filename)
+            if info is not None:
+                self.by_version.setdefault(str(info.version), []).append(f)
+        self.order = sorted(self.by_version, key=_version_key, reverse=True)
+        self.yanked = {
+            v: all(f.yanked is not False for f in files) for v, files in self.by_version.items()
+        }
+        self.latest = next((v for v in self.order if not self.yanked[v]), None)
+        self._chosen: dict[tuple[Any, ...], SimpleFile | None] = {}
+
+    def files_of(self, version: str) -> list[SimpleFile]:
+        from packaging.version import InvalidVersion, Version
+
+        try:
+            key = str(Version(version))
+        except InvalidVersion:
+            key = version
+        return list(self.by_version.get(key, ()))
+
+    def choose(
+        self, spec: Any, py: str, tags: Sequence[str], kind: str | None = None
+    ) -> SimpleFile | None:
+        """proxy._select.choose_file over this page (memoized per specifier, Python, tags)."""
+        from ..proxy._select import choose_file
+
+        key = (str(spec), bool(spec.prereleases), py, tuple(tags), kind)
+        if key not in self._chosen:
+            files: Sequence[SimpleFile] = self.page.files
+            if kind is not None:
+                files = [
+                    f for f in files if (i := _dist(f.filename)) is not None and i.kind == kind
+                ]
+            if len(self._chosen) > 256:
+                self._chosen.clear()
+            self._chosen[key] = choose_file(files, spec, python_version=py, tags=list(tags))
+        return self._chosen[key]
 
 
 # -- the tools -----------------------------------------------------------------------------------
@@ -341,6 +400,9 @@ class RegistryTools:
         self._transport: Transport | None = None
         self._transport_loop: asyncio.AbstractEventLoop | None = None
         self._patch_store: Any = None
+        self._views: LRU[str, _View] = LRU(max_entries=256)
+        self._meta: LRU[tuple[str, str], bytes] = LRU(max_bytes=32 << 20)
+        self._delta_sizes: LRU[tuple[str, str], int] = LRU(max_entries=4096)
 
     def __repr__(self) -> str:  # never the token
         where = self.base_url or str(self.directory)
@@ -414,8 +476,9 @@ class RegistryTools:
         idx = self.index
         if idx.project(project) is None:
             return None
-        files = tuple(simple_file(r, r.path) for r in idx.files(project))
-        versions = tuple(dict.fromkeys(r.version for r in idx.files(project)))
+        records = idx.files(project)
+        files = tuple(simple_file(r, r.path) for r in records)
+        versions = tuple(dict.fromkeys(r.version for r in records))
         return SimpleProject(name=project, files=files, versions=versions)
 
     async def _names(self) -> list[str]:
@@ -430,9 +493,15 @@ class RegistryTools:
         return parse_index(r.content, r.headers.get("content-type", ""))
 
     async def _get(
-        self, url: str, *, accept: str | None = None, max_size: int | None = None
+        self,
+        url: str,
+        *,
+        accept: str | None = None,
+        max_size: int | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
-        headers = {"accept": accept} if accept else None
+        if accept:
+            headers = {**(headers or {}), "accept": accept}
         try:
             return await self.transport().get(url, headers=headers, max_size=max_size)
         except RegistryCoreError:
@@ -442,57 +511,66 @@ class RegistryTools:
 
     async def page(self, project: str) -> SimpleProject:
         """The project's page (ProjectNotFoundError when the index has no such project)."""
+        return (await self.view(project)).page
+
+    async def view(self, project: str) -> _View:
+        """The project's page and what is derived from it, revalidated on every call (the
+        index serial locally, the page's ETag remotely) and reused while unchanged."""
         name = _project_name(project)
+        cached = self._views.get(name)
         if self.local:
+            serial = await self._thread(lambda: self.index.serial)
+            tag = f"serial-{serial}"
+            if cached is not None and cached.tag == tag:
+                return cached
             page = await self._thread(self._local_page, name)
         else:
             from ..index import HTML_V1, JSON_V1, parse_project
 
             url = f"{self.base_url}/simple/{quote(name)}/"
-            r = await self._get(url, accept=f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.1")
+            accept = f"{JSON_V1}, {HTML_V1};q=0.2, text/html;q=0.1"
+            headers = {"accept": accept}
+            if cached is not None:
+                headers["if-none-match"] = cached.tag
+            r = await self._get(url, headers=headers)
+            if r.status == 304 and cached is not None:
+                return cached
             if r.status == 404:
-                page = None
+                page, tag = None, ""
             elif r.status != 200:
                 raise UpstreamError(f"the registry answered {r.status} for project {name!r}")
             else:
                 page = parse_project(r.content, r.headers.get("content-type", ""), url, name=name)
+                tag = r.headers.get("etag", "")
         if page is None:
+            self._views.discard(name)
             raise ProjectNotFoundError(f"no project {name!r} in the index")
-        return page
-
-    @staticmethod
-    def _files_of(page: SimpleProject, version: str) -> list[SimpleFile]:
-        from packaging.version import InvalidVersion, Version
-
-        try:
-            want: Any = Version(version)
-        except InvalidVersion:
-            want = version
-        out = []
-        for f in page.files:
-            v = _version_of(f.filename)
-            if v is None:
-                continue
-            try:
-                same = Version(v) == want
-            except InvalidVersion:
-                same = v == version
-            if same:
-                out.append(f)
-        return out
+        view = _View(page, tag)
+        if tag:
+            self._views.put(name, view)
+        return view
 
     async def _metadata_bytes(self, f: SimpleFile) -> bytes | None:
         if f.core_metadata is False:
             return None
-        if self.local:
-            return await self._thread(self.index.metadata, f.filename)
-        r = await self._get(f.url + ".metadata", max_size=MAX_METADATA)
-        if r.status != 200:
-            return None
         want = f.core_metadata.get("sha256") if isinstance(f.core_metadata, dict) else None
-        if want and hashlib.sha256(r.content).hexdigest() != want.lower():
+        key = (f.filename, want.lower()) if want else None
+        if key is not None and (hit := self._meta.get(key)) is not None:
+            return hit  # content-addressed: the page names the digest, the bytes matched it
+        if self.local:
+            data = await self._thread(self.index.metadata, f.filename)
+        else:
+            r = await self._get(f.url + ".metadata", max_size=MAX_METADATA)
+            if r.status != 200:
+                return None
+            data = bytes(r.content)
+        if data is None:
+            return None
+        if want and hashlib.sha256(data).hexdigest() != want.lower():
             raise UpstreamError(f"{f.filename}.metadata does not match its sha256")
-        return bytes(r.content)
+        if key is not None:
+            self._meta.put(key, data)
+        return data
 
     async def _download(self, f: SimpleFile, have: bytes | None = None) -> tuple[bytes, str, int]:
         """(bytes, how, bytes moved) of a file, checked against the page's sha256."""
@@ -548,30 +626,21 @@ class RegistryTools:
         return SearchResult(query=query, total=len(names), projects=names[:limit])
 
     async def list_versions(self, project: str) -> VersionsResult:
-        page = await self.page(project)
-        by: dict[str, list[SimpleFile]] = {}
-        for f in page.files:
-            v = _version_of(f.filename)
-            if v is not None:
-                by.setdefault(v, []).append(f)
-        order = sorted(by, key=_version_key, reverse=True)
-        versions = [
-            VersionInfo(v, len(by[v]), all(f.yanked is not False for f in by[v])) for v in order
-        ]
-        latest = next((v.version for v in versions if not v.yanked), None)
-        return VersionsResult(project=page.name, latest=latest, versions=versions)
+        view = await self.view(project)
+        versions = [VersionInfo(v, len(view.by_version[v]), view.yanked[v]) for v in view.order]
+        return VersionsResult(project=view.page.name, latest=view.latest, versions=versions)
 
     async def project_metadata(self, project: str, version: str | None = None) -> MetadataResult:
         from ._resources import version_uri
 
-        page = await self.page(project)
+        view = await self.view(project)
+        page = view.page
         if version is None:
-            listed = await self.list_versions(page.name)
-            if listed.latest is None:
+            if view.latest is None:
                 raise ProjectNotFoundError(f"project {page.name!r} has no installable version")
-            version = listed.latest
+            version = view.latest
         version = _text(version, "version", limit=100)
-        files = self._files_of(page, version)
+        files = view.files_of(version)
         if not files:
             raise ProjectNotFoundError(f"project {page.name!r} has no version {version!r}")
         meta: dict[str, list[str]] = {}
@@ -610,8 +679,6 @@ class RegistryTools:
         """What installing ``requirements`` over ``installed`` downloads, full vs delta."""
         from packaging.requirements import InvalidRequirement, Requirement
 
-        from ..proxy._select import choose_file, dist_info
-
         if not isinstance(requirements, list) or not 1 <= len(requirements) <= MAX_LIST:
             raise InvalidArgumentError(f"requirements must be a list of 1..{MAX_LIST} strings")
         installed = dict(installed or {})
@@ -647,15 +714,15 @@ class RegistryTools:
                 entry.action, entry.reason = "skip", "marker excludes this interpreter"
                 continue
             try:
-                page = await self.page(name)
+                view = await self.view(name)
             except ProjectNotFoundError:
                 entry.reason = "no such project in the index"
                 continue
-            chosen = choose_file(page.files, req.specifier, python_version=py, tags=tags)
+            chosen = view.choose(req.specifier, py, tags)
             if chosen is None:
                 entry.reason = "no file matches for this interpreter"
                 continue
-            info = dist_info(chosen.filename)
+            info = _dist(chosen.filename)
             assert info is not None
             entry.version, entry.filename = str(info.version), chosen.filename
             entry.full_bytes = chosen.size or 0
@@ -668,7 +735,7 @@ class RegistryTools:
             entry.transfer_bytes = entry.full_bytes
             if entry.installed is None:
                 continue
-            base = self._base_for(page, chosen, entry.installed, py, tags)
+            base = self._base_for(view, chosen, entry.installed, py, tags)
             if base is None:
                 entry.reason = "no file of the installed version to patch from"
                 continue
@@ -688,23 +755,16 @@ class RegistryTools:
 
     @staticmethod
     def _base_for(
-        page: SimpleProject, target: SimpleFile, version: str, py: str, tags: list[str]
+        view: _View, target: SimpleFile, version: str, py: str, tags: list[str]
     ) -> SimpleFile | None:
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-        from ..proxy._select import choose_file, dist_info
-
-        t = dist_info(target.filename)
+        t = _dist(target.filename)
         try:
             spec = SpecifierSet(f"=={version}")
         except InvalidSpecifier:
             return None
-        same_kind = [
-            f
-            for f in page.files
-            if (i := dist_info(f.filename)) is not None and t is not None and i.kind == t.kind
-        ]
-        return choose_file(same_kind, spec, python_version=py, tags=tags)
+        return view.choose(spec, py, tags, kind=t.kind if t is not None else None)
 
     async def _delta_size(self, base: SimpleFile, target: SimpleFile, compute: bool) -> int | None:
         store = self._patches() if self.local else None
@@ -714,12 +774,16 @@ class RegistryTools:
                 got = await self._thread(store.get, bytes.fromhex(b), bytes.fromhex(t), mode)
                 if got:
                     return len(got)
+        if b and t and (known := self._delta_sizes.get((b, t))) is not None:
+            return known
         if not compute:
             return None
         old, _, _ = await self._download(base)
         new, _, _ = await self._download(target)
         agg = self._aggregator()
         patch = await self._thread(agg.diff, old, new)
+        if b and t:
+            self._delta_sizes.put((b, t), len(patch))
         return len(patch)
 
     def _aggregator(self) -> Any:
@@ -809,11 +873,10 @@ class RegistryTools:
         """Download one file of ``project`` (delta against ``have_path`` when the registry can)."""
         from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-        from ..proxy._select import choose_file
-
         if output_path is not None:
             self._require_write("writing the download to a file")
-        page = await self.page(project)
+        view = await self.view(project)
+        page = view.page
         if filename is not None:
             filename = _text(filename, "filename", limit=300)
             chosen = next((f for f in page.files if f.filename == filename), None)
@@ -825,7 +888,7 @@ class RegistryTools:
                 spec = SpecifierSet(f"=={_text(version, 'version', limit=100)}" if version else "")
             except InvalidSpecifier:
                 raise InvalidArgumentError(f"not a version: {version!r}") from None
-            chosen = choose_file(page.files, spec, python_version=py, tags=tags)
+            chosen = view.choose(spec, py, tags)
             if chosen is None:
                 raise ProjectNotFoundError(f"no file of {page.name!r} matches for this interpreter")
         have = self.roots.read(have_path, self.max_bytes) if have_path is not None else None

@@ -97,15 +97,29 @@ async def stdio_session(args: list[str], env: dict[str, str] | None = None) -> A
 
 
 @contextlib.asynccontextmanager
-async def http_session(url: str, token: str | None) -> AsyncIterator[Any]:
-    """An initialized ``ClientSession`` over streamable HTTP, sending ``token`` if given."""
+async def http_session(
+    url: str, token: str | None, *, cafile: str | None = None
+) -> AsyncIterator[Any]:
+    """An initialized ``ClientSession`` over streamable HTTP, sending ``token`` if given
+    (``cafile``: the CA bundle an https server is verified with)."""
     from mcp.client.session import ClientSession
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
     headers = {"Authorization": f"Bearer {token}"} if token is not None else None
     async with contextlib.AsyncExitStack() as stack:
-        client = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+        if cafile is None:
+            http = create_mcp_http_client(headers=headers)
+        else:
+            import ssl
+
+            import httpx2
+
+            timeout = httpx2.Timeout(30.0, read=300.0)
+            http = httpx2.AsyncClient(
+                headers=headers, timeout=timeout, verify=ssl.create_default_context(cafile=cafile)
+            )
+        client = await stack.enter_async_context(http)
         streams = await stack.enter_async_context(streamable_http_client(url, http_client=client))
         session = await stack.enter_async_context(ClientSession(streams[0], streams[1]))
         await session.initialize()

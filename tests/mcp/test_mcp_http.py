@@ -20,6 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _mcp_harness import Site, http_session, mcp_env, run_cli, spawn_http, start_site
+from _servers import pki  # noqa: F401
 from registry_core.cli._mcp import BearerTokenApp, http_app, parse_listen
 from registry_core.errors import InvalidArgumentError
 from registry_core.server import start_server
@@ -277,3 +278,28 @@ def test_the_parser_imports_no_sdk():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_command_serves_https_with_a_certificate(site, pki):  # noqa: F811
+    _need_mcp_package()
+    ca, cert, key = pki
+    env = mcp_env(REGISTRY_CORE_MCP_TOKEN=TOKEN)
+    args = ["--registry", site.url, "--certfile", cert, "--keyfile", key]
+    with spawn_http(args, env) as served:
+        assert served.url.startswith("https://127.0.0.1:"), served.first_line
+
+        async def go() -> dict:
+            with anyio.fail_after(60):
+                async with http_session(served.url, TOKEN, cafile=ca) as session:
+                    result = await session.call_tool("list_versions", {"project": "alpha"})
+                    assert not result.is_error, result.content
+                    return result.structured_content or {}
+
+        assert anyio.run(go)["latest"] == "1.1"
+        # no token over TLS: still 401
+        import ssl
+
+        r = httpx.post(
+            served.url, json={}, verify=ssl.create_default_context(cafile=ca), timeout=30
+        )
+        assert r.status_code == 401

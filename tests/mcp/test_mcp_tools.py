@@ -256,11 +256,34 @@ def test_security_report(site, tmp_path) -> None:
         fsync=False,
     )
     repo.init()
-    local = RegistryTools(directory=registry)
+    from registry_core.index import Index
+
+    index = Index(registry)
+    raw, _ = index.create_token()
+    wheel_path = site.releases["beta-1.0"].wheel
+    with open(wheel_path, "rb") as f:
+        index.upload(wheel_path.name, f, token=raw)
+    repo.sync(index)
+    index.close()
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(wheel_path, work)
+    (work / "other").mkdir()
+    (work / "other" / wheel_path.name).write_bytes(b"not the signed bytes")
+    local = RegistryTools(directory=registry, roots=[work])
     report = run(local.security_report())
     assert 0.0 <= report["compliance_score"] <= 1.0 and report["keys_total"] > 0
     assert "passphrase" not in str(report)
+    good = run(local.verify(wheel_path.name))
+    assert (good.ok, good.signed) == (True, True), good
+    assert good.signature == "matches the signed TUF targets metadata"
+    bad = run(local.verify(f"other/{wheel_path.name}"))
+    assert (bad.ok, bad.signed) == (False, False)
     run(local.aclose())
+    unsigned = RegistryTools(directory=site.directory, roots=[work])
+    plain = run(unsigned.verify(wheel_path.name))
+    assert (plain.ok, plain.signed) == (True, None)
+    run(unsigned.aclose())
 
 
 def test_configuration_refused(tmp_path) -> None:

@@ -180,6 +180,8 @@ class VerifyResult:
     ok: bool
     expected_sha256: str | None
     reason: str
+    signed: bool | None = None  # None: no TUF metadata to check against
+    signature: str = ""
 
 
 @dataclass
@@ -403,6 +405,7 @@ class RegistryTools:
         self._views: LRU[str, _View] = LRU(max_entries=256)
         self._meta: LRU[tuple[str, str], bytes] = LRU(max_bytes=32 << 20)
         self._delta_sizes: LRU[tuple[str, str], int] = LRU(max_entries=4096)
+        self._trusted: Any = None
 
     def __repr__(self) -> str:  # never the token
         where = self.base_url or str(self.directory)
@@ -995,7 +998,47 @@ class RegistryTools:
             ok, reason = True, "sha256 matches the index"
         else:
             ok, reason = False, "sha256 differs from the index"
-        return VerifyResult(name, digest, len(data), ok, expected, reason)
+        result = VerifyResult(name, digest, len(data), ok, expected, reason)
+        if f is not None:
+            result.signed, result.signature = await self._thread(
+                self._check_tuf, f"{parsed.project}/{name}", digest, len(data)
+            )
+            if result.signed is False:
+                result.ok = False
+        return result
+
+    def _check_tuf(self, target: str, digest: str, size: int) -> tuple[bool | None, str]:
+        """The file against the registry's signed TUF targets metadata (local directories
+        with ``.registry-core/tuf/``), verified by python-tuf's ngclient from its 1.root.json."""
+        tuf_dir = self.directory / ".registry-core" / "tuf" if self.directory else None
+        if tuf_dir is None or not (tuf_dir / "1.root.json").is_file():
+            return None, "no TUF metadata for this index"
+        try:
+            trusted = self._trusted_index(tuf_dir)
+            info = trusted.targetinfo(target)
+        except RegistryCoreError as exc:
+            return False, str(exc).splitlines()[0][:300]
+        want = str(info.hashes.get("sha256", "")).lower()
+        if info.length == size and want == digest:
+            return True, "matches the signed TUF targets metadata"
+        return False, "differs from the signed TUF targets metadata"
+
+    def _trusted_index(self, tuf_dir: Path) -> Any:
+        if self._trusted is None:
+            import tempfile
+
+            from ..signing._client import TrustedIndex
+            from ._tuf_local import DirectoryFetcher
+
+            cache = tempfile.mkdtemp(prefix="registry-core-mcp-tuf-")
+            self._trusted = TrustedIndex(
+                tuf_dir / "1.root.json",
+                "http://registry.invalid/tuf/",
+                cache,
+                fetcher=DirectoryFetcher(tuf_dir),
+                max_age=0.0,
+            )
+        return self._trusted
 
     async def security_report(self) -> dict[str, Any]:
         if self.directory is None:

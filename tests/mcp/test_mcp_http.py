@@ -243,7 +243,7 @@ def test_the_command_serves_tools_with_the_token_only(site, tmp_path, source):
     else:
         path = tmp_path / "token"
         path.write_text(TOKEN + "\n")
-        args += ["--token-file", str(path)]
+        args += ["--token-file", str(path), "--verbose"]  # request logs on: still no token
     with spawn_http(args, env) as served:
         assert served.url.startswith("http://127.0.0.1:") and served.url.endswith("/mcp")
         assert TOKEN not in served.first_line
@@ -264,6 +264,8 @@ def test_the_command_serves_tools_with_the_token_only(site, tmp_path, source):
         served.proc.terminate()
         out, err = served.proc.communicate(timeout=30)
     assert TOKEN not in out + err + served.first_line
+    if source == "file":
+        assert "session" in err  # --verbose did log the requests
 
 
 def test_the_parser_imports_no_sdk():

@@ -234,7 +234,8 @@ def run_mcp(args: argparse.Namespace) -> int:
 
     server = _build_server(args, publish_token)
     # The SDK logs every request at INFO (to stderr); keep the command quiet unless asked.
-    logging.getLogger().setLevel(logging.DEBUG if args.verbose else logging.WARNING)
+    # INFO at most: DEBUG loggers (httpcore, the SDK) dump request internals.
+    logging.getLogger().setLevel(logging.INFO if args.verbose else logging.WARNING)
     if not http:
         with contextlib.suppress(KeyboardInterrupt):
             server.run("stdio")

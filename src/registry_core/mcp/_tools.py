@@ -1015,6 +1015,9 @@ class RegistryTools:
             return None, "no TUF metadata for this index"
         try:
             trusted = self._trusted_index(tuf_dir)
+        except ImportError:
+            return None, "TUF metadata present; pip install 'registry-core[signing]' to check it"
+        try:
             info = trusted.targetinfo(target)
         except RegistryCoreError as exc:
             return False, str(exc).splitlines()[0][:300]
@@ -1061,7 +1064,9 @@ class RegistryTools:
                 raise InvalidArgumentError("too many overrides")
             base = self.flags if self.flags is not None else FeatureFlags()
             self.flags = base.with_overrides(dict(overrides))
-            self._transport = None  # the next call builds one on the new flags
+            old, self._transport = self._transport, None  # the next call builds one on them
+            if old is not None and self._transport_loop is asyncio.get_running_loop():
+                await old.aclose()
             changed = sorted(overrides)
         flags = self.flags if self.flags is not None else FeatureFlags()
         out = [

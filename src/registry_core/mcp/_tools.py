@@ -406,6 +406,7 @@ class RegistryTools:
         self._meta: LRU[tuple[str, str], bytes] = LRU(max_bytes=32 << 20)
         self._delta_sizes: LRU[tuple[str, str], int] = LRU(max_entries=4096)
         self._trusted: Any = None
+        self._project_list: tuple[str, list[str]] | None = None
 
     def __repr__(self) -> str:  # never the token
         where = self.base_url or str(self.directory)
@@ -490,10 +491,19 @@ class RegistryTools:
         from ..index import JSON_V1
         from ..index._simple import parse_index
 
-        r = await self._get(f"{self.base_url}/simple/", accept=f"{JSON_V1}, text/html;q=0.1")
+        cached = self._project_list
+        headers = {"if-none-match": cached[0]} if cached is not None else None
+        r = await self._get(
+            f"{self.base_url}/simple/", accept=f"{JSON_V1}, text/html;q=0.1", headers=headers
+        )
+        if r.status == 304 and cached is not None:
+            return cached[1]
         if r.status != 200:
             raise UpstreamError(f"the registry's project list answered {r.status}")
-        return parse_index(r.content, r.headers.get("content-type", ""))
+        names = parse_index(r.content, r.headers.get("content-type", ""))
+        etag = r.headers.get("etag")
+        self._project_list = (etag, names) if etag else None
+        return names
 
     async def _get(
         self,
@@ -625,7 +635,7 @@ class RegistryTools:
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST:
             raise InvalidArgumentError(f"limit must be 1..{MAX_LIST}")
         needle = normalize(query) if query else ""
-        names = sorted(n for n in await self._names() if needle in normalize(n))
+        names = sorted({m for n in await self._names() if needle in (m := normalize(n))})
         return SearchResult(query=query, total=len(names), projects=names[:limit])
 
     async def list_versions(self, project: str) -> VersionsResult:

@@ -92,6 +92,30 @@ def _guard(
     return wrapper
 
 
+def _strip_titles(schema: Any, *, names: bool = False) -> None:
+    """Drop pydantic's generated ``title`` keys (they repeat the property names) in place;
+    ``names``: ``schema`` maps property names to schemas (a property may be called title)."""
+    if isinstance(schema, dict):
+        if not names:
+            schema.pop("title", None)
+        for key, value in schema.items():
+            _strip_titles(value, names=not names and key in ("properties", "$defs"))
+    elif isinstance(schema, list):
+        for item in schema:
+            _strip_titles(item)
+
+
+def _compact_schemas(server: MCPServer, name: str) -> None:
+    """Smaller tools/list entries (agents pay for every byte in context); validation is
+    unchanged: it runs on the models, and a schema without titles accepts the same values."""
+    manager = getattr(server, "_tool_manager", None)
+    tool = manager.get_tool(name) if manager is not None else None
+    if tool is None:  # another SDK layout: keep the SDK's schemas as they are
+        return
+    _strip_titles(tool.parameters)
+    _strip_titles(tool.output_schema)
+
+
 def _mb(n: int) -> str:
     return f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n} B"
 
@@ -138,6 +162,7 @@ def register(
             annotations=ann,
             structured_output=True,
         )
+        _compact_schemas(server, fn.__name__.rstrip("_"))
 
     async def search_projects(
         query: Annotated[str, Field(description="substring of the name", max_length=200)] = "",

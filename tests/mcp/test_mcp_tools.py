@@ -293,6 +293,8 @@ def test_configuration_refused(tmp_path) -> None:
         {},
         {"registry": "http://x", "directory": tmp_path},
         {"registry": "ftp://x"},
+        {"registry": "https://user:secret@example.test/"},
+        {"registry": "https://example.test/?token=secret"},
         {"directory": tmp_path / "missing"},
         {"directory": tmp_path, "max_bytes": 0},
         {"directory": tmp_path, "roots": [tmp_path / "missing"]},

@@ -390,8 +390,14 @@ class RegistryTools:
             base = registry.rstrip("/")
             if base.endswith("/simple"):
                 base = base[: -len("/simple")]
+            parts = urlsplit(base)
+            if "@" in parts.netloc or parts.query or parts.fragment:
+                raise InvalidArgumentError(
+                    "registry must be a plain http(s)://host[:port][/path] URL (credentials go "
+                    "in token=, never in the URL)"
+                )
             self.base_url = base
-            self.name = urlsplit(base).netloc or "registry"
+            self.name = parts.netloc or "registry"
         else:
             if directory is not None:
                 self.directory = Path(directory)

@@ -19,8 +19,8 @@ the transports, so machine load hits both alike):
   cost per call).
 
 Goal (issue 13): p99 under 20 ms for metadata calls. Schema size: the bytes of each tool's
-``tools/list`` entry (name, description, annotations, input and output schema) as compact JSON: what an
-agent pays in context for the tool.
+``tools/list`` entry (name, description, annotations, input and output schema) as compact
+JSON: what an agent pays in context for the tool.
 
     .venv/bin/python benchmarks/bench_mcp.py [--quick] [--json PATH]
 

@@ -10,9 +10,13 @@ streamable HTTP client with (or without) a bearer token.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import json
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +30,22 @@ from registry_core.index import Index
 from registry_core.server import IndexApp, start_server
 
 BIN = Path(sys.executable).parent
+#: every tool registry-core mcp lists
+TOOLS = {
+    "search_projects",
+    "list_versions",
+    "project_metadata",
+    "plan_upgrade",
+    "diff",
+    "apply",
+    "inspect_patch",
+    "fetch",
+    "publish",
+    "verify",
+    "security_report",
+    "flags",
+    "cache_stats",
+}
 REGISTRY_CORE = str(BIN / "registry-core")
 
 
@@ -68,6 +88,15 @@ def start_site(root: Path, releases: dict[str, Built] | None = None) -> Site:
     site = Site(directory, handle.url(), token, releases, index)
     site._stop += [index.close, app.close, handle.stop]
     return site
+
+
+def make_roots(tmp_path: Path, site: Site) -> Path:
+    """A root holding alpha 1.0's and 1.1's wheels (what an agent's workspace would have)."""
+    root = tmp_path / "work"
+    root.mkdir()
+    for key in ("alpha-1.0", "alpha-1.1"):
+        shutil.copy(site.releases[key].wheel, root / site.releases[key].wheel.name)
+    return root
 
 
 def mcp_env(**extra: str) -> dict[str, str]:
@@ -196,3 +225,153 @@ def run_cli(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
         text=True,
         timeout=120,
     )
+
+
+# -- the every-tool walk shared by the stdio and HTTP tests -------------------------------------
+
+
+def data_of(result: Any) -> dict[str, Any]:
+    """The structured result of a successful call (unwrapped when the SDK wrapped it)."""
+    assert not result.is_error, result.content
+    data = result.structured_content
+    if data is None:  # a result without a schema: its JSON text
+        data = json.loads(result.content[0].text)
+    if isinstance(data, dict) and set(data) == {"result"}:
+        data = data["result"]
+    assert result.content and result.content[0].text.strip(), "a one-line summary is expected"
+    return data
+
+
+def error_of(result: Any) -> str:
+    assert result.is_error, result
+    text = " ".join(getattr(c, "text", "") for c in result.content)
+    assert "Traceback" not in text and 'File "' not in text, text
+    return text
+
+
+def no_secret(site: Site, *results: Any) -> None:
+    for r in results:
+        dumped = r.model_dump_json() if hasattr(r, "model_dump_json") else json.dumps(r)
+        assert site.token not in dumped
+        assert site.token.rsplit("-", 1)[-1] not in dumped  # not even the secret part
+
+
+async def read_blob(session: Any, uri: str) -> tuple[bytes, str | None]:
+    got = await session.read_resource(uri)
+    (content,) = got.contents
+    return base64.b64decode(content.blob), content.mime_type
+
+
+async def exercise_every_tool(s: Any, site: Site, tools: set[str]) -> None:
+    """List and call every tool and read every kind of resource through session ``s``, served
+    by ``registry-core mcp --registry site.url --root R`` (R holding alpha 1.0's and 1.1's
+    wheels): results checked, errors are tool errors, no token anywhere."""
+    old = site.releases["alpha-1.0"].wheel
+    new = site.releases["alpha-1.1"].wheel
+    new_sha = hashlib.sha256(new.read_bytes()).hexdigest()
+    listed = await s.list_tools()
+    names = {t.name for t in listed.tools}
+    assert tools - {"publish"} <= names, names
+    for t in listed.tools:
+        assert t.description and "\n" not in t.description.strip()
+        assert t.input_schema.get("type") == "object"
+    results = []
+
+    r = await s.call_tool("search_projects", {"query": "alp"})
+    assert data_of(r)["projects"] == ["alpha"]
+    results.append(r)
+
+    r = await s.call_tool("list_versions", {"project": "Alpha"})
+    d = data_of(r)
+    assert d["latest"] == "1.1"
+    assert [v["version"] for v in d["versions"]] == ["1.1", "1.0"]
+    results.append(r)
+
+    r = await s.call_tool("project_metadata", {"project": "alpha"})
+    meta = data_of(r)
+    assert meta["version"] == "1.1" and meta["summary"] == "a test package"
+    assert {f["filename"] for f in meta["files"]} == {
+        new.name,
+        site.releases["alpha-1.1"].sdist.name,
+    }
+    assert meta["uri"].startswith("registry://") and meta["uri"].endswith("/alpha/1.1")
+    results.append(r)
+
+    r = await s.call_tool(
+        "plan_upgrade",
+        {"requirements": ["alpha", "beta"], "installed": {"alpha": "1.0"}},
+    )
+    plan = data_of(r)
+    by = {e["project"]: e for e in plan["entries"]}
+    assert by["alpha"]["action"] == "upgrade" and by["alpha"]["version"] == "1.1"
+    assert by["alpha"]["full_bytes"] > 0
+    assert by["beta"]["action"] == "install"
+    results.append(r)
+
+    r = await s.call_tool("diff", {"old_path": old.name, "new_path": new.name})
+    patch = data_of(r)
+    assert patch["target_sha256"] == new_sha
+    data, mime = await read_blob(s, patch["uri"])
+    assert len(data) == patch["size"] and mime == patch["mime_type"]
+    results.append(r)
+
+    r = await s.call_tool("inspect_patch", {"patch": patch["uri"]})
+    assert data_of(r)["target_sha256"] == new_sha
+    results.append(r)
+
+    r = await s.call_tool("apply", {"old_path": old.name, "patch": patch["uri"]})
+    art = data_of(r)
+    assert art["sha256"] == new_sha
+    data, _ = await read_blob(s, art["uri"])
+    assert data == new.read_bytes()
+    results.append(r)
+
+    r = await s.call_tool(
+        "fetch",
+        {"project": "alpha", "filename": new.name, "have_path": old.name},
+    )
+    art = data_of(r)
+    assert art["sha256"] == new_sha and art["size"] == new.stat().st_size
+    data, mime = await read_blob(s, art["uri"])
+    assert hashlib.sha256(data).hexdigest() == new_sha
+    assert art["mime_type"] == "application/zip"
+    assert mime in ("application/zip", "application/octet-stream")
+    results.append(r)
+
+    r = await s.call_tool("verify", {"path": new.name})
+    v = data_of(r)
+    assert v["ok"] is True and v["expected_sha256"] == new_sha
+    results.append(r)
+
+    r = await s.call_tool("flags", {})
+    assert {"DELTA_AGGREGATOR"} <= {f["name"] for f in data_of(r)["flags"]}
+    results.append(r)
+
+    r = await s.call_tool("cache_stats", {})
+    assert data_of(r)["resources"]["entries"] >= 1
+    results.append(r)
+
+    # security_report needs a local directory; publish needs --allow-write
+    results.append(await s.call_tool("security_report", {}))
+    assert "--dir" in error_of(results[-1]) or "director" in error_of(results[-1])
+    if "publish" in names:
+        results.append(await s.call_tool("publish", {"path": new.name}))
+        assert "allow_write" in error_of(results[-1]).replace("-", "_")
+
+    # resources: the project and the version, as JSON
+    templates = await s.list_resource_templates()
+    assert len(templates.resource_templates) >= 2
+    version_uri = meta["uri"]
+    project_uri = version_uri.rsplit("/", 1)[0]
+    for uri, key in ((project_uri, "alpha"), (version_uri, "1.1")):
+        got = await s.read_resource(uri)
+        (content,) = got.contents
+        assert key in content.text
+        results.append(got)
+
+    # errors are MCP errors, and the server keeps serving after them
+    error_of(await s.call_tool("list_versions", {"project": "no-such-project"}))
+    error_of(await s.call_tool("diff", {"old_path": "../etc/passwd", "new_path": new.name}))
+    error_of(await s.call_tool("project_metadata", {"project": 7}))
+    assert data_of(await s.call_tool("search_projects", {"query": ""}))["total"] == 2
+    no_secret(site, *results)

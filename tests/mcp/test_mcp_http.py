@@ -19,7 +19,17 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _mcp_harness import Site, http_session, mcp_env, run_cli, spawn_http, start_site
+from _mcp_harness import (
+    TOOLS,
+    Site,
+    exercise_every_tool,
+    http_session,
+    make_roots,
+    mcp_env,
+    run_cli,
+    spawn_http,
+    start_site,
+)
 from _servers import pki  # noqa: F401
 from registry_core.cli._mcp import BearerTokenApp, http_app, parse_listen
 from registry_core.errors import InvalidArgumentError
@@ -305,3 +315,18 @@ def test_the_command_serves_https_with_a_certificate(site, pki):  # noqa: F811
             served.url, json={}, verify=ssl.create_default_context(cafile=ca), timeout=30
         )
         assert r.status_code == 401
+
+
+def test_every_tool_and_resource_over_http(site, tmp_path):
+    """The stdio walk (tests/mcp/test_mcp_stdio.py) over streamable HTTP with the token."""
+    _need_mcp_package()
+    roots = make_roots(tmp_path, site)
+    env = mcp_env(REGISTRY_CORE_MCP_TOKEN=TOKEN)
+    with spawn_http(["--registry", site.url, "--root", str(roots)], env) as served:
+
+        async def go() -> None:
+            with anyio.fail_after(240):
+                async with http_session(served.url, TOKEN) as session:
+                    await exercise_every_tool(session, site, TOOLS)
+
+        anyio.run(go)

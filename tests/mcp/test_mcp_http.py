@@ -330,3 +330,18 @@ def test_every_tool_and_resource_over_http(site, tmp_path):
                     await exercise_every_tool(session, site, TOOLS)
 
         anyio.run(go)
+
+
+def test_without_the_extra_the_command_says_what_to_install():
+    """``mcp`` not importable: one line naming the extra, exit 2, no traceback."""
+    import subprocess
+
+    code = (
+        "import sys; sys.modules['mcp'] = None; from registry_core.cli import main; "
+        "sys.exit(main(['mcp', '--registry', 'http://127.0.0.1:1/']))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 2, proc.stderr
+    assert "pip install 'registry-core[mcp]'" in proc.stderr
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert proc.stdout == ""

@@ -31,8 +31,9 @@ from _mcp_harness import (
     start_site,
 )
 from _servers import pki  # noqa: F401
-from registry_core.cli._mcp import BearerTokenApp, http_app, parse_listen
+from registry_core.cli._mcp import parse_listen
 from registry_core.errors import InvalidArgumentError
+from registry_core.mcp import BearerTokenApp, http_app
 from registry_core.server import start_server
 
 pytestmark = pytest.mark.network

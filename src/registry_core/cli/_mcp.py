@@ -5,7 +5,7 @@ index directory) names what the tools read; ``registry_core.mcp.create_server`` 
 server (the ``mcp`` extra). Over ``--transport stdio`` (the default) the MCP client spawns this
 command and talks on stdin/stdout: nothing else is ever written to stdout. Over
 ``--transport http`` the SDK's streamable HTTP app is served at ``/mcp`` by
-``registry_core.server.start_server`` behind a bearer-token check (:class:`BearerTokenApp`):
+``registry_core.server.start_server`` behind a bearer-token check (``mcp.BearerTokenApp``):
 the token comes from ``$REGISTRY_CORE_MCP_TOKEN`` or ``--token-file``, the command refuses to
 start without one, compares in constant time and never prints or logs it. Plain HTTP only on a
 loopback ``--listen`` address; anywhere else needs ``--certfile``/``--keyfile``.
@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
-import hmac
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +29,7 @@ from ._run import is_loopback
 
 __all__ = [
     "MCP_EXTRA_HINT",
-    "BearerTokenApp",
     "add_mcp_parser",
-    "http_app",
     "parse_listen",
     "run_mcp",
 ]
@@ -42,87 +37,7 @@ __all__ = [
 MCP_EXTRA_HINT = "registry-core mcp needs the mcp extra: pip install 'registry-core[mcp]'"
 TOKEN_ENV = "REGISTRY_CORE_MCP_TOKEN"
 PUBLISH_TOKEN_ENV = "REGISTRY_CORE_PUBLISH_TOKEN"
-#: a bearer token shorter than this is refused (guessable); `registry-core token create` and
-#: ``secrets.token_urlsafe(32)`` give far more.
-MIN_TOKEN_CHARS = 16
 DEFAULT_PORT = 8765
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-class BearerTokenApp:
-    """ASGI wrapper: every HTTP request needs ``Authorization: Bearer <token>`` or gets 401.
-
-    Only the token's SHA-256 is kept; the comparison is constant-time over digests (the
-    length of the token is not leaked either). Lifespan events pass through untouched, so the
-    wrapped app's startup and shutdown (the SDK's session manager) still run. WebSocket and
-    other scopes are refused."""
-
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN_CHARS:
-            raise InvalidArgumentError(
-                f"the MCP bearer token must have at least {MIN_TOKEN_CHARS} characters"
-            )
-        self.app = app
-        self._digest = hashlib.sha256(token.strip().encode()).digest()
-
-    def __repr__(self) -> str:
-        return f"BearerTokenApp({self.app!r}, token=<hidden>)"
-
-    def authorized(self, header: bytes | None) -> bool:
-        """True when ``header`` (the raw Authorization value) carries the token."""
-        if header is None:
-            return False
-        scheme, _, credentials = header.partition(b" ")
-        if scheme.lower() != b"bearer":
-            return False
-        given = hashlib.sha256(credentials.strip()).digest()
-        return hmac.compare_digest(given, self._digest)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self.app(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            return  # websocket: closing without accepting refuses it
-        header = None
-        for name, value in scope.get("headers", ()):
-            if name.lower() == b"authorization":
-                header = bytes(value)
-                break
-        if self.authorized(header):
-            await self.app(scope, receive, send)
-            return
-        body = b"401 Unauthorized: send Authorization: Bearer <token>\n"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 401,
-                "headers": [
-                    (b"content-type", b"text/plain; charset=utf-8"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"www-authenticate", b'Bearer realm="registry-core mcp"'),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
-
-
-def http_app(server: Any, token: str, *, host: str = "127.0.0.1") -> BearerTokenApp:
-    """The SDK server's streamable HTTP app at ``/mcp``, behind :class:`BearerTokenApp`.
-
-    Tool calls are answered as plain JSON (``json_response``), not as one SSE stream per call:
-    a client closes each such stream after its result, so every call cost a new connection,
-    and the closed ones lingered on the server (CLOSE-WAIT) until the per-IP connection cap
-    (64) refused the client after about 60 calls. Server-initiated messages still use the
-    session's GET stream. ``host`` is the bound address (the SDK's DNS-rebinding protection is
-    on for loopback)."""
-    inner = server.streamable_http_app(host=host, streamable_http_path="/mcp", json_response=True)
-    return BearerTokenApp(inner, token)
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -222,8 +137,6 @@ def run_mcp(args: argparse.Namespace) -> int:
                 f"the http transport needs a bearer token: set ${TOKEN_ENV} or --token-file "
                 "(refusing to serve MCP over HTTP without one)"
             )
-        if len(bearer) < MIN_TOKEN_CHARS:
-            return _fail(f"the bearer token must have at least {MIN_TOKEN_CHARS} characters")
     elif args.token_file or args.certfile or args.keyfile:
         return _fail("--token-file, --certfile and --keyfile are for --transport http")
     publish_token = None
@@ -241,10 +154,14 @@ def run_mcp(args: argparse.Namespace) -> int:
             server.run("stdio")
         return 0
 
+    from ..mcp import http_app
     from ._run import run_foreground
 
     assert bearer is not None
-    app = http_app(server, bearer, host=host)
+    try:
+        app = http_app(server, bearer, host=host)  # refuses a short (guessable) token
+    except InvalidArgumentError as exc:
+        return _fail(exc)
     tls = bool(args.certfile)
 
     def describe(handle: Any) -> str:

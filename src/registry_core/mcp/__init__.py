@@ -18,8 +18,17 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra onl
         "registry_core.mcp needs the MCP SDK: pip install 'registry-core[mcp]'"
     ) from exc
 
+from ._http import BearerTokenApp, http_app
 from ._roots import Roots
 from ._server import TOOL_NAMES, create_server, register
 from ._tools import RegistryTools
 
-__all__ = ["TOOL_NAMES", "RegistryTools", "Roots", "create_server", "register"]
+__all__ = [
+    "TOOL_NAMES",
+    "BearerTokenApp",
+    "RegistryTools",
+    "Roots",
+    "create_server",
+    "http_app",
+    "register",
+]

@@ -20,7 +20,10 @@ connection may hold is bounded before any TLS work is done for it (:class:`Serve
 - a write timeout: a response that makes no progress for ``write_timeout`` seconds (a client
   that does not read; an HTTP/2 client that never opens its flow-control window) aborts the
   connection, and a closing connection whose unsent data the client never takes is aborted
-  after ``close_timeout``, so nothing stays pinned in server memory.
+  after ``close_timeout``, so nothing stays pinned in server memory;
+- a client's EOF (close or half-close) closes the connection and frees its slot at once, even
+  while the application still streams (SSE) or waits: the application is told
+  ``http.disconnect``, its later sends raise, and it is cancelled after ``close_timeout``.
 
 Certificates are loaded before anything is bound, so a missing or invalid file fails at once
 with one line naming it; a bind failure names TCP or UDP and the address.
@@ -649,6 +652,30 @@ class _Connection:
             self.watchdog = None
         _reset(self.transport)
 
+    def client_eof(self, close_timeout: float) -> None:
+        """The client closed (or half-closed) its side: close ours now.
+
+        hypercorn tells the application ``http.disconnect`` at EOF but keeps the socket until
+        the application returns, so an application that streams (SSE) or waits on anything
+        but ``receive`` kept the connection in CLOSE-WAIT, and its per-IP slot, indefinitely.
+        Bytes already queued are still flushed (a half-closed client may read them), for at
+        most ``close_timeout``; later sends raise (see :class:`_Tracker`), and a handler that
+        does not end is cancelled (see ``release`` in ``_run``)."""
+        if self.transport.is_closing():
+            return
+        if self.reason is None:
+            self.reason = "client closed"
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+            self.watchdog = None
+        self.transport.close()
+        if self.transport.get_write_buffer_size():
+            self.loop.call_later(close_timeout, self._unflushed)
+
+    def _unflushed(self) -> None:
+        if self.transport.get_write_buffer_size():
+            _reset(self.transport)
+
 
 @dataclass
 class _Stats:
@@ -701,12 +728,18 @@ class _Reader:
     while the application computes a response)."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, conn: _Connection, timeout: float | None, stats: _Stats
+        self,
+        reader: asyncio.StreamReader,
+        conn: _Connection,
+        timeout: float | None,
+        stats: _Stats,
+        close_timeout: float,
     ) -> None:
         self._reader = reader
         self._conn = conn
         self._timeout = timeout
         self._stats = stats
+        self._close_timeout = close_timeout
 
     def at_eof(self) -> bool:
         return self._reader.at_eof()
@@ -731,6 +764,10 @@ class _Reader:
                 conn.reading -= 1
             if conn.reason == "read timeout":
                 raise asyncio.TimeoutError
+        if not data and n:
+            # EOF: hypercorn hands the protocol ``Closed`` next (the application is told
+            # ``http.disconnect``); the connection and its budget must not wait for the app.
+            conn.client_eof(self._close_timeout)
         conn.touch()
         return data
 
@@ -1062,7 +1099,7 @@ async def _run(
                     config,
                     context,
                     state,
-                    _Reader(reader, conn, limits.read_timeout, stats),
+                    _Reader(reader, conn, limits.read_timeout, stats, limits.close_timeout),
                     _Writer(writer, conn, limits, stats),
                 )
             )

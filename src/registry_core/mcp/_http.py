@@ -85,10 +85,8 @@ def http_app(server: Any, token: str, *, host: str = "127.0.0.1") -> BearerToken
     """The SDK server's streamable HTTP app at ``/mcp``, behind :class:`BearerTokenApp`.
 
     Tool calls are answered as plain JSON (``json_response``), not as one SSE stream per call:
-    a client closes each such stream after its result, so every call cost a new connection,
-    and the closed ones lingered on the server (CLOSE-WAIT) until the per-IP connection cap
-    (64) refused the client after about 60 calls. Server-initiated messages still use the
-    session's GET stream. ``host`` is the bound address (the SDK's DNS-rebinding protection is
-    on for loopback)."""
+    it saves a stream (and with most clients a connection) per call. Server-initiated messages
+    still use the session's GET stream. ``host`` is the bound address (the SDK's DNS-rebinding
+    protection is on for loopback)."""
     inner = server.streamable_http_app(host=host, streamable_http_path="/mcp", json_response=True)
     return BearerTokenApp(inner, token)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from _packages import Built, build_project
 from registry_core.index import Index
 from registry_core.server import IndexApp, start_server
@@ -97,6 +99,22 @@ def make_roots(tmp_path: Path, site: Site) -> Path:
     for key in ("alpha-1.0", "alpha-1.1"):
         shutil.copy(site.releases[key].wheel, root / site.releases[key].wheel.name)
     return root
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """A real index on loopback for one test module (import the fixture by name)."""
+    s = start_site(tmp_path_factory.mktemp("mcp-site"))
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture()
+def work(tmp_path: Path, site: Site) -> Path:
+    """The test's root (the file tools' workspace): alpha 1.0's and 1.1's wheels."""
+    return make_roots(tmp_path, site)
 
 
 def mcp_env(**extra: str) -> dict[str, str]:

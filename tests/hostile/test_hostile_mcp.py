@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _mcp_harness import Site, start_site
+from _mcp_harness import Site, make_roots, start_site
 from mcp import Client, MCPError
 from registry_core.mcp import create_server
 from registry_core.server import start_server
@@ -39,10 +38,8 @@ def site(tmp_path_factory):
 
 @pytest.fixture()
 def work(tmp_path, site) -> Path:
-    root = tmp_path / "work"
-    root.mkdir()
-    for key in ("alpha-1.0", "alpha-1.1"):
-        shutil.copy(site.releases[key].wheel, root)
+    """The usual workspace plus an escaping symlink and a file over the size bound."""
+    root = make_roots(tmp_path, site)
     (tmp_path / "outside.whl").write_bytes(b"outside the root")
     (root / "escape.whl").symlink_to(tmp_path / "outside.whl")
     (root / "big.bin").write_bytes(b"x" * 5000)

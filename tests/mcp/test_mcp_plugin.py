@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,30 +18,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _mcp_harness import Site, start_site
+from _mcp_harness import Site
 from mcp import Client
 from mcp.server.mcpserver import MCPServer
 from registry_core.mcp import TOOL_NAMES, create_server, register
 
 pytestmark = pytest.mark.network
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    s: Site = start_site(tmp_path_factory.mktemp("mcp-plugin"))
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture()
-def work(tmp_path, site) -> Path:
-    root = tmp_path / "work"
-    root.mkdir()
-    for key in ("alpha-1.0", "alpha-1.1"):
-        shutil.copy(site.releases[key].wheel, root)
-    return root
 
 
 def _plugin(site: Site, work: Path) -> MCPServer:

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _mcp_harness import Site, start_site
+from _mcp_harness import Site
 from _packages import build_project
 from registry_core.errors import (
     PermissionDeniedError,
@@ -25,24 +25,6 @@ from registry_core.flags import FeatureFlags
 from registry_core.mcp import RegistryTools
 
 pytestmark = pytest.mark.network
-
-
-@pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    s: Site = start_site(tmp_path_factory.mktemp("mcp-tools"))
-    try:
-        yield s
-    finally:
-        s.close()
-
-
-@pytest.fixture()
-def work(tmp_path, site) -> Path:
-    root = tmp_path / "work"
-    root.mkdir()
-    for key in ("alpha-1.0", "alpha-1.1"):
-        shutil.copy(site.releases[key].wheel, root)
-    return root
 
 
 @pytest.fixture(params=["remote", "local"])

@@ -4,53 +4,17 @@ and upgrading through the proxy, ``proxy warm`` filling a cache; and the refusal
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _cli_run import Running as _Running
+from _cli_run import cli as _cli
 from _packages import build_project, client_env, run, tool
 from registry_core.cli import main
 
 pytestmark = pytest.mark.network
-
-SCRIPT = Path(sys.executable).parent / "registry-core"
-
-
-def _cli(*args: str) -> list[str]:
-    """The installed console script (the pyproject entry point) when present."""
-    if SCRIPT.exists():
-        return [str(SCRIPT), *args]
-    return [sys.executable, "-m", "registry_core.cli", *args]
-
-
-class _Running:
-    """A long-running command; its URL is read from the first stdout line ("serving on")."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_CORE_")}
-        env["REGISTRY_CORE_FLAGS"] = "DELTA_AGGREGATOR=on"
-        self.proc = subprocess.Popen(
-            _cli(*args), cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-        )
-        self.line = self.proc.stdout.readline()  # blocks until printed or the process ends
-        if "serving on" not in self.line:
-            self.proc.kill()
-            raise AssertionError((self.line, self.proc.communicate(timeout=30)))
-        self.url = self.line.split("serving on ", 1)[1].split()[0]
-
-    def stop(self) -> int:
-        """SIGTERM; returns the exit status (what it printed after is in ``self.rest``)."""
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.rest, _ = self.proc.communicate(timeout=30)
-            return self.proc.returncode
-        finally:
-            self.proc.stdout.close()
-            self.proc.stderr.close()
 
 
 @pytest.fixture(scope="module")

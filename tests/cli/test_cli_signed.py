@@ -5,62 +5,26 @@ refuses everything."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from _cli_run import Running, cli_env
+from _cli_run import cli as _cli
 from _packages import build_project, client_env, run, tool
 
 pytestmark = pytest.mark.network
 
-SCRIPT = Path(sys.executable).parent / "registry-core"
 PASSPHRASE = "correct horse battery staple, signed registry test"
 
 
-def _cli(*args: str) -> list[str]:
-    if SCRIPT.exists():
-        return [str(SCRIPT), *args]
-    return [sys.executable, "-m", "registry_core.cli", *args]
-
-
 def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_CORE_")}
-    env["REGISTRY_CORE_FLAGS"] = "DELTA_AGGREGATOR=on"
-    env["REGISTRY_CORE_KEY_PASSPHRASE"] = PASSPHRASE
-    return env
+    return cli_env(REGISTRY_CORE_KEY_PASSPHRASE=PASSPHRASE)
 
 
-class _Running:
-    """A long-running command; its URL is read from the "serving on" line."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            _cli(*args),
-            cwd=cwd,
-            env=_env(),
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.line = self.proc.stdout.readline()  # blocks until printed or the process ends
-        if "serving on" not in self.line:
-            self.proc.kill()
-            raise AssertionError((self.line, self.proc.communicate(timeout=30)))
-        self.url = self.line.split("serving on ", 1)[1].split()[0]
-        self.rest = ""
-
-    def stop(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.rest, _ = self.proc.communicate(timeout=30)
-            return self.proc.returncode
-        finally:
-            self.proc.stdout.close()
-            self.proc.stderr.close()
+def _Running(args: list[str], cwd: Path) -> Running:
+    return Running(args, cwd, env=_env())
 
 
 @pytest.fixture(scope="module")

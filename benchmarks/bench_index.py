@@ -69,6 +69,7 @@ from _index_anchors import (
     start_devpi,
     start_pypiserver,
 )
+from registry_core._util._isolated import isolated_client_env
 
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ("pypiserver", "devpi", "ours")
@@ -105,24 +106,11 @@ def plan(native: list[str], quick: bool) -> list[list[tuple[str, str, Path]]]:
 
 def clean_env() -> dict[str, str]:
     """pip / twine with no user configuration, no cache, no proxy variables."""
-    drop = ("PIP_", "UV_", "TWINE_")
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(drop)
-        and k.lower() not in ("http_proxy", "https_proxy", "all_proxy")
-        and k != "PYTHONPATH"
-    }
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_NO_INPUT="1",
-        PIP_NO_CACHE_DIR="1",
-        PIP_KEYRING_PROVIDER="disabled",
+    return isolated_client_env(
+        drop=("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"),
         PIP_DEFAULT_TIMEOUT="120",
         NO_PROXY="*",
     )
-    return env
 
 
 def installed(venv: Path) -> dict[str, str]:

@@ -9,7 +9,6 @@ proves the client used our index and nothing else.
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
@@ -17,6 +16,8 @@ import sys
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
+
+from registry_core._util._isolated import build_with_setuptools, isolated_client_env
 
 BIN = Path(sys.executable).parent
 
@@ -90,45 +91,15 @@ def build_project(
         + "]\n"
     )
     dist = root / "dist"
-    dist.mkdir(exist_ok=True)
-    built = []
-    for hook in ("build_wheel", "build_sdist"):  # one process each, as pip and build do
-        script = f"import sys, setuptools.build_meta as b; print('BUILT', b.{hook}(sys.argv[1]))"
-        out = subprocess.run(
-            [sys.executable, "-c", script, str(dist)],
-            cwd=src,
-            check=True,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        ).stdout.splitlines()
-        built.append(dist / next(ln for ln in reversed(out) if ln.startswith("BUILT ")).split()[1])
-    wheel, sdist = built
+    wheel = build_with_setuptools(src, dist, "build_wheel")
+    sdist = build_with_setuptools(src, dist, "build_sdist")
     return Built(name, version, wheel, sdist)
 
 
 def client_env(**extra: str) -> dict[str, str]:
     """The environment for pip / uv / twine: no user or site configuration, no find-links,
     no extra index, no keyring; everything must come from the URL the test passes."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PIP_", "UV_", "TWINE_")) and k not in ("PYTHONPATH",)
-    }
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_NO_INPUT="1",
-        PIP_NO_CACHE_DIR="1",
-        PIP_KEYRING_PROVIDER="disabled",
-        UV_NO_CONFIG="1",
-        UV_NO_CACHE="1",
-        UV_KEYRING_PROVIDER="disabled",
-        UV_PYTHON_DOWNLOADS="never",
-        UV_OFFLINE="0",
-    )
-    env.update(extra)
-    return env
+    return isolated_client_env(**extra)
 
 
 def tool(name: str) -> str:

@@ -279,8 +279,6 @@ def build_demo_wheel(
 ) -> Path:
     """Build the demo project's wheel for ``version`` under ``root`` with setuptools' PEP 517
     backend in a subprocess (what pip and ``build`` run), offline; returns its path."""
-    import subprocess
-    import sys
     import textwrap
 
     module = DEMO_PROJECT.replace("-", "_")
@@ -310,22 +308,9 @@ def build_demo_wheel(
             """
         )
     )
-    dist = root / "dist"
-    dist.mkdir(exist_ok=True)
-    script = "import sys, setuptools.build_meta as b; print('BUILT', b.build_wheel(sys.argv[1]))"
-    proc = subprocess.run(
-        [sys.executable, "-c", script, str(dist)],
-        cwd=src,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-        timeout=300,
-    )
-    built = [ln.split()[1] for ln in proc.stdout.splitlines() if ln.startswith("BUILT ")]
-    if proc.returncode != 0 or not built:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise InvalidArgumentError(f"building the demo wheel with setuptools failed: {tail}")
-    return dist / built[-1]
+    from .._util._isolated import build_with_setuptools
+
+    return build_with_setuptools(src, root / "dist")
 
 
 def _pip(args: list[str], cwd: Path) -> None:
@@ -333,18 +318,9 @@ def _pip(args: list[str], cwd: Path) -> None:
     import subprocess
     import sys
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("PIP_", "UV_")) and k != "PYTHONPATH"
-    }
-    env.update(
-        PIP_CONFIG_FILE=os.devnull,
-        PIP_DISABLE_PIP_VERSION_CHECK="1",
-        PIP_NO_INPUT="1",
-        PIP_NO_CACHE_DIR="1",
-        PIP_KEYRING_PROVIDER="disabled",
-    )
+    from .._util._isolated import isolated_client_env
+
+    env = isolated_client_env()
     proc = subprocess.run(
         [sys.executable, "-m", "pip", *args],
         cwd=cwd,

@@ -5,6 +5,8 @@
 - :mod:`._atomic`: files replaced atomically, with the permissions a plain ``open()`` gives.
 - :mod:`._buffers`: the one check that turns a bytes-like argument into a flat byte view.
 - :mod:`._varint`: unsigned LEB128 integers, strict on decode.
+- :mod:`._isolated`: a setuptools build in a subprocess and an isolated pip/uv/twine
+  environment (the demo, tests and benchmarks; imported only where used).
 """
 
 from ._atomic import AtomicFile, atomic_write

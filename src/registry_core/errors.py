@@ -15,6 +15,7 @@ __all__ = [
     "CacheError",
     "ComposeError",
     "CompressionError",
+    "ConfigError",
     "CorruptPatchError",
     "DecompressionLimitError",
     "DeltaError",
@@ -22,21 +23,26 @@ __all__ = [
     "DuplicateFileError",
     "FlagConfigError",
     "FlagError",
+    "IdentityProviderError",
     "InvalidArgumentError",
     "InvalidTypeError",
     "NativeCoreError",
     "NegotiationError",
+    "NotFoundError",
     "OutputTooLargeError",
     "PackageIndexError",
     "PermissionDeniedError",
     "ProjectNotFoundError",
     "ProxyError",
+    "RateLimitedError",
+    "RateLimiterUnavailableError",
     "RegistryCoreError",
     "ReproductionUnavailableError",
     "ResponseTooLargeError",
     "SignatureError",
     "SigningError",
     "SigningKeyError",
+    "TokenExpiredError",
     "TransportError",
     "UnknownFlagError",
     "UploadRejectedError",
@@ -199,6 +205,63 @@ class ProjectNotFoundError(PackageIndexError, LookupError):
     """No project (or file) of that name in the index (404)."""
 
     status = 404
+
+
+class NotFoundError(PackageIndexError, LookupError):
+    """No such tenant, index or resource *for this caller* (404). Raised alike for what does
+    not exist and for what exists but the caller may not see, so the answer reveals nothing
+    about another tenant."""
+
+    status = 404
+
+
+# -- identity, access control, rate limits ------------------------------------------------------
+
+
+class TokenExpiredError(AuthenticationError):
+    """The API token (or session) is past its expiry (401): create a new one."""
+
+
+class IdentityProviderError(AuthenticationError):
+    """An OIDC or SAML sign-in, or a trusted-publishing exchange, was refused (401): the ID
+    token or assertion is forged, unsigned, expired, replayed, for another audience or
+    recipient, or the provider could not be reached. The message says which check failed and
+    never repeats the token."""
+
+
+class RateLimitedError(PackageIndexError):
+    """Too many requests for the caller's plan (429); ``retry_after`` is in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimiterUnavailableError(PackageIndexError):
+    """The rate limiter's backend (Redis) failed and the request kind fails closed (503)."""
+
+    status = 503
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+class ConfigError(RegistryCoreError, ValueError):
+    """A configuration file is invalid. ``source`` (file name), ``line`` (1-based, or None when
+    unknown) and ``key`` (dotted path such as ``tenants.acme.plan``) say where; the message
+    starts with ``source:line: key:``."""
+
+    def __init__(
+        self, message: str, *, source: str = "", line: int | None = None, key: str = ""
+    ) -> None:
+        where = source + (f":{line}" if line is not None else "")
+        prefix = ": ".join(part for part in (where, key) if part)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+        self.source = source
+        self.line = line
+        self.key = key
 
 
 # -- proxy -------------------------------------------------------------------------------------

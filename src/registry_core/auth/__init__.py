@@ -1,0 +1,54 @@
+"""Tenants, identities and access control (knows nothing of HTTP, indexes or config files).
+
+- :mod:`._model`: :class:`Resource`, :class:`Scope`, :class:`RoleBinding`, :class:`Principal`,
+  :class:`Identity`, :class:`Decision`, :class:`TokenRecord` (frozen, validated records).
+- :mod:`._rbac`: :func:`authorize` / :func:`require`, the one decision point, over a
+  :class:`Policy`; :data:`PERMISSIONS` is the role table of docs/rbac.md.
+- :mod:`._tokens`: the ``rc-<id>-<secret>`` API token format (hash at rest).
+- :mod:`._tenants`: :class:`TenantResolver`, host/path -> tenant (sans-IO).
+"""
+
+from __future__ import annotations
+
+from ._model import (
+    ACTIONS,
+    ROLES,
+    Decision,
+    Identity,
+    Principal,
+    Resource,
+    RoleBinding,
+    Scope,
+    TokenRecord,
+    check_subject,
+)
+from ._rbac import PERMISSIONS, Policy, authorize, grantable, require
+from ._tenants import TENANT_NAME, TenantResolver, TenantRoute, check_tenant_name
+from ._tokens import PREFIX, generate_token, hash_secret, parse_token, verify_secret
+
+__all__ = [
+    "ACTIONS",
+    "PERMISSIONS",
+    "PREFIX",
+    "ROLES",
+    "TENANT_NAME",
+    "Decision",
+    "Identity",
+    "Policy",
+    "Principal",
+    "Resource",
+    "RoleBinding",
+    "Scope",
+    "TenantResolver",
+    "TenantRoute",
+    "TokenRecord",
+    "authorize",
+    "check_subject",
+    "check_tenant_name",
+    "generate_token",
+    "grantable",
+    "hash_secret",
+    "parse_token",
+    "require",
+    "verify_secret",
+]

@@ -6,6 +6,8 @@
   :class:`Policy`; :data:`PERMISSIONS` is the role table of docs/rbac.md.
 - :mod:`._tokens`: the ``rc-<id>-<secret>`` API token format (hash at rest).
 - :mod:`._tenants`: :class:`TenantResolver`, host/path -> tenant (sans-IO).
+- :mod:`._store`: :class:`TenantStore`, one tenant's tokens, bindings, users, sessions,
+  pending logins and replay memory (SQLite).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ._model import (
     check_subject,
 )
 from ._rbac import PERMISSIONS, Policy, authorize, grantable, require
+from ._store import TenantStore
 from ._tenants import TENANT_NAME, TenantResolver, TenantRoute, check_tenant_name
 from ._tokens import PREFIX, generate_token, hash_secret, parse_token, verify_secret
 
@@ -41,6 +44,7 @@ __all__ = [
     "Scope",
     "TenantResolver",
     "TenantRoute",
+    "TenantStore",
     "TokenRecord",
     "authorize",
     "check_subject",

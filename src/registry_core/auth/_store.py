@@ -1,0 +1,700 @@
+"""One tenant's access-control state in SQLite: tokens, role bindings, users, sessions, pending
+logins and replay memory.
+
+Secrets are never stored: a token keeps the SHA-256 of its secret, a session the SHA-256 of
+its id. One connection guarded by a lock (any thread may call), WAL journal, ``busy_timeout``
+so several processes can share the file, schema version in ``PRAGMA user_version``: the same
+shape as the index's SQLiteIndexDB. Caches (token records, sessions, the compiled Policy) are
+dropped whenever this process writes or ``PRAGMA data_version`` says another connection
+committed, so a revocation takes effect at once, here and in every process sharing the file.
+Every stored value is bounded and every expiring row is purged lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .._util import LRU
+from ..audit import AuditEvent, AuditSink, LogSink
+from ..errors import AuthenticationError, InvalidArgumentError, TokenExpiredError
+from ._model import Identity, Principal, Resource, RoleBinding, Scope, TokenRecord, check_subject
+from ._rbac import Policy
+from ._tenants import check_tenant_name
+from ._tokens import generate_token, parse_token, verify_secret
+
+__all__ = ["SCHEMA_VERSION", "TenantStore"]
+
+SCHEMA_VERSION = 1
+
+MAX_KEY = 256
+MAX_VALUE_BYTES = 16 << 10
+MAX_DESCRIPTION = 500
+MAX_PENDING = 100_000  # rows of logins in progress; beyond it the oldest are dropped
+_TOUCH_NS = 60 * 10**9  # last_used is written at most once a minute per token
+_PURGE_NS = 60 * 10**9
+_MAX_RAW_SESSION = 128
+_LEGACY_ACTIONS = frozenset({"read", "upload", "create"})
+
+_SCHEMA = """
+CREATE TABLE tokens (
+    token_id TEXT PRIMARY KEY,
+    secret_sha256 TEXT NOT NULL,
+    owner TEXT,
+    scopes TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    created_ns INTEGER NOT NULL,
+    expires_ns INTEGER,
+    revoked_ns INTEGER,
+    last_used_ns INTEGER
+);
+CREATE INDEX tokens_owner ON tokens (owner);
+CREATE TABLE bindings (
+    subject TEXT NOT NULL,
+    role TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    granted_by TEXT NOT NULL DEFAULT '',
+    created_ns INTEGER NOT NULL,
+    PRIMARY KEY (subject, role, resource)
+);
+CREATE TABLE users (
+    subject TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    method TEXT NOT NULL,
+    email TEXT,
+    name TEXT,
+    groups TEXT NOT NULL DEFAULT '[]',
+    first_login_ns INTEGER NOT NULL,
+    last_login_ns INTEGER NOT NULL
+);
+CREATE TABLE sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    subject TEXT NOT NULL,
+    issuer TEXT NOT NULL,
+    method TEXT NOT NULL,
+    email TEXT,
+    name TEXT,
+    groups TEXT NOT NULL DEFAULT '[]',
+    created_ns INTEGER NOT NULL,
+    expires_ns INTEGER NOT NULL
+);
+CREATE INDEX sessions_expiry ON sessions (expires_ns);
+CREATE TABLE pending (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    created_ns INTEGER NOT NULL,
+    expires_ns INTEGER NOT NULL
+);
+CREATE INDEX pending_expiry ON pending (expires_ns);
+CREATE TABLE replay (
+    kind TEXT NOT NULL,
+    ident TEXT NOT NULL,
+    expires_ns INTEGER NOT NULL,
+    PRIMARY KEY (kind, ident)
+);
+CREATE INDEX replay_expiry ON replay (expires_ns);
+"""
+
+_TOKEN_COLUMNS = (
+    "token_id, secret_sha256, owner, scopes, description, created_ns, expires_ns, revoked_ns, "
+    "last_used_ns"
+)
+
+_ALL: Any = object()
+
+
+def _now(now_ns: int | None) -> int:
+    return time.time_ns() if now_ns is None else now_ns
+
+
+def _bounded(value: object, what: str, limit: int = MAX_KEY) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise InvalidArgumentError(f"{what} must be a non-empty str of at most {limit} characters")
+    return value
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _groups_json(groups: Iterable[str]) -> str:
+    names = sorted({_bounded(g, "a group name") for g in groups})
+    if len(names) > 1000:
+        raise InvalidArgumentError("at most 1000 groups per identity")
+    return json.dumps(names)
+
+
+class TenantStore:
+    """The state of tenant ``tenant`` in the SQLite file ``path`` (None or ``":memory:"``: in
+    memory). ``static_bindings`` (from configuration) join the stored ones in :meth:`policy`;
+    ``audit`` receives token, role and login events (default: the audit logger)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        *,
+        tenant: str,
+        static_bindings: Iterable[RoleBinding] = (),
+        audit: AuditSink | None = None,
+        busy_timeout: float = 10.0,
+        cache_entries: int = 1024,
+    ) -> None:
+        self.tenant = check_tenant_name(tenant)
+        self.path = ":memory:" if path is None else str(path)
+        self.audit: AuditSink = audit if audit is not None else LogSink()
+        self._static = tuple(static_bindings)
+        for b in self._static:
+            if b.resource.tenant != self.tenant:
+                raise InvalidArgumentError(
+                    f"static binding {b.subject} {b.role}: resource of tenant "
+                    f"{b.resource.tenant}, not {self.tenant}"
+                )
+        if self.path != ":memory:":
+            p = Path(self.path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            # created private: it holds e-mail addresses and the hashes of live credentials
+            os.close(os.open(p, os.O_CREAT | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600))
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            self._setup(busy_timeout)
+        except BaseException:
+            self._conn.close()
+            self._conn = None
+            raise
+        self._tokens: LRU[str, tuple[TokenRecord, frozenset[str]]] = LRU(cache_entries)
+        self._sessions: LRU[str, Principal] = LRU(cache_entries)
+        self._policy: Policy | None = None
+        self._data_version = self._read("PRAGMA data_version")[0][0]
+        self._last_purge = 0
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _setup(self, busy_timeout: float) -> None:
+        c = self._c()
+        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if self.path != ":memory:":
+            c.execute("PRAGMA journal_mode = WAL")
+        c.execute("PRAGMA synchronous = NORMAL")
+        with self._tx() as c:
+            (version,) = c.execute("PRAGMA user_version").fetchone()
+            if version == 0:
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
+                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            elif version > SCHEMA_VERSION:
+                raise AuthenticationError(
+                    f"{self.path}: tenant store schema {version} is newer than this "
+                    f"registry-core understands ({SCHEMA_VERSION}); upgrade registry-core"
+                )
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise InvalidArgumentError("the tenant store is closed")
+        return self._conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            c = self._c()
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                yield c
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+
+    def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
+        with self._lock:
+            return self._c().execute(sql, args).fetchall()
+
+    def _invalidate(self) -> None:
+        self._tokens.clear()
+        self._sessions.clear()
+        self._policy = None
+
+    def _fresh(self) -> None:
+        """Drop the caches when another connection (process) committed since last look."""
+        with self._lock:
+            (version,) = self._c().execute("PRAGMA data_version").fetchone()
+            if version != self._data_version:
+                self._data_version = version
+                self._invalidate()
+
+    def _emit(self, kind: str, subject: str, outcome: str = "ok", **kw: Any) -> None:
+        with contextlib.suppress(Exception):  # auditing never fails the audited operation
+            self.audit.emit(
+                AuditEvent(kind=kind, tenant=self.tenant, subject=subject, outcome=outcome, **kw)
+            )
+
+    def _maybe_purge(self, now: int) -> None:
+        if now - self._last_purge < _PURGE_NS:
+            return
+        self._last_purge = now
+        with self._tx() as c:
+            c.execute("DELETE FROM pending WHERE expires_ns <= ?", (now,))
+            c.execute("DELETE FROM replay WHERE expires_ns <= ?", (now,))
+            c.execute("DELETE FROM sessions WHERE expires_ns <= ?", (now,))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> TenantStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"TenantStore({self.path!r}, tenant={self.tenant!r})"
+
+    # -- tokens --------------------------------------------------------------------------------
+
+    def _scopes_text(self, scopes: Sequence[Scope]) -> str:
+        if isinstance(scopes, (str, Scope)) or not scopes:
+            raise InvalidArgumentError("a token needs a non-empty sequence of scopes")
+        for s in scopes:
+            if not isinstance(s, Scope):
+                raise InvalidArgumentError(f"scopes must be Scope objects, not {type(s).__name__}")
+            if s.resource.tenant != self.tenant:
+                raise InvalidArgumentError(f"a scope of tenant {self.tenant} cannot name another")
+        return " ".join(str(s) for s in scopes)
+
+    def _record(self, row: Any) -> TokenRecord:
+        (tid, sha, owner, scopes, desc, created, expires, revoked, used) = row
+        return TokenRecord(
+            token_id=tid,
+            secret_sha256=sha,
+            owner=owner,
+            scopes=tuple(Scope.parse(self.tenant, s) for s in scopes.split()),
+            description=desc,
+            created_ns=created,
+            expires_ns=expires,
+            revoked_ns=revoked,
+            last_used_ns=used,
+        )
+
+    def create_token(
+        self,
+        *,
+        owner: str | None,
+        scopes: Sequence[Scope],
+        description: str = "",
+        expires_ns: int | None = None,
+        now_ns: int | None = None,
+    ) -> tuple[str, TokenRecord]:
+        """A new token: ``(raw token, record)``; the raw token exists only in the return value.
+        ``owner`` None makes a standalone token (its scopes are its whole grant)."""
+        if owner is not None:
+            check_subject(owner)
+        text = self._scopes_text(scopes)
+        if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+            raise InvalidArgumentError(f"description: at most {MAX_DESCRIPTION} characters")
+        now = _now(now_ns)
+        if expires_ns is not None and expires_ns <= now:
+            raise InvalidArgumentError("expires_ns is in the past")
+        raw, token_id, digest = generate_token()
+        record = TokenRecord(
+            token_id=token_id,
+            secret_sha256=digest,
+            owner=owner,
+            scopes=tuple(scopes),
+            description=description,
+            created_ns=now,
+            expires_ns=expires_ns,
+        )
+        with self._tx() as c:
+            c.execute(
+                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL)",
+                (token_id, digest, owner, text, description, now, expires_ns),
+            )
+        detail = {"token_id": token_id, "scopes": text}
+        if expires_ns is not None:
+            detail["expires_ns"] = str(expires_ns)
+        self._emit(
+            "token.create", owner or f"token:{token_id}", action="token.create", detail=detail
+        )
+        return raw, record
+
+    def token(self, token_id: str) -> TokenRecord | None:
+        """The token ``token_id``, or None."""
+        rows = self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = ?", (token_id,))
+        return self._record(rows[0]) if rows else None
+
+    def tokens(self, owner: str | None = _ALL) -> list[TokenRecord]:
+        """Every token (oldest first), or those of ``owner`` (None: the standalone ones)."""
+        if owner is _ALL:
+            rows = self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_ns, token_id")
+        elif owner is None:
+            rows = self._read(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE owner IS NULL "
+                "ORDER BY created_ns, token_id"
+            )
+        else:
+            rows = self._read(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE owner = ? "
+                "ORDER BY created_ns, token_id",
+                (owner,),
+            )
+        return [self._record(r) for r in rows]
+
+    def revoke_token(self, token_id: str, *, by: str = "", now_ns: int | None = None) -> bool:
+        """Revoke a token (at once, caches included); False when unknown or already revoked."""
+        with self._tx() as c:
+            n = c.execute(
+                "UPDATE tokens SET revoked_ns = ? WHERE token_id = ? AND revoked_ns IS NULL",
+                (_now(now_ns), token_id),
+            ).rowcount
+            self._invalidate()
+        if n:
+            self._emit(
+                "token.revoke",
+                by or "local",
+                action="token.revoke",
+                detail={"token_id": str(token_id)[:64]},
+            )
+        return n > 0
+
+    def _user_groups(self, subject: str) -> frozenset[str]:
+        rows = self._read("SELECT groups FROM users WHERE subject = ?", (subject,))
+        if not rows:
+            return frozenset()
+        return frozenset("group:" + g for g in json.loads(rows[0][0]))
+
+    def authenticate_token(self, raw: str | None, *, now_ns: int | None = None) -> Principal:
+        """The principal of a raw token. AuthenticationError when malformed, unknown or revoked;
+        TokenExpiredError when expired. A token owned by a user carries the groups of that
+        user's last sign-in (its roles through groups), narrowed by the token's scopes."""
+        token_id, secret = parse_token(raw)
+        now = _now(now_ns)
+        self._fresh()
+        cached = self._tokens.get(token_id)
+        if cached is None:
+            record = self.token(token_id)
+            if record is None:
+                raise AuthenticationError("unknown API token")
+            groups = (
+                self._user_groups(record.owner)
+                if record.owner is not None and record.owner.startswith("user:")
+                else frozenset()
+            )
+            cached = (record, groups)
+            self._tokens.put(token_id, cached)
+        record, groups = cached
+        if not verify_secret(secret, record):  # every time: a cached id is not a credential
+            raise AuthenticationError("unknown API token")
+        if record.revoked_ns is not None:
+            raise AuthenticationError(f"API token {token_id} was revoked")
+        if record.expires_ns is not None and now >= record.expires_ns:
+            raise TokenExpiredError(f"API token {token_id} has expired: create a new one")
+        if record.last_used_ns is None or now - record.last_used_ns >= _TOUCH_NS:
+            with self._tx() as c:
+                c.execute("UPDATE tokens SET last_used_ns = ? WHERE token_id = ?", (now, token_id))
+            record = dataclasses.replace(record, last_used_ns=now)
+            self._tokens.put(token_id, (record, groups))
+        return Principal(
+            tenant=self.tenant,
+            subject=record.owner or f"token:{token_id}",
+            method="token",
+            groups=groups,
+            scopes=record.scopes,
+            standalone=record.owner is None,
+            expires_ns=record.expires_ns,
+            token_id=token_id,
+        )
+
+    def import_legacy_tokens(
+        self, records: Iterable[tuple[Any, ...]], *, index: str = "main"
+    ) -> int:
+        """Import tokens of an index's old ``tokens`` table (rows ``token_id, secret_sha256,
+        scope, description, created_ns, revoked_ns, last_used_ns``) not yet here: standalone,
+        ``read,upload,create`` on ``index`` (scope None) or on ``index/<scope>``; revoked ones
+        stay revoked. Idempotent; returns how many were added."""
+        added = 0
+        with self._tx() as c:
+            for row in records:
+                token_id, sha, scope, description, created, revoked, used = row
+                resource = Resource(self.tenant, index, scope or None)
+                text = str(Scope(_LEGACY_ACTIONS, resource))
+                added += c.execute(
+                    f"INSERT OR IGNORE INTO tokens ({_TOKEN_COLUMNS}) "
+                    "VALUES (?, ?, NULL, ?, ?, ?, NULL, ?, ?)",
+                    (token_id, sha, text, description or "", created, revoked, used),
+                ).rowcount
+            self._invalidate()
+        return added
+
+    # -- roles ---------------------------------------------------------------------------------
+
+    def _check_resource(self, resource: Resource) -> None:
+        if not isinstance(resource, Resource) or resource.tenant != self.tenant:
+            raise InvalidArgumentError(f"a binding of tenant {self.tenant} must name its resources")
+
+    def grant(self, subject: str, role: str, resource: Resource, *, by: str = "") -> RoleBinding:
+        """Bind ``role`` on ``resource`` to ``subject`` (idempotent: the stored binding)."""
+        self._check_resource(resource)
+        binding = RoleBinding(subject, role, resource, granted_by=by, created_ns=time.time_ns())
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR IGNORE INTO bindings (subject, role, resource, granted_by, created_ns) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (subject, role, str(resource), by, binding.created_ns),
+            )
+            row = c.execute(
+                "SELECT granted_by, created_ns FROM bindings "
+                "WHERE subject = ? AND role = ? AND resource = ?",
+                (subject, role, str(resource)),
+            ).fetchone()
+            self._invalidate()
+        self._emit(
+            "role.grant",
+            by or "local",
+            action="role.grant",
+            resource=str(resource),
+            detail={"grantee": subject, "role": role},
+        )
+        return RoleBinding(subject, role, resource, granted_by=row[0], created_ns=row[1])
+
+    def revoke_role(self, subject: str, role: str, resource: Resource, *, by: str = "") -> bool:
+        """Remove a stored binding; False when there was none (static ones cannot be)."""
+        self._check_resource(resource)
+        with self._tx() as c:
+            n = c.execute(
+                "DELETE FROM bindings WHERE subject = ? AND role = ? AND resource = ?",
+                (subject, role, str(resource)),
+            ).rowcount
+            self._invalidate()
+        if n:
+            self._emit(
+                "role.revoke",
+                by or "local",
+                action="role.grant",
+                resource=str(resource),
+                detail={"grantee": subject, "role": role},
+            )
+        return n > 0
+
+    def bindings(self) -> list[RoleBinding]:
+        """The stored bindings (not the static ones), by subject, role, resource."""
+        rows = self._read(
+            "SELECT subject, role, resource, granted_by, created_ns FROM bindings "
+            "ORDER BY subject, role, resource"
+        )
+        return [
+            RoleBinding(s, r, Resource.parse(self.tenant, res), granted_by=g, created_ns=t)
+            for s, r, res, g, t in rows
+        ]
+
+    @property
+    def static_bindings(self) -> tuple[RoleBinding, ...]:
+        return self._static
+
+    def policy(self) -> Policy:
+        """Static and stored bindings, compiled once until they change."""
+        self._fresh()
+        policy = self._policy
+        if policy is None:
+            policy = self._policy = Policy((*self._static, *self.bindings()))
+        return policy
+
+    # -- users ---------------------------------------------------------------------------------
+
+    def record_login(self, identity: Identity, *, now_ns: int | None = None) -> None:
+        """Remember who signed in (subject, e-mail, name, groups, when)."""
+        now = _now(now_ns)
+        groups = _groups_json(identity.groups)
+        subject = _bounded(identity.subject, "subject")
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO users (subject, issuer, method, email, name, groups, "
+                "first_login_ns, last_login_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (subject) DO UPDATE SET issuer = excluded.issuer, "
+                "method = excluded.method, email = excluded.email, name = excluded.name, "
+                "groups = excluded.groups, last_login_ns = excluded.last_login_ns",
+                (
+                    subject,
+                    _bounded(identity.issuer, "issuer", 1024),
+                    _bounded(identity.method, "method", 32),
+                    identity.email[:MAX_KEY] if identity.email else None,
+                    identity.name[:MAX_KEY] if identity.name else None,
+                    groups,
+                    now,
+                    now,
+                ),
+            )
+            self._tokens.clear()  # tokens owned by this user carry its groups
+        self._emit("login", subject, detail={"issuer": identity.issuer, "method": identity.method})
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every user who signed in: subject, issuer, method, email, name, groups,
+        first_login_ns, last_login_ns."""
+        rows = self._read(
+            "SELECT subject, issuer, method, email, name, groups, first_login_ns, last_login_ns "
+            "FROM users ORDER BY subject"
+        )
+        return [
+            {
+                "subject": s,
+                "issuer": i,
+                "method": m,
+                "email": e,
+                "name": n,
+                "groups": json.loads(g),
+                "first_login_ns": f,
+                "last_login_ns": ll,
+            }
+            for s, i, m, e, n, g, f, ll in rows
+        ]
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def create_session(
+        self, identity: Identity, *, ttl_s: float = 8 * 3600, now_ns: int | None = None
+    ) -> str:
+        """A new browser session for ``identity``; the raw id is returned once (only its
+        SHA-256 is stored)."""
+        if not (0 < ttl_s <= 366 * 86400):
+            raise InvalidArgumentError("ttl_s must be positive and at most a year")
+        now = _now(now_ns)
+        self._maybe_purge(now)
+        raw = secrets.token_urlsafe(32)
+        with self._tx() as c:
+            c.execute(
+                "INSERT INTO sessions (id_sha256, subject, issuer, method, email, name, groups, "
+                "created_ns, expires_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    _sha256(raw),
+                    _bounded(identity.subject, "subject"),
+                    _bounded(identity.issuer, "issuer", 1024),
+                    _bounded(identity.method, "method", 32),
+                    identity.email[:MAX_KEY] if identity.email else None,
+                    identity.name[:MAX_KEY] if identity.name else None,
+                    _groups_json(identity.groups),
+                    now,
+                    now + int(ttl_s * 1e9),
+                ),
+            )
+        return raw
+
+    def session(self, raw_id: str | None, *, now_ns: int | None = None) -> Principal | None:
+        """The principal of a session id (method "session", the identity's groups as
+        ``group:<name>``), or None when unknown or expired."""
+        if not isinstance(raw_id, str) or not raw_id or len(raw_id) > _MAX_RAW_SESSION:
+            return None
+        now = _now(now_ns)
+        key = _sha256(raw_id)
+        self._fresh()
+        principal = self._sessions.get(key)
+        if principal is None:
+            rows = self._read(
+                "SELECT subject, groups, expires_ns FROM sessions WHERE id_sha256 = ?", (key,)
+            )
+            if not rows:
+                return None
+            subject, groups, expires = rows[0]
+            principal = Principal(
+                tenant=self.tenant,
+                subject=subject,
+                method="session",
+                groups=frozenset("group:" + g for g in json.loads(groups)),
+                expires_ns=expires,
+            )
+            self._sessions.put(key, principal)
+        assert principal.expires_ns is not None
+        if now >= principal.expires_ns:
+            self.delete_session(raw_id)
+            return None
+        return principal
+
+    def delete_session(self, raw_id: str) -> bool:
+        """End a session (sign-out); False when there was none."""
+        if not isinstance(raw_id, str) or len(raw_id) > _MAX_RAW_SESSION:
+            return False
+        key = _sha256(raw_id)
+        with self._tx() as c:
+            n = c.execute("DELETE FROM sessions WHERE id_sha256 = ?", (key,)).rowcount
+            self._sessions.discard(key)
+        return n > 0
+
+    # -- logins in progress, replay ------------------------------------------------------------
+
+    def put_pending(
+        self, key: str, value: Mapping[str, str], *, ttl_s: float, now_ns: int | None = None
+    ) -> None:
+        """Keep ``value`` under ``key`` for at most ``ttl_s`` (one-time: see take_pending)."""
+        _bounded(key, "a pending key")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+            raise InvalidArgumentError("a pending value maps str to str")
+        data = json.dumps(dict(value), sort_keys=True)
+        if len(data.encode()) > MAX_VALUE_BYTES:
+            raise InvalidArgumentError(f"a pending value is at most {MAX_VALUE_BYTES} bytes")
+        if not (0 < ttl_s <= 86400):
+            raise InvalidArgumentError("ttl_s must be positive and at most a day")
+        now = _now(now_ns)
+        self._maybe_purge(now)
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO pending (key, value, created_ns, expires_ns) "
+                "VALUES (?, ?, ?, ?)",
+                (key, data, now, now + int(ttl_s * 1e9)),
+            )
+            (count,) = c.execute("SELECT COUNT(*) FROM pending").fetchone()
+            if count > MAX_PENDING:
+                c.execute("DELETE FROM pending WHERE expires_ns <= ?", (now,))
+                c.execute(
+                    "DELETE FROM pending WHERE key IN (SELECT key FROM pending "
+                    "ORDER BY created_ns LIMIT ?)",
+                    (max(0, count - MAX_PENDING),),
+                )
+
+    def take_pending(self, key: str, *, now_ns: int | None = None) -> dict[str, str] | None:
+        """The value kept under ``key``, removed (a second take gets None); None when unknown
+        or expired."""
+        if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+            return None
+        with self._tx() as c:
+            row = c.execute(
+                "DELETE FROM pending WHERE key = ? RETURNING value, expires_ns", (key,)
+            ).fetchone()
+        if row is None or _now(now_ns) >= row[1]:
+            return None
+        value: dict[str, str] = json.loads(row[0])
+        return value
+
+    def first_use(
+        self, kind: str, ident: str, *, expires_ns: int, now_ns: int | None = None
+    ) -> bool:
+        """True the first time ``(kind, ident)`` is seen (remembered until ``expires_ns``),
+        False on a replay."""
+        _bounded(kind, "a replay kind", 64)
+        _bounded(ident, "a replay id", 1024)
+        now = _now(now_ns)
+        self._maybe_purge(now)
+        with self._tx() as c:
+            c.execute(
+                "DELETE FROM replay WHERE kind = ? AND ident = ? AND expires_ns <= ?",
+                (kind, ident, now),
+            )
+            n = c.execute(
+                "INSERT OR IGNORE INTO replay (kind, ident, expires_ns) VALUES (?, ?, ?)",
+                (kind, ident, max(int(expires_ns), now + 1)),
+            ).rowcount
+        return n == 1

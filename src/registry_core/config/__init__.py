@@ -1,0 +1,54 @@
+"""Configuration schema v2: one TOML file describing the server, storage, rate-limit plans and
+every tenant (indexes, roles, SSO, trusted publishers), parsed into frozen dataclasses.
+
+Config is a leaf: it imports nothing of registry_core but the errors (the serve command's
+parser, for :func:`from_serve_args`, only when that runs). Every problem is one
+:class:`~registry_core.errors.ConfigError` naming the source, line and key. Reference:
+docs/configuration.md.
+"""
+
+from ._dump import dump
+from ._migrate import DEFAULT_TENANT, from_serve_args, single_tenant
+from ._parse import MAX_CONFIG_BYTES, load, parse
+from ._schema import (
+    ACTIONS,
+    DEFAULT_PLANS,
+    ROLES,
+    SCHEMA_VERSION,
+    Config,
+    IndexConfig,
+    OIDCConfig,
+    PlanConfig,
+    PublisherConfig,
+    RateLimitConfig,
+    RoleGrant,
+    SAMLConfig,
+    ServerConfig,
+    StorageConfig,
+    TenantConfig,
+)
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_PLANS",
+    "DEFAULT_TENANT",
+    "MAX_CONFIG_BYTES",
+    "ROLES",
+    "SCHEMA_VERSION",
+    "Config",
+    "IndexConfig",
+    "OIDCConfig",
+    "PlanConfig",
+    "PublisherConfig",
+    "RateLimitConfig",
+    "RoleGrant",
+    "SAMLConfig",
+    "ServerConfig",
+    "StorageConfig",
+    "TenantConfig",
+    "dump",
+    "from_serve_args",
+    "load",
+    "parse",
+    "single_tenant",
+]

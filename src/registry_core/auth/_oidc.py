@@ -529,6 +529,7 @@ class OIDCRelyingParty:
             f"oidc:{state}",
             {"nonce": nonce, "verifier": verifier, "next": safe_next_path(next_path)},
             ttl_s=self.pending_ttl_s,
+            now_ns=int(self._clock() * 1e9),
         )
         query = urlencode(
             {
@@ -555,7 +556,7 @@ class OIDCRelyingParty:
             return None
         if not all(c.isalnum() or c in "-_" for c in state):
             return None
-        return self.store.take_pending(f"oidc:{state}")
+        return self.store.take_pending(f"oidc:{state}", now_ns=int(self._clock() * 1e9))
 
     async def complete(self, *, code: str, state: str, iss: str | None = None) -> Identity:
         """The identity of a finished login (see :meth:`complete_login`)."""

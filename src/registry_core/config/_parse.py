@@ -43,7 +43,7 @@ from ._schema import (
     TenantConfig,
 )
 
-__all__ = ["MAX_CONFIG_BYTES", "load", "parse"]
+__all__ = ["MAX_CONFIG_BYTES", "dotted", "load", "parse", "read_text"]
 
 #: Largest configuration accepted (text or file).
 MAX_CONFIG_BYTES = 1 << 20
@@ -872,9 +872,8 @@ def _check_across(c: _Checker, tenants: Mapping[str, TenantConfig]) -> None:
         dirs[name] = d
 
 
-def load(path: str | os.PathLike[str]) -> Config:
-    """Read and :func:`parse` a configuration file (at most 1 MiB of UTF-8); relative paths in
-    it are taken from the file's directory."""
+def read_text(path: str | os.PathLike[str]) -> str:
+    """The text of a configuration file: at most 1 MiB of UTF-8 (ConfigError otherwise)."""
     source = os.fspath(path)
     try:
         with open(source, "rb") as f:
@@ -884,8 +883,14 @@ def load(path: str | os.PathLike[str]) -> Config:
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes", source=source)
     try:
-        text = data.decode("utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text ({exc})", source=source) from None
-    base = os.path.dirname(os.path.abspath(source))
-    return parse(text, source=source, base_dir=base)
+
+
+def load(path: str | os.PathLike[str]) -> Config:
+    """Read and :func:`parse` a configuration file (at most 1 MiB of UTF-8); relative paths in
+    it are taken from the file's directory."""
+    source = os.fspath(path)
+    text = read_text(source)
+    return parse(text, source=source, base_dir=os.path.dirname(os.path.abspath(source)))

@@ -210,6 +210,10 @@ def test_plans():
         DEFAULT_PLANS["team"].limits("delete")
     with pytest.raises(InvalidArgumentError):
         Plan("bad", 0, 1, 1, 1)
+    with pytest.raises(InvalidArgumentError, match="tenant's budget"):
+        Plan("huge", 200_000, 10, 1, 1)  # the tenant's 2M/s would be out of range
+    with pytest.raises(InvalidArgumentError, match="tenant's budget"):
+        Plan("huge", 1, 10, 1, 200_000_000)
 
 
 def test_principal_limit_raises_with_retry_after_and_result():

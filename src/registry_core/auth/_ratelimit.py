@@ -97,8 +97,15 @@ class Plan:
     upload_burst: int
 
     def __post_init__(self) -> None:
-        _check_limit(self.rate, self.burst, 1)
-        _check_limit(self.upload_rate, self.upload_burst, 1)
+        # the tenant's budget is TENANT_FACTOR times these: it must be a valid limit too
+        for rate, burst in ((self.rate, self.burst), (self.upload_rate, self.upload_burst)):
+            _check_limit(rate, burst, 1)
+            if rate * TENANT_FACTOR > MAX_RATE or burst * TENANT_FACTOR > MAX_BURST:
+                raise InvalidArgumentError(
+                    f"plan {self.name!r}: rate at most {MAX_RATE / TENANT_FACTOR:.0f}/s and "
+                    f"burst at most {MAX_BURST // TENANT_FACTOR} (the tenant's budget is "
+                    f"{TENANT_FACTOR} times a principal's)"
+                )
 
     def limits(self, kind: str) -> tuple[float, int]:
         """(rate, burst) for a request kind ("read" or "upload")."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from registry_core.errors import DuplicateFileError, PackageIndexError
-from registry_core.index import FileRecord, IndexDB, SQLiteIndexDB, TokenRecord
+from registry_core.index import FileRecord, IndexDB, SQLiteIndexDB
 from registry_core.index._db import SCHEMA_VERSION
 
 
@@ -116,18 +115,27 @@ def test_replace_remove_yank(db: SQLiteIndexDB) -> None:
     assert db.serial == s + 4
 
 
-def test_tokens(db: SQLiteIndexDB) -> None:
-    t = TokenRecord("0123456789abcdef", "e" * 64, "pkg", "ci", 10)
-    db.add_token(t)
-    assert db.token(t.token_id) == t
-    assert db.token("nope") is None
-    s = db.serial
-    db.touch_token(t.token_id, 20)
-    assert db.serial == s  # use is not a change of the index
-    assert db.token(t.token_id) == dataclasses.replace(t, last_used_ns=20)
-    assert db.revoke_token(t.token_id, 30)
-    assert not db.revoke_token(t.token_id, 40)
-    assert db.tokens() == [dataclasses.replace(t, last_used_ns=20, revoked_ns=30)]
+def test_legacy_tokens(tmp_path: Path) -> None:
+    """The old tokens table stays readable (the tenant store imports it) and is not written:
+    the token methods left the IndexDB interface."""
+    path = tmp_path / "index.sqlite3"
+    SQLiteIndexDB(path).close()
+    with sqlite3.connect(path) as c:  # rows as an earlier registry-core wrote them
+        c.execute(
+            "INSERT INTO tokens VALUES ('0123456789abcdef', ?, 'pkg', 'ci', 10, NULL, 20)",
+            ("e" * 64,),
+        )
+        c.execute(
+            "INSERT INTO tokens VALUES ('1123456789abcdef', ?, NULL, '', 5, 30, NULL)", ("f" * 64,)
+        )
+    c.close()
+    db = SQLiteIndexDB(path)
+    assert db.legacy_tokens() == [
+        ("1123456789abcdef", "f" * 64, None, "", 5, 30, None),
+        ("0123456789abcdef", "e" * 64, "pkg", "ci", 10, None, 20),
+    ]
+    assert not hasattr(db, "add_token") and not hasattr(db, "token")
+    db.close()
 
 
 def test_persistence_and_two_handles(tmp_path: Path) -> None:

@@ -110,7 +110,7 @@ def test_rebuild_during_an_upload_keeps_the_uploads_row(tmp_path: Path) -> None:
         "race-1.0-py3-none-any.whl", io.BytesIO(make_wheel("race", "1.0")), token=raw
     )
     threads[0].join()
-    assert rec.uploader == token.token_id
+    assert rec.uploader == f"token:{token.token_id}"  # the uploading principal's subject
     assert index.file(rec.filename) == rec
     assert calls == [rec]
     assert reports[0].added == 0 and reports[0].rejected == ()

@@ -72,7 +72,7 @@ def test_upload_wheel_and_sdist(index: Index, token: str, builds: dict[str, Buil
     assert w.sha256 == hashlib.sha256(b.wheel.read_bytes()).hexdigest()
     assert w.size == b.wheel.stat().st_size
     assert w.requires_python == ">=3.8"
-    assert w.uploader == index.tokens()[0].token_id
+    assert w.uploader == f"token:{index.tokens()[0].token_id}"  # a standalone token
     assert s.kind == "sdist" and s.path == f"svc-demo/{b.sdist.name}"
     stored = index.storage.stat(w.path)
     assert stored is not None and stored.sha256.hex() == w.sha256
@@ -248,7 +248,7 @@ def test_crash_after_store_leaves_nothing(tmp_path: Path, builds: dict[str, Buil
     # afterwards: no file, no row, no staging leftovers
     assert list(storage.walk()) == []
     assert db.files() == [] and db.projects() == []
-    assert [p for p in _tree(tmp_path) if not p.endswith("index.sqlite3")] == []
+    assert [p for p in _tree(tmp_path) if ".sqlite3" not in p] == []  # only the databases
     db.close()
 
 

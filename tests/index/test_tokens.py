@@ -1,94 +1,24 @@
-"""API tokens: format, hashing at rest, constant-time verification, scopes, revocation."""
+"""API tokens through the Index: the tenant store holds them, the old signature keeps working,
+legacy tokens of an index database are imported once."""
 
 from __future__ import annotations
 
-import dataclasses
+import io
+import sqlite3
 from pathlib import Path
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from registry_core.errors import AuthenticationError, InvalidArgumentError, PermissionDeniedError
-from registry_core.index import Index, TokenRecord
-from registry_core.index._tokens import (
-    check_scope,
-    generate_token,
-    hash_secret,
-    parse_token,
-    verify_secret,
+from _dists import make_wheel
+from registry_core.auth import Principal, Scope, parse_token
+from registry_core.errors import (
+    AuthenticationError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+    TokenExpiredError,
 )
+from registry_core.index import Index, SQLiteIndexDB
 from registry_core.storage import MemoryStorage
-
-
-def _record(secret_sha256: str, scope: str | None = None) -> TokenRecord:
-    return TokenRecord("0123456789abcdef", secret_sha256, scope, "", 1)
-
-
-def test_generate_parse_verify() -> None:
-    raw, token_id, digest = generate_token()
-    assert raw.startswith(f"rc-{token_id}-")
-    tid, secret = parse_token(raw)
-    assert tid == token_id
-    assert len(secret) == 43  # 32 bytes, URL-safe base64 without padding
-    assert digest == hash_secret(secret) != secret
-    assert secret not in digest
-    record = TokenRecord(token_id, digest, None, "", 1)
-    assert verify_secret(secret, record)
-    assert not verify_secret(secret[:-1] + ("A" if secret[-1] != "A" else "B"), record)
-
-
-@given(st.integers(0, 50))
-def test_tokens_are_unique_and_round_trip(_: int) -> None:
-    a, b = generate_token(), generate_token()
-    assert a[0] != b[0] and a[1] != b[1]
-    for raw, token_id, digest in (a, b):
-        tid, secret = parse_token(raw)
-        assert tid == token_id and hash_secret(secret) == digest
-
-
-@pytest.mark.parametrize(
-    "raw",
-    [
-        None,
-        "",
-        "rc",
-        "rc-",
-        "rc-0123456789abcdef",
-        "rc-0123456789abcdef-",
-        "xx-0123456789abcdef-" + "A" * 43,
-        "rc-0123456789ABCDEF-" + "A" * 43,  # ids are lower-case hex
-        "rc-0123-" + "A" * 43,
-        "rc-0123456789abcdef-" + "A" * 42,
-        "rc-0123456789abcdef-" + "A" * 42 + "=",
-        "rc-0123456789abcdef-" + "A" * 500,
-        "pypi-AgEIcHlwaS5vcmc",
-    ],
-)
-def test_malformed_tokens(raw: str | None) -> None:
-    with pytest.raises(AuthenticationError) as info:
-        parse_token(raw)
-    assert info.value.status == 401
-    if raw and len(raw) > 10:  # the token is never echoed back
-        assert raw not in str(info.value)
-
-
-def test_scope_checks() -> None:
-    check_scope(_record("x"), "anything")
-    check_scope(_record("x", scope="mine"), "mine")
-    with pytest.raises(PermissionDeniedError) as info:
-        check_scope(_record("x", scope="mine"), "theirs")
-    assert info.value.status == 403
-    with pytest.raises(AuthenticationError):
-        check_scope(dataclasses.replace(_record("x"), revoked_ns=5), "anything")
-
-
-def test_record_repr_hides_the_hash() -> None:
-    raw, token_id, digest = generate_token()
-    text = repr(TokenRecord(token_id, digest, None, "ci", 1))
-    assert digest not in text and parse_token(raw)[1] not in text
-    assert token_id in text
-
 
 # -- through the Index -------------------------------------------------------------------------
 
@@ -106,7 +36,7 @@ def test_index_tokens(tmp_path: Path) -> None:
         # a right id with a wrong secret, and an unknown id
         tid, secret = parse_token(raw)
         wrong = f"rc-{tid}-{'A' * 43}"
-        with pytest.raises(AuthenticationError, match="invalid API token"):
+        with pytest.raises(AuthenticationError, match="unknown API token"):
             index.authenticate(wrong, "x")
         with pytest.raises(AuthenticationError):
             index.authenticate(f"rc-{'0' * 16}-{secret}", "x")
@@ -130,3 +60,120 @@ def test_invalid_scope() -> None:
             with pytest.raises(InvalidArgumentError):
                 index.create_token(scope=bad)
         assert index.tokens() == []
+
+
+def test_scopes_owner_expiry(tmp_path: Path) -> None:
+    with Index(tmp_path, tenant="acme", name="pkgs") as index:
+        assert str(index.resource()) == "pkgs" and index.resource("Foo_Bar").project == "foo-bar"
+        raw, rec = index.create_token(scopes=["upload:pkgs/foo"], owner="user:alice")
+        assert rec.owner == "user:alice" and [str(s) for s in rec.scopes] == ["upload:pkgs/foo"]
+        principal = index.auth.authenticate_token(raw)
+        assert principal.subject == "user:alice" and not principal.standalone
+        # alice holds no role yet: her token's scope alone grants nothing
+        assert not index.authorize(principal, "upload", "foo")
+        index.auth.grant("user:alice", "maintainer", index.resource())
+        assert index.authorize(principal, "upload", "foo")
+        assert not index.authorize(principal, "upload", "bar")  # outside the token's scope
+        assert not index.authorize(principal, "yank", "foo")  # her role could; the token not
+        with pytest.raises(InvalidArgumentError):
+            index.create_token("foo", scopes=["upload:pkgs/foo"])
+        with pytest.raises(InvalidArgumentError):  # another index's name is fine, another
+            index.create_token(scopes=[Scope.parse("globex", "read:*")])  # tenant's is not
+        short, _ = index.create_token(expires_ns=2 * 10**18)
+        assert index.auth.authenticate_token(short, now_ns=2 * 10**18 - 1).token_id
+        with pytest.raises(TokenExpiredError) as info:
+            index.auth.authenticate_token(short, now_ns=2 * 10**18)
+        assert info.value.status == 401
+
+
+def test_upload_with_a_principal_and_yank_rights(tmp_path: Path) -> None:
+    data = make_wheel("yanky", "1.0")
+    with Index(tmp_path) as index:
+        anon = Principal.anonymous("default")
+        with pytest.raises(AuthenticationError):
+            index.upload("yanky-1.0-py3-none-any.whl", io.BytesIO(data), principal=anon)
+        raw, _ = index.create_token()
+        with pytest.raises(InvalidArgumentError):
+            index.upload("yanky-1.0-py3-none-any.whl", io.BytesIO(data), token=raw, principal=anon)
+        bob = Principal("default", "user:bob", "session")
+        index.auth.grant("user:bob", "uploader", index.resource())
+        # a new project needs "create", which an uploader does not have
+        with pytest.raises(PermissionDeniedError):
+            index.upload("yanky-1.0-py3-none-any.whl", io.BytesIO(data), principal=bob)
+        index.auth.grant("user:bob", "maintainer", index.resource("yanky"))  # pending grant
+        rec = index.upload("yanky-1.0-py3-none-any.whl", io.BytesIO(data), principal=bob)
+        assert rec.uploader == "user:bob"
+        token_principal = index.auth.authenticate_token(raw)
+        with pytest.raises(PermissionDeniedError):  # read,upload,create only
+            index.yank(rec.filename, principal=token_principal)
+        with pytest.raises(PermissionDeniedError):  # refused before the lookup: no leak
+            index.yank("nope-1.0.tar.gz", principal=token_principal)
+        index.yank(rec.filename, "bad", principal=bob)
+        index.unyank(rec.filename, principal=bob)
+        index.yank(rec.filename)  # the local operator
+        assert index.file(rec.filename).yanked == ""  # type: ignore[union-attr]
+        other_tenant = Principal("globex", "user:bob", "session")
+        from registry_core.errors import NotFoundError
+
+        with pytest.raises(NotFoundError):
+            index.require(other_tenant, "read")
+        with pytest.raises(NotFoundError):
+            index.require(anon, "read", hide=True)
+        assert not index.authorize(anon, "read", "not a name!")
+
+
+def _old_index_db(path: Path, rows: list[tuple[object, ...]]) -> None:
+    """An index.sqlite3 as the registry-core before tenants wrote it (its token table)."""
+    SQLiteIndexDB(path).close()  # today's schema still has that table, unchanged
+    c = sqlite3.connect(path)
+    with c:
+        c.executemany("INSERT INTO tokens VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    c.close()
+
+
+def test_legacy_tokens_are_imported(tmp_path: Path) -> None:
+    from registry_core.auth import generate_token
+
+    live, live_id, live_sha = generate_token()
+    scoped, scoped_id, scoped_sha = generate_token()
+    dead, dead_id, dead_sha = generate_token()
+    _old_index_db(
+        tmp_path / ".registry-core" / "index.sqlite3",
+        [
+            (live_id, live_sha, None, "ci", 1, None, None),
+            (scoped_id, scoped_sha, "alpha", "", 2, None, 3),
+            (dead_id, dead_sha, None, "", 3, 4, None),
+        ],
+    )
+    for _ in range(2):  # idempotent: the second open imports nothing more
+        with Index(tmp_path) as index:
+            assert [t.token_id for t in index.tokens()] == [live_id, scoped_id, dead_id]
+            p = index.authenticate(live, "anything")
+            assert p.standalone and p.subject == f"token:{live_id}"
+            assert index.authenticate(scoped, "alpha").token_id == scoped_id
+            with pytest.raises(PermissionDeniedError):
+                index.authenticate(scoped, "beta")
+            with pytest.raises(AuthenticationError, match="revoked"):
+                index.authenticate(dead, "x")
+            assert [str(s) for s in index.auth.token(scoped_id).scopes] == [  # type: ignore[union-attr]
+                "read,upload,create:main/alpha"
+            ]
+    # a token revoked in the tenant store stays revoked though the old row is live
+    with Index(tmp_path) as index:
+        assert index.revoke_token(live_id)
+    with Index(tmp_path) as index, pytest.raises(AuthenticationError, match="revoked"):
+        index.authenticate(live, "x")
+
+
+def test_upload_audited(tmp_path: Path) -> None:
+    from registry_core.audit import MemorySink
+
+    sink = MemorySink()
+    with Index(MemoryStorage(), audit=sink) as index:
+        raw, rec = index.create_token()
+        index.upload("aud-1.0-py3-none-any.whl", io.BytesIO(make_wheel("aud", "1.0")), token=raw)
+        index.yank("aud-1.0-py3-none-any.whl")
+        assert [e.kind for e in sink.events] == ["token.create", "upload", "yank"]
+        up = sink.events[1]
+        assert up.subject == f"token:{rec.token_id}" and up.resource == "main/aud"
+        assert up.detail["created"] == "yes" and raw not in str(up.to_json())

@@ -45,6 +45,7 @@ MAX_PENDING = 100_000  # rows of logins in progress; beyond it the oldest are dr
 _TOUCH_NS = 60 * 10**9  # last_used is written at most once a minute per token
 _PURGE_NS = 60 * 10**9
 _MAX_RAW_SESSION = 128
+_MAX_NS = 1 << 63  # SQLite INTEGER
 _LEGACY_ACTIONS = frozenset({"read", "upload", "create"})
 
 _SCHEMA = """
@@ -309,8 +310,10 @@ class TenantStore:
         if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
             raise InvalidArgumentError(f"description: at most {MAX_DESCRIPTION} characters")
         now = _now(now_ns)
-        if expires_ns is not None and expires_ns <= now:
-            raise InvalidArgumentError("expires_ns is in the past")
+        if expires_ns is not None and (
+            not isinstance(expires_ns, int) or not (now < expires_ns < _MAX_NS)
+        ):
+            raise InvalidArgumentError("expires_ns must be a future time (ns since the epoch)")
         raw, token_id, digest = generate_token()
         record = TokenRecord(
             token_id=token_id,
@@ -686,6 +689,8 @@ class TenantStore:
         False on a replay."""
         _bounded(kind, "a replay kind", 64)
         _bounded(ident, "a replay id", 1024)
+        if not isinstance(expires_ns, int) or expires_ns >= _MAX_NS:
+            raise InvalidArgumentError("expires_ns must be an int (ns since the epoch)")
         now = _now(now_ns)
         self._maybe_purge(now)
         with self._tx() as c:

@@ -1,8 +1,10 @@
-"""The package index: projects, files, core metadata, uploads, tokens (no HTTP inside).
+"""The package index: projects, files, core metadata, uploads (no HTTP inside).
 
 :class:`Index` is the service (validate, store atomically, record); :class:`IndexDB` the small
 database interface it needs, :class:`SQLiteIndexDB` its embedded default. The Simple API
-(PEP 503 / 691) is rendered and parsed by the sans-IO functions re-exported here.
+(PEP 503 / 691) is rendered and parsed by the sans-IO functions re-exported here. Tokens and
+access control are the tenant's (:mod:`registry_core.auth`); :class:`TokenRecord` is
+re-exported from there.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..errors import DuplicateFileError, PackageIndexError
-from ._model import FileRecord, Project, TokenRecord
+from ._model import FileRecord, Project
 from ._names import version_key
 
 __all__ = ["SCHEMA_VERSION", "IndexDB", "SQLiteIndexDB"]
@@ -68,21 +68,6 @@ class IndexDB(Protocol):
     def set_yanked(self, filename: str, reason: str | None) -> bool:
         """Yank (reason a str, "" for none) or unyank (None); False when no such file."""
 
-    def add_token(self, record: TokenRecord) -> None:
-        """Store a new token."""
-
-    def token(self, token_id: str) -> TokenRecord | None:
-        """The token ``token_id``, or None."""
-
-    def tokens(self) -> list[TokenRecord]:
-        """Every token, oldest first."""
-
-    def revoke_token(self, token_id: str, now_ns: int) -> bool:
-        """Mark a token revoked; False when unknown or already revoked."""
-
-    def touch_token(self, token_id: str, now_ns: int) -> None:
-        """Record that a token was just used."""
-
     def close(self) -> None:
         """Release the connection(s)."""
 
@@ -115,7 +100,7 @@ CREATE TABLE metadata (
     filename TEXT PRIMARY KEY REFERENCES files(filename) ON DELETE CASCADE,
     data BLOB NOT NULL
 );
-CREATE TABLE tokens (
+CREATE TABLE tokens (  -- legacy: tokens live in the tenant store now, this is read once
     token_id TEXT PRIMARY KEY,
     secret_sha256 TEXT NOT NULL,
     scope TEXT,
@@ -341,44 +326,14 @@ class SQLiteIndexDB:
                 self._bump(c)
         return n > 0
 
-    def add_token(self, record: TokenRecord) -> None:
-        with self._tx() as c:
-            c.execute(
-                f"INSERT INTO tokens ({_TOKEN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.token_id,
-                    record.secret_sha256,
-                    record.scope,
-                    record.description,
-                    record.created_ns,
-                    record.revoked_ns,
-                    record.last_used_ns,
-                ),
-            )
-            self._bump(c)
-
-    def token(self, token_id: str) -> TokenRecord | None:
-        rows = self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens WHERE token_id = ?", (token_id,))
-        return TokenRecord(*rows[0]) if rows else None
-
-    def tokens(self) -> list[TokenRecord]:
+    def legacy_tokens(self) -> list[tuple[Any, ...]]:
+        """The rows of the old ``tokens`` table (``token_id, secret_sha256, scope,
+        description, created_ns, revoked_ns, last_used_ns``), oldest first. Tokens now live
+        in the tenant store (:class:`~registry_core.auth.TenantStore`), which imports these
+        once; the table is kept, and no longer written, so an older registry-core opening
+        the same directory still finds the tokens it made."""
         rows = self._read(f"SELECT {_TOKEN_COLUMNS} FROM tokens ORDER BY created_ns, token_id")
-        return [TokenRecord(*r) for r in rows]
-
-    def revoke_token(self, token_id: str, now_ns: int) -> bool:
-        with self._tx() as c:
-            n = c.execute(
-                "UPDATE tokens SET revoked_ns = ? WHERE token_id = ? AND revoked_ns IS NULL",
-                (now_ns, token_id),
-            ).rowcount
-            if n:
-                self._bump(c)
-        return n > 0
-
-    def touch_token(self, token_id: str, now_ns: int) -> None:
-        # not a change of the index's contents: no serial bump
-        with self._tx() as c:
-            c.execute("UPDATE tokens SET last_used_ns = ? WHERE token_id = ?", (now_ns, token_id))
+        return [tuple(r) for r in rows]
 
     def close(self) -> None:
         with self._lock:

@@ -1,6 +1,9 @@
 """The Index service: uploads, lookups, yanks, tokens and rebuilds over a storage and a
 database. No HTTP here: the server's IndexApp adapts it, the CLI drives it.
 
+Access control is the tenant's (:mod:`registry_core.auth`): tokens live in the tenant store,
+and every upload and yank goes through the one ``authorize()``, on this index's resource.
+
 An upload is streamed to a staging file (bounded, hashed), validated (filename grammar, the
 client's digests, form fields, the archive's own metadata), stored atomically at
 ``<project>/<filename>``, then recorded; if recording fails the stored file is removed, so a
@@ -18,15 +21,18 @@ import re
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, BinaryIO
 
 from packaging.version import InvalidVersion, Version
 
+from ..audit import AuditEvent, AuditSink
+from ..auth import Decision, Policy, Principal, Resource, Scope, TenantStore, TokenRecord
+from ..auth import authorize as _authorize
+from ..auth import require as _require
 from ..errors import (
-    AuthenticationError,
     DigestMismatchError,
     DuplicateFileError,
     InvalidArgumentError,
@@ -35,18 +41,19 @@ from ..errors import (
 )
 from ._db import IndexDB, SQLiteIndexDB, sort_files
 from ._metadata import extract_metadata
-from ._model import FileRecord, Project, TokenRecord
+from ._model import FileRecord, Project
 from ._names import ParsedFilename, is_valid_name, normalize, parse_filename, version_key
-from ._tokens import check_scope, generate_token, parse_token, verify_secret
 
 if TYPE_CHECKING:
     from ..storage import WritableStorage
 
-__all__ = ["DB_FILENAME", "Index", "RebuildReport"]
+__all__ = ["DB_FILENAME", "TENANT_DB_FILENAME", "Index", "RebuildReport"]
 
 log = logging.getLogger(__name__)
 
 DB_FILENAME = "index.sqlite3"
+TENANT_DB_FILENAME = "tenant.sqlite3"
+_DEFAULT_TOKEN_ACTIONS = frozenset({"read", "upload", "create"})
 _CHUNK = 1 << 20
 _HEX = {"sha256": 64, "md5": 32, "blake2_256": 64}
 _LOCK_STRIPES = 64
@@ -75,6 +82,13 @@ class Index:
     ``max_unpacked_bytes``: bound of the bytes decompressed from an sdist while looking for
     its PKG-INFO. ``on_upload(record)`` is called after each new file is recorded (its
     exceptions are logged, not raised: the upload has succeeded).
+
+    ``auth``: the tenant store holding tokens and role bindings (shared by the tenant's
+    indexes). Without it the index opens ``TenantStore(state_dir/tenant.sqlite3)`` (in memory
+    when the storage has no state directory), owns it and closes it; tokens of the index's
+    old ``tokens`` table are imported into it (idempotent). ``tenant`` / ``name`` place the
+    index: its resource is ``Resource(tenant, name)``. ``audit`` receives upload, yank and
+    denial events (default: the store's sink).
     """
 
     def __init__(
@@ -86,14 +100,18 @@ class Index:
         max_metadata_bytes: int = 1 << 20,
         max_unpacked_bytes: int = 1 << 30,
         on_upload: Callable[[FileRecord], None] | None = None,
+        auth: TenantStore | None = None,
+        tenant: str = "default",
+        name: str = "main",
+        audit: AuditSink | None = None,
     ) -> None:
-        for name, value in (
+        for option, value in (
             ("max_file_bytes", max_file_bytes),
             ("max_metadata_bytes", max_metadata_bytes),
             ("max_unpacked_bytes", max_unpacked_bytes),
         ):
             if not isinstance(value, int) or value <= 0:
-                raise InvalidArgumentError(f"{name} must be a positive int, not {value!r}")
+                raise InvalidArgumentError(f"{option} must be a positive int, not {value!r}")
         if isinstance(storage, (str, os.PathLike)):
             from ..storage import DirectoryStorage
 
@@ -111,9 +129,47 @@ class Index:
         self.on_upload = on_upload
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._rebuild_lock = threading.Lock()
+        try:
+            if auth is not None and auth.tenant != tenant and tenant != "default":
+                raise InvalidArgumentError(
+                    f"the tenant store is tenant {auth.tenant}'s, not {tenant}'s"
+                )
+            self.tenant: str = auth.tenant if auth is not None else tenant
+            self.name: str = name
+            self._resource = Resource(self.tenant, name)  # validates both names
+            self._owns_auth = auth is None
+            if auth is None:
+                auth = TenantStore(
+                    state_dir / TENANT_DB_FILENAME if state_dir is not None else None,
+                    tenant=self.tenant,
+                    audit=audit,
+                )
+            self.auth: TenantStore = auth
+            self.audit: AuditSink = audit if audit is not None else auth.audit
+            self._import_legacy_tokens()
+        except BaseException:
+            if self._owns_db:
+                db.close()
+            raise
+
+    def _import_legacy_tokens(self) -> None:
+        legacy = getattr(self.db, "legacy_tokens", None)
+        if legacy is None:
+            return
+        rows = legacy()
+        if rows:
+            added = self.auth.import_legacy_tokens(rows, index=self.name)
+            if added:
+                log.info(
+                    "index %s/%s: imported %d API token(s) from the index database into the "
+                    "tenant store",
+                    self.tenant,
+                    self.name,
+                    added,
+                )
 
     def __repr__(self) -> str:
-        return f"Index({self.storage!r}, {self.db!r})"
+        return f"Index({self.storage!r}, {self.db!r}, tenant={self.tenant!r}, name={self.name!r})"
 
     def __enter__(self) -> Index:
         return self
@@ -122,9 +178,11 @@ class Index:
         self.close()
 
     def close(self) -> None:
-        """Close the database (if the index opened it)."""
+        """Close the database and the tenant store (those the index opened)."""
         if self._owns_db:
             self.db.close()
+        if self._owns_auth:
+            self.auth.close()
 
     @property
     def serial(self) -> int:
@@ -170,74 +228,160 @@ class Index:
         candidates.sort(key=lambda f: (version_key(f.version), f.filename), reverse=True)
         return candidates[: max(0, n)]
 
+    # -- access control ----------------------------------------------------------------------
+
+    def resource(self, project: str | None = None) -> Resource:
+        """This index (``project`` None) or one of its projects (normalized) as a Resource."""
+        if project is None:
+            return self._resource
+        return Resource(self.tenant, self.name, project)
+
+    def policy(self) -> Policy:
+        """The tenant's current Policy (static and stored bindings; recompiled on change)."""
+        return self.auth.policy()
+
+    def authorize(self, principal: Principal, action: str, project: str | None = None) -> Decision:
+        """May ``principal`` do ``action`` on this index (or its ``project``)? Denials are
+        audited. A project name that cannot exist is simply denied."""
+        try:
+            resource = self.resource(project)
+        except InvalidArgumentError:
+            return Decision(False, "not a valid project name")
+        return _authorize(principal, action, resource, self.auth.policy(), audit=self.audit)
+
+    def require(
+        self,
+        principal: Principal,
+        action: str,
+        project: str | None = None,
+        *,
+        hide: bool = False,
+    ) -> None:
+        """:meth:`authorize` or raise: NotFoundError when ``hide`` (or across tenants),
+        TokenExpiredError, AuthenticationError when not signed in, PermissionDeniedError."""
+        try:
+            resource = self.resource(project)
+        except InvalidArgumentError:
+            raise ProjectNotFoundError(f"no project {str(project)[:80]!r} in the index") from None
+        _require(principal, action, resource, self.auth.policy(), audit=self.audit, hide=hide)
+
     # -- tokens ------------------------------------------------------------------------------
 
     def create_token(
-        self, scope: str | None = None, description: str = ""
+        self,
+        scope: str | None = None,
+        description: str = "",
+        *,
+        owner: str | None = None,
+        scopes: Sequence[Scope | str] | None = None,
+        expires_ns: int | None = None,
     ) -> tuple[str, TokenRecord]:
-        """A new token for ``scope`` (a project name, or None for every project). The raw
-        token is returned here once; only a hash of its secret is stored."""
-        if scope is not None:
-            if not isinstance(scope, str) or not is_valid_name(scope):
+        """A new token in the tenant store; the raw token is returned here once, only a hash
+        of its secret is stored.
+
+        ``scopes`` (Scope objects or text such as ``"upload:main/foo"``): what it may do.
+        Without them, as before tenants: ``read,upload,create`` on this index, or on project
+        ``scope``. ``owner`` None makes a standalone token (its scopes are its whole grant),
+        else the token narrows that subject's roles.
+        """
+        if scopes is not None:
+            if scope is not None:
+                raise InvalidArgumentError("give a project scope or scopes, not both")
+            if isinstance(scopes, (str, Scope)):
+                scopes = [scopes]
+            parsed = [s if isinstance(s, Scope) else Scope.parse(self.tenant, s) for s in scopes]
+        else:
+            if scope is not None and (not isinstance(scope, str) or not is_valid_name(scope)):
                 raise InvalidArgumentError(f"token scope {scope!r} is not a valid project name")
-            scope = normalize(scope)
-        raw, token_id, secret_sha256 = generate_token()
-        record = TokenRecord(
-            token_id=token_id,
-            secret_sha256=secret_sha256,
-            scope=scope,
-            description=str(description),
-            created_ns=time.time_ns(),
+            parsed = [Scope(_DEFAULT_TOKEN_ACTIONS, self.resource(scope))]
+        return self.auth.create_token(
+            owner=owner, scopes=parsed, description=str(description), expires_ns=expires_ns
         )
-        self.db.add_token(record)
-        return raw, record
 
     def tokens(self) -> list[TokenRecord]:
-        """Every token (revoked ones included), oldest first."""
-        return self.db.tokens()
+        """Every token of the tenant (revoked ones included), oldest first."""
+        return self.auth.tokens()
 
     def revoke_token(self, token_id: str) -> bool:
-        """Revoke a token; False when it is unknown or already revoked."""
-        return self.db.revoke_token(token_id, time.time_ns())
+        """Revoke a token (at once); False when it is unknown or already revoked."""
+        return self.auth.revoke_token(token_id, by="local")
 
-    def authenticate(self, raw_token: str | None, project: str) -> TokenRecord:
-        """The token record of ``raw_token`` if it may upload to ``project``.
+    def authenticate(self, raw_token: str | None, project: str) -> Principal:
+        """The principal of ``raw_token`` if it may upload to ``project`` (``create`` when the
+        project does not exist yet).
 
         AuthenticationError (401) when missing, malformed, unknown, wrong or revoked;
-        PermissionDeniedError (403) when its scope is another project.
+        TokenExpiredError (401) when expired; PermissionDeniedError (403) when it may not.
         """
-        record = self._token(raw_token)
-        check_scope(record, normalize(project))
-        return record
+        principal = self.auth.authenticate_token(raw_token)
+        name = normalize(project)
+        action = "upload" if self.db.project(name) is not None else "create"
+        self.require(principal, action, name)
+        return principal
 
-    def _token(self, raw_token: str | None) -> TokenRecord:
-        token_id, secret = parse_token(raw_token)
-        record = self.db.token(token_id)
-        if record is None or not verify_secret(secret, record):
-            raise AuthenticationError("invalid API token")
-        if record.revoked_ns is not None:
-            raise AuthenticationError(f"API token {record.token_id} was revoked")
-        self.db.touch_token(record.token_id, time.time_ns())
-        return record
+    def _principal(self, token: str | None, principal: Principal | None) -> Principal:
+        if principal is not None:
+            if token is not None:
+                raise InvalidArgumentError("give a token or a principal, not both")
+            if not isinstance(principal, Principal):
+                raise InvalidArgumentError("principal must be a registry_core.auth.Principal")
+            return principal
+        return self.auth.authenticate_token(token)  # None: AuthenticationError (401)
+
+    def _emit(self, kind: str, principal: Principal | None, resource: str, **detail: str) -> None:
+        self.audit.emit(
+            AuditEvent(
+                kind=kind,
+                tenant=self.tenant,
+                subject=principal.subject if principal is not None else "local",
+                outcome="ok",
+                action=kind if kind != "unyank" else "yank",
+                resource=resource,
+                detail={k: v for k, v in detail.items() if v},
+            )
+        )
 
     # -- changing ----------------------------------------------------------------------------
 
-    def yank(self, filename: str, reason: str = "") -> None:
-        """Mark a file yanked (PEP 592); ProjectNotFoundError when there is no such file."""
+    def _check_yank(self, filename: str, principal: Principal | None) -> str:
+        """The project of ``filename`` once ``principal`` may yank there (None: the local
+        operator). Checked before looking the file up, so a refusal reveals nothing."""
+        record = self.db.file(filename)
+        if record is not None:
+            project: str | None = record.project
+        else:
+            try:
+                project = parse_filename(filename).project
+            except UploadRejectedError:
+                project = None
+        if principal is not None:
+            self.require(principal, "yank", project)
+        if record is None:
+            raise ProjectNotFoundError(f"no file {filename!r} in the index")
+        return record.project
+
+    def yank(self, filename: str, reason: str = "", *, principal: Principal | None = None) -> None:
+        """Mark a file yanked (PEP 592); ProjectNotFoundError when there is no such file.
+        ``principal`` needs ``yank`` on the project; None is the local operator."""
+        project = self._check_yank(filename, principal)
         if not self.db.set_yanked(filename, str(reason)):
             raise ProjectNotFoundError(f"no file {filename!r} in the index")
+        self._emit("yank", principal, str(self.resource(project)), filename=filename)
 
-    def unyank(self, filename: str) -> None:
+    def unyank(self, filename: str, *, principal: Principal | None = None) -> None:
         """Undo :meth:`yank`; ProjectNotFoundError when there is no such file."""
+        project = self._check_yank(filename, principal)
         if not self.db.set_yanked(filename, None):
             raise ProjectNotFoundError(f"no file {filename!r} in the index")
+        self._emit("unyank", principal, str(self.resource(project)), filename=filename)
 
     def upload(
         self,
         filename: str,
         content: IO[bytes],
         *,
-        token: str | None,
+        token: str | None = None,
+        principal: Principal | None = None,
         sha256: str | None = None,
         md5: str | None = None,
         blake2_256: str | None = None,
@@ -246,15 +390,21 @@ class Index:
     ) -> FileRecord:
         """Validate and publish one distribution file; returns its record.
 
-        AuthenticationError (401) / PermissionDeniedError (403) for the token;
+        The caller is a raw ``token`` (authenticated against the tenant store) or an already
+        authenticated ``principal``, not both; neither is anonymous (401). It needs ``create``
+        on the project when the project is new, else ``upload``.
+
+        AuthenticationError (401) / TokenExpiredError (401) / PermissionDeniedError (403) /
+        NotFoundError (404, another tenant) for the caller;
         UploadRejectedError (400; 413 when over ``max_file_bytes``) for a bad filename,
         digest, form field or archive; DuplicateFileError (409) when ``filename`` exists with
         other bytes (the same bytes again return the existing record). On any failure nothing
         is stored.
         """
-        token_record = self._token(token)
+        who = self._principal(token, principal)
         parsed = parse_filename(filename)
-        check_scope(token_record, parsed.project)
+        action = "upload" if self.db.project(parsed.project) is not None else "create"
+        self.require(who, action, parsed.project)
         self._check_fields(filename, parsed, name, version)
         expected = {
             algo: _hex_digest(algo, value)
@@ -291,10 +441,20 @@ class Index:
                 requires_python=meta.requires_python,
                 metadata_sha256=hashlib.sha256(metadata).hexdigest(),
                 tags=parsed.tags,
-                uploader=token_record.token_id,
+                uploader=who.subject,
             )
             staged.seek(0)
             stored = self._store(record, staged, metadata, meta.name)
+        if stored is record:
+            self._emit(
+                "upload",
+                who,
+                str(self.resource(record.project)),
+                filename=filename,
+                sha256=record.sha256,
+                token_id=who.token_id or "",
+                created="yes" if action == "create" else "",
+            )
         if stored is record and self.on_upload is not None:
             try:
                 self.on_upload(record)

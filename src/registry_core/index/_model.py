@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..auth._model import TokenRecord  # tokens live in the tenant store now; re-exported
+
 __all__ = ["FileRecord", "Project", "TokenRecord"]
 
 Kind = Literal["wheel", "sdist"]
@@ -29,8 +31,9 @@ class FileRecord:
     for none given, PEP 592). ``metadata_sha256``: hex SHA-256 of the core metadata file served
     at ``<file url>.metadata`` (PEP 658/714), None when the file has none. ``tags``: a wheel's
     compatibility tags from its filename (``py3-none-any`` style, one per expanded tag);
-    empty for an sdist. ``uploader``: id of the token that uploaded it (None when indexed
-    from a directory).
+    empty for an sdist. ``uploader``: the subject of the principal that uploaded it
+    (``user:alice``, ``token:<id>`` for a standalone token, ``publisher:<name>``; None when
+    indexed from a directory; a bare token id for files uploaded before tenants existed).
     """
 
     project: str
@@ -46,20 +49,3 @@ class FileRecord:
     metadata_sha256: str | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
     uploader: str | None = None
-
-
-@dataclass(frozen=True)
-class TokenRecord:
-    """An API token as stored: only a hash of its secret is kept.
-
-    ``scope``: None for the whole index, else a normalized project name the token may upload
-    to. ``revoked_ns``: when it was revoked (None while valid).
-    """
-
-    token_id: str
-    secret_sha256: str = field(repr=False)  # not the secret, but kept out of logs all the same
-    scope: str | None
-    description: str
-    created_ns: int
-    revoked_ns: int | None = None
-    last_used_ns: int | None = None

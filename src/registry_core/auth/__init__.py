@@ -24,7 +24,7 @@ from ._model import (
     TokenRecord,
     check_subject,
 )
-from ._rbac import PERMISSIONS, Policy, authorize, grantable, require
+from ._rbac import PERMISSIONS, Policy, authorize, grantable, may_revoke, require
 from ._store import TenantStore
 from ._tenants import TENANT_NAME, TenantResolver, TenantRoute, check_tenant_name
 from ._tokens import PREFIX, generate_token, hash_secret, parse_token, verify_secret
@@ -52,6 +52,7 @@ __all__ = [
     "generate_token",
     "grantable",
     "hash_secret",
+    "may_revoke",
     "parse_token",
     "require",
     "verify_secret",

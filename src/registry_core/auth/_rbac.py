@@ -23,9 +23,9 @@ from ..errors import (
     PermissionDeniedError,
     TokenExpiredError,
 )
-from ._model import ACTIONS, ROLES, Decision, Principal, Resource, RoleBinding
+from ._model import ACTIONS, ROLES, Decision, Principal, Resource, RoleBinding, TokenRecord
 
-__all__ = ["PERMISSIONS", "Policy", "authorize", "grantable", "require"]
+__all__ = ["PERMISSIONS", "Policy", "authorize", "grantable", "may_revoke", "require"]
 
 _READ = frozenset({"read"})
 _UPLOAD = _READ | {"upload", "token.create"}
@@ -167,6 +167,37 @@ def require(
     if not principal.authenticated:
         raise AuthenticationError(f"{action} on {resource} needs credentials (an API token)")
     raise PermissionDeniedError(f"{principal.subject} may not {action} on {resource}")
+
+
+def may_revoke(
+    principal: Principal,
+    token: TokenRecord,
+    policy: Policy,
+    *,
+    now_ns: int | None = None,
+    audit: AuditSink | None = None,
+) -> Decision:
+    """Whether ``principal`` may revoke ``token``: its owner (or a standalone token itself)
+    always may, in its tenant and unexpired; anyone else needs ``token.revoke`` on every
+    resource the token's scopes reach."""
+    resources = [s.resource for s in token.scopes]
+    tenant = resources[0].tenant if resources else principal.tenant
+    if principal.tenant != tenant:
+        return _deny(principal, "token.revoke", Resource(tenant), "cross-tenant", audit)
+    if principal.expires_ns is not None and (
+        (time.time_ns() if now_ns is None else now_ns) >= principal.expires_ns
+    ):
+        return _deny(principal, "token.revoke", Resource(tenant), "expired", audit)
+    if principal.authenticated and principal.subject in (token.owner, f"token:{token.token_id}"):
+        return Decision(True, "the token's own holder")
+    decision = Decision(False, "a token needs a scope")
+    for resource in resources or [Resource(tenant)]:
+        decision = authorize(
+            principal, "token.revoke", resource, policy, now_ns=now_ns, audit=audit
+        )
+        if not decision.allowed:
+            return decision
+    return decision
 
 
 def grantable(granter_roles: set[str] | frozenset[str], role: str) -> bool:

@@ -13,6 +13,7 @@ what was wrong, never a token, code or secret. joserfc and httpx are imported la
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -222,8 +223,6 @@ async def fetch_json(
     http: httpx.AsyncClient, url: str, *, max_bytes: int, timeout_s: float, what: str
 ) -> Any:
     """GET ``url`` and parse JSON, reading at most ``max_bytes`` within ``timeout_s``."""
-    import asyncio
-
     import httpx
 
     async def get() -> bytes:
@@ -525,7 +524,8 @@ class OIDCRelyingParty:
         nonce = secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)  # 86 characters (RFC 7636: 43..128)
         challenge = _b64url(hashlib.sha256(verifier.encode("ascii")).digest())
-        self.store.put_pending(
+        await asyncio.to_thread(
+            self.store.put_pending,
             f"oidc:{state}",
             {"nonce": nonce, "verifier": verifier, "next": safe_next_path(next_path)},
             ttl_s=self.pending_ttl_s,
@@ -568,7 +568,7 @@ class OIDCRelyingParty:
     ) -> tuple[Identity, str]:
         """Exchange ``code`` (the state is consumed first: one use), validate the ID token;
         returns the identity and the login's next path."""
-        pending = self._take(state)
+        pending = await asyncio.to_thread(self._take, state)
         if pending is None:
             raise IdentityProviderError("unknown, used or expired login state")
         if iss is not None and iss != self._issuer_exact:  # RFC 9207 mix-up defence
@@ -610,8 +610,6 @@ class OIDCRelyingParty:
     async def _post_token(
         self, url: str, form: dict[str, str], auth: tuple[str, str] | None
     ) -> dict[str, Any]:
-        import asyncio
-
         import httpx
 
         async def post() -> tuple[int, bytes]:

@@ -12,6 +12,7 @@ bindings that let those tokens act (the tenant store is built with them).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import time
@@ -296,9 +297,13 @@ class TrustedPublishing:
         if not isinstance(jti, str) or not jti or len(jti) > _MAX_JTI:
             raise self._fail("the token has no usable 'jti' claim", issuer)
         exp = float(claims["exp"])
-        if not self.store.first_use(
-            "oidc-jti", f"{issuer}#{jti}", expires_ns=int((exp + self.leeway_s) * 1e9)
-        ):
+        first = await asyncio.to_thread(
+            self.store.first_use,
+            "oidc-jti",
+            f"{issuer}#{jti}",
+            expires_ns=int((exp + self.leeway_s) * 1e9),
+        )
+        if not first:
             raise self._fail("the token was already used", issuer)
         scope = Scope(
             _scope_actions(matched), Resource(self.tenant, matched.index, matched.project)
@@ -308,7 +313,8 @@ class TrustedPublishing:
         if isinstance(claims.get("repository"), str):
             description += f" ({claims['repository'][:100]}"
             description += f" {wf[1][:60]})" if wf else ")"
-        raw, record = self.store.create_token(
+        raw, record = await asyncio.to_thread(
+            self.store.create_token,
             owner=matched.subject,
             scopes=[scope],
             description=description[:200],

@@ -1,9 +1,12 @@
-"""``registry-core serve DIR``: a package index over DIR (the Simple API, uploads, files).
+"""``registry-core serve DIR`` / ``serve --config FILE``: package indexes over HTTP.
 
 ``_main.py`` calls ``add_serve_parser(subparsers)`` while building its parser and dispatches
 the ``serve`` command to ``run_serve(args)`` (with ``args.flags`` resolved once by the CLI).
-The directory is indexed first (``Index.rebuild``: files added or removed while the server was
-down), then ``IndexApp`` serves the index and hands every other path to a ``RegistryApp``
+``serve DIR`` is the single default tenant (``config.single_tenant``: DIR's one index at
+``/``, anonymous read, exactly the URLs of before); ``serve --config FILE`` serves every
+tenant of a schema-v2 file. Either way a :class:`MultiTenantApp` serves it: each index is
+reconciled with its directory first (``Index.rebuild``: files added or removed while the
+server was down), then ``IndexApp`` serves it and hands every other path to a ``RegistryApp``
 over the same storage (ETags, digests, Range, 226 deltas).
 
 Every failure to start (missing extra, unusable certificate, port, bind, a non-loopback host
@@ -49,8 +52,15 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     D = DEFAULTS
     p.add_argument(
         "directory",
+        nargs="?",
         help="the index directory: distributions under <project>/, every file served at its "
         "path; the database and computed patches live in DIR/.registry-core/ (never served)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="serve every tenant of a schema-v2 configuration file instead of DIR (the server "
+        "options then come from its [server] table; docs/configuration.md, docs/tenancy.md)",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument(
@@ -59,7 +69,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=8443,
         help="TCP (HTTP/1.1, HTTP/2) and UDP (HTTP/3) port (default 8443; 0 = any)",
     )
-    tls = p.add_mutually_exclusive_group(required=True)
+    tls = p.add_mutually_exclusive_group()
     tls.add_argument("--certfile", help="PEM certificate chain (with --keyfile)")
     tls.add_argument(
         "--self-signed",
@@ -124,6 +134,24 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+#: serve options that --config takes from the file instead (dest -> option).
+_SERVER_OPTIONS = {
+    "host": "--host",
+    "port": "--port",
+    "certfile": "--certfile",
+    "keyfile": "--keyfile",
+    "self_signed": "--self-signed",
+    "plain_http": "--plain-http",
+    "sign": "--sign",
+    "no_http3": "--no-http3",
+    "max_connections": "--max-connections",
+    "max_connections_per_ip": "--max-connections-per-ip",
+    "read_timeout": "--read-timeout",
+    "write_timeout": "--write-timeout",
+    "max_requests_per_ip": "--max-requests-per-ip",
+}
+
+
 def add_serve_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``serve`` sub-command to an ``argparse`` subparsers object."""
     return _configure(
@@ -144,92 +172,172 @@ def _fail(message: object) -> int:
     return 2
 
 
-def _signing(args: argparse.Namespace, index: Any) -> tuple[Any, Any]:
-    """(TufRepository, PatchEnvelopes) for a signed registry, else (None, None): with
-    ``--sign``, or when DIR already publishes TUF metadata (a signed registry never silently
-    starts unsigned). The repository is created on first use and synced with the index."""
-    from ..storage import STATE_DIR
+def _v1_config(args: argparse.Namespace) -> Any:
+    """``serve DIR [options]`` as the single-tenant configuration."""
+    from ..config import single_tenant
 
-    published = (Path(args.directory) / STATE_DIR / "tuf" / "timestamp.json").is_file()
-    if not (args.sign or published):
-        return None, None
-    from ..signing import PatchEnvelopes, TufRepository  # SigningError names the extra
+    if args.plain_http:
+        tls = "plain-http"
+    elif args.certfile:
+        tls = "files"
+    else:
+        tls = "self-signed"
+    return single_tenant(
+        args.directory,
+        host=args.host,
+        port=args.port,
+        tls=tls,
+        certfile=args.certfile,
+        keyfile=args.keyfile,
+        sign=args.sign,
+        http3=not args.no_http3,
+        max_connections=args.max_connections,
+        max_connections_per_ip=args.max_connections_per_ip,
+        read_timeout=args.read_timeout,
+        write_timeout=args.write_timeout,
+        max_requests_per_ip=args.max_requests_per_ip,
+    )
 
-    tuf = TufRepository.for_registry(args.directory)
-    tuf.init()
-    tuf.attach(index)  # sync now (files added while down), then follow uploads
-    return tuf, PatchEnvelopes(tuf.keyring)
+
+def _check_args(args: argparse.Namespace) -> str | None:
+    """The one-line complaint about the command line, or None."""
+    if getattr(args, "config", None) is not None:
+        if args.directory is not None:
+            return "give DIR or --config FILE, not both"
+        given = [
+            opt
+            for dest, opt in _SERVER_OPTIONS.items()
+            if getattr(args, dest) != _DEFAULTS.get(dest, getattr(args, dest))
+        ]
+        if given:
+            return f"{given[0]} is set in the configuration file's [server] table with --config"
+        return None
+    if args.directory is None:
+        return "DIR or --config FILE is required"
+    if not (args.certfile or args.self_signed or args.plain_http):
+        return "one of --certfile, --self-signed or --plain-http is required"
+    if args.certfile and not args.keyfile:
+        return "--certfile needs --keyfile"
+    if args.keyfile and not args.certfile:
+        return "--keyfile needs --certfile"
+    if args.plain_http and not is_loopback(args.host):
+        return (
+            f"--plain-http serves without TLS and is refused on {args.host}: use a loopback "
+            "--host (127.0.0.1, ::1) or a certificate"
+        )
+    if not 0 <= args.port <= 65535:  # the server's own wording (it checks again)
+        return f"port must be an integer in 0..65535 (0: any free port), got {args.port!r}"
+    if not Path(args.directory).is_dir():
+        return f"{args.directory}: not a directory"
+    return None
+
+
+_DEFAULTS: dict[str, Any] = {
+    "host": "127.0.0.1",
+    "port": 8443,
+    "certfile": None,
+    "keyfile": None,
+    "self_signed": False,
+    "plain_http": False,
+    "sign": False,
+    "no_http3": False,
+    "max_requests_per_ip": None,
+    **DEFAULTS,
+}
+
+
+def _describe_v1(app: Any, handle: Any, url: str) -> str:
+    runtime = next(iter(app.tenants.values()))
+    entry = next(iter(runtime._entries.values()))
+    rebuilt = counts(entry.rebuilt) if entry.rebuilt is not None else "-"
+    line = (
+        f"index {url}simple/ ({len(entry.index.projects())} projects; rebuilt: {rebuilt}); "
+        f"uploads {url}legacy/"
+    )
+    if entry.tuf is not None:
+        line += f"; signed: TUF metadata {url}tuf/ (trusted root {url}tuf/1.root.json)"
+    return line
+
+
+def _describe_v2(app: Any, handle: Any, url: str) -> str:
+    parts = []
+    for runtime in app.tenants.values():
+        names = ", ".join(
+            f"{n} {url.rstrip('/')}{runtime.base}{e.path}/simple/"
+            for n, e in runtime._entries.items()
+        )
+        hosts = f" (hosts {', '.join(runtime.config.domains)})" if runtime.config.domains else ""
+        parts.append(f"{runtime.name}{hosts}: {names}")
+    return f"{len(parts)} tenant(s): " + "; ".join(parts)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     """Run the index server in the foreground until interrupted; returns the exit status."""
     from ..errors import RegistryCoreError
 
-    if args.certfile and not args.keyfile:
-        return _fail("--certfile needs --keyfile")
-    if args.keyfile and not args.certfile:
-        return _fail("--keyfile needs --certfile")
-    if args.plain_http and not is_loopback(args.host):
-        return _fail(
-            f"--plain-http serves without TLS and is refused on {args.host}: use a loopback "
-            "--host (127.0.0.1, ::1) or a certificate"
-        )
-    if not Path(args.directory).is_dir():
-        return _fail(f"{args.directory}: not a directory")
+    problem = _check_args(args)
+    if problem is not None:
+        return _fail(problem)
     try:
         from ..server._serve import SERVER_EXTRA_HINT, ServerLimits, _require_server_extra
     except ModuleNotFoundError as exc:  # the server package itself is light; be safe anyway
         return _fail(f"{exc}")
-    index = None
+    app = None
     try:
-        _require_server_extra()  # before the index is opened: nothing to undo then
+        _require_server_extra()  # before any index is opened: nothing to undo then
+        if args.config is not None:
+            from ..config import load
+
+            config = load(args.config)
+        else:
+            config = _v1_config(args)
+        server = config.server
+        if server.tls == "plain-http" and not is_loopback(server.host):
+            return _fail(
+                f'{args.config}: server.tls = "plain-http" serves without TLS and is refused '
+                f"on {server.host}: use a loopback host (127.0.0.1, ::1) or a certificate"
+            )
         limits = ServerLimits(
-            max_connections=args.max_connections,
-            max_connections_per_ip=args.max_connections_per_ip,
-            read_timeout=args.read_timeout,
-            write_timeout=args.write_timeout,
-            max_requests_per_ip=args.max_requests_per_ip,
+            max_connections=server.max_connections,
+            max_connections_per_ip=server.max_connections_per_ip,
+            read_timeout=server.read_timeout,
+            write_timeout=server.write_timeout,
+            max_requests_per_ip=server.max_requests_per_ip,
         )
         flags = getattr(args, "flags", None)
-        if flags is None:
+        if flags is None or config.flags:
             from ..flags import FeatureFlags
 
-            flags = FeatureFlags.load()
-        from ..index import Index
-        from ..server import IndexApp, RegistryApp
+            flags = FeatureFlags.load(dict(config.flags) or None)
+        from ..server import MultiTenantApp
 
-        index = Index(args.directory)
-        rebuilt = counts(index.rebuild())
-        tuf, envelopes = _signing(args, index)
-        files = RegistryApp(index.storage, flags=flags, envelopes=envelopes)
-        app = IndexApp(index, files=files, tuf=tuf)
-        tls = not args.plain_http
-        quic = tls and not args.no_http3
+        app = MultiTenantApp(config, flags=flags)
+        tls = server.tls != "plain-http"
+        quic = tls and server.http3
+        v1 = config.default_tenant is not None and args.config is None
 
         def describe(handle: Any) -> str:
-            if quic and files.quic and files.alt_svc is None:
-                files.alt_svc = f'h3=":{handle.port}"; ma=3600'
+            if quic:
+                for files in app.file_servers():
+                    if files.quic and files.alt_svc is None:
+                        files.alt_svc = f'h3=":{handle.port}"; ma=3600'
             url = handle.url()
             where = (
                 f"(TCP h1/h2{' + UDP h3' if quic else ''})"
                 if tls
                 else "(TCP h1, plain HTTP: no TLS)"
             )
-            line = (
-                f"registry-core: serving on {url} {where}; index {url}simple/ "
-                f"({len(index.projects())} projects; rebuilt: {rebuilt}); uploads {url}legacy/"
-            )
-            if tuf is not None:
-                line += f"; signed: TUF metadata {url}tuf/ (trusted root {url}tuf/1.root.json)"
+            what = _describe_v1(app, handle, url) if v1 else _describe_v2(app, handle, url)
+            line = f"registry-core: serving on {url} {where}; {what}"
             return f"{line}; certificate {handle.certfile}" if tls else line
 
         return run_foreground(
             app,
             describe,
-            host=args.host,
-            port=args.port,
-            certfile=args.certfile,
-            keyfile=args.keyfile,
+            host=server.host,
+            port=server.port,
+            certfile=server.certfile if server.tls == "files" else None,
+            keyfile=server.keyfile if server.tls == "files" else None,
             quic=quic,
             limits=limits,
             tls=tls,
@@ -242,5 +350,5 @@ def run_serve(args: argparse.Namespace) -> int:
     except (RegistryCoreError, OSError) as exc:
         return _fail(exc)
     finally:
-        if index is not None:
-            index.close()
+        if app is not None:
+            app.close()

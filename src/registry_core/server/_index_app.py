@@ -12,6 +12,13 @@ Range and deltas):
   (``multipart/form-data``, ``:action=file_upload``, HTTP Basic ``__token__:<token>``).
 - ``GET /``: a small page linking to ``/simple/``.
 
+``base_path`` is where the app is mounted (``/t/acme/main`` under a tenant): every link and
+redirect it writes starts with it. When an authentication middleware put a principal in the
+scope (``PRINCIPAL_KEY``: :class:`registry_core.server.MultiTenantApp`), every read is
+authorized (``read`` on the index, or on the project a path names) and what the principal may
+not read is the uniform 404; uploads use that principal. Without one (an IndexApp served on its
+own) reads are public and an upload's Basic ``__token__`` credential is checked by the index.
+
 The index's calls block (SQLite, file I/O), so they run on worker threads; a cached page costs
 one (the serial read). The index package is imported on first use, so ``registry_core.server``
 stays cheap to import.
@@ -36,14 +43,18 @@ from .._util import LRU, SingleFlight
 from ..errors import (
     AuthenticationError,
     InvalidArgumentError,
+    NotFoundError,
     PackageIndexError,
+    PermissionDeniedError,
     UploadRejectedError,
 )
 from ._app import fold_headers
+from ._auth_middleware import PRINCIPAL_KEY, send_not_found
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from ..auth import Principal
     from ..index import Index
     from ..index._model import FileRecord
     from ._app import RegistryApp
@@ -62,12 +73,12 @@ _GZIP_MIN = 512  # smaller pages are sent as they are
 
 _Page = tuple[bytes, str, "bytes | None"]  # body, ETag, gzip-coded body
 
-_HOME = b"""<!DOCTYPE html>
+_HOME = """<!DOCTYPE html>
 <html>
   <head><title>registry-core package index</title></head>
   <body>
     <h1>registry-core package index</h1>
-    <p><a href="/simple/">Simple index</a></p>
+    <p><a href="{base}/simple/">Simple index</a></p>
   </body>
 </html>
 """
@@ -104,7 +115,8 @@ class IndexApp:
     instance's upload) shows within that time, an upload through this app at once. 0 reads it
     on every request. ``tuf``: a :class:`registry_core.signing.TufRepository` (or a
     :class:`TufApp` over one) whose metadata is served at ``/tuf/`` (its caller attaches it
-    to the index so uploads update it).
+    to the index so uploads update it). ``base_path``: the mount point, prefixed to every link
+    and redirect ("" at the root; no trailing slash).
 
     ``stats``: counters (page builds and cache hits, uploads, metadata hits); tests read them
     to prove which requests a client made.
@@ -122,7 +134,12 @@ class IndexApp:
         upload_workers: int = 2,
         serial_ttl: float = 0.05,
         tuf: Any | None = None,
+        base_path: str = "",
     ) -> None:
+        if base_path and (not base_path.startswith("/") or base_path.endswith("/")):
+            raise InvalidArgumentError(
+                f"base_path must be empty or start with / and not end with one, got {base_path!r}"
+            )
         if max_upload_bytes is None:
             max_upload_bytes = int(getattr(index, "max_file_bytes", 100 << 20))
         if max_upload_bytes <= 0:
@@ -142,8 +159,13 @@ class IndexApp:
         from ..index._names import is_valid_name, normalize
 
         self._valid_name, self._normalize = is_valid_name, normalize
+        from ..index._names import parse_filename
+
+        self._parse_filename = parse_filename
         self.index = index
         self.files = files
+        self.base_path = base_path
+        self._home = _HOME.format(base=quote(base_path)).encode()
         # tuf: a signing.TufRepository, its metadata served at /tuf/ (server/_tuf_routes.py)
         self.tuf_app: Any | None = None
         if tuf is not None:
@@ -212,6 +234,14 @@ class IndexApp:
         path: str = scope["path"]
         method: str = scope["method"]
         reply: _Reply | None = None
+        upload = method == "POST" and path in ("/", "/legacy", "/legacy/")
+        principal: Principal | None = scope.get(PRINCIPAL_KEY)
+        if principal is not None and not upload and not self._may_read(principal, path):
+            await _drain_body(receive)
+            await send_not_found(send, method)
+            return
+        if self.base_path:
+            send = self._rebase_links(send)
         if self.tuf_app is not None and self.tuf_app.handles(path):
             await self.tuf_app(scope, receive, send)
             return
@@ -220,16 +250,19 @@ class IndexApp:
                 reply = await self._simple(scope, path)
             else:
                 reply = _text(405, "method not allowed", [("allow", "GET, HEAD")])
-        elif method == "POST" and path in ("/", "/legacy", "/legacy/"):
-            reply = await self._upload(scope, receive)
+        elif upload:
+            reply = await self._upload(scope, receive, principal)
+            if reply is None:  # an upload by someone who may not see the index or project
+                await send_not_found(send, method)
+                return
         elif path == "/" and method in ("GET", "HEAD"):
             reply = _Reply(
                 200,
                 [
                     ("content-type", "text/html; charset=utf-8"),
-                    ("content-length", str(len(_HOME))),
+                    ("content-length", str(len(self._home))),
                 ],
-                _HOME,
+                self._home,
             )
         elif path.endswith(".metadata") and method in ("GET", "HEAD"):
             reply = await self._metadata(scope, path)
@@ -245,6 +278,42 @@ class IndexApp:
         )
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else reply.body})
 
+    # -- authorization -----------------------------------------------------------------------
+
+    def _may_read(self, principal: Principal, path: str) -> bool:
+        """``read`` on the whole index, or else on the project ``path`` names (a project
+        page, a file under the project's directory, its metadata); nothing else."""
+        if self.index.authorize(principal, "read"):
+            return True
+        project = self._project_of(path)
+        return project is not None and bool(self.index.authorize(principal, "read", project))
+
+    def _project_of(self, path: str) -> str | None:
+        parts = path.lstrip("/").split("/")
+        if parts[0] == "simple":
+            parts = parts[1:]
+        name = parts[0] if parts else ""
+        if not name or not self._valid_name(name):
+            return None
+        return str(self._normalize(name))
+
+    def _rebase_links(self, send: Send) -> Send:
+        """``send`` with the file server's root-relative ``Link`` targets under base_path."""
+        base = self.base_path.encode("latin-1")
+
+        async def rebased(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {
+                    **message,
+                    "headers": [
+                        (k, v.replace(b"</", b"<" + base + b"/") if k.lower() == b"link" else v)
+                        for k, v in message.get("headers", [])
+                    ],
+                }
+            await send(message)
+
+        return rebased
+
     # -- Simple API --------------------------------------------------------------------------
 
     async def _simple(self, scope: Scope, path: str) -> _Reply | None:
@@ -254,7 +323,8 @@ class IndexApp:
         query = scope.get("query_string", b"").decode("latin-1")
         suffix = f"?{query}" if query else ""
         if rest == "":
-            return _Reply(301, [("location", "/simple/" + suffix), ("content-length", "0")])
+            location = f"{quote(self.base_path)}/simple/{suffix}"
+            return _Reply(301, [("location", location), ("content-length", "0")])
         parts = rest[1:].split("/")
         if parts == [""]:
             name: str | None = None
@@ -315,7 +385,10 @@ class IndexApp:
     def _redirect(self, name: str, suffix: str) -> _Reply:
         return _Reply(
             301,
-            [("location", f"/simple/{quote(name)}/{suffix}"), ("content-length", "0")],
+            [
+                ("location", f"{quote(self.base_path)}/simple/{quote(name)}/{suffix}"),
+                ("content-length", "0"),
+            ],
         )
 
     async def _page(self, name: str | None, media: str) -> _Page | None:
@@ -370,9 +443,8 @@ class IndexApp:
             gz = gzip.compress(body, compresslevel=6, mtime=0)
         return body, f'"{serial}-{digest}"', gz
 
-    @staticmethod
-    def _url(record: FileRecord) -> str:
-        return "/" + quote(record.path)
+    def _url(self, record: FileRecord) -> str:
+        return quote(self.base_path) + "/" + quote(record.path)
 
     # -- core metadata -----------------------------------------------------------------------
 
@@ -423,10 +495,24 @@ class IndexApp:
 
     # -- uploads -----------------------------------------------------------------------------
 
-    async def _upload(self, scope: Scope, receive: Receive) -> _Reply:
+    async def _upload(
+        self, scope: Scope, receive: Receive, principal: Principal | None
+    ) -> _Reply | None:
+        """The upload's answer; None for the uniform 404 (the uploader may not see where it
+        tried to upload, so it is not told 403)."""
         body = _Body(receive)
         try:
-            record = await self._receive_upload(scope, body)
+            record = await self._receive_upload(scope, body, principal)
+        except PermissionDeniedError as exc:
+            self._count("upload_errors")
+            await body.drain(1 << 20)
+            if principal is not None and not self._may_see_upload(principal, body.filename):
+                return None
+            return _text(exc.status, str(exc))
+        except NotFoundError:
+            self._count("upload_errors")
+            await body.drain(1 << 20)
+            return None
         except Exception as exc:
             self._count("upload_errors")
             if not isinstance(exc, PackageIndexError):  # a bug or an I/O failure: say little
@@ -444,7 +530,19 @@ class IndexApp:
         await self._precompute(record)
         return _text(200, "OK")
 
-    async def _receive_upload(self, scope: Scope, body: _Body) -> FileRecord:
+    def _may_see_upload(self, principal: Principal, filename: str | None) -> bool:
+        """May the refused uploader read the index, or the project it uploaded to?"""
+        if self.index.authorize(principal, "read"):
+            return True
+        try:
+            project = self._parse_filename(filename).project if filename else None
+        except InvalidArgumentError:
+            return False
+        return project is not None and bool(self.index.authorize(principal, "read", project))
+
+    async def _receive_upload(
+        self, scope: Scope, body: _Body, principal: Principal | None
+    ) -> FileRecord:
         from ._multipart import UploadForm
 
         headers = fold_headers(scope["headers"])
@@ -458,8 +556,12 @@ class IndexApp:
                 raise UploadRejectedError(
                     f"upload of {length} bytes is over the index's limit", status=413
                 )
-        token = _basic_token(headers.get("authorization"))
-        if token is None:
+        token = None
+        if principal is None:  # served on its own: the index checks the Basic credential
+            token = _basic_token(headers.get("authorization"))
+            if token is None:
+                raise AuthenticationError("uploads need a token: username __token__, password it")
+        elif not principal.authenticated:
             raise AuthenticationError("uploads need a token: username __token__, password it")
         form = UploadForm(
             headers.get("content-type", ""),
@@ -485,17 +587,21 @@ class IndexApp:
             if "/" in filename or "\\" in filename or not filename.strip():
                 raise UploadRejectedError(f"the upload's filename {filename!r} is not a plain name")
             loop = asyncio.get_running_loop()
+            who: dict[str, Any] = {"principal": principal}
+            if principal is None:
+                who = {"token": token}
             upload = functools.partial(
                 self.index.upload,
                 filename,
                 form.file,
-                token=token,
+                **who,
                 sha256=form.first("sha256_digest") or None,
                 md5=form.first("md5_digest") or None,
                 blake2_256=form.first("blake2_256_digest") or None,
                 name=form.first("name") or None,
                 version=form.first("version") or None,
             )
+            body.filename = filename
             return await loop.run_in_executor(self._upload_pool, upload)
         finally:
             await asyncio.to_thread(form.close)
@@ -522,6 +628,7 @@ class _Body:
         self.seen = 0
         self.done = False
         self.declared: int | None = None  # Content-Length, when sent and well-formed
+        self.filename: str | None = None  # the uploaded file's name, once the form is read
 
     async def next(self) -> bytes | None:
         """The next piece; None once the body has ended."""
@@ -548,6 +655,18 @@ class _Body:
                 pass
         except UploadRejectedError:
             pass
+
+
+async def _drain_body(receive: Receive, limit: int = 1 << 20) -> None:
+    """Read and drop a request body we answer without (bounded)."""
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
 
 
 def _basic_token(value: str | None) -> str | None:

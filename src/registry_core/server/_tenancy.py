@@ -1,0 +1,800 @@
+"""MultiTenantApp: several tenants, each with its own indexes, behind one ASGI app.
+
+Per request, in this order: the tenant is resolved once (:class:`registry_core.auth.
+TenantResolver`: by host, else by the ``/t/<tenant>`` path prefix); the caller is
+authenticated once against that tenant's :class:`TenantStore` (a token, a session cookie, or
+anonymous); a caller who may not see what it asks for gets the uniform 404 (the same bytes as
+an unknown tenant's); the request is rate limited (per principal and per tenant, the tenant's
+plan); then the principal and tenant name go into the ASGI scope and the request goes to the
+tenant's ``/_/`` routes (sign-in, whoami, logout) or to one index's :class:`IndexApp`, with
+the tenant and index prefix stripped from the path (the app's ``base_path`` writes links back
+under it).
+
+Nothing is shared between tenants: each has its own storage root, tenant store, index
+databases, patch stores and app instances, so no cache, single-flight key or dedup crosses a
+tenant boundary (docs/tenancy.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    AuthenticationError,
+    ConfigError,
+    PackageIndexError,
+    RateLimitedError,
+    RateLimiterUnavailableError,
+)
+from ._auth_middleware import (
+    PRINCIPAL_KEY,
+    SESSION_COOKIE,
+    TENANT_KEY,
+    authenticate,
+    credentials,
+    send_not_found,
+    send_text,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from ..audit import AuditSink
+    from ..auth import Identity, Principal, RoleBinding, TenantStore
+    from ..config import Config, TenantConfig
+    from ..flags import FeatureFlags
+    from ..index import Index
+    from ._app import RegistryApp
+    from ._index_app import IndexApp
+
+    Scope = dict[str, Any]
+    Receive = Callable[[], Awaitable[dict[str, Any]]]
+    Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+__all__ = ["PRINCIPAL_KEY", "TENANT_KEY", "MultiTenantApp", "TenantRuntime", "build_app"]
+
+log = logging.getLogger("registry_core.server.tenancy")
+access_log = logging.getLogger("registry_core.server.access")
+
+_UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
+
+
+def static_bindings(tenant: TenantConfig) -> list[RoleBinding]:
+    """A tenant's bindings from its configuration: ``roles``, ``group_roles`` (IdP group
+    ``g`` -> subject ``group:g``) and anonymous ``reader`` on each public index."""
+    from ..auth import Resource, RoleBinding
+
+    name = tenant.name
+    out = [
+        RoleBinding(g.subject, g.role, Resource.parse(name, g.resource), granted_by="config")
+        for g in tenant.roles
+    ]
+    for group, grants in tenant.group_roles.items():
+        for grant in grants:
+            role, _, where = grant.partition("@")
+            out.append(
+                RoleBinding(
+                    f"group:{group}",
+                    role,
+                    Resource.parse(name, where or "*"),
+                    granted_by="config",
+                )
+            )
+    for index in tenant.indexes:
+        if tenant.is_public(index.name):
+            out.append(RoleBinding("*", "reader", Resource(name, index.name), granted_by="config"))
+    return out
+
+
+@dataclass
+class _IndexEntry:
+    """One index's live objects: the index, its file server, and an IndexApp per base."""
+
+    name: str
+    path: str  # "" or "/main": below the tenant base
+    index: Index
+    files: RegistryApp
+    apps: dict[str, IndexApp] = field(default_factory=dict)  # tenant base -> app
+    tuf: Any | None = None
+    rebuilt: Any | None = None  # what Index.rebuild() reconciled at start (None: not run)
+
+    def app(self, base: str) -> IndexApp:
+        """The app whose links live under ``base`` (the first one for an unexpected base: the
+        default tenant's alias ``/t/default`` links to ``/``, which serves it too)."""
+        found = self.apps.get(base)
+        return found if found is not None else next(iter(self.apps.values()))
+
+
+class TenantRuntime:
+    """One tenant's live objects, built from its :class:`TenantConfig`.
+
+    ``store``: its :class:`TenantStore` (tokens, bindings, sessions); ``indexes``: index name
+    -> ``(Index, IndexApp)``; ``bases``: the base paths it is served under (``""`` by host or
+    as the default tenant, ``/t/<name>`` by path). ``oidc``/``saml``/``publishing``: the
+    sign-in parts when configured, else None.
+    """
+
+    def __init__(
+        self,
+        config: TenantConfig,
+        store: TenantStore,
+        entries: dict[str, _IndexEntry],
+        *,
+        bases: tuple[str, ...],
+        audit: AuditSink,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.store = store
+        self.plan = config.plan
+        self.bases = bases
+        self.base = bases[-1]
+        self.audit = audit
+        self._entries = entries
+        # longest path first: "/main-extra" before "/main", "" (the base itself) last
+        self._paths = sorted(entries.values(), key=lambda e: -len(e.path))
+        self.oidc: Any | None = None
+        self.saml: Any | None = None
+        self.publishing: Any | None = None
+
+    @property
+    def indexes(self) -> dict[str, tuple[Index, IndexApp]]:
+        return {n: (e.index, e.app(self.base)) for n, e in self._entries.items()}
+
+    def entry(self, name: str) -> _IndexEntry:
+        return self._entries[name]
+
+    def route(self, path: str) -> tuple[_IndexEntry, str] | None:
+        """The index ``path`` (inside the tenant) is under, and the path inside it."""
+        for entry in self._paths:
+            p = entry.path
+            if not p:
+                return entry, path
+            if path == p or path.startswith(p + "/"):
+                return entry, path[len(p) :] or "/"
+        return None
+
+    def can_read(self, principal: Principal, index: str | None = None) -> bool:
+        """``read`` on one index, or (``index`` None) on any of them."""
+        names = [index] if index is not None else list(self._entries)
+        return any(self._entries[n].index.authorize(principal, "read") for n in names)
+
+    def sign_in(self, identity: Identity) -> str:
+        """Record a sign-in and open a session for it; returns the raw session id (the
+        ``rc_session`` cookie's value), shown once, stored only as a digest."""
+        self.store.record_login(identity)
+        return self.store.create_session(identity, ttl_s=self.config.session_ttl_s)
+
+    principal_from_identity = sign_in
+
+    def close(self) -> None:
+        for entry in self._entries.values():
+            for app in entry.apps.values():
+                app.close()
+            with contextlib.suppress(Exception):
+                entry.files.close()
+            entry.index.close()
+        self.store.close()
+
+    async def aclose(self) -> None:
+        """Close the sign-in parts' HTTP clients (at lifespan shutdown, on the loop)."""
+        for part in (self.oidc, self.publishing):
+            closer = getattr(part, "aclose", None)
+            if closer is not None:
+                try:
+                    await closer()
+                except Exception:
+                    log.exception("closing the sign-in client of tenant %s failed", self.name)
+
+
+def _tenant_bases(config: Config, tenant: TenantConfig) -> tuple[str, ...]:
+    bases: list[str] = []
+    if tenant.domains or config.default_tenant == tenant.name:
+        bases.append("")
+    if config.default_tenant != tenant.name:
+        bases.append(tenant.path_prefix)
+    return tuple(bases)
+
+
+def _signing(directory: Path, sign: bool) -> tuple[Any, Any]:
+    """(TufRepository, PatchEnvelopes) when the index is signed (``sign``, or it already
+    publishes TUF metadata: a signed index never silently starts unsigned), else Nones."""
+    from ..storage import STATE_DIR
+
+    published = (directory / STATE_DIR / "tuf" / "timestamp.json").is_file()
+    if not (sign or published):
+        return None, None
+    from ..signing import PatchEnvelopes, TufRepository  # SigningError names the extra
+
+    tuf = TufRepository.for_registry(directory)
+    tuf.init()
+    return tuf, PatchEnvelopes(tuf.keyring)
+
+
+def _build_tenant(
+    config: Config,
+    tenant: TenantConfig,
+    *,
+    flags: FeatureFlags,
+    audit: AuditSink,
+    rebuild: bool,
+    opened: list[Any],
+) -> TenantRuntime:
+    from ..auth import TenantStore
+    from ..index import Index
+    from ..storage import STATE_DIR
+    from ._app import RegistryApp
+    from ._index_app import IndexApp
+
+    tenant_dir = Path(config.tenant_directory(tenant.name))
+    (tenant_dir / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    store = TenantStore(
+        tenant_dir / STATE_DIR / "tenant.sqlite3",
+        tenant=tenant.name,
+        static_bindings=static_bindings(tenant),
+        audit=audit,
+    )
+    opened.append(store)
+    bases = _tenant_bases(config, tenant)
+    entries: dict[str, _IndexEntry] = {}
+    for ic in tenant.indexes:
+        directory = Path(config.index_directory(tenant.name, ic.name))
+        directory.mkdir(parents=True, exist_ok=True)
+        index = Index(directory, auth=store, tenant=tenant.name, name=ic.name, audit=audit)
+        opened.append(index)
+        rebuilt = index.rebuild() if rebuild else None
+        tuf, envelopes = _signing(directory, config.server.sign)
+        if tuf is not None:
+            tuf.attach(index)  # sync now (files added while down), then follow uploads
+        files = RegistryApp(index.storage, flags=flags, envelopes=envelopes)
+        opened.append(files)
+        entry = _IndexEntry(ic.name, ic.path, index, files, tuf=tuf, rebuilt=rebuilt)
+        for base in bases:
+            app = IndexApp(index, files=files, tuf=tuf, base_path=base + ic.path)
+            opened.append(app)
+            entry.apps[base] = app
+        entries[ic.name] = entry
+    runtime = TenantRuntime(tenant, store, entries, bases=bases, audit=audit)
+    _attach_sign_in(config, runtime)
+    return runtime
+
+
+def _public_base(config: Config, runtime: TenantRuntime) -> str:
+    """The absolute URL of the tenant's base (sign-in redirects come back to it)."""
+    server = config.server
+    scheme = "http" if server.tls == "plain-http" else "https"
+    port = "" if server.port in (0, 443 if scheme == "https" else 80) else f":{server.port}"
+    if runtime.config.domains:
+        return f"{scheme}://{runtime.config.domains[0]}{port}"
+    root = (server.public_url or f"{scheme}://{server.host}{port}").rstrip("/")
+    return root + runtime.base
+
+
+def _attach_sign_in(config: Config, runtime: TenantRuntime) -> None:
+    """OIDC, SAML and trusted publishing for a tenant that configures them (their modules
+    are imported only then: they need the ``auth`` extra)."""
+    tc = runtime.config
+    base_url = _public_base(config, runtime)
+    if tc.oidc is not None:
+        from ..auth._oidc import OIDCRelyingParty
+
+        runtime.oidc = OIDCRelyingParty.from_config(
+            tc.oidc, store=runtime.store, redirect_uri=base_url + "/_/oidc/callback"
+        )
+    if tc.publishers:
+        from ..auth._trusted import TrustedPublishing
+
+        # the tenant's own URL: a token minted for one tenant is refused by every other
+        runtime.publishing = TrustedPublishing(tc.publishers, runtime.store, audience=base_url)
+    if tc.saml is not None:
+        from ..auth._saml import SAMLServiceProvider
+
+        metadata = Path(tc.saml.idp_metadata).read_text(encoding="utf-8")
+        runtime.saml = SAMLServiceProvider(
+            tc.saml.entity_id,
+            base_url + "/_/saml/acs",
+            metadata,
+            runtime.store,
+            groups_attribute=tc.saml.groups_attribute,
+            username_attribute=tc.saml.username_attribute,
+            clock_skew_s=tc.saml.clock_skew_s,
+            sp_certfile=tc.saml.sp_certfile,
+            sp_keyfile=tc.saml.sp_keyfile,
+        )
+
+
+def _limiter(config: Config, audit: AuditSink) -> tuple[Any, bool]:
+    """The TieredLimiter the config asks for, and whether a check may block (Redis)."""
+    from ..auth._ratelimit import MemoryRateLimiter, Plan, RedisRateLimiter, TieredLimiter
+
+    rl = config.rate_limits
+    plans = {
+        name: Plan(name, p.rate, p.burst, p.upload_rate, p.upload_burst)
+        for name, p in rl.plans.items()
+    }
+    backend: Any
+    if rl.backend == "redis":
+        url = rl.read_redis_url()
+        if not url:
+            raise ConfigError("rate_limits.backend is redis but no redis_url is set")
+        backend = RedisRateLimiter(url)
+    else:
+        backend = MemoryRateLimiter()
+    limiter = TieredLimiter(
+        backend,
+        plans,
+        fail_open_reads=rl.fail_open_reads,
+        fail_open_uploads=rl.fail_open_uploads,
+        audit=audit,
+    )
+    return limiter, rl.backend == "redis"
+
+
+class MultiTenantApp:
+    """ASGI app serving every tenant of ``config`` (see the module docstring).
+
+    ``flags``: FeatureFlags for the file servers (default: the config's ``[flags]`` table).
+    ``audit``: where audit events go (default :class:`registry_core.audit.LogSink`).
+    ``limiter``: a :class:`registry_core.auth.TieredLimiter` (default: the one
+    ``config.rate_limits`` describes). ``rebuild``: reconcile each index with its directory
+    first (files added or removed while the server was down). :meth:`close` closes every
+    store and index; the ASGI lifespan is forwarded to every index's app.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        flags: FeatureFlags | None = None,
+        audit: AuditSink | None = None,
+        limiter: Any | None = None,
+        rebuild: bool = True,
+    ) -> None:
+        from ..auth import TenantResolver
+
+        if audit is None:
+            from ..audit import LogSink
+
+            audit = LogSink()
+        if flags is None:
+            from ..flags import FeatureFlags
+
+            flags = FeatureFlags(overrides=dict(config.flags) or None)
+        for tc in config.tenants.values():
+            if tc.path_prefix != f"/t/{tc.name}":
+                raise ConfigError(
+                    f"tenant {tc.name}: path_prefix {tc.path_prefix!r} is not supported "
+                    f"(tenants are served at /t/<name>)",
+                    source=config.source,
+                    key=f"tenants.{tc.name}.path_prefix",
+                )
+        self.config = config
+        self.flags = flags
+        self.audit = audit
+        self.resolver = TenantResolver(
+            {name: tc.domains for name, tc in config.tenants.items()},
+            default=config.default_tenant,
+        )
+        self._limiter_blocks = True
+        if limiter is None:
+            limiter, self._limiter_blocks = _limiter(config, audit)
+        self.limiter = limiter
+        self.tenants: dict[str, TenantRuntime] = {}
+        opened: list[Any] = []
+        try:
+            for name, tc in config.tenants.items():
+                self.tenants[name] = _build_tenant(
+                    config, tc, flags=flags, audit=audit, rebuild=rebuild, opened=opened
+                )
+        except BaseException:
+            for thing in reversed(opened):
+                with contextlib.suppress(Exception):
+                    thing.close()
+            raise
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def file_servers(self) -> list[RegistryApp]:
+        """Every index's RegistryApp (the CLI sets their Alt-Svc once the port is known)."""
+        return [e.files for rt in self.tenants.values() for e in rt._entries.values()]
+
+    def close(self) -> None:
+        """Close every tenant: its apps, indexes and store (idempotent)."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        for runtime in self.tenants.values():
+            try:
+                runtime.close()
+            except Exception:
+                log.exception("closing tenant %s failed", runtime.name)
+        closer = getattr(getattr(self.limiter, "limiter", None), "close", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                closer()
+
+    def __enter__(self) -> MultiTenantApp:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward startup and shutdown to every index's app; complete once all have."""
+        children = [
+            entry.app(rt.base) for rt in self.tenants.values() for entry in rt._entries.values()
+        ]
+        inboxes: list[asyncio.Queue[dict[str, Any]]] = [asyncio.Queue() for _ in children]
+        outboxes: list[asyncio.Queue[dict[str, Any]]] = [asyncio.Queue() for _ in children]
+        tasks = [
+            asyncio.create_task(app(dict(scope), inbox.get, outbox.put))
+            for app, inbox, outbox in zip(children, inboxes, outboxes, strict=True)
+        ]
+
+        async def reply(i: int) -> dict[str, Any] | None:
+            getter = asyncio.ensure_future(outboxes[i].get())
+            done, _ = await asyncio.wait({getter, tasks[i]}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                return getter.result()
+            getter.cancel()
+            return None  # the child returned without answering: nothing to wait for
+
+        try:
+            while True:
+                message = await receive()
+                kind = message["type"]
+                if kind not in ("lifespan.startup", "lifespan.shutdown"):
+                    continue
+                step = kind.rsplit(".", 1)[1]
+                for inbox in inboxes:
+                    inbox.put_nowait(message)
+                answers = await asyncio.gather(*(reply(i) for i in range(len(children))))
+                failed = [a for a in answers if a and a["type"].endswith(".failed")]
+                if failed:
+                    await send(
+                        {"type": f"lifespan.{step}.failed", "message": failed[0].get("message", "")}
+                    )
+                    return
+                if step == "shutdown":
+                    for runtime in self.tenants.values():
+                        await runtime.aclose()
+                await send({"type": f"lifespan.{step}.complete"})
+                if step == "shutdown":
+                    return
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    # -- requests ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if kind != "http":
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        status: list[int] = [0]
+        tenant_name = "-"
+        subject = "-"
+
+        async def tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            tenant_name, subject = await self._handle(scope, receive, tracked)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                # the path only: a query string may carry a sign-in code
+                access_log.info(
+                    "%s %s %s",
+                    scope.get("method"),
+                    scope.get("path"),
+                    status[0],
+                    extra={
+                        "tenant": tenant_name,
+                        "subject": subject,
+                        "status": status[0],
+                        "method": scope.get("method"),
+                    },
+                )
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, str]:
+        """Answer one request; returns (tenant, subject) for the access log."""
+        method: str = scope["method"]
+        path: str = scope["path"]
+        hosts = [v for k, v in scope["headers"] if k.lower() == b"host"]
+        if len(hosts) > 1 or not _plain_path(path, scope.get("raw_path")):
+            await _refuse(receive, send, method)
+            return "-", "-"
+        host = hosts[0].decode("latin-1") if hosts else None
+        found = self.resolver.resolve(host, path)
+        if found is None:
+            await _refuse(receive, send, method)
+            return "-", "-"
+        route, inner = found
+        runtime = self.tenants[route.tenant]
+        from ..auth import Principal
+
+        auth_error: PackageIndexError | None = None
+        principal = Principal.anonymous(runtime.name)
+        try:
+            creds = credentials(scope["headers"])
+            if creds is not None:
+                principal = await asyncio.to_thread(authenticate, runtime.store, creds)
+        except AuthenticationError as exc:
+            auth_error = exc
+
+        tenant_route = inner == "/_" or inner.startswith("/_/")
+        target: tuple[_IndexEntry, str] | None = None
+        if not tenant_route:
+            target = runtime.route(inner)
+            if target is None and inner != "/":
+                await _refuse(receive, send, method)
+                return runtime.name, principal.subject
+        upload = target is not None and method == "POST" and target[1] in _UPLOAD_PATHS
+        # may this caller learn that what it asks for exists?
+        if principal.authenticated:
+            visible = True
+        elif target is not None:
+            app = target[0].app(route.base)
+            visible = bool(target[0].index.authorize(principal, "read")) or (
+                not upload and app._may_read(principal, target[1])
+            )
+        elif tenant_route:
+            visible = _sign_in_route(runtime, inner) or runtime.can_read(principal)
+        else:
+            visible = runtime.can_read(principal)
+        if not visible:
+            await _refuse(receive, send, method)
+            return runtime.name, principal.subject
+        if auth_error is not None:
+            await _drain(receive)
+            await send_text(
+                send,
+                auth_error.status,
+                str(auth_error),
+                [("www-authenticate", 'Basic realm="registry-core"')],
+                method=method,
+            )
+            return runtime.name, principal.subject
+
+        limited = await self._rate_limit(runtime, principal, scope, "upload" if upload else "read")
+        if isinstance(limited, PackageIndexError):
+            await _drain(receive)
+            await send_text(
+                send, limited.status, str(limited), _limit_headers(limited), method=method
+            )
+            return runtime.name, principal.subject
+        if limited:
+            send = _with_headers(send, limited)
+
+        child_scope = {**scope, PRINCIPAL_KEY: principal, TENANT_KEY: runtime.name}
+        if tenant_route:
+            await self._tenant_routes(runtime, route.base, inner, child_scope, receive, send)
+        elif target is None:
+            await self._tenant_home(runtime, route.base, principal, method, receive, send)
+        else:
+            entry, rest = target
+            prefix = route.base + entry.path
+            child_scope["path"] = rest
+            child_scope["raw_path"] = rest.encode("utf-8")
+            child_scope["root_path"] = scope.get("root_path", "") + prefix
+            await entry.app(route.base)(child_scope, receive, send)
+        return runtime.name, principal.subject
+
+    async def _rate_limit(
+        self, runtime: TenantRuntime, principal: Principal, scope: Scope, kind: str
+    ) -> list[tuple[str, str]] | PackageIndexError:
+        """The RateLimit headers for the answer, or the error to answer with (429/503).
+        Anonymous callers are told apart by their address."""
+        ip = None if principal.authenticated else (scope.get("client") or ("-",))[0]
+        check = functools.partial(self.limiter.check, principal, runtime.plan, kind, client=ip)
+        try:
+            result = await asyncio.to_thread(check) if self._limiter_blocks else check()
+        except (RateLimitedError, RateLimiterUnavailableError) as exc:
+            return exc
+        from ..auth._ratelimit import rate_limit_headers
+
+        return list(rate_limit_headers(result))
+
+    async def _tenant_home(
+        self,
+        runtime: TenantRuntime,
+        base: str,
+        principal: Principal,
+        method: str,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """``<base>/``: links to the indexes the caller may read."""
+        await _drain(receive)
+        from html import escape
+
+        names = [n for n in runtime._entries if runtime.can_read(principal, n)]
+        if not names:
+            await send_not_found(send, method)
+            return
+        items = "".join(
+            f'<li><a href="{escape(base + runtime.entry(n).path)}/simple/">{escape(n)}</a></li>'
+            for n in names
+        )
+        body = (
+            f"<!DOCTYPE html>\n<html><head><title>{escape(runtime.name)}</title></head>"
+            f"<body><h1>{escape(runtime.name)}</h1><ul>{items}</ul></body></html>\n"
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/html; charset=utf-8"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+    async def _tenant_routes(
+        self,
+        runtime: TenantRuntime,
+        base: str,
+        inner: str,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        method: str = scope["method"]
+        sub = inner[len("/_") :]
+        if sub.startswith("/oidc/") and (runtime.oidc or runtime.publishing) is not None:
+            from ._oidc_routes import handle as oidc
+
+            await oidc(runtime, scope, receive, send, sub[len("/oidc") :])
+        elif sub.startswith("/saml/") and runtime.saml is not None:
+            from ._saml_routes import handle as saml
+
+            await saml(runtime, scope, receive, send, sub[len("/saml") :])
+        elif sub == "/whoami" and method in ("GET", "HEAD"):
+            await _drain(receive)
+            await _whoami(runtime, scope[PRINCIPAL_KEY], send, method)
+        elif sub == "/logout" and method in ("GET", "POST"):
+            await _drain(receive)
+            await self._logout(runtime, base, scope, send)
+        else:
+            await _refuse(receive, send, method)
+
+    async def _logout(self, runtime: TenantRuntime, base: str, scope: Scope, send: Send) -> None:
+        """Forget the session (if any) and clear its cookie."""
+        try:
+            creds = credentials(scope["headers"])
+        except AuthenticationError:
+            creds = None
+        if creds is not None and creds.kind == "session":
+            await asyncio.to_thread(runtime.store.delete_session, creds.secret)
+        secure = "; Secure" if scope.get("scheme") == "https" else ""
+        cookie = f"{SESSION_COOKIE}=; Max-Age=0; Path={base or ''}/; HttpOnly; SameSite=Lax{secure}"
+        await send_text(send, 200, "signed out", [("set-cookie", cookie)], method=scope["method"])
+
+
+def _sign_in_route(runtime: TenantRuntime, inner: str) -> bool:
+    """Sign-in routes answer anonymous callers (that is how they sign in)."""
+    if inner.startswith("/_/oidc/"):
+        return (runtime.oidc or runtime.publishing) is not None
+    if inner.startswith("/_/saml/"):
+        return runtime.saml is not None
+    return False
+
+
+async def _whoami(runtime: TenantRuntime, principal: Principal, send: Send, method: str) -> None:
+    policy = runtime.store.policy()
+    roles = sorted({f"{b.role}@{b.resource}" for b in policy.bindings_for(principal)})
+    body = (
+        json.dumps(
+            {
+                "tenant": runtime.name,
+                "subject": principal.subject,
+                "method": principal.method,
+                "groups": sorted(principal.groups),
+                "roles": roles,
+                "scopes": None if principal.scopes is None else [str(s) for s in principal.scopes],
+            },
+            sort_keys=True,
+        ).encode()
+        + b"\n"
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+def _plain_path(path: str, raw_path: bytes | None) -> bool:
+    """An origin-form path without dot segments, empty segments or encoded slashes (the
+    tenant and index parts must be spelled plainly: what is resolved is what was sent)."""
+    if not path.startswith("/") or "//" in path or "\\" in path:
+        return False
+    if any(seg in (".", "..") for seg in path.split("/")):
+        return False
+    if raw_path is not None:
+        lowered = raw_path.lower()
+        if b"%2f" in lowered or b"%5c" in lowered or b"%2e" in lowered:
+            return False
+    return True
+
+
+async def _drain(receive: Receive, limit: int = 1 << 20) -> None:
+    seen = 0
+    while seen <= limit:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        seen += len(message.get("body", b""))
+        if not message.get("more_body"):
+            return
+
+
+async def _refuse(receive: Receive, send: Send, method: str) -> None:
+    """The uniform 404 (a body sent with the request is read first, bounded)."""
+    await _drain(receive)
+    await send_not_found(send, method)
+
+
+def _limit_headers(exc: PackageIndexError) -> list[tuple[str, str]]:
+    """RateLimit headers and Retry-After of a 429 (a 503 says when to retry too)."""
+    result = getattr(exc, "result", None)
+    if result is not None:
+        from ..auth._ratelimit import rate_limit_headers
+
+        headers = list(rate_limit_headers(result))
+        if any(k.lower() == "retry-after" for k, _ in headers):
+            return headers
+    else:
+        headers = []
+    retry = getattr(exc, "retry_after", None)
+    headers.append(("Retry-After", str(max(1, math.ceil(retry if retry is not None else 1)))))
+    return headers
+
+
+def _with_headers(send: Send, extra: Iterable[tuple[str, str]]) -> Send:
+    encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in extra]
+
+    async def sender(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *encoded]}
+        await send(message)
+
+    return sender
+
+
+def build_app(
+    config: Config,
+    *,
+    flags: FeatureFlags | None = None,
+    audit: AuditSink | None = None,
+) -> MultiTenantApp:
+    """``MultiTenantApp(config, flags=flags, audit=audit)``."""
+    return MultiTenantApp(config, flags=flags, audit=audit)

@@ -90,6 +90,12 @@ def site(tmp_path_factory):
         config=SimpleNamespace(session_ttl_s=3600),
         audit=MemorySink(),
     )
+
+    def sign_in(identity):  # what TenantRuntime.sign_in does
+        store.record_login(identity)
+        return store.create_session(identity, ttl_s=runtime.config.session_ttl_s)
+
+    runtime.sign_in = sign_in
     idp = SamlIdP(root / "idp")
     with start_server(ProbeApp(runtime), tls=False) as srv:
         origin = srv.url("/").rstrip("/")
@@ -206,6 +212,7 @@ def test_form_limits(site):
             headers={"content-type": "application/x-www-form-urlencoded"},
         )
         assert streamed.status_code == 413
+        assert streamed.headers["connection"] == "close"  # the rest of the body is not read
         json_body = client.post(f"{BASE}/_/saml/acs", json={"SAMLResponse": "x"})
         assert json_body.status_code == 415
         twice = client.post(

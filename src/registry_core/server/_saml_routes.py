@@ -176,7 +176,10 @@ async def _read_form(scope: Scope, receive: Receive) -> dict[str, list[str]] | t
 async def _acs(runtime: Any, sp: Any, scope: Scope, receive: Receive, send: Send) -> None:
     form = await _read_form(scope, receive)
     if isinstance(form, tuple):
-        await send_text(send, form[0], form[1])
+        status, message = form
+        # the body may be left unread: an HTTP/1 connection must not be reused after this
+        extra = [("connection", "close")] if scope.get("http_version", "1.1")[0] == "1" else []
+        await send_text(send, status, message, extra)
         return
     responses = form.get("SAMLResponse", [])
     relays = form.get("RelayState", [])
@@ -202,7 +205,7 @@ async def _acs(runtime: Any, sp: Any, scope: Scope, receive: Receive, send: Send
         _audit_failure(runtime, str(exc))
         await send_text(send, 401, f"SAML sign-in refused: {exc}", [("set-cookie", clear)])
         return
-    raw = await asyncio.to_thread(_sign_in, runtime, identity)
+    raw = await asyncio.to_thread(runtime.sign_in, identity)
     session = _cookie(
         SESSION_COOKIE,
         raw,
@@ -224,14 +227,6 @@ async def _acs(runtime: Any, sp: Any, scope: Scope, receive: Receive, send: Send
 def _session_ttl(runtime: Any) -> float:
     config = getattr(runtime, "config", None)
     return float(getattr(config, "session_ttl_s", None) or 8 * 3600)
-
-
-def _sign_in(runtime: Any, identity: Any) -> str:
-    """Record the login and open a session; the raw session id (blocking: the store's DB)."""
-    store = runtime.store
-    store.record_login(identity)
-    raw: str = store.create_session(identity, ttl_s=_session_ttl(runtime))
-    return raw
 
 
 def _audit_failure(runtime: Any, reason: str) -> None:

@@ -28,7 +28,10 @@ bench extra) for (c), hypercorn + httpx for the HTTP rows of (a).
 from __future__ import annotations
 
 import argparse
+import asyncio
+import base64
 import contextlib
+import gc
 import importlib.metadata
 import json
 import os
@@ -377,14 +380,303 @@ def bench_engines(quick: bool) -> dict[str, Any]:
 
 # -- (a) through the ASGI app -------------------------------------------------------------------
 
+APP_CONFIG = """\
+version = 2
+
+[server]
+host = "127.0.0.1"
+port = {port}
+tls = "plain-http"
+
+[storage]
+directory = "{root}"
+
+# a plan that never limits here: (a) measures authentication and authorization (every row,
+# the anonymous one too, passes the same in-process limiter check)
+[rate_limits.plans.bench]
+rate = 100000.0
+burst = 100000000
+upload_rate = 100000.0
+upload_burst = 100000000
+
+[tenants.acme]
+plan = "bench"
+public = true
+
+[tenants.acme.roles]
+"user:alice" = ["reader@main"]
+"group:devs" = ["uploader@main"]
+"""
+
+READ_PATH = "/t/acme/main/simple/"
+
+
+def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1"), *headers],
+        "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8080),
+    }
+
+
+async def _asgi_get(app: Any, path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(_scope(path, headers), receive, send)
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return sent[0]["status"], body
+
+
+def _credentials(app: Any) -> dict[str, list[tuple[bytes, bytes]]]:
+    """The three callers: anonymous, an API token (Basic __token__), a signed-in session."""
+    from registry_core.auth import Identity, Scope
+
+    store = app.tenants["acme"].store
+    raw, _ = store.create_token(owner="user:alice", scopes=[Scope.parse("acme", "read:main")])
+    session = store.create_session(
+        Identity(
+            subject="user:alice",
+            issuer="https://idp.example",
+            method="oidc",
+            groups=frozenset({"devs"}),
+        )
+    )
+    basic = base64.b64encode(b"__token__:" + raw.encode()).decode()
+    return {
+        "anonymous": [],
+        "token (Basic __token__)": [(b"authorization", f"Basic {basic}".encode())],
+        "session cookie (OIDC/SAML)": [(b"cookie", f"rc_session={session}".encode())],
+    }
+
+
+def _whoami(status_body: tuple[int, bytes]) -> tuple[str, str]:
+    status, body = status_body
+    if status != 200:
+        raise SystemExit(f"whoami answered {status}: {body[:200]!r}")
+    data = json.loads(body)
+    return data.get("subject", "?"), data.get("method", "?")
+
+
+def _interleaved(
+    rows: dict[str, Callable[[], Any]], rounds: int, per_round: int, warmup: int
+) -> dict[str, dict[str, float]]:
+    """Each row's latency, the rows taking turns request by request (so a busy moment of the
+    shared machine lands on every row alike); the garbage collector runs between rounds only."""
+    samples: dict[str, list[int]] = {name: [] for name in rows}
+    items = list(rows.items())
+    for fn in rows.values():
+        for _ in range(warmup):
+            fn()
+    clock = time.perf_counter_ns
+    for _ in range(rounds):
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(per_round):
+                for name, fn in items:
+                    t = clock()
+                    fn()
+                    samples[name].append(clock() - t)
+        finally:
+            gc.enable()
+    return {name: summary(s) for name, s in samples.items()}
+
 
 def bench_app(quick: bool) -> dict[str, Any]:
-    """Placeholder until the multi-tenant app lands (see the module docstring)."""
+    """(a): see the module docstring."""
     try:
-        from registry_core.server import build_app  # noqa: F401
+        from registry_core.config import parse
+        from registry_core.server import build_app
     except ImportError as exc:
         return {"skipped": f"registry_core.server.build_app is not available: {exc}"}
-    return {"skipped": "not written yet"}
+    rounds, per_round, warmup = (3, 300, 100) if quick else (5, 2000, 300)
+    out: dict[str, Any] = {"rows": {}, "path": READ_PATH}
+    with tempfile.TemporaryDirectory(prefix="bench-auth-app-") as tmp:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        config_path = Path(tmp) / "registry.toml"
+        config_path.write_text(APP_CONFIG.format(port=port, root=Path(tmp) / "root"))
+        from registry_core.audit import MemorySink
+
+        app = build_app(parse(config_path.read_text(), source=str(config_path)), audit=MemorySink())
+        try:
+            callers = _credentials(app)
+            loop = asyncio.new_event_loop()
+            try:
+                for name, headers in callers.items():
+                    who = _whoami(
+                        loop.run_until_complete(_asgi_get(app, "/t/acme/_/whoami", headers))
+                    )
+                    out.setdefault("whoami", {})[name] = who
+                    status, _ = loop.run_until_complete(_asgi_get(app, READ_PATH, headers))
+                    if status != 200:
+                        raise SystemExit(f"{name}: GET {READ_PATH} answered {status}")
+                out["rows"]["in-process ASGI"] = _interleaved(
+                    {
+                        name: (
+                            lambda h=headers: loop.run_until_complete(_asgi_get(app, READ_PATH, h))
+                        )
+                        for name, headers in callers.items()
+                    },
+                    rounds,
+                    per_round,
+                    warmup,
+                )
+                out["rows"]["direct (no app)"] = _direct(app, callers, rounds, per_round, warmup)
+                out["hop"] = _hop(loop, rounds, per_round, warmup)
+            finally:
+                loop.close()
+        finally:
+            app.close()
+        out["rows"]["HTTP/1.1 keep-alive (httpx -> registry-core serve)"] = _over_http(
+            config_path, port, callers, rounds, per_round // 2, warmup
+        )
+    out["goals"] = _goals(out["rows"])
+    return out
+
+
+def _direct(
+    app: Any, callers: dict[str, list[tuple[bytes, bytes]]], rounds: int, n: int, warmup: int
+) -> dict[str, dict[str, float]]:
+    """What the middleware adds, called directly: token -> principal -> authorize(read), and
+    session id -> principal -> authorize(read), against doing nothing."""
+    from registry_core.auth import authorize
+
+    runtime = app.tenants["acme"]
+    store = runtime.store
+    resource = Resource("acme", "main")
+    token = base64.b64decode(dict(callers["token (Basic __token__)"])[b"authorization"][6:])
+    raw = token.decode().split(":", 1)[1]
+    session = dict(callers["session cookie (OIDC/SAML)"])[b"cookie"].decode().split("=", 1)[1]
+
+    def by_token() -> None:
+        principal = store.authenticate_token(raw)
+        assert authorize(principal, "read", resource, store.policy()).allowed
+
+    def by_session() -> None:
+        principal = store.session(session)
+        assert principal is not None and authorize(principal, "upload", resource, store.policy())
+
+    return _interleaved(
+        {
+            "anonymous": lambda: None,
+            "token (Basic __token__)": by_token,
+            "session cookie (OIDC/SAML)": by_session,
+        },
+        rounds,
+        n,
+        warmup,
+    )
+
+
+def _hop(
+    loop: asyncio.AbstractEventLoop, rounds: int, n: int, warmup: int
+) -> dict[str, dict[str, float]]:
+    """What one ``asyncio.to_thread`` round trip (no work) costs on this machine, against an
+    event-loop turn: the middleware authenticates in a worker thread."""
+
+    def nothing() -> None:
+        return None
+
+    async def turn() -> None:
+        return None
+
+    async def hop() -> None:
+        await asyncio.to_thread(nothing)
+
+    return _interleaved(
+        {
+            "event-loop turn": lambda: loop.run_until_complete(turn()),
+            "turn + asyncio.to_thread": lambda: loop.run_until_complete(hop()),
+        },
+        rounds,
+        n,
+        warmup,
+    )
+
+
+def _over_http(
+    config_path: Path,
+    port: int,
+    callers: dict[str, list[tuple[bytes, bytes]]],
+    rounds: int,
+    n: int,
+    warmup: int,
+) -> dict[str, dict[str, float]] | str:
+    import httpx
+
+    exe = Path(sys.executable).with_name("registry-core")
+    proc = subprocess.Popen(
+        [str(exe), "serve", "--config", str(config_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                    return f"skipped: registry-core serve did not start: {err[-400:]}"
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}{READ_PATH}"
+        with httpx.Client(http1=True, timeout=30) as client:
+
+            def get(headers: list[tuple[bytes, bytes]]) -> None:
+                r = client.get(url, headers=[(k.decode(), v.decode()) for k, v in headers])
+                if r.status_code != 200:
+                    raise SystemExit(f"GET {url} answered {r.status_code}")
+
+            return _interleaved(
+                {name: (lambda h=headers: get(h)) for name, headers in callers.items()},
+                rounds,
+                n,
+                warmup,
+            )
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _goals(rows: dict[str, Any]) -> list[str]:
+    lines = []
+    for transport, table in rows.items():
+        if not isinstance(table, dict):
+            continue
+        base = table["anonymous"]["p99_us"]
+        for name, goal in (
+            ("token (Basic __token__)", 200.0),
+            ("session cookie (OIDC/SAML)", 1000.0),
+        ):
+            added = table[name]["p99_us"] - base
+            verdict = "met" if added < goal else "NOT met"
+            lines.append(
+                f"goal {name} < {goal:.0f} us p99 added, {transport}: {added:+.1f} us -> {verdict}"
+            )
+    return lines
 
 
 # -- report -------------------------------------------------------------------------------------
@@ -402,6 +694,9 @@ def report(out: dict[str, Any]) -> str:
         lines.append(f"    skipped: {app['skipped']}")
     else:
         for transport, rows in app["rows"].items():
+            if isinstance(rows, str):
+                lines.append(f"    {transport}: {rows}")
+                continue
             base = rows["anonymous"]
             lines.append(f"    {transport}:")
             for name, r in rows.items():
@@ -416,6 +711,14 @@ def report(out: dict[str, Any]) -> str:
                 lines.append(
                     f"      {name:<28} p50 {r['p50_us']:8.1f}  p99 {r['p99_us']:8.1f}{added}"
                 )
+        hop = app.get("hop")
+        if hop:
+            a, b = hop["event-loop turn"], hop["turn + asyncio.to_thread"]
+            lines.append(
+                f"    one asyncio.to_thread round trip (the middleware authenticates in a worker "
+                f"thread): p50 {b['p50_us'] - a['p50_us']:+.1f} us, "
+                f"p99 {b['p99_us'] - a['p99_us']:+.1f} us"
+            )
         for goal in app.get("goals", []):
             lines.append(f"    {goal}")
     lines += ["", "(b) limiter throughput"]

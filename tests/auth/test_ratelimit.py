@@ -63,6 +63,13 @@ def test_idle_key_refills_to_burst_only():
     assert result.allowed and result.remaining == 2  # an hour idle still gives burst, not 3600
 
 
+def test_a_stricter_plan_leaves_the_key_fully_spent_not_blocked_for_long():
+    _, tat = gcra(None, 0, rate=1, burst=100, cost=100)  # TAT 100 s ahead
+    result, new = gcra(tat, 0, rate=1, burst=5)  # the plan now allows bursts of 5
+    assert not result.allowed and result.retry_after_s == 1.0 and result.reset_s == 5.0
+    assert new == 5 * S
+
+
 def test_cost_and_peek():
     result, tat = gcra(None, 0, rate=1, burst=5, cost=3)
     assert result.allowed and result.remaining == 2

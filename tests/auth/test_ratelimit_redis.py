@@ -114,6 +114,20 @@ def test_server_clock_burst_retry_and_ttl(redis_server, prefix):
         assert prefix in repr(limiter)
 
 
+def test_foreign_values_are_bounded(redis_server, prefix):
+    raw = redis.Redis.from_url(redis_server.url)
+    limiter = RedisRateLimiter(redis_server.url, prefix=prefix)
+    raw.set(prefix + "junk", b"not a number")
+    assert limiter.hit("junk", rate=1, burst=2).remaining == 1  # counts as absent
+    raw.set(prefix + "far", b"1e300")
+    result = limiter.hit("far", rate=1, burst=2)
+    assert not result.allowed and 0 < result.retry_after_s <= 1.0  # fully spent, not forever
+    raw.hset(prefix + "hash", "a", "b")
+    with pytest.raises(RateLimiterUnavailableError, match="WRONGTYPE"):
+        limiter.hit("hash", rate=1, burst=2)
+    limiter.close()
+
+
 def test_two_instances_share_one_budget(redis_server, prefix):
     a = RedisRateLimiter(redis_server.url, prefix=prefix)
     b = RedisRateLimiter(redis_server.url, prefix=prefix)

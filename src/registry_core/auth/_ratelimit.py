@@ -169,6 +169,8 @@ def _step(
     """The GCRA step in any integer clock unit; returns (result, the TAT to store)."""
     tolerance = interval * burst
     base = now if tat is None or tat < now else tat
+    if base > now + tolerance:  # a plan made stricter (or a tampered value): fully spent
+        base = now + tolerance
     new_tat = base + interval * cost
     allow_at = new_tat - tolerance
     window = burst / rate
@@ -286,9 +288,11 @@ def _checked(limits: Sequence[Limit]) -> list[Limit]:
         raise InvalidArgumentError("hit_all needs at least one limit")
     out = []
     for lim in limits:
-        lim = Limit(*lim)
+        if type(lim) is not Limit:
+            lim = Limit(*lim)
         _check_limit(lim.rate, lim.burst, lim.cost)
-        out.append(lim._replace(key=_key(lim.key)))
+        key = _key(lim.key)
+        out.append(lim if key is lim.key else lim._replace(key=key))
     if len({lim.key for lim in out}) != len(out):
         raise InvalidArgumentError("hit_all was given the same key twice")
     return out
@@ -334,7 +338,9 @@ class MemoryRateLimiter:
 # The one script. KEYS: the rate-limit keys. ARGV[1]: "" (use the server's TIME) or a time in
 # microseconds (tests only); then per key: emission interval, burst tolerance, increment (µs).
 # All or nothing: TATs are written only when every key allows the request, each with a TTL
-# that ends when its TAT passes (an expired key and an absent key mean the same). Replies
+# that ends when its TAT passes (an expired key and an absent key mean the same). A stored
+# value that is not a number counts as absent; one beyond now + tolerance (a plan made
+# stricter, a tampered value) as fully spent, as in _step. Replies
 # {allowed 0/1, now, tat_1 .. tat_n} with tat_i = max(stored TAT, now) before the request.
 # Lua numbers are doubles: microseconds since 1970 (~1.8e15) stay exact below 2^53.
 LUA = """
@@ -354,6 +360,7 @@ for i = 1, #KEYS do
   local increment = tonumber(ARGV[j + 2])
   local tat = tonumber(redis.call("GET", KEYS[i]) or "")
   if tat == nil or tat < now then tat = now end
+  if tat > now + tolerance then tat = now + tolerance end
   local new = tat + increment
   if now < new - tolerance then reply[1] = 0 end
   reply[i + 2] = tat

@@ -448,7 +448,9 @@ class OIDCRelyingParty:
         variable's name) or ``client_secret_file`` (its first line); neither: a public client."""
         env = os.environ if environ is None else environ
         secret: str | None = None
-        if getattr(config, "client_secret_env", None):
+        if environ is None and hasattr(config, "read_client_secret"):
+            secret = config.read_client_secret()  # config's own reader (ConfigError names key)
+        elif getattr(config, "client_secret_env", None):
             secret = env.get(config.client_secret_env)
             if not secret:
                 raise InvalidArgumentError(

@@ -61,6 +61,8 @@ class Publisher:
     claims: Mapping[str, str] = field(default_factory=dict)
     create: bool = False
     audience: str | None = None
+    #: an http:// issuer on a loopback host (tests, local development) only with this
+    allow_http: bool = False
 
     @classmethod
     def of(cls, config: Any) -> Publisher:
@@ -78,6 +80,7 @@ class Publisher:
             claims=dict(getattr(config, "claims", None) or {}),
             create=bool(getattr(config, "create", False)),
             audience=getattr(config, "audience", None),
+            allow_http=bool(getattr(config, "allow_http", False)),
         )
 
     @property
@@ -89,7 +92,9 @@ def _check_publisher(p: Publisher, tenant: str, allow_http: bool) -> Publisher:
     if not isinstance(p.name, str) or not _NAME.fullmatch(p.name):
         raise InvalidArgumentError(f"publisher name {p.name!r}: {_NAME.pattern}")
     check_subject(p.subject)
-    check_issuer_url(p.issuer, allow_http=allow_http, what=f"publisher {p.name}: issuer")
+    check_issuer_url(
+        p.issuer, allow_http=allow_http or p.allow_http, what=f"publisher {p.name}: issuer"
+    )
     Resource(tenant, p.index, p.project)  # validates the names
     if not (p.repository or p.claims):
         # without one of these, any workflow of any repository at that issuer could publish
@@ -230,8 +235,11 @@ class TrustedPublishing:
             jwks_uri = doc.get("jwks_uri")
             if not isinstance(jwks_uri, str):
                 raise IdentityProviderError("OIDC discovery document has no jwks_uri")
+            allow_http = self.allow_http or any(
+                p.allow_http for p in self.publishers if p.issuer == issuer
+            )
             try:
-                check_issuer_url(jwks_uri, allow_http=self.allow_http, what="jwks_uri")
+                check_issuer_url(jwks_uri, allow_http=allow_http, what="jwks_uri")
             except InvalidArgumentError as exc:
                 raise IdentityProviderError(str(exc)) from exc
             cache = JWKSCache(jwks_uri, http=self._http, min_refresh_s=self._jwks_min_refresh_s)

@@ -22,12 +22,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "auth"))
 
-from _oidc_idp import OIDCProvider  # noqa: E402
-from _packages import build_project, client_env, run, tool  # noqa: E402
+from _oidc_idp import OIDCProvider
 
-from registry_core.config import parse  # noqa: E402
-from registry_core.server import start_server  # noqa: E402
-from registry_core.server._tenancy import build_app  # noqa: E402
+from _packages import build_project, client_env, run, tool
+from registry_core.config import parse
+from registry_core.server import start_server
+from registry_core.server._tenancy import build_app
 
 pytestmark = pytest.mark.network
 

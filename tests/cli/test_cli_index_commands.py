@@ -1,5 +1,6 @@
-"""``registry-core token`` and ``registry-core index rebuild``, run in-process with ``main``:
-what they print, what they store, and their one-line errors."""
+"""``registry-core token`` (a v1 directory: the old usage) and ``registry-core index rebuild``,
+run in-process with ``main``: what they print, what they store, and their one-line errors.
+Scopes, owners, expiry and v2 tenants: tests/cli/test_cli_tokens.py."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from _packages import build_project
+from registry_core.auth import parse_token
 from registry_core.cli import main
 from registry_core.cli._proxy import parse_listen, parse_size
 from registry_core.errors import AuthenticationError, PermissionDeniedError
 from registry_core.index import Index
-from registry_core.index._tokens import parse_token
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +39,16 @@ def test_token_create_prints_only_the_token_and_stores_only_its_hash(tmp_path, c
     assert out.count("\n") == 1
     raw = out.strip()
     token_id, secret = parse_token(raw)
-    db = b"".join(p.read_bytes() for p in (tmp_path / ".registry-core").glob("index.sqlite3*"))
+    state = tmp_path / ".registry-core"
+    db = b"".join(p.read_bytes() for p in state.glob("*.sqlite3*"))
     assert secret.encode() not in db and raw.encode() not in db
     with Index(tmp_path) as index:
-        record = index.authenticate(raw, "cli-demo")
+        (record,) = index.tokens()
         assert record.token_id == token_id and record.scope == "cli-demo"
-        assert record.description == "ci"
+        assert record.description == "ci" and record.owner is None
+        assert [str(s) for s in record.scopes] == ["read,upload,create:main/cli-demo"]
+        principal = index.authenticate(raw, "cli-demo")
+        assert principal.token_id == token_id
         with pytest.raises(PermissionDeniedError):
             index.authenticate(raw, "other-project")
 
@@ -55,8 +60,10 @@ def test_token_list_shows_no_secret_and_revoke_ends_a_token(tmp_path, capsys):
     assert main(["token", "list", str(tmp_path)]) == 0
     listing = capsys.readouterr().out
     (row,) = [ln for ln in listing.splitlines() if ln.startswith(token_id)]
-    assert row.split()[:2] == [token_id, "*"] and row.split()[3] == "-"
-    assert "whole index" in row
+    # ID OWNER SCOPES CREATED EXPIRES REVOKED DESCRIPTION
+    cells = row.split()
+    assert cells[:3] == [token_id, "-", "read,upload,create:main"]
+    assert cells[4:6] == ["never", "-"] and "whole index" in row
     with Index(tmp_path) as index:
         stored = index.tokens()[0].secret_sha256
     assert secret not in listing and stored not in listing
@@ -65,7 +72,7 @@ def test_token_list_shows_no_secret_and_revoke_ends_a_token(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"revoked {token_id}"
     assert main(["token", "list", str(tmp_path)]) == 0
     (row,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(token_id)]
-    assert row.split()[3] != "-"  # the revocation time
+    assert row.split()[5] != "-"  # the revocation time
     with Index(tmp_path) as index, pytest.raises(AuthenticationError):
         index.authenticate(raw, "anything")
 

@@ -1,13 +1,28 @@
-"""``registry-core index rebuild|yank|unyank``: maintain the index database."""
+"""``registry-core index rebuild|yank|unyank``: maintain the index database; and where the
+token and role commands find a tenant's state (:func:`open_target`).
+
+A v1 index directory ``DIR`` is tenant "default" with its one index "main" and its tenant
+store at ``DIR/.registry-core/tenant.sqlite3`` (opened through the Index, so the index's old
+tokens are imported first). With ``--config FILE --tenant NAME`` (schema v2) the tenant store
+is ``ROOT/NAME/.registry-core/tenant.sqlite3``, ``ROOT`` the config's storage directory, and
+the config's role grants are the store's static bindings. Whoever runs these commands has file
+access to that state: the local operator, admin of the tenant.
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidArgumentError
 from ._output import counts
+
+if TYPE_CHECKING:
+    from ..auth import Resource, TenantStore
+TENANT_FILE = "tenant.sqlite3"
 
 
 def open_index(directory: str) -> Any:
@@ -18,6 +33,149 @@ def open_index(directory: str) -> Any:
     from ..index import Index
 
     return Index(directory)
+
+
+# -- the tenant a token or role command acts on --------------------------------------------------
+
+
+@dataclass
+class Target:
+    """One tenant's store and the names of its indexes (what a token or role command edits).
+
+    ``where`` names it in messages; ``max_ttl_s`` is the tenant's token lifetime bound
+    (``token_max_ttl_s``; None: unbounded)."""
+
+    tenant: str
+    indexes: tuple[str, ...]
+    store: TenantStore
+    where: str
+    max_ttl_s: float | None = None
+    _close: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    @property
+    def store_audit(self) -> Any:
+        """The store's audit sink (denials go where its grants go), if it has one."""
+        return getattr(self.store, "audit", None)
+
+    @property
+    def default_index(self) -> str:
+        return self.indexes[0]
+
+    def resource(self, text: str | None) -> Resource:
+        """``text`` ("*", "INDEX", "INDEX/PROJECT"; None: "*") in this tenant; an index the
+        tenant does not have is refused (a typo never grants on nothing)."""
+        from ..auth import Resource
+
+        resource = Resource.parse(self.tenant, "*" if text is None else text)
+        if resource.index is not None and resource.index not in self.indexes:
+            raise InvalidArgumentError(
+                f"{self.where}: no index {resource.index!r} (indexes: {', '.join(self.indexes)})"
+            )
+        return resource
+
+    def close(self) -> None:
+        while self._close:
+            self._close.pop()()
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    """``--config FILE --tenant NAME`` (v2), the alternative to a leading DIR (v1)."""
+    p.add_argument("--config", metavar="FILE", help="a v2 config file (with --tenant), not DIR")
+    p.add_argument("--tenant", metavar="NAME", help="the tenant of --config")
+
+
+def split_target(
+    args: argparse.Namespace, words: Sequence[str], names: Sequence[str], optional: int = 0
+) -> dict[str, str | None]:
+    """The positional ``words`` as ``names`` (the last ``optional`` of them may be missing),
+    after a leading DIR unless ``--config`` is given; sets ``args.directory``."""
+    words = list(words)
+    if args.config is None:
+        if args.tenant is not None:
+            raise InvalidArgumentError("--tenant goes with --config (a DIR is tenant 'default')")
+        if not words:
+            raise InvalidArgumentError("give the index DIR, or --config FILE --tenant NAME")
+        args.directory = words.pop(0)
+    else:
+        if args.tenant is None:
+            raise InvalidArgumentError("--config needs --tenant NAME")
+        args.directory = None
+    if not len(names) - optional <= len(words) <= len(names):
+        want = " ".join(names[: len(names) - optional])
+        if optional:
+            want += " [" + " ".join(names[len(names) - optional :]) + "]"
+        where = "--config FILE --tenant NAME" if args.config else "DIR"
+        raise InvalidArgumentError(f"expected {where} {want}".replace("  ", " ").strip())
+    out: dict[str, str | None] = dict.fromkeys(names)
+    out.update(zip(names, words, strict=False))
+    return out
+
+
+def open_target(args: argparse.Namespace) -> Target:
+    """The tenant of ``args`` (``directory``, or ``config`` + ``tenant``)."""
+    if args.config is None:
+        index = open_index(args.directory)
+        target = Target(
+            tenant=index.tenant, indexes=(index.name,), store=index.auth, where=args.directory
+        )
+        target._close.append(index.close)
+        return target
+    return _open_config_target(args.config, args.tenant)
+
+
+def _open_config_target(path: str, tenant: str) -> Target:
+    from ..auth import Resource, RoleBinding, TenantStore
+    from ..config import load
+
+    config = load(path)
+    tc = config.tenants.get(tenant)
+    if tc is None:
+        known = ", ".join(sorted(config.tenants)) or "none"
+        raise InvalidArgumentError(f"{path}: no tenant {tenant!r} (tenants: {known})")
+    base = Path(path).resolve().parent  # relative storage paths are the config file's
+
+    def located(p: str) -> Path:
+        return Path(p) if Path(p).is_absolute() else base / p
+
+    root = located(config.storage.directory)
+    if not root.is_dir():
+        raise InvalidArgumentError(f"{path}: storage directory {root}: not a directory")
+    indexes = tuple(i.name for i in tc.indexes) or ("main",)
+    where = f"{path} tenant {tenant!r}"
+    if config.default_tenant == tenant:
+        # a v1-derived config: its one index directory holds the tenant store too
+        directory = located(config.index_directory(tenant, indexes[0]))
+        target = open_target(argparse.Namespace(config=None, directory=str(directory)))
+        target.where, target.max_ttl_s = where, tc.token_max_ttl_s
+        return target
+    static: list[RoleBinding] = [
+        RoleBinding(g.subject, g.role, Resource.parse(tenant, g.resource), "config")
+        for g in tc.roles
+    ]
+    for group, entries in tc.group_roles.items():
+        for entry in entries:
+            role, _, resource = entry.partition("@")
+            static.append(
+                RoleBinding(
+                    f"group:{group}", role, Resource.parse(tenant, resource or "*"), "config"
+                )
+            )
+    state = located(config.tenant_directory(tenant)) / ".registry-core"
+    store = TenantStore(state / TENANT_FILE, tenant=tenant, static_bindings=static)
+    target = Target(
+        tenant=tenant, indexes=indexes, store=store, where=where, max_ttl_s=tc.token_max_ttl_s
+    )
+    target._close.append(store.close)
+    return target
+
+
+# -- index rebuild | yank | unyank ---------------------------------------------------------------
 
 
 def _cmd_rebuild(args: argparse.Namespace) -> int:
@@ -35,7 +193,7 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
 
 def _cmd_yank(args: argparse.Namespace) -> int:
     index = open_index(args.directory)
-    try:
+    try:  # the local operator (file access): no principal, allowed (and audited by the index)
         if args.index_command == "yank":
             index.yank(args.filename, args.reason)
             why = f" ({args.reason})" if args.reason else ""

@@ -1,17 +1,56 @@
-"""``registry-core token create | list | revoke DIR``: the index's API tokens.
+"""``registry-core token create | list | revoke``: a tenant's API tokens.
 
+Each command acts on an index directory ``DIR`` (tenant "default", index "main") or, with
+``--config FILE --tenant NAME``, on one tenant of a v2 config (see ``_index.open_target``).
 ``create`` prints the raw token once, alone on stdout (so ``TOKEN=$(registry-core token create
-DIR)`` works); only a hash of its secret is stored. ``list`` never shows secrets or hashes.
+DIR)`` works); only a hash of its secret is stored. A token holds least-privilege scopes
+(``--scope ACTIONS:RESOURCE``, repeatable; ``--project P`` is ``read,upload,create:INDEX/P``;
+neither: ``read,upload,create:INDEX``), may act for an ``--owner`` (its roles, narrowed by the
+scopes; without one the scopes are the whole grant) and may expire (``--expires 30d``).
+``list`` shows owner, scopes and times, never a secret or its hash.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import time
 from typing import Any
 
 from ..errors import InvalidArgumentError
-from ._index import open_index
+from ._index import Target, add_target_arguments, open_target, split_target
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"([0-9]{1,9})\s*([smhdw])")
+MAX_TTL_S = 10 * 366 * 86400  # ten years: beyond that, say never
+
+
+def parse_duration(text: str) -> float | None:
+    """``"30d"``, ``"12h"``, ``"90m"``, ``"45s"``, ``"2w"`` in seconds; ``"never"`` is None."""
+    value = text.strip().lower()
+    if value == "never":
+        return None
+    m = _DURATION.fullmatch(value)
+    if m is None or int(m.group(1)) == 0:
+        raise InvalidArgumentError(
+            f"--expires {text[:40]!r}: expected N followed by s, m, h, d or w (e.g. 30d), or never"
+        )
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds > MAX_TTL_S:
+        raise InvalidArgumentError(f"--expires {text[:40]!r}: over ten years; use never")
+    return float(seconds)
+
+
+def format_duration(seconds: float | None) -> str:
+    """The inverse of :func:`parse_duration` for whole units (largest unit that divides)."""
+    if seconds is None:
+        return "never"
+    n = int(seconds)
+    for unit in ("w", "d", "h", "m"):
+        if n % _UNITS[unit] == 0:
+            return f"{n // _UNITS[unit]}{unit}"
+    return f"{n}s"
 
 
 def _when(ns: int | None) -> str:
@@ -20,78 +59,178 @@ def _when(ns: int | None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ns / 1e9))
 
 
+def _scopes(target: Target, args: argparse.Namespace) -> list[Any]:
+    from ..auth import Scope
+
+    index = args.index or target.default_index
+    target.resource(index)  # an index of this tenant
+    texts = list(args.scope or ())
+    if args.project is not None:
+        texts.append(f"read,upload,create:{index}/{args.project}")
+    if not texts:
+        texts.append(f"read,upload,create:{index}")
+    scopes = []
+    for text in texts:
+        scope = Scope.parse(target.tenant, text)
+        target.resource(str(scope.resource))  # refuses an index the tenant does not have
+        if scope not in scopes:
+            scopes.append(scope)
+    return scopes
+
+
 def _cmd_create(args: argparse.Namespace) -> int:
-    index = open_index(args.directory)
-    try:
-        raw, _record = index.create_token(scope=args.project, description=args.description)
-    finally:
-        index.close()
+    from ..auth._model import check_subject
+
+    split_target(args, args.words, ())
+    ttl = parse_duration(args.expires) if args.expires is not None else None
+    owner = check_subject(args.owner) if args.owner is not None else None
+    if owner is not None and (owner in ("*", "authenticated") or owner.startswith("group:")):
+        raise InvalidArgumentError(
+            f"--owner {owner!r}: a token acts for one subject (user:..., publisher:...)"
+        )
+    with open_target(args) as target:
+        if target.max_ttl_s is not None:
+            if args.expires is None:
+                ttl = target.max_ttl_s  # the tenant's bound is the default
+            elif ttl is None or ttl > target.max_ttl_s:
+                raise InvalidArgumentError(
+                    f"{target.where}: tokens live at most {format_duration(target.max_ttl_s)} "
+                    f"(token_max_ttl_s); --expires {args.expires} is longer"
+                )
+        scopes = _scopes(target, args)
+        now = time.time_ns()
+        expires_ns = now + int(ttl * 1e9) if ttl is not None else None
+        raw, _record = target.store.create_token(
+            owner=owner,
+            scopes=scopes,
+            description=args.description,
+            expires_ns=expires_ns,
+            now_ns=now,
+        )
     print(raw, flush=True)
     return 0
 
 
+def _row(t: Any) -> dict[str, Any]:
+    return {
+        "id": t.token_id,
+        "owner": t.owner,
+        "scopes": [str(s) for s in t.scopes],
+        "created": _when(t.created_ns),
+        "expires": _when(t.expires_ns) if t.expires_ns is not None else "never",
+        "revoked": _when(t.revoked_ns),
+        "last_used": _when(t.last_used_ns),
+        "description": t.description,
+    }
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
-    index = open_index(args.directory)
-    try:
-        tokens = index.tokens()
-    finally:
-        index.close()
-    rows = [("ID", "SCOPE", "CREATED", "REVOKED", "DESCRIPTION")]
-    rows += [
-        (t.token_id, t.scope or "*", _when(t.created_ns), _when(t.revoked_ns), t.description)
-        for t in tokens
-    ]
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for row in rows:
-        print(
-            (
-                "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[4]
-            ).rstrip()
+    split_target(args, args.words, ())
+    with open_target(args) as target:
+        tokens = target.store.tokens()
+    rows = [_row(t) for t in tokens]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = [("ID", "OWNER", "SCOPES", "CREATED", "EXPIRES", "REVOKED", "DESCRIPTION")]
+    table += [
+        (
+            r["id"],
+            r["owner"] or "-",
+            " ".join(r["scopes"]),
+            r["created"],
+            r["expires"],
+            r["revoked"],
+            r["description"],
         )
+        for r in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(6)]
+    for line in table:
+        cells = "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=False))
+        print(f"{cells}  {line[6]}".rstrip())
     return 0
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
-    index = open_index(args.directory)
-    try:
-        revoked = index.revoke_token(args.token_id)
-    finally:
-        index.close()
+    token_id = split_target(args, args.words, ("TOKEN_ID",))["TOKEN_ID"]
+    assert token_id is not None
+    with open_target(args) as target:
+        revoked = target.store.revoke_token(token_id, by="local")
+        where = target.where
     if not revoked:
-        raise InvalidArgumentError(f"no valid token {args.token_id!r} in {args.directory}")
-    print(f"revoked {args.token_id}")
+        raise InvalidArgumentError(f"no valid token {token_id[:80]!r} in {where}")
+    print(f"revoked {token_id}")
     return 0
 
 
 def add_token_parser(sub: Any) -> None:
     """Add ``token create | list | revoke`` to an ``argparse`` subparsers object."""
-    token = sub.add_parser("token", help="create, list and revoke the index's API tokens")
+    token = sub.add_parser("token", help="create, list and revoke a tenant's API tokens")
     verbs = token.add_subparsers(
         dest="token_command", required=True, metavar="{create,list,revoke}"
     )
 
     p = verbs.add_parser(
         "create",
+        usage="%(prog)s (DIR | --config FILE --tenant NAME) [options]",
         help="create a token and print it once",
-        description="Create an upload token for the index in DIR and print it once on stdout "
-        "(twine: TWINE_USERNAME=__token__ TWINE_PASSWORD=<token>; uv publish --token <token>). "
-        "Only a hash of its secret is stored: it cannot be shown again.",
+        description="Create an API token for the index in DIR (or a tenant of a v2 config) and "
+        "print it once on stdout (twine: TWINE_USERNAME=__token__ TWINE_PASSWORD=<token>; uv "
+        "publish --token <token>). Only a hash of its secret is stored: it cannot be shown "
+        "again. Default scope: read,upload,create on the index.",
     )
-    p.add_argument("directory", help="the index directory (as given to serve)")
+    p.add_argument(
+        "words", nargs="*", metavar="DIR", help="the index directory (as given to serve)"
+    )
+    add_target_arguments(p)
     p.add_argument(
         "--project",
         metavar="NAME",
         default=None,
-        help="scope: the token may upload to this project only (default: any project)",
+        help="scope: read, upload and create this project only (default: any project)",
+    )
+    p.add_argument(
+        "--scope",
+        action="append",
+        metavar="ACTIONS:RESOURCE",
+        help="a least-privilege scope, e.g. upload:main/foo or read:* (repeatable)",
+    )
+    p.add_argument("--index", metavar="NAME", help="the index of --project (default: the first)")
+    p.add_argument(
+        "--owner",
+        metavar="SUBJECT",
+        help="act for this subject (user:alice): its roles, narrowed by the scopes; "
+        "default: none, the scopes are the token's whole grant",
+    )
+    p.add_argument(
+        "--expires",
+        metavar="DURATION",
+        help="30d, 12h, 90m, 2w or never (default: never, or the tenant's token_max_ttl_s)",
     )
     p.add_argument("--description", default="", help="a note shown by token list")
     p.set_defaults(func=_cmd_create, command_name="token create")
 
-    p = verbs.add_parser("list", help="list tokens (id, scope, created, revoked; no secrets)")
-    p.add_argument("directory", help="the index directory")
+    p = verbs.add_parser(
+        "list",
+        usage="%(prog)s (DIR | --config FILE --tenant NAME) [--json]",
+        help="list tokens (id, owner, scopes, expiry, revoked; no secrets)",
+    )
+    p.add_argument("words", nargs="*", metavar="DIR", help="the index directory")
+    add_target_arguments(p)
+    p.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     p.set_defaults(func=_cmd_list, command_name="token list")
 
-    p = verbs.add_parser("revoke", help="revoke a token by its id (from token list)")
-    p.add_argument("directory", help="the index directory")
-    p.add_argument("token_id", help="the token's id (the part after 'rc-' in the token)")
+    p = verbs.add_parser(
+        "revoke",
+        usage="%(prog)s (DIR | --config FILE --tenant NAME) TOKEN_ID",
+        help="revoke a token by its id (from token list)",
+    )
+    p.add_argument(
+        "words",
+        nargs="+",
+        metavar="[DIR] TOKEN_ID",
+        help="the index directory, then the token's id (the part after 'rc-' in the token)",
+    )
+    add_target_arguments(p)
     p.set_defaults(func=_cmd_revoke, command_name="token revoke")

@@ -393,3 +393,72 @@ async def exercise_every_tool(s: Any, site: Site, tools: set[str]) -> None:
     error_of(await s.call_tool("project_metadata", {"project": 7}))
     assert data_of(await s.call_tool("search_projects", {"query": ""}))["total"] == 2
     no_secret(site, *results)
+
+
+# -- two tenants in the v2 layout (the isolation tests of the MCP tools and the CLI) ------------
+
+V2_CONFIG = """\
+version = 2
+
+[storage]
+directory = "{root}"
+
+[tenants.acme]
+token_max_ttl_s = 2592000
+
+[tenants.acme.roles]
+"user:alice" = ["owner@*"]
+
+[tenants.acme.group_roles]
+"engineering" = ["maintainer@main"]
+
+[tenants.globex]
+
+[tenants.globex.roles]
+"user:gina" = ["owner@*"]
+"""
+
+
+@dataclass
+class Tenants:
+    """ROOT/acme/main and ROOT/globex/main, each an Index over its own TenantStore at
+    ROOT/<tenant>/.registry-core/tenant.sqlite3, and the v2 config file naming them."""
+
+    root: Path
+    config: Path
+    indexes: dict[str, Index]
+    _stop: list[Any] = field(default_factory=list, repr=False)
+
+    def directory(self, tenant: str) -> Path:
+        return self.root / tenant / "main"
+
+    def store(self, tenant: str) -> Any:
+        return self.indexes[tenant].auth
+
+    def close(self) -> None:
+        for stop in reversed(self._stop):
+            stop()
+
+
+def make_tenants(root: Path, uploads: dict[str, list[Path]], *, audit: Any = None) -> Tenants:
+    """The two tenants of :data:`V2_CONFIG` under ``root``; ``uploads[tenant]``: the files
+    uploaded into its index by its local operator; ``audit``: both indexes' and stores' sink."""
+    from registry_core.auth import Principal, TenantStore
+
+    root.mkdir(parents=True, exist_ok=True)
+    config = root / "registry.toml"
+    config.write_text(V2_CONFIG.format(root=root.as_posix()), encoding="utf-8")
+    tenants = Tenants(root, config, {})
+    for name in ("acme", "globex"):
+        directory = root / name / "main"
+        directory.mkdir(parents=True)
+        store = TenantStore(
+            root / name / ".registry-core" / "tenant.sqlite3", tenant=name, audit=audit
+        )
+        index = Index(directory, auth=store, tenant=name, name="main", audit=audit)
+        tenants.indexes[name] = index
+        tenants._stop += [store.close, index.close]
+        for path in uploads.get(name, ()):
+            with open(path, "rb") as f:
+                index.upload(path.name, f, principal=Principal.local(name))
+    return tenants

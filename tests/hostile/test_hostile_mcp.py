@@ -146,15 +146,18 @@ def test_malformed_oversized_traversal_and_writes(site, work) -> None:
 
 
 def test_write_refusals_with_allow_write(site, work) -> None:
-    """Even with allow_write: no token, writes through symlinks or out of the roots refused."""
-    server = create_server(directory=site.directory, roots=[work], allow_write=True)
+    """Even with allow_write: a read-only token's publish (the index's decision point says no,
+    even for bytes the index already has), writes through symlinks or out of the roots are
+    refused."""
+    reader, _ = site.index.create_token(scopes=["read:main"], description="hostile reader")
+    server = create_server(directory=site.directory, roots=[work], allow_write=True, token=reader)
     a10, a11 = (site.releases[k].wheel.name for k in ("alpha-1.0", "alpha-1.1"))
     before = _snapshot(site, work)
 
     async def go() -> None:
         async with Client(server) as c:
             for name, args, needles in [
-                ("publish", {"path": a11}, ("token",)),
+                ("publish", {"path": a11}, ("may not upload",)),
                 (
                     "diff",
                     {"old_path": a10, "new_path": a11, "output_path": "escape.whl"},
@@ -164,7 +167,7 @@ def test_write_refusals_with_allow_write(site, work) -> None:
                 ("fetch", {"project": "beta", "output_path": "/tmp/rc-mcp-x.whl"}, ("outside",)),
                 ("fetch", {"project": "beta", "output_path": "nodir/x.whl"}, ("does not exist",)),
             ]:
-                _check_error(await c.call_tool(name, args), *needles)
+                _check_error(await c.call_tool(name, args), *needles, token=reader)
 
     anyio.run(go)
     assert _snapshot(site, work) == before

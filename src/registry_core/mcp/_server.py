@@ -6,6 +6,11 @@ carries the structured content plus a one-line human summary. A
 :class:`~registry_core.errors.RegistryCoreError` (or a bad value) becomes an MCP tool error
 with its message; anything else the SDK reports as a bare "Error executing tool", never a
 traceback. The configured token is scrubbed from every message.
+
+A local index (``directory=`` or ``index=``) is one index of one tenant (``tenant=``,
+``index_name=``): the tools act as the configured token's principal (checked at start: a bad
+token raises here, so the server never starts) or as the local operator, and every call goes
+through the index's decision point (``RegistryTools``).
 """
 
 from __future__ import annotations
@@ -23,13 +28,16 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 
-from ..errors import ProjectNotFoundError, RegistryCoreError
+from ..errors import NotFoundError, ProjectNotFoundError, RegistryCoreError
 from . import _tools as t
 from ._resources import PATCH_MIME
 from ._tools import RegistryTools
 
 if TYPE_CHECKING:
+    from ..audit import AuditSink
+    from ..auth import TenantStore
     from ..flags import FeatureFlags
+    from ..index import Index
 
 __all__ = ["TOOL_NAMES", "create_server", "register"]
 
@@ -132,8 +140,21 @@ def register(
     flags: FeatureFlags | None = None,
     max_bytes: int = 64 << 20,
     cache: Any = None,
+    tenant: str = "default",
+    index_name: str = "main",
+    tenant_store: TenantStore | str | os.PathLike[str] | None = None,
+    index: Index | None = None,
+    audit: AuditSink | None = None,
 ) -> list[str]:
-    """Add the registry tools and resources to ``server`` (an SDK ``MCPServer``)."""
+    """Add the registry tools and resources to ``server`` (an SDK ``MCPServer``).
+
+    ``registry`` (a URL: the remote server decides who may do what) or a local index:
+    ``directory`` (tenant ``tenant``, index ``index_name``; a non-default tenant's directory
+    is ``ROOT/<tenant>/<index>`` with its store at ``ROOT/<tenant>/.registry-core/``, or give
+    ``tenant_store``) or an open ``index``. ``token``: the principal of a local index's tools
+    (authenticated now: AuthenticationError / TokenExpiredError if it is bad), the upload
+    token of a remote one; none: the local operator. ``audit`` receives the index's events
+    (denials included)."""
     if not isinstance(server, MCPServer):
         raise TypeError(
             "register() needs an mcp.server.mcpserver.MCPServer (the SDK's FastMCP-style "
@@ -149,6 +170,11 @@ def register(
         flags=flags,
         max_bytes=max_bytes,
         cache=cache,
+        index=index,
+        tenant=tenant,
+        index_name=index_name,
+        tenant_store=tenant_store,
+        audit=audit,
     )
     server._registry_core_tools = tools  # type: ignore[attr-defined]  # for tests and aclose
 
@@ -296,7 +322,7 @@ def _register_resources(server: MCPServer, tools: RegistryTools) -> None:
     async def resource_call(fn: Callable[[], Awaitable[Any]]) -> Any:
         try:
             return await fn()
-        except ProjectNotFoundError as exc:
+        except (ProjectNotFoundError, NotFoundError) as exc:
             raise ResourceNotFoundError(_scrub(str(exc), tools._token)) from None
         except (RegistryCoreError, ValueError, OSError) as exc:
             raise ResourceError(_scrub(str(exc), tools._token)) from None
@@ -345,9 +371,16 @@ def _register_resources(server: MCPServer, tools: RegistryTools) -> None:
 
 
 def create_server(*, name: str = "registry-core", **kwargs: Any) -> MCPServer:
-    """An ``MCPServer`` with the registry tools and resources (``register``'s arguments)."""
+    """An ``MCPServer`` with the registry tools and resources (``register``'s arguments); a
+    local index's server names its tenant and index in its instructions."""
     from .._version import __version__
 
-    server = MCPServer(name, version=__version__)
+    instructions = None
+    index = kwargs.get("index")
+    if kwargs.get("registry") is None and (index is not None or kwargs.get("directory")):
+        tenant = index.tenant if index is not None else kwargs.get("tenant", "default")
+        index_name = index.name if index is not None else kwargs.get("index_name", "main")
+        instructions = f"Package index {index_name!r} of tenant {tenant!r}."
+    server = MCPServer(name, instructions=instructions, version=__version__)
     register(server, **kwargs)
     return server

@@ -6,6 +6,16 @@ has one async method per tool. Every failure is a :class:`~registry_core.errors.
 with a message fit for an agent to read; ``_server`` turns it into an MCP tool error. Nothing
 returned ever carries the token. Blocking work (SQLite, diffing, hashing big files) runs on a
 worker thread so one slow call does not stall the server's event loop.
+
+A local index is one index of one tenant (``tenant=``, ``index_name=``; v1 directories are
+tenant "default", index "main"). Every call on it goes through the one decision point
+(``Index.require``): reads need ``read`` on the project (a project-scoped token sees only its
+projects), publish ``upload`` (``create`` for a new project) via ``Index.upload(principal=)``.
+The principal is the configured token, authenticated against the tenant's store at start
+(a bad token: the tools refuse to start) and again on every call (revocation takes effect at
+once); without a token, the local operator (file access to the directory: the tenant's admin).
+Nothing names another tenant: the index opened is the only one reachable. A remote registry
+decides for itself (its URL names the tenant).
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ from urllib.parse import quote, urlsplit
 
 from .._util import LRU
 from ..errors import (
+    AuthenticationError,
     InvalidArgumentError,
     PermissionDeniedError,
     ProjectNotFoundError,
@@ -35,6 +46,8 @@ from ._resources import PATCH_MIME, BlobStore, mime_for
 from ._roots import Roots
 
 if TYPE_CHECKING:
+    from ..audit import AuditSink
+    from ..auth import Principal, TenantStore
     from ..flags import FeatureFlags
     from ..index import Index, SimpleFile, SimpleProject
     from ..transport import Transport
@@ -62,7 +75,7 @@ T = TypeVar("T")
 MAX_LIST = 1000  # items in any list argument (requirements, overrides)
 MAX_ARG = 1000  # characters in any string argument
 MAX_METADATA = 1 << 20
-_LOCAL_NAME = "local"
+_LOCAL_NAME = "local"  # the resource URI host of a v1 directory (tenant default, index main)
 
 
 # -- results -------------------------------------------------------------------------------------
@@ -73,6 +86,7 @@ class SearchResult:
     query: str
     total: int
     projects: list[str]
+    tenant: str | None = None  # the local index's tenant (None: a remote registry)
 
 
 @dataclass
@@ -87,6 +101,7 @@ class VersionsResult:
     project: str
     latest: str | None
     versions: list[VersionInfo]
+    tenant: str | None = None
 
 
 @dataclass
@@ -112,6 +127,7 @@ class MetadataResult:
     provides_extra: list[str] = field(default_factory=list)
     project_urls: list[str] = field(default_factory=list)
     files: list[FileInfo] = field(default_factory=list)
+    tenant: str | None = None
 
 
 @dataclass
@@ -170,6 +186,8 @@ class PublishResult:
     version: str
     sha256: str
     size: int
+    tenant: str | None = None
+    uploader: str | None = None  # the subject the index recorded (local index)
 
 
 @dataclass
@@ -366,6 +384,10 @@ class RegistryTools:
         max_bytes: int = 64 << 20,
         cache: Any = None,
         index: Index | None = None,
+        tenant: str = "default",
+        index_name: str = "main",
+        tenant_store: TenantStore | str | os.PathLike[str] | None = None,
+        audit: AuditSink | None = None,
     ) -> None:
         if (registry is None) == (directory is None and index is None):
             raise InvalidArgumentError("give exactly one of registry (a URL) or directory")
@@ -382,8 +404,13 @@ class RegistryTools:
         self.cache = cache
         self._index: Index | None = index
         self._owns_index = False
+        self._owned_store: TenantStore | None = None
+        self._tenant_store = tenant_store
+        self.audit = audit
         self.directory: Path | None = None
         self.base_url: str | None = None
+        self.tenant: str | None = None
+        self.index_name: str | None = None
         if registry is not None:
             if not isinstance(registry, str) or not registry.startswith(("https://", "http://")):
                 raise InvalidArgumentError("registry must be an http(s):// URL")
@@ -399,11 +426,7 @@ class RegistryTools:
             self.base_url = base
             self.name = parts.netloc or "registry"
         else:
-            if directory is not None:
-                self.directory = Path(directory)
-                if not self.directory.is_dir():
-                    raise InvalidArgumentError(f"directory {os.fspath(directory)!r} does not exist")
-            self.name = _LOCAL_NAME
+            self._bind_local(directory, index, tenant, index_name)
         self.blobs = BlobStore(self.name, max_bytes=max(4 * max_bytes, 64 << 20))
         self._transport: Transport | None = None
         self._transport_loop: asyncio.AbstractEventLoop | None = None
@@ -413,22 +436,110 @@ class RegistryTools:
         self._delta_sizes: LRU[tuple[str, str], int] = LRU(max_entries=4096)
         self._trusted: Any = None
         self._project_list: tuple[str, list[str]] | None = None
+        if self.local:
+            try:
+                self.principal()  # a bad or expired token: refuse to start, say why
+            except BaseException:
+                self._close_index()
+                raise
 
     def __repr__(self) -> str:  # never the token
         where = self.base_url or str(self.directory)
-        return f"RegistryTools({where!r}, allow_write={self.allow_write}, roots={self.roots!r})"
+        tenant = f", tenant={self.tenant!r}" if self.tenant is not None else ""
+        return (
+            f"RegistryTools({where!r}{tenant}, allow_write={self.allow_write}, "
+            f"roots={self.roots!r})"
+        )
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    def _bind_local(
+        self,
+        directory: str | os.PathLike[str] | None,
+        index: Index | None,
+        tenant: str,
+        index_name: str,
+    ) -> None:
+        """The one tenant and index of a local server (its name in resource URIs too)."""
+        from ..auth import Resource
+
+        if index is not None:
+            if directory is not None or self._tenant_store is not None:
+                raise InvalidArgumentError("give index= alone (it has its storage and store)")
+            tenant, index_name = index.tenant, index.name
+            root = getattr(index.storage, "root", None)
+            self.directory = Path(root) if root is not None else None
+        else:
+            assert directory is not None
+            self.directory = Path(directory)
+            if not self.directory.is_dir():
+                raise InvalidArgumentError(f"directory {os.fspath(directory)!r} does not exist")
+        Resource(tenant, index_name)  # both names valid, else InvalidArgumentError
+        self.tenant, self.index_name = tenant, index_name
+        if (tenant, index_name) == ("default", "main"):
+            self.name = _LOCAL_NAME
+        else:
+            self.name = f"{tenant}.{index_name}"
+        if index is None and self._tenant_store is None and tenant != "default":
+            # v2 layout: ROOT/<tenant>/<index>/ with the store at ROOT/<tenant>/.registry-core/
+            assert self.directory is not None
+            real = self.directory.resolve()
+            if real.parent.name != tenant:
+                raise InvalidArgumentError(
+                    f"tenant {tenant!r}: {os.fspath(self.directory)!r} is not ROOT/{tenant}/"
+                    "<index> (the v2 layout); give tenant_store= (its tenant.sqlite3)"
+                )
+            state = real.parent / ".registry-core"
+            state.mkdir(exist_ok=True)
+            self._tenant_store = state / "tenant.sqlite3"
 
     @property
     def index(self) -> Index:
         if self._index is None:
             from ..index import Index
 
-            assert self.directory is not None
-            self._index = Index(self.directory)
+            assert self.directory is not None and self.tenant is not None
+            kwargs: dict[str, Any] = {"tenant": self.tenant, "name": self.index_name}
+            if self.audit is not None:
+                kwargs["audit"] = self.audit
+            store = self._tenant_store
+            if isinstance(store, (str, os.PathLike)):
+                from ..auth import TenantStore
+
+                store = self._owned_store = TenantStore(store, tenant=self.tenant, audit=self.audit)
+            if store is not None:
+                kwargs["auth"] = store
+            self._index = Index(self.directory, **kwargs)
             self._owns_index = True
         return self._index
+
+    def principal(self) -> Principal:
+        """Who the local tools act as: the configured token's principal (authenticated now,
+        so a revoked or expired token stops working at once), else the local operator."""
+        from ..auth import Principal
+
+        assert self.tenant is not None
+        if self._token is None:
+            return Principal.local(self.tenant)
+        return self.index.auth.authenticate_token(self._token)
+
+    def _require(self, action: str, project: str | None = None) -> Principal:
+        """The one decision point for a call on the local index (raises when denied)."""
+        principal = self.principal()
+        self.index.require(principal, action, project)
+        return principal
+
+    def _readable(self, names: list[str]) -> list[str]:
+        """The projects of ``names`` the principal may read (all when it may read the index);
+        not audited one by one: filtering a listing is not a denied request."""
+        from ..auth import authorize
+
+        principal = self.principal()
+        idx = self.index
+        policy = idx.policy()
+        if authorize(principal, "read", idx.resource(), policy):
+            return names
+        return [n for n in names if authorize(principal, "read", idx.resource(n), policy)]
 
     @property
     def local(self) -> bool:
@@ -464,9 +575,15 @@ class RegistryTools:
                     await t.aclose()
             except RuntimeError:
                 pass
+        self._close_index()
+
+    def _close_index(self) -> None:
         if self._index is not None and self._owns_index:
             self._index.close()
             self._index = None
+        if self._owned_store is not None:
+            self._owned_store.close()
+            self._owned_store = None
 
     @staticmethod
     async def _thread(fn: Callable[..., T], *args: Any) -> T:
@@ -493,7 +610,9 @@ class RegistryTools:
 
     async def _names(self) -> list[str]:
         if self.local:
-            return await self._thread(lambda: [p.name for p in self.index.projects()])
+            return await self._thread(
+                lambda: self._readable([p.name for p in self.index.projects()])
+            )
         from ..index import JSON_V1
         from ..index._simple import parse_index
 
@@ -538,7 +657,12 @@ class RegistryTools:
         name = _project_name(project)
         cached = self._views.get(name)
         if self.local:
-            serial = await self._thread(lambda: self.index.serial)
+
+            def check() -> int:
+                self._require("read", name)  # before the lookup: no hint whether it exists
+                return self.index.serial
+
+            serial = await self._thread(check)
             tag = f"serial-{serial}"
             if cached is not None and cached.tag == tag:
                 return cached
@@ -642,12 +766,16 @@ class RegistryTools:
             raise InvalidArgumentError(f"limit must be 1..{MAX_LIST}")
         needle = normalize(query) if query else ""
         names = sorted({m for n in await self._names() if needle in (m := normalize(n))})
-        return SearchResult(query=query, total=len(names), projects=names[:limit])
+        return SearchResult(
+            query=query, total=len(names), projects=names[:limit], tenant=self.tenant
+        )
 
     async def list_versions(self, project: str) -> VersionsResult:
         view = await self.view(project)
         versions = [VersionInfo(v, len(view.by_version[v]), view.yanked[v]) for v in view.order]
-        return VersionsResult(project=view.page.name, latest=view.latest, versions=versions)
+        return VersionsResult(
+            project=view.page.name, latest=view.latest, versions=versions, tenant=self.tenant
+        )
 
     async def project_metadata(self, project: str, version: str | None = None) -> MetadataResult:
         from ._resources import version_uri
@@ -685,6 +813,7 @@ class RegistryTools:
             provides_extra=meta.get("provides-extra", []),
             project_urls=meta.get("project-url", []) + meta.get("home-page", []),
             files=[_file_info(f) for f in files],
+            tenant=self.tenant,
         )
 
     async def plan_upgrade(
@@ -736,6 +865,9 @@ class RegistryTools:
                 view = await self.view(name)
             except ProjectNotFoundError:
                 entry.reason = "no such project in the index"
+                continue
+            except (PermissionDeniedError, AuthenticationError):
+                entry.reason = "not readable as this server's principal"
                 continue
             chosen = view.choose(req.specifier, py, tags)
             if chosen is None:
@@ -926,13 +1058,15 @@ class RegistryTools:
         )
 
     async def publish(self, path: str) -> PublishResult:
-        """Upload the file at ``path`` (inside the roots) with the configured token."""
+        """Upload the file at ``path`` (inside the roots): to a local index as this server's
+        principal (the index decides: upload, or create for a new project), to a remote
+        registry with the configured token."""
         import io
 
         from ..index import parse_filename
 
         self._require_write("publish")
-        if not self._token:
+        if not self.local and not self._token:
             raise PermissionDeniedError("publish needs an upload token configured on this server")
         real = self.roots.resolve(path)
         parsed = parse_filename(real.name)
@@ -941,10 +1075,18 @@ class RegistryTools:
         if self.local:
             rec = await self._thread(
                 lambda: self.index.upload(
-                    real.name, io.BytesIO(data), token=self._token, sha256=digest
+                    real.name, io.BytesIO(data), principal=self.principal(), sha256=digest
                 )
             )
-            return PublishResult(rec.project, rec.filename, rec.version, rec.sha256, rec.size)
+            return PublishResult(
+                rec.project,
+                rec.filename,
+                rec.version,
+                rec.sha256,
+                rec.size,
+                tenant=self.tenant,
+                uploader=rec.uploader,
+            )
         await self._upload_remote(real.name, data, digest, parsed.project, parsed.version)
         return PublishResult(parsed.project, real.name, parsed.version, digest, len(data))
 
@@ -1064,10 +1206,13 @@ class RegistryTools:
             raise InvalidArgumentError("security_report needs a local index directory (--dir)")
         from ..signing._report import security_report
 
-        report = await self._thread(
-            lambda: security_report(self.directory, config={"flags": self.flags})
-        )
-        return dict(report.to_dict())
+        def report() -> Any:
+            self._require("read")  # the figures of what readers are served (/tuf/)
+            return security_report(self.directory, config={"flags": self.flags})
+
+        out = dict((await self._thread(report)).to_dict())
+        out["tenant"] = self.tenant
+        return out
 
     async def flags_tool(self, overrides: dict[str, bool] | None = None) -> FlagsResult:
         """Describe the flags; ``overrides`` (allow_write only) apply to this process's server."""

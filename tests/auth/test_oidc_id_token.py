@@ -12,6 +12,7 @@ import asyncio
 import base64
 import json
 import time
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -290,3 +291,24 @@ def test_jwks_fetch_time_bounded():
         silent.bind(("127.0.0.1", 0))
         silent.listen(1)
         asyncio.run(main(silent.getsockname()[1]))
+
+
+@given(st.text(max_size=120), st.sampled_from(["", "/t/acme"]))
+def test_safe_next_path_is_always_local(value, base):
+    """Whatever comes in, the redirect target is a path under the base on this host."""
+    from urllib.parse import urljoin
+
+    out = safe_next_path(value, base=base)
+    assert out.startswith("/") and not out.startswith("//") and "\\" not in out
+    assert not any(ord(c) < 0x21 or ord(c) == 0x7F for c in out)
+    resolved = urlsplit(urljoin("https://registry.example/x/", out))
+    assert resolved.netloc == "registry.example"
+    assert resolved.path == base or resolved.path.startswith(base + "/")
+    assert out == value or out == base + "/"
+
+
+@given(st.dictionaries(st.text(max_size=10), st.text(max_size=20) | st.integers(), max_size=6))
+def test_unverified_claims_round_trip(claims):
+    """The unverified decoder reads back what an encoder wrote (any JSON object payload)."""
+    token = OIDCProvider.unsigned(claims)
+    assert unverified_claims(token) == claims

@@ -56,3 +56,20 @@ def test_pip_upgrade_through_the_proxy_moves_a_delta(capsys):
     assert upgrade["delta"] and upgrade["upstream_bytes"] < upgrade["wheel_bytes"] // 4
     out = capsys.readouterr().out
     assert "pip install --upgrade rc-demo-app -> 1.1.0" in out and "% saved" in out
+
+
+def test_the_tenants_demo_shows_two_tenants_with_different_roles(capsys):
+    """alice (acme owner) uploads, bob (acme reader) is refused 403 and installs with pip,
+    alice's token on globex gets the uniform 404 an unknown tenant gets."""
+    from registry_core.server._demo import run_tenants_demo
+
+    result = run_tenants_demo()
+    assert result == {
+        "alice_upload": 200,
+        "bob_upload": 403,
+        "bob_installed": True,
+        "cross_tenant": 404,
+        "cross_tenant_uniform": True,
+    }
+    out = capsys.readouterr().out
+    assert "two tenants" in out and "the same bytes as an unknown tenant's" in out

@@ -6,6 +6,11 @@ download the first version and follow every update with ``Transport.fetch(have=p
 (a 226 patch, a dcz body or the full file, whichever the server offers), verifying each result.
 It prints bytes moved against full downloads and the latency percentiles, and returns them.
 
+``run_tenants_demo`` is the multi-tenant server: two tenants from one schema-v2 configuration
+(acme: alice owner, bob reader; globex: carol owner), alice's upload over the upload API, bob's
+refused (403), bob installing with pip, and alice's token on globex answered with the uniform
+404 an unknown tenant gets.
+
 ``run_pip_upgrade_demo`` is the package-index path with a real client: two releases of a small
 project built with setuptools, an ``Index`` served by ``IndexApp``, the pull-through
 ``ProxyApp`` in front of it, and pip installing release 1 then upgrading to release 2 through
@@ -36,6 +41,7 @@ __all__ = [
     "run_demo",
     "run_pip_upgrade_demo",
     "run_signed_update_demo",
+    "run_tenants_demo",
 ]
 
 
@@ -551,6 +557,122 @@ def run_signed_update_demo(
             server.stop()
             files.close()
             index.close()
+    return result
+
+
+_TENANTS_CONFIG = """\
+version = 2
+[server]
+tls = "plain-http"
+port = 0
+[storage]
+directory = "{root}"
+
+[tenants.acme]
+plan = "team"
+[tenants.acme.roles]
+"user:alice" = ["owner@*"]
+"user:bob" = ["reader@main"]
+
+[tenants.globex]
+plan = "free"
+[tenants.globex.roles]
+"user:carol" = ["owner@*"]
+"""
+
+
+def run_tenants_demo(*, out: Callable[[str], Any] = print) -> dict[str, Any]:
+    """Two tenants with different roles behind one server on loopback: prints and returns
+    what each attempt got."""
+    import hashlib
+
+    import httpx
+
+    from ..auth import Scope
+    from ..config import parse
+    from ._serve import start_server
+    from ._tenancy import MultiTenantApp
+
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="registry-core-tenants-demo-") as work:
+        tmp = Path(work)
+        t0 = time.perf_counter()
+        wheel = build_demo_wheel(tmp / "build", "1.0.0", source_kb=8, data_kb=8)
+        config = parse(_TENANTS_CONFIG.format(root=tmp / "root"), source="tenants demo")
+        app = MultiTenantApp(config)
+        try:
+            tokens = {}
+            for tenant, who in (("acme", "alice"), ("acme", "bob"), ("globex", "carol")):
+                raw, _ = app.tenants[tenant].store.create_token(
+                    owner=f"user:{who}",
+                    scopes=[Scope.parse(tenant, "read,upload,create:*")],
+                    description="tenants demo",
+                )
+                tokens[who] = raw
+            server = start_server(app, tls=False)
+        except BaseException:
+            app.close()
+            raise
+        try:
+            base = server.url()
+            out(
+                f"  one server, two tenants: acme at {base}t/acme/main/ (alice owner, bob "
+                f"reader, plan team), globex at {base}t/globex/main/ (carol owner, plan free)"
+            )
+            blob = wheel.read_bytes()
+            form = {
+                ":action": "file_upload",
+                "protocol_version": "1",
+                "sha256_digest": hashlib.sha256(blob).hexdigest(),
+            }
+            with httpx.Client(base_url=base, timeout=60) as client:
+
+                def upload(who: str, tenant: str) -> httpx.Response:
+                    return client.post(
+                        f"/t/{tenant}/main/legacy/",
+                        data=form,
+                        files={"content": (wheel.name, blob)},
+                        auth=("__token__", tokens[who]),
+                    )
+
+                r = upload("alice", "acme")
+                result["alice_upload"] = r.status_code
+                out(
+                    f"  alice uploads {wheel.name} to acme (the upload API twine speaks): "
+                    f"{r.status_code}"
+                )
+                r = upload("bob", "acme")
+                result["bob_upload"] = r.status_code
+                out(f"  bob (reader) uploads to acme: {r.status_code} {r.text.strip()[:70]}")
+                target = tmp / "site"
+                authed = (
+                    f"http://__token__:{tokens['bob']}@{base[len('http://'):]}t/acme/main/simple/"
+                )
+                _pip(
+                    ["install", "--target", str(target), "--index-url", authed, "-q", DEMO_PROJECT],
+                    tmp,
+                )
+                installed = (target / DEMO_PROJECT.replace("-", "_") / "__init__.py").read_text()
+                result["bob_installed"] = "VERSION = '1.0.0'" in installed
+                if not result["bob_installed"]:
+                    raise AssertionError(f"pip did not install {DEMO_PROJECT} 1.0.0")
+                out(f"  bob: pip install {DEMO_PROJECT} from acme: installed 1.0.0")
+                theirs = client.get(
+                    "/t/globex/main/simple/", headers={"authorization": f"Bearer {tokens['alice']}"}
+                )
+                nobody = client.get("/t/initech/main/simple/")
+                same = (theirs.status_code, theirs.content) == (nobody.status_code, nobody.content)
+                result["cross_tenant"] = theirs.status_code
+                result["cross_tenant_uniform"] = same
+                out(
+                    f"  alice's acme token on globex: {theirs.status_code} "
+                    f"{theirs.content.decode().strip()!r}, "
+                    f"{'the same bytes as' if same else 'DIFFERENT from'} an unknown tenant's "
+                    f"({time.perf_counter() - t0:.1f}s in all)"
+                )
+        finally:
+            server.stop()
+            app.close()
     return result
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from ._model import Identity
     from ._store import TenantStore
 
-__all__ = ["MAX_RESPONSE_BYTES", "SAMLServiceProvider", "local_path"]
+__all__ = ["MAX_RESPONSE_BYTES", "SAMLServiceProvider"]
 
 _log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 256 * 1024  # the base64 SAMLResponse form field
@@ -43,7 +43,6 @@ _MAX_REPLAY_MEMORY_NS = 24 * 3600 * 10**9
 _MAX_ID = 256
 _MAX_NAME = 256
 _MAX_GROUPS = 256
-_MAX_PATH = 2048
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PENDING_PREFIX = "saml:"
 _DSIG = "http://www.w3.org/2000/09/xmldsig#"
@@ -56,22 +55,6 @@ STRONG_SIGNATURES = frozenset(
 )  # fmt: skip
 STRONG_DIGESTS = frozenset((_ENC + "sha256", _MORE + "sha384", _ENC + "sha512"))
 _EXTRA_HINT = "pip install 'registry-core[auth]'"
-
-
-def local_path(value: str | None) -> str | None:
-    """``value`` when it is a path on this site ("/..."), else None: never a URL elsewhere.
-
-    Refused: not starting with one "/", "//" or "/\\" (scheme-relative), a backslash, a
-    control character, or longer than 2048 characters.
-    """
-    if not isinstance(value, str) or not value.startswith("/") or len(value) > _MAX_PATH:
-        return None
-    if value.startswith("//") or "\\" in value or _CONTROL.search(value):
-        return None
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return None
-    return value
 
 
 def _import_saml2() -> Any:
@@ -250,9 +233,11 @@ class SAMLServiceProvider:
         accepted only with the same key (a response obtained by someone else cannot sign
         this browser in: login CSRF). Only its SHA-256 is stored.
         """
-        relay = local_path(relay_state)
-        if relay is None:
+        from ._oidc import safe_next_path  # the one open-redirect check (OIDC's next too)
+
+        if not relay_state or safe_next_path(relay_state, default="") != relay_state:
             raise InvalidArgumentError("relay_state must be a local path such as '/main/'")
+        relay = relay_state
         saml2 = self._saml2
         with self._lock:
             req_id, info = self._client.prepare_for_authenticate(

@@ -16,13 +16,13 @@ A tenant without SAML, or any other path: the uniform 404.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import secrets
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from ..errors import IdentityProviderError, InvalidArgumentError
-from ._auth_middleware import SESSION_COOKIE, send_not_found, send_text
+from ._auth_middleware import send_not_found, send_text
+from ._oidc_routes import _loopback_plain_http, _session_cookie
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -74,13 +74,7 @@ def _base(runtime: Any) -> str:
 
 def _secure(scope: Scope) -> bool:
     """Cookies are Secure unless this is plain HTTP served on a loopback address."""
-    if scope.get("scheme") != "http":
-        return True
-    host = (scope.get("server") or ("",))[0] or ""
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host != "localhost"
+    return not _loopback_plain_http(scope)
 
 
 def _cookie(name: str, value: str, path: str, *, secure: bool, same_site: str, max_age: int) -> str:
@@ -91,20 +85,20 @@ def _cookie(name: str, value: str, path: str, *, secure: bool, same_site: str, m
     return "; ".join(parts)
 
 
-def _query_next(scope: Scope, default: str) -> str:
-    from ..auth._saml import local_path
+def _query_next(scope: Scope, base: str) -> str:
+    from ..auth._oidc import safe_next_path  # the one open-redirect check
 
     raw = scope.get("query_string", b"") or b""
     try:
         values = parse_qs(raw.decode("latin-1"), max_num_fields=_MAX_FIELDS).get("next", [])
     except ValueError:
         values = []
-    return (local_path(values[0]) if len(values) == 1 else None) or default
+    return safe_next_path(values[0] if len(values) == 1 else None, base=base)
 
 
 async def _login(runtime: Any, sp: Any, scope: Scope, send: Send) -> None:
     base = _base(runtime)
-    next_path = _query_next(scope, base + "/")
+    next_path = _query_next(scope, base)
     key = secrets.token_urlsafe(32)
     try:
         location = await asyncio.to_thread(sp.login_redirect, next_path, browser_key=key)
@@ -206,14 +200,7 @@ async def _acs(runtime: Any, sp: Any, scope: Scope, receive: Receive, send: Send
         await send_text(send, 401, f"SAML sign-in refused: {exc}", [("set-cookie", clear)])
         return
     raw = await asyncio.to_thread(runtime.sign_in, identity)
-    session = _cookie(
-        SESSION_COOKIE,
-        raw,
-        f"{base}/",
-        secure=secure,
-        same_site="Lax",
-        max_age=int(_session_ttl(runtime)),
-    )
+    session = _session_cookie(runtime, scope, base, raw)  # the same cookie as OIDC's
     headers = [
         ("location", next_path),
         ("set-cookie", session),
@@ -222,11 +209,6 @@ async def _acs(runtime: Any, sp: Any, scope: Scope, receive: Receive, send: Send
         ("content-length", "0"),
     ]
     await _reply(send, 303, headers, b"")
-
-
-def _session_ttl(runtime: Any) -> float:
-    config = getattr(runtime, "config", None)
-    return float(getattr(config, "session_ttl_s", None) or 8 * 3600)
 
 
 def _audit_failure(runtime: Any, reason: str) -> None:

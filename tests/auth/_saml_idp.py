@@ -5,7 +5,7 @@ certificate (made with cryptography into a temporary directory). ``answer`` take
 service provider redirected the browser to (HTTP-Redirect binding), decodes the AuthnRequest
 with pysaml2 and returns the HTTP-POST form the browser would post to the SP's ACS: a Response
 carrying a signed assertion for a chosen user and groups. Knobs produce the refused cases:
-unsigned, response-only signature, signed by another key (forged), expired, wrong audience,
+unsigned, response-only signature, signed by another key (forged), expired, wrong or no audience,
 wrong recipient/destination, unsolicited (no InResponseTo), a fixed assertion ID (to replay an
 assertion into a new login).
 
@@ -163,6 +163,7 @@ class SamlIdP:
         forged: bool = False,
         expired: bool = False,
         audience: str | None = None,
+        no_audience: bool = False,
         recipient: str | None = None,
         destination: str | None = None,
         unsolicited: bool = False,
@@ -224,6 +225,8 @@ class SamlIdP:
             assertion.conditions.not_before = _shift(-1200)
         if audience is not None:
             assertion.conditions.audience_restriction[0].audience[0].text = audience
+        if no_audience:
+            assertion.conditions.audience_restriction = []
         if destination is not None:
             response.destination = destination
         if not response.id:

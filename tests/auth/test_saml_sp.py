@@ -117,6 +117,11 @@ def test_wrong_audience_refused(sp, idp):
     refused(sp, login(sp, idp, audience="https://other.test/sp"), "Audience")
 
 
+def test_missing_audience_refused(sp, idp):
+    # pysaml2 accepts an assertion without AudienceRestriction; the Web SSO profile does not
+    refused(sp, login(sp, idp, no_audience=True), "audience is not this service provider")
+
+
 def test_wrong_recipient_refused(sp, idp):
     refused(sp, login(sp, idp, recipient="https://other.test/acs"), "Recipient")
 

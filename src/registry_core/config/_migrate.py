@@ -46,7 +46,7 @@ _OPTIONS = {
 }
 #: Every dest of the serve parser that from_serve_args understands (a test pins this list to
 #: the parser, so a new serve option cannot be dropped silently).
-SERVE_DESTS = frozenset({*_OPTIONS, "directory", "self_signed", "plain_http", "no_http3"})
+SERVE_DESTS = frozenset({*_OPTIONS, "directory", "config", "self_signed", "plain_http", "no_http3"})
 _IGNORED = frozenset({"func", "command"})
 
 
@@ -133,8 +133,18 @@ def from_serve_args(argv: Sequence[str]) -> Config:
                 f"--{dest.replace('_', '-')} has no configuration-file equivalent yet",
                 source=_SOURCE,
             )
+    if getattr(ns, "config", None) is not None:
+        raise ConfigError(
+            "serve --config already reads a configuration file: nothing to migrate",
+            source=_SOURCE,
+        )
     if getattr(ns, "directory", None) is None:
         raise ConfigError("the serve command line names no DIR", source=_SOURCE)
+    if not (ns.certfile or ns.self_signed or ns.plain_http):
+        raise ConfigError(
+            "one of --certfile, --self-signed or --plain-http is required (as serve says)",
+            source=_SOURCE,
+        )
 
     def absolute(path: str | None) -> str | None:
         return None if path is None else os.path.abspath(path)

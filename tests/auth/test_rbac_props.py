@@ -105,6 +105,14 @@ def test_bad_scopes(text: str) -> None:
         Scope.parse("acme", text)
 
 
+@given(st.lists(resources(), max_size=10))
+def test_resources_sort_parents_first(rs: list[Resource]) -> None:
+    ordered = sorted(rs)
+    for i, a in enumerate(ordered):
+        for b in ordered[i + 1 :]:
+            assert not (b.covers(a) and a != b)  # a parent never sorts after its child
+
+
 @given(resources(), resources(), resources())
 def test_covers_is_a_partial_order(a: Resource, b: Resource, c: Resource) -> None:
     assert a.covers(a)

@@ -8,6 +8,7 @@ may also hold ``_``), project names PEP 503-normalized.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -75,11 +76,13 @@ def check_subject(subject: object) -> str:
     return subject
 
 
-@dataclass(frozen=True, order=True)
+@functools.total_ordering
+@dataclass(frozen=True)
 class Resource:
     """A tenant (``index=None``), one of its indexes (``project=None``) or a project of one.
 
-    ``project`` is stored PEP 503-normalized; a project needs an index.
+    ``project`` is stored PEP 503-normalized; a project needs an index. Ordered by tenant,
+    index, project, a parent before its children.
     """
 
     tenant: str
@@ -94,6 +97,15 @@ class Resource:
             if self.index is None:
                 raise InvalidArgumentError("a project resource needs an index")
             object.__setattr__(self, "project", _project_name(self.project))
+
+    def _key(self) -> tuple[str, str, str]:
+        # "" sorts before every name: a tenant before its indexes, an index before projects
+        return (self.tenant, self.index or "", self.project or "")
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Resource):
+            return NotImplemented
+        return self._key() < other._key()
 
     def covers(self, other: Resource) -> bool:
         """Whether ``other`` is this resource or below it (always False across tenants)."""

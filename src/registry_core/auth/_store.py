@@ -452,7 +452,9 @@ class TenantStore:
             raise InvalidArgumentError(f"a binding of tenant {self.tenant} must name its resources")
 
     def grant(self, subject: str, role: str, resource: Resource, *, by: str = "") -> RoleBinding:
-        """Bind ``role`` on ``resource`` to ``subject`` (idempotent: the stored binding)."""
+        """Bind ``role`` on ``resource`` to ``subject`` (idempotent: the stored binding). No
+        permission check here: a caller acting for someone checks ``role.grant`` on the
+        resource and :func:`~registry_core.auth.grantable` first."""
         self._check_resource(resource)
         binding = RoleBinding(subject, role, resource, granted_by=by, created_ns=time.time_ns())
         with self._tx() as c:

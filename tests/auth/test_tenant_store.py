@@ -221,6 +221,19 @@ def test_pending_is_one_time(store: TenantStore) -> None:
     assert MAX_PENDING >= 10_000
 
 
+def test_pending_rows_are_bounded(store: TenantStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from registry_core.auth import _store
+
+    monkeypatch.setattr(_store, "MAX_PENDING", 5)
+    for i in range(12):  # logins started and never finished (anyone may start one)
+        store.put_pending(f"k{i}", {"i": str(i)}, ttl_s=600, now_ns=T0 + i)
+    assert store.take_pending("k0", now_ns=T0 + 20) is None  # the oldest were dropped
+    assert store.take_pending("k11", now_ns=T0 + 20) == {"i": "11"}
+    c = sqlite3.connect(store.path)
+    assert c.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 4
+    c.close()
+
+
 def test_first_use(store: TenantStore) -> None:
     assert store.first_use("saml", "id-1", expires_ns=T0 + 10 * S, now_ns=T0)
     assert not store.first_use("saml", "id-1", expires_ns=T0 + 10 * S, now_ns=T0 + S)

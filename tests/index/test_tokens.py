@@ -120,6 +120,8 @@ def test_upload_with_a_principal_and_yank_rights(tmp_path: Path) -> None:
         with pytest.raises(NotFoundError):
             index.require(anon, "read", hide=True)
         assert not index.authorize(anon, "read", "not a name!")
+        with pytest.raises(NotFoundError):
+            index.require(bob, "read", "not a name!", hide=True)
 
 
 def _old_index_db(path: Path, rows: list[tuple[object, ...]]) -> None:

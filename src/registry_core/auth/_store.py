@@ -39,9 +39,11 @@ __all__ = ["SCHEMA_VERSION", "TenantStore"]
 SCHEMA_VERSION = 1
 
 MAX_KEY = 256
-MAX_VALUE_BYTES = 16 << 10
+MAX_VALUE_BYTES = 4096
 MAX_DESCRIPTION = 500
-MAX_PENDING = 100_000  # rows of logins in progress; beyond it the oldest are dropped
+# rows of logins in progress (anyone may start one): beyond it the oldest are dropped, so the
+# table stays under MAX_PENDING x MAX_VALUE_BYTES (80 MiB) whatever the traffic
+MAX_PENDING = 20_000
 _TOUCH_NS = 60 * 10**9  # last_used is written at most once a minute per token
 _PURGE_NS = 60 * 10**9
 _MAX_RAW_SESSION = 128

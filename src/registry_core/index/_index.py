@@ -36,6 +36,7 @@ from ..errors import (
     DigestMismatchError,
     DuplicateFileError,
     InvalidArgumentError,
+    NotFoundError,
     ProjectNotFoundError,
     UploadRejectedError,
 )
@@ -262,6 +263,8 @@ class Index:
         try:
             resource = self.resource(project)
         except InvalidArgumentError:
+            if hide:
+                raise NotFoundError("404 Not Found") from None
             raise ProjectNotFoundError(f"no project {str(project)[:80]!r} in the index") from None
         _require(principal, action, resource, self.auth.policy(), audit=self.audit, hide=hide)
 

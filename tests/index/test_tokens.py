@@ -179,3 +179,29 @@ def test_upload_audited(tmp_path: Path) -> None:
         up = sink.events[1]
         assert up.subject == f"token:{rec.token_id}" and up.resource == "main/aud"
         assert up.detail["created"] == "yes" and raw not in str(up.to_json())
+
+
+def test_two_indexes_share_one_tenant_store(tmp_path: Path) -> None:
+    """v2 layout: the tenant's indexes share its store; a grant on one index is not a grant on
+    the other, and a token scoped to one cannot upload to the other."""
+    from registry_core.auth import TenantStore
+
+    (tmp_path / "main").mkdir()
+    (tmp_path / "dev").mkdir()
+    with TenantStore(tmp_path / "tenant.sqlite3", tenant="acme") as store:
+        main = Index(tmp_path / "main", auth=store, name="main")
+        dev = Index(tmp_path / "dev", auth=store, tenant="acme", name="dev")
+        assert main.tenant == dev.tenant == "acme"
+        raw, _ = main.create_token()  # read,upload,create:main
+        data = make_wheel("shared", "1.0")
+        main.upload("shared-1.0-py3-none-any.whl", io.BytesIO(data), token=raw)
+        with pytest.raises(PermissionDeniedError):
+            dev.upload("shared-1.0-py3-none-any.whl", io.BytesIO(data), token=raw)
+        store.grant("user:d", "maintainer", dev.resource())
+        d = Principal("acme", "user:d", "session")
+        assert dev.authorize(d, "create", "x") and not main.authorize(d, "read")
+        main.close()
+        dev.close()
+        assert store.tokens()  # the indexes did not close the store they were given
+    with pytest.raises(InvalidArgumentError):
+        Index(MemoryStorage(), auth=TenantStore(None, tenant="acme"), tenant="globex")

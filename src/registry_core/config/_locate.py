@@ -35,6 +35,9 @@ class _Scanner:
         self.lines: dict[KeyPath, int] = {}
         self.explicit: set[KeyPath] = set()
         self.aot: dict[KeyPath, int] = {}
+        #: the source text of each path's last key (as written: quotes, escapes)
+        self.raw: dict[KeyPath, str] = {}
+        self.last_raw = ""
 
     # -- characters ----------------------------------------------------------------------------
 
@@ -89,13 +92,16 @@ class _Scanner:
         return self.s[start : self.i]
 
     def key(self) -> list[str]:
+        start = self.i
         parts = [self.key_part()]
         while True:
+            self.last_raw = self.s[start : self.i]
             self.skip_ws()
             if self.peek() != ".":
                 return parts
             self.i += 1
             self.skip_ws()
+            start = self.i
             parts.append(self.key_part())
 
     def basic_string(self) -> str:
@@ -131,15 +137,21 @@ class _Scanner:
 
     # -- values --------------------------------------------------------------------------------
 
-    def record(self, path: KeyPath, line: int, *, explicit: bool = False) -> None:
+    def record(
+        self, path: KeyPath, line: int, *, explicit: bool = False, raw: str | None = None
+    ) -> None:
         for n in range(1, len(path)):
             self.lines.setdefault(path[:n], line)
         if explicit:
             if path not in self.explicit:
                 self.lines[path] = line
                 self.explicit.add(path)
-        else:
-            self.lines.setdefault(path, line)
+                if raw is not None:
+                    self.raw[path] = raw
+        elif path not in self.lines:
+            self.lines[path] = line
+            if raw is not None:
+                self.raw[path] = raw
 
     def value(self, path: KeyPath) -> None:
         c = self.peek()
@@ -193,7 +205,7 @@ class _Scanner:
                     return
                 line = self.line
                 sub = (*path, *self.key())
-                self.record(sub, line)
+                self.record(sub, line, raw=self.last_raw)
                 self.skip_ws()
                 if self.peek() != "=":
                     raise _Stop
@@ -214,7 +226,7 @@ class _Scanner:
 
     # -- document ------------------------------------------------------------------------------
 
-    def header(self, parts: list[str], array: bool) -> KeyPath:
+    def header(self, parts: list[str], array: bool, raw: str) -> KeyPath:
         path: list[str | int] = []
         for n, part in enumerate(parts):
             path.append(part)
@@ -222,7 +234,7 @@ class _Scanner:
             if array and n == len(parts) - 1:
                 count = self.aot.get(here, 0)
                 self.aot[here] = count + 1
-                self.record(here, self.line, explicit=True)
+                self.record(here, self.line, explicit=True, raw=raw)
                 path.append(count)
             elif here in self.aot:
                 path.append(self.aot[here] - 1)
@@ -245,11 +257,12 @@ class _Scanner:
                 if self.peek(len(close)) != close:
                     raise _Stop
                 self.i += len(close)
-                table = self.header(parts, array)
-                self.record(table, line, explicit=True)
+                raw = self.last_raw
+                table = self.header(parts, array, raw)
+                self.record(table, line, explicit=True, raw=raw)
             else:
                 path = (*table, *self.key())
-                self.record(path, line)
+                self.record(path, line, raw=self.last_raw)
                 self.skip_ws()
                 if self.peek() != "=":
                     raise _Stop
@@ -269,7 +282,8 @@ def key_lines(text: str) -> dict[KeyPath, int]:
     out: dict[KeyPath, int] = {}
     for path, line in scanner.lines.items():
         last = path[-1]
-        if isinstance(last, str) and (line > len(source) or last not in source[line - 1]):
+        shown = scanner.raw.get(path, last)
+        if isinstance(shown, str) and (line > len(source) or shown not in source[line - 1]):
             continue
         out[path] = line
     return out

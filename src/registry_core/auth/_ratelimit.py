@@ -383,11 +383,28 @@ class RedisRateLimiter:
     NOSCRIPT, e.g. a server restart or SCRIPT FLUSH), the server's clock, keys under
     ``prefix`` that expire when idle. Every failure raises
     :class:`~registry_core.errors.RateLimiterUnavailableError` (the caller decides whether to
-    fail open). ``redis`` is imported when the first one is made."""
+    fail open). ``redis`` is imported when the first one is made.
 
-    def __init__(self, url: str, *, timeout_s: float = 0.25, prefix: str = "rc:rl:") -> None:
+    After a connection failure or timeout the server is not asked again for
+    ``retry_interval_s`` (checks fail at once, counted in ``skipped``), so an outage costs
+    each request nothing rather than a timeout, and worker threads do not pile up behind a
+    dead server; then one check probes it. ``clock`` (seconds, monotonic) is injectable."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 0.25,
+        prefix: str = "rc:rl:",
+        retry_interval_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if not isinstance(timeout_s, (int, float)) or not 0 < timeout_s <= 60:
             raise InvalidArgumentError(f"timeout_s must be in (0, 60]: {timeout_s!r}")
+        if not isinstance(retry_interval_s, (int, float)) or not 0 <= retry_interval_s <= 3600:
+            raise InvalidArgumentError(
+                f"retry_interval_s must be in [0, 3600]: {retry_interval_s!r}"
+            )
         try:
             import redis
             from redis.backoff import ExponentialBackoff
@@ -417,8 +434,16 @@ class RedisRateLimiter:
         self._where = f"redis {where} db {kw.get('db', 0)}"  # never the password
         self._client = redis.Redis(connection_pool=pool)
         self._noscript = redis.exceptions.NoScriptError
+        self._answered = redis.exceptions.ResponseError  # the server is up, it said no
         self.prefix = prefix
+        self.retry_interval_s = float(retry_interval_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._down_until: float | None = None
+        self._down_reason = ""
         self.scripts_loaded = 0  # how many times the script had to be (re)loaded
+        self.failures = 0  # checks the server failed (connection, timeout, bad reply)
+        self.skipped = 0  # checks refused at once while the server was considered down
 
     def hit(
         self, key: str, *, rate: float, burst: int, cost: int = 1, policy: str = ""
@@ -455,23 +480,42 @@ class RedisRateLimiter:
         return results
 
     def _eval(self, keys: list[str], args: list[str | int]) -> Any:
+        with self._lock:
+            if self._down_until is not None:
+                wait = self._down_until - self._clock()
+                if wait > 0:
+                    self.skipped += 1
+                    raise RateLimiterUnavailableError(
+                        f"rate limiter backend {self._where} is down ({self._down_reason}); "
+                        f"not asked again for {wait:.2f} s"
+                    )
         try:
             try:
-                return self._client.evalsha(LUA_SHA, len(keys), *keys, *args)
+                reply = self._client.evalsha(LUA_SHA, len(keys), *keys, *args)
             except self._noscript:
-                self.scripts_loaded += 1
+                with self._lock:
+                    self.scripts_loaded += 1
                 sha = self._client.script_load(LUA)
                 if sha != LUA_SHA:  # pragma: no cover - a server that hashes otherwise
                     raise RateLimiterUnavailableError(
                         f"rate limiter backend {self._where} returned script id {sha!r:.60}"
                     ) from None
-                return self._client.evalsha(LUA_SHA, len(keys), *keys, *args)
-        except RateLimiterUnavailableError:
-            raise
+                reply = self._client.evalsha(LUA_SHA, len(keys), *keys, *args)
         except Exception as exc:  # whatever redis-py raised: the backend is unavailable
+            reason = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self.failures += 1
+                if not isinstance(exc, self._answered) and self.retry_interval_s > 0:
+                    self._down_until = self._clock() + self.retry_interval_s
+                    self._down_reason = reason[:200]
+            if isinstance(exc, RateLimiterUnavailableError):
+                raise
             raise RateLimiterUnavailableError(
-                f"rate limiter backend {self._where} failed: {type(exc).__name__}: {exc}"
+                f"rate limiter backend {self._where} failed: {reason}"
             ) from exc
+        with self._lock:
+            self._down_until = None
+        return reply
 
     def ping(self) -> bool:
         """True when the server answers; RateLimiterUnavailableError otherwise."""

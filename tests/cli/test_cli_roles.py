@@ -56,6 +56,10 @@ def _listed(capsys, *argv: str) -> list[dict[str, str]]:
     return json.loads(capsys.readouterr().out)
 
 
+def _stored(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+    return [r for r in rows if r["source"] == "stored"]
+
+
 @pytest.fixture()
 def v1(tmp_path):
     Index(tmp_path).close()
@@ -72,9 +76,10 @@ def test_grant_list_revoke_on_a_v1_directory(v1, capsys):
     rows = _listed(capsys, v1)
     assert [(r["subject"], r["role"], r["resource"], r["source"]) for r in rows] == [
         ("group:devs", "reader", "*", "stored"),
+        ("*", "reader", "main", "config"),  # what serve DIR means: everyone reads
         ("user:alice", "uploader", "main/foo-bar", "stored"),
     ]
-    assert all(r["granted_by"] == "local" for r in rows)
+    assert all(r["granted_by"] == "local" for r in _stored(rows))
     assert [r["subject"] for r in _listed(capsys, v1, "--subject", "user:alice")] == ["user:alice"]
     with Index(v1) as index:
         policy = index.auth.policy()
@@ -90,7 +95,7 @@ def test_grant_list_revoke_on_a_v1_directory(v1, capsys):
     assert "revoked uploader" in capsys.readouterr().out
     assert role("revoke", v1, "user:alice", "uploader", "main/foo-bar") == 2
     assert "no uploader binding" in _one_error_line(capsys, "role revoke")
-    assert [r["subject"] for r in _listed(capsys, v1)] == ["group:devs"]
+    assert [r["subject"] for r in _stored(_listed(capsys, v1))] == ["group:devs"]
 
 
 @pytest.mark.parametrize(
@@ -108,7 +113,7 @@ def test_grant_list_revoke_on_a_v1_directory(v1, capsys):
 def test_bad_grants_are_one_line_and_change_nothing(v1, capsys, argv, needle):
     assert role("grant", v1, *argv) == 2
     assert needle in _one_error_line(capsys, "role grant")
-    assert _listed(capsys, v1) == []
+    assert _stored(_listed(capsys, v1)) == []
 
 
 def test_a_missing_directory_is_never_created(tmp_path, capsys):
@@ -181,7 +186,7 @@ def test_list_as_a_token_needs_grant_or_audit_rights(v1, tmp_path, capsys):
         store.grant("user:rdr", "reader", Resource("default"))
         aud = _token_file(tmp_path, store, "user:aud", "audit.read:*")
         rdr = _token_file(tmp_path, store, "user:rdr", "read:*")
-    assert len(_listed(capsys, v1, "--as-token-file", aud)) == 2
+    assert len(_stored(_listed(capsys, v1, "--as-token-file", aud))) == 2
     assert role("list", v1, "--as-token-file", rdr) == 2
     assert "may not audit.read" in _one_error_line(capsys, "role list")
 

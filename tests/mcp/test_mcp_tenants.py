@@ -248,3 +248,47 @@ def test_an_open_index_binds_its_tenant(tenants) -> None:
 
     anyio.run(go)
     assert tenants.indexes["globex"].serial  # still open: the caller's index is not closed
+
+
+def test_config_mode_decides_with_the_config_roles(tenants, work) -> None:
+    """alice is owner@* of acme in the config file only: bound through ``config=``, her token
+    publishes a new project; bound to the bare directory (stored bindings only) it may not."""
+    built = build_project(work.parent / "b", "delta-new", "0.1", payload_kb=2)
+    shutil.copy(built.wheel, work / built.wheel.name)
+    raw, _ = tenants.store("acme").create_token(
+        owner="user:alice", scopes=[Scope.parse("acme", "read,upload,create:main")]
+    )
+    bare = create_server(
+        directory=tenants.directory("acme"),
+        tenant="acme",
+        roots=[work],
+        allow_write=True,
+        token=raw,
+    )
+    configured = create_server(
+        config=tenants.config, tenant="acme", roots=[work], allow_write=True, token=raw
+    )
+
+    async def go() -> None:
+        async with Client(bare) as c:
+            text = _error(await c.call_tool("list_versions", {"project": "alpha"}))
+            assert "user:alice may not read" in text
+        async with Client(configured) as c:
+            pub = _data(await c.call_tool("publish", {"path": built.wheel.name}))
+            assert (pub["project"], pub["uploader"], pub["tenant"]) == (
+                "delta-new",
+                "user:alice",
+                "acme",
+            )
+            found = _data(await c.call_tool("search_projects", {}))["projects"]
+            assert found == ["alpha", "beta", "delta-new"]
+
+    anyio.run(go)
+    assert tenants.indexes["globex"].project("delta-new") is None
+    for kwargs in (
+        {"config": tenants.config, "tenant": "initech"},
+        {"config": tenants.config, "tenant": "acme", "index_name": "other"},
+        {"config": tenants.config, "tenant": "acme", "directory": tenants.directory("acme")},
+    ):
+        with pytest.raises(InvalidArgumentError):
+            create_server(**kwargs)

@@ -35,6 +35,22 @@ def open_index(directory: str) -> Any:
     return Index(directory)
 
 
+def v1_store(directory: str) -> Any:
+    """The tenant store of what ``serve DIR`` serves: tenant "default" with the bindings of
+    its v1 config (public: everyone reads), so the command decides as the server does."""
+    from ..auth import TenantStore
+    from ..config import single_tenant
+    from ..server._tenancy import static_bindings
+    from ..storage import STATE_DIR
+
+    tenant = single_tenant(directory).tenants["default"]
+    return TenantStore(
+        Path(directory) / STATE_DIR / TENANT_FILE,
+        tenant=tenant.name,
+        static_bindings=static_bindings(tenant),
+    )
+
+
 # -- the tenant a token or role command acts on --------------------------------------------------
 
 
@@ -120,17 +136,26 @@ def split_target(
 def open_target(args: argparse.Namespace) -> Target:
     """The tenant of ``args`` (``directory``, or ``config`` + ``tenant``)."""
     if args.config is None:
-        index = open_index(args.directory)
+        if not Path(args.directory).is_dir():
+            raise InvalidArgumentError(f"{args.directory}: not a directory")
+        from ..index import Index
+
+        store = v1_store(args.directory)
+        try:  # opened through the Index: its old tokens are imported into the store first
+            index = Index(args.directory, auth=store)
+        except BaseException:
+            store.close()
+            raise
         target = Target(
-            tenant=index.tenant, indexes=(index.name,), store=index.auth, where=args.directory
+            tenant=index.tenant, indexes=(index.name,), store=store, where=args.directory
         )
-        target._close.append(index.close)
+        target._close += [store.close, index.close]  # closed last to first
         return target
     return _open_config_target(args.config, args.tenant)
 
 
 def _open_config_target(path: str, tenant: str) -> Target:
-    from ..auth import Resource, RoleBinding, TenantStore
+    from ..auth import TenantStore
     from ..config import load
 
     config = load(path)
@@ -154,20 +179,10 @@ def _open_config_target(path: str, tenant: str) -> Target:
         target = open_target(argparse.Namespace(config=None, directory=str(directory)))
         target.where, target.max_ttl_s = where, tc.token_max_ttl_s
         return target
-    static: list[RoleBinding] = [
-        RoleBinding(g.subject, g.role, Resource.parse(tenant, g.resource), "config")
-        for g in tc.roles
-    ]
-    for group, entries in tc.group_roles.items():
-        for entry in entries:
-            role, _, resource = entry.partition("@")
-            static.append(
-                RoleBinding(
-                    f"group:{group}", role, Resource.parse(tenant, resource or "*"), "config"
-                )
-            )
+    from ..server._tenancy import static_bindings  # the server's: the same decisions
+
     state = located(config.tenant_directory(tenant)) / ".registry-core"
-    store = TenantStore(state / TENANT_FILE, tenant=tenant, static_bindings=static)
+    store = TenantStore(state / TENANT_FILE, tenant=tenant, static_bindings=static_bindings(tc))
     target = Target(
         tenant=tenant, indexes=indexes, store=store, where=where, max_ttl_s=tc.token_max_ttl_s
     )

@@ -36,6 +36,7 @@ from ._tools import RegistryTools
 if TYPE_CHECKING:
     from ..audit import AuditSink
     from ..auth import TenantStore
+    from ..config import Config
     from ..flags import FeatureFlags
     from ..index import Index
 
@@ -145,13 +146,16 @@ def register(
     tenant_store: TenantStore | str | os.PathLike[str] | None = None,
     index: Index | None = None,
     audit: AuditSink | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """Add the registry tools and resources to ``server`` (an SDK ``MCPServer``).
 
     ``registry`` (a URL: the remote server decides who may do what) or a local index:
-    ``directory`` (tenant ``tenant``, index ``index_name``; a non-default tenant's directory
-    is ``ROOT/<tenant>/<index>`` with its store at ``ROOT/<tenant>/.registry-core/``, or give
-    ``tenant_store``) or an open ``index``. ``token``: the principal of a local index's tools
+    ``config`` (a v2 config file or Config: index ``index_name`` of tenant ``tenant``, with the
+    config's role bindings, as the server decides), ``directory`` (tenant ``tenant``, index
+    ``index_name``; a non-default tenant's directory is ``ROOT/<tenant>/<index>`` with its
+    store at ``ROOT/<tenant>/.registry-core/``, or give ``tenant_store``; stored bindings only)
+    or an open ``index``. ``token``: the principal of a local index's tools
     (authenticated now: AuthenticationError / TokenExpiredError if it is bad), the upload
     token of a remote one; none: the local operator. ``audit`` receives the index's events
     (denials included)."""
@@ -175,6 +179,7 @@ def register(
         index_name=index_name,
         tenant_store=tenant_store,
         audit=audit,
+        config=config,
     )
     server._registry_core_tools = tools  # type: ignore[attr-defined]  # for tests and aclose
 
@@ -377,7 +382,8 @@ def create_server(*, name: str = "registry-core", **kwargs: Any) -> MCPServer:
 
     instructions = None
     index = kwargs.get("index")
-    if kwargs.get("registry") is None and (index is not None or kwargs.get("directory")):
+    local = index is not None or kwargs.get("directory") or kwargs.get("config")
+    if kwargs.get("registry") is None and local:
         tenant = index.tenant if index is not None else kwargs.get("tenant", "default")
         index_name = index.name if index is not None else kwargs.get("index_name", "main")
         instructions = f"Package index {index_name!r} of tenant {tenant!r}."

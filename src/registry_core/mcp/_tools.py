@@ -48,6 +48,7 @@ from ._roots import Roots
 if TYPE_CHECKING:
     from ..audit import AuditSink
     from ..auth import Principal, TenantStore
+    from ..config import Config
     from ..flags import FeatureFlags
     from ..index import Index, SimpleFile, SimpleProject
     from ..transport import Transport
@@ -388,9 +389,12 @@ class RegistryTools:
         index_name: str = "main",
         tenant_store: TenantStore | str | os.PathLike[str] | None = None,
         audit: AuditSink | None = None,
+        config: Config | str | os.PathLike[str] | None = None,
     ) -> None:
-        if (registry is None) == (directory is None and index is None):
-            raise InvalidArgumentError("give exactly one of registry (a URL) or directory")
+        if (registry is None) == (directory is None and index is None and config is None):
+            raise InvalidArgumentError(
+                "give exactly one of registry (a URL), directory, config or index"
+            )
         if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes <= 0:
             raise InvalidArgumentError(f"max_bytes must be a positive int, not {max_bytes!r}")
         if token is not None and not isinstance(token, str):
@@ -426,7 +430,26 @@ class RegistryTools:
             self.base_url = base
             self.name = parts.netloc or "registry"
         else:
-            self._bind_local(directory, index, tenant, index_name)
+            try:
+                if config is not None:
+                    if directory is not None or index is not None or tenant_store is not None:
+                        raise InvalidArgumentError("give config= alone (with tenant=, index_name=)")
+                    directory = self._from_config(config, tenant, index_name)
+                elif (
+                    directory is not None and tenant_store is None and self._v1(tenant, index_name)
+                ):
+                    # a v1 directory: decide as `serve DIR` does (its config: public reads)
+                    from ..config import single_tenant
+
+                    if not Path(directory).is_dir():
+                        raise InvalidArgumentError(
+                            f"directory {os.fspath(directory)!r} does not exist"
+                        )
+                    self._from_config(single_tenant(directory), tenant, index_name)
+                self._bind_local(directory, index, tenant, index_name)
+            except BaseException:
+                self._close_index()
+                raise
         self.blobs = BlobStore(self.name, max_bytes=max(4 * max_bytes, 64 << 20))
         self._transport: Transport | None = None
         self._transport_loop: asyncio.AbstractEventLoop | None = None
@@ -452,6 +475,38 @@ class RegistryTools:
         )
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _v1(tenant: str, index_name: str) -> bool:
+        return (tenant, index_name) == ("default", "main")
+
+    def _from_config(
+        self, config: Config | str | os.PathLike[str], tenant: str, index_name: str
+    ) -> Path:
+        """The directory of ``index_name`` of ``tenant`` in a v2 config, and its tenant store
+        with the config's bindings (roles, group roles, public readers), as the server has."""
+        from ..auth import TenantStore
+        from ..config import Config, load
+        from ..server._tenancy import static_bindings
+
+        cfg = config if isinstance(config, Config) else load(config)
+        tc = cfg.tenants.get(tenant)
+        if tc is None or tc.index(index_name) is None:
+            raise InvalidArgumentError(
+                f"{cfg.source}: no index {index_name!r} of tenant {tenant!r} in the config"
+            )
+        directory = Path(cfg.index_directory(tenant, index_name))
+        if not directory.is_dir():
+            raise InvalidArgumentError(f"directory {os.fspath(directory)!r} does not exist")
+        state = Path(cfg.tenant_directory(tenant)) / ".registry-core"
+        self._owned_store = TenantStore(
+            state / "tenant.sqlite3",
+            tenant=tenant,
+            static_bindings=static_bindings(tc),
+            audit=self.audit,
+        )
+        self._tenant_store = self._owned_store
+        return directory
 
     def _bind_local(
         self,

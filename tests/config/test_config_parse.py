@@ -276,7 +276,7 @@ def test_load_takes_relative_paths_from_the_files_directory(tmp_path):
             '[tenants.globex]\npath_prefix = "/t/acme/x"',
             "tenants.globex.path_prefix",
             "/t/acme/x",
-            "overlaps tenant 'acme'",
+            "/t/<name> only",
         ),
         (
             "[tenants.globex]",

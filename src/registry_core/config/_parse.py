@@ -725,13 +725,20 @@ def _tenant(c: _Checker, name: str, value: object, plans: Mapping[str, PlanConfi
     token_max_ttl = c.optional(
         p, t, "token_max_ttl_s", lambda q, v: c.number(q, v, 0, 10 * 365 * 86400.0, open_lo=True)
     )
+    path_prefix = _url_path(
+        c, (*p, "path_prefix"), t.get("path_prefix", f"/t/{name}"), allow_empty=False
+    )
+    if path_prefix != f"/t/{name}":  # what the tenant resolver serves (docs/tenancy.md)
+        c.fail(
+            (*p, "path_prefix"),
+            f"{path_prefix!r}: a tenant is served by path at /t/<name> only ('/t/{name}'); "
+            "use domains for other URLs",
+        )
     return TenantConfig(
         name=name,
         plan=plan,
         domains=tuple(domains),
-        path_prefix=_url_path(
-            c, (*p, "path_prefix"), t.get("path_prefix", f"/t/{name}"), allow_empty=False
-        ),
+        path_prefix=path_prefix,
         public=c.boolean((*p, "public"), t.get("public", False)),
         indexes=tuple(indexes),
         roles=tuple(sorted(roles)),

@@ -272,6 +272,7 @@ def test_tenant_budget_is_shared_by_its_principals():
                 passed += 1
             except RateLimitedError as exc:
                 assert exc.result.policy == "free-upload-tenant"
+                assert "(free-upload-tenant: 100 requests, 2/s)" in str(exc)
     assert passed == burst * TENANT_FACTOR
     other = Principal(tenant="globex", subject="user:u0", method="session")
     assert tiers.check(other, "free", "upload").allowed

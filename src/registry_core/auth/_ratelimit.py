@@ -620,9 +620,10 @@ class TieredLimiter:
         with self._lock:
             self.limited += 1
         self._audit_limited(own.key, principal, kind, result)
+        hit_rate = shared.rate if result.policy == shared.policy else rate
         error = RateLimitedError(
             f"rate limit exceeded ({result.policy}: {result.limit} requests, "
-            f"{rate:g}/s); retry after {result.retry_after_s:.3f} s",
+            f"{hit_rate:g}/s); retry after {result.retry_after_s:.3f} s",
             retry_after=result.retry_after_s,
         )
         error.result = result  # type: ignore[attr-defined]

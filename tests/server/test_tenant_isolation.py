@@ -219,6 +219,15 @@ def test_host_is_compared_lowercase_without_port_or_trailing_dot(site, host):
     assert r.status_code == 200 and r.json()["tenant"] == "acme"
 
 
+@pytest.mark.parametrize(
+    "path", ["/t/glob%65x/main/simple/", "/t/globex/m%61in/simple/", "/t/%67lobex/_/whoami"]
+)
+def test_tenant_and_index_names_must_be_spelled_plainly(site, path):
+    """Even the tenant's own owner: a percent-encoded tenant or index name is not resolved."""
+    r = _raw(site, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{_bearer(site, 'carol')}")
+    assert r == _raw(site, "GET /t/initech/main/simple/ HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+
+
 def test_absolute_form_and_duplicate_host_reveal_nothing(site, unknown):
     bearer = _bearer(site, "carol")
     refusals = [

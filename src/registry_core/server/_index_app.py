@@ -281,14 +281,17 @@ class IndexApp:
     # -- authorization -----------------------------------------------------------------------
 
     def _may_read(self, principal: Principal, path: str) -> bool:
-        """``read`` on the whole index, or else on the project ``path`` names (a project
-        page, a file under the project's directory, its metadata); nothing else."""
-        if self.index.authorize(principal, "read"):
-            return True
+        """``read`` on the project ``path`` names (a project page, a file in the project's
+        directory, its metadata: an index-wide role covers it), else on the whole index
+        (the listing, TUF metadata, the home page). One decision, so one audit event."""
         project = self._project_of(path)
-        return project is not None and bool(self.index.authorize(principal, "read", project))
+        if project is not None:
+            return bool(self.index.authorize(principal, "read", project))
+        return bool(self.index.authorize(principal, "read"))
 
     def _project_of(self, path: str) -> str | None:
+        if self.tuf_app is not None and self.tuf_app.handles(path):
+            return None
         parts = path.lstrip("/").split("/")
         if parts[0] == "simple":
             parts = parts[1:]

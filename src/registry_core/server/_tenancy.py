@@ -488,48 +488,60 @@ class MultiTenantApp:
             if kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
-        status: list[int] = [0]
-        tenant_name = "-"
-        subject = "-"
+        seen: dict[str, Any] = {"tenant": "-", "subject": "-", "status": 0, "logged": False}
+
+        def log_access() -> None:
+            if seen["logged"] or not access_log.isEnabledFor(logging.INFO):
+                return
+            seen["logged"] = True
+            # the path only: a query string may carry a sign-in code
+            access_log.info(
+                "%s %s %s",
+                scope.get("method"),
+                scope.get("path"),
+                seen["status"],
+                extra={
+                    "tenant": seen["tenant"],
+                    "subject": seen["subject"],
+                    "status": seen["status"],
+                    "method": scope.get("method"),
+                },
+            )
 
         async def tracked(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
-                status[0] = message["status"]
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                log_access()  # before the client has the whole answer
             await send(message)
 
         try:
-            tenant_name, subject = await self._handle(scope, receive, tracked)
+            await self._handle(scope, receive, tracked, seen)
         finally:
-            if access_log.isEnabledFor(logging.INFO):
-                # the path only: a query string may carry a sign-in code
-                access_log.info(
-                    "%s %s %s",
-                    scope.get("method"),
-                    scope.get("path"),
-                    status[0],
-                    extra={
-                        "tenant": tenant_name,
-                        "subject": subject,
-                        "status": status[0],
-                        "method": scope.get("method"),
-                    },
-                )
+            log_access()
 
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> tuple[str, str]:
-        """Answer one request; returns (tenant, subject) for the access log."""
+    async def _handle(
+        self, scope: Scope, receive: Receive, send: Send, seen: dict[str, Any]
+    ) -> None:
+        """Answer one request; ``seen`` gets the tenant and subject for the access log."""
         method: str = scope["method"]
         path: str = scope["path"]
         hosts = [v for k, v in scope["headers"] if k.lower() == b"host"]
         if len(hosts) > 1 or not _plain_path(path, scope.get("raw_path")):
             await _refuse(receive, send, method)
-            return "-", "-"
+            return
         host = hosts[0].decode("latin-1") if hosts else None
         found = self.resolver.resolve(host, path)
         if found is None:
             await _refuse(receive, send, method)
-            return "-", "-"
+            return
         route, inner = found
+        raw_path = scope.get("raw_path")
+        if route.base and raw_path is not None and not _spelled(raw_path, route.base):
+            await _refuse(receive, send, method)  # /t/glob%65x/: the name must be plain
+            return
         runtime = self.tenants[route.tenant]
+        seen["tenant"] = runtime.name
         from ..auth import Principal
 
         auth_error: PackageIndexError | None = None
@@ -540,6 +552,7 @@ class MultiTenantApp:
                 principal = await asyncio.to_thread(authenticate, runtime.store, creds)
         except AuthenticationError as exc:
             auth_error = exc
+        seen["subject"] = principal.subject
 
         tenant_route = inner == "/_" or inner.startswith("/_/")
         target: tuple[_IndexEntry, str] | None = None
@@ -547,23 +560,28 @@ class MultiTenantApp:
             target = runtime.route(inner)
             if target is None and inner != "/":
                 await _refuse(receive, send, method)
-                return runtime.name, principal.subject
+                return
+            prefix = route.base + target[0].path if target is not None else ""
+            if raw_path is not None and prefix and not _spelled(raw_path, prefix):
+                await _refuse(receive, send, method)  # the index name must be plain too
+                return
         upload = target is not None and method == "POST" and target[1] in _UPLOAD_PATHS
         # may this caller learn that what it asks for exists?
         if principal.authenticated:
             visible = True
         elif target is not None:
-            app = target[0].app(route.base)
-            visible = bool(target[0].index.authorize(principal, "read")) or (
-                not upload and app._may_read(principal, target[1])
-            )
+            entry, rest = target
+            if upload:
+                visible = bool(entry.index.authorize(principal, "read"))
+            else:
+                visible = entry.app(route.base)._may_read(principal, rest)
         elif tenant_route:
             visible = _sign_in_route(runtime, inner) or runtime.can_read(principal)
         else:
             visible = runtime.can_read(principal)
         if not visible:
             await _refuse(receive, send, method)
-            return runtime.name, principal.subject
+            return
         if auth_error is not None:
             await _drain(receive)
             await send_text(
@@ -573,7 +591,7 @@ class MultiTenantApp:
                 [("www-authenticate", 'Basic realm="registry-core"')],
                 method=method,
             )
-            return runtime.name, principal.subject
+            return
 
         limited = await self._rate_limit(runtime, principal, scope, "upload" if upload else "read")
         if isinstance(limited, PackageIndexError):
@@ -581,7 +599,7 @@ class MultiTenantApp:
             await send_text(
                 send, limited.status, str(limited), _limit_headers(limited), method=method
             )
-            return runtime.name, principal.subject
+            return
         if limited:
             send = _with_headers(send, limited)
 
@@ -597,7 +615,7 @@ class MultiTenantApp:
             child_scope["raw_path"] = rest.encode("utf-8")
             child_scope["root_path"] = scope.get("root_path", "") + prefix
             await entry.app(route.base)(child_scope, receive, send)
-        return runtime.name, principal.subject
+        return
 
     async def _rate_limit(
         self, runtime: TenantRuntime, principal: Principal, scope: Scope, kind: str
@@ -744,6 +762,12 @@ def _plain_path(path: str, raw_path: bytes | None) -> bool:
         if b"%2f" in lowered or b"%5c" in lowered or b"%2e" in lowered:
             return False
     return True
+
+
+def _spelled(raw_path: bytes, prefix: str) -> bool:
+    """Whether the request target spells ``prefix`` literally (not percent-encoded)."""
+    literal = prefix.encode("latin-1")
+    return raw_path == literal or raw_path.startswith(literal + b"/")
 
 
 async def _drain(receive: Receive, limit: int = 1 << 20) -> None:

@@ -504,3 +504,27 @@ def test_load_bounds(tmp_path):
 def test_deep_nesting_is_an_error_not_a_crash():
     with pytest.raises(ConfigError):
         parse("version = 2\n[flags]\nX = " + "[" * 5000 + "]" * 5000 + "\n")
+
+
+def _doc_blocks() -> list[str]:
+    from pathlib import Path
+
+    doc = (Path(__file__).parents[2] / "docs" / "configuration.md").read_text()
+    return [block.split("```", 1)[0] for block in doc.split("```toml\n")[1:]]
+
+
+def test_the_documented_two_tenant_example_is_valid():
+    (example,) = [b for b in _doc_blocks() if "# acme: private" in b]
+    c = parse(example)
+    assert set(c.tenants) == {"acme", "globex"}
+    assert c.rate_limits.redis_url_env == "REGISTRY_REDIS_URL"
+
+
+def test_the_documented_growth_of_a_migrated_file_is_valid():
+    (grown,) = [b for b in _doc_blocks() if 'directory = "/srv"' in b]
+    c = parse("version = 2\ndefault_tenant = 'default'\n" + grown)
+    assert c.tenant_directory("default") == "/srv/index"
+    assert c.index_directory("default", "main") == "/srv/index"
+    assert c.index_directory("acme", "main") == "/srv/acme/main"
+    with pytest.raises(ConfigError, match="overlaps that of tenant 'default'"):
+        parse("version = 2\n" + grown.replace('directory = "index"', 'directory = "."'))

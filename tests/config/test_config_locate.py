@@ -111,3 +111,9 @@ def test_tables_of_keys_each_on_their_line(doc):
         assert line_of(lines, path) in (line, expected.get(path[:1])), path
         if path in lines:
             assert lines[path] == line
+
+
+def test_crlf_line_endings():
+    lines = key_lines('a = 1\r\n[t]\r\nb = """x\r\ny"""\r\nc = 2\r\n')
+    assert lines[("a",)] == 1 and lines[("t",)] == 2
+    assert lines[("t", "b")] == 3 and lines[("t", "c")] == 5

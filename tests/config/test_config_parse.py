@@ -452,6 +452,15 @@ def test_missing_sections():
     )
 
 
+def test_subjects():
+    base = "version = 2\n[storage]\ndirectory = '/srv'\n[tenants.a.roles]\n"
+    c = parse(base + '"group:Release Managers" = "maintainer@main"\n')
+    assert c.tenants["a"].roles[0].subject == "group:Release Managers"
+    for bad in ('"user:a b"', '"user: a"', '"user:"', '"robot:x"', '"everyone"'):
+        err = _error(base + f'{bad} = "reader@main"\n')
+        assert err.line == 5 and "subject" in str(err), bad
+
+
 def test_minimal_file():
     c = parse("version = 2\n[storage]\ndirectory = '/srv'\n[tenants.a]\n")
     assert c.server.tls == "self-signed" and c.rate_limits.backend == "memory"

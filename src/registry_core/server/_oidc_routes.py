@@ -182,7 +182,7 @@ async def _callback(runtime: Any, scope: Any, send: Any, base: str) -> None:
         await send_text(send, 400, "malformed query", [_NO_STORE])
         return
     if "error" in query:
-        runtime.oidc.cancel(query.get("state", ""))
+        await asyncio.to_thread(runtime.oidc.cancel, query.get("state", ""))
         error = query["error"]
         shown = error if error.replace("_", "").isalnum() and len(error) <= 64 else "error"
         _audit_failure(runtime, f"identity provider answered {shown}")

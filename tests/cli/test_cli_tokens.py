@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _mcp_harness import V2_CONFIG
-from registry_core.auth import Principal, Resource, TenantStore, parse_token
+from registry_core.auth import Principal, Resource, Scope, TenantStore, parse_token
 from registry_core.cli import main
 from registry_core.cli._token import format_duration, parse_duration
 from registry_core.errors import InvalidArgumentError, PermissionDeniedError
@@ -238,3 +238,70 @@ def test_durations_reject_junk_clearly(text):
     else:
         assert got is None or got > 0
     assert parse_duration("never") is None and format_duration(None) == "never"
+
+
+def _token_file(tmp_path: Path, raw: str, name: str) -> str:
+    path = tmp_path / f"{name}.token"
+    path.write_text(raw + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_as_token_creates_only_its_own_narrower_tokens(tmp_path, capsys):
+    """An uploader's token (owner user:uma) mints a token of her own through token.create on
+    every scope; another owner, a resource beyond her role, a standalone actor and a longer
+    life than the acting token are refused; each refusal stores nothing."""
+    directory = tmp_path / "idx"
+    directory.mkdir()
+    now = time.time_ns()
+    with Index(directory) as index:
+        index.auth.grant("user:uma", "uploader", Resource("default", "main", "foo"))
+        uma, _ = index.auth.create_token(
+            owner="user:uma",
+            scopes=[Scope.parse("default", "token.create,read,upload:main")],
+            expires_ns=now + 3600 * 10**9,
+            now_ns=now,
+        )
+        loose, _ = index.auth.create_token(
+            owner=None, scopes=[Scope.parse("default", "token.create:*")]
+        )
+    d = str(directory)
+    acting = ["--as-token-file", _token_file(tmp_path, uma, "uma")]
+    raw = _create(capsys, d, "--scope", "upload:main/foo", *acting)
+    with Index(directory) as index:
+        p = index.auth.authenticate_token(raw)
+        assert (p.subject, p.standalone) == ("user:uma", False)
+        assert p.expires_ns is not None and p.expires_ns <= now + 3600 * 10**9
+        index.require(p, "upload", "foo")
+        with pytest.raises(PermissionDeniedError):
+            index.require(p, "upload", "bar")
+        count = len(index.tokens())
+    for argv, needle in (
+        (["--scope", "upload:main/bar"], "may not token.create on main/bar"),
+        (["--scope", "upload:*"], "may not token.create on *"),
+        (["--scope", "upload:main/foo", "--owner", "user:other"], "for itself only"),
+        (["--scope", "upload:main/foo", "--expires", "2h"], "longer than the acting token"),
+        (["--scope", "upload:main/foo", "--expires", "never"], "longer than the acting token"),
+    ):
+        assert main(["token", "create", d, *argv, *acting]) == 2
+        line = _one_error_line(capsys, "token create")
+        assert needle in line and uma not in line, line
+    loose_file = _token_file(tmp_path, loose, "loose")
+    assert main(["token", "create", d, "--as-token-file", loose_file]) == 2
+    assert "without an owner" in _one_error_line(capsys, "token create")
+    with Index(directory) as index:
+        assert len(index.tokens()) == count
+
+    # list: her own tokens only; revoke: her own without token.revoke, others' refused
+    assert main(["token", "list", d, "--json", *acting]) == 0
+    mine = json.loads(capsys.readouterr().out)
+    assert {r["owner"] for r in mine} == {"user:uma"} and len(mine) == 2
+    with Index(directory) as index:
+        other = next(t.token_id for t in index.tokens() if t.owner is None)
+    assert main(["token", "revoke", d, other, *acting]) == 2
+    assert "may not token.revoke" in _one_error_line(capsys, "token revoke")
+    own = parse_token(raw)[0]
+    assert main(["token", "revoke", d, own, *acting]) == 0
+    assert capsys.readouterr().out.strip() == f"revoked {own}"
+    with Index(directory) as index:
+        assert index.auth.token(own).revoked_ns is not None
+        assert index.auth.token(other).revoked_ns is None

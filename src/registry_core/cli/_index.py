@@ -12,6 +12,7 @@ access to that state: the local operator, admin of the tenant.
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +22,9 @@ from ..errors import InvalidArgumentError
 from ._output import counts
 
 if TYPE_CHECKING:
-    from ..auth import Resource, TenantStore
+    from ..auth import Principal, Resource, TenantStore
 TENANT_FILE = "tenant.sqlite3"
+AS_TOKEN_ENV = "REGISTRY_CORE_AS_TOKEN"
 
 
 def open_index(directory: str) -> Any:
@@ -98,6 +100,42 @@ class Target:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def add_acting_argument(p: argparse.ArgumentParser) -> None:
+    """``--as-token-file FILE``: act as a token's principal instead of the local operator."""
+    p.add_argument(
+        "--as-token-file",
+        metavar="FILE",
+        help=f"act as this token (or ${AS_TOKEN_ENV}); default: the local operator (admin)",
+    )
+
+
+def _as_token(args: argparse.Namespace) -> str | None:
+    """The acting token (first line of ``--as-token-file``, else ``$REGISTRY_CORE_AS_TOKEN``;
+    never a command-line argument, which other users of the machine could read)."""
+    path = getattr(args, "as_token_file", None)
+    if path is not None:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").strip().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or "not readable UTF-8 text"
+            raise InvalidArgumentError(f"--as-token-file {path}: {why}") from None
+        if not lines or not lines[0].strip():
+            raise InvalidArgumentError(f"--as-token-file {path} is empty")
+        return lines[0].strip()
+    return os.environ.get(AS_TOKEN_ENV, "").strip() or None
+
+
+def acting_principal(target: Target, args: argparse.Namespace) -> Principal:
+    """Who the command acts as: the acting token's principal (authenticated against the
+    tenant's store), else the local operator (file access: the tenant's admin)."""
+    from ..auth import Principal
+
+    raw = _as_token(args)
+    if raw is None:
+        return Principal.local(target.tenant)
+    return target.store.authenticate_token(raw)
 
 
 def add_target_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,41 +17,20 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidArgumentError, PermissionDeniedError
-from ._index import Target, add_target_arguments, open_target, split_target
+from ._index import (
+    AS_TOKEN_ENV,
+    Target,
+    acting_principal,
+    add_acting_argument,
+    add_target_arguments,
+    open_target,
+    split_target,
+)
 
 __all__ = ["AS_TOKEN_ENV", "add_role_parser", "run_role"]
-
-AS_TOKEN_ENV = "REGISTRY_CORE_AS_TOKEN"
-
-
-def _as_token(args: argparse.Namespace) -> str | None:
-    """The acting token (first line of ``--as-token-file``, else ``$REGISTRY_CORE_AS_TOKEN``)."""
-    path = getattr(args, "as_token_file", None)
-    if path is not None:
-        try:
-            lines = Path(path).read_text(encoding="utf-8").strip().splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            why = getattr(exc, "strerror", None) or "not readable UTF-8 text"
-            raise InvalidArgumentError(f"--as-token-file {path}: {why}") from None
-        if not lines or not lines[0].strip():
-            raise InvalidArgumentError(f"--as-token-file {path} is empty")
-        return lines[0].strip()
-    return os.environ.get(AS_TOKEN_ENV, "").strip() or None
-
-
-def _actor(target: Target, args: argparse.Namespace) -> Any:
-    """The principal the command acts as: the acting token's, else the local operator."""
-    from ..auth import Principal
-
-    raw = _as_token(args)
-    if raw is None:
-        return Principal.local(target.tenant)
-    return target.store.authenticate_token(raw)
 
 
 def _check_grant(target: Target, actor: Any, role: str, resource: Any) -> None:
@@ -92,7 +71,7 @@ def _cmd_grant(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"unknown role {role[:40]!r} (known: {', '.join(ROLES)})")
     with open_target(args) as target:
         resource = target.resource(words["RESOURCE"])
-        actor = _actor(target, args)
+        actor = acting_principal(target, args)
         _check_grant(target, actor, role, resource)
         if args.role_command == "grant":
             target.store.grant(subject, role, resource, by=actor.subject)
@@ -116,7 +95,7 @@ def _cmd_grant(args: argparse.Namespace) -> int:
 def _cmd_list(args: argparse.Namespace) -> int:
     split_target(args, args.words, ())
     with open_target(args) as target:
-        actor = _actor(target, args)
+        actor = acting_principal(target, args)
         if actor.method != "local":  # the view of those who grant roles, and of auditors
             from ..auth import authorize, require
 
@@ -163,11 +142,7 @@ def add_role_parser(sub: Any) -> argparse.ArgumentParser:
 
     def acting(p: argparse.ArgumentParser) -> None:
         add_target_arguments(p)
-        p.add_argument(
-            "--as-token-file",
-            metavar="FILE",
-            help=f"act as this token (or ${AS_TOKEN_ENV}); default: the local operator (admin)",
-        )
+        add_acting_argument(p)
 
     for verb, text in (
         ("grant", "bind ROLE to SUBJECT on RESOURCE (default '*': the whole tenant)"),

@@ -8,6 +8,14 @@ DIR)`` works); only a hash of its secret is stored. A token holds least-privileg
 neither: ``read,upload,create:INDEX``), may act for an ``--owner`` (its roles, narrowed by the
 scopes; without one the scopes are the whole grant) and may expire (``--expires 30d``).
 ``list`` shows owner, scopes and times, never a secret or its hash.
+
+Run with file access, the command is the local operator (the tenant's admin). With
+``--as-token-file FILE`` (or ``$REGISTRY_CORE_AS_TOKEN``) it acts as that token's principal,
+through the one decision point: ``create`` needs ``token.create`` on every scope's resource
+and makes a token of the caller's own (owner: its subject, never longer-lived than the acting
+token), so a new token never holds more than its owner's roles; ``revoke`` of one's own token
+needs nothing more, of anyone else's ``token.revoke`` on every resource it covers (docs/rbac.md);
+``list`` shows one's own tokens, all of them with ``audit.read`` on the tenant.
 """
 
 from __future__ import annotations
@@ -18,8 +26,15 @@ import re
 import time
 from typing import Any
 
-from ..errors import InvalidArgumentError
-from ._index import Target, add_target_arguments, open_target, split_target
+from ..errors import InvalidArgumentError, PermissionDeniedError
+from ._index import (
+    Target,
+    acting_principal,
+    add_acting_argument,
+    add_target_arguments,
+    open_target,
+    split_target,
+)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"([0-9]{1,9})\s*([smhdw])")
@@ -100,6 +115,9 @@ def _cmd_create(args: argparse.Namespace) -> int:
         scopes = _scopes(target, args)
         now = time.time_ns()
         expires_ns = now + int(ttl * 1e9) if ttl is not None else None
+        actor = acting_principal(target, args)
+        if actor.method != "local":
+            owner, expires_ns = _check_create(target, actor, owner, scopes, expires_ns, args)
         raw, _record = target.store.create_token(
             owner=owner,
             scopes=scopes,
@@ -109,6 +127,37 @@ def _cmd_create(args: argparse.Namespace) -> int:
         )
     print(raw, flush=True)
     return 0
+
+
+def _check_create(
+    target: Target,
+    actor: Any,
+    owner: str | None,
+    scopes: list[Any],
+    expires_ns: int | None,
+    args: argparse.Namespace,
+) -> tuple[str, int | None]:
+    """A token made by ``actor``: token.create on every scope, its own, not outliving it."""
+    from ..auth import require
+
+    if actor.standalone or actor.subject.startswith("token:"):
+        raise PermissionDeniedError(
+            f"{actor.subject}: a token without an owner cannot create tokens"
+        )
+    if owner is not None and owner != actor.subject:
+        raise PermissionDeniedError(f"{actor.subject} may create tokens for itself only")
+    policy = target.store.policy()
+    for scope in scopes:
+        require(actor, "token.create", scope.resource, policy, audit=target.store_audit)
+    if actor.expires_ns is not None:
+        if args.expires is None:  # by default at most as long as the acting token lives
+            expires_ns = min(expires_ns or actor.expires_ns, actor.expires_ns)
+        elif expires_ns is None or expires_ns > actor.expires_ns:
+            raise InvalidArgumentError(
+                f"--expires {args.expires}: longer than the acting token lives "
+                f"(until {_when(actor.expires_ns)})"
+            )
+    return actor.subject, expires_ns
 
 
 def _row(t: Any) -> dict[str, Any]:
@@ -127,7 +176,14 @@ def _row(t: Any) -> dict[str, Any]:
 def _cmd_list(args: argparse.Namespace) -> int:
     split_target(args, args.words, ())
     with open_target(args) as target:
+        actor = acting_principal(target, args)
         tokens = target.store.tokens()
+        if actor.method != "local":
+            from ..auth import authorize
+
+            everything = target.resource(None)
+            if not authorize(actor, "audit.read", everything, target.store.policy()):
+                tokens = [t for t in tokens if _owns(actor, t)]
     rows = [_row(t) for t in tokens]
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -156,12 +212,27 @@ def _cmd_revoke(args: argparse.Namespace) -> int:
     token_id = split_target(args, args.words, ("TOKEN_ID",))["TOKEN_ID"]
     assert token_id is not None
     with open_target(args) as target:
-        revoked = target.store.revoke_token(token_id, by="local")
+        actor = acting_principal(target, args)
         where = target.where
+        record = target.store.token(token_id)
+        if actor.method != "local" and record is not None and not _owns(actor, record):
+            from ..auth import require
+
+            policy = target.store.policy()
+            for scope in record.scopes:
+                require(actor, "token.revoke", scope.resource, policy, audit=target.store_audit)
+        revoked = record is not None and target.store.revoke_token(token_id, by=actor.subject)
     if not revoked:
         raise InvalidArgumentError(f"no valid token {token_id[:80]!r} in {where}")
     print(f"revoked {token_id}")
     return 0
+
+
+def _owns(actor: Any, record: Any) -> bool:
+    """``record`` is the actor's own token (owned by its subject, or the acting token)."""
+    return record.token_id == actor.token_id or (
+        record.owner is not None and record.owner == actor.subject
+    )
 
 
 def add_token_parser(sub: Any) -> None:
@@ -209,6 +280,7 @@ def add_token_parser(sub: Any) -> None:
         help="30d, 12h, 90m, 2w or never (default: never, or the tenant's token_max_ttl_s)",
     )
     p.add_argument("--description", default="", help="a note shown by token list")
+    add_acting_argument(p)
     p.set_defaults(func=_cmd_create, command_name="token create")
 
     p = verbs.add_parser(
@@ -219,6 +291,7 @@ def add_token_parser(sub: Any) -> None:
     p.add_argument("words", nargs="*", metavar="DIR", help="the index directory")
     add_target_arguments(p)
     p.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    add_acting_argument(p)
     p.set_defaults(func=_cmd_list, command_name="token list")
 
     p = verbs.add_parser(
@@ -233,4 +306,5 @@ def add_token_parser(sub: Any) -> None:
         help="the index directory, then the token's id (the part after 'rc-' in the token)",
     )
     add_target_arguments(p)
+    add_acting_argument(p)
     p.set_defaults(func=_cmd_revoke, command_name="token revoke")

@@ -683,11 +683,11 @@ class MultiTenantApp:
         if sub.startswith("/oidc/") and (runtime.oidc or runtime.publishing) is not None:
             from ._oidc_routes import handle as oidc
 
-            await oidc(runtime, scope, receive, send, sub[len("/oidc") :])
+            await oidc(_AsSeen(runtime, base), scope, receive, send, sub[len("/oidc") :])
         elif sub.startswith("/saml/") and runtime.saml is not None:
             from ._saml_routes import handle as saml
 
-            await saml(runtime, scope, receive, send, sub[len("/saml") :])
+            await saml(_AsSeen(runtime, base), scope, receive, send, sub[len("/saml") :])
         elif sub == "/whoami" and method in ("GET", "HEAD"):
             await _drain(receive)
             await _whoami(runtime, scope[PRINCIPAL_KEY], send, method)
@@ -708,6 +708,18 @@ class MultiTenantApp:
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         cookie = f"{SESSION_COOKIE}=; Max-Age=0; Path={base or ''}/; HttpOnly; SameSite=Lax{secure}"
         await send_text(send, 200, "signed out", [("set-cookie", cookie)], method=scope["method"])
+
+
+class _AsSeen:
+    """A tenant runtime as one request sees it: ``base`` is the base the request came in
+    under (``""`` by host, ``/t/<name>`` by path), so sign-in cookies and redirects use it."""
+
+    def __init__(self, runtime: TenantRuntime, base: str) -> None:
+        self._runtime = runtime
+        self.base = base
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
 
 
 def _sign_in_route(runtime: TenantRuntime, inner: str) -> bool:

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -409,6 +410,7 @@ class RegistryTools:
         self._index: Index | None = index
         self._owns_index = False
         self._owned_store: TenantStore | None = None
+        self._open_lock = threading.Lock()
         self._tenant_store = tenant_store
         self.audit = audit
         self.directory: Path | None = None
@@ -551,22 +553,29 @@ class RegistryTools:
     @property
     def index(self) -> Index:
         if self._index is None:
-            from ..index import Index
-
-            assert self.directory is not None and self.tenant is not None
-            kwargs: dict[str, Any] = {"tenant": self.tenant, "name": self.index_name}
-            if self.audit is not None:
-                kwargs["audit"] = self.audit
-            store = self._tenant_store
-            if isinstance(store, (str, os.PathLike)):
-                from ..auth import TenantStore
-
-                store = self._owned_store = TenantStore(store, tenant=self.tenant, audit=self.audit)
-            if store is not None:
-                kwargs["auth"] = store
-            self._index = Index(self.directory, **kwargs)
-            self._owns_index = True
+            with self._open_lock:  # two first calls on worker threads open it once
+                if self._index is None:
+                    self._index = self._open_index()
         return self._index
+
+    def _open_index(self) -> Index:
+        """The local Index, over the tenant store chosen at construction."""
+        from ..index import Index
+
+        assert self.directory is not None and self.tenant is not None
+        kwargs: dict[str, Any] = {"tenant": self.tenant, "name": self.index_name}
+        if self.audit is not None:
+            kwargs["audit"] = self.audit
+        store = self._tenant_store
+        if isinstance(store, (str, os.PathLike)):
+            from ..auth import TenantStore
+
+            store = self._owned_store = TenantStore(store, tenant=self.tenant, audit=self.audit)
+        if store is not None:
+            kwargs["auth"] = store
+        index = Index(self.directory, **kwargs)
+        self._owns_index = True
+        return index
 
     def principal(self) -> Principal:
         """Who the local tools act as: the configured token's principal (authenticated now,

@@ -131,3 +131,17 @@ def test_bad_serve_command_lines(argv, message):
         from_serve_args(argv)
     assert message in str(caught.value)
     assert str(caught.value).startswith("serve command line")
+
+
+def test_from_serve_namespace_is_what_serve_builds(tmp_path):
+    """serve's own v1 config (cli/_serve.py) and from_serve_namespace agree."""
+    from registry_core.cli import _serve
+    from registry_core.config import from_serve_namespace
+
+    parser, _ = serve_parser()
+    ns = parser.parse_args(["serve", str(tmp_path), "--plain-http", "--port", "0", "--no-http3"])
+    ours = from_serve_namespace(ns)
+    assert ours.storage.directory == str(tmp_path)
+    assert ours.server.tls == "plain-http" and not ours.server.http3
+    if hasattr(_serve, "_v1_config"):
+        assert _serve._v1_config(ns) == ours

@@ -8,7 +8,7 @@ docs/configuration.md.
 """
 
 from ._dump import dump
-from ._migrate import DEFAULT_TENANT, from_serve_args, single_tenant
+from ._migrate import DEFAULT_TENANT, from_serve_args, from_serve_namespace, single_tenant
 from ._parse import MAX_CONFIG_BYTES, load, parse
 from ._schema import (
     ACTIONS,
@@ -48,6 +48,7 @@ __all__ = [
     "TenantConfig",
     "dump",
     "from_serve_args",
+    "from_serve_namespace",
     "load",
     "parse",
     "single_tenant",

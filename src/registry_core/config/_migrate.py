@@ -26,7 +26,7 @@ from ._schema import (
     TenantConfig,
 )
 
-__all__ = ["DEFAULT_TENANT", "from_serve_args", "single_tenant"]
+__all__ = ["DEFAULT_TENANT", "from_serve_args", "from_serve_namespace", "single_tenant"]
 
 DEFAULT_TENANT = "default"
 _SOURCE = "serve command line"
@@ -146,19 +146,30 @@ def from_serve_args(argv: Sequence[str]) -> Config:
             source=_SOURCE,
         )
 
-    def absolute(path: str | None) -> str | None:
-        return None if path is None else os.path.abspath(path)
+    return from_serve_namespace(ns, absolute=True)
+
+
+def from_serve_namespace(args: argparse.Namespace, *, absolute: bool = False) -> Config:
+    """The parsed ``serve`` arguments (``args.directory``, ``args.port``, ...) as the v1
+    single-tenant Config: the one mapping of serve options to ``[server]`` keys, used by
+    :func:`from_serve_args` and available to ``serve`` itself. ``absolute``: make the paths
+    absolute."""
+
+    def path(value: str | None) -> str | None:
+        return None if value is None or not absolute else os.path.abspath(value)
 
     options: dict[str, Any] = {
-        field: getattr(ns, dest) for dest, field in _OPTIONS.items() if hasattr(ns, dest)
+        field: getattr(args, dest) for dest, field in _OPTIONS.items() if hasattr(args, dest)
     }
-    options["certfile"] = absolute(options.get("certfile"))
-    options["keyfile"] = absolute(options.get("keyfile"))
-    if getattr(ns, "plain_http", False):
+    if absolute:
+        options["certfile"] = path(options.get("certfile"))
+        options["keyfile"] = path(options.get("keyfile"))
+    if getattr(args, "plain_http", False):
         options["tls"] = "plain-http"
-    elif options["certfile"] is not None or options["keyfile"] is not None:
+    elif options.get("certfile") is not None or options.get("keyfile") is not None:
         options["tls"] = "files"
     else:
         options["tls"] = "self-signed"
-    options["http3"] = not getattr(ns, "no_http3", False)
-    return single_tenant(os.path.abspath(ns.directory), **options)
+    options["http3"] = not getattr(args, "no_http3", False)
+    directory = args.directory
+    return single_tenant(os.path.abspath(directory) if absolute else directory, **options)

@@ -248,7 +248,7 @@ _DEFAULTS: dict[str, Any] = {
 
 def _describe_v1(app: Any, handle: Any, url: str) -> str:
     runtime = next(iter(app.tenants.values()))
-    entry = next(iter(runtime._entries.values()))
+    entry = next(iter(runtime.entries.values()))
     rebuilt = counts(entry.rebuilt) if entry.rebuilt is not None else "-"
     line = (
         f"index {url}simple/ ({len(entry.index.projects())} projects; rebuilt: {rebuilt}); "
@@ -264,7 +264,7 @@ def _describe_v2(app: Any, handle: Any, url: str) -> str:
     for runtime in app.tenants.values():
         names = ", ".join(
             f"{n} {url.rstrip('/')}{runtime.base}{e.path}/simple/"
-            for n, e in runtime._entries.items()
+            for n, e in runtime.entries.items()
         )
         hosts = f" (hosts {', '.join(runtime.config.domains)})" if runtime.config.domains else ""
         parts.append(f"{runtime.name}{hosts}: {names}")
@@ -305,10 +305,11 @@ def run_serve(args: argparse.Namespace) -> int:
             max_requests_per_ip=server.max_requests_per_ip,
         )
         flags = getattr(args, "flags", None)
-        if flags is None or config.flags:
+        if (args.config is not None and config.flags) or flags is None:
             from ..flags import FeatureFlags
 
-            flags = FeatureFlags.load(dict(config.flags) or None)
+            # the file's [flags] table in place of pyproject.toml's; the environment still wins
+            flags = FeatureFlags.load(config=args.config if config.flags else None)
         from ..server import MultiTenantApp
 
         app = MultiTenantApp(config, flags=flags)

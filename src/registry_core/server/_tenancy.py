@@ -150,6 +150,11 @@ class TenantRuntime:
     def indexes(self) -> dict[str, tuple[Index, IndexApp]]:
         return {n: (e.index, e.app(self.base)) for n, e in self._entries.items()}
 
+    @property
+    def entries(self) -> dict[str, _IndexEntry]:
+        """Index name -> its live objects (index, file server, apps, TUF, rebuild result)."""
+        return dict(self._entries)
+
     def entry(self, name: str) -> _IndexEntry:
         return self._entries[name]
 

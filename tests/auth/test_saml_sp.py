@@ -10,6 +10,7 @@ input, entity expansion. Messages never quote the assertion.
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import subprocess
 import sys
@@ -178,6 +179,46 @@ def test_other_browser_refused(sp, idp):
 def test_same_browser_accepted(sp, idp):
     answer = login(sp, idp, key="k" * 43)
     assert sp.complete(answer.saml_response, answer.relay_state, browser_key="k" * 43)
+
+
+def _wrapped(answer, *, keep_id: bool):
+    """Signature wrapping: an unsigned assertion for mallory carries alice's signature (its
+    Reference names alice's assertion, hidden in Advice, or the same ID is reused)."""
+    from saml2 import samlp
+    from saml2.saml import Advice, assertion_from_string
+
+    response = samlp.response_from_string(answer.xml)
+    signed = response.assertion[0]
+    evil = assertion_from_string(str(signed))
+    evil.subject.name_id.text = "mallory@example.com"
+    if not keep_id:
+        evil.id = "id-evil"
+    evil.advice = Advice(assertion=[assertion_from_string(str(signed))])
+    response.assertion = [evil]
+    return base64.b64encode(str(response).encode()).decode()
+
+
+@pytest.mark.parametrize("keep_id", [False, True])
+def test_signature_wrapping_refused(sp, idp, keep_id):
+    answer = login(sp, idp)
+    with pytest.raises(IdentityProviderError, match="SignatureError"):
+        sp.complete(_wrapped(answer, keep_id=keep_id), answer.relay_state)
+
+
+def test_pysaml2_logs_carry_no_xml(sp, idp, caplog):
+    """pysaml2 logs the whole document on a signature failure and the NameID as XML."""
+    caplog.set_level(logging.DEBUG)
+    answer = login(sp, idp)
+    with pytest.raises(IdentityProviderError):
+        sp.complete(_wrapped(answer, keep_id=False), answer.relay_state)
+    answer = login(sp, idp, user="carol@example.com")
+    sp.complete(answer.saml_response, answer.relay_state)
+    saml2_records = [r for r in caplog.records if r.name.startswith("saml2")]
+    assert saml2_records  # pysaml2 did log
+    for record in caplog.records:
+        text = record.getMessage()
+        assert "<ns" not in text and "Assertion ID=" not in text, text[:200]
+        assert answer.saml_response[:40] not in text
 
 
 def test_username_attribute(idp, store):

@@ -69,6 +69,33 @@ def _import_saml2() -> Any:
     return saml2
 
 
+class _WithholdXML(logging.Filter):
+    """pysaml2 logs whole documents on some failures (the assertion: a credential, and
+    personal data) and NameIDs as XML: such messages keep only the text before the XML."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken record is logging's business, not ours
+            return True
+        if "<" in text or len(text) > 500:
+            record.msg = text.split("<", 1)[0][:200].rstrip() + " [SAML XML withheld]"
+            record.args = ()
+        return True
+
+
+_WITHHOLD = _WithholdXML()
+
+
+def _withhold_saml2_xml() -> None:
+    """Put the filter on every pysaml2 logger (logger filters do not apply to children)."""
+    for name in list(logging.root.manager.loggerDict):
+        if name == "saml2" or name.startswith("saml2."):
+            logger = logging.getLogger(name)
+            if _WITHHOLD not in logger.filters:
+                logger.addFilter(_WITHHOLD)
+
+
 def _check_url(name: str, url: str) -> str:
     if not isinstance(url, str) or not url:
         raise InvalidArgumentError(f"{name} must be a non-empty string")
@@ -165,6 +192,7 @@ class SAMLServiceProvider:
         self._lock = threading.Lock()
         self._config = self._make_config(xmlsec, idp_metadata_xml, sp_certfile, sp_keyfile)
         self._client = self._saml2.client.Saml2Client(config=self._config)
+        _withhold_saml2_xml()  # after the client: its modules and their loggers exist now
         idps = list(self._client.metadata.identity_providers())
         if len(idps) != 1:
             raise InvalidArgumentError(
@@ -327,6 +355,7 @@ class SAMLServiceProvider:
 
     def _verify(self, saml_response: str, req_id: str, relay: str) -> Any:
         saml2 = self._saml2
+        _withhold_saml2_xml()  # loggers of modules pysaml2 imported since
         try:
             with self._lock:
                 parsed = self._client.parse_authn_request_response(

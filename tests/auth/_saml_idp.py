@@ -236,6 +236,35 @@ class SamlIdP:
         encoded = base64.b64encode(text.encode()).decode()
         return Answer(acs, encoded, relay, text)
 
+    def answer_encrypted(
+        self, redirect_url: str, sp_cert: Path, *, sign_assertion: bool = True, user: str = "alice"
+    ) -> Answer:
+        """A response whose assertion is signed (or not) then encrypted for ``sp_cert``, made
+        by pysaml2's own IdP path (sign, then encrypt)."""
+        from saml2.saml import NAMEID_FORMAT_UNSPECIFIED, NameID
+        from saml2.xmldsig import DIGEST_SHA256, SIG_RSA_SHA256
+
+        request, relay = self.request_from_redirect(redirect_url)
+        xml = str(
+            self.server.create_authn_response(
+                {"groups": ["eng"]},
+                request.id,
+                request.assertion_consumer_service_url,
+                request.issuer.text,
+                name_id=NameID(format=NAMEID_FORMAT_UNSPECIFIED, text=user),
+                authn={"class_ref": "urn:oasis:names:tc:SAML:2.0:ac:classes:Password"},
+                sign_response=False,
+                sign_assertion=sign_assertion,
+                encrypt_assertion=True,
+                encrypt_cert_assertion=sp_cert.read_text(),
+                sign_alg=SIG_RSA_SHA256,
+                digest_alg=DIGEST_SHA256,
+            )
+        )
+        assert "EncryptedAssertion" in xml and "<ns1:Assertion " not in xml
+        encoded = base64.b64encode(xml.encode()).decode()
+        return Answer(request.assertion_consumer_service_url, encoded, relay, xml)
+
     @staticmethod
     def _sign(
         server, response, sign_assertion: bool, sign_response: bool, sig_alg, digest_alg

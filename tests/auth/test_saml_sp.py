@@ -343,6 +343,38 @@ def test_signed_authn_requests_with_sp_key(idp, store, tmp_path):
     assert b"KeyDescriptor" in sp.metadata_xml()
 
 
+@pytest.fixture
+def sp_keys(tmp_path):
+    from _saml_idp import make_key_pair
+
+    return make_key_pair(tmp_path, "sp", "rc.test")
+
+
+def test_encrypted_signed_assertion_accepted(idp, store, sp_keys):
+    cert, key = sp_keys
+    sp = SAMLServiceProvider(
+        ENTITY, ACS, idp.metadata_xml(), store, sp_certfile=str(cert), sp_keyfile=str(key)
+    )
+    answer = idp.answer_encrypted(sp.login_redirect("/"), cert)
+    identity = sp.complete(answer.saml_response, answer.relay_state)
+    assert identity.subject == "user:alice" and identity.groups == {"eng"}
+
+
+def test_encrypted_unsigned_assertion_refused(idp, store, sp_keys):
+    cert, key = sp_keys
+    sp = SAMLServiceProvider(
+        ENTITY, ACS, idp.metadata_xml(), store, sp_certfile=str(cert), sp_keyfile=str(key)
+    )
+    answer = idp.answer_encrypted(sp.login_redirect("/"), cert, sign_assertion=False)
+    refused(sp, answer, "Signature missing for assertion")
+
+
+def test_encrypted_assertion_without_our_key_refused(sp, idp, sp_keys):
+    cert, _ = sp_keys
+    answer = idp.answer_encrypted(sp.login_redirect("/"), cert)
+    refused(sp, answer, "no usable assertion")
+
+
 def test_repr_is_short(sp):
     assert repr(sp) == f"SAMLServiceProvider(entity_id={ENTITY!r}, idp={sp.idp_entity_id!r})"
 

@@ -372,7 +372,7 @@ def test_encrypted_unsigned_assertion_refused(idp, store, sp_keys):
 def test_encrypted_assertion_without_our_key_refused(sp, idp, sp_keys):
     cert, _ = sp_keys
     answer = idp.answer_encrypted(sp.login_redirect("/"), cert)
-    refused(sp, answer, "no usable assertion")
+    refused(sp, answer, "encrypted but this service provider has no key")
 
 
 def test_repr_is_short(sp):

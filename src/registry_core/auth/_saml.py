@@ -209,7 +209,7 @@ class SAMLServiceProvider:
             raise InvalidArgumentError(
                 "the IdP metadata has no SingleSignOnService with the HTTP-Redirect binding"
             ) from exc
-        self._sign_requests = sp_keyfile is not None
+        self._has_key = sp_keyfile is not None
 
     def __repr__(self) -> str:
         return f"SAMLServiceProvider(entity_id={self.entity_id!r}, idp={self.idp_entity_id!r})"
@@ -272,7 +272,7 @@ class SAMLServiceProvider:
                 entityid=self.idp_entity_id,
                 relay_state=relay,
                 binding=saml2.BINDING_HTTP_REDIRECT,
-                sign=self._sign_requests,
+                sign=self._has_key,
             )
         location = dict(info["headers"])["Location"]
         pending = {"relay_state": relay}
@@ -351,6 +351,10 @@ class SAMLServiceProvider:
             raise IdentityProviderError("SAMLResponse is not a SAML Response")
         if len(response.assertion) + len(response.encrypted_assertion) != 1:
             raise IdentityProviderError("SAML response must carry exactly one assertion")
+        if response.encrypted_assertion and not self._has_key:
+            raise IdentityProviderError(
+                "SAML assertion is encrypted but this service provider has no key (sp_keyfile)"
+            )
         return response
 
     def _verify(self, saml_response: str, req_id: str, relay: str) -> Any:

@@ -321,6 +321,15 @@ def test_storage_is_separate_per_tenant(site):
     assert (root / "acme" / ".registry-core" / "tenant.sqlite3").is_file()
     assert (root / "globex" / ".registry-core" / "tenant.sqlite3").is_file()
     assert not (root / "acme" / "main" / "globex-secret").exists()
+    # no live object is shared either: file servers (caches, single-flight keys), patch
+    # stores, page caches, indexes and tenant stores are each tenant's own
+    app = site["app"]
+    a, g = app.tenants["acme"].entry("main"), app.tenants["globex"].entry("main")
+    assert a.files is not g.files and a.files.cache is not g.files.cache
+    assert a.files.patch_store.directory != g.files.patch_store.directory
+    assert a.files.patch_store.directory.is_relative_to(root / "acme")
+    assert a.index is not g.index and a.index.auth is not g.index.auth
+    assert {id(x) for x in a.apps.values()}.isdisjoint(id(x) for x in g.apps.values())
 
 
 # -- the role matrix with real clients -------------------------------------------------------

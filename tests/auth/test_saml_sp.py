@@ -221,6 +221,23 @@ def test_pysaml2_logs_carry_no_xml(sp, idp, caplog):
         assert answer.saml_response[:40] not in text
 
 
+def test_concurrent_logins_from_threads(idp, tmp_path):
+    """The server checks responses in worker threads: each login gets its own identity."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with TenantStore(tmp_path / "tenant.sqlite3", tenant="acme") as store:
+        sp = SAMLServiceProvider(ENTITY, ACS, idp.metadata_xml(), store)
+        answers = {f"u{i}@example.com": login(sp, idp, user=f"u{i}@example.com") for i in range(6)}
+
+        def check(item):
+            user, answer = item
+            return user, sp.complete(answer.saml_response, answer.relay_state).subject
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            results = dict(pool.map(check, answers.items()))
+    assert results == {user: f"user:{user}" for user in answers}
+
+
 def test_username_attribute(idp, store):
     sp = SAMLServiceProvider(ENTITY, ACS, idp.metadata_xml(), store, username_attribute="uid")
     answer = login(sp, idp, attributes={"uid": ["alice"]})

@@ -52,3 +52,20 @@ def test_yank_needs_an_existing_directory(tmp_path, capsys) -> None:
     assert main(["index", "yank", str(tmp_path / "missing"), "x-1.0.tar.gz"]) == 2
     assert "not a directory" in capsys.readouterr().err
     assert not (tmp_path / "missing").exists()
+
+
+def test_yank_is_the_local_operators_and_audited(registry, capsys, caplog) -> None:
+    """The command has file access: it acts as the local operator (allowed), and the index
+    audits the yank under that subject."""
+    import json
+    import logging
+
+    root, name = registry
+    caplog.set_level(logging.INFO, logger="registry_core.audit")
+    assert main(["index", "yank", str(root), name]) == 0
+    assert main(["index", "unyank", str(root), name]) == 0
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "registry_core.audit"]
+    kinds = [
+        (e["kind"], e["subject"], e["outcome"]) for e in events if e["kind"] in ("yank", "unyank")
+    ]
+    assert kinds == [("yank", "local", "ok"), ("unyank", "local", "ok")], events

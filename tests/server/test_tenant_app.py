@@ -201,6 +201,7 @@ def test_tenant_home_lists_the_indexes_the_caller_may_read(site):
     assert "internal" not in anon.text
     assert "internal" in c.get("/t/acme/", headers=_bearer(tokens, "alice")).text
     assert c.get("/t/globex/").content == UNIFORM
+    assert c.post("/t/acme/").content == UNIFORM  # the home page is read-only
     assert c.get("/t/acme/nosuchindex/simple/").content == UNIFORM
     assert c.get("/t/acme/_/nosuchroute").content == UNIFORM
     assert c.get("/t/acme/_/oidc/login").content == UNIFORM  # no OIDC configured

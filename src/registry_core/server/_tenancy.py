@@ -651,7 +651,7 @@ class MultiTenantApp:
         from html import escape
 
         names = [n for n in runtime._entries if runtime.can_read(principal, n)]
-        if not names:
+        if not names or method not in ("GET", "HEAD"):
             await send_not_found(send, method)
             return
         items = "".join(

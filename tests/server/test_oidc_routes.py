@@ -59,6 +59,7 @@ directory = "{root}"
 [tenants.acme]
 public = false
 
+# the publisher's own binding, spelled out until build_app adds publisher_bindings() itself
 [tenants.acme.roles]
 "publisher:widget-release" = ["maintainer@main/widget"]
 

@@ -61,8 +61,7 @@ def _parse(args: argparse.Namespace, target_words: list[str]) -> dict[str, str |
 
 
 def _cmd_grant(args: argparse.Namespace) -> int:
-    from ..auth import ROLES
-    from ..auth._model import check_subject
+    from ..auth import ROLES, check_subject
 
     words = _parse(args, args.words)
     subject = check_subject(words["SUBJECT"])

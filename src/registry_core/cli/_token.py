@@ -94,7 +94,7 @@ def _scopes(target: Target, args: argparse.Namespace) -> list[Any]:
 
 
 def _cmd_create(args: argparse.Namespace) -> int:
-    from ..auth._model import check_subject
+    from ..auth import check_subject
 
     split_target(args, args.words, ())
     ttl = parse_duration(args.expires) if args.expires is not None else None

@@ -29,11 +29,13 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``registry-core`` parser (cheap: no server, index or proxy imported)."""
+    from ._config import add_config_parser
     from ._delta import add_delta_parsers
     from ._index import add_index_parser
     from ._keys import add_keys_parser
     from ._mcp import add_mcp_parser
     from ._proxy import add_proxy_parser
+    from ._roles import add_role_parser
     from ._security import add_security_parser
     from ._serve import add_serve_parser
     from ._token import add_token_parser
@@ -46,11 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_delta_parsers(sub)
     add_serve_parser(sub)
     add_token_parser(sub)
+    add_role_parser(sub)
     add_index_parser(sub)
     add_proxy_parser(sub)
     add_security_parser(sub)
     add_keys_parser(sub)
     add_mcp_parser(sub)
+    add_config_parser(sub)
     return parser
 
 

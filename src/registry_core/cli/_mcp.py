@@ -99,9 +99,14 @@ def _build_server(args: argparse.Namespace, publish_token: str | None) -> Any:
             raise RegistryCoreError(MCP_EXTRA_HINT) from None
         raise
     verify: bool | str = args.cafile if args.cafile else True
+    local: dict[str, Any] = {}
+    if args.registry is None:  # one tenant's index: the decision point of that index decides
+        local = {"tenant": args.tenant or "default", "index_name": args.index or "main"}
     return create_server(
         registry=args.registry,
         directory=args.directory,
+        config=args.config,
+        **local,
         roots=tuple(args.root or ()),
         allow_write=args.allow_write,
         token=publish_token,
@@ -139,8 +144,14 @@ def run_mcp(args: argparse.Namespace) -> int:
             )
     elif args.token_file or args.certfile or args.keyfile:
         return _fail("--token-file, --certfile and --keyfile are for --transport http")
+    if (args.tenant or args.index) and args.registry is not None:
+        return _fail("--tenant and --index are for --dir or --config (a URL names its tenant)")
+    if args.config is not None and args.tenant is None:
+        return _fail("--config needs --tenant NAME")
     publish_token = None
-    if args.allow_write:
+    if args.allow_write or args.registry is None:
+        # a local index: the token is the tools' principal, for reads too (none: the local
+        # operator); a remote one: the upload token, only with --allow-write
         publish_token = _read_secret(PUBLISH_TOKEN_ENV, args.publish_token_file, "publish token")
     elif args.publish_token_file:
         return _fail("--publish-token-file needs --allow-write")
@@ -196,6 +207,9 @@ def add_mcp_parser(sub: Any) -> argparse.ArgumentParser:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--registry", metavar="URL", help="the index's base URL (its /simple/)")
     what.add_argument("--dir", dest="directory", metavar="DIR", help="a local index directory")
+    what.add_argument("--config", metavar="FILE", help="a v2 config file (with --tenant)")
+    p.add_argument("--tenant", metavar="NAME", help="--dir/--config: the tenant (default: default)")
+    p.add_argument("--index", metavar="NAME", help="--dir/--config: the index (default: main)")
     p.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="default stdio")
     p.add_argument(
         "--listen",

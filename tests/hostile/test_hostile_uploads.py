@@ -36,7 +36,7 @@ def index(tmp_path: Path) -> Iterator[Index]:
             os.path.join(d, f)
             for d, _, fs in os.walk(tmp_path)
             for f in fs
-            if not f.startswith("index.sqlite3")
+            if not f.startswith(("index.sqlite3", "tenant.sqlite3"))  # the databases
         ]
         assert leftovers == []
 

@@ -187,6 +187,22 @@ def signed_update_report() -> dict[str, object] | None:
     return run_signed_update_demo()
 
 
+def tenants_report() -> dict[str, object] | None:
+    import importlib.util
+
+    print(
+        "\nTwo tenants with different roles on one server "
+        "(acme: alice owner, bob reader; globex: carol owner):"
+    )
+    missing = [m for m in ("pip", "setuptools") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"  {' and '.join(missing)} not installed here; skipping the tenants demo")
+        return None
+    from .server._demo import run_tenants_demo
+
+    return run_tenants_demo()
+
+
 def main() -> None:
     core_report()
     releases = delta_report()
@@ -196,6 +212,8 @@ def main() -> None:
         pip_upgrade_report()
     if os.environ.get("REGISTRY_CORE_DEMO_SIGNED", "1") == "1":
         signed_update_report()
+    if os.environ.get("REGISTRY_CORE_DEMO_TENANTS", "1") == "1":
+        tenants_report()
 
 
 if __name__ == "__main__":

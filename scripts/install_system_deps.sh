@@ -4,7 +4,7 @@
 set -euo pipefail
 purpose="${1:-test}"
 case "$purpose" in
-  test)  pkgs=(gcc make python3-venv redis-server xmlsec1) ;;
+  test)  pkgs=(gcc make python3-venv redis-server xmlsec1 postgresql haproxy pebble golang-go golang-golang-x-mod-dev) ;;
   bench) pkgs=(gcc make zstd bsdiff xdelta3) ;;
   fuzz)  pkgs=(clang) ;;
   *) echo "usage: $0 [test|bench|fuzz]" >&2; exit 2 ;;

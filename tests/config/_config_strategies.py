@@ -130,7 +130,7 @@ saml_configs = st.builds(
     username_attribute=maybe_text,
     sp_certfile=st.just("sp.pem"),
     sp_keyfile=st.just("sp.key"),
-    clock_skew_s=st.floats(min_value=0, max_value=600),
+    clock_skew_s=st.floats(min_value=0, max_value=300),
 )
 claim_tables = st.dictionaries(simple, texts, max_size=2)
 issuers = _urls("token.example.com")

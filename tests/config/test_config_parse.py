@@ -378,10 +378,10 @@ def test_load_takes_relative_paths_from_the_files_directory(tmp_path):
         ),
         (
             'idp_metadata = "idp.xml"',
-            'idp_metadata = "idp.xml", clock_skew_s = 3600',
+            'idp_metadata = "idp.xml", clock_skew_s = 301',
             "saml.clock_skew_s",
             "clock_skew_s",
-            "600",
+            "300",
         ),
         (
             'idp_metadata = "idp.xml"',

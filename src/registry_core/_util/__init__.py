@@ -5,6 +5,7 @@
 - :mod:`._atomic`: files replaced atomically, with the permissions a plain ``open()`` gives.
 - :mod:`._buffers`: the one check that turns a bytes-like argument into a flat byte view.
 - :mod:`._varint`: unsigned LEB128 integers, strict on decode.
+- :mod:`._net`: ``is_loopback`` (where plain HTTP is acceptable: config checks and the CLI).
 - :mod:`._isolated`: a setuptools build in a subprocess and an isolated pip/uv/twine
   environment (the demo, tests and benchmarks; imported only where used).
 """
@@ -12,6 +13,7 @@
 from ._atomic import AtomicFile, atomic_write
 from ._buffers import byte_view
 from ._lru import LRU
+from ._net import is_loopback
 from ._singleflight import SingleFlight, ThreadSingleFlight
 from ._varint import decode_uvarint, encode_uvarint
 
@@ -24,4 +26,5 @@ __all__ = [
     "byte_view",
     "decode_uvarint",
     "encode_uvarint",
+    "is_loopback",
 ]

@@ -4,21 +4,14 @@ print the one "serving on" line only once they are up, stop cleanly on Ctrl-C or
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import signal
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from .._util._net import is_loopback
 
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
+__all__ = ["is_loopback", "run_foreground"]
 
 
 def run_foreground(

@@ -1,8 +1,8 @@
 """Configuration schema v2: one TOML file describing the server, storage, rate-limit plans and
 every tenant (indexes, roles, SSO, trusted publishers), parsed into frozen dataclasses.
 
-Config is a leaf: it imports nothing of registry_core but the errors (the serve command's
-parser, for :func:`from_serve_args`, only when that runs). Every problem is one
+Config is a leaf: it imports nothing of registry_core but the errors and ``_util`` (the serve
+command's parser, for :func:`from_serve_args`, only when that runs). Every problem is one
 :class:`~registry_core.errors.ConfigError` naming the source, line and key. Reference:
 docs/configuration.md.
 """

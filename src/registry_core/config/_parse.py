@@ -10,7 +10,6 @@ checked here, so a server never starts on a configuration it would misread.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import os
 import posixpath
@@ -22,6 +21,7 @@ from types import MappingProxyType
 from typing import Any, NoReturn, TypeVar
 from urllib.parse import urlsplit
 
+from .._util._net import is_loopback
 from ..errors import ConfigError
 from ._locate import KeyPath, key_lines, line_of
 from ._schema import (
@@ -47,6 +47,8 @@ __all__ = ["MAX_CONFIG_BYTES", "dotted", "load", "parse", "read_text"]
 
 #: Largest configuration accepted (text or file).
 MAX_CONFIG_BYTES = 1 << 20
+#: Largest SAML clock skew accepted (seconds): more would let a stale assertion be replayed.
+MAX_CLOCK_SKEW_S = 300.0
 #: Longest string value accepted anywhere.
 MAX_STRING = 4096
 
@@ -95,16 +97,6 @@ def _quote_key(part: str) -> str:
 def canonical_project(name: str) -> str:
     """PEP 503 normalized project name."""
     return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def is_loopback(host: str) -> bool:
-    """``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _type_name(value: object) -> str:
@@ -562,7 +554,7 @@ def _saml(c: _Checker, path: KeyPath, value: object) -> SAMLConfig:
         sp_certfile=cert,
         sp_keyfile=key,
         clock_skew_s=c.number(
-            (*path, "clock_skew_s"), t.get("clock_skew_s", d.clock_skew_s), 0, 600.0
+            (*path, "clock_skew_s"), t.get("clock_skew_s", d.clock_skew_s), 0, MAX_CLOCK_SKEW_S
         ),
     )
 

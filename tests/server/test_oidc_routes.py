@@ -59,9 +59,7 @@ directory = "{root}"
 [tenants.acme]
 public = false
 
-# the publisher's own binding, spelled out until build_app adds publisher_bindings() itself
-[tenants.acme.roles]
-"publisher:widget-release" = ["maintainer@main/widget"]
+# no role for "publisher:widget-release" here: build_app binds each publisher itself
 
 [tenants.acme.group_roles]
 engineering = ["reader@main"]

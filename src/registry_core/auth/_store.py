@@ -7,6 +7,8 @@ so several processes can share the file, schema version in ``PRAGMA user_version
 shape as the index's SQLiteIndexDB. Caches (token records, sessions, the compiled Policy) are
 dropped whenever this process writes or ``PRAGMA data_version`` says another connection
 committed, so a revocation takes effect at once, here and in every process sharing the file.
+:meth:`TenantStore.authenticate_cached` and :meth:`TenantStore.session_cached` answer from
+those caches without ever waiting (for the event loop), or say they cannot (None).
 Every stored value is bounded and every expiring row is purged lazily.
 """
 
@@ -234,10 +236,30 @@ class TenantStore:
     def _fresh(self) -> None:
         """Drop the caches when another connection (process) committed since last look."""
         with self._lock:
-            (version,) = self._c().execute("PRAGMA data_version").fetchone()
-            if version != self._data_version:
-                self._data_version = version
-                self._invalidate()
+            self._check_version()
+
+    def _check_version(self) -> bool:
+        """With the lock held: drop the caches if another connection committed; True when
+        nothing changed. ``PRAGMA data_version`` reads no table: in WAL mode it never waits
+        for a writer (and an in-memory database has no other connection)."""
+        (version,) = self._c().execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:
+            self._data_version = version
+            self._invalidate()
+            return False
+        return True
+
+    @contextmanager
+    def _lock_if_free(self) -> Iterator[bool]:
+        """The lock when no other thread holds it (True), else False at once: for callers on
+        an event loop, which must never wait for a transaction in progress."""
+        if not self._lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            yield self._conn is not None and self._check_version()
+        finally:
+            self._lock.release()
 
     def _emit(self, kind: str, subject: str, outcome: str = "ok", **kw: Any) -> None:
         with contextlib.suppress(Exception):  # auditing never fails the audited operation
@@ -390,19 +412,20 @@ class TenantStore:
         user's last sign-in (its roles through groups), narrowed by the token's scopes."""
         token_id, secret = parse_token(raw)
         now = _now(now_ns)
-        self._fresh()
-        cached = self._tokens.get(token_id)
-        if cached is None:
-            record = self.token(token_id)
-            if record is None:
-                raise AuthenticationError("unknown API token")
-            groups = (
-                self._user_groups(record.owner)
-                if record.owner is not None and record.owner.startswith("user:")
-                else frozenset()
-            )
-            cached = (record, groups)
-            self._tokens.put(token_id, cached)
+        with self._lock:  # read and cache at once: a revocation in between is not undone
+            self._check_version()
+            cached = self._tokens.get(token_id)
+            if cached is None:
+                record = self.token(token_id)
+                if record is None:
+                    raise AuthenticationError("unknown API token")
+                groups = (
+                    self._user_groups(record.owner)
+                    if record.owner is not None and record.owner.startswith("user:")
+                    else frozenset()
+                )
+                cached = (record, groups)
+                self._tokens.put(token_id, cached)
         record, groups = cached
         if not verify_secret(secret, record):  # every time: a cached id is not a credential
             raise AuthenticationError("unknown API token")
@@ -415,16 +438,48 @@ class TenantStore:
                 c.execute("UPDATE tokens SET last_used_ns = ? WHERE token_id = ?", (now, token_id))
             record = dataclasses.replace(record, last_used_ns=now)
             self._tokens.put(token_id, (record, groups))
+        return self._token_principal(record, groups)
+
+    def _token_principal(self, record: TokenRecord, groups: frozenset[str]) -> Principal:
         return Principal(
             tenant=self.tenant,
-            subject=record.owner or f"token:{token_id}",
+            subject=record.owner or f"token:{record.token_id}",
             method="token",
             groups=groups,
             scopes=record.scopes,
             standalone=record.owner is None,
             expires_ns=record.expires_ns,
-            token_id=token_id,
+            token_id=record.token_id,
         )
+
+    def authenticate_cached(
+        self, raw: str | None, *, now_ns: int | None = None
+    ) -> Principal | None:
+        """:meth:`authenticate_token` without ever blocking, for an event loop: the principal
+        when the token's record is cached, valid (secret checked in constant time, not
+        revoked, not expired) and needs no write (``last_used`` not due); None otherwise (the
+        caller then asks :meth:`authenticate_token` on a worker thread, which also gives the
+        error). None too when another thread holds the store's lock or another connection
+        committed since the last look (a revocation elsewhere is never missed)."""
+        try:
+            token_id, secret = parse_token(raw)
+        except AuthenticationError:
+            return None
+        now = _now(now_ns)
+        with self._lock_if_free() as fresh:
+            cached = self._tokens.get(token_id) if fresh else None
+        if cached is None:
+            return None
+        record, groups = cached
+        if not verify_secret(secret, record):  # every time: a cached id is not a credential
+            return None
+        if record.revoked_ns is not None:
+            return None
+        if record.expires_ns is not None and now >= record.expires_ns:
+            return None
+        if record.last_used_ns is None or now - record.last_used_ns >= _TOUCH_NS:
+            return None
+        return self._token_principal(record, groups)
 
     def import_legacy_tokens(
         self, records: Iterable[tuple[Any, ...]], *, index: str = "main"
@@ -608,26 +663,44 @@ class TenantStore:
             return None
         now = _now(now_ns)
         key = _sha256(raw_id)
-        self._fresh()
-        principal = self._sessions.get(key)
-        if principal is None:
-            rows = self._read(
-                "SELECT subject, groups, expires_ns FROM sessions WHERE id_sha256 = ?", (key,)
-            )
-            if not rows:
-                return None
-            subject, groups, expires = rows[0]
-            principal = Principal(
-                tenant=self.tenant,
-                subject=subject,
-                method="session",
-                groups=frozenset("group:" + g for g in json.loads(groups)),
-                expires_ns=expires,
-            )
-            self._sessions.put(key, principal)
+        with self._lock:  # read and cache at once: a sign-out in between is not undone
+            self._check_version()
+            principal = self._sessions.get(key)
+            if principal is None:
+                rows = self._read(
+                    "SELECT subject, groups, expires_ns FROM sessions WHERE id_sha256 = ?", (key,)
+                )
+                if not rows:
+                    return None
+                subject, groups, expires = rows[0]
+                principal = Principal(
+                    tenant=self.tenant,
+                    subject=subject,
+                    method="session",
+                    groups=frozenset("group:" + g for g in json.loads(groups)),
+                    expires_ns=expires,
+                )
+                self._sessions.put(key, principal)
         assert principal.expires_ns is not None
         if now >= principal.expires_ns:
             self.delete_session(raw_id)
+            return None
+        return principal
+
+    def session_cached(self, raw_id: str | None, *, now_ns: int | None = None) -> Principal | None:
+        """:meth:`session` without ever blocking, for an event loop: the principal when the
+        session is cached and not expired; None otherwise, also when another thread holds the
+        store's lock or another connection committed since the last look (the caller then
+        asks :meth:`session` on a worker thread). The cache is keyed by the SHA-256 of the
+        id, as the table is: only the holder of the id finds its entry."""
+        if not isinstance(raw_id, str) or not raw_id or len(raw_id) > _MAX_RAW_SESSION:
+            return None
+        key = _sha256(raw_id)
+        with self._lock_if_free() as fresh:
+            principal = self._sessions.get(key) if fresh else None
+        if principal is None or principal.expires_ns is None:
+            return None
+        if _now(now_ns) >= principal.expires_ns:
             return None
         return principal
 

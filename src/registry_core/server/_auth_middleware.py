@@ -14,6 +14,11 @@ response never tells whether another tenant, index or project exists.
 
 :class:`AuthMiddleware` wraps one ASGI app for one tenant store (an IndexApp served on its
 own); :class:`registry_core.server.MultiTenantApp` does the same after resolving the tenant.
+Both call :func:`authenticate_async`: on the event loop when the store can answer from its
+caches without waiting, on a worker thread otherwise.
+
+The sign-in routes (OIDC and SAML) share :func:`session_cookie` and
+:func:`loopback_plain_http` from here: one cookie, one rule for when it may lack ``Secure``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._util import is_loopback
 from ..errors import AuthenticationError, PackageIndexError
 
 if TYPE_CHECKING:
@@ -44,9 +50,14 @@ __all__ = [
     "AuthMiddleware",
     "Credentials",
     "authenticate",
+    "authenticate_async",
+    "authenticate_cached",
     "credentials",
+    "loopback_plain_http",
+    "principal_of",
     "send_not_found",
     "send_text",
+    "session_cookie",
 ]
 
 PRINCIPAL_KEY = "registry_core.principal"
@@ -156,6 +167,52 @@ def authenticate(
     return session if session is not None else Principal.anonymous(store.tenant)
 
 
+def authenticate_cached(
+    store: TenantStore, creds: Credentials | None, *, now_ns: int | None = None
+) -> Principal | None:
+    """:func:`authenticate` when it can be answered without blocking (from the store's
+    verified caches, see :meth:`TenantStore.authenticate_cached`); None when it cannot (then
+    call :func:`authenticate` on a worker thread). Never raises for a bad credential."""
+    from ..auth import Principal
+
+    if creds is None:
+        return Principal.anonymous(store.tenant)
+    if creds.kind == "token":
+        return store.authenticate_cached(creds.secret, now_ns=now_ns)
+    return store.session_cached(creds.secret, now_ns=now_ns)
+
+
+async def authenticate_async(store: TenantStore, creds: Credentials | None) -> Principal:
+    """:func:`authenticate` for an event loop: answered on the loop from the caches when they
+    can (no thread hop: the common case of a client repeating its token), else on a worker
+    thread (the first use, a write due, a busy store, a bad credential)."""
+    principal = authenticate_cached(store, creds)
+    if principal is not None:
+        return principal
+    return await asyncio.to_thread(authenticate, store, creds)
+
+
+def loopback_plain_http(scope: Mapping[str, Any]) -> bool:
+    """True when ``scope`` is plain HTTP served on a loopback address: the one case a session
+    cookie may go without ``Secure`` (a browser would not send it back otherwise)."""
+    if scope.get("scheme") != "http":
+        return False
+    host = (scope.get("server") or ("", None))[0]
+    return isinstance(host, str) and is_loopback(host)
+
+
+def session_cookie(
+    scope: Mapping[str, Any], base: str, session_id: str, *, ttl_s: float = 8 * 3600
+) -> str:
+    """The ``Set-Cookie`` value of a new session (OIDC and SAML alike): HttpOnly, SameSite=Lax,
+    ``Path=<base>/``, Secure unless :func:`loopback_plain_http`."""
+    secure = "" if loopback_plain_http(scope) else "; Secure"
+    return (
+        f"{SESSION_COOKIE}={session_id}; Max-Age={int(ttl_s)}; Path={base or ''}/; HttpOnly; "
+        f"SameSite=Lax{secure}"
+    )
+
+
 class AuthMiddleware:
     """ASGI wrapper putting the principal of ``store``'s tenant into every HTTP scope.
 
@@ -173,7 +230,7 @@ class AuthMiddleware:
             return
         try:
             creds = credentials(scope["headers"])
-            principal = await asyncio.to_thread(authenticate, self.store, creds)
+            principal = await authenticate_async(self.store, creds)
         except PackageIndexError as exc:
             await send_text(
                 send,

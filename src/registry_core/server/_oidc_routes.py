@@ -16,14 +16,13 @@ Anything else, or a part the tenant does not configure: the uniform 404.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
 from ..errors import IdentityProviderError, InvalidArgumentError
-from ._auth_middleware import SESSION_COOKIE, send_not_found, send_text
+from ._auth_middleware import send_not_found, send_text, session_cookie
 
 __all__ = ["handle"]
 
@@ -105,28 +104,6 @@ def _base(runtime: Any, scope: Any, subpath: str) -> str:
     return str(getattr(runtime, "base", ""))
 
 
-def _loopback_plain_http(scope: Any) -> bool:
-    if scope.get("scheme") != "http":
-        return False
-    server = scope.get("server") or ("", None)
-    host = server[0]
-    if not isinstance(host, str):
-        return False
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
-
-
-def _session_cookie(runtime: Any, scope: Any, base: str, session_id: str) -> str:
-    ttl = int(getattr(runtime.config, "session_ttl_s", 8 * 3600))
-    secure = "" if _loopback_plain_http(scope) else "; Secure"
-    return (
-        f"{SESSION_COOKIE}={session_id}; Max-Age={ttl}; Path={base or ''}/; HttpOnly; "
-        f"SameSite=Lax{secure}"
-    )
-
-
 def _audit_failure(runtime: Any, reason: str) -> None:
     from ..audit import AuditEvent
 
@@ -158,7 +135,7 @@ async def _sign_in(runtime: Any, identity: Any) -> str:
 
 
 async def _login(runtime: Any, scope: Any, send: Any, base: str) -> None:
-    from ..auth._oidc import safe_next_path
+    from ..auth import safe_next_path
 
     query = _query(scope)
     if query is None:
@@ -175,7 +152,7 @@ async def _login(runtime: Any, scope: Any, send: Any, base: str) -> None:
 
 
 async def _callback(runtime: Any, scope: Any, send: Any, base: str) -> None:
-    from ..auth._oidc import safe_next_path
+    from ..auth import safe_next_path
 
     query = _query(scope)
     if query is None:
@@ -199,7 +176,8 @@ async def _callback(runtime: Any, scope: Any, send: Any, base: str) -> None:
         _audit_failure(runtime, str(exc))
         await send_text(send, 401, f"sign-in failed: {exc}", [_NO_STORE])
         return
-    cookie = _session_cookie(runtime, scope, base, session_id)
+    ttl = getattr(runtime.config, "session_ttl_s", 8 * 3600)
+    cookie = session_cookie(scope, base, session_id, ttl_s=ttl)
     await _redirect(send, 303, safe_next_path(next_path, base=base), [("set-cookie", cookie)])
 
 

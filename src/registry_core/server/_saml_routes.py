@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from ..errors import IdentityProviderError, InvalidArgumentError
-from ._auth_middleware import send_not_found, send_text
-from ._oidc_routes import _loopback_plain_http, _session_cookie
+from ._auth_middleware import loopback_plain_http, send_not_found, send_text, session_cookie
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -74,7 +73,7 @@ def _base(runtime: Any) -> str:
 
 def _secure(scope: Scope) -> bool:
     """Cookies are Secure unless this is plain HTTP served on a loopback address."""
-    return not _loopback_plain_http(scope)
+    return not loopback_plain_http(scope)
 
 
 def _cookie(name: str, value: str, path: str, *, secure: bool, same_site: str, max_age: int) -> str:
@@ -86,7 +85,7 @@ def _cookie(name: str, value: str, path: str, *, secure: bool, same_site: str, m
 
 
 def _query_next(scope: Scope, base: str) -> str:
-    from ..auth._oidc import safe_next_path  # the one open-redirect check
+    from ..auth import safe_next_path  # the one open-redirect check
 
     raw = scope.get("query_string", b"") or b""
     try:
@@ -200,7 +199,8 @@ async def _acs(runtime: Any, sp: Any, scope: Scope, receive: Receive, send: Send
         await send_text(send, 401, f"SAML sign-in refused: {exc}", [("set-cookie", clear)])
         return
     raw = await asyncio.to_thread(runtime.sign_in, identity)
-    session = _session_cookie(runtime, scope, base, raw)  # the same cookie as OIDC's
+    ttl = getattr(runtime.config, "session_ttl_s", 8 * 3600)
+    session = session_cookie(scope, base, raw, ttl_s=ttl)  # the same cookie as OIDC's
     headers = [
         ("location", next_path),
         ("set-cookie", session),

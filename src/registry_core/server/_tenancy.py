@@ -39,7 +39,7 @@ from ._auth_middleware import (
     PRINCIPAL_KEY,
     SESSION_COOKIE,
     TENANT_KEY,
-    authenticate,
+    authenticate_async,
     credentials,
     send_not_found,
     send_text,
@@ -70,7 +70,8 @@ _UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
 
 def static_bindings(tenant: TenantConfig) -> list[RoleBinding]:
     """A tenant's bindings from its configuration: ``roles``, ``group_roles`` (IdP group
-    ``g`` -> subject ``group:g``) and anonymous ``reader`` on each public index."""
+    ``g`` -> subject ``group:g``), each trusted publisher's role on its project
+    (``publisher:<name>``) and anonymous ``reader`` on each public index."""
     from ..auth import Resource, RoleBinding
 
     name = tenant.name
@@ -89,6 +90,10 @@ def static_bindings(tenant: TenantConfig) -> list[RoleBinding]:
                     granted_by="config",
                 )
             )
+    if tenant.publishers:
+        from ..auth._trusted import publisher_bindings
+
+        out += publisher_bindings(name, tenant.publishers)
     for index in tenant.indexes:
         if tenant.is_public(index.name):
             out.append(RoleBinding("*", "reader", Resource(name, index.name), granted_by="config"))
@@ -554,7 +559,7 @@ class MultiTenantApp:
         try:
             creds = credentials(scope["headers"])
             if creds is not None:
-                principal = await asyncio.to_thread(authenticate, runtime.store, creds)
+                principal = await authenticate_async(runtime.store, creds)
         except AuthenticationError as exc:
             auth_error = exc
         seen["subject"] = principal.subject

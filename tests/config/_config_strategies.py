@@ -12,8 +12,13 @@ from hypothesis import strategies as st
 from registry_core.config import (
     DEFAULT_PLANS,
     ROLES,
+    AcmeConfig,
+    AuditConfig,
+    CacheConfig,
     Config,
+    DatabaseConfig,
     IndexConfig,
+    LoggingConfig,
     OIDCConfig,
     PlanConfig,
     PublisherConfig,
@@ -22,6 +27,7 @@ from registry_core.config import (
     SAMLConfig,
     ServerConfig,
     StorageConfig,
+    TelemetryConfig,
     TenantConfig,
 )
 
@@ -70,7 +76,73 @@ def servers(draw: Any) -> ServerConfig:
         read_timeout=draw(st.none() | seconds),
         write_timeout=draw(st.none() | seconds),
         max_requests_per_ip=draw(st.none() | st.integers(1, 1_000_000)),
+        drain_timeout_s=draw(st.floats(min_value=0, max_value=3600.0)),
+        certificates=draw(maybe_text),
+        acme=draw(st.none() | acme_configs),
     )
+
+
+acme_configs = st.builds(
+    AcmeConfig,
+    directory_url=_urls("acme.example.org"),
+    email=st.sampled_from(["ops@example.org", "a.b@acme.test"]),
+    challenge=st.sampled_from(["http-01", "tls-alpn-01"]),
+    ca_bundle=st.none() | st.text(string.ascii_letters + "/._-", min_size=1, max_size=12),
+    allow_http=st.booleans(),
+)
+
+
+@st.composite
+def storages(draw: Any) -> StorageConfig:
+    directory = draw(texts)
+    if not draw(st.booleans()):
+        return StorageConfig(directory)
+    return StorageConfig(
+        directory,
+        backend="s3",
+        bucket=draw(st.sampled_from(["dists", "registry-core.files", "a1-b2-c3"])),
+        prefix=draw(st.sampled_from(["", "prod/", "a/b"])),
+        endpoint_url=draw(
+            st.none() | st.sampled_from(["https://s3.example", "http://127.0.0.1:9"])
+        ),
+        region=draw(st.none() | st.sampled_from(["us-east-1", "eu-west-3"])),
+        multipart_threshold=draw(st.integers(5 << 20, 5 << 30)),
+    )
+
+
+@st.composite
+def databases(draw: Any) -> DatabaseConfig:
+    which = draw(st.integers(0, 3))
+    if which == 0:
+        return DatabaseConfig()
+    return DatabaseConfig(
+        backend="postgresql",
+        url="postgresql://registry@db.example:5432/registry" if which == 1 else None,
+        url_env="RC_DATABASE_URL" if which == 2 else None,
+        url_file="/run/secrets/dsn" if which == 3 else None,
+    )
+
+
+@st.composite
+def caches(draw: Any) -> CacheConfig:
+    which = draw(st.integers(0, 2))
+    if which == 0:
+        return CacheConfig()
+    return CacheConfig(
+        backend="redis",
+        redis_url="redis://127.0.0.1:6379/1" if which == 1 else None,
+        redis_url_env="RC_CACHE_REDIS" if which == 2 else None,
+    )
+
+
+telemetries = st.builds(
+    TelemetryConfig,
+    otlp_endpoint=st.none() | _urls("otel.example.org"),
+    service_name=texts,
+    sample_ratio=st.floats(min_value=0, max_value=1),
+    metrics=st.booleans(),
+    allow_http=st.booleans(),
+)
 
 
 plans = st.builds(
@@ -218,8 +290,13 @@ def configs(draw: Any) -> Config:
     return Config(
         version=2,
         server=draw(servers()),
-        storage=StorageConfig(draw(texts)),
+        storage=draw(storages()),
         rate_limits=limits,
+        database=draw(databases()),
+        cache=draw(caches()),
+        telemetry=draw(telemetries),
+        logging=LoggingConfig(access_log=draw(st.sampled_from(["json", "off"]))),
+        audit=AuditConfig(enabled=draw(st.booleans()), sign=draw(st.booleans())),
         tenants=MappingProxyType(ts),
         flags=MappingProxyType(
             draw(

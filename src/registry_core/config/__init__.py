@@ -1,5 +1,7 @@
 """Configuration schema v2: one TOML file describing the server, storage, rate-limit plans and
-every tenant (indexes, roles, SSO, trusted publishers), parsed into frozen dataclasses.
+every tenant (indexes, roles, SSO, trusted publishers), and the scale-out and operations
+sections (database, object storage, shared cache, telemetry, logging, audit, ACME), parsed into
+frozen dataclasses.
 
 Config is a leaf: it imports nothing of registry_core but the errors and ``_util`` (the serve
 command's parser, for :func:`from_serve_args`, only when that runs). Every problem is one
@@ -15,8 +17,13 @@ from ._schema import (
     DEFAULT_PLANS,
     ROLES,
     SCHEMA_VERSION,
+    AcmeConfig,
+    AuditConfig,
+    CacheConfig,
     Config,
+    DatabaseConfig,
     IndexConfig,
+    LoggingConfig,
     OIDCConfig,
     PlanConfig,
     PublisherConfig,
@@ -25,6 +32,7 @@ from ._schema import (
     SAMLConfig,
     ServerConfig,
     StorageConfig,
+    TelemetryConfig,
     TenantConfig,
 )
 
@@ -35,8 +43,13 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "ROLES",
     "SCHEMA_VERSION",
+    "AcmeConfig",
+    "AuditConfig",
+    "CacheConfig",
     "Config",
+    "DatabaseConfig",
     "IndexConfig",
+    "LoggingConfig",
     "OIDCConfig",
     "PlanConfig",
     "PublisherConfig",
@@ -45,6 +58,7 @@ __all__ = [
     "SAMLConfig",
     "ServerConfig",
     "StorageConfig",
+    "TelemetryConfig",
     "TenantConfig",
     "dump",
     "from_serve_args",

@@ -99,6 +99,42 @@ def _server(w: _Writer, s: ServerConfig) -> None:
     w.put("max_requests_per_ip", s.max_requests_per_ip)
     w.put("read_timeout", "off" if s.read_timeout is None else s.read_timeout)
     w.put("write_timeout", "off" if s.write_timeout is None else s.write_timeout)
+    w.put("drain_timeout_s", s.drain_timeout_s)
+    w.put("certificates", s.certificates)
+    if s.acme is not None:
+        w.header("server", "acme")
+        w.put("directory_url", s.acme.directory_url)
+        w.put("email", s.acme.email)
+        w.put("challenge", s.acme.challenge)
+        w.put("ca_bundle", s.acme.ca_bundle)
+        w.put("allow_http", s.acme.allow_http)
+
+
+def _operations(w: _Writer, config: Config) -> None:
+    """[database], [cache], [telemetry], [logging], [audit] (issue 15's sections)."""
+    db = config.database
+    w.header("database")
+    w.put("backend", db.backend)
+    w.put("url", db.url)
+    w.put("url_env", db.url_env)
+    w.put("url_file", db.url_file)
+    cache = config.cache
+    w.header("cache")
+    w.put("backend", cache.backend)
+    w.put("redis_url", cache.redis_url)
+    w.put("redis_url_env", cache.redis_url_env)
+    t = config.telemetry
+    w.header("telemetry")
+    w.put("otlp_endpoint", t.otlp_endpoint)
+    w.put("service_name", t.service_name)
+    w.put("sample_ratio", t.sample_ratio)
+    w.put("metrics", t.metrics)
+    w.put("allow_http", t.allow_http)
+    w.header("logging")
+    w.put("access_log", config.logging.access_log)
+    w.header("audit")
+    w.put("enabled", config.audit.enabled)
+    w.put("sign", config.audit.sign)
 
 
 def _plan(w: _Writer, name: str, plan: PlanConfig) -> None:
@@ -192,8 +228,17 @@ def dump(config: Config) -> str:
     w.lines.append(f"version = {config.version}")
     w.put("default_tenant", config.default_tenant)
     _server(w, config.server)
+    st = config.storage
     w.header("storage")
-    w.put("directory", config.storage.directory)
+    w.put("directory", st.directory)
+    w.put("backend", st.backend)
+    if st.backend == "s3":
+        w.put("bucket", st.bucket)
+        w.put("prefix", st.prefix)
+        w.put("endpoint_url", st.endpoint_url)
+        w.put("region", st.region)
+        w.put("multipart_threshold", st.multipart_threshold)
+    _operations(w, config)
     r = config.rate_limits
     w.header("rate_limits")
     w.put("backend", r.backend)

@@ -25,13 +25,23 @@ from .._util._net import is_loopback
 from ..errors import ConfigError
 from ._locate import KeyPath, key_lines, line_of
 from ._schema import (
+    ACCESS_LOGS,
+    ACME_CHALLENGES,
     BACKENDS,
+    CACHE_BACKENDS,
+    DATABASE_BACKENDS,
     DEFAULT_PLANS,
     ROLES,
     SCHEMA_VERSION,
+    STORAGE_BACKENDS,
     TLS_MODES,
+    AcmeConfig,
+    AuditConfig,
+    CacheConfig,
     Config,
+    DatabaseConfig,
     IndexConfig,
+    LoggingConfig,
     OIDCConfig,
     PlanConfig,
     PublisherConfig,
@@ -40,6 +50,7 @@ from ._schema import (
     SAMLConfig,
     ServerConfig,
     StorageConfig,
+    TelemetryConfig,
     TenantConfig,
 )
 
@@ -284,6 +295,7 @@ def _server(c: _Checker, value: object) -> ServerConfig:
     if "public_url" in t:
         public_url = c.url((*p, "public_url"), t["public_url"], allow_http=True, what="public_url")
     mrpi = c.optional(p, t, "max_requests_per_ip", lambda q, v: c.integer(q, v, 1, 1_000_000))
+    acme = _acme(c, t["acme"]) if "acme" in t else None
     return ServerConfig(
         host=host,
         port=c.integer((*p, "port"), t.get("port", d.port), 0, 65535),
@@ -309,13 +321,54 @@ def _server(c: _Checker, value: object) -> ServerConfig:
             c, (*p, "write_timeout"), t.get("write_timeout", d.write_timeout)
         ),
         max_requests_per_ip=mrpi,
+        drain_timeout_s=c.number(
+            (*p, "drain_timeout_s"), t.get("drain_timeout_s", d.drain_timeout_s), 0, 3600.0
+        ),
+        certificates=c.optional(p, t, "certificates", c.path_file),
+        acme=acme,
     )
+
+
+_S3_KEYS = ("bucket", "prefix", "endpoint_url", "region", "multipart_threshold")
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 
 
 def _storage(c: _Checker, value: object) -> StorageConfig:
     p: KeyPath = ("storage",)
-    t = c.table(p, value, ("directory",))
-    return StorageConfig(directory=c.path_file((*p, "directory"), c.required(p, t, "directory")))
+    t = c.table(p, value, tuple(StorageConfig.__dataclass_fields__))
+    d = StorageConfig(directory=".")
+    directory = c.path_file((*p, "directory"), c.required(p, t, "directory"))
+    backend = c.choice((*p, "backend"), t.get("backend", d.backend), STORAGE_BACKENDS)
+    if backend != "s3":
+        for key in _S3_KEYS:
+            if key in t:
+                c.fail((*p, key), f'is used only with backend = "s3" (backend is {backend!r})')
+        return StorageConfig(directory=directory)
+    bucket = c.string((*p, "bucket"), c.required(p, t, "bucket"))
+    if not _BUCKET.match(bucket):
+        c.fail((*p, "bucket"), f"{bucket!r} is not a valid S3 bucket name")
+    prefix = c.string((*p, "prefix"), t.get("prefix", ""), empty=True)
+    if prefix and (prefix.startswith("/") or ".." in prefix.split("/") or "//" in prefix):
+        c.fail((*p, "prefix"), f"{prefix!r}: a relative key prefix without '..' or '//'")
+    endpoint = None
+    if "endpoint_url" in t:
+        endpoint = c.url(
+            (*p, "endpoint_url"), t["endpoint_url"], allow_http=True, what="endpoint_url"
+        )
+    return StorageConfig(
+        directory=directory,
+        backend="s3",
+        bucket=bucket,
+        prefix=prefix,
+        endpoint_url=endpoint,
+        region=c.optional(p, t, "region", c.string),
+        multipart_threshold=c.integer(
+            (*p, "multipart_threshold"),
+            t.get("multipart_threshold", d.multipart_threshold),
+            5 << 20,
+            5 << 30,
+        ),
+    )
 
 
 _PLAN_KEYS = ("rate", "burst", "upload_rate", "upload_burst")
@@ -343,30 +396,7 @@ def _rate_limits(c: _Checker, value: object) -> RateLimitConfig:
     t = c.table(p, value, tuple(RateLimitConfig.__dataclass_fields__))
     d = RateLimitConfig()
     backend = c.choice((*p, "backend"), t.get("backend", d.backend), BACKENDS)
-    redis_url = None
-    if "redis_url" in t:
-        q = (*p, "redis_url")
-        redis_url = c.string(q, t["redis_url"])
-        try:
-            parts = urlsplit(redis_url)
-        except ValueError as exc:
-            c.fail(q, f"{redis_url!r} is not a valid URL: {exc}")
-        if parts.scheme not in ("redis", "rediss", "unix"):
-            c.fail(q, f"{redis_url!r} must be a redis://, rediss:// or unix:// URL")
-        if parts.password is not None or "password=" in parts.query:
-            c.fail(
-                q,
-                "inline secrets are refused: put a URL with a password in an environment "
-                "variable and name it with redis_url_env",
-            )
-    redis_url_env = c.optional(p, t, "redis_url_env", lambda q, v: _env_name(c, q, v))
-    if redis_url is not None and redis_url_env is not None:
-        c.fail((*p, "redis_url_env"), "give redis_url or redis_url_env, not both")
-    if backend == "redis" and redis_url is None and redis_url_env is None:
-        c.fail((*p, "backend"), 'backend = "redis" needs redis_url or redis_url_env')
-    if backend != "redis" and (redis_url is not None or redis_url_env is not None):
-        key = "redis_url" if redis_url is not None else "redis_url_env"
-        c.fail((*p, key), 'is used only with backend = "redis"')
+    redis_url, redis_url_env = _redis_urls(c, p, t, backend == "redis")
     plans = dict(DEFAULT_PLANS)
     if "plans" in t:
         q = (*p, "plans")
@@ -387,6 +417,152 @@ def _rate_limits(c: _Checker, value: object) -> RateLimitConfig:
             (*p, "fail_open_uploads"), t.get("fail_open_uploads", d.fail_open_uploads)
         ),
         plans=MappingProxyType(plans),
+    )
+
+
+def _redis_url(c: _Checker, q: KeyPath, value: object) -> str:
+    redis_url = c.string(q, value)
+    try:
+        parts = urlsplit(redis_url)
+    except ValueError as exc:
+        c.fail(q, f"{redis_url!r} is not a valid URL: {exc}")
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        c.fail(q, f"{redis_url!r} must be a redis://, rediss:// or unix:// URL")
+    if parts.password is not None or "password=" in parts.query:
+        c.fail(
+            q,
+            "inline secrets are refused: put a URL with a password in an environment "
+            "variable and name it with redis_url_env",
+        )
+    return redis_url
+
+
+def _redis_urls(
+    c: _Checker, p: KeyPath, t: Mapping[str, Any], wanted: bool
+) -> tuple[str | None, str | None]:
+    """``redis_url`` / ``redis_url_env`` of a table whose backend is ``"redis"`` (``wanted``):
+    exactly one of them then, neither otherwise."""
+    redis_url = c.optional(p, t, "redis_url", lambda q, v: _redis_url(c, q, v))
+    redis_url_env = c.optional(p, t, "redis_url_env", lambda q, v: _env_name(c, q, v))
+    if redis_url is not None and redis_url_env is not None:
+        c.fail((*p, "redis_url_env"), "give redis_url or redis_url_env, not both")
+    if wanted and redis_url is None and redis_url_env is None:
+        c.fail((*p, "backend"), 'backend = "redis" needs redis_url or redis_url_env')
+    if not wanted and (redis_url is not None or redis_url_env is not None):
+        key = "redis_url" if redis_url is not None else "redis_url_env"
+        c.fail((*p, key), 'is used only with backend = "redis"')
+    return redis_url, redis_url_env
+
+
+def _database(c: _Checker, value: object) -> DatabaseConfig:
+    p: KeyPath = ("database",)
+    t = c.table(p, value, tuple(DatabaseConfig.__dataclass_fields__))
+    backend = c.choice((*p, "backend"), t.get("backend", "sqlite"), DATABASE_BACKENDS)
+    url = None
+    if "url" in t:
+        q = (*p, "url")
+        url = c.string(q, t["url"])
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (validates the port)
+        except ValueError as exc:
+            c.fail(q, f"{url!r} is not a valid URL: {exc}")
+        if parts.scheme not in ("postgresql", "postgres"):
+            c.fail(q, f"{url!r} must be a postgresql:// URL")
+        if parts.password is not None or "password" in parts.query:
+            c.fail(
+                q,
+                "inline secrets are refused: put a DSN with a password in an environment "
+                "variable (url_env) or a file (url_file)",
+            )
+    url_env = c.optional(p, t, "url_env", lambda q, v: _env_name(c, q, v))
+    url_file = c.optional(p, t, "url_file", c.path_file)
+    given = [k for k, v in (("url", url), ("url_env", url_env), ("url_file", url_file)) if v]
+    if len(given) > 1:
+        c.fail((*p, given[1]), f"give one of url, url_env and url_file, not {' and '.join(given)}")
+    if backend == "postgresql" and not given:
+        c.fail((*p, "backend"), 'backend = "postgresql" needs url, url_env or url_file')
+    if backend != "postgresql" and given:
+        c.fail((*p, given[0]), 'is used only with backend = "postgresql"')
+    return DatabaseConfig(
+        backend=backend,  # type: ignore[arg-type]
+        url=url,
+        url_env=url_env,
+        url_file=url_file,
+    )
+
+
+def _cache(c: _Checker, value: object) -> CacheConfig:
+    p: KeyPath = ("cache",)
+    t = c.table(p, value, tuple(CacheConfig.__dataclass_fields__))
+    backend = c.choice((*p, "backend"), t.get("backend", "local"), CACHE_BACKENDS)
+    redis_url, redis_url_env = _redis_urls(c, p, t, backend == "redis")
+    return CacheConfig(
+        backend=backend,  # type: ignore[arg-type]
+        redis_url=redis_url,
+        redis_url_env=redis_url_env,
+    )
+
+
+def _telemetry(c: _Checker, value: object) -> TelemetryConfig:
+    p: KeyPath = ("telemetry",)
+    t = c.table(p, value, tuple(TelemetryConfig.__dataclass_fields__))
+    d = TelemetryConfig()
+    allow_http = c.boolean((*p, "allow_http"), t.get("allow_http", d.allow_http))
+    endpoint = None
+    if "otlp_endpoint" in t:
+        endpoint = c.url(
+            (*p, "otlp_endpoint"),
+            t["otlp_endpoint"],
+            allow_http=allow_http,
+            what="otlp_endpoint",
+        )
+    return TelemetryConfig(
+        otlp_endpoint=endpoint,
+        service_name=c.string((*p, "service_name"), t.get("service_name", d.service_name)),
+        sample_ratio=c.number((*p, "sample_ratio"), t.get("sample_ratio", d.sample_ratio), 0, 1),
+        metrics=c.boolean((*p, "metrics"), t.get("metrics", d.metrics)),
+        allow_http=allow_http,
+    )
+
+
+def _logging(c: _Checker, value: object) -> LoggingConfig:
+    p: KeyPath = ("logging",)
+    t = c.table(p, value, tuple(LoggingConfig.__dataclass_fields__))
+    access_log = c.choice((*p, "access_log"), t.get("access_log", "off"), ACCESS_LOGS)
+    return LoggingConfig(access_log=access_log)  # type: ignore[arg-type]
+
+
+def _audit(c: _Checker, value: object) -> AuditConfig:
+    p: KeyPath = ("audit",)
+    t = c.table(p, value, tuple(AuditConfig.__dataclass_fields__))
+    d = AuditConfig()
+    return AuditConfig(
+        enabled=c.boolean((*p, "enabled"), t.get("enabled", d.enabled)),
+        sign=c.boolean((*p, "sign"), t.get("sign", d.sign)),
+    )
+
+
+def _acme(c: _Checker, value: object) -> AcmeConfig:
+    p: KeyPath = ("server", "acme")
+    t = c.table(p, value, tuple(AcmeConfig.__dataclass_fields__))
+    allow_http = c.boolean((*p, "allow_http"), t.get("allow_http", False))
+    email = c.string((*p, "email"), c.required(p, t, "email"))
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        c.fail((*p, "email"), f"{email!r} is not an e-mail address")
+    return AcmeConfig(
+        directory_url=c.url(
+            (*p, "directory_url"),
+            c.required(p, t, "directory_url"),
+            allow_http=allow_http,
+            what="directory_url",
+        ),
+        email=email,
+        challenge=c.choice(  # type: ignore[arg-type]
+            (*p, "challenge"), t.get("challenge", "http-01"), ACME_CHALLENGES
+        ),
+        ca_bundle=c.optional(p, t, "ca_bundle", c.path_file),
+        allow_http=allow_http,
     )
 
 
@@ -763,7 +939,20 @@ def _flag_value(c: _Checker, path: KeyPath, value: object, depth: int = 0) -> No
     c.fail(path, f"a flag setting cannot be {_type_name(value)}")
 
 
-_TOP_KEYS = ("version", "default_tenant", "server", "storage", "rate_limits", "flags", "tenants")
+_TOP_KEYS = (
+    "version",
+    "default_tenant",
+    "server",
+    "storage",
+    "database",
+    "cache",
+    "rate_limits",
+    "telemetry",
+    "logging",
+    "audit",
+    "flags",
+    "tenants",
+)
 
 
 def _loads(text: str) -> Any:
@@ -839,6 +1028,11 @@ def parse(text: str, *, source: str = "<string>", base_dir: str | None = None) -
         flags=MappingProxyType(flags),
         source=source,
         default_tenant=default_tenant,
+        database=_database(c, t.get("database", {})),
+        cache=_cache(c, t.get("cache", {})),
+        telemetry=_telemetry(c, t.get("telemetry", {})),
+        logging=_logging(c, t.get("logging", {})),
+        audit=_audit(c, t.get("audit", {})),
     )
 
 

@@ -19,8 +19,13 @@ __all__ = [
     "DEFAULT_PLANS",
     "ROLES",
     "SCHEMA_VERSION",
+    "AcmeConfig",
+    "AuditConfig",
+    "CacheConfig",
     "Config",
+    "DatabaseConfig",
     "IndexConfig",
+    "LoggingConfig",
     "OIDCConfig",
     "PlanConfig",
     "PublisherConfig",
@@ -29,6 +34,7 @@ __all__ = [
     "SAMLConfig",
     "ServerConfig",
     "StorageConfig",
+    "TelemetryConfig",
     "TenantConfig",
 ]
 
@@ -53,6 +59,11 @@ ACTIONS = (
 TLSMode = Literal["self-signed", "plain-http", "files"]
 TLS_MODES: tuple[str, ...] = ("self-signed", "plain-http", "files")
 BACKENDS: tuple[str, ...] = ("memory", "redis")
+STORAGE_BACKENDS: tuple[str, ...] = ("directory", "s3")
+DATABASE_BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
+CACHE_BACKENDS: tuple[str, ...] = ("local", "redis")
+ACME_CHALLENGES: tuple[str, ...] = ("http-01", "tls-alpn-01")
+ACCESS_LOGS: tuple[str, ...] = ("json", "off")
 
 
 def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -84,6 +95,19 @@ def _read_secret(env: str | None, path: str | None, what: str) -> str | None:
 
 
 @dataclass(frozen=True)
+class AcmeConfig:
+    """Certificates for the tenants' ``domains`` from an ACME (RFC 8555) CA."""
+
+    directory_url: str
+    email: str
+    challenge: Literal["http-01", "tls-alpn-01"] = "http-01"
+    #: A PEM bundle the ACME directory's TLS certificate is verified with (a private CA).
+    ca_bundle: str | None = None
+    #: An ``http://`` directory on a loopback host (tests) only with this.
+    allow_http: bool = False
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """Where and how the server listens (the options of ``registry-core serve``)."""
 
@@ -103,6 +127,12 @@ class ServerConfig:
     write_timeout: float | None = 30.0
     #: Requests from one IP address worked on at once; None: no limit.
     max_requests_per_ip: int | None = None
+    #: On SIGTERM: seconds in-flight requests may still take before the server stops.
+    drain_timeout_s: float = 30.0
+    #: The certificate store chosen from by SNI (tenant domains); None:
+    #: ``<storage.directory>/.registry-core/certs`` when ``acme`` is set.
+    certificates: str | None = None
+    acme: AcmeConfig | None = None
 
     def url(self) -> str:
         """``public_url`` (without a trailing slash), else ``https://host:port`` (``http://``
@@ -120,6 +150,76 @@ class StorageConfig:
     otherwise (v1: the index directory itself)."""
 
     directory: str
+    #: ``"s3"``: distribution files in an S3 bucket (credentials from the environment or
+    #: boto3's chain, never from this file); ``directory`` still holds the local state.
+    backend: Literal["directory", "s3"] = "directory"
+    bucket: str | None = None
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str | None = None
+    multipart_threshold: int = 8 << 20
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    """Where the index databases and tenant stores live: SQLite files under each directory
+    (the default), or one PostgreSQL database shared by every instance."""
+
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    #: A ``postgresql://`` DSN without a password (a password goes in ``url_env``/``url_file``).
+    url: str | None = None
+    url_env: str | None = None
+    url_file: str | None = None
+
+    def read_url(self) -> str | None:
+        """The DSN to connect with (from the environment variable or the file when set)."""
+        if self.url_env is not None or self.url_file is not None:
+            return _read_secret(self.url_env, self.url_file, "database.url_env")
+        return self.url
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """Where computed patches are kept: each instance's own directory, or Redis shared by
+    every instance (each patch computed once across them)."""
+
+    backend: Literal["local", "redis"] = "local"
+    redis_url: str | None = None
+    redis_url_env: str | None = None
+
+    def read_redis_url(self) -> str | None:
+        """The Redis URL to connect to (read from ``redis_url_env`` when that is set)."""
+        if self.redis_url_env is not None:
+            return _read_secret(self.redis_url_env, None, "cache.redis_url_env")
+        return self.redis_url
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    """OpenTelemetry traces (OTLP/HTTP when ``otlp_endpoint`` is set) and Prometheus metrics."""
+
+    otlp_endpoint: str | None = None
+    service_name: str = "registry-core"
+    sample_ratio: float = 1.0
+    metrics: bool = True
+    #: An ``http://`` collector endpoint on a loopback host only with this.
+    allow_http: bool = False
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """The structured access log (one JSON line per request on stderr)."""
+
+    access_log: Literal["json", "off"] = "off"
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Each tenant's tamper-evident audit log at ``<tenant dir>/.registry-core/audit/``."""
+
+    enabled: bool = True
+    #: Checkpoints are signed with the server's signing keys (docs/audit.md).
+    sign: bool = False
 
 
 @dataclass(frozen=True)
@@ -301,6 +401,11 @@ class Config:
     storage: StorageConfig
     rate_limits: RateLimitConfig = field(default_factory=RateLimitConfig)
     tenants: Mapping[str, TenantConfig] = field(default_factory=_frozen)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     #: The ``[flags]`` table as written (FeatureFlags reads it: see docs/flags.md).
     flags: Mapping[str, Any] = field(default_factory=_frozen)
     source: str = field(default="<string>", compare=False)

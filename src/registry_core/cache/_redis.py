@@ -16,6 +16,7 @@ import hashlib
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import CacheError, InvalidArgumentError
 from ._local import check_key, check_value
@@ -27,6 +28,25 @@ log = logging.getLogger("registry_core.cache")
 
 MAGIC = b"RC1"
 _HEADER = len(MAGIC) + 32
+
+
+def _redact(url: str) -> str:
+    """``url`` without its password (messages and reprs never carry it)."""
+    try:
+        parts = urlsplit(url)
+        if "password" in parts.query.lower():  # redis-py also takes ?password=
+            return f"{parts.scheme}://{parts.hostname or ''}{parts.path} (query redacted)"
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if parts.port is not None:
+            host += f":{parts.port}"
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "<unparsable Redis URL>"
 
 
 class RedisStore:
@@ -84,7 +104,7 @@ class RedisStore:
             opts["parser_class"] = parser
             opts["protocol"] = 2  # the bounded parser speaks RESP2
         if url is not None:
-            self._where = url
+            self._where = _redact(url)
             try:
                 pool = redis.ConnectionPool.from_url(url, **opts)
             except ValueError as exc:
@@ -113,6 +133,18 @@ class RedisStore:
                 "or pass fail_open=True to treat it as a miss"
             ) from exc
         log.warning("%s (fail_open: treated as a miss)", msg)
+
+    @property
+    def client(self) -> Any:
+        """The redis-py client (bounded reply parser, timeouts, fast retries), for the other
+        parts of this package that speak Redis (:class:`~registry_core.cache._lock.RedisLock`),
+        so there is one Redis connection layer, configured once."""
+        return self._client
+
+    @property
+    def where(self) -> str:
+        """The server's URL as given (for messages)."""
+        return self._where
 
     def ping(self) -> bool:
         """True when the server answers; False (or CacheError without fail_open) otherwise."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import hashlib
 import logging
 import os
@@ -33,6 +34,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from .._util import LRU, SingleFlight, ThreadSingleFlight
 from ..errors import InvalidArgumentError, RegistryCoreError
 from ..flags import FeatureFlags, resolve_flags
+from ..telemetry._context import span
 from ..wire._delta import delta_response_headers, etag_for_sha256, parse_delta_request
 from ..wire._digest import format_digest
 from ._patch_store import PatchStore
@@ -42,6 +44,7 @@ from ._storage import ArtifactInfo, DirectoryStorage, Storage, validate_path
 
 if TYPE_CHECKING:
     from ..delta import DeltaAggregator
+    from ._patch_store import RedisPatchCache
 
 __all__ = ["RegistryApp"]
 
@@ -142,6 +145,7 @@ class _Stats:
     precompute_skipped: int = 0  # precompute jobs with nothing to do (known, refused, missing)
     precompute_dropped: int = 0  # precompute jobs not queued: the queue was full (or closed)
     patches_from_store: int = 0  # patches (and "not worth it" marks) read from the PatchStore
+    patches_from_shared: int = 0  # patches (and marks) another instance computed (shared_cache)
     envelopes_signed: int = 0  # patch envelopes signed (``envelopes=``)
 
 
@@ -250,6 +254,15 @@ class RegistryApp:
     gets none unless given one. A request looks in the memory cache, then in the store, and
     only then computes (within the bounds above).
 
+    Several instances share patches through ``shared_cache`` (a
+    :class:`~registry_core.server._patch_store.RedisPatchCache`): after the memory cache and
+    the store, a computation (a request's or the precompute worker's) takes another
+    instance's result from Redis -- applied to the base once and compared with the target's
+    SHA-256 before it is kept (with ``verify_patches``) -- or computes under the pair's lease
+    and shares it, so N instances compute each patch once (``stats.patches_from_shared``, the
+    cache's own ``stats``). HEAD does not read Redis (it never computes). Redis down: patches
+    are computed locally. The app does not close the shared cache (its owner does).
+
     :meth:`precompute` computes patches before anyone asks (the index calls it on upload, with
     the previous releases as bases): one low-priority worker thread of its own, behind a
     bounded queue of ``precompute_queue`` (64) jobs; a job that does not fit is dropped and
@@ -279,6 +292,7 @@ class RegistryApp:
         patch_store: PatchStore | bool | None = None,
         precompute_queue: int = 64,
         envelopes: Callable[[str, bytes, bytes, bytes], bytes] | None = None,
+        shared_cache: RedisPatchCache | None = None,
     ) -> None:
         for name, value in (
             ("patch_cache_bytes", patch_cache_bytes),
@@ -305,6 +319,11 @@ class RegistryApp:
         if envelopes is not None and not callable(envelopes):
             raise InvalidArgumentError("envelopes must be callable (e.g. signing.PatchEnvelopes)")
         self.envelopes = envelopes
+        if shared_cache is not None and not callable(getattr(shared_cache, "get_or_compute", None)):
+            raise InvalidArgumentError(
+                f"shared_cache must be a RedisPatchCache, got {type(shared_cache).__name__}"
+            )
+        self.shared_cache = shared_cache
         resolved = resolve_flags(flags)
         self.flags = resolved
         self.quic = resolved.is_enabled("QUIC_TRANSPORT")
@@ -857,8 +876,10 @@ class RegistryApp:
             return None
         base_sha, base_info = picked
         key = ("patch", base_sha, target.sha256, mode)
+        # the worker thread runs in this request's context, so its spans nest under the request
+        ctx = contextvars.copy_context()
         result = await self._queued(
-            key, client, lambda: self._compute_patch(key, base_info, target, binary)
+            key, client, lambda: ctx.run(self._compute_patch, key, base_info, target, binary)
         )
         if result is None or not result[0]:
             return None
@@ -938,17 +959,21 @@ class RegistryApp:
     ) -> tuple[bytes, str]:
         """In a patch worker or the precompute worker: the patch for ``key``, computed once
         when both ask at the same time (a thread single flight), or found in the memory cache
-        when the other finished it since this job was queued."""
+        when the other finished it since this job was queued. With a ``shared_cache`` the
+        other instances' results come first, and one instance computes each pair."""
 
         def run() -> tuple[bytes, str]:
             hit = self.cache.get(key)
             if hit is not None:
                 return hit
-            return self._diff(key, base, target, binary, verify)
+            if self.shared_cache is not None:
+                return self._shared_diff(key, base, target, binary, verify)
+            result, state = self._diff_once(base, target, binary, verify)
+            return self._keep(key, base, target, binary, result, state)
 
         return self._patch_flight.do(key, run)
 
-    def _diff(
+    def _shared_diff(
         self,
         key: Hashable,
         base: ArtifactInfo,
@@ -956,36 +981,109 @@ class RegistryApp:
         binary: bool,
         verify: bool | None,
     ) -> tuple[bytes, str]:
-        """Diff, check, cache (a failure or a poor patch is cached as such); a patch or a poor
-        result is also stored (a failure is not: it may not happen again). ``verify``: apply
-        the patch once before keeping it (default ``verify_patches``)."""
+        """The patch through the shared cache (in a worker thread): another instance's result
+        (checked by applying it, see :meth:`_check_shared`), or computed here under the pair's
+        lease and shared; kept in memory and in the PatchStore either way."""
+        assert self.shared_cache is not None
+        state = "failed"
+
+        def compute() -> tuple[bytes, bool]:
+            nonlocal state
+            result, state = self._diff_once(base, target, binary, verify)
+            return result[0], state == "settled"
+
+        mode = "binary" if binary else "archive"
+        got = self.shared_cache.get_or_compute(
+            base.sha256,
+            target.sha256,
+            mode,
+            compute,
+            check=lambda patch: self._check_shared(base, target, binary, patch),
+        )
+        if got.source == "shared":
+            state = "settled"
+            with self._count_lock:
+                self.stats.patches_from_shared += 1
+        data = got.patch
+        if len(data) > target.size * (1 - self.min_delta_saving):
+            data = b""  # shared by an instance configured otherwise: not worth it here
+        result = (data, format_digest(data)) if data else _NOT_WORTH
+        return self._keep(key, base, target, binary, result, state)
+
+    def _check_shared(
+        self, base: ArtifactInfo, target: ArtifactInfo, binary: bool, patch: bytes
+    ) -> bool:
+        """True when ``patch`` (read from the shared cache) turns the base into the target's
+        exact bytes (SHA-256), so a value another process wrote is never served unchecked.
+        Without ``verify_patches`` only the Redis envelope and the pair binding are checked."""
+        if not self.verify_patches:
+            return True
+        old = self.storage.read(base.path)  # a failure raises: "could not check here"
+        if len(old) != base.size:
+            raise OSError(f"{base.path} changed since it was looked at")
+        try:
+            new = self._aggregator(not binary).apply(old, patch)
+        except Exception:  # not a patch of this base: wrong, whatever the reason
+            return False
+        return len(new) == target.size and hashlib.sha256(new).digest() == target.sha256
+
+    def _diff_once(
+        self,
+        base: ArtifactInfo,
+        target: ArtifactInfo,
+        binary: bool,
+        verify: bool | None,
+    ) -> tuple[tuple[bytes, str], str]:
+        """Diff and check (in a worker thread): (result, state). ``state``: "settled" (a patch
+        or a poor result: keep it), "failed" (cache as not worth it, but do not store it: it
+        may not happen again), "changed" (a file changed since stat: keep nothing).
+        ``verify``: apply the patch once before keeping it (default ``verify_patches``)."""
         result = _NOT_WORTH
         verify = self.verify_patches if verify is None else verify
-        settled = False
-        try:
-            old = self.storage.read(base.path)
-            new = self.storage.read(target.path)
-            if len(old) != base.size or len(new) != target.size:
-                return _NOT_WORTH  # changed since stat: not cached, the next stat re-hashes
-            agg = self._aggregator(not binary)
-            patch = agg.diff(old, new)
-            with self._count_lock:
-                self.patches_computed += 1
-            if len(patch) <= len(new) * (1 - self.min_delta_saving) and (
-                not verify or agg.apply(old, patch) == new
-            ):
-                result = (patch, format_digest(patch))
-            settled = True
-        except Exception as exc:  # a failed optimisation never fails the download
-            log.warning(
-                "patch %s -> %s not served: %r",
-                base.path,
-                target.path,
-                exc,
-                exc_info=not isinstance(exc, (RegistryCoreError, MemoryError, OSError)),
-            )
+        mode = "binary" if binary else "archive"
+        with span("patch.compute", **{"patch.mode": mode, "patch.target": target.path}) as sp:
+            try:
+                old = self.storage.read(base.path)
+                new = self.storage.read(target.path)
+                if len(old) != base.size or len(new) != target.size:
+                    sp.set_attribute("patch.outcome", "changed")
+                    return _NOT_WORTH, "changed"  # the next stat re-hashes
+                agg = self._aggregator(not binary)
+                patch = agg.diff(old, new)
+                with self._count_lock:
+                    self.patches_computed += 1
+                if len(patch) <= len(new) * (1 - self.min_delta_saving) and (
+                    not verify or agg.apply(old, patch) == new
+                ):
+                    result = (patch, format_digest(patch))
+                sp.set_attribute("patch.outcome", "patch" if result[0] else "not_worth")
+                sp.set_attribute("patch.bytes", len(result[0]))
+                return result, "settled"
+            except Exception as exc:  # a failed optimisation never fails the download
+                sp.set_attribute("patch.outcome", "failed")
+                log.warning(
+                    "patch %s -> %s not served: %r",
+                    base.path,
+                    target.path,
+                    exc,
+                    exc_info=not isinstance(exc, (RegistryCoreError, MemoryError, OSError)),
+                )
+                return _NOT_WORTH, "failed"
+
+    def _keep(
+        self,
+        key: Hashable,
+        base: ArtifactInfo,
+        target: ArtifactInfo,
+        binary: bool,
+        result: tuple[bytes, str],
+        state: str,
+    ) -> tuple[bytes, str]:
+        """Cache ``result`` (a failure as not worth it), store a settled one, sign a patch."""
+        if state == "changed":
+            return result
         self.cache.put(key, result)
-        if settled and self.patch_store is not None:
+        if state == "settled" and self.patch_store is not None:
             mode = "binary" if binary else "archive"
             self.patch_store.put(base.sha256, target.sha256, mode, result[0])
         if result[0] and self.envelopes is not None:

@@ -142,6 +142,7 @@ telemetries = st.builds(
     sample_ratio=st.floats(min_value=0, max_value=1),
     metrics=st.booleans(),
     allow_http=st.booleans(),
+    metrics_token_env=st.none() | st.just("RC_METRICS_TOKEN"),
 )
 
 

@@ -177,6 +177,12 @@ def test_a_missing_dsn_variable_is_an_error_not_an_empty_secret(monkeypatch):
         ('[telemetry]\nmetrics = "yes"\n', "telemetry.metrics", "true or false"),
         ('[telemetry]\napi_key = "k"\n', "telemetry.api_key", "inline secrets"),
         ('[logging]\naccess_log = "text"\n', "logging.access_log", "'json'"),
+        (
+            '[telemetry]\nmetrics_token_env = "A"\nmetrics_token_file = "t"\n',
+            "telemetry.metrics_token_file",
+            "not both",
+        ),
+        ('[telemetry]\nmetrics_token = "abc"\n', "telemetry.metrics_token", "inline secrets"),
         ("[audit]\nenabled = 1\n", "audit.enabled", "true or false"),
         ("[audit]\nkeyring = 1\n", "audit.keyring", "unknown key"),
     ],

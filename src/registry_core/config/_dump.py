@@ -130,6 +130,8 @@ def _operations(w: _Writer, config: Config) -> None:
     w.put("sample_ratio", t.sample_ratio)
     w.put("metrics", t.metrics)
     w.put("allow_http", t.allow_http)
+    w.put("metrics_token_env", t.metrics_token_env)
+    w.put("metrics_token_file", t.metrics_token_file)
     w.header("logging")
     w.put("access_log", config.logging.access_log)
     w.header("audit")

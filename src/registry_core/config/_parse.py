@@ -79,6 +79,7 @@ _SECRETS = {
     "password": "name an environment variable or a file instead",
     "redis_password": "put the whole URL in an environment variable named by redis_url_env",
     "token": "name an environment variable or a file instead",
+    "metrics_token": "use metrics_token_env (an environment variable) or metrics_token_file",
     "api_key": "name an environment variable or a file instead",
     "private_key": "give the path of a key file instead",
     "passphrase": "name an environment variable or a file instead",
@@ -517,12 +518,18 @@ def _telemetry(c: _Checker, value: object) -> TelemetryConfig:
             allow_http=allow_http,
             what="otlp_endpoint",
         )
+    token_env = c.optional(p, t, "metrics_token_env", lambda q, v: _env_name(c, q, v))
+    token_file = c.optional(p, t, "metrics_token_file", c.path_file)
+    if token_env is not None and token_file is not None:
+        c.fail((*p, "metrics_token_file"), "give metrics_token_env or metrics_token_file, not both")
     return TelemetryConfig(
         otlp_endpoint=endpoint,
         service_name=c.string((*p, "service_name"), t.get("service_name", d.service_name)),
         sample_ratio=c.number((*p, "sample_ratio"), t.get("sample_ratio", d.sample_ratio), 0, 1),
         metrics=c.boolean((*p, "metrics"), t.get("metrics", d.metrics)),
         allow_http=allow_http,
+        metrics_token_env=token_env,
+        metrics_token_file=token_file,
     )
 
 

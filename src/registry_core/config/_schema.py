@@ -204,6 +204,15 @@ class TelemetryConfig:
     metrics: bool = True
     #: An ``http://`` collector endpoint on a loopback host only with this.
     allow_http: bool = False
+    #: A bearer token (16+ characters) that opens ``/metrics`` to non-loopback scrapers.
+    metrics_token_env: str | None = None
+    metrics_token_file: str | None = None
+
+    def read_metrics_token(self) -> str | None:
+        """The ``/metrics`` bearer token (None: loopback scrapers only)."""
+        return _read_secret(
+            self.metrics_token_env, self.metrics_token_file, "telemetry.metrics_token_env"
+        )
 
 
 @dataclass(frozen=True)

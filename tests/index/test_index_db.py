@@ -1,16 +1,66 @@
-"""SQLiteIndexDB: schema, transactions, serial, duplicates, concurrency."""
+"""The index database on SQLite and PostgreSQL: schema, transactions, serial, duplicates,
+concurrency. Every behaviour test runs on both backends (``db_backend``); PostgreSQL runs on a
+real server started by the test (tests/_postgres.py)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from registry_core.errors import DuplicateFileError, PackageIndexError
-from registry_core.index import FileRecord, IndexDB, SQLiteIndexDB
+from registry_core.index import FileRecord, IndexDB, PostgreSQLIndexDB, SQLiteIndexDB
 from registry_core.index._db import SCHEMA_VERSION
+
+
+class Backend:
+    """One place the tests' databases live: ``open()`` a handle on it (several handles see
+    the same rows), ``newer_schema()`` pretend a newer registry-core migrated it."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.path = tmp_path / "state" / "index.sqlite3"
+        self.dsn = ""
+        if kind == "postgres":
+            from _postgres import shared_server
+
+            self.server = shared_server()
+            self.dsn = self.server.create_database("idx")
+
+    def open(self, namespace: str = "acme/main", **kw: object) -> IndexDB:
+        if self.kind == "sqlite":
+            return SQLiteIndexDB(self.path)
+        return PostgreSQLIndexDB(self.dsn, namespace=namespace, **kw)  # type: ignore[arg-type]
+
+    def newer_schema(self) -> None:
+        if self.kind == "sqlite":
+            conn = sqlite3.connect(self.path)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+            conn.close()
+        else:
+            self.server.execute(
+                self.dsn,
+                "INSERT INTO registry_index.schema_migrations (component, version) "
+                "SELECT 'index', MAX(version) + 1 FROM registry_index.schema_migrations "
+                "WHERE component = 'index'",
+            )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend(request.param, tmp_path)
+
+
+@pytest.fixture
+def db(db_backend: Backend) -> Iterator[IndexDB]:
+    d = db_backend.open()
+    yield d
+    d.close()
 
 
 def _rec(filename: str = "pkg-1.0.tar.gz", project: str = "pkg", **kw: object) -> FileRecord:
@@ -28,14 +78,8 @@ def _rec(filename: str = "pkg-1.0.tar.gz", project: str = "pkg", **kw: object) -
     return FileRecord(**fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def db(tmp_path: Path) -> SQLiteIndexDB:
-    d = SQLiteIndexDB(tmp_path / "state" / "index.sqlite3")
-    yield d  # type: ignore[misc]
-    d.close()
-
-
-def test_protocol_and_pragmas(db: SQLiteIndexDB, tmp_path: Path) -> None:
+def test_protocol_and_pragmas(tmp_path: Path) -> None:
+    db = SQLiteIndexDB(tmp_path / "state" / "index.sqlite3")
     assert isinstance(db, IndexDB)
     conn = sqlite3.connect(tmp_path / "state" / "index.sqlite3")
     try:
@@ -43,9 +87,10 @@ def test_protocol_and_pragmas(db: SQLiteIndexDB, tmp_path: Path) -> None:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()
+        db.close()
 
 
-def test_add_and_read(db: SQLiteIndexDB) -> None:
+def test_add_and_read(db: IndexDB) -> None:
     assert db.serial == 0
     wheel = _rec(
         "pkg-1.0-py3-none-any.whl",
@@ -70,7 +115,7 @@ def test_add_and_read(db: SQLiteIndexDB) -> None:
     assert [p.name for p in db.projects()] == ["pkg"]
 
 
-def test_identical_readd_and_duplicate(db: SQLiteIndexDB) -> None:
+def test_identical_readd_and_duplicate(db: IndexDB) -> None:
     first = db.add_file(_rec(), b"m", "pkg")
     serial = db.serial
     # same bytes again: the stored record (with its original upload time), nothing changes
@@ -82,7 +127,7 @@ def test_identical_readd_and_duplicate(db: SQLiteIndexDB) -> None:
     assert db.file(first.filename) == first and db.serial == serial
 
 
-def test_failed_insert_leaves_nothing(db: SQLiteIndexDB) -> None:
+def test_failed_insert_leaves_nothing(db: IndexDB) -> None:
     db.add_file(_rec(), None, "pkg")
     serial = db.serial
     # another filename at the same storage path: refused, and the new project row rolled back
@@ -95,7 +140,7 @@ def test_failed_insert_leaves_nothing(db: SQLiteIndexDB) -> None:
     assert db.serial == serial
 
 
-def test_replace_remove_yank(db: SQLiteIndexDB) -> None:
+def test_replace_remove_yank(db: IndexDB) -> None:
     db.add_file(_rec(), b"old", "pkg")
     db.replace_file(_rec(sha256="d" * 64, size=20), b"new")
     assert db.file(_rec().filename).sha256 == "d" * 64  # type: ignore[union-attr]
@@ -138,11 +183,11 @@ def test_legacy_tokens(tmp_path: Path) -> None:
     db.close()
 
 
-def test_persistence_and_two_handles(tmp_path: Path) -> None:
-    path = tmp_path / "index.sqlite3"
-    a = SQLiteIndexDB(path)
-    b = SQLiteIndexDB(path)
+def test_persistence_and_two_handles(db_backend: Backend) -> None:
+    a = db_backend.open()
+    b = db_backend.open()
     try:
+        assert isinstance(a, IndexDB)
         a.add_file(_rec(), b"m", "pkg")
         assert b.file(_rec().filename) == _rec()  # another connection sees the commit
         assert b.serial == a.serial == 1
@@ -151,32 +196,31 @@ def test_persistence_and_two_handles(tmp_path: Path) -> None:
     finally:
         a.close()
         b.close()
-    c = SQLiteIndexDB(path)
+    c = db_backend.open()
     try:
         assert c.file(_rec().filename) == _rec() and c.serial == 1
     finally:
         c.close()
 
 
-def test_newer_schema_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "index.sqlite3"
-    SQLiteIndexDB(path).close()
-    conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
+def test_newer_schema_is_refused(db_backend: Backend) -> None:
+    db_backend.open().close()
+    db_backend.newer_schema()
     with pytest.raises(PackageIndexError, match="newer"):
-        SQLiteIndexDB(path)
+        db_backend.open()
 
 
-def test_closed_database(tmp_path: Path) -> None:
-    d = SQLiteIndexDB(":memory:")
+def test_closed_database(db_backend: Backend) -> None:
+    d = db_backend.open()
     d.close()
     d.close()  # idempotent
     with pytest.raises(PackageIndexError, match="closed"):
         d.file("x")
+    with pytest.raises(PackageIndexError, match="closed"):
+        d.add_file(_rec(), None, "pkg")
 
 
-def test_concurrent_writers(db: SQLiteIndexDB) -> None:
+def test_concurrent_writers(db: IndexDB) -> None:
     n = 8
     barrier = threading.Barrier(n)
     errors: list[BaseException] = []
@@ -199,3 +243,204 @@ def test_concurrent_writers(db: SQLiteIndexDB) -> None:
     assert errors == []
     assert len(db.files()) == n * 10 + 1
     assert db.serial == n * 10 + 1
+
+
+_text = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=40
+)
+_tags = st.frozensets(
+    st.from_regex(r"[a-z0-9_.]{1,8}-[a-z0-9_]{1,8}-[a-z0-9_]{1,8}", fullmatch=True)
+)
+
+
+@given(
+    filename=_text.filter(bool),
+    version=_text,
+    path=_text.filter(bool),
+    size=st.integers(0, 2**62),
+    t=st.integers(0, 2**62),
+    requires_python=st.none() | _text,
+    yanked=st.none() | _text,
+    msha=st.none() | st.text("0123456789abcdef", min_size=64, max_size=64),
+    tags=_tags,
+    uploader=st.none() | _text,
+    metadata=st.none() | st.binary(max_size=200),
+)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_records_round_trip(
+    db_backend: Backend,
+    filename: str,
+    version: str,
+    path: str,
+    size: int,
+    t: int,
+    requires_python: str | None,
+    yanked: str | None,
+    msha: str | None,
+    tags: frozenset[str],
+    uploader: str | None,
+    metadata: bytes | None,
+) -> None:
+    """Whatever a record holds comes back equal (encode: row; decode: FileRecord). The
+    fixture is shared by the examples: each leaves the database as it found it."""
+    record = FileRecord(
+        project="pkg",
+        filename=filename,
+        version=version,
+        kind="wheel",
+        path=path,
+        size=size,
+        sha256="a" * 64,
+        upload_time_ns=t,
+        requires_python=requires_python,
+        yanked=yanked,
+        metadata_sha256=msha,
+        tags=tags,
+        uploader=uploader,
+    )
+    db = db_backend.open()
+    try:
+        db.replace_file(record, metadata)
+        assert db.file(filename) == record
+        assert db.metadata(filename) == metadata
+        assert db.remove_file(filename)
+    finally:
+        db.close()
+
+
+# -- PostgreSQL only ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg() -> Backend:
+    return Backend("postgres", Path("/nonexistent"))
+
+
+def test_pg_namespaces_are_isolated(pg: Backend) -> None:
+    a = pg.open("acme/main")
+    b = pg.open("globex/main")
+    try:
+        a.add_file(_rec(), b"meta", "Pkg")
+        assert b.file(_rec().filename) is None and b.files() == [] and b.projects() == []
+        assert b.metadata(_rec().filename) is None and b.serial == 0
+        assert not b.set_yanked(_rec().filename, "x") and not b.remove_file(_rec().filename)
+        # the same filename and path in another namespace is another file, not a duplicate
+        b.add_file(_rec(sha256="b" * 64), None, "pkg")
+        assert a.file(_rec().filename).sha256 == "a" * 64  # type: ignore[union-attr]
+        assert a.serial == b.serial == 1
+        b.replace_file(_rec(sha256="c" * 64), b"other")
+        assert a.metadata(_rec().filename) == b"meta"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_pg_projects_sort_by_code_point(pg: Backend) -> None:
+    db = pg.open()
+    try:
+        for name in ("b", "B", "a-b", "a_b", "ab", "é"):
+            db.add_file(_rec(f"{name}-1.0.tar.gz", project=name, path=f"{name}/x"), None, name)
+        assert [p.name for p in db.projects()] == sorted(["b", "B", "a-b", "a_b", "ab", "é"])
+    finally:
+        db.close()
+
+
+def test_pg_migrations_table(pg: Backend) -> None:
+    from registry_core.index._pg import PG_SCHEMA_VERSION
+
+    pg.open().close()
+    pg.open().close()  # a second open migrates nothing
+    rows = pg.server.execute(
+        pg.dsn, "SELECT component, version FROM registry_index.schema_migrations ORDER BY version"
+    )
+    assert rows == [("index", v) for v in range(1, PG_SCHEMA_VERSION + 1)]
+
+
+def test_pg_concurrent_first_open(pg: Backend) -> None:
+    """Instances starting at once migrate once (advisory lock), none fails."""
+    n = 4
+    barrier = threading.Barrier(n)
+    dbs: list[IndexDB] = []
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            dbs.append(pg.open(f"t{i}/main", max_connections=2 + i))  # a pool each
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for d in dbs:
+        d.close()
+    assert errors == [] and len(dbs) == n
+
+
+def test_pg_reconnects_after_dropped_connections(pg: Backend) -> None:
+    db = pg.open()
+    try:
+        db.add_file(_rec(), None, "pkg")
+        assert pg.server.terminate_backends(pg.dsn) >= 1  # the pooled connection is dead now
+        assert db.file(_rec().filename) == _rec()
+        assert pg.server.terminate_backends(pg.dsn) >= 1
+        assert db.set_yanked(_rec().filename, "r")  # a write on a dead connection: retried
+        assert db.serial == 2
+    finally:
+        db.close()
+
+
+def test_pg_statement_timeout(pg: Backend) -> None:
+    """A write waiting on a lock held elsewhere fails with 503 instead of hanging."""
+    import psycopg
+
+    db = pg.open(statement_timeout=0.3, max_connections=3)
+    try:
+        db.add_file(_rec(), None, "pkg")
+        with psycopg.connect(pg.dsn) as other:  # holds the namespace's row lock
+            other.execute(
+                "SELECT 1 FROM registry_index.namespaces WHERE namespace = 'acme/main' FOR UPDATE"
+            )
+            with pytest.raises(PackageIndexError, match="timed out") as info:
+                db.set_yanked(_rec().filename, "x")
+            assert info.value.status == 503
+            assert db.file(_rec().filename).yanked is None  # type: ignore[union-attr]
+        assert db.set_yanked(_rec().filename, "x")
+    finally:
+        db.close()
+
+
+def test_pg_unreachable_and_secrets(pg: Backend) -> None:
+    from _postgres import free_port
+
+    dsn = f"postgresql://registry:hunter2-secret@127.0.0.1:{free_port()}/none"
+    with pytest.raises(PackageIndexError) as info:
+        PostgreSQLIndexDB(dsn, namespace="acme/main", connect_timeout=2)
+    assert info.value.status == 503 and "hunter2" not in str(info.value)
+    db = pg.open()
+    try:
+        assert pg.server.password not in repr(db) and "acme/main" in repr(db)
+    finally:
+        db.close()
+    with pytest.raises(PackageIndexError) as wrong:  # a wrong password: refused, not shown
+        PostgreSQLIndexDB(pg.dsn.replace(pg.server.password, "hunter2"), namespace="x/y")
+    assert "hunter2" not in str(wrong.value)
+
+
+@pytest.mark.parametrize("namespace", ["", "a\x00b", "x" * 256, 7])
+def test_pg_bad_namespace(pg: Backend, namespace: object) -> None:
+    with pytest.raises(ValueError, match="namespace"):
+        PostgreSQLIndexDB(pg.dsn, namespace=namespace)  # type: ignore[arg-type]
+
+
+def test_pg_nul_in_a_value_is_a_clear_error(pg: Backend) -> None:
+    db = pg.open()
+    try:
+        with pytest.raises(ValueError, match="cannot be stored"):
+            db.add_file(_rec("bad\x00-1.0.tar.gz"), None, "pkg")
+        assert db.files() == [] and db.serial == 0
+    finally:
+        db.close()

@@ -1,10 +1,11 @@
 """The package index: projects, files, core metadata, uploads (no HTTP inside).
 
 :class:`Index` is the service (validate, store atomically, record); :class:`IndexDB` the small
-database interface it needs, :class:`SQLiteIndexDB` its embedded default. The Simple API
-(PEP 503 / 691) is rendered and parsed by the sans-IO functions re-exported here. Tokens and
-access control are the tenant's (:mod:`registry_core.auth`); :class:`TokenRecord` is
-re-exported from there.
+database interface it needs, :class:`SQLiteIndexDB` its embedded default and
+:class:`PostgreSQLIndexDB` the one several instances share (psycopg imported on first use).
+The Simple API (PEP 503 / 691) is rendered and parsed by the sans-IO functions re-exported
+here. Tokens and access control are the tenant's (:mod:`registry_core.auth`);
+:class:`TokenRecord` is re-exported from there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ._index import Index, RebuildReport
 from ._metadata import CoreMetadata
 from ._model import FileRecord, Project, TokenRecord
 from ._names import ParsedFilename, normalize, parse_filename
+from ._pg import PostgreSQLIndexDB
 from ._simple import (
     HTML_V1,
     JSON_V1,
@@ -34,6 +36,7 @@ __all__ = [
     "Index",
     "IndexDB",
     "ParsedFilename",
+    "PostgreSQLIndexDB",
     "Project",
     "RebuildReport",
     "SQLiteIndexDB",

@@ -1,0 +1,281 @@
+"""PostgreSQL plumbing shared by the index database and the tenant store (psycopg 3, lazy).
+
+One :class:`Pool` per DSN and settings in a process, shared (reference counted) by every
+object using it: many tenants' stores and indexes need few server connections, which are what
+PostgreSQL runs out of first. A connection is borrowed for one transaction, so any thread may
+call; each borrower names the schema its unqualified SQL means (``search_path``, set only when
+the connection last served another schema). Every connection has a ``statement_timeout`` (a
+stuck query or lock wait fails instead of hanging a request) and an
+``idle_in_transaction_session_timeout``.
+
+:meth:`Pool.run` is one transaction with a retry: a connection found dropped (server restart,
+idle kill) before the transaction's COMMIT was sent is replaced and the transaction run again
+(nothing of it was committed); a serialization failure or deadlock is retried too. A drop
+during COMMIT is not retried (it may have committed): the caller gets the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from ..errors import InvalidArgumentError, PackageIndexError
+
+__all__ = ["Pool", "acquire_pool", "is_dsn", "migrate", "redact", "require_psycopg"]
+
+T = TypeVar("T")
+
+_MIGRATIONS_LOCK = 0x72636D67  # "rcmg": one migrator at a time per database
+
+
+def require_psycopg() -> Any:
+    """The psycopg module, or ImportError naming the extra."""
+    try:
+        import psycopg
+    except ImportError as e:  # pragma: no cover - the extra is installed in the test env
+        raise ImportError(
+            "PostgreSQL support needs psycopg 3: pip install 'registry-core[postgres]'"
+        ) from e
+    return psycopg
+
+
+def is_dsn(value: object) -> bool:
+    """Whether ``value`` is a PostgreSQL URL (``postgresql://`` or ``postgres://``)."""
+    return isinstance(value, str) and value.startswith(("postgresql://", "postgres://"))
+
+
+def redact(dsn: str) -> str:
+    """``user@host:port/dbname`` of a DSN: never its password (for reprs, logs, errors)."""
+    psycopg = require_psycopg()
+    try:
+        d = psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<invalid DSN>"
+    user = d.get("user")
+    where = f"{d.get('host') or 'localhost'}:{d.get('port') or 5432}/{d.get('dbname') or ''}"
+    return f"{user}@{where}" if user else where
+
+
+def unavailable(message: str) -> PackageIndexError:
+    """The database cannot answer now (unreachable, timed out, overloaded): HTTP 503."""
+    err = PackageIndexError(message)
+    err.status = 503
+    return err
+
+
+class Pool:
+    """Connections to one database (see the module docstring). Use :func:`acquire_pool`."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_connections: int,
+        connect_timeout: float,
+        statement_timeout: float,
+    ) -> None:
+        self._psycopg = require_psycopg()
+        if not is_dsn(dsn):
+            raise InvalidArgumentError("a PostgreSQL DSN starts with postgresql://")
+        if max_connections < 1 or connect_timeout <= 0 or statement_timeout <= 0:
+            raise InvalidArgumentError("pool sizes and timeouts must be positive")
+        self.where = redact(dsn)
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._statement_ms = max(1, int(statement_timeout * 1000))
+        self._wait_s = connect_timeout + statement_timeout
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._lock = threading.Lock()
+        self._idle: list[tuple[Any, str | None]] = []  # (connection, its search_path)
+        self._max_idle = max_connections
+        self.users = 0
+        self.key: tuple[object, ...] = ()
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        psycopg = self._psycopg
+        try:
+            return psycopg.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=max(1, math.ceil(self._connect_timeout)),
+                application_name="registry-core",
+                options=(
+                    f"-c statement_timeout={self._statement_ms} "
+                    f"-c idle_in_transaction_session_timeout={self._statement_ms * 2}"
+                ),
+            )
+        except psycopg.Error as e:
+            raise unavailable(f"cannot connect to the database {self.where}: {_first(e)}") from e
+
+    @contextmanager
+    def _borrow(self) -> Iterator[list[Any]]:
+        """A slot holding ``[connection or None, its search_path]``; returned to the idle
+        list afterwards unless the holder set the connection to None (dropped)."""
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise unavailable(f"every connection to {self.where} is busy")
+        try:
+            with self._lock:
+                slot = list(self._idle.pop()) if self._idle else [None, None]
+            try:
+                yield slot
+            finally:
+                conn = slot[0]
+                if conn is not None:
+                    if conn.closed or conn.broken or conn.info.transaction_status != 0:
+                        _close_quietly(conn)  # not idle (0): never hand it out again
+                    else:
+                        with self._lock:
+                            if self.users > 0 and len(self._idle) < self._max_idle:
+                                self._idle.append((conn, slot[1]))
+                                conn = None
+                        if conn is not None:
+                            _close_quietly(conn)
+        finally:
+            self._slots.release()
+
+    def run(self, schema: str, fn: Callable[[Any], T], *, attempts: int = 3) -> T:
+        """``fn(connection)`` inside one transaction with ``search_path`` = ``schema``;
+        retried as the module docstring says. psycopg errors become registry-core ones."""
+        psycopg = self._psycopg
+        errors = psycopg.errors
+        for attempt in range(attempts):
+            last = attempt == attempts - 1
+            with self._borrow() as slot:
+                if slot[0] is None:
+                    slot[0], slot[1] = self._connect(), None
+                conn: Any = slot[0]
+                done = False
+                try:
+                    if slot[1] != schema:
+                        conn.execute(
+                            psycopg.sql.SQL("SET search_path TO {}").format(
+                                psycopg.sql.Identifier(schema)
+                            )
+                        )
+                        slot[1] = schema
+                    with conn.transaction():
+                        result = fn(conn)
+                        done = True  # the COMMIT goes out when this block exits
+                    return result
+                except (errors.SerializationFailure, errors.DeadlockDetected) as e:
+                    if last:
+                        raise unavailable(f"{self.where}: {_first(e)}") from e
+                except errors.QueryCanceled as e:
+                    raise unavailable(
+                        f"a statement on {self.where} timed out after "
+                        f"{self._statement_ms / 1000:g} s"
+                    ) from e
+                except psycopg.OperationalError as e:
+                    dropped = conn.closed or conn.broken
+                    if dropped:
+                        _close_quietly(conn)
+                        slot[0] = None
+                    if not dropped or done or last:
+                        raise unavailable(f"the database {self.where} failed: {_first(e)}") from e
+                except psycopg.DataError as e:
+                    raise InvalidArgumentError(f"a value cannot be stored: {_first(e)}") from e
+                except psycopg.Error as e:
+                    raise PackageIndexError(f"database error on {self.where}: {_first(e)}") from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def close_idle(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn, _ in idle:
+            _close_quietly(conn)
+
+
+def _first(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _close_quietly(conn: Any) -> None:
+    with contextlib.suppress(Exception):  # a dead connection may fail to close: gone anyway
+        conn.close()
+
+
+_pools: dict[tuple[object, ...], Pool] = {}
+_pools_lock = threading.Lock()
+
+
+def acquire_pool(
+    dsn: str,
+    *,
+    max_connections: int = 10,
+    connect_timeout: float = 10.0,
+    statement_timeout: float = 30.0,
+) -> Pool:
+    """The process's pool for ``dsn`` with these settings (created on first use); call
+    :func:`release_pool` once per acquire."""
+    key = (dsn, max_connections, connect_timeout, statement_timeout)
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is None:
+            pool = Pool(
+                dsn,
+                max_connections=max_connections,
+                connect_timeout=connect_timeout,
+                statement_timeout=statement_timeout,
+            )
+            pool.key = key
+            _pools[key] = pool
+        pool.users += 1
+        return pool
+
+
+def release_pool(pool: Pool) -> None:
+    """Drop one user of ``pool``; the last one closes its idle connections."""
+    with _pools_lock:
+        pool.users -= 1
+        if pool.users > 0:
+            return
+        _pools.pop(pool.key, None)
+    pool.close_idle()
+
+
+def migrate(
+    pool: Pool,
+    schema: str,
+    component: str,
+    migrations: Sequence[str],
+    *,
+    newer: Callable[[int, int], Exception],
+) -> int:
+    """Bring ``component``'s tables in ``schema`` to ``len(migrations)`` (migration ``i`` is
+    version ``i + 1``, recorded in ``schema.schema_migrations``), in one transaction under an
+    advisory lock (two instances starting at once migrate once). ``newer(found, known)`` is
+    raised when the database is ahead of this code. Returns the version."""
+    psycopg = pool._psycopg
+    ident = psycopg.sql.Identifier(schema)
+
+    def work(conn: Any) -> int:
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATIONS_LOCK,))
+        conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            "component TEXT NOT NULL, version INTEGER NOT NULL, applied_at TIMESTAMPTZ NOT NULL "
+            "DEFAULT now(), PRIMARY KEY (component, version))"
+        )
+        row = conn.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations WHERE component = %s",
+            (component,),
+        ).fetchone()
+        current = int(row[0])
+        if current > len(migrations):
+            raise newer(current, len(migrations))
+        for version in range(current + 1, len(migrations) + 1):
+            conn.execute(migrations[version - 1])  # no parameters: several statements at once
+            conn.execute(
+                "INSERT INTO schema_migrations (component, version) VALUES (%s, %s)",
+                (component, version),
+            )
+        return len(migrations)
+
+    return pool.run(schema, work)

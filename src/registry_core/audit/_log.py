@@ -1,0 +1,553 @@
+"""The tamper-evident audit log: an append-only RFC 9162 tree stored as C2SP tlog tiles.
+
+Layout of the log directory (every file a static one a web server or CDN can serve; the
+lock and the tail are private):
+
+- ``checkpoint``: the newest signed checkpoint (C2SP tlog-checkpoint in a signed note,
+  Ed25519 + ML-DSA-65).
+- ``tile/<L>/<N>``, ``tile/entries/<N>``: full tiles and entry bundles (immutable), and the
+  partial ones (``.p/<W>``) of every size a checkpoint was made for (deleted once the full one
+  exists, as tlog-tiles allows).
+- ``tail``: the entries after the last full bundle (8-byte bundle index, then the entries as
+  in a bundle), appended with one ``write`` each and fsync'd every ``sync_every`` entries.
+- ``lock``: held (``flock``) by the one writer.
+
+Write order makes a crash harmless: an entry reaches the tail before its hash exists anywhere;
+a full bundle is written (atomically, fsync'd) before its level-0 tile, a tile before the tile
+above it, and only then is the tail reset. Opening re-hashes the last bundle and tail and
+rewrites a missing or disagreeing tile; a torn last tail record is cut off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from .._util import LRU, atomic_write
+from ..errors import InvalidArgumentError, SigningKeyError
+from ._events import AuditEvent
+from ._merkle import (
+    EMPTY_ROOT,
+    consistency_proof,
+    inclusion_proof,
+    leaf_hash,
+    node_hash,
+    tree_hash,
+)
+from ._note import Checkpoint, NoteSigner, format_checkpoint, keyring_signers, sign_note
+from ._tiles import (
+    MAX_ENTRY,
+    TILE_HEIGHT,
+    TILE_WIDTH,
+    TileError,
+    decode_bundle,
+    encode_bundle,
+    entries_path,
+    expand_tile,
+    parse_path,
+    split_hashes,
+    tile_path,
+)
+
+__all__ = ["AuditLog", "AuditLogError"]
+
+_internal = logging.getLogger("registry_core.audit.log")
+
+_TAIL = "tail"
+_LOCK = "lock"
+_CHECKPOINT = "checkpoint"
+_HEADER = 8
+_MODE = 0o600
+
+
+class AuditLogError(InvalidArgumentError):
+    """The audit log cannot be opened or used (locked by another writer, corrupt, bad entry)."""
+
+
+class _Edge:
+    """The incomplete rightmost tile of one tile level: rows 0..7 of its complete nodes."""
+
+    __slots__ = ("index", "rows")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.rows: list[list[bytes]] = [[] for _ in range(TILE_HEIGHT)]
+
+    def add(self, h: bytes) -> bytes | None:
+        """Add one hash; returns the tile's root when this hash completed it."""
+        rows = self.rows
+        rows[0].append(h)
+        r = 0
+        while len(rows[r]) % 2 == 0:
+            parent = node_hash(rows[r][-2], rows[r][-1])
+            if r + 1 == TILE_HEIGHT:
+                return parent
+            rows[r + 1].append(parent)
+            r += 1
+        return None
+
+
+def _line(event: AuditEvent) -> bytes:
+    doc = event.to_json()
+    data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if len(data) > MAX_ENTRY:  # an entry bundle holds at most 65535 bytes per entry
+        doc["detail"] = {k: v[:200] for k, v in doc["detail"].items()}
+        doc["detail"]["_cut"] = "true"
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    if len(data) > MAX_ENTRY:
+        doc["detail"] = {"_cut": "true"}
+        data = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return data
+
+
+class AuditLog:
+    """A tenant's audit log in ``directory`` (an :class:`~registry_core.audit.AuditSink`).
+
+    ``origin``: the checkpoint origin (``<public host>/<tenant>``); ``keyring``: a
+    :class:`~registry_core.signing.Keyring` whose newest active ``audit`` Ed25519 and ML-DSA-65
+    keys sign checkpoints (a hybrid pair is generated on first use when the role has none);
+    ``key_name``: the signed-note key name (default: the origin). A checkpoint is signed every
+    ``checkpoint_every`` entries, on :meth:`checkpoint` and on :meth:`close`.
+    One writer per directory: a second one raises :class:`AuditLogError`.
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        origin: str,
+        keyring: Any = None,
+        key_name: str | None = None,
+        checkpoint_every: int | None = 1024,
+        sync_every: int = 64,
+        role: str = "audit",
+    ) -> None:
+        if not isinstance(origin, str) or not origin or any(c.isspace() for c in origin):
+            raise AuditLogError(f"invalid audit log origin {str(origin)[:80]!r}")
+        if sync_every < 1 or (checkpoint_every is not None and checkpoint_every < 1):
+            raise AuditLogError("sync_every and checkpoint_every must be at least 1")
+        self.directory = Path(directory)
+        self.origin = origin
+        self.key_name = key_name or origin
+        self.keyring = keyring
+        self.role = role
+        self.checkpoint_every = checkpoint_every
+        self.sync_every = sync_every
+        self._lock = threading.RLock()
+        self._signers: list[NoteSigner] | None = None
+        self._tiles: LRU[tuple[int, int], list[list[bytes]]] = LRU(max_entries=64)
+        self._bundles: LRU[int, list[bytes]] = LRU(max_entries=16)
+        self._failing = False
+        self._checkpoint: bytes | None = None
+        self._checkpoint_size = -1
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._lock_fd: int | None = os.open(
+            self.directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _MODE
+        )
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise AuditLogError(
+                f"audit log {self.directory} is open for writing elsewhere (one writer)"
+            ) from None
+        try:
+            self._recover()
+        except BaseException:
+            self._release()
+            raise
+
+    # -- files -------------------------------------------------------------------------------
+
+    def _path(self, rel: str) -> Path:
+        return self.directory / rel
+
+    def _write(self, rel: str, data: bytes) -> None:
+        path = self._path(rel)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        atomic_write(path, data, fsync=True, mode=_MODE)
+
+    def _read(self, rel: str) -> bytes:
+        with open(self._path(rel), "rb") as f:
+            return f.read(TILE_WIDTH * (MAX_ENTRY + 2) + 1)
+
+    def _exists(self, rel: str) -> bool:
+        return self._path(rel).is_file()
+
+    def _drop_partials(self, rel: str) -> None:
+        """Delete the partial versions of a tile or bundle once the full one exists."""
+        with contextlib.suppress(OSError):
+            shutil.rmtree(self._path(rel + ".p"))
+
+    # -- recovery ----------------------------------------------------------------------------
+
+    def _full_bundles(self) -> int:
+        """How many full entry bundles exist (they are written in order, so a search)."""
+        if not self._exists(entries_path(0)):
+            return 0
+        hi = 1
+        while self._exists(entries_path(2 * hi - 1)):
+            hi *= 2
+        lo, hi = hi, 2 * hi  # bundle lo-1 exists, bundle hi-1 does not
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._exists(entries_path(mid - 1)):
+                lo = mid
+            else:
+                hi = mid
+        return lo
+
+    def _full_rows(self, tlevel: int, n: int) -> list[list[bytes]]:
+        rows = self._tiles.get((tlevel, n))
+        if rows is None:
+            try:
+                data = self._read(tile_path(tlevel, n))
+            except FileNotFoundError:
+                raise AuditLogError(f"audit log: tile {tlevel}/{n} is missing") from None
+            rows = expand_tile(split_hashes(data, TILE_WIDTH))
+            self._tiles.put((tlevel, n), rows)
+        return rows
+
+    def _tile_root(self, tlevel: int, n: int) -> bytes:
+        top = self._full_rows(tlevel, n)[TILE_HEIGHT - 1]
+        return node_hash(top[0], top[1])
+
+    def _ensure_tile(self, tlevel: int, n: int) -> None:
+        """Tile ``tlevel``/``n`` must be full: recompute it from below and rewrite it when
+        missing or not what the level below says."""
+        if tlevel == 0:
+            entries = decode_bundle(self._read(entries_path(n)), TILE_WIDTH)
+            hashes = [leaf_hash(e) for e in entries]
+        else:
+            base = n * TILE_WIDTH
+            hashes = [self._tile_root(tlevel - 1, base + i) for i in range(TILE_WIDTH)]
+        data = b"".join(hashes)
+        rel = tile_path(tlevel, n)
+        try:
+            ok = self._read(rel) == data
+        except FileNotFoundError:
+            ok = False
+        if not ok:
+            _internal.warning("audit log %s: rewriting tile %s after a crash", self.directory, rel)
+            self._write(rel, data)
+            self._tiles.discard((tlevel, n))
+        self._drop_partials(rel)
+
+    def _recover(self) -> None:
+        bundles = self._full_bundles()
+        # the newest full tile of every level agrees with what is below it
+        if bundles:
+            count, tlevel = bundles, 0
+            while count:
+                self._ensure_tile(tlevel, count - 1)
+                count >>= TILE_HEIGHT
+                tlevel += 1
+            self._drop_partials(entries_path(bundles - 1))
+        # the tail: entries after the last full bundle
+        tail_entries = self._read_tail(bundles)
+        size_full = bundles * TILE_WIDTH
+        self._edges: list[_Edge] = []
+        # rebuild the right edge of every tile level above 0 from the full tiles below
+        tlevel, count = 1, bundles  # count: complete hashes at this tile level
+        while count:
+            edge = _Edge(count // TILE_WIDTH)
+            for i in range(edge.index * TILE_WIDTH, count):
+                edge.add(self._tile_root(tlevel - 1, i))
+            self._edges.append(edge)
+            count >>= TILE_HEIGHT
+            tlevel += 1
+        self._edges.insert(0, _Edge(bundles))
+        self.size = size_full
+        self._tail: list[bytes] = []
+        self._open_tail(bundles, rewrite=not tail_entries)
+        for e in tail_entries:
+            self._edges[0].add(leaf_hash(e))
+            self._tail.append(e)
+            self.size += 1
+        self._unsynced = 0
+        if len(self._tail) == TILE_WIDTH:  # crashed before the bundle was written
+            self._promote_full()
+        with contextlib.suppress(FileNotFoundError, OSError):
+            self._checkpoint = self._read(_CHECKPOINT)
+
+    def _read_tail(self, bundles: int) -> list[bytes]:
+        try:
+            data = self._read(_TAIL)
+        except FileNotFoundError:
+            return []
+        if len(data) < _HEADER:
+            return []
+        index = int.from_bytes(data[:_HEADER], "big")
+        if index < bundles:
+            return []  # already promoted to a bundle before the crash
+        if index > bundles:
+            raise AuditLogError(
+                f"audit log {self.directory}: the tail is for bundle {index} but only "
+                f"{bundles} full bundles exist (entries were removed)"
+            )
+        out: list[bytes] = []
+        pos = _HEADER
+        while pos + 2 <= len(data) and len(out) < TILE_WIDTH:
+            n = int.from_bytes(data[pos : pos + 2], "big")
+            if pos + 2 + n > len(data):
+                break
+            out.append(data[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+        if pos != len(data):  # a torn last record (crash mid-write): cut off
+            _internal.warning("audit log %s: cutting a torn tail record", self.directory)
+            with open(self._path(_TAIL), "r+b") as f:
+                f.truncate(pos)
+                os.fsync(f.fileno())
+        return out
+
+    def _open_tail(self, bundle: int, *, rewrite: bool) -> None:
+        if rewrite:
+            self._write(_TAIL, bundle.to_bytes(_HEADER, "big"))
+        old = getattr(self, "_tail_fd", None)
+        self._tail_fd: int | None = os.open(
+            self._path(_TAIL), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+        )
+        if old is not None:
+            os.close(old)
+
+    # -- appending ---------------------------------------------------------------------------
+
+    def _add(self, tlevel: int, h: bytes) -> None:
+        if tlevel == len(self._edges):
+            self._edges.append(_Edge(0))
+        edge = self._edges[tlevel]
+        root = edge.add(h)
+        if root is None:
+            return
+        rel = tile_path(tlevel, edge.index)
+        self._write(rel, b"".join(edge.rows[0]))
+        self._drop_partials(rel)
+        self._edges[tlevel] = _Edge(edge.index + 1)
+        self._add(tlevel + 1, root)
+
+    def append(self, entry: bytes) -> int:
+        """Append one entry (at most 65535 bytes); returns its index."""
+        data = bytes(entry)
+        if len(data) > MAX_ENTRY:
+            raise AuditLogError(f"an audit entry is at most {MAX_ENTRY} bytes, not {len(data)}")
+        with self._lock:
+            if self._tail_fd is None:
+                raise AuditLogError("the audit log is closed")
+            os.write(self._tail_fd, len(data).to_bytes(2, "big") + data)
+            h = leaf_hash(data)
+            self._tail.append(data)
+            index = self.size
+            self.size += 1
+            self._unsynced += 1
+            self._edges[0].add(h)
+            if len(self._tail) == TILE_WIDTH:  # a full bundle: its files, in order
+                self._promote_full()
+            elif self._unsynced >= self.sync_every:
+                os.fsync(self._tail_fd)
+                self._unsynced = 0
+        if self.checkpoint_every and (index + 1) % self.checkpoint_every == 0:
+            self._auto_checkpoint()
+        return index
+
+    def _promote_full(self) -> None:
+        """The tail is a full bundle: write it, then its tiles, then start a new tail."""
+        bundle = self._edges[0].index
+        rel = entries_path(bundle)
+        self._write(rel, encode_bundle(self._tail))
+        self._drop_partials(rel)
+        self._bundles.put(bundle, list(self._tail))
+        edge = self._edges[0]
+        self._write(tile_path(0, bundle), b"".join(edge.rows[0]))
+        self._drop_partials(tile_path(0, bundle))
+        top = edge.rows[TILE_HEIGHT - 1]
+        self._edges[0] = _Edge(bundle + 1)
+        self._add(1, node_hash(top[0], top[1]))
+        self._tail = []
+        self._open_tail(bundle + 1, rewrite=True)
+        self._unsynced = 0
+
+    def emit(self, event: AuditEvent) -> None:
+        """AuditSink: append the event's canonical JSON (never raises; a failure is logged
+        once per failure streak and the event dropped)."""
+        try:
+            self.append(_line(event))
+            self._failing = False
+        except Exception as exc:
+            if not self._failing:
+                self._failing = True
+                _internal.warning("audit log %s: append failed (%s)", self.directory, exc)
+
+    def sync(self) -> None:
+        """fsync the tail now."""
+        with self._lock:
+            if self._tail_fd is not None and self._unsynced:
+                os.fsync(self._tail_fd)
+                self._unsynced = 0
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return self.size
+
+    def hash_at(self, level: int, index: int) -> bytes:
+        """The stored hash of the complete subtree at ``level``/``index`` (the merkle source)."""
+        tlevel, r = divmod(level, TILE_HEIGHT)
+        n, off = divmod(index << r, TILE_WIDTH)
+        if tlevel < len(self._edges) and n == self._edges[tlevel].index:
+            row = self._edges[tlevel].rows[r]
+        elif tlevel < len(self._edges) and n < self._edges[tlevel].index:
+            row = self._full_rows(tlevel, n)[r]
+        else:
+            raise AuditLogError(f"no subtree at level {level} index {index}")
+        j = off >> r
+        if j >= len(row):
+            raise AuditLogError(f"no complete subtree at level {level} index {index}")
+        return row[j]
+
+    def _size(self, size: int | None) -> int:
+        s = self.size if size is None else size
+        if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= self.size:
+            raise AuditLogError(f"tree size {size!r} is not 0..{self.size}")
+        return s
+
+    def root(self, size: int | None = None) -> bytes:
+        """The root hash of the tree of the first ``size`` entries (default: all)."""
+        with self._lock:
+            s = self._size(size)
+            return EMPTY_ROOT if s == 0 else tree_hash(self.hash_at, s)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """The RFC 9162 inclusion proof of entry ``index`` in the tree of ``size``."""
+        with self._lock:
+            s = self._size(size)
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < s:
+                raise AuditLogError(f"entry {index!r} is not in a tree of size {s}")
+            return inclusion_proof(self.hash_at, index, s)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """The RFC 9162 consistency proof from ``old_size`` to ``new_size`` (default: all)."""
+        with self._lock:
+            n = self._size(new_size)
+            m = self._size(old_size)
+            if m > n:
+                raise AuditLogError(f"old size {m} is larger than new size {n}")
+            return consistency_proof(self.hash_at, m, n)
+
+    def entry(self, index: int) -> bytes:
+        """Entry ``index``."""
+        with self._lock:
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < self.size:
+                raise AuditLogError(f"no entry {index!r} (size {self.size})")
+            bundle, off = divmod(index, TILE_WIDTH)
+            if bundle == self._edges[0].index:
+                return self._tail[off]
+            entries = self._bundles.get(bundle)
+            if entries is None:
+                try:
+                    entries = decode_bundle(self._read(entries_path(bundle)), TILE_WIDTH)
+                except (FileNotFoundError, TileError) as exc:
+                    raise AuditLogError(f"audit log: bundle {bundle}: {exc}") from None
+                self._bundles.put(bundle, entries)
+            return entries[off]
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _note_signers(self) -> list[NoteSigner]:
+        if self._signers is None:
+            if self.keyring is None:
+                raise SigningKeyError("the audit log has no keyring: it cannot sign checkpoints")
+            if not any(
+                k.algorithm in ("ed25519", "ml-dsa-65") for k in self.keyring.keys(self.role)
+            ):
+                self.keyring.generate_hybrid(self.role, pq="ml-dsa-65")
+            self._signers = keyring_signers(self.keyring, self.key_name, role=self.role)
+        return self._signers
+
+    def checkpoint(self) -> bytes:
+        """Sync, write the partial tiles and bundle of the current size, sign and publish a
+        checkpoint; returns the signed note."""
+        with self._lock:
+            signers = self._note_signers()
+            self.sync()
+            size = self.size
+            tlevel = 0
+            while (size >> (TILE_HEIGHT * tlevel)) and tlevel < len(self._edges):
+                edge = self._edges[tlevel]
+                width = len(edge.rows[0])
+                if width:
+                    rel = tile_path(tlevel, edge.index, width)
+                    if not self._exists(rel):
+                        self._write(rel, b"".join(edge.rows[0]))
+                tlevel += 1
+            if self._tail:
+                rel = entries_path(self._edges[0].index, len(self._tail))
+                if not self._exists(rel):
+                    self._write(rel, encode_bundle(self._tail))
+            body = format_checkpoint(Checkpoint(self.origin, size, self.root(size)))
+            note = sign_note(body, signers)
+            self._write(_CHECKPOINT, note)
+            self._checkpoint, self._checkpoint_size = note, size
+            return note
+
+    def latest_checkpoint(self, *, refresh: bool = True) -> bytes | None:
+        """The newest checkpoint; with ``refresh`` a new one first when entries were added."""
+        with self._lock:
+            if refresh and self._checkpoint_size != self.size:
+                try:
+                    return self.checkpoint()
+                except SigningKeyError as exc:
+                    _internal.warning("audit log %s: no checkpoint: %s", self.directory, exc)
+            return self._checkpoint
+
+    def _auto_checkpoint(self) -> None:
+        try:
+            self.checkpoint()
+        except Exception as exc:
+            _internal.warning("audit log %s: checkpoint failed (%s)", self.directory, exc)
+
+    def read_static(self, rel: str) -> bytes | None:
+        """The bytes of a published file (``checkpoint`` or a tile path), None if absent."""
+        if rel != _CHECKPOINT and parse_path(rel) is None:
+            return None
+        try:
+            return self._read(rel)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    # -- closing -----------------------------------------------------------------------------
+
+    def _release(self) -> None:
+        fd = getattr(self, "_tail_fd", None)
+        if fd is not None:
+            os.close(fd)
+            self._tail_fd = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def close(self) -> None:
+        """Sign a last checkpoint if entries were added (and a keyring is set), release."""
+        with self._lock:
+            if getattr(self, "_tail_fd", None) is None:
+                return
+            if self.keyring is not None and self._checkpoint_size != self.size:
+                self._auto_checkpoint()
+            self.sync()
+            self._release()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"AuditLog({str(self.directory)!r}, origin={self.origin!r}, size={self.size})"

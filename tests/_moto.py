@@ -62,6 +62,7 @@ class MotoServer:
             if os.environ.get("CI") == "true":
                 pytest.fail("moto_server is not installed, and CI=true: pip install 'moto[server]'")
             pytest.skip("moto_server is not installed (pip install 'moto[server]')")
+        self._client: Any = None
         self.port = free_port()
         self.endpoint_url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / "moto.log"
@@ -95,6 +96,8 @@ class MotoServer:
 
     def client(self) -> Any:
         """A plain boto3 S3 client on this server (for setting up and tampering in tests)."""
+        if self._client is not None:
+            return self._client
         import boto3
 
         session = boto3.session.Session(
@@ -103,7 +106,8 @@ class MotoServer:
             aws_session_token=AWS_ENV["AWS_SESSION_TOKEN"],
             region_name=AWS_ENV["AWS_DEFAULT_REGION"],
         )
-        return session.client("s3", endpoint_url=self.endpoint_url)
+        self._client = session.client("s3", endpoint_url=self.endpoint_url)
+        return self._client
 
     def bucket(self, name: str | None = None) -> str:
         """Create a bucket (a fresh unique name by default) and return its name."""

@@ -37,6 +37,7 @@ from ..errors import (
     TransportError,
     UpstreamError,
 )
+from ..telemetry._context import span
 from ._cache import FileCache, safe_filename, safe_project
 from ._eviction import EvictionPolicy
 
@@ -336,7 +337,9 @@ class ProxyApp:
         if entry is not None and entry.etag:
             headers["if-none-match"] = entry.etag
         try:
-            r = await self.transport.get(url, headers=headers, max_size=_MAX_PAGE)
+            with span("registry_core.proxy.page", project=project) as traced:
+                r = await self.transport.get(url, headers=headers, max_size=_MAX_PAGE)
+                traced.set_attribute("status", r.status)
             self._c.upstream_bytes += len(r.raw_content)
             if r.status == 304 and entry is not None:
                 entry.fetched = self.clock()
@@ -411,7 +414,9 @@ class ProxyApp:
                 self._c.cache_hits += 1
                 return self.cache.path(key), None
         async with self._download_slots:  # memory: at most this many files held at once
-            data = await self._download(project, f, want)
+            with span("registry_core.proxy.fetch", project=project, file=f.filename) as traced:
+                data = await self._download(project, f, want)
+                traced.set_attribute("bytes", len(data))
             stored = await asyncio.to_thread(self.cache.put, key, data)
         if not stored:
             return None, data

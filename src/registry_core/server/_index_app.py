@@ -48,8 +48,9 @@ from ..errors import (
     PermissionDeniedError,
     UploadRejectedError,
 )
+from ..telemetry._context import span
 from ._app import fold_headers
-from ._auth_middleware import PRINCIPAL_KEY, send_not_found
+from ._auth_middleware import PRINCIPAL_KEY, TENANT_KEY, send_not_found
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -251,7 +252,9 @@ class IndexApp:
             else:
                 reply = _text(405, "method not allowed", [("allow", "GET, HEAD")])
         elif upload:
-            reply = await self._upload(scope, receive, principal)
+            with span("registry_core.upload", tenant=scope.get(TENANT_KEY)) as traced:
+                reply = await self._upload(scope, receive, principal)
+                traced.set_attribute("status", 404 if reply is None else reply.status)
             if reply is None:  # an upload by someone who may not see the index or project
                 await send_not_found(send, method)
                 return

@@ -17,7 +17,17 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any, Protocol
 
-__all__ = ["SpanLike", "TracerLike", "current_tracer", "set_tracer", "span"]
+__all__ = [
+    "SpanLike",
+    "TracerLike",
+    "annotate",
+    "begin_request",
+    "current_tracer",
+    "end_request",
+    "reset_tracer",
+    "set_tracer",
+    "span",
+]
 
 AttributeValue = str | bool | int | float
 
@@ -69,6 +79,11 @@ def set_tracer(tracer: TracerLike | None) -> contextvars.Token[TracerLike | None
     return _TRACER.set(tracer)
 
 
+def reset_tracer(token: contextvars.Token[TracerLike | None]) -> None:
+    """Undo :func:`set_tracer`."""
+    _TRACER.reset(token)
+
+
 def _clean(attributes: dict[str, Any]) -> dict[str, AttributeValue]:
     """Keep the attribute values OpenTelemetry accepts; drop None, stringify the rest."""
     out: dict[str, AttributeValue] = {}
@@ -108,3 +123,26 @@ def span(name: str, **attributes: Any) -> AbstractContextManager[SpanLike]:
     if tracer is None:
         return _NOOP
     return _traced(tracer, name, attributes)
+
+
+_REQUEST: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "registry_core.telemetry.request", default=None
+)
+
+
+def annotate(**fields: Any) -> None:
+    """Tell the request wrapper what the app resolved for the current request: ``tenant``,
+    ``subject`` (the principal), ``route`` (a template). A no-op outside a wrapped request."""
+    current = _REQUEST.get()
+    if current is not None:
+        current.update(fields)
+
+
+def begin_request() -> tuple[dict[str, Any], contextvars.Token[dict[str, Any] | None]]:
+    """A fresh annotation record for a request (the wrapper's job); reset with the token."""
+    record: dict[str, Any] = {}
+    return record, _REQUEST.set(record)
+
+
+def end_request(token: contextvars.Token[dict[str, Any] | None]) -> None:
+    _REQUEST.reset(token)

@@ -368,8 +368,14 @@ class RedisPatchCache:
         _ttl_ms(lock_ttl_s)
         if not isinstance(prefix, str) or not prefix:
             raise InvalidArgumentError(f"prefix must be a non-empty string, got {prefix!r:.60}")
-        if isinstance(max_value_bytes, bool) or not isinstance(max_value_bytes, int):
-            raise InvalidArgumentError(f"max_value_bytes must be an int: {max_value_bytes!r}")
+        if (
+            isinstance(max_value_bytes, bool)
+            or not isinstance(max_value_bytes, int)
+            or max_value_bytes < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_value_bytes must be a positive int: {max_value_bytes!r}"
+            )
         self.store = RedisStore(
             url,
             prefix=prefix,

@@ -119,14 +119,21 @@ def test_size_limit_refused_before_anything_is_stored(moto) -> None:  # noqa: F8
     assert _pending_uploads(moto, store) == [] and list(store.walk()) == []
 
 
-def test_tampered_object_is_never_served(store, moto) -> None:  # noqa: F811
+def test_tampered_object_is_never_served(moto) -> None:  # noqa: F811
+    bucket = moto.bucket()
+    cached = S3Storage(bucket, endpoint_url=moto.endpoint_url)  # remembers HEADs for 1 s
+    store = S3Storage(bucket, endpoint_url=moto.endpoint_url, stat_ttl=0)
     good = _big(3 * MIB, seed=5)
-    info = store.put("p/t.whl", good)
+    info = cached.put("p/t.whl", good)
+    assert cached.stat("p/t.whl") == info
     evil = bytearray(good)
     evil[-1] ^= 1
     moto.client().put_object(  # replaced in the bucket, keeping our metadata
         Bucket=store.bucket, Key="p/t.whl", Body=bytes(evil), Metadata={"sha256": info.sha256.hex()}
     )
+    # the old HEAD (its ETag) refuses the new bytes; a fresh one finds them wrong
+    with pytest.raises((FileNotFoundError, DigestMismatchError)):
+        cached.read("p/t.whl")
     with pytest.raises(DigestMismatchError):
         store.read("p/t.whl")
     with store.open("p/t.whl") as f:  # streamed: the last piece is withheld

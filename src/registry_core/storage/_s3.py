@@ -38,7 +38,7 @@ import hashlib
 import io
 import logging
 import tempfile
-import threading
+import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
@@ -125,8 +125,10 @@ class S3Storage:
     ``endpoint_url``: an S3-compatible server (MinIO, Ceph, R2, moto); ``region``: the
     bucket's region; ``max_object_bytes``: larger puts are refused (413) before anything is
     completed; ``ca_bundle``: a CA file for the endpoint's TLS certificate (verification is
-    always on for https). Every method blocks on the network: the server calls them in worker
-    threads.
+    always on for https). ``stat_ttl``: seconds a found object's HEAD answers again (the
+    server's stat and open of one request cost one HEAD; a miss is never remembered, so another
+    instance's upload shows at once; 0: every call asks). Every method blocks on the network:
+    the server calls them in worker threads.
     """
 
     def __init__(
@@ -146,6 +148,7 @@ class S3Storage:
         addressing_style: str = "auto",
         conditional_writes: bool = True,
         ca_bundle: str | None = None,
+        stat_ttl: float = 1.0,
     ) -> None:
         if not isinstance(bucket, str) or not bucket or "/" in bucket:
             raise InvalidArgumentError(f"invalid bucket name {bucket!r}")
@@ -175,6 +178,8 @@ class S3Storage:
                 f"part_size {part_size} cannot reach max_object_bytes {max_object_bytes} "
                 f"in {_MAX_PARTS} parts"
             )
+        if isinstance(stat_ttl, bool) or not isinstance(stat_ttl, (int, float)) or stat_ttl < 0:
+            raise InvalidArgumentError(f"stat_ttl must be a number >= 0, not {stat_ttl!r}")
         if addressing_style not in ("auto", "path", "virtual"):
             raise InvalidArgumentError("addressing_style must be auto, path or virtual")
         self.bucket = bucket
@@ -196,7 +201,10 @@ class S3Storage:
         )
         # (key, ETag) -> SHA-256 the bytes were verified to have (objects hashed in full here)
         self._verified: LRU[tuple[str, str], bytes] = LRU(max_entries=65_536)
-        self._lock = threading.Lock()
+        # key -> (monotonic time, HEAD answer): found objects only, never a miss (another
+        # instance's upload shows at once); a delete here forgets its entry
+        self._heads: LRU[str, tuple[float, dict[str, Any]]] = LRU(max_entries=16_384)
+        self.stat_ttl = stat_ttl
 
     def _make_client(self, **opts: Any) -> Any:
         try:
@@ -254,15 +262,24 @@ class S3Storage:
         except BotoCoreError as exc:
             raise self._fail(op, key, exc) from None
 
-    def _head(self, key: str) -> dict[str, Any] | None:
+    def _head(self, key: str, *, cached: bool = False) -> dict[str, Any] | None:
+        """The object's HEAD, or None; ``cached``: a found object's HEAD of the last
+        ``stat_ttl`` seconds will do (the server's stat then open of one request)."""
         from botocore.exceptions import ClientError
 
+        if cached and self.stat_ttl:
+            hit = self._heads.get(key)
+            if hit is not None and time.monotonic() - hit[0] < self.stat_ttl:
+                return hit[1]
         try:
             head: dict[str, Any] = self._call("head_object", key, Key=key)
         except ClientError as exc:
             if _is_missing(exc):
+                self._heads.discard(key)
                 return None
             raise self._fail("head_object", key, exc) from None
+        if self.stat_ttl:
+            self._heads.put(key, (time.monotonic(), head))
         return head
 
     def _digest_of(self, key: str, head: dict[str, Any]) -> bytes:
@@ -317,10 +334,13 @@ class S3Storage:
     # -- the protocol ------------------------------------------------------------------------
 
     def stat(self, path: str) -> ArtifactInfo | None:
+        return self._stat(path, cached=True)
+
+    def _stat(self, path: str, *, cached: bool) -> ArtifactInfo | None:
         if validate_path(path) != path:
             return None
         key = self._key(path)
-        head = self._head(key)
+        head = self._head(key, cached=cached)
         if head is None:
             return None
         try:
@@ -338,7 +358,7 @@ class S3Storage:
         if validate_path(path) != path:
             raise FileNotFoundError(path)
         key = self._key(path)
-        head = self._head(key)
+        head = self._head(key, cached=True)
         if head is None:
             raise FileNotFoundError(path)
         expected = self._digest_of(key, head)
@@ -394,7 +414,7 @@ class S3Storage:
 
     def _existing(self, path: str, digest: bytes) -> ArtifactInfo:
         """After a refused create: the existing object's info if it holds these bytes."""
-        existing = self.stat(path)
+        existing = self._stat(path, cached=False)
         if existing is not None and existing.sha256 == digest:
             return existing
         raise DuplicateFileError(f"{path} exists with other bytes; files are immutable")
@@ -411,7 +431,7 @@ class S3Storage:
         }
         if self.conditional_writes:
             kwargs["IfNoneMatch"] = "*"
-        elif self.stat(path) is not None:
+        elif self._stat(path, cached=False) is not None:
             return self._existing(path, digest)
         for _ in range(3):
             try:
@@ -427,8 +447,13 @@ class S3Storage:
         return self._created(path, key, digest)
 
     def _created(self, path: str, key: str, digest: bytes) -> ArtifactInfo:
-        self._call("put_object", key, Key=self._index_key(digest, path), Body=b"")
-        info = self.stat(path)
+        index_key = self._index_key(digest, path)
+        try:  # the artifact is stored; its index entry only makes it a delta base
+            self._call("put_object", index_key, Key=index_key, Body=b"")
+        except S3StorageError as exc:
+            log.warning("%s; reindex() adds the entry later", exc)
+        head = self._head(key)
+        info = self._info(path, key, head) if head is not None else None
         if info is None or info.sha256 != digest:  # replaced or removed behind us: say so
             raise DuplicateFileError(f"{path} changed while it was being stored")
         return info
@@ -444,7 +469,7 @@ class S3Storage:
             if sha256 is None:
                 spool, sha256 = self._spool(path, first, data)
                 first, data = b"", spool
-            existing = self.stat(path)
+            existing = self._stat(path, cached=False)
             if existing is not None:  # the name is taken: hash, compare, upload nothing
                 h = hashlib.sha256(first)
                 size = len(first)
@@ -557,6 +582,7 @@ class S3Storage:
         if head is None:
             return False
         self._call("delete_object", key, Key=key)
+        self._heads.discard(key)
         raw = (head.get("Metadata") or {}).get(_META, "")
         if len(raw) == 64:
             try:

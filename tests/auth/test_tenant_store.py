@@ -1,11 +1,15 @@
 """TenantStore: tokens (expiry, revocation through the cache, hash at rest), roles and the
-compiled policy, users, sessions, one-time pending state, replay memory, threads, processes."""
+compiled policy, users, sessions, one-time pending state, replay memory, threads, processes.
+Every behaviour test runs on SQLite and on PostgreSQL (``db_backend``; a real server started
+by the test, tests/_postgres.py)."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,10 +34,58 @@ def _scope(text: str = "upload,create:main") -> Scope:
     return Scope.parse("acme", text)
 
 
+class Backend:
+    """Where the tests' stores live: ``open()`` a store there (several see the same rows)."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.path = tmp_path / "tenant.sqlite3"
+        self.location: str | Path = self.path
+        if kind == "postgres":
+            from _postgres import shared_server
+
+            self.server = shared_server()
+            self.location = self.dsn = self.server.create_database("ts")
+
+    def open(self, tenant: str = "acme", **kw: Any) -> TenantStore:
+        return TenantStore(self.location, tenant=tenant, **kw)
+
+    def rows(self, table: str, tenant: str = "acme") -> list[Any]:
+        if self.kind == "sqlite":
+            with sqlite3.connect(self.path) as c:
+                rows = c.execute(f"SELECT * FROM {table}").fetchall()
+            c.close()
+            return rows
+        return self.server.execute(self.dsn, f'SELECT * FROM "tenant_{tenant}".{table}')
+
+    def stored_bytes(self) -> bytes:
+        if self.kind == "sqlite":
+            return b"".join(f.read_bytes() for f in self.path.parent.iterdir() if f.is_file())
+        tables = ("tokens", "bindings", "users", "sessions", "pending", "replay")
+        return repr([self.rows(t) for t in tables]).encode()
+
+    def newer_schema(self) -> None:
+        if self.kind == "sqlite":
+            c = sqlite3.connect(self.path)
+            c.execute("PRAGMA user_version = 99")
+            c.close()
+        else:
+            self.server.execute(
+                self.dsn,
+                "INSERT INTO tenant_acme.schema_migrations (component, version) "
+                "VALUES ('tenant_store', 99)",
+            )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend(request.param, tmp_path)
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> TenantStore:
-    s = TenantStore(tmp_path / "tenant.sqlite3", tenant="acme", audit=MemorySink())
-    yield s  # type: ignore[misc]
+def store(db_backend: Backend) -> Iterator[TenantStore]:
+    s = db_backend.open(audit=MemorySink())
+    yield s
     s.close()
 
 
@@ -108,16 +160,17 @@ def test_owned_token_carries_the_users_groups(store: TenantStore) -> None:
     assert not authorize(p, "create", Resource("acme", "main", "x"), store.policy())  # scope
 
 
-def test_hash_at_rest(tmp_path: Path) -> None:
-    path = tmp_path / "tenant.sqlite3"
-    with TenantStore(path, tenant="acme") as s:
+def test_hash_at_rest(db_backend: Backend) -> None:
+    with db_backend.open() as s:
         raw, _ = s.create_token(owner=None, scopes=[_scope()])
         session = s.create_session(Identity("user:a", "https://idp", "oidc"))
         s.authenticate_token(raw)
         secret = parse_token(raw)[1].encode()
-        on_disk = b"".join(f.read_bytes() for f in tmp_path.iterdir() if f.is_file())
-        assert secret not in on_disk and session.encode() not in on_disk
-    assert path.stat().st_mode & 0o077 == 0  # private to its owner
+        stored = db_backend.stored_bytes()
+        assert secret not in stored and session.encode() not in stored
+        assert len(db_backend.rows("tokens")) == 1 and len(db_backend.rows("sessions")) == 1
+    if db_backend.kind == "sqlite":
+        assert db_backend.path.stat().st_mode & 0o077 == 0  # private to its owner
 
 
 def test_roles_and_policy_cache(store: TenantStore) -> None:
@@ -153,11 +206,11 @@ def test_static_bindings(tmp_path: Path) -> None:
         TenantStore(None, tenant="Not A Tenant")
 
 
-def test_other_process_changes_are_seen(tmp_path: Path) -> None:
-    """Two stores on one file (two server processes): a revocation or a grant in one takes
-    effect in the other at once, although the other had cached the token and the policy."""
-    path = tmp_path / "tenant.sqlite3"
-    with TenantStore(path, tenant="acme") as a, TenantStore(path, tenant="acme") as b:
+def test_other_process_changes_are_seen(db_backend: Backend) -> None:
+    """Two stores on one database (two server processes): a revocation or a grant in one
+    takes effect in the other at once, although the other had cached the token and the
+    policy."""
+    with db_backend.open() as a, db_backend.open(busy_timeout=5.0) as b:
         raw, rec = a.create_token(owner=None, scopes=[_scope()])
         b.authenticate_token(raw)
         policy = b.policy()
@@ -221,7 +274,9 @@ def test_pending_is_one_time(store: TenantStore) -> None:
     assert MAX_PENDING >= 10_000
 
 
-def test_pending_rows_are_bounded(store: TenantStore, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pending_rows_are_bounded(
+    db_backend: Backend, store: TenantStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from registry_core.auth import _store
 
     monkeypatch.setattr(_store, "MAX_PENDING", 5)
@@ -229,9 +284,7 @@ def test_pending_rows_are_bounded(store: TenantStore, monkeypatch: pytest.Monkey
         store.put_pending(f"k{i}", {"i": str(i)}, ttl_s=600, now_ns=T0 + i)
     assert store.take_pending("k0", now_ns=T0 + 20) is None  # the oldest were dropped
     assert store.take_pending("k11", now_ns=T0 + 20) == {"i": "11"}
-    c = sqlite3.connect(store.path)
-    assert c.execute("SELECT COUNT(*) FROM pending").fetchone()[0] == 4
-    c.close()
+    assert len(db_backend.rows("pending")) == 4
 
 
 def test_first_use(store: TenantStore) -> None:
@@ -244,19 +297,13 @@ def test_first_use(store: TenantStore) -> None:
         store.first_use("saml", "x" * 2000, expires_ns=T0)
 
 
-def test_expired_rows_are_purged(tmp_path: Path) -> None:
-    path = tmp_path / "tenant.sqlite3"
-    with TenantStore(path, tenant="acme") as s:
+def test_expired_rows_are_purged(db_backend: Backend) -> None:
+    with db_backend.open() as s:
         s.put_pending("a", {}, ttl_s=1, now_ns=T0)
         s.first_use("saml", "x", expires_ns=T0 + S, now_ns=T0)
         s.create_session(Identity("user:a", "i", "oidc"), ttl_s=1, now_ns=T0)
         s.put_pending("b", {}, ttl_s=600, now_ns=T0 + 120 * S)  # a minute later: purge runs
-        c = sqlite3.connect(path)
-        counts = [
-            c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-            for t in ("pending", "replay", "sessions")
-        ]
-        c.close()
+        counts = [len(db_backend.rows(t)) for t in ("pending", "replay", "sessions")]
     assert counts == [1, 0, 0]
 
 
@@ -303,15 +350,105 @@ def test_legacy_import(store: TenantStore) -> None:
     assert b.revoked_ns == 3 and [str(s) for s in b.scopes] == ["read,upload,create:main/alpha"]
 
 
-def test_closed_and_newer_schema(tmp_path: Path) -> None:
-    path = tmp_path / "t.sqlite3"
-    s = TenantStore(path, tenant="acme")
+def test_closed_and_newer_schema(db_backend: Backend) -> None:
+    s = db_backend.open()
     s.close()
     s.close()
     with pytest.raises(InvalidArgumentError):
         s.tokens()
-    c = sqlite3.connect(path)
-    c.execute("PRAGMA user_version = 99")
-    c.close()
+    with pytest.raises(InvalidArgumentError):
+        s.create_token(owner=None, scopes=[_scope()])
+    db_backend.newer_schema()
     with pytest.raises(AuthenticationError, match="newer"):
-        TenantStore(path, tenant="acme")
+        db_backend.open()
+
+
+# -- PostgreSQL only ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pg() -> Backend:
+    return Backend("postgres", Path("/nonexistent"))
+
+
+def test_pg_tenants_are_isolated(pg: Backend) -> None:
+    with pg.open("acme") as a, pg.open("globex") as g:
+        raw, rec = a.create_token(owner=None, scopes=[_scope()])
+        a.grant("user:x", "reader", Resource("acme"))
+        a.put_pending("k", {"v": "1"}, ttl_s=60)
+        assert g.tokens() == [] and g.bindings() == [] and g.take_pending("k") is None
+        with pytest.raises(AuthenticationError):
+            g.authenticate_token(raw)
+        assert a.first_use("saml", "id", expires_ns=T0 * 2)
+        assert g.first_use("saml", "id", expires_ns=T0 * 2)  # another tenant's memory
+        assert a.take_pending("k") == {"v": "1"} and a.token(rec.token_id) == rec
+
+
+def test_pg_revocation_is_immediate_across_instances(pg: Backend) -> None:
+    """Two stores with their own connection pools (two instances): the other's cached token,
+    session and policy are dropped at the next check, every time."""
+    a = pg.open()
+    b = pg.open(busy_timeout=3.0)  # other settings: another pool, other connections
+    try:
+        assert b._db._pool is not a._db._pool  # type: ignore[union-attr]
+        ident = Identity("user:a", "https://idp", "oidc")
+        for _ in range(3):
+            raw, rec = a.create_token(owner=None, scopes=[_scope()])
+            session = a.create_session(ident)
+            assert b.authenticate_token(raw).token_id == rec.token_id
+            assert b.session(session) is not None
+            policy = b.policy()
+            assert a.revoke_token(rec.token_id) and a.delete_session(session)
+            with pytest.raises(AuthenticationError, match="revoked"):
+                b.authenticate_token(raw)
+            assert b.session(session) is None
+            a.grant("user:y", "reader", Resource("acme"))
+            assert b.policy() is not policy
+            a.revoke_role("user:y", "reader", Resource("acme"))
+        # own writes are not taken for another's: the cache survives them
+        raw, _ = b.create_token(owner=None, scopes=[_scope()])
+        b.authenticate_token(raw)
+        p = b.policy()
+        b.create_token(owner=None, scopes=[_scope()])
+        assert b.policy() is p
+    finally:
+        a.close()
+        b.close()
+
+
+def test_pg_cached_answers_defer_to_a_worker(pg: Backend) -> None:
+    """The never-blocking path cannot read the counter without a round trip: it says "don't
+    know" (the caller asks on a worker thread), never a stale yes."""
+    with pg.open() as s:
+        raw, _ = s.create_token(owner=None, scopes=[_scope()])
+        assert s.authenticate_token(raw, now_ns=T0) is not None
+        assert s.authenticate_cached(raw, now_ns=T0 + 1) is None
+        session = s.create_session(Identity("user:a", "i", "oidc"))
+        assert s.session(session) is not None and s.session_cached(session) is None
+
+
+def test_pg_reconnect_repr_and_schema(pg: Backend) -> None:
+    with pg.open() as s:
+        raw, _ = s.create_token(owner=None, scopes=[_scope()])
+        assert pg.server.terminate_backends(pg.dsn) >= 1
+        assert s.authenticate_token(raw).method == "token"  # a dropped connection: reconnected
+        assert pg.server.terminate_backends(pg.dsn) >= 1
+        s.grant("user:z", "reader", Resource("acme"))  # a write, too
+        assert pg.server.password not in repr(s) and pg.server.password not in s.path
+    rows = pg.server.execute(pg.dsn, "SELECT component, version FROM tenant_acme.schema_migrations")
+    assert rows == [("tenant_store", 1)]
+
+
+def test_pg_long_tenant_names_get_distinct_schemas(pg: Backend) -> None:
+    from registry_core.auth._store_sql import schema_name
+
+    a, b = "a" * 62 + "b", "a" * 62 + "c"
+    assert schema_name(a) != schema_name(b) and len(schema_name(a)) <= 63
+    with pg.open(a) as sa, pg.open(b) as sb:
+        sa.grant("user:x", "reader", Resource(a))
+        assert sb.bindings() == [] and len(sa.bindings()) == 1
+
+
+def test_pg_nul_is_a_clear_error(pg: Backend) -> None:
+    with pg.open() as s, pytest.raises(InvalidArgumentError, match="cannot be stored"):
+        s.put_pending("k\x00", {}, ttl_s=60)

@@ -38,8 +38,9 @@ def _token(store: TenantStore, **kw: object) -> str:
 
 
 def _changes(store: TenantStore) -> int:
-    assert store._conn is not None
-    return store._conn.total_changes
+    conn = store._db.conn  # type: ignore[union-attr]
+    assert conn is not None
+    return conn.total_changes
 
 
 def test_token_answered_from_the_cache_after_one_slow_authentication(store: TenantStore) -> None:

@@ -139,49 +139,92 @@ class Pool:
         finally:
             self._slots.release()
 
+    def _ready(self, slot: list[Any], schema: str) -> Any:
+        """The slot's connection (a new one if none), its ``search_path`` set to ``schema``."""
+        psycopg = self._psycopg
+        if slot[0] is None:
+            slot[0], slot[1] = self._connect(), None
+        conn: Any = slot[0]
+        if slot[1] != schema:
+            conn.execute(
+                psycopg.sql.SQL("SET search_path TO {}").format(psycopg.sql.Identifier(schema))
+            )
+            slot[1] = schema
+        return conn
+
+    def _error(self, e: Exception) -> Exception:
+        """The registry-core error for a psycopg one."""
+        psycopg = self._psycopg
+        errors = psycopg.errors
+        if isinstance(e, errors.QueryCanceled):
+            return unavailable(
+                f"a statement on {self.where} timed out after {self._statement_ms / 1000:g} s"
+            )
+        if isinstance(e, psycopg.OperationalError):
+            return unavailable(f"the database {self.where} failed: {_first(e)}")
+        if isinstance(e, psycopg.DataError):
+            return InvalidArgumentError(f"a value cannot be stored: {_first(e)}")
+        return PackageIndexError(f"database error on {self.where}: {_first(e)}")
+
+    def _retryable(self, e: Exception, slot: list[Any], committing: bool) -> bool:
+        """Whether a failed transaction may run again: dropped before COMMIT (the dead
+        connection is discarded), or a serialization failure / deadlock."""
+        psycopg = self._psycopg
+        errors = psycopg.errors
+        if isinstance(e, (errors.SerializationFailure, errors.DeadlockDetected)):
+            return True
+        if isinstance(e, errors.QueryCanceled) or not isinstance(e, psycopg.OperationalError):
+            return False
+        conn = slot[0]
+        if conn is None or not (conn.closed or conn.broken):
+            return False
+        _close_quietly(conn)
+        slot[0] = None
+        return not committing
+
     def run(self, schema: str, fn: Callable[[Any], T], *, attempts: int = 3) -> T:
         """``fn(connection)`` inside one transaction with ``search_path`` = ``schema``;
         retried as the module docstring says. psycopg errors become registry-core ones."""
         psycopg = self._psycopg
-        errors = psycopg.errors
         for attempt in range(attempts):
-            last = attempt == attempts - 1
             with self._borrow() as slot:
-                if slot[0] is None:
-                    slot[0], slot[1] = self._connect(), None
-                conn: Any = slot[0]
-                done = False
+                committing = False
                 try:
-                    if slot[1] != schema:
-                        conn.execute(
-                            psycopg.sql.SQL("SET search_path TO {}").format(
-                                psycopg.sql.Identifier(schema)
-                            )
-                        )
-                        slot[1] = schema
+                    conn = self._ready(slot, schema)
                     with conn.transaction():
                         result = fn(conn)
-                        done = True  # the COMMIT goes out when this block exits
+                        committing = True  # the COMMIT goes out when this block exits
                     return result
-                except (errors.SerializationFailure, errors.DeadlockDetected) as e:
-                    if last:
-                        raise unavailable(f"{self.where}: {_first(e)}") from e
-                except errors.QueryCanceled as e:
-                    raise unavailable(
-                        f"a statement on {self.where} timed out after "
-                        f"{self._statement_ms / 1000:g} s"
-                    ) from e
-                except psycopg.OperationalError as e:
-                    dropped = conn.closed or conn.broken
-                    if dropped:
-                        _close_quietly(conn)
-                        slot[0] = None
-                    if not dropped or done or last:
-                        raise unavailable(f"the database {self.where} failed: {_first(e)}") from e
-                except psycopg.DataError as e:
-                    raise InvalidArgumentError(f"a value cannot be stored: {_first(e)}") from e
                 except psycopg.Error as e:
-                    raise PackageIndexError(f"database error on {self.where}: {_first(e)}") from e
+                    if attempt == attempts - 1 or not self._retryable(e, slot, committing):
+                        raise self._error(e) from e
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @contextmanager
+    def transaction(
+        self, schema: str, first: str, args: tuple[object, ...] = (), *, attempts: int = 3
+    ) -> Iterator[tuple[Any, Any]]:
+        """A transaction as a ``with`` block: ``(connection, first row of ``first``)``. Only
+        the start (BEGIN and ``first``) is retried on a dropped connection: the block itself
+        runs once. psycopg errors raised in it become registry-core ones."""
+        psycopg = self._psycopg
+        for attempt in range(attempts):
+            with self._borrow() as slot:
+                started = False
+                committing = False
+                try:
+                    conn = self._ready(slot, schema)
+                    with conn.transaction():
+                        cur = conn.execute(first, args)
+                        row = cur.fetchone() if cur.description else None
+                        started = True
+                        yield conn, row
+                        committing = True
+                    return
+                except psycopg.Error as e:
+                    retry = not started and attempt < attempts - 1
+                    if not (self._retryable(e, slot, committing) and retry):
+                        raise self._error(e) from e
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close_idle(self) -> None:

@@ -1,15 +1,19 @@
-"""One tenant's access-control state in SQLite: tokens, role bindings, users, sessions, pending
-logins and replay memory.
+"""One tenant's access-control state: tokens, role bindings, users, sessions, pending logins
+and replay memory, in SQLite (a file per tenant, the embedded default) or PostgreSQL (a
+``postgresql://`` DSN: a schema per tenant in a database several instances share).
 
 Secrets are never stored: a token keeps the SHA-256 of its secret, a session the SHA-256 of
-its id. One connection guarded by a lock (any thread may call), WAL journal, ``busy_timeout``
-so several processes can share the file, schema version in ``PRAGMA user_version``: the same
-shape as the index's SQLiteIndexDB. Caches (token records, sessions, the compiled Policy) are
-dropped whenever this process writes or ``PRAGMA data_version`` says another connection
-committed, so a revocation takes effect at once, here and in every process sharing the file.
+its id. The SQL is written once; :mod:`._store_sql` gives it transactions and a change
+counter per backend (SQLite: one connection, WAL, ``busy_timeout``, ``PRAGMA user_version``;
+PostgreSQL: pooled connections, versioned migrations). Any thread may call (one lock per
+store). Caches (token records, sessions, the compiled Policy) are dropped whenever this
+object writes or the change counter says another connection committed (SQLite's ``PRAGMA
+data_version``, PostgreSQL's counter row read per check), so a revocation takes effect at
+once, here and in every process sharing the database.
 :meth:`TenantStore.authenticate_cached` and :meth:`TenantStore.session_cached` answer from
-those caches without ever waiting (for the event loop), or say they cannot (None).
-Every stored value is bounded and every expiring row is purged lazily.
+those caches without ever waiting (for the event loop), or say they cannot (None; always on
+PostgreSQL, whose counter needs a round trip). Every stored value is bounded and every
+expiring row is purged lazily.
 """
 
 from __future__ import annotations
@@ -20,12 +24,10 @@ import hashlib
 import json
 import os
 import secrets
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from .._util import LRU
@@ -33,12 +35,11 @@ from ..audit import AuditEvent, AuditSink, LogSink
 from ..errors import AuthenticationError, InvalidArgumentError, TokenExpiredError
 from ._model import Identity, Principal, Resource, RoleBinding, Scope, TokenRecord, check_subject
 from ._rbac import Policy
+from ._store_sql import SCHEMA_VERSION, open_backend
 from ._tenants import check_tenant_name
 from ._tokens import generate_token, parse_token, verify_secret
 
 __all__ = ["SCHEMA_VERSION", "TenantStore"]
-
-SCHEMA_VERSION = 1
 
 MAX_KEY = 256
 MAX_VALUE_BYTES = 4096
@@ -51,65 +52,6 @@ _PURGE_NS = 60 * 10**9
 _MAX_RAW_SESSION = 128
 _MAX_NS = 1 << 63  # SQLite INTEGER
 _LEGACY_ACTIONS = frozenset({"read", "upload", "create"})
-
-_SCHEMA = """
-CREATE TABLE tokens (
-    token_id TEXT PRIMARY KEY,
-    secret_sha256 TEXT NOT NULL,
-    owner TEXT,
-    scopes TEXT NOT NULL,
-    description TEXT NOT NULL DEFAULT '',
-    created_ns INTEGER NOT NULL,
-    expires_ns INTEGER,
-    revoked_ns INTEGER,
-    last_used_ns INTEGER
-);
-CREATE INDEX tokens_owner ON tokens (owner);
-CREATE TABLE bindings (
-    subject TEXT NOT NULL,
-    role TEXT NOT NULL,
-    resource TEXT NOT NULL,
-    granted_by TEXT NOT NULL DEFAULT '',
-    created_ns INTEGER NOT NULL,
-    PRIMARY KEY (subject, role, resource)
-);
-CREATE TABLE users (
-    subject TEXT PRIMARY KEY,
-    issuer TEXT NOT NULL,
-    method TEXT NOT NULL,
-    email TEXT,
-    name TEXT,
-    groups TEXT NOT NULL DEFAULT '[]',
-    first_login_ns INTEGER NOT NULL,
-    last_login_ns INTEGER NOT NULL
-);
-CREATE TABLE sessions (
-    id_sha256 TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    issuer TEXT NOT NULL,
-    method TEXT NOT NULL,
-    email TEXT,
-    name TEXT,
-    groups TEXT NOT NULL DEFAULT '[]',
-    created_ns INTEGER NOT NULL,
-    expires_ns INTEGER NOT NULL
-);
-CREATE INDEX sessions_expiry ON sessions (expires_ns);
-CREATE TABLE pending (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL,
-    created_ns INTEGER NOT NULL,
-    expires_ns INTEGER NOT NULL
-);
-CREATE INDEX pending_expiry ON pending (expires_ns);
-CREATE TABLE replay (
-    kind TEXT NOT NULL,
-    ident TEXT NOT NULL,
-    expires_ns INTEGER NOT NULL,
-    PRIMARY KEY (kind, ident)
-);
-CREATE INDEX replay_expiry ON replay (expires_ns);
-"""
 
 _TOKEN_COLUMNS = (
     "token_id, secret_sha256, owner, scopes, description, created_ns, expires_ns, revoked_ns, "
@@ -142,8 +84,10 @@ def _groups_json(groups: Iterable[str]) -> str:
 
 class TenantStore:
     """The state of tenant ``tenant`` in the SQLite file ``path`` (None or ``":memory:"``: in
-    memory). ``static_bindings`` (from configuration) join the stored ones in :meth:`policy`;
-    ``audit`` receives token, role and login events (default: the audit logger)."""
+    memory) or, when ``path`` is a ``postgresql://`` DSN, in that database (schema
+    ``tenant_<name>``; ``busy_timeout`` x 3 is then the statement timeout).
+    ``static_bindings`` (from configuration) join the stored ones in :meth:`policy`; ``audit``
+    receives token, role and login events (default: the audit logger)."""
 
     def __init__(
         self,
@@ -156,7 +100,6 @@ class TenantStore:
         cache_entries: int = 1024,
     ) -> None:
         self.tenant = check_tenant_name(tenant)
-        self.path = ":memory:" if path is None else str(path)
         self.audit: AuditSink = audit if audit is not None else LogSink()
         self._static = tuple(static_bindings)
         for b in self._static:
@@ -165,68 +108,25 @@ class TenantStore:
                     f"static binding {b.subject} {b.role}: resource of tenant "
                     f"{b.resource.tenant}, not {self.tenant}"
                 )
-        if self.path != ":memory:":
-            p = Path(self.path)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            # created private: it holds e-mail addresses and the hashes of live credentials
-            os.close(os.open(p, os.O_CREAT | os.O_WRONLY | getattr(os, "O_CLOEXEC", 0), 0o600))
         self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
-        try:
-            self._setup(busy_timeout)
-        except BaseException:
-            self._conn.close()
-            self._conn = None
-            raise
+        self._db = open_backend(path, tenant=self.tenant, busy_timeout=busy_timeout)
+        self.path = self._db.where  # never a password
         self._tokens: LRU[str, tuple[TokenRecord, frozenset[str]]] = LRU(cache_entries)
         self._sessions: LRU[str, Principal] = LRU(cache_entries)
         self._policy: Policy | None = None
-        self._data_version = self._read("PRAGMA data_version")[0][0]
+        self._data_version = self._db.version()
         self._last_purge = 0
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _setup(self, busy_timeout: float) -> None:
-        c = self._c()
-        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if self.path != ":memory:":
-            c.execute("PRAGMA journal_mode = WAL")
-        c.execute("PRAGMA synchronous = NORMAL")
-        with self._tx() as c:
-            (version,) = c.execute("PRAGMA user_version").fetchone()
-            if version == 0:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise AuthenticationError(
-                    f"{self.path}: tenant store schema {version} is newer than this "
-                    f"registry-core understands ({SCHEMA_VERSION}); upgrade registry-core"
-                )
-
-    def _c(self) -> sqlite3.Connection:
-        if self._conn is None:
-            raise InvalidArgumentError("the tenant store is closed")
-        return self._conn
-
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            c = self._c()
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                yield c
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+    def _tx(self) -> Iterator[Any]:
+        with self._lock, self._db.tx() as c:
+            yield c
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         with self._lock:
-            return self._c().execute(sql, args).fetchall()
+            return self._db.read(sql, args)
 
     def _invalidate(self) -> None:
         self._tokens.clear()
@@ -238,11 +138,13 @@ class TenantStore:
         with self._lock:
             self._check_version()
 
-    def _check_version(self) -> bool:
+    def _check_version(self, *, block: bool = True) -> bool:
         """With the lock held: drop the caches if another connection committed; True when
-        nothing changed. ``PRAGMA data_version`` reads no table: in WAL mode it never waits
-        for a writer (and an in-memory database has no other connection)."""
-        (version,) = self._c().execute("PRAGMA data_version").fetchone()
+        nothing changed. Without ``block``, False also when that cannot be known without
+        waiting (PostgreSQL), the caches kept."""
+        version = self._db.version(block=block)
+        if version is None:
+            return False
         if version != self._data_version:
             self._data_version = version
             self._invalidate()
@@ -257,7 +159,7 @@ class TenantStore:
             yield False
             return
         try:
-            yield self._conn is not None and self._check_version()
+            yield not self._db.closed and self._check_version(block=False)
         finally:
             self._lock.release()
 
@@ -278,9 +180,7 @@ class TenantStore:
 
     def close(self) -> None:
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            self._db.close()
 
     def __enter__(self) -> TenantStore:
         return self
@@ -495,8 +395,8 @@ class TenantStore:
                 resource = Resource(self.tenant, index, scope or None)
                 text = str(Scope(_LEGACY_ACTIONS, resource))
                 added += c.execute(
-                    f"INSERT OR IGNORE INTO tokens ({_TOKEN_COLUMNS}) "
-                    "VALUES (?, ?, NULL, ?, ?, ?, NULL, ?, ?)",
+                    f"INSERT INTO tokens ({_TOKEN_COLUMNS}) "
+                    "VALUES (?, ?, NULL, ?, ?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING",
                     (token_id, sha, text, description or "", created, revoked, used),
                 ).rowcount
             self._invalidate()
@@ -516,8 +416,8 @@ class TenantStore:
         binding = RoleBinding(subject, role, resource, granted_by=by, created_ns=time.time_ns())
         with self._tx() as c:
             c.execute(
-                "INSERT OR IGNORE INTO bindings (subject, role, resource, granted_by, created_ns) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO bindings (subject, role, resource, granted_by, created_ns) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (subject, role, str(resource), by, binding.created_ns),
             )
             row = c.execute(
@@ -732,8 +632,9 @@ class TenantStore:
         self._maybe_purge(now)
         with self._tx() as c:
             c.execute(
-                "INSERT OR REPLACE INTO pending (key, value, created_ns, expires_ns) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO pending (key, value, created_ns, expires_ns) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                "created_ns = excluded.created_ns, expires_ns = excluded.expires_ns",
                 (key, data, now, now + int(ttl_s * 1e9)),
             )
             (count,) = c.execute("SELECT COUNT(*) FROM pending").fetchone()
@@ -776,7 +677,8 @@ class TenantStore:
                 (kind, ident, now),
             )
             n = c.execute(
-                "INSERT OR IGNORE INTO replay (kind, ident, expires_ns) VALUES (?, ?, ?)",
+                "INSERT INTO replay (kind, ident, expires_ns) VALUES (?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (kind, ident, max(int(expires_ns), now + 1)),
             ).rowcount
         return n == 1

@@ -271,6 +271,41 @@ def _describe_v2(app: Any, handle: Any, url: str) -> str:
     return f"{len(parts)} tenant(s): " + "; ".join(parts)
 
 
+def _telemetry(config: Any) -> Any:
+    """The :class:`Telemetry` of ``[telemetry]`` and ``[logging]``. Metrics are on by default;
+    without prometheus-client (the ``otel`` extra) they are dropped only when the file does not
+    ask for anything of telemetry (the built-in default), else the missing extra is the error."""
+    from ..config import TelemetryConfig
+    from ..telemetry import Telemetry
+
+    t = config.telemetry
+    access: Any = False
+    if config.logging.access_log == "json":
+
+        def access(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+    options = {
+        "service_name": t.service_name,
+        "otlp_endpoint": t.otlp_endpoint,
+        "sample_ratio": t.sample_ratio,
+        "metrics": t.metrics,
+        "access_log": access,
+        "metrics_token": t.read_metrics_token(),
+    }
+    try:
+        return Telemetry(**options)
+    except ImportError:
+        if t != TelemetryConfig() or not t.metrics:
+            raise
+        print(
+            "registry-core serve: /metrics is off: pip install 'registry-core[otel]' for it",
+            file=sys.stderr,
+            flush=True,
+        )
+        return Telemetry(**{**options, "metrics": False})
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run the index server in the foreground until interrupted; returns the exit status."""
     from ..errors import RegistryCoreError
@@ -283,6 +318,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:  # the server package itself is light; be safe anyway
         return _fail(f"{exc}")
     app = None
+    telemetry = None
     try:
         _require_server_extra()  # before any index is opened: nothing to undo then
         if args.config is not None:
@@ -313,6 +349,15 @@ def run_serve(args: argparse.Namespace) -> int:
         from ..server import MultiTenantApp
 
         app = MultiTenantApp(config, flags=flags)
+        telemetry = _telemetry(config)
+        app.attach_telemetry(telemetry)
+        started: list[Any] = []
+
+        def ready() -> bool:
+            # false until the listener is up and from the moment a SIGTERM drain begins
+            return bool(started) and not started[0].draining and app.ready()
+
+        served = telemetry.wrap(app, ready=ready)
         tls = server.tls != "plain-http"
         quic = tls and server.http3
         v1 = config.default_tenant is not None and args.config is None
@@ -333,8 +378,10 @@ def run_serve(args: argparse.Namespace) -> int:
             return f"{line}; certificate {handle.certfile}" if tls else line
 
         return run_foreground(
-            app,
+            served,
             describe,
+            drain_timeout_s=server.drain_timeout_s,
+            on_start=started.append,
             host=server.host,
             port=server.port,
             certfile=server.certfile if server.tls == "files" else None,
@@ -351,5 +398,7 @@ def run_serve(args: argparse.Namespace) -> int:
     except (RegistryCoreError, OSError) as exc:
         return _fail(exc)
     finally:
+        if telemetry is not None:
+            telemetry.shutdown()
         if app is not None:
             app.close()

@@ -150,6 +150,10 @@ class TenantRuntime:
         self.oidc: Any | None = None
         self.saml: Any | None = None
         self.publishing: Any | None = None
+        #: The tenant's tamper-evident AuditLog (``[audit] enabled``), else None.
+        self.audit_log: Any | None = None
+        #: The RedisPatchCache its file servers share with other instances, else None.
+        self.shared_cache: Any | None = None
 
     @property
     def indexes(self) -> dict[str, tuple[Index, IndexApp]]:
@@ -194,6 +198,19 @@ class TenantRuntime:
                 entry.files.close()
             entry.index.close()
         self.store.close()
+        for part in (self.shared_cache, self.audit_log):
+            if part is not None:
+                try:
+                    part.close()
+                except Exception:
+                    log.exception("closing a part of tenant %s failed", self.name)
+
+    def ready(self) -> bool:
+        """Whether every index's database and storage answer (the readiness probe)."""
+        for entry in self._entries.values():
+            entry.index.db.serial  # noqa: B018 (one query: the database answers)
+            entry.index.storage.stat("readyz-probe")
+        return True
 
     async def aclose(self) -> None:
         """Close the sign-in parts' HTTP clients (at lifespan shutdown, on the loop)."""
@@ -230,6 +247,99 @@ def _signing(directory: Path, sign: bool) -> tuple[Any, Any]:
     return tuf, PatchEnvelopes(tuf.keyring)
 
 
+def _database_url(config: Config) -> str | None:
+    """The PostgreSQL DSN when ``[database] backend = "postgresql"`` (read once per app)."""
+    if config.database.backend != "postgresql":
+        return None
+    dsn = config.database.read_url()
+    if not dsn:
+        raise ConfigError('database.backend is "postgresql" but no DSN is configured')
+    return dsn
+
+
+def _index_parts(
+    config: Config, tenant: TenantConfig, index: str, directory: Path, dsn: str | None
+) -> tuple[Any, Any]:
+    """(storage, db) of one index: the directory and its SQLite file by default; an S3
+    prefix ``<prefix><tenant>/<index>/`` and/or the PostgreSQL namespace ``tenant/index``
+    when configured (several instances then serve the same index)."""
+    storage: Any = directory
+    db: Any = None
+    sc = config.storage
+    if sc.backend == "s3":
+        from ..storage import S3Storage
+
+        assert sc.bucket is not None  # the parser requires it
+        storage = S3Storage(
+            sc.bucket,
+            prefix=f"{sc.prefix}{tenant.name}/{index}/",
+            endpoint_url=sc.endpoint_url,
+            region=sc.region,
+            multipart_threshold=sc.multipart_threshold,
+        )
+    if dsn is not None:
+        from ..index import PostgreSQLIndexDB
+
+        db = PostgreSQLIndexDB(dsn, namespace=f"{tenant.name}/{index}")
+    elif sc.backend == "s3":
+        from ..index import SQLiteIndexDB
+        from ..storage import STATE_DIR
+
+        db = SQLiteIndexDB(directory / STATE_DIR / "index.sqlite3")
+    return storage, db
+
+
+def _audit_origin(config: Config, tenant: TenantConfig) -> str:
+    """``<host>/<tenant>``: the public URL's host, else the tenant's first domain, else
+    ``localhost`` (stable across restarts and ports: the origin is in every checkpoint)."""
+    from urllib.parse import urlsplit
+
+    host = None
+    if config.server.public_url is not None:
+        host = urlsplit(config.server.public_url).hostname
+    if host is None and tenant.domains:
+        host = tenant.domains[0]
+    return f"{host or 'localhost'}/{tenant.name}"
+
+
+def _tenant_audit(
+    config: Config, tenant: TenantConfig, tenant_dir: Path, audit: AuditSink, opened: list[Any]
+) -> tuple[AuditSink, Any]:
+    """The tenant's sink: the server's ``audit`` plus, with ``[audit] enabled``, its own
+    AuditLog at ``<tenant dir>/.registry-core/audit/`` (checkpoints signed with the tenant's
+    keyring with ``[audit] sign``)."""
+    if not config.audit.enabled:
+        return audit, None
+    from ..audit import AuditLog, FanOutSink
+    from ..storage import STATE_DIR
+
+    keyring = None
+    if config.audit.sign:
+        from ..signing import Keyring, keyring_dir
+
+        keyring = Keyring(keyring_dir(tenant_dir))
+    audit_log = AuditLog(
+        tenant_dir / STATE_DIR / "audit", origin=_audit_origin(config, tenant), keyring=keyring
+    )
+    opened.append(audit_log)
+    return FanOutSink(audit, audit_log), audit_log
+
+
+def _shared_cache(config: Config, tenant: TenantConfig, opened: list[Any]) -> Any:
+    """The tenant's RedisPatchCache with ``[cache] backend = "redis"`` (its own key prefix:
+    nothing crosses a tenant boundary), else None."""
+    if config.cache.backend != "redis":
+        return None
+    url = config.cache.read_redis_url()
+    if not url:
+        raise ConfigError('cache.backend is "redis" but no redis_url is set')
+    from ._patch_store import RedisPatchCache
+
+    cache = RedisPatchCache(url, prefix=f"registry-core:{tenant.name}:patches:")
+    opened.append(cache)
+    return cache
+
+
 def _build_tenant(
     config: Config,
     tenant: TenantConfig,
@@ -238,34 +348,47 @@ def _build_tenant(
     audit: AuditSink,
     rebuild: bool,
     opened: list[Any],
+    dsn: str | None = None,
 ) -> TenantRuntime:
     from ..auth import TenantStore
     from ..index import Index
     from ..storage import STATE_DIR
     from ._app import RegistryApp
     from ._index_app import IndexApp
+    from ._patch_store import PatchStore
 
     tenant_dir = Path(config.tenant_directory(tenant.name))
     (tenant_dir / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    audit, audit_log = _tenant_audit(config, tenant, tenant_dir, audit, opened)
     store = TenantStore(
-        tenant_dir / STATE_DIR / "tenant.sqlite3",
+        dsn if dsn is not None else tenant_dir / STATE_DIR / "tenant.sqlite3",
         tenant=tenant.name,
         static_bindings=static_bindings(tenant),
         audit=audit,
     )
     opened.append(store)
+    shared = _shared_cache(config, tenant, opened)
     bases = _tenant_bases(config, tenant)
     entries: dict[str, _IndexEntry] = {}
     for ic in tenant.indexes:
         directory = Path(config.index_directory(tenant.name, ic.name))
         directory.mkdir(parents=True, exist_ok=True)
-        index = Index(directory, auth=store, tenant=tenant.name, name=ic.name, audit=audit)
+        storage, db = _index_parts(config, tenant, ic.name, directory, dsn)
+        index = Index(storage, db, auth=store, tenant=tenant.name, name=ic.name, audit=audit)
         opened.append(index)
         rebuilt = index.rebuild() if rebuild else None
         tuf, envelopes = _signing(directory, config.server.sign)
         if tuf is not None:
             tuf.attach(index)  # sync now (files added while down), then follow uploads
-        files = RegistryApp(index.storage, flags=flags, envelopes=envelopes)
+        # object storage has no state dir: computed patches stay on this machine
+        patches = None if storage is directory else PatchStore(directory / STATE_DIR / "patches")
+        files = RegistryApp(
+            index.storage,
+            flags=flags,
+            envelopes=envelopes,
+            patch_store=patches,
+            shared_cache=shared,
+        )
         opened.append(files)
         entry = _IndexEntry(ic.name, ic.path, index, files, tuf=tuf, rebuilt=rebuilt)
         for base in bases:
@@ -274,6 +397,8 @@ def _build_tenant(
             entry.apps[base] = app
         entries[ic.name] = entry
     runtime = TenantRuntime(tenant, store, entries, bases=bases, audit=audit)
+    runtime.audit_log = audit_log
+    runtime.shared_cache = shared
     _attach_sign_in(config, runtime)
     return runtime
 
@@ -401,9 +526,10 @@ class MultiTenantApp:
         self.tenants: dict[str, TenantRuntime] = {}
         opened: list[Any] = []
         try:
+            dsn = _database_url(config)
             for name, tc in config.tenants.items():
                 self.tenants[name] = _build_tenant(
-                    config, tc, flags=flags, audit=audit, rebuild=rebuild, opened=opened
+                    config, tc, flags=flags, audit=audit, rebuild=rebuild, opened=opened, dsn=dsn
                 )
         except BaseException:
             for thing in reversed(opened):
@@ -412,12 +538,54 @@ class MultiTenantApp:
             raise
         self._closed = False
         self._close_lock = threading.Lock()
+        self._ready_lock = threading.Lock()
+        self._ready_at = -math.inf
+        self._ready_ok = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def file_servers(self) -> list[RegistryApp]:
         """Every index's RegistryApp (the CLI sets their Alt-Svc once the port is known)."""
         return [e.files for rt in self.tenants.values() for e in rt._entries.values()]
+
+    def ready(self) -> bool:
+        """Readiness (``/readyz``): every index's database and storage answer. Checked at
+        most once a second (a load balancer's probes do not each reach PostgreSQL and S3);
+        a failure is logged and means not ready."""
+        import time
+
+        with self._ready_lock:
+            now = time.monotonic()
+            if now - self._ready_at < 1.0:
+                return self._ready_ok
+            try:
+                ok = not self._closed and all(rt.ready() for rt in self.tenants.values())
+            except Exception as exc:
+                log.warning("not ready: %s", exc)
+                ok = False
+            self._ready_at, self._ready_ok = time.monotonic(), ok
+            return ok
+
+    def attach_telemetry(self, telemetry: Any) -> None:
+        """Export every index's file-server, patch-store and shared-cache counters, labelled
+        by tenant and index, through ``telemetry``'s metrics."""
+        for runtime in self.tenants.values():
+            for name, entry in runtime._entries.items():
+                labels = {"tenant": runtime.name, "index": name}
+                files = entry.files
+                telemetry.watch("files", functools.partial(getattr, files, "stats"), **labels)
+                if files.patch_store is not None:
+                    store = files.patch_store
+                    telemetry.watch(
+                        "patch_store", functools.partial(getattr, store, "stats"), **labels
+                    )
+            if runtime.shared_cache is not None:
+                cache = runtime.shared_cache
+                telemetry.watch(
+                    "shared_patches",
+                    functools.partial(getattr, cache, "stats"),
+                    tenant=runtime.name,
+                )
 
     def close(self) -> None:
         """Close every tenant: its apps, indexes and store (idempotent)."""

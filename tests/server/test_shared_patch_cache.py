@@ -211,6 +211,28 @@ def test_a_dead_lease_holder_is_taken_over_after_its_lease_expires(
     dead_store.close()
 
 
+def test_a_hung_lease_holder_is_waited_for_at_most_wait_s(
+    instances, releases, redis_server, prefix, call, caplog
+):
+    inst = instances(wait_s=0.2)
+    (_, d0), (v1, d1) = releases[:2]
+    name = f"patch:{sha(d0).hex()}-{sha(d1).hex()}.archive"
+    hung_store = RedisStore(redis_server.url, prefix=prefix)
+    hung = RedisLock(hung_store, name, ttl_s=60)  # alive (its lease does not expire), stuck
+    assert hung.acquire() is not None
+    with caplog.at_level(logging.WARNING, "registry_core.server"):
+        status, _, body, _ = call(inst.apps[0], "GET", "/" + W.format(v1), _ask(d0).items())
+    assert status == 226 and DeltaAggregator().apply(d0, body) == d1
+    stats = inst.caches[0].stats
+    assert stats.waited == 1 and stats.wait_timeouts == 1 and stats.computed == 1
+    assert "still computed elsewhere" in caplog.text
+    # computed without the lease, and still shared: the other instance does not diff
+    status, _, again, _ = call(inst.apps[1], "GET", "/" + W.format(v1), _ask(d0).items())
+    assert status == 226 and again == body and inst.apps[1].patches_computed == 0
+    assert hung.release()  # the hung holder's lease was never taken from it
+    hung_store.close()
+
+
 def _put_raw(raw, prefix, d_old, d_new, value):
     raw.set(f"{prefix}{sha(d_old).hex()}-{sha(d_new).hex()}.archive", value)
 

@@ -391,6 +391,7 @@ class RedisPatchCache:
         self.stats = SharedPatchCacheStats()
         self._lock = threading.Lock()
         self._down_until = 0.0  # monotonic time before which Redis is not asked
+        self._degraded = False  # Redis failed since it last answered (said once)
         self._closed = threading.Event()  # wakes waiters at close()
 
     # -- Redis availability ------------------------------------------------------------------
@@ -404,7 +405,7 @@ class RedisPatchCache:
 
     def _mark_down(self, exc: BaseException) -> None:
         with self._lock:
-            first = self._down_until == 0.0 or time.monotonic() >= self._down_until + 60
+            first, self._degraded = not self._degraded, True
             self._down_until = time.monotonic() + self.down_retry_s
         log.log(
             logging.WARNING if first else logging.DEBUG,
@@ -413,6 +414,13 @@ class RedisPatchCache:
             self.down_retry_s,
             exc,
         )
+
+    def _mark_up(self) -> None:
+        if self._degraded:
+            with self._lock:
+                was, self._degraded = self._degraded, False
+            if was:
+                log.info("shared patch cache at %s reachable again", self.store.where)
 
     # -- values ------------------------------------------------------------------------------
 
@@ -440,6 +448,7 @@ class RedisPatchCache:
         except CacheError as exc:
             self._mark_down(exc)
             return None
+        self._mark_up()
         if raw is None:
             return None
         patch = decode_shared(raw, base, target, mode)
@@ -498,7 +507,7 @@ class RedisPatchCache:
             self._count("shared_hits")
             return SharedResult(hit, True, "shared")
         if self._is_down():
-            return self._local(compute)
+            return self._local(base, target, mode, compute)
         lock = RedisLock(
             self.store, "patch:" + self._key(base, target, mode), ttl_s=self.lock_ttl_s
         )
@@ -510,7 +519,7 @@ class RedisPatchCache:
                 fence = lock.acquire()
             except CacheError as exc:
                 self._mark_down(exc)
-                return self._local(compute)
+                return self._local(base, target, mode, compute)
             if fence is not None:
                 with lock.hold():
                     hit = self.get(base, target, mode, check)  # finished just before we came
@@ -536,7 +545,7 @@ class RedisPatchCache:
                         self._key(base, target, mode),
                         self.wait_s,
                     )
-                    return self._local(compute, fallback=False)
+                    return self._local(base, target, mode, compute, fallback=False)
                 self._closed.wait(min(delay, left))
                 delay = min(delay * 2, 0.25)
                 hit = self.get(base, target, mode, check)
@@ -544,21 +553,31 @@ class RedisPatchCache:
                     self._count("shared_hits")
                     return SharedResult(hit, True, "shared")
                 if self._is_down():
-                    return self._local(compute)
+                    return self._local(base, target, mode, compute)
                 try:
                     if not lock.locked():
                         break  # released without a result, or expired: take it over
                 except CacheError as exc:
                     self._mark_down(exc)
-                    return self._local(compute)
+                    return self._local(base, target, mode, compute)
 
     def _local(
-        self, compute: Callable[[], tuple[bytes, bool]], *, fallback: bool = True
+        self,
+        base: bytes,
+        target: bytes,
+        mode: str,
+        compute: Callable[[], tuple[bytes, bool]],
+        *,
+        fallback: bool = True,
     ) -> SharedResult:
+        """Compute without the lease (Redis down, or its holder too slow); a settled result
+        is still shared when Redis answers (it is the same whoever computes it)."""
         patch, settled = compute()
         self._count("computed")
         if fallback:
             self._count("local_fallbacks")
+        if settled:
+            self.put(base, target, mode, patch)
         return SharedResult(patch, settled, "local")
 
     def close(self) -> None:

@@ -618,6 +618,7 @@ class _Connection:
 
     __slots__ = (
         "busy",
+        "closer",
         "ip",
         "last",
         "loop",
@@ -638,6 +639,7 @@ class _Connection:
         self.reading = 0  # reads waiting on the client
         self.watchdog: asyncio.TimerHandle | None = None  # the read-timeout timer, when armed
         self.reason: str | None = None
+        self.closer: asyncio.TimerHandle | None = None  # the close deadline, once closing
 
     def touch(self) -> None:
         self.last = self.loop.time()
@@ -691,6 +693,15 @@ class _Stats:
 
     def as_dict(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+@dataclass
+class _Shutdown:
+    """How the server stops: ``draining`` once :meth:`ServerHandle.drain` (or SIGTERM in
+    :func:`serve`) began; ``grace`` is how long in-flight requests may still run then."""
+
+    draining: bool = False
+    grace: float | None = None
 
 
 class _Gate:
@@ -831,7 +842,18 @@ class _Writer:
         self._conn.touch()
 
     def close(self) -> None:
+        # hypercorn closes an idle connection (keep-alive timeout, drain) with close() alone:
+        # a TLS peer that never answers close_notify would keep it for asyncio's 30 s SSL
+        # shutdown timeout. It gets ``close_timeout``, then it is reset.
         self._writer.close()
+        conn = self._conn
+        if conn.closer is None:
+            conn.closer = conn.loop.call_later(self._close_timeout, self._linger)
+
+    def _linger(self) -> None:
+        self._conn.closer = None  # still here: the transport has not gone (release cancels)
+        self._stats.close_aborts += 1
+        self._conn.abort("close timeout")
 
     async def wait_closed(self) -> None:
         # hypercorn awaits this after close(): a peer that takes neither the unsent bytes nor
@@ -1006,6 +1028,31 @@ def _udp_server(base: Any) -> Any:
     return _UDPServer
 
 
+async def _drain_quic(quic: Any, deadline: float, udp_task: asyncio.Task[Any]) -> None:
+    """Close HTTP/3 connections as their requests end, until none is left or ``deadline``.
+
+    hypercorn refuses new QUIC connections and streams once terminated, but keeps idle ones
+    until the client's idle timeout and blocks on its datagram queue meanwhile; here each
+    connection with no request in flight gets a CONNECTION_CLOSE (the client knows at once).
+    Checked every 50 ms: hypercorn has no event for "a stream ended".
+    """
+    loop = asyncio.get_running_loop()
+    closed: set[int] = set()
+    while not udp_task.done() and loop.time() < deadline:
+        connections = getattr(quic, "connections", None)
+        if not connections:
+            return
+        for connection in {id(c): c for c in connections.values()}.values():
+            h3 = getattr(connection, "h3", None)
+            if id(connection) in closed or (h3 is not None and getattr(h3, "streams", None)):
+                continue
+            closed.add(id(connection))
+            with contextlib.suppress(Exception):
+                connection.quic.close(reason_phrase="server shutting down")
+                await quic.send_all(connection)
+        await asyncio.sleep(0.05)
+
+
 async def _run(
     app: Any,
     config: Any,
@@ -1016,8 +1063,14 @@ async def _run(
     stop: asyncio.Event,
     ready: Callable[[], None],
     stats: _Stats,
+    shutdown: _Shutdown | None = None,
 ) -> None:
     """Serve until ``stop`` is set; ``ready()`` is called once every listener is up.
+
+    When ``stop`` is set the listener closes at once (new connections are refused), idle
+    keep-alive connections are closed, HTTP/2 and HTTP/3 refuse new streams, and requests in
+    flight may finish for ``shutdown.grace`` seconds (default: hypercorn's graceful timeout)
+    before what remains is reset.
 
     ``ssl_context`` None: plain HTTP on TCP (hypercorn then speaks HTTP/1.1, and h2c to a client
     that asks for it, under the same limits).
@@ -1067,6 +1120,9 @@ async def _run(
                 if conn is not None and conn.watchdog is not None:
                     conn.watchdog.cancel()  # do not keep the connection alive in a timer
                     conn.watchdog = None
+                if conn is not None and conn.closer is not None:
+                    conn.closer.cancel()
+                    conn.closer = None
                 if handler is not None and not handler.done():
                     loop.call_later(limits.close_timeout, handler.cancel)
 
@@ -1130,6 +1186,7 @@ async def _run(
     )
     udp_task: asyncio.Task[Any] | None = None
     udp_transport = None
+    protocol: Any = None
     if udp is not None:
         udp_cls = _udp_server(udp_server)
         udp_transport, protocol = await loop.create_datagram_endpoint(
@@ -1152,17 +1209,24 @@ async def _run(
         for fut in waiters:
             if fut is not udp_task:
                 fut.cancel()
+        grace = config.graceful_timeout
+        if shutdown is not None and shutdown.grace is not None:
+            grace = shutdown.grace
+        server.close()  # the listening socket first: a new connection is refused from now on
         await context.terminated.set()
-        server.close()
         if tasks:
-            await asyncio.wait(set(tasks), timeout=config.graceful_timeout)
+            await asyncio.wait(set(tasks), timeout=grace)
         for conn in list(connections.values()):
             conn.abort("shutdown")
         if tasks:
             await asyncio.wait(set(tasks), timeout=limits.close_timeout + 1)
         if udp_task is not None:
-            with contextlib.suppress(asyncio.TimeoutError, Exception):
-                await asyncio.wait_for(udp_task, config.graceful_timeout)
+            quic_protocol = getattr(protocol, "protocol", None)
+            await _drain_quic(quic_protocol, loop.time() + grace, udp_task)
+            if not udp_task.done():
+                udp_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await udp_task
         if udp_transport is not None:
             udp_transport.close()
         with contextlib.suppress(Exception):
@@ -1194,6 +1258,7 @@ class ServerHandle:
     limits: ServerLimits = field(default_factory=ServerLimits)
     scheme: str = "https"
     _stats: _Stats = field(repr=False, default_factory=_Stats)
+    _shutdown: _Shutdown = field(repr=False, default_factory=_Shutdown)
     _loop: asyncio.AbstractEventLoop = field(repr=False, default=None)  # type: ignore[assignment]
     _stop: asyncio.Event = field(repr=False, default=None)  # type: ignore[assignment]
     _thread: threading.Thread = field(repr=False, default=None)  # type: ignore[assignment]
@@ -1209,6 +1274,43 @@ class ServerHandle:
     @property
     def stats(self) -> dict[str, int]:
         return self._stats.as_dict()
+
+    @property
+    def draining(self) -> bool:
+        """True from the moment :meth:`drain` began (a readiness probe answers 503 then)."""
+        return self._shutdown.draining
+
+    def drain(self, timeout_s: float = 30.0) -> None:
+        """Shut down gracefully: what a load balancer's rolling restart needs.
+
+        At once: :attr:`draining` turns True, the listening socket is closed (a new connection
+        is refused), idle keep-alive connections are closed and HTTP/2 / HTTP/3 refuse new
+        streams. Requests in flight may finish for up to ``timeout_s`` seconds (each
+        connection closes after its last response); whatever still runs then is reset, and
+        the server stops. Returns once it has stopped. Safe to call from any thread but the
+        server's own, and more than once.
+        """
+        if (
+            isinstance(timeout_s, bool)
+            or not isinstance(timeout_s, (int, float))
+            or not 0 <= timeout_s < float("inf")
+        ):
+            raise InvalidArgumentError(
+                f"timeout_s must be a number of seconds >= 0, got {timeout_s!r}"
+            )
+        self._begin_drain(float(timeout_s))
+        if self._thread is not None:
+            self._thread.join(timeout_s + self.limits.close_timeout + 10.0)
+
+    def _begin_drain(self, timeout_s: float) -> None:
+        if self._shutdown.draining:
+            return
+        self._shutdown.grace = timeout_s
+        self._shutdown.draining = True
+        if self._thread is None or not self._thread.is_alive():
+            return
+        with contextlib.suppress(RuntimeError):  # loop already closed
+            self._loop.call_soon_threadsafe(self._stop.set)
 
     def stop(self, timeout: float = 10.0) -> None:
         if self._thread is None or not self._thread.is_alive():
@@ -1369,6 +1471,7 @@ def start_server(
                     handle._stop,
                     ready.set,
                     handle._stats,
+                    handle._shutdown,
                 )
             )
         except BaseException as exc:  # reported to the starter if it happens early
@@ -1413,8 +1516,12 @@ def serve(
     flags: FeatureFlags | None = None,
     announce: Callable[[str], Any] | None = None,
     tls: bool = True,
+    drain_timeout: float = 30.0,
 ) -> None:
     """Serve ``directory`` in the foreground until Ctrl-C or SIGTERM (``registry-core serve``).
+
+    SIGTERM drains (:meth:`ServerHandle.drain`): new connections are refused and requests in
+    flight get ``drain_timeout`` seconds to finish; Ctrl-C stops at once.
 
     ``flags``: when None, ``FeatureFlags.load()`` is read here, once (environment and the
     nearest pyproject.toml), and passed to the RegistryApp; it also decides whether Alt-Svc
@@ -1472,9 +1579,7 @@ def serve(
     import signal
 
     with contextlib.suppress(ValueError):  # not in the main thread: Ctrl-C only
-        signal.signal(
-            signal.SIGTERM, lambda *_: handle._loop.call_soon_threadsafe(handle._stop.set)
-        )
+        signal.signal(signal.SIGTERM, lambda *_: handle._begin_drain(drain_timeout))
     try:
         while handle._thread.is_alive():
             handle._thread.join(0.5)

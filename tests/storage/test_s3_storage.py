@@ -299,3 +299,47 @@ def test_put_then_ranged_reads_round_trip(store, data: bytes, start: int, length
     with store.open(path) as f:
         f.seek(start)
         assert f.read(length) == data[start : start + length]
+
+
+def test_short_reads_of_a_small_stream_are_joined(store) -> None:
+    data = _big(700_000, seed=7)
+    info = store.put("p/s.whl", _Unseekable(data), sha256=_sha(data))
+    assert info.size == len(data) and store.read("p/s.whl") == data
+
+
+class _Generated(io.RawIOBase):
+    """``size`` bytes made on the fly in 1 MiB pieces: the file is never in memory."""
+
+    def __init__(self, size: int) -> None:
+        self.left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        n = min(n if n and n > 0 else MIB, self.left, MIB)
+        self.left -= n
+        return b"m" * n
+
+
+def test_memory_stays_bounded_by_the_part_size(store) -> None:
+    import tracemalloc
+
+    size = 26 * MIB
+    digest = hashlib.sha256(b"m" * size).digest()
+    store.put("warm/w.whl", b"w")  # boto3's lazy set-up is not the upload's
+    tracemalloc.start()
+    try:
+        store.put("big/m.whl", _Generated(size), sha256=digest)
+        _, put_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        h = hashlib.sha256()
+        with store.open("big/m.whl") as f:
+            while piece := f.read(MIB):
+                h.update(piece)
+        _, read_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert h.digest() == digest
+    assert put_peak < 2 * store.part_size + 4 * MIB, put_peak  # two parts, not 26 MiB
+    assert read_peak < 8 * MIB, read_peak

@@ -19,7 +19,8 @@ The same contract as :class:`~registry_core.storage.DirectoryStorage`, on the S3
   whole object once first; later reads send ``If-Match: <ETag>``, so they get those bytes or
   nothing.
 - **Bounded memory.** Bodies stream in ``part_size`` pieces; large files go up as multipart
-  uploads above ``multipart_threshold`` (at least S3's 5 MiB part minimum).
+  uploads above ``multipart_threshold`` (at least S3's 5 MiB part minimum): an upload holds
+  about two parts in memory, a streamed read about 1 MiB, whatever the file's size.
 - **find_by_sha256**: a zero-byte index object per (digest, path) under the hidden prefix
   ``<prefix>.registry-core/sha256/<hex>/<path>``, written after each put, removed on delete;
   hidden names are never artifact paths (:func:`validate_path`), so it is never walked or
@@ -100,17 +101,38 @@ def _mtime_ns(value: Any) -> int | None:
     return None
 
 
-def _read_upto(data: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes of ``data`` (fewer only at its end)."""
-    pieces: list[bytes] = []
-    left = n
-    while left > 0:
-        piece = data.read(left)
+def _read_upto(data: BinaryIO, n: int) -> bytes | bytearray:
+    """Up to ``n`` bytes of ``data`` (fewer only at its end), without a second copy."""
+    first = data.read(n)
+    if not first or len(first) >= n:
+        return first
+    buf = bytearray(first)
+    del first
+    while len(buf) < n:
+        piece = data.read(n - len(buf))
         if not piece:
             break
-        pieces.append(piece)
-        left -= len(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        buf += piece
+    return buf
+
+
+class _Chain:
+    """``head`` then the rest of ``tail``, letting go of ``head`` as it is consumed."""
+
+    def __init__(self, head: bytes, tail: BinaryIO) -> None:
+        self._head: bytes | None = head
+        self._at = 0
+        self._tail = tail
+
+    def read(self, n: int) -> bytes | memoryview:
+        if self._head is not None:
+            piece = memoryview(self._head)[self._at : self._at + n]  # no copy
+            self._at += len(piece)
+            if self._at >= len(self._head):
+                self._head = None
+            if piece:
+                return piece
+        return self._tail.read(n)
 
 
 def _b64(digest: bytes) -> str:
@@ -399,7 +421,9 @@ class S3Storage:
             digest = hashlib.sha256(raw).digest()
             self._check(path, digest, sha256, len(raw))
             return self._put_single(path, key, raw, digest)
-        return self._put_large(path, key, raw, stream, sha256)
+        source = _Chain(raw, stream)  # the first piece is let go of once it is sent
+        del raw
+        return self._put_large(path, key, source, sha256)
 
     def _check(self, path: str, digest: bytes, expected: bytes | None, size: int) -> None:
         if expected is not None and digest != expected:
@@ -458,37 +482,34 @@ class S3Storage:
             raise DuplicateFileError(f"{path} changed while it was being stored")
         return info
 
-    def _put_large(
-        self, path: str, key: str, first: bytes, data: BinaryIO, sha256: bytes | None
-    ) -> ArtifactInfo:
+    def _put_large(self, path: str, key: str, data: _Chain, sha256: bytes | None) -> ArtifactInfo:
         """A multipart upload. The digest goes into the metadata when the upload is created,
         so it must be known first: the given one (checked before completing), else the
         stream is spooled to a temporary file while hashing it."""
         spool: BinaryIO | None = None
         try:
             if sha256 is None:
-                spool, sha256 = self._spool(path, first, data)
-                first, data = b"", spool
+                spool, sha256 = self._spool(path, data)
+                data = _Chain(b"", spool)
             existing = self._stat(path, cached=False)
             if existing is not None:  # the name is taken: hash, compare, upload nothing
-                h = hashlib.sha256(first)
-                size = len(first)
+                h = hashlib.sha256()
+                size = 0
                 while block := data.read(_BLOCK):
                     h.update(block)
                     size += len(block)
                 self._check(path, h.digest(), sha256, size)
                 return self._existing(path, h.digest())
-            return self._multipart(path, key, first, data, sha256)
+            return self._multipart(path, key, data, sha256)
         finally:
             if spool is not None:
                 spool.close()
 
-    def _spool(self, path: str, first: bytes, data: BinaryIO) -> tuple[BinaryIO, bytes]:
+    def _spool(self, path: str, data: _Chain) -> tuple[BinaryIO, bytes]:
         spool = cast(BinaryIO, tempfile.TemporaryFile(prefix="registry-core-s3-"))  # noqa: SIM115
         try:
-            h = hashlib.sha256(first)
-            spool.write(first)
-            size = len(first)
+            h = hashlib.sha256()
+            size = 0
             while block := data.read(_BLOCK):
                 h.update(block)
                 spool.write(block)
@@ -501,9 +522,7 @@ class S3Storage:
             spool.close()
             raise
 
-    def _multipart(
-        self, path: str, key: str, first: bytes, data: BinaryIO, sha256: bytes
-    ) -> ArtifactInfo:
+    def _multipart(self, path: str, key: str, source: _Chain, sha256: bytes) -> ArtifactInfo:
         from botocore.exceptions import ClientError
 
         created = self._call(
@@ -520,17 +539,25 @@ class S3Storage:
             h = hashlib.sha256()
             size = 0
             parts: list[dict[str, Any]] = []
-            pending = first
+            buffer = bytearray(self.part_size)  # one part in memory, refilled
+            view = memoryview(buffer)
             while True:
-                part = pending + _read_upto(data, self.part_size - len(pending))
-                pending = b""
-                if not part:
+                filled = 0
+                while filled < self.part_size:
+                    piece = source.read(self.part_size - filled)
+                    if not piece:
+                        break
+                    view[filled : filled + len(piece)] = piece
+                    filled += len(piece)
+                    del piece
+                if not filled:
                     break
-                h.update(part)
-                size += len(part)
+                part = buffer if filled == self.part_size else bytes(view[:filled])
+                h.update(view[:filled])
+                size += filled
                 if size > self.max_object_bytes:
                     self._check(path, b"", None, size)
-                part_sha = _b64(hashlib.sha256(part).digest())
+                part_sha = _b64(hashlib.sha256(view[:filled]).digest())
                 answer = self._call(
                     "upload_part",
                     key,
@@ -548,6 +575,9 @@ class S3Storage:
                     }
                 )
                 del part
+                if filled < self.part_size:
+                    break
+            view.release()
             self._check(path, h.digest(), sha256, size)
             kwargs: dict[str, Any] = {
                 "Key": key,
@@ -736,7 +766,8 @@ class _S3Reader(io.RawIOBase):
                     self._verify_whole()
             self._body = self._store._get(self._key, etag=self._etag, start=self._pos)
             self._body_pos = self._pos
-        data = _read_upto(self._body, n)
+        got = _read_upto(self._body, n)
+        data = got if isinstance(got, bytes) else bytes(got)  # a short read joined: rare
         if len(data) != n:  # shorter than its HEAD said: replaced under us
             self._drop_body()
             raise FileNotFoundError(self._path)

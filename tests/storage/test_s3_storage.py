@@ -343,3 +343,13 @@ def test_memory_stays_bounded_by_the_part_size(store) -> None:
     assert h.digest() == digest
     assert put_peak < 2 * store.part_size + 4 * MIB, put_peak  # two parts, not 26 MiB
     assert read_peak < 8 * MIB, read_peak
+
+
+def test_missing_boto3_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['boto3'] = None\n"
+        "from registry_core.storage import S3Storage\n"
+        "try:\n    S3Storage('b')\nexcept ImportError as e:\n    print(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    assert "pip install 'registry-core[s3]'" in out.stdout

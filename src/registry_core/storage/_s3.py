@@ -232,7 +232,7 @@ class S3Storage:
         try:
             import boto3
             from botocore.config import Config
-        except ImportError as exc:  # pragma: no cover - the extra is installed in tests
+        except ImportError as exc:
             raise ImportError("S3Storage needs boto3: pip install 'registry-core[s3]'") from exc
         config = Config(
             connect_timeout=opts["connect_timeout"],

@@ -106,6 +106,8 @@ class Tracing:
             sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
         )
         self.provider.add_span_processor(processor)
+        self._exporter = counting
+        self._export_timeout_s = export_timeout_s
         self.tracer: Tracer = self.provider.get_tracer("registry_core")
 
     def _add(self, *, dropped: int = 0, exported: int = 0, failed: int = 0) -> None:
@@ -130,11 +132,24 @@ class Tracing:
         return self._failed_exports
 
     def force_flush(self, timeout_s: float = 5.0) -> bool:
-        """Export what is queued now; False when that did not finish in ``timeout_s``."""
-        return bool(self.provider.force_flush(int(timeout_s * 1000)))
+        """Export what is queued now; False when that did not finish in ``timeout_s`` (the
+        export goes on in the background: the SDK's own flush ignores its timeout)."""
+        done = threading.Event()
 
-    def shutdown(self) -> None:
-        """Export what is queued (bounded by the export timeout) and stop the thread."""
+        def flush() -> None:
+            self.provider.force_flush()
+            done.set()
+
+        threading.Thread(target=flush, name="rc-span-flush", daemon=True).start()
+        return done.wait(timeout_s)
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Export what is queued and stop the export thread. Waits ``timeout_s`` (default: the
+        export timeout) for the queue to drain, then aborts the exporter's retries; an export
+        request in flight still ends within its own timeout."""
+        wait = self._export_timeout_s if timeout_s is None else timeout_s
+        if not self.force_flush(wait):
+            self._exporter.shutdown()  # aborts the retries; the final export fails at once
         self.provider.shutdown()
 
 
@@ -155,8 +170,12 @@ def _counting_exporter(inner: SpanExporter, tracing: Tracing) -> SpanExporter:
                 tracing._add(dropped=len(spans), failed=1)
             return result
 
+        _closed = False
+
         def shutdown(self) -> None:
-            inner.shutdown()
+            if not self._closed:
+                self._closed = True
+                inner.shutdown()
 
         def force_flush(self, timeout_millis: int = 30000) -> bool:
             return bool(inner.force_flush(timeout_millis))

@@ -213,10 +213,11 @@ class Telemetry:
         """Export the queued spans now; True when done (or tracing off)."""
         return self.tracing.force_flush(timeout_s) if self.tracing is not None else True
 
-    def shutdown(self) -> None:
-        """Flush and stop the span export thread (bounded by the export timeout)."""
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Flush and stop the span export thread, waiting at most ``timeout_s`` (default: the
+        export timeout) for the queued spans; idempotent."""
         if self.tracing is not None:
-            self.tracing.shutdown()
+            self.tracing.shutdown(timeout_s)
 
     def wrap(self, app: ASGIApp, *, ready: Callable[[], Any] | None = None) -> ASGIApp:
         """``app`` with telemetry and the health endpoints; ``ready`` (sync or async, no

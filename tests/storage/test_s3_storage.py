@@ -274,12 +274,22 @@ def test_missing_bucket_is_an_error_not_a_miss(moto) -> None:  # noqa: F811
         {"part_size": 1 << 20},
         {"max_object_bytes": 0},
         {"addressing_style": "odd"},
+        {"endpoint_url": "http://s3.example.com"},
+        {"endpoint_url": "https://key:secret@s3.example.com"},
+        {"endpoint_url": "ftp://127.0.0.1"},
+        {"stat_ttl": -1},
     ],
 )
 def test_bad_options_refused(kwargs) -> None:
     args = {"bucket": "b", **kwargs}
     with pytest.raises(InvalidArgumentError):
         S3Storage(args.pop("bucket"), **args)
+
+
+def test_plain_http_elsewhere_only_when_asked() -> None:
+    store = S3Storage("b", endpoint_url="http://s3.internal.example", allow_http=True)
+    assert "s3.internal.example" in repr(store)
+    assert S3Storage("b", endpoint_url="https://s3.example.com").endpoint_url
 
 
 def test_import_stays_cheap() -> None:

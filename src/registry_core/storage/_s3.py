@@ -43,7 +43,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
-from .._util import LRU
+from .._util import LRU, is_loopback
 from ..errors import (
     DigestMismatchError,
     DuplicateFileError,
@@ -135,6 +135,27 @@ class _Chain:
         return self._tail.read(n)
 
 
+def _check_endpoint(url: str, *, allow_http: bool) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:
+        raise InvalidArgumentError("endpoint_url is not a URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidArgumentError("endpoint_url must be an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        raise InvalidArgumentError(
+            "endpoint_url must not carry credentials: they come from boto3's chain"
+        )
+    if parts.scheme == "http" and not allow_http and not is_loopback(host):
+        raise InvalidArgumentError(
+            f"endpoint_url {url!r} is plain HTTP to a non-loopback host: artifacts and signed "
+            "requests would travel in the clear (use https, or allow_http=True)"
+        )
+
+
 def _b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode("ascii")
 
@@ -147,7 +168,8 @@ class S3Storage:
     ``endpoint_url``: an S3-compatible server (MinIO, Ceph, R2, moto); ``region``: the
     bucket's region; ``max_object_bytes``: larger puts are refused (413) before anything is
     completed; ``ca_bundle``: a CA file for the endpoint's TLS certificate (verification is
-    always on for https). ``stat_ttl``: seconds a found object's HEAD answers again (the
+    always on for https; plain ``http://`` only to a loopback endpoint unless ``allow_http``;
+    never credentials in the URL). ``stat_ttl``: seconds a found object's HEAD answers again (the
     server's stat and open of one request cost one HEAD; a miss is never remembered, so another
     instance's upload shows at once; 0: every call asks). Every method blocks on the network:
     the server calls them in worker threads.
@@ -171,6 +193,7 @@ class S3Storage:
         conditional_writes: bool = True,
         ca_bundle: str | None = None,
         stat_ttl: float = 1.0,
+        allow_http: bool = False,
     ) -> None:
         if not isinstance(bucket, str) or not bucket or "/" in bucket:
             raise InvalidArgumentError(f"invalid bucket name {bucket!r}")
@@ -202,6 +225,8 @@ class S3Storage:
             )
         if isinstance(stat_ttl, bool) or not isinstance(stat_ttl, (int, float)) or stat_ttl < 0:
             raise InvalidArgumentError(f"stat_ttl must be a number >= 0, not {stat_ttl!r}")
+        if endpoint_url is not None:
+            _check_endpoint(endpoint_url, allow_http=allow_http)
         if addressing_style not in ("auto", "path", "virtual"):
             raise InvalidArgumentError("addressing_style must be auto, path or virtual")
         self.bucket = bucket

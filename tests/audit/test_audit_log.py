@@ -10,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from registry_core.audit import AuditEvent, AuditLog, AuditLogError, AuditSink, open_note
+from registry_core.audit import (
+    AuditEvent,
+    AuditLog,
+    AuditLogError,
+    AuditSink,
+    NoteVerifier,
+    open_note,
+)
 from registry_core.audit._merkle import (
     MemoryTree,
     consistency_proof,
@@ -88,6 +95,7 @@ def test_checkpoint_carries_both_signatures(tmp_path: Path, keyring: Keyring) ->
         assert (tmp_path / "log" / "checkpoint").read_bytes() == note
         keys = verifiers_from_keyring(keyring, ORIGIN)
         assert sorted(k.algorithm for k in keys) == ["ed25519", "ml-dsa-65"]
+        assert [NoteVerifier.from_vkey(k.vkey()) for k in keys] == keys
         opened = open_note(note, keys)
         assert sorted(v.algorithm for v in opened.verified) == ["ed25519", "ml-dsa-65"]
         cp = parse_checkpoint(opened.text)

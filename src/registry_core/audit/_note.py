@@ -111,7 +111,7 @@ class NoteVerifier:
 
     @classmethod
     def from_vkey(cls, text: str) -> NoteVerifier:
-        parts = text.strip().split("+")
+        parts = text.strip().split("+", 2)  # the base64 key may hold "+"
         if len(parts) != 3:
             raise NoteError("a verifier key is <name>+<hex key id>+<base64 key>")
         name, hex_id, blob = parts
@@ -210,7 +210,7 @@ def keyring_signers(keyring: Any, name: str, *, role: str = "audit") -> list[Not
 
         raise SigningKeyError(
             f"the keyring has no active {role!r} key for {', '.join(missing)} "
-            f"(registry-core keys generate --role {role} --hybrid)"
+            f"(registry-core keys generate DIR --role {role})"
         )
     out = []
     for alg in ("ed25519", "ml-dsa-65"):

@@ -53,6 +53,7 @@ from ..errors import InvalidArgumentError, RegistryCoreError
 from ._app import RegistryApp
 
 if TYPE_CHECKING:
+    from ..certs import CertificateStore, SNIContexts
     from ..flags import FeatureFlags
 
 __all__ = [
@@ -390,6 +391,33 @@ def _load_tls(
 
     context.minimum_version = tls_version(minimum)
     return context
+
+
+def _install_sni(
+    store: CertificateStore, config: Any, default: ssl.SSLContext, minimum: str
+) -> SNIContexts:
+    """Per-name contexts with the default's settings (hypercorn's ciphers, ALPN, options)."""
+    from ..certs import CertificateStore
+    from ..certs._sni import SNIContexts
+    from ..wire._tls import tls_version
+
+    if not isinstance(store, CertificateStore):
+        raise InvalidArgumentError(
+            f"certificates must be a CertificateStore, got {type(store).__name__}"
+        )
+
+    def make(pem: str) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.set_ciphers(config.ciphers)
+        context.options = ssl.OP_NO_COMPRESSION
+        context.minimum_version = tls_version(minimum)
+        context.set_alpn_protocols(config.alpn_protocols)
+        context.load_cert_chain(pem, password=_no_password)
+        return context
+
+    sni = SNIContexts(store, make)
+    sni.install(default)
+    return sni
 
 
 # -- sockets -----------------------------------------------------------------------------------
@@ -1257,6 +1285,8 @@ class ServerHandle:
     quic: bool
     limits: ServerLimits = field(default_factory=ServerLimits)
     scheme: str = "https"
+    #: the per-name certificates (``start_server(certificates=...)``), else None.
+    sni: SNIContexts | None = field(default=None, repr=False)
     _stats: _Stats = field(repr=False, default_factory=_Stats)
     _shutdown: _Shutdown = field(repr=False, default_factory=_Shutdown)
     _loop: asyncio.AbstractEventLoop = field(repr=False, default=None)  # type: ignore[assignment]
@@ -1345,8 +1375,14 @@ def start_server(
     tls: bool = True,
     tls_minimum: str = "1.3",
     pq_key_exchange: bool = False,
+    certificates: CertificateStore | None = None,
 ) -> ServerHandle:
     """Start hypercorn for ``app`` on a background thread; returns once every listener is up.
+
+    ``certificates`` (custom domains, docs/domains.md): a TLS client whose SNI names a host
+    the store holds gets that host's certificate (re-read when the file is renewed, no
+    restart); other names, and clients without SNI, get ``certfile`` (or the self-signed
+    one). TCP only: HTTP/3 (aioquic) serves one certificate per endpoint, the default one.
 
     ``tls_minimum``: the lowest TLS version a TCP client may use ("1.3", the default, or
     "1.2"); HTTP/3 is TLS 1.3 by definition.
@@ -1399,6 +1435,10 @@ def start_server(
             raise InvalidArgumentError(
                 "http2=False is about TLS ALPN; a plain HTTP server speaks HTTP/1.1"
             )
+        if certificates is not None:
+            raise InvalidArgumentError(
+                "certificates given with tls=False: a plain HTTP server has no certificate"
+            )
     quic = tls if quic is None else bool(quic)
     limits = limits or ServerLimits()
     if not isinstance(limits, ServerLimits):
@@ -1413,6 +1453,7 @@ def start_server(
         raise InvalidArgumentError("give both certfile and keyfile, or neither (self-signed)")
     _check_port(port)
     ssl_context: ssl.SSLContext | None = None
+    sni: SNIContexts | None = None
     if tls:
         if certfile is None:
             certfile, keyfile = self_signed_certificate(host, names)
@@ -1421,6 +1462,8 @@ def start_server(
         if not http2:  # HTTP/1.1 only on TCP (clients without h2, tests of the ALPN fallback)
             config.alpn_protocols = ["http/1.1"]
         ssl_context = _load_tls(config, certfile, keyfile, quic, tls_minimum)
+        if certificates is not None:
+            sni = _install_sni(certificates, config, ssl_context, tls_minimum)
     else:
         config = _config(None, None, keep_alive_max_requests, limits)
     if quic:
@@ -1452,6 +1495,7 @@ def start_server(
         app, host, bound_port, certfile, quic, limits, scheme="https" if tls else "http"
     )
     config.registry_core_stats = handle._stats
+    handle.sni = sni
     ready = threading.Event()
     errors: list[BaseException] = []
 

@@ -261,6 +261,19 @@ def test_missing_bucket_is_an_error_not_a_miss(moto) -> None:  # noqa: F811
     store = S3Storage("no-such-bucket-e", endpoint_url=moto.endpoint_url)
     with pytest.raises(S3StorageError):
         store.put("p/x.whl", b"x")
+    with pytest.raises(S3StorageError, match="no-such-bucket-e"):
+        store.check()
+    S3Storage(moto.bucket(), endpoint_url=moto.endpoint_url).check()
+
+
+def test_a_replaced_object_is_looked_at_afresh(store, moto) -> None:  # noqa: F811
+    store.put("p/n.whl", b"first")
+    assert store.stat("p/n.whl") is not None  # its HEAD is now remembered
+    moto.client().put_object(Bucket=store.bucket, Key="p/n.whl", Body=b"second")
+    with pytest.raises(FileNotFoundError):  # the remembered ETag refuses the other bytes
+        store.read("p/n.whl")
+    info = store.stat("p/n.whl")  # asked afresh: no metadata, so hashed here
+    assert info is not None and info.sha256 == _sha(b"second")
 
 
 @pytest.mark.parametrize(

@@ -375,8 +375,19 @@ class S3Storage:
             return self._call("get_object", key, **kwargs)["Body"]
         except ClientError as exc:
             if _is_missing(exc) or _is_precondition(exc):
+                self._heads.discard(key)  # the caller's stat again asks afresh
                 raise FileNotFoundError(key) from None
             raise self._fail("get_object", key, exc) from None
+
+    def check(self) -> None:
+        """Raise S3StorageError unless the bucket is reachable with these credentials (one
+        HeadBucket: for readiness probes; a missing bucket otherwise looks like missing files)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call("head_bucket", "")
+        except ClientError as exc:  # 404: no such bucket
+            raise self._fail("head_bucket", "", exc) from None
 
     # -- the protocol ------------------------------------------------------------------------
 

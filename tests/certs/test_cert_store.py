@@ -120,3 +120,24 @@ def test_manager_arguments_checked(tmp_path) -> None:
         AcmeManager(str(tmp_path), **ok)  # type: ignore[arg-type]
     manager = AcmeManager(store, **ok)
     assert "a.test" in repr(manager) and manager.due() == ["a.test"]
+
+
+def test_plain_http_directory_only_on_loopback_when_allowed(tmp_path) -> None:
+    store = CertificateStore(tmp_path)
+    with pytest.raises(InvalidArgumentError, match="allow_http"):
+        AcmeManager(store, directory_url="http://127.0.0.1:1/dir", email=None, domains=["a.test"])
+    with pytest.raises(InvalidArgumentError, match="loopback"):
+        AcmeManager(
+            store,
+            directory_url="http://acme.example/dir",
+            email=None,
+            domains=["a.test"],
+            allow_http=True,
+        )
+    AcmeManager(
+        store,
+        directory_url="http://127.0.0.1:1/dir",
+        email=None,
+        domains=["a.test"],
+        allow_http=True,
+    )

@@ -65,7 +65,9 @@ class AcmeManager:
 
     ``challenge="http-01"``: serve :attr:`challenge_app` (or :meth:`wrap` your app) on port 80
     of every domain (or wherever the ACME server's validator connects). Pending key
-    authorizations live in this process's memory only.
+    authorizations live in this process's memory only. ``tls-alpn-01`` is refused (see
+    docs/domains.md: Python's ssl cannot see the client's ALPN offer when it picks the
+    certificate). ``allow_http``: an ``http://`` directory on loopback (a local test CA).
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class AcmeManager:
         challenge: str = "http-01",
         timeout_s: float = 90.0,
         now: Callable[[], datetime.datetime] | None = None,
+        allow_http: bool = False,
     ) -> None:
         if not isinstance(store, CertificateStore):
             raise InvalidArgumentError(
@@ -88,10 +91,21 @@ class AcmeManager:
             raise InvalidArgumentError(
                 f"challenge {challenge!r} is not supported (supported: 'http-01')"
             )
-        if not isinstance(directory_url, str) or not directory_url.startswith("https://"):
+        schemes = ("https://", "http://") if allow_http else ("https://",)
+        if not isinstance(directory_url, str) or not directory_url.startswith(schemes):
             raise InvalidArgumentError(
                 f"directory_url must be an https:// URL, got {directory_url!r}"
+                + ("" if allow_http else " (allow_http=True permits http:// on loopback)")
             )
+        if allow_http and directory_url.startswith("http://"):
+            from urllib.parse import urlsplit
+
+            from .._util import is_loopback
+
+            if not is_loopback(urlsplit(directory_url).hostname or ""):
+                raise InvalidArgumentError(
+                    f"directory_url {directory_url!r}: plain http:// only on loopback"
+                )
         self.store = store
         self.directory_url = directory_url
         self.email = email

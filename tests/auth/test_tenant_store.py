@@ -162,6 +162,7 @@ def test_owned_token_carries_the_users_groups(store: TenantStore) -> None:
 
 def test_hash_at_rest(db_backend: Backend) -> None:
     with db_backend.open() as s:
+        s.ping()
         raw, _ = s.create_token(owner=None, scopes=[_scope()])
         session = s.create_session(Identity("user:a", "https://idp", "oidc"))
         s.authenticate_token(raw)

@@ -422,6 +422,7 @@ def test_pg_unreachable_and_secrets(pg: Backend) -> None:
     assert info.value.status == 503 and "hunter2" not in str(info.value)
     db = pg.open()
     try:
+        db.ping()  # type: ignore[attr-defined]
         assert pg.server.password not in repr(db) and "acme/main" in repr(db)
     finally:
         db.close()

@@ -111,10 +111,14 @@ class TenantStore:
         self._lock = threading.RLock()
         self._db = open_backend(path, tenant=self.tenant, busy_timeout=busy_timeout)
         self.path = self._db.where  # never a password
+        try:
+            self._data_version = self._db.version()
+        except BaseException:
+            self._db.close()
+            raise
         self._tokens: LRU[str, tuple[TokenRecord, frozenset[str]]] = LRU(cache_entries)
         self._sessions: LRU[str, Principal] = LRU(cache_entries)
         self._policy: Policy | None = None
-        self._data_version = self._db.version()
         self._last_purge = 0
 
     # -- plumbing ------------------------------------------------------------------------------
@@ -177,6 +181,10 @@ class TenantStore:
             c.execute("DELETE FROM pending WHERE expires_ns <= ?", (now,))
             c.execute("DELETE FROM replay WHERE expires_ns <= ?", (now,))
             c.execute("DELETE FROM sessions WHERE expires_ns <= ?", (now,))
+
+    def ping(self) -> None:
+        """Raise unless the database answers now (a readiness check; 503 on PostgreSQL)."""
+        self._read("SELECT 1")
 
     def close(self) -> None:
         with self._lock:

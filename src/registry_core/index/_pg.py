@@ -300,6 +300,11 @@ class PostgreSQLIndexDB:
 
         return self._write(fn)
 
+    def ping(self) -> None:
+        """Raise (PackageIndexError, status 503) unless the database answers now: for a
+        readiness check."""
+        self._run(lambda c: c.execute("SELECT 1").fetchone())
+
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:

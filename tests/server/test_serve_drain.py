@@ -160,3 +160,70 @@ def test_drain_timeout_checked(bad) -> None:
         assert not handle.draining
     finally:
         handle.stop()
+
+
+def test_drain_http3_in_flight_request_finishes_then_connection_closed() -> None:
+    """HTTP/3: the request in flight gets its answer, then the server closes the QUIC
+    connection itself (CONNECTION_CLOSE) instead of waiting for the client's idle timeout."""
+    from aioquic.asyncio import connect
+    from aioquic.asyncio.protocol import QuicConnectionProtocol
+    from aioquic.h3.connection import H3_ALPN, H3Connection
+    from aioquic.h3.events import DataReceived, HeadersReceived
+    from aioquic.quic.configuration import QuicConfiguration
+
+    app = SlowApp()
+    handle = start_server(app, quic=True)
+
+    class Client(QuicConnectionProtocol):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.h3 = H3Connection(self._quic)
+            self.status: int | None = None
+            self.body = b""
+            self.done = asyncio.Event()
+
+        def quic_event_received(self, event) -> None:
+            for e in self.h3.handle_event(event):
+                if isinstance(e, HeadersReceived):
+                    self.status = int(dict(e.headers)[b":status"])
+                elif isinstance(e, DataReceived):
+                    self.body += e.data
+                if getattr(e, "stream_ended", False):
+                    self.done.set()
+
+    async def main() -> tuple[int | None, bytes, bool]:
+        config = QuicConfiguration(is_client=True, alpn_protocols=H3_ALPN)
+        config.load_verify_locations(handle.certfile)
+        config.server_name = "localhost"
+        config.idle_timeout = 600.0  # the close must come from the server's drain
+        async with connect(
+            "127.0.0.1", handle.port, configuration=config, create_protocol=Client
+        ) as client:
+            stream = client._quic.get_next_available_stream_id()
+            client.h3.send_headers(
+                stream,
+                [
+                    (b":method", b"GET"),
+                    (b":scheme", b"https"),
+                    (b":authority", b"localhost"),
+                    (b":path", b"/slow"),
+                ],
+                end_stream=True,
+            )
+            client.transmit()
+            await asyncio.to_thread(app.started.wait, TIMEOUT)
+            drainer = threading.Thread(target=handle.drain, args=(TIMEOUT,))
+            drainer.start()
+            app.release.set()
+            await asyncio.wait_for(client.done.wait(), TIMEOUT)
+            await asyncio.wait_for(client.wait_closed(), TIMEOUT)  # closed by the server
+            await asyncio.to_thread(drainer.join, TIMEOUT)
+            return client.status, client.body, drainer.is_alive()
+
+    try:
+        status, body, still_draining = asyncio.run(main())
+        assert status == 200 and body == b"slow answer " * 1000
+        assert not still_draining and not handle._thread.is_alive()
+    finally:
+        app.release.set()
+        handle.stop()

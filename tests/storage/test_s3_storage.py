@@ -94,6 +94,16 @@ def test_multipart_put_streams_checks_and_completes(store, moto) -> None:  # noq
     assert _pending_uploads(moto, store) == []
 
 
+def test_large_bytes_go_up_in_parts_too(store, moto) -> None:  # noqa: F811
+    data = _big(9 * MIB, seed=8)
+    assert store.put("big/b.whl", data).sha256 == _sha(data)
+    head = moto.client().head_object(Bucket=store.bucket, Key="big/b.whl")
+    assert head["ETag"].endswith('-2"') and store.read("big/b.whl") == data
+    with pytest.raises(DigestMismatchError):
+        store.put("big/c.whl", data, sha256=_sha(b"other"))
+    assert store.stat("big/c.whl") is None and _pending_uploads(moto, store) == []
+
+
 def test_multipart_without_a_digest_spools_and_stores(store) -> None:
     data = _big(9 * MIB, seed=3)
     info = store.put("big/y.whl", _Unseekable(data))

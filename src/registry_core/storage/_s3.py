@@ -453,10 +453,14 @@ class S3Storage:
         else:
             raw = _read_upto(data, self.multipart_threshold + 1)
             stream = data
-        if stream is None or len(raw) <= self.multipart_threshold:
+        if len(raw) <= self.multipart_threshold:
             digest = hashlib.sha256(raw).digest()
             self._check(path, digest, sha256, len(raw))
             return self._put_single(path, key, raw, digest)
+        if stream is None:  # large bytes: multipart too, with the digest known
+            digest = hashlib.sha256(raw).digest()
+            self._check(path, digest, sha256, len(raw))
+            sha256, stream = digest, io.BytesIO(b"")
         source = _Chain(raw, stream)  # the first piece is let go of once it is sent
         del raw
         return self._put_large(path, key, source, sha256)

@@ -227,3 +227,39 @@ def test_drain_http3_in_flight_request_finishes_then_connection_closed() -> None
     finally:
         app.release.set()
         handle.stop()
+
+
+def test_drain_http2_in_flight_stream_finishes() -> None:
+    """HTTP/2 (httpx over TLS): the stream in flight gets its whole answer during the drain."""
+    import httpx
+
+    app = SlowApp()
+    handle = start_server(app, quic=False)
+    result: dict = {}
+    client = httpx.Client(http2=True, verify=ssl.create_default_context(cafile=handle.certfile))
+
+    def fetch() -> None:
+        try:
+            response = client.get(handle.url("/slow", host="localhost"), timeout=TIMEOUT)
+            result["version"], result["status"] = response.http_version, response.status_code
+            result["body"] = response.content
+        except Exception as exc:
+            result["error"] = exc
+
+    try:
+        fetcher = threading.Thread(target=fetch)
+        fetcher.start()
+        assert app.started.wait(TIMEOUT)
+        drainer = threading.Thread(target=handle.drain, args=(TIMEOUT,))
+        drainer.start()
+        app.release.set()
+        fetcher.join(TIMEOUT)
+        client.close()
+        drainer.join(TIMEOUT)
+        assert result.get("status") == 200, result
+        assert result["version"] == "HTTP/2" and result["body"] == b"slow answer " * 1000
+        assert not drainer.is_alive() and not handle._thread.is_alive()
+    finally:
+        app.release.set()
+        client.close()
+        handle.stop()

@@ -147,3 +147,27 @@ def test_second_index_on_the_same_bucket_and_database_sees_the_files(tmp_path, s
         assert second.storage.read(rec.path) == built.wheel.read_bytes()
         report = second.rebuild()
         assert report.unchanged == 1 and report.rejected == ()
+
+
+def test_registry_app_serves_full_bodies_and_ranges_from_s3(moto):  # noqa: F811
+    import asyncio
+
+    from registry_core.server import RegistryApp
+
+    store = S3Storage(moto.bucket(), endpoint_url=moto.endpoint_url)
+    data = bytes(range(256)) * 8192  # 2 MiB: streamed, not prefetched
+    store.put("p/r-1.0.tar.gz", data)
+    app = RegistryApp(store)
+
+    async def go():
+        full = await app.handle("GET", "/p/r-1.0.tar.gz", {})
+        part = await app.handle("GET", "/p/r-1.0.tar.gz", {"Range": "bytes=1000000-1000099"})
+        missing = await app.handle("GET", "/p/none.tar.gz", {})
+        return full, part, missing
+
+    (s1, h1, b1), (s2, _, b2), (s3, _, _) = asyncio.run(go())
+    assert s1 == 200 and b1 == data
+    digest = dict(h1)["repr-digest"]
+    assert digest.startswith("sha-256=")
+    assert s2 == 206 and b2 == data[1_000_000:1_000_100]
+    assert s3 == 404

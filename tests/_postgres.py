@@ -71,8 +71,10 @@ class PostgresServer:
 
     def __init__(self, workdir: Path | None = None) -> None:
         require()
-        # pytest's tmp tree is root-only (0700): the server's user could not enter it
-        self.root = Path(tempfile.mkdtemp(prefix="rc-pg-", dir=workdir))
+        user = _as_user()
+        # pytest's tmp tree is root-only (0700): as root, the server's user could not enter
+        # it, so ``workdir`` is then ignored for the system temp directory
+        self.root = Path(tempfile.mkdtemp(prefix="rc-pg-", dir=None if user else workdir))
         self.root.chmod(0o755)
         self.data = self.root / "data"
         self.socket_dir = self.root / "sock"
@@ -84,7 +86,6 @@ class PostgresServer:
         self._lock = threading.Lock()
         pwfile = self.root / "pwfile"
         pwfile.write_text(self.password + "\n")
-        user = _as_user()
         for d in (self.data, self.socket_dir):
             d.mkdir(mode=0o700)
         self.log.touch()
@@ -115,6 +116,12 @@ class PostgresServer:
             **user,
         )
         pwfile.unlink()
+        self._env, self._user = env, user
+        self.dsn = self.dsn_for("postgres")
+        self._start()
+
+    def _start(self) -> None:
+        env, user = self._env, self._user
         self._logf = open(self.log, "ab")  # noqa: SIM115 (held for the process's life)
         self.proc = subprocess.Popen(
             [
@@ -145,7 +152,6 @@ class PostgresServer:
             cwd=self.root,
             **user,
         )
-        self.dsn = self.dsn_for("postgres")
         self._wait_ready()
 
     def dsn_for(self, dbname: str, *, password: bool = True) -> str:
@@ -200,6 +206,12 @@ class PostgresServer:
             (dbname,),
         )
         return len(rows)
+
+    def restart(self) -> None:
+        """Stop (fast shutdown: every connection dropped) and start again on the same port
+        and data: what a failover or a restart does to the clients."""
+        self.stop(remove=False)
+        self._start()
 
     def stop(self, *, remove: bool = True) -> None:
         if self.proc.poll() is None:

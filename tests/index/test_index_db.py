@@ -445,3 +445,36 @@ def test_pg_nul_in_a_value_is_a_clear_error(pg: Backend) -> None:
         assert db.files() == [] and db.serial == 0
     finally:
         db.close()
+
+
+def test_pg_server_restart_and_outage(tmp_path: Path) -> None:
+    """A private server restarted under open objects (every pooled connection dropped): the
+    next calls reconnect; while it is down, calls fail at once with 503, nothing hangs."""
+    from _postgres import PostgresServer
+    from registry_core.auth import Resource, TenantStore
+
+    server = PostgresServer(tmp_path)
+    try:
+        dsn = server.create_database("restart")
+        db = PostgreSQLIndexDB(dsn, namespace="acme/main", connect_timeout=2)
+        store = TenantStore(dsn, tenant="acme")
+        try:
+            db.add_file(_rec(), b"m", "pkg")
+            store.grant("user:a", "reader", Resource("acme"))
+            server.restart()
+            assert db.file(_rec().filename) == _rec() and db.serial == 1
+            assert len(store.bindings()) == 1 and len(store.policy()) == 1
+            server.stop(remove=False)
+            with pytest.raises(PackageIndexError) as info:
+                db.set_yanked(_rec().filename, "x")
+            assert info.value.status == 503
+            with pytest.raises(PackageIndexError) as info:
+                store.policy()
+            assert info.value.status == 503
+            server._start()
+            assert db.set_yanked(_rec().filename, "x") and db.serial == 2
+        finally:
+            db.close()
+            store.close()
+    finally:
+        server.stop()

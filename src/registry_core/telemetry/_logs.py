@@ -20,12 +20,18 @@ __all__ = ["ACCESS_LOGGER", "AccessLog", "access_line"]
 ACCESS_LOGGER = "registry_core.telemetry.access"
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))  # json.dumps(separators=) builds one per call
+_second: tuple[int, str] = (-1, "")
+
+
 def _rfc3339(epoch_s: float) -> str:
+    global _second
     whole = int(epoch_s)
-    return (
-        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        + f".{int((epoch_s - whole) * 1000):03d}Z"
-    )
+    cached = _second
+    if cached[0] != whole:
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        _second = cached
+    return f"{cached[1]}.{min(int((epoch_s - whole) * 1000), 999):03d}Z"
 
 
 def access_line(
@@ -57,7 +63,7 @@ def access_line(
     }
     if trace_id:
         record["trace_id"] = trace_id
-    return json.dumps(record, separators=(",", ":"))
+    return _ENCODER.encode(record)
 
 
 class AccessLog:

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import inspect
 import ipaddress
+import itertools
 import logging
 import re
 import secrets
@@ -60,6 +61,14 @@ _TENANT_ROUTES = frozenset({"oidc", "saml", "whoami", "logout", "login", "audit"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _READY_TIMEOUT_S = 5.0
 _NOT_FOUND = b"404 Not Found\n"  # the bytes of server/_auth_middleware.NOT_FOUND_BODY
+_WANTED = frozenset({b"x-request-id", b"traceparent", b"tracestate"})
+_ID_PREFIX = secrets.token_hex(4)  # per process: ids from several instances never collide
+_ID_COUNTER = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    """A unique id without a syscall (os.urandom releases the GIL: costly under load)."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):08x}"
 
 
 def route_template(method: str, path: str) -> str:
@@ -244,6 +253,11 @@ class _Wrapped:
         self.telemetry = telemetry
         self.app = app
         self.ready = ready
+        self._otel: Any = None
+        if telemetry.tracing is not None:  # resolved once, not per request
+            from opentelemetry import context, trace
+
+            self._otel = (context, trace, trace.Status(trace.StatusCode.ERROR))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -292,22 +306,28 @@ class _Wrapped:
         start_wall = time.time()
         start = time.perf_counter()
         method = str(scope.get("method", "GET"))
-        given = _header(scope, b"x-request-id")
+        wanted = {}
+        for key, value in scope.get("headers") or ():
+            name = bytes(key).lower()
+            if name in _WANTED:
+                wanted[name] = bytes(value)
+        given = wanted.get(b"x-request-id")
         request_id = (
             given.decode("ascii")
             if given is not None and _REQUEST_ID.fullmatch(given.decode("latin-1"))
-            else secrets.token_hex(8)
+            else _next_request_id()
         )
         state: dict[str, Any] = {"status": 0, "sent": 0, "finished": False}
         record, record_token = begin_request()
 
         server_span = None
-        span_cm = None
+        context_token = None
         tracer_token = None
         if t.tracing is not None:
             try:
-                server_span, span_cm = self._start_span(scope, method)
-                tracer_token = set_tracer(t.tracing.tracer)
+                server_span, context_token = self._start_span(scope, method, wanted)
+                if context_token is not None:
+                    tracer_token = set_tracer(t.tracing.tracer)
             except Exception:
                 log.warning("telemetry: could not start the request span", exc_info=True)
 
@@ -345,22 +365,21 @@ class _Wrapped:
             finish(failed)
             if tracer_token is not None:
                 reset_tracer(tracer_token)
-            if span_cm is not None:
+            if context_token is not None:
                 with contextlib.suppress(Exception):
-                    span_cm.__exit__(None, None, None)
+                    self._otel[0].detach(context_token)
             end_request(record_token)
 
-    def _start_span(self, scope: Scope, method: str) -> tuple[Any, Any]:
-        from opentelemetry import trace
-
+    def _start_span(self, scope: Scope, method: str, wanted: dict[bytes, bytes]) -> tuple[Any, Any]:
+        context, trace, _ = self._otel
         t = self.telemetry
         assert t.tracing is not None
-        carrier = {}
-        for name in (b"traceparent", b"tracestate"):
-            value = _header(scope, name)
-            if value is not None:
-                carrier[name.decode()] = value.decode("latin-1")
-        context = t._propagator.extract(carrier) if carrier else None
+        carrier = {
+            name.decode(): wanted[name].decode("latin-1")
+            for name in (b"traceparent", b"tracestate")
+            if name in wanted
+        }
+        parent = t._propagator.extract(carrier) if carrier else None
         attributes: dict[str, Any] = {
             "http.request.method": method if method in _METHODS else "_OTHER",
             "url.path": scope.get("path", ""),
@@ -373,11 +392,11 @@ class _Wrapped:
             if server[1] is not None:
                 attributes["server.port"] = int(server[1])
         span = t.tracing.tracer.start_span(
-            method, context=context, kind=trace.SpanKind.SERVER, attributes=attributes
+            method, context=parent, kind=trace.SpanKind.SERVER, attributes=attributes
         )
-        cm = trace.use_span(span, end_on_exit=False, record_exception=False)
-        cm.__enter__()
-        return span, cm
+        if not span.is_recording():  # sampled out: no context, children cost nothing
+            return span, None
+        return span, context.attach(trace.set_span_in_context(span))
 
     def _finish(
         self,
@@ -404,21 +423,28 @@ class _Wrapped:
         outcome = _outcome(status, failed)
         label_method = method if method in _METHODS else "OTHER"
         trace_id = None
+        span_context = None
         if server_span is not None:
-            from opentelemetry.trace import Status, StatusCode
-
-            context = server_span.get_span_context()
-            if context.trace_flags.sampled:
-                trace_id = f"{context.trace_id:032x}"
+            span_context = server_span.get_span_context()
+            if span_context.trace_flags.sampled:
+                trace_id = f"{span_context.trace_id:032x}"
+            if not server_span.is_recording():
+                server_span.end()
+                span_context = None  # sampled out: nothing more to set
+        if server_span is not None and span_context is not None:
             server_span.update_name(f"{method if method in _METHODS else 'HTTP'} {route}")
-            server_span.set_attribute("http.route", route)
-            server_span.set_attribute("http.response.status_code", status)
-            server_span.set_attribute("http.response.body.size", int(state["sent"]))
-            server_span.set_attribute("registry_core.tenant", tenant)
-            server_span.set_attribute("registry_core.outcome", outcome)
-            server_span.set_attribute("registry_core.request_id", request_id)
+            server_span.set_attributes(
+                {
+                    "http.route": route,
+                    "http.response.status_code": status,
+                    "http.response.body.size": int(state["sent"]),
+                    "registry_core.tenant": tenant,
+                    "registry_core.outcome": outcome,
+                    "registry_core.request_id": request_id,
+                }
+            )
             if status >= 500 or failed:
-                server_span.set_status(Status(StatusCode.ERROR))
+                server_span.set_status(self._otel[2])
             server_span.end()
         if t.metrics is not None:
             t.metrics.observe(tenant, route, label_method, status, duration, int(state["sent"]))

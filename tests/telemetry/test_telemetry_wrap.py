@@ -173,6 +173,7 @@ def test_metrics_for_loopback_or_the_bearer_token_only(site):
     )
     assert "registry_core_http_request_duration_seconds_bucket" in text
     assert "registry_core_spans_dropped_total 0.0" in text
+    assert "registry_core_http_requests_in_flight 0.0" in text  # the /metrics request is not one
     # relayed by a proxy on this machine: loopback is not enough, the token is
     relayed = {"x-forwarded-for": "203.0.113.9"}
     assert c.get("/metrics", headers=relayed).status_code == 404

@@ -319,6 +319,8 @@ class _Wrapped:
         )
         state: dict[str, Any] = {"status": 0, "sent": 0, "finished": False}
         record, record_token = begin_request()
+        if t.metrics is not None:
+            t.metrics.in_flight.inc()
 
         server_span = None
         context_token = None
@@ -335,6 +337,8 @@ class _Wrapped:
             if state["finished"]:
                 return
             state["finished"] = True
+            if t.metrics is not None:
+                t.metrics.in_flight.dec()
             try:
                 self._finish(
                     scope, method, record, state, failed, start_wall, start, request_id, server_span

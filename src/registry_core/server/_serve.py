@@ -647,6 +647,7 @@ class _Connection:
     __slots__ = (
         "busy",
         "closer",
+        "gone",
         "ip",
         "last",
         "loop",
@@ -668,6 +669,7 @@ class _Connection:
         self.watchdog: asyncio.TimerHandle | None = None  # the read-timeout timer, when armed
         self.reason: str | None = None
         self.closer: asyncio.TimerHandle | None = None  # the close deadline, once closing
+        self.gone = False  # the transport is gone (its slot released)
 
     def touch(self) -> None:
         self.last = self.loop.time()
@@ -875,11 +877,13 @@ class _Writer:
         # shutdown timeout. It gets ``close_timeout``, then it is reset.
         self._writer.close()
         conn = self._conn
-        if conn.closer is None:
+        if conn.closer is None and not conn.gone:
             conn.closer = conn.loop.call_later(self._close_timeout, self._linger)
 
     def _linger(self) -> None:
-        self._conn.closer = None  # still here: the transport has not gone (release cancels)
+        self._conn.closer = None
+        if self._conn.gone:
+            return
         self._stats.close_aborts += 1
         self._conn.abort("close timeout")
 
@@ -1148,9 +1152,11 @@ async def _run(
                 if conn is not None and conn.watchdog is not None:
                     conn.watchdog.cancel()  # do not keep the connection alive in a timer
                     conn.watchdog = None
-                if conn is not None and conn.closer is not None:
-                    conn.closer.cancel()
-                    conn.closer = None
+                if conn is not None:
+                    conn.gone = True
+                    if conn.closer is not None:
+                        conn.closer.cancel()
+                        conn.closer = None
                 if handler is not None and not handler.done():
                     loop.call_later(limits.close_timeout, handler.cancel)
 
@@ -1173,6 +1179,7 @@ async def _run(
                     return
             writer.transport.set_write_buffer_limits(high=limits.write_buffer_high)
             conn = _Connection(loop, ip, writer.transport)
+            conn.gone = released  # lost during the handshake: nothing to time out
             connections[key] = conn
             # A task of its own, so that cancelling a lingering handler (see release) does not
             # cancel this callback task, which asyncio would report as an error.

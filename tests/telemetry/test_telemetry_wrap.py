@@ -296,3 +296,36 @@ def test_route_templates_are_a_bounded_set(method, segments):
 )
 def test_route_template_examples(method, path, template):
     assert route_template(method, path) == template
+
+
+def test_an_answer_cut_short_is_aborted_and_the_in_flight_gauge_returns_to_zero():
+    exporter = InMemorySpanExporter()
+    telemetry = Telemetry(span_exporter=exporter, access_log=False)
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-length", b"100")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b"x" * 10, "more_body": True})
+        # and stops: the client never gets the other 90 bytes
+
+    handle = start_server(telemetry.wrap(app), tls=False)
+    try:
+        with httpx.Client(base_url=handle.url(), timeout=30) as c:
+            with pytest.raises(httpx.HTTPError):
+                c.get("/simple/")
+            text = c.get("/metrics").text
+    finally:
+        handle.stop()
+    assert "registry_core_http_requests_in_flight 0.0" in text
+    assert telemetry.force_flush(10)
+    (s,) = exporter.get_finished_spans()
+    assert s.attributes["registry_core.outcome"] == "aborted"
+    assert s.attributes["http.response.body.size"] == 10
+    telemetry.shutdown()

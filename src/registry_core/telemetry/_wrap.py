@@ -317,7 +317,7 @@ class _Wrapped:
             if given is not None and _REQUEST_ID.fullmatch(given.decode("latin-1"))
             else _next_request_id()
         )
-        state: dict[str, Any] = {"status": 0, "sent": 0, "finished": False}
+        state: dict[str, Any] = {"status": 0, "sent": 0, "finished": False, "complete": False}
         record, record_token = begin_request()
         if t.metrics is not None:
             t.metrics.in_flight.inc()
@@ -356,6 +356,7 @@ class _Wrapped:
             elif kind == "http.response.body":
                 state["sent"] += len(message.get("body", b""))
                 if not message.get("more_body"):
+                    state["complete"] = True
                     finish(False)  # recorded before the client has the whole answer
             await send(message)
 
@@ -425,6 +426,8 @@ class _Wrapped:
         path = str(scope.get("path", ""))
         route = str(record.get("route") or route_template(method, path))
         outcome = _outcome(status, failed)
+        if outcome != "error" and not state["complete"]:
+            outcome = "aborted"  # the answer was cut short (client gone, app stopped early)
         label_method = method if method in _METHODS else "OTHER"
         trace_id = None
         span_context = None

@@ -26,7 +26,7 @@ FULL = textwrap.dedent(
     [server.acme]
     directory_url = "https://127.0.0.1:14000/dir"
     email = "ops@acme.test"
-    challenge = "tls-alpn-01"
+    challenge = "http-01"
     ca_bundle = "pebble.pem"
 
     [storage]
@@ -85,7 +85,7 @@ def test_full_file(tmp_path, monkeypatch):
     assert c.server.drain_timeout_s == 12.5
     assert c.server.certificates == str(tmp_path / "certs")
     acme = c.server.acme
-    assert acme is not None and acme.challenge == "tls-alpn-01"
+    assert acme is not None and acme.challenge == "http-01"
     assert acme.ca_bundle == str(tmp_path / "pebble.pem")
     assert acme.email == "ops@acme.test"
     s = c.storage
@@ -245,7 +245,8 @@ ACME = BASE + "[server.acme]\n"
             "allow_http",
         ),
         (
-            'directory_url = "https://ca.test/dir"\nemail = "a@b.test"\nchallenge = "dns-01"\n',
+            'directory_url = "https://ca.test/dir"\nemail = "a@b.test"\n'
+            'challenge = "tls-alpn-01"\n',
             "server.acme.challenge",
             "'http-01'",
         ),

@@ -206,10 +206,22 @@ class TenantRuntime:
                     log.exception("closing a part of tenant %s failed", self.name)
 
     def ready(self) -> bool:
-        """Whether every index's database and storage answer (the readiness probe)."""
+        """Whether the tenant store and every index's database and storage answer (the
+        readiness probe: ``ping()`` / ``check()`` where the backend has one, else one cheap
+        read); raises what the failing part raised."""
+        self.store.ping()
         for entry in self._entries.values():
-            entry.index.db.serial  # noqa: B018 (one query: the database answers)
-            entry.index.storage.stat("readyz-probe")
+            db, storage = entry.index.db, entry.index.storage
+            ping = getattr(db, "ping", None)
+            if ping is not None:
+                ping()
+            else:
+                db.serial  # noqa: B018 (one query: the database answers)
+            check = getattr(storage, "check", None)
+            if check is not None:
+                check()
+            else:
+                storage.stat("readyz-probe")
         return True
 
     async def aclose(self) -> None:
@@ -866,6 +878,10 @@ class MultiTenantApp:
             from ._saml_routes import handle as saml
 
             await saml(_AsSeen(runtime, base), scope, receive, send, sub[len("/saml") :])
+        elif sub == "/audit" or sub.startswith("/audit/"):
+            from ._audit_routes import handle as audit_routes
+
+            await audit_routes(runtime, scope, receive, send, sub[len("/audit") :])
         elif sub == "/whoami" and method in ("GET", "HEAD"):
             await _drain(receive)
             await _whoami(runtime, scope[PRINCIPAL_KEY], send, method)

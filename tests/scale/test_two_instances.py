@@ -205,21 +205,10 @@ def cluster(tmp_path):
             owner="user:ci", scopes=[Scope.parse("acme", "read,upload,create:*")]
         )
         store.close()
-        errors: list[BaseException] = []
-
-        def start(instance: Instance) -> None:
-            try:
-                instance.start()
-            except BaseException as exc:
-                errors.append(exc)
-
-        starting = [threading.Thread(target=start, args=(i,)) for i in instances.values()]
-        for t in starting:  # at once: each takes a few seconds (imports, pools, a rebuild)
-            t.start()
-        for t in starting:
-            t.join(120)
-        if errors:
-            raise errors[0]
+        # one after the other: two first starts at once on a fresh database can still race
+        # in the schema migration (reported; see docs/scale.md)
+        for instance in instances.values():
+            instance.start()
         proxy = _haproxy.HAProxy(tmp_path, {n: i.port for n, i in instances.items()})
         for name in instances:
             proxy.wait_state(name, "UP")

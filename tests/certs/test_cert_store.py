@@ -141,3 +141,26 @@ def test_plain_http_directory_only_on_loopback_when_allowed(tmp_path) -> None:
         domains=["a.test"],
         allow_http=True,
     )
+
+
+def test_import_is_cheap_and_a_missing_acme_extra_names_itself(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+import registry_core.certs
+heavy = [m for m in ("acme", "josepy", "cryptography", "hypercorn") if m in sys.modules]
+assert not heavy, heavy
+sys.modules["acme"] = None  # as if the extra were not installed
+from registry_core.certs import AcmeManager, CertificateStore
+m = AcmeManager(CertificateStore({str(tmp_path)!r}), directory_url="https://a.example/d",
+                email=None, domains=["a.test"])
+try:
+    m.ensure_sync()
+except ModuleNotFoundError as exc:
+    assert "registry-core[acme]" in str(exc), exc
+else:
+    raise AssertionError("no error")
+"""
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

@@ -182,15 +182,21 @@ class Pool:
         slot[0] = None
         return not committing
 
-    def run(self, schema: str, fn: Callable[[Any], T], *, attempts: int = 3) -> T:
+    def run(
+        self, schema: str, fn: Callable[[Any], T], *, attempts: int = 3, single: bool = False
+    ) -> T:
         """``fn(connection)`` inside one transaction with ``search_path`` = ``schema``;
-        retried as the module docstring says. psycopg errors become registry-core ones."""
+        retried as the module docstring says. psycopg errors become registry-core ones.
+        ``single``: ``fn`` runs one statement, its own transaction (autocommit: one round
+        trip instead of three, for reads)."""
         psycopg = self._psycopg
         for attempt in range(attempts):
             with self._borrow() as slot:
                 committing = False
                 try:
                     conn = self._ready(slot, schema)
+                    if single:
+                        return fn(conn)
                     with conn.transaction():
                         result = fn(conn)
                         committing = True  # the COMMIT goes out when this block exits

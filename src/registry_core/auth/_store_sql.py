@@ -261,7 +261,9 @@ class PostgresBackend:
         self._own += 1
 
     def read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        return list(self._p().run(self.schema, lambda c: c.execute(_sql(sql), args).fetchall()))
+        return list(
+            self._p().run(self.schema, lambda c: c.execute(_sql(sql), args).fetchall(), single=True)
+        )
 
     def version(self, *, block: bool = True) -> int | None:
         """Commits by other connections (None when ``block`` is False: a round trip)."""

@@ -150,11 +150,11 @@ class PostgreSQLIndexDB:
             f"understands ({known}); upgrade registry-core"
         )
 
-    def _run(self, fn: Callable[[Any], T]) -> T:
+    def _run(self, fn: Callable[[Any], T], *, single: bool = False) -> T:
         pool = self._pool
         if pool is None:
             raise PackageIndexError("the index database is closed")
-        return pool.run(PG_SCHEMA, fn)
+        return pool.run(PG_SCHEMA, fn, single=single)
 
     def _write(self, fn: Callable[[Any], tuple[T, bool]]) -> T:
         """``fn(conn) -> (result, changed)`` with the namespace's row locked; the serial is
@@ -171,7 +171,8 @@ class PostgreSQLIndexDB:
         return self._run(tx)
 
     def _read(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        return self._run(lambda c: c.execute(sql, (self.namespace, *args)).fetchall())
+        # one statement: its own transaction, a consistent snapshot
+        return self._run(lambda c: c.execute(sql, (self.namespace, *args)).fetchall(), single=True)
 
     def _insert(self, c: Any, record: FileRecord, metadata: bytes | None) -> None:
         ns = self.namespace

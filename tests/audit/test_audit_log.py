@@ -51,7 +51,7 @@ def _entry(i: int) -> bytes:
 def test_proofs_match_the_reference_across_tiles(tmp_path: Path) -> None:
     n = 66_000  # a full level-1 tile (65,536 entries) and a partial level-2 tile
     ref = MemoryTree()
-    with _open(tmp_path / "log", sync_every=4096) as log:
+    with _open(tmp_path / "log") as log:
         for i in range(n):
             assert log.append(_entry(i)) == i
             ref.append(_entry(i))
@@ -220,3 +220,33 @@ def test_files_are_private(tmp_path: Path, keyring: Keyring) -> None:
     for root, _dirs, files in os.walk(tmp_path / "log"):
         for name in files:
             assert os.stat(os.path.join(root, name)).st_mode & 0o077 == 0, name
+
+
+def test_close_signs_a_last_checkpoint_and_threads_append(tmp_path: Path, keyring: Keyring) -> None:
+    import threading
+
+    log = _open(tmp_path / "log", keyring, flush_interval_s=0.01)
+    barrier = threading.Barrier(4)
+
+    def work(k: int) -> None:
+        barrier.wait()
+        for i in range(300):
+            log.append(b"%d-%d" % (k, i))
+            if i % 50 == 0:
+                size = len(log)
+                log.inclusion_proof(size - 1, size)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()  # no explicit checkpoint: close signs one
+    keys = verifiers_from_keyring(keyring, ORIGIN)
+    cp = parse_checkpoint(open_note((tmp_path / "log" / "checkpoint").read_bytes(), keys).text)
+    assert cp.size == 1200
+    with _open(tmp_path / "log") as again:
+        assert len(again) == 1200 and again.root() == cp.root
+        assert sorted(again.entry(i) for i in range(1200)) == sorted(
+            b"%d-%d" % (k, i) for k in range(4) for i in range(300)
+        )

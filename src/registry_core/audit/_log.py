@@ -1,21 +1,24 @@
 """The tamper-evident audit log: an append-only RFC 9162 tree stored as C2SP tlog tiles.
 
 Layout of the log directory (every file a static one a web server or CDN can serve; the
-lock and the tail are private):
+lock and the journal are private):
 
 - ``checkpoint``: the newest signed checkpoint (C2SP tlog-checkpoint in a signed note,
   Ed25519 + ML-DSA-65).
 - ``tile/<L>/<N>``, ``tile/entries/<N>``: full tiles and entry bundles (immutable), and the
   partial ones (``.p/<W>``) of every size a checkpoint was made for (deleted once the full one
   exists, as tlog-tiles allows).
-- ``tail``: the entries after the last full bundle (8-byte bundle index, then the entries as
-  in a bundle), appended with one ``write`` each and fsync'd every ``sync_every`` entries.
+- ``tail``: the journal: an 8-byte bundle index ``S`` and every entry from ``S * 256`` on (as
+  in a bundle), each appended with one ``write``.
 - ``lock``: held (``flock``) by the one writer.
 
-Write order makes a crash harmless: an entry reaches the tail before its hash exists anywhere;
-a full bundle is written (atomically, fsync'd) before its level-0 tile, a tile before the tile
-above it, and only then is the tail reset. Opening re-hashes the last bundle and tail and
-rewrites a missing or disagreeing tile; a torn last tail record is cut off.
+Group commit: appends only ``write``; bundles and tiles are written as they fill, without
+fsync. A flusher thread (every ``flush_interval_s``, and on :meth:`sync`, :meth:`checkpoint`
+and :meth:`close`) fsyncs the journal and the new files, and only then rewrites the journal to
+start at the first bundle not yet durable. A power failure loses at most the entries of the
+last interval; it never leaves a tile that disagrees with the entries: opening rewrites every
+bundle and tile the journal covers (and the newest full tile of every level) from the
+journal's entries, and cuts off a torn last record.
 """
 
 from __future__ import annotations
@@ -114,7 +117,8 @@ class AuditLog:
     :class:`~registry_core.signing.Keyring` whose newest active ``audit`` Ed25519 and ML-DSA-65
     keys sign checkpoints (a hybrid pair is generated on first use when the role has none);
     ``key_name``: the signed-note key name (default: the origin). A checkpoint is signed every
-    ``checkpoint_every`` entries, on :meth:`checkpoint` and on :meth:`close`.
+    ``checkpoint_every`` entries, on :meth:`checkpoint` and on :meth:`close`; appended entries
+    are durable within ``flush_interval_s`` (or at once with :meth:`sync`).
     One writer per directory: a second one raises :class:`AuditLogError`.
     """
 
@@ -126,27 +130,35 @@ class AuditLog:
         keyring: Any = None,
         key_name: str | None = None,
         checkpoint_every: int | None = 1024,
-        sync_every: int = 64,
+        flush_interval_s: float = 0.5,
         role: str = "audit",
     ) -> None:
         if not isinstance(origin, str) or not origin or any(c.isspace() for c in origin):
             raise AuditLogError(f"invalid audit log origin {str(origin)[:80]!r}")
-        if sync_every < 1 or (checkpoint_every is not None and checkpoint_every < 1):
-            raise AuditLogError("sync_every and checkpoint_every must be at least 1")
+        if checkpoint_every is not None and checkpoint_every < 1:
+            raise AuditLogError("checkpoint_every must be at least 1")
+        if not flush_interval_s > 0:
+            raise AuditLogError("flush_interval_s must be positive")
         self.directory = Path(directory)
         self.origin = origin
         self.key_name = key_name or origin
         self.keyring = keyring
         self.role = role
         self.checkpoint_every = checkpoint_every
-        self.sync_every = sync_every
+        self.flush_interval_s = float(flush_interval_s)
         self._lock = threading.RLock()
+        self._flush_lock = threading.RLock()  # one flush at a time (checkpoint re-enters)
         self._signers: list[NoteSigner] | None = None
         self._tiles: LRU[tuple[int, int], list[list[bytes]]] = LRU(max_entries=64)
         self._bundles: LRU[int, list[bytes]] = LRU(max_entries=16)
         self._failing = False
         self._checkpoint: bytes | None = None
         self._checkpoint_size = -1
+        self._pending: list[str] = []  # files written since the last flush (not yet fsync'd)
+        self._dirty = False  # journal bytes written since the last flush
+        self._tail_fd: int | None = None
+        self._wake = threading.Event()
+        self._flusher: threading.Thread | None = None
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd: int | None = os.open(
             self.directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, _MODE
@@ -170,10 +182,12 @@ class AuditLog:
     def _path(self, rel: str) -> Path:
         return self.directory / rel
 
-    def _write(self, rel: str, data: bytes) -> None:
+    def _write(self, rel: str, data: bytes, *, durable: bool = True) -> None:
         path = self._path(rel)
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic_write(path, data, fsync=True, mode=_MODE)
+        atomic_write(path, data, fsync=durable, mode=_MODE)
+        if not durable:
+            self._pending.append(rel)
 
     def _read(self, rel: str) -> bytes:
         with open(self._path(rel), "rb") as f:
@@ -189,22 +203,6 @@ class AuditLog:
 
     # -- recovery ----------------------------------------------------------------------------
 
-    def _full_bundles(self) -> int:
-        """How many full entry bundles exist (they are written in order, so a search)."""
-        if not self._exists(entries_path(0)):
-            return 0
-        hi = 1
-        while self._exists(entries_path(2 * hi - 1)):
-            hi *= 2
-        lo, hi = hi, 2 * hi  # bundle lo-1 exists, bundle hi-1 does not
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            if self._exists(entries_path(mid - 1)):
-                lo = mid
-            else:
-                hi = mid
-        return lo
-
     def _full_rows(self, tlevel: int, n: int) -> list[list[bytes]]:
         rows = self._tiles.get((tlevel, n))
         if rows is None:
@@ -219,6 +217,18 @@ class AuditLog:
     def _tile_root(self, tlevel: int, n: int) -> bytes:
         top = self._full_rows(tlevel, n)[TILE_HEIGHT - 1]
         return node_hash(top[0], top[1])
+
+    def _ensure_bundle(self, n: int, entries: list[bytes]) -> None:
+        data = encode_bundle(entries)
+        rel = entries_path(n)
+        try:
+            ok = self._read(rel) == data
+        except FileNotFoundError:
+            ok = False
+        if not ok:
+            self._write(rel, data)
+            self._bundles.discard(n)
+        self._drop_partials(rel)
 
     def _ensure_tile(self, tlevel: int, n: int) -> None:
         """Tile ``tlevel``/``n`` must be full: recompute it from below and rewrite it when
@@ -241,21 +251,50 @@ class AuditLog:
             self._tiles.discard((tlevel, n))
         self._drop_partials(rel)
 
+    def _read_journal(self) -> tuple[int, list[bytes]]:
+        """(first bundle index, entries) of the journal; a torn last record is cut off."""
+        try:
+            data = self._read(_TAIL)
+        except FileNotFoundError:
+            return 0, []
+        if len(data) < _HEADER:
+            return 0, []
+        start = int.from_bytes(data[:_HEADER], "big")
+        out: list[bytes] = []
+        pos = _HEADER
+        while pos + 2 <= len(data):
+            n = int.from_bytes(data[pos : pos + 2], "big")
+            if pos + 2 + n > len(data):
+                break
+            out.append(data[pos + 2 : pos + 2 + n])
+            pos += 2 + n
+        if pos != len(data):  # a torn last record (crash mid-write): cut off
+            _internal.warning("audit log %s: cutting a torn journal record", self.directory)
+        return start, out
+
     def _recover(self) -> None:
-        bundles = self._full_bundles()
-        # the newest full tile of every level agrees with what is below it
+        start, journal = self._read_journal()
+        if start and not self._exists(entries_path(start - 1)):
+            raise AuditLogError(
+                f"audit log {self.directory}: the journal starts at bundle {start} but bundle "
+                f"{start - 1} does not exist (entries were removed)"
+            )
+        # every bundle the journal covers, and its tiles, rewritten from the journal's entries
+        full = len(journal) // TILE_WIDTH
+        bundles = start + full
+        for k in range(full):
+            self._ensure_bundle(start + k, journal[k * TILE_WIDTH : (k + 1) * TILE_WIDTH])
+        tlevel, lo, hi = 0, start, bundles  # full tiles [lo, hi) of this level to check
+        while hi:
+            newest = hi - 1  # and the newest full tile of every level, whatever the journal
+            for n in sorted(set(range(lo, hi)) | {newest}):
+                self._ensure_tile(tlevel, n)
+            lo, hi = lo >> TILE_HEIGHT, hi >> TILE_HEIGHT
+            tlevel += 1
         if bundles:
-            count, tlevel = bundles, 0
-            while count:
-                self._ensure_tile(tlevel, count - 1)
-                count >>= TILE_HEIGHT
-                tlevel += 1
             self._drop_partials(entries_path(bundles - 1))
-        # the tail: entries after the last full bundle
-        tail_entries = self._read_tail(bundles)
-        size_full = bundles * TILE_WIDTH
-        self._edges: list[_Edge] = []
-        # rebuild the right edge of every tile level above 0 from the full tiles below
+        # the right edge of every tile level above 0, from the full tiles below
+        self._edges: list[_Edge] = [_Edge(bundles)]
         tlevel, count = 1, bundles  # count: complete hashes at this tile level
         while count:
             edge = _Edge(count // TILE_WIDTH)
@@ -264,59 +303,26 @@ class AuditLog:
             self._edges.append(edge)
             count >>= TILE_HEIGHT
             tlevel += 1
-        self._edges.insert(0, _Edge(bundles))
-        self.size = size_full
-        self._tail: list[bytes] = []
-        self._open_tail(bundles, rewrite=not tail_entries)
-        for e in tail_entries:
+        self._tail: list[bytes] = journal[full * TILE_WIDTH :]
+        for e in self._tail:
             self._edges[0].add(leaf_hash(e))
-            self._tail.append(e)
-            self.size += 1
-        self._unsynced = 0
-        if len(self._tail) == TILE_WIDTH:  # crashed before the bundle was written
-            self._promote_full()
+        self.size = bundles * TILE_WIDTH + len(self._tail)
+        # the recovered state is durable: a new journal from the first incomplete bundle
+        self._journal_start = bundles
+        self._journal: list[bytes] = list(self._tail)
+        self._rewrite_journal()
         with contextlib.suppress(FileNotFoundError, OSError):
             self._checkpoint = self._read(_CHECKPOINT)
 
-    def _read_tail(self, bundles: int) -> list[bytes]:
-        try:
-            data = self._read(_TAIL)
-        except FileNotFoundError:
-            return []
-        if len(data) < _HEADER:
-            return []
-        index = int.from_bytes(data[:_HEADER], "big")
-        if index < bundles:
-            return []  # already promoted to a bundle before the crash
-        if index > bundles:
-            raise AuditLogError(
-                f"audit log {self.directory}: the tail is for bundle {index} but only "
-                f"{bundles} full bundles exist (entries were removed)"
-            )
-        out: list[bytes] = []
-        pos = _HEADER
-        while pos + 2 <= len(data) and len(out) < TILE_WIDTH:
-            n = int.from_bytes(data[pos : pos + 2], "big")
-            if pos + 2 + n > len(data):
-                break
-            out.append(data[pos + 2 : pos + 2 + n])
-            pos += 2 + n
-        if pos != len(data):  # a torn last record (crash mid-write): cut off
-            _internal.warning("audit log %s: cutting a torn tail record", self.directory)
-            with open(self._path(_TAIL), "r+b") as f:
-                f.truncate(pos)
-                os.fsync(f.fileno())
-        return out
-
-    def _open_tail(self, bundle: int, *, rewrite: bool) -> None:
-        if rewrite:
-            self._write(_TAIL, bundle.to_bytes(_HEADER, "big"))
-        old = getattr(self, "_tail_fd", None)
-        self._tail_fd: int | None = os.open(
-            self._path(_TAIL), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
-        )
+    def _rewrite_journal(self) -> None:
+        """Replace the journal with one starting at ``_journal_start`` (durably)."""
+        data = self._journal_start.to_bytes(_HEADER, "big") + encode_bundle(self._journal)
+        self._write(_TAIL, data)
+        old = self._tail_fd
+        self._tail_fd = os.open(self._path(_TAIL), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         if old is not None:
             os.close(old)
+        self._dirty = False
 
     # -- appending ---------------------------------------------------------------------------
 
@@ -328,10 +334,25 @@ class AuditLog:
         if root is None:
             return
         rel = tile_path(tlevel, edge.index)
-        self._write(rel, b"".join(edge.rows[0]))
+        self._write(rel, b"".join(edge.rows[0]), durable=False)
         self._drop_partials(rel)
         self._edges[tlevel] = _Edge(edge.index + 1)
         self._add(tlevel + 1, root)
+
+    def _promote_full(self) -> None:
+        """The tail is a full bundle: write it, then its tiles (made durable by the flush)."""
+        bundle = self._edges[0].index
+        rel = entries_path(bundle)
+        self._write(rel, encode_bundle(self._tail), durable=False)
+        self._drop_partials(rel)
+        self._bundles.put(bundle, list(self._tail))
+        edge = self._edges[0]
+        self._write(tile_path(0, bundle), b"".join(edge.rows[0]), durable=False)
+        self._drop_partials(tile_path(0, bundle))
+        top = edge.rows[TILE_HEIGHT - 1]
+        self._edges[0] = _Edge(bundle + 1)
+        self._add(1, node_hash(top[0], top[1]))
+        self._tail = []
 
     def append(self, entry: bytes) -> int:
         """Append one entry (at most 65535 bytes); returns its index."""
@@ -342,37 +363,22 @@ class AuditLog:
             if self._tail_fd is None:
                 raise AuditLogError("the audit log is closed")
             os.write(self._tail_fd, len(data).to_bytes(2, "big") + data)
-            h = leaf_hash(data)
+            self._dirty = True
+            self._journal.append(data)
             self._tail.append(data)
             index = self.size
             self.size += 1
-            self._unsynced += 1
-            self._edges[0].add(h)
-            if len(self._tail) == TILE_WIDTH:  # a full bundle: its files, in order
+            self._edges[0].add(leaf_hash(data))
+            if len(self._tail) == TILE_WIDTH:
                 self._promote_full()
-            elif self._unsynced >= self.sync_every:
-                os.fsync(self._tail_fd)
-                self._unsynced = 0
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=self._flush_loop, name=f"audit-flush {self.origin}", daemon=True
+                )
+                self._flusher.start()
         if self.checkpoint_every and (index + 1) % self.checkpoint_every == 0:
             self._auto_checkpoint()
         return index
-
-    def _promote_full(self) -> None:
-        """The tail is a full bundle: write it, then its tiles, then start a new tail."""
-        bundle = self._edges[0].index
-        rel = entries_path(bundle)
-        self._write(rel, encode_bundle(self._tail))
-        self._drop_partials(rel)
-        self._bundles.put(bundle, list(self._tail))
-        edge = self._edges[0]
-        self._write(tile_path(0, bundle), b"".join(edge.rows[0]))
-        self._drop_partials(tile_path(0, bundle))
-        top = edge.rows[TILE_HEIGHT - 1]
-        self._edges[0] = _Edge(bundle + 1)
-        self._add(1, node_hash(top[0], top[1]))
-        self._tail = []
-        self._open_tail(bundle + 1, rewrite=True)
-        self._unsynced = 0
 
     def emit(self, event: AuditEvent) -> None:
         """AuditSink: append the event's canonical JSON (never raises; a failure is logged
@@ -385,12 +391,55 @@ class AuditLog:
                 self._failing = True
                 _internal.warning("audit log %s: append failed (%s)", self.directory, exc)
 
+    def _flush_loop(self) -> None:
+        while not self._wake.wait(self.flush_interval_s):
+            try:
+                self.sync()
+            except Exception as exc:  # logged; the next round tries again
+                _internal.warning("audit log %s: flush failed (%s)", self.directory, exc)
+
     def sync(self) -> None:
-        """fsync the tail now."""
+        """Make every appended entry and every written file durable now (the group commit:
+        fsync the journal and the new files, then restart the journal after them)."""
+        with self._flush_lock:
+            self._sync()
+
+    def _sync(self) -> None:
+        """:meth:`sync` with ``_flush_lock`` held (lock order: ``_flush_lock``, ``_lock``)."""
         with self._lock:
-            if self._tail_fd is not None and self._unsynced:
-                os.fsync(self._tail_fd)
-                self._unsynced = 0
+            if self._tail_fd is None or (not self._dirty and not self._pending):
+                return
+            pending, self._pending = self._pending, []
+            fd = os.dup(self._tail_fd)
+            self._dirty = False
+            durable_bundles = self._edges[0].index
+        try:  # the slow part, while appends go on
+            os.fsync(fd)
+            dirs: set[Path] = set()
+            for rel in pending:
+                path = self._path(rel)
+                with contextlib.suppress(FileNotFoundError):
+                    pfd = os.open(path, os.O_RDONLY)
+                    try:
+                        os.fsync(pfd)
+                    finally:
+                        os.close(pfd)
+                dirs.add(path.parent)
+            for d in dirs:
+                with contextlib.suppress(FileNotFoundError):
+                    dfd = os.open(d, os.O_RDONLY)
+                    try:
+                        os.fsync(dfd)
+                    finally:
+                        os.close(dfd)
+        finally:
+            os.close(fd)
+        with self._lock:
+            drop = (durable_bundles - self._journal_start) * TILE_WIDTH
+            if drop > 0 and self._tail_fd is not None:
+                del self._journal[:drop]
+                self._journal_start = durable_bundles
+                self._rewrite_journal()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -474,9 +523,9 @@ class AuditLog:
     def checkpoint(self) -> bytes:
         """Sync, write the partial tiles and bundle of the current size, sign and publish a
         checkpoint; returns the signed note."""
-        with self._lock:
+        with self._flush_lock, self._lock:  # appends wait: the checkpoint's files are durable
             signers = self._note_signers()
-            self.sync()
+            self._sync()
             size = self.size
             tlevel = 0
             while (size >> (TILE_HEIGHT * tlevel)) and tlevel < len(self._edges):
@@ -499,13 +548,12 @@ class AuditLog:
 
     def latest_checkpoint(self, *, refresh: bool = True) -> bytes | None:
         """The newest checkpoint; with ``refresh`` a new one first when entries were added."""
-        with self._lock:
-            if refresh and self._checkpoint_size != self.size:
-                try:
-                    return self.checkpoint()
-                except SigningKeyError as exc:
-                    _internal.warning("audit log %s: no checkpoint: %s", self.directory, exc)
-            return self._checkpoint
+        if refresh and self._checkpoint_size != self.size:  # not under _lock: lock order
+            try:
+                return self.checkpoint()
+            except SigningKeyError as exc:
+                _internal.warning("audit log %s: no checkpoint: %s", self.directory, exc)
+        return self._checkpoint
 
     def _auto_checkpoint(self) -> None:
         try:
@@ -525,7 +573,7 @@ class AuditLog:
     # -- closing -----------------------------------------------------------------------------
 
     def _release(self) -> None:
-        fd = getattr(self, "_tail_fd", None)
+        fd = self._tail_fd
         if fd is not None:
             os.close(fd)
             self._tail_fd = None
@@ -534,13 +582,18 @@ class AuditLog:
             self._lock_fd = None
 
     def close(self) -> None:
-        """Sign a last checkpoint if entries were added (and a keyring is set), release."""
-        with self._lock:
-            if getattr(self, "_tail_fd", None) is None:
+        """Sign a last checkpoint if entries were added (and a keyring is set), make everything
+        durable, stop the flusher, release the lock."""
+        self._wake.set()
+        flusher = self._flusher
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join()
+        with self._flush_lock, self._lock:
+            if self._tail_fd is None:
                 return
             if self.keyring is not None and self._checkpoint_size != self.size:
                 self._auto_checkpoint()
-            self.sync()
+            self._sync()
             self._release()
 
     def __enter__(self) -> AuditLog:

@@ -19,7 +19,7 @@ FULL = textwrap.dedent(
 
     [server]
     host = "127.0.0.1"
-    tls = "plain-http"
+    tls = "self-signed"
     drain_timeout_s = 12.5
     certificates = "certs"
 
@@ -61,6 +61,7 @@ FULL = textwrap.dedent(
     sign = true
 
     [tenants.acme]
+    domains = ["pypi.acme.test"]
     """
 )
 
@@ -261,6 +262,18 @@ def test_acme_mistakes(lines, key, needle):
     with pytest.raises(ConfigError) as info:
         parse(ACME + lines, source="r.toml")
     assert info.value.key == key and needle in str(info.value)
+
+
+def test_acme_needs_tls_and_domains():
+    acme = '[server.acme]\ndirectory_url = "https://ca.test/d"\nemail = "a@b.test"\n'
+    with pytest.raises(ConfigError, match="no tenant has domains") as info:
+        parse(BASE + acme)
+    assert info.value.key == "server.acme"
+    with_domain = BASE + 'domains = ["pypi.acme.test"]\n'
+    with pytest.raises(ConfigError, match="needs TLS"):
+        parse(with_domain + '[server]\ntls = "plain-http"\n' + acme)
+    c = parse(with_domain + acme + "http_port = 8080\n")
+    assert c.server.acme is not None and c.server.acme.http_port == 8080
 
 
 def test_drain_timeout_bounds():

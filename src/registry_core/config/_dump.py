@@ -108,6 +108,7 @@ def _server(w: _Writer, s: ServerConfig) -> None:
         w.put("challenge", s.acme.challenge)
         w.put("ca_bundle", s.acme.ca_bundle)
         w.put("allow_http", s.acme.allow_http)
+        w.put("http_port", s.acme.http_port)
 
 
 def _operations(w: _Writer, config: Config) -> None:

@@ -570,6 +570,7 @@ def _acme(c: _Checker, value: object) -> AcmeConfig:
         ),
         ca_bundle=c.optional(p, t, "ca_bundle", c.path_file),
         allow_http=allow_http,
+        http_port=c.integer((*p, "http_port"), t.get("http_port", 80), 1, 65535),
     )
 
 
@@ -1026,9 +1027,17 @@ def parse(text: str, *, source: str = "<string>", base_dir: str | None = None) -
         c.fail(("flags",), f"must be a table, not {_type_name(flags)}")
     for key, item in flags.items():
         _flag_value(c, ("flags", key), item)
+    server = _server(c, t.get("server", {}))
+    if server.acme is not None:
+        if server.tls == "plain-http":
+            c.fail(
+                ("server", "acme"), 'needs TLS: certificates are for tls = "self-signed" or "files"'
+            )
+        if not any(tc.domains for tc in tenants.values()):
+            c.fail(("server", "acme"), "no tenant has domains to get certificates for")
     return Config(
         version=SCHEMA_VERSION,
-        server=_server(c, t.get("server", {})),
+        server=server,
         storage=_storage(c, c.required((), t, "storage")),
         rate_limits=rate_limits,
         tenants=MappingProxyType(tenants),

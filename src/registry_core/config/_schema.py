@@ -107,6 +107,9 @@ class AcmeConfig:
     ca_bundle: str | None = None
     #: An ``http://`` directory on a loopback host (tests) only with this.
     allow_http: bool = False
+    #: The plain-HTTP port answering ``/.well-known/acme-challenge/`` (HTTP-01 validators
+    #: connect to port 80 of each domain; another port behind a port forward or in tests).
+    http_port: int = 80
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +307,75 @@ def _telemetry(config: Any) -> Any:
         return Telemetry(**{**options, "metrics": False})
 
 
+def _certificates(config: Any) -> tuple[Any, Any]:
+    """(CertificateStore, AcmeManager) for ``[server] certificates`` / ``[server.acme]``:
+    the store the TLS listener picks a certificate from by SNI (the tenants' domains), and
+    the manager that fills it from the ACME CA (Nones when not configured)."""
+    server = config.server
+    if server.certificates is None and server.acme is None:
+        return None, None
+    from ..certs import CertificateStore
+    from ..storage import STATE_DIR
+
+    where = server.certificates or str(Path(config.storage.directory) / STATE_DIR / "certs")
+    store = CertificateStore(where)
+    if server.acme is None:
+        return store, None
+    from ..certs import AcmeManager
+
+    a = server.acme
+    domains = [d for tenant in config.tenants.values() for d in tenant.domains]
+    manager = AcmeManager(
+        store,
+        directory_url=a.directory_url,
+        email=a.email,
+        domains=domains,
+        ca_bundle=a.ca_bundle,
+        challenge=a.challenge,
+        allow_http=a.allow_http,
+    )
+    return store, manager
+
+
+#: How often the ACME renewal thread looks for certificates due (renewal itself starts when
+#: less than a third of a certificate's lifetime is left).
+ACME_CHECK_S = 6 * 3600.0
+
+
+def _start_acme(manager: Any, host: str, http_port: int) -> Any:
+    """The HTTP-01 listener (plain HTTP answering only ``/.well-known/acme-challenge/``) and
+    a thread issuing what is due now, then checking every ACME_CHECK_S; returns the stop
+    function. A failed issuance is logged on stderr and retried at the next check: the
+    server keeps serving its default certificate meanwhile."""
+    from ..server import start_server
+
+    challenge = start_server(manager.challenge_app, host=host, port=http_port, tls=False)
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.is_set():
+            try:
+                got = manager.ensure_sync()
+                if got:
+                    print(
+                        f"registry-core serve: certificates issued: {', '.join(got)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+            except Exception as exc:
+                print(f"registry-core serve: ACME: {exc}", file=sys.stderr, flush=True)
+            stop.wait(ACME_CHECK_S)
+
+    thread = threading.Thread(target=renew, name="registry-core-acme", daemon=True)
+    thread.start()
+
+    def close() -> None:
+        stop.set()
+        challenge.stop()
+
+    return close
+
+
 def run_serve(args: argparse.Namespace) -> int:
     """Run the index server in the foreground until interrupted; returns the exit status."""
     from ..errors import RegistryCoreError
@@ -358,6 +428,9 @@ def run_serve(args: argparse.Namespace) -> int:
             return bool(started) and not started[0].draining and app.ready()
 
         served = telemetry.wrap(app, ready=ready)
+        certificates, acme = _certificates(config)
+        if acme is not None:
+            served = acme.wrap(served)
         tls = server.tls != "plain-http"
         quic = tls and server.http3
         v1 = config.default_tenant is not None and args.config is None
@@ -377,20 +450,32 @@ def run_serve(args: argparse.Namespace) -> int:
             line = f"registry-core: serving on {url} {where}; {what}"
             return f"{line}; certificate {handle.certfile}" if tls else line
 
-        return run_foreground(
-            served,
-            describe,
-            drain_timeout_s=server.drain_timeout_s,
-            on_start=started.append,
-            host=server.host,
-            port=server.port,
-            certfile=server.certfile if server.tls == "files" else None,
-            keyfile=server.keyfile if server.tls == "files" else None,
-            quic=quic,
-            limits=limits,
-            tls=tls,
-            pq_key_exchange=flags.is_enabled("PQ_KEY_EXCHANGE"),
-        )
+        def on_start(handle: Any) -> None:
+            started.append(handle)
+            if acme is not None:
+                assert server.acme is not None
+                extra.append(_start_acme(acme, server.host, server.acme.http_port))
+
+        extra: list[Any] = []
+        try:
+            return run_foreground(
+                served,
+                describe,
+                drain_timeout_s=server.drain_timeout_s,
+                on_start=on_start,
+                certificates=certificates,
+                host=server.host,
+                port=server.port,
+                certfile=server.certfile if server.tls == "files" else None,
+                keyfile=server.keyfile if server.tls == "files" else None,
+                quic=quic,
+                limits=limits,
+                tls=tls,
+                pq_key_exchange=flags.is_enabled("PQ_KEY_EXCHANGE"),
+            )
+        finally:
+            for stop in extra:
+                stop()
     except ModuleNotFoundError as exc:
         if str(exc).startswith(SERVER_EXTRA_HINT):
             return _fail(exc)

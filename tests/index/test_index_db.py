@@ -478,3 +478,47 @@ def test_pg_server_restart_and_outage(tmp_path: Path) -> None:
             store.close()
     finally:
         server.stop()
+
+
+def test_pg_first_opens_waiting_on_the_migration_lock(pg: Backend) -> None:
+    """Instances that all wait for the migration lock while another migrates (what two
+    servers starting together do): each then sees the schemas made meanwhile, none fails."""
+    import time
+
+    import psycopg
+
+    from registry_core._util._pg import _MIGRATIONS_LOCK
+    from registry_core.auth import TenantStore
+
+    n = 4
+    opened: list[object] = []
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            if i % 2:
+                opened.append(TenantStore(pg.dsn, tenant="acme", busy_timeout=1.0 + i))
+            else:
+                opened.append(pg.open("acme/main", max_connections=2 + i))
+        except BaseException as e:
+            errors.append(e)
+
+    with psycopg.connect(pg.dsn, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (_MIGRATIONS_LOCK,))
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(n)]
+        for th in threads:
+            th.start()
+        deadline = time.monotonic() + 60
+        while True:  # until every opener waits for the lock (a bounded poll: no event exists)
+            (waiting,) = holder.execute(
+                "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            ).fetchone()
+            if waiting == n or time.monotonic() > deadline or errors:
+                break
+            time.sleep(0.01)
+        holder.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATIONS_LOCK,))
+    for th in threads:
+        th.join()
+    for o in opened:
+        o.close()  # type: ignore[attr-defined]
+    assert errors == [] and waiting == n and len(opened) == n

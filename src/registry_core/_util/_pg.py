@@ -298,14 +298,13 @@ def migrate(
     newer: Callable[[int, int], Exception],
 ) -> int:
     """Bring ``component``'s tables in ``schema`` to ``len(migrations)`` (migration ``i`` is
-    version ``i + 1``, recorded in ``schema.schema_migrations``), in one transaction under an
-    advisory lock (two instances starting at once migrate once). ``newer(found, known)`` is
+    version ``i + 1``, recorded in ``schema.schema_migrations``), in one transaction under a
+    session advisory lock (two instances starting at once migrate once). ``newer(found, known)`` is
     raised when the database is ahead of this code. Returns the version."""
     psycopg = pool._psycopg
     ident = psycopg.sql.Identifier(schema)
 
-    def work(conn: Any) -> int:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATIONS_LOCK,))
+    def migrate_tx(conn: Any) -> int:
         conn.execute(psycopg.sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident))
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -327,4 +326,34 @@ def migrate(
             )
         return len(migrations)
 
-    return pool.run(schema, work)
+    def work(conn: Any) -> int:
+        # a session lock taken BEFORE the transaction: a transaction starting after the
+        # wait reads the catalog afresh, so it sees the schema another instance just made
+        # (inside one transaction, a wait on an advisory lock does not refresh PostgreSQL's
+        # catalog cache, and CREATE SCHEMA IF NOT EXISTS then fails on a duplicate)
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATIONS_LOCK,))
+        try:
+            with conn.transaction():
+                return migrate_tx(conn)
+        finally:
+            if not (conn.closed or conn.broken):
+                conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATIONS_LOCK,))
+
+    for attempt in range(3):
+        try:
+            return pool.run(schema, work, single=True)
+        except PackageIndexError as e:
+            # another instance created the same object at the same moment: run again, in a
+            # new transaction that sees it (belt and braces: the lock should prevent it)
+            dup = isinstance(
+                e.__cause__,
+                (
+                    psycopg.errors.UniqueViolation,
+                    psycopg.errors.DuplicateObject,
+                    psycopg.errors.DuplicateTable,
+                    psycopg.errors.DuplicateSchema,
+                ),
+            )
+            if not dup or attempt == 2:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover

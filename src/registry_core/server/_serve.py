@@ -633,7 +633,10 @@ def _config(
 
 
 def _reset(transport: Any) -> None:
-    sock = transport.get_extra_info("socket")
+    try:
+        sock = transport.get_extra_info("socket")
+    except AttributeError:  # an SSL transport whose protocol is already detached (closed)
+        sock = None
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

@@ -9,6 +9,7 @@ working. Messages say what was wrong and what to do about it.
 from __future__ import annotations
 
 __all__ = [
+    "AcmeError",
     "ArchiveError",
     "AuthenticationError",
     "BaseMismatchError",
@@ -42,6 +43,7 @@ __all__ = [
     "SignatureError",
     "SigningError",
     "SigningKeyError",
+    "StorageError",
     "TokenExpiredError",
     "TransportError",
     "UnknownFlagError",
@@ -243,6 +245,18 @@ class RateLimiterUnavailableError(PackageIndexError):
     """The rate limiter's backend (Redis) failed and the request kind fails closed (503)."""
 
     status = 503
+
+
+# -- storage and certificates ------------------------------------------------------------------
+
+
+class StorageError(RegistryCoreError, OSError):
+    """A storage backend failed (an object store unreachable, refused or throttled past its
+    retries). An OSError, so code treating storage I/O failures as such treats this one too."""
+
+
+class AcmeError(RegistryCoreError):
+    """The ACME server refused or failed an order (the message says which domain and why)."""
 
 
 # -- configuration -------------------------------------------------------------------------------

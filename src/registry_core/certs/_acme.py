@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from .._util import atomic_write
-from ..errors import InvalidArgumentError, RegistryCoreError
+from ..errors import AcmeError, InvalidArgumentError
 from ._store import CertificateStore, normalize_name
 
 __all__ = ["ACME_EXTRA_HINT", "AcmeError", "AcmeManager", "renewal_due"]
@@ -31,10 +31,6 @@ ACME_EXTRA_HINT = "ACME needs the acme extra: pip install 'registry-core[acme]'"
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
 
 log = logging.getLogger("registry_core.certs")
-
-
-class AcmeError(RegistryCoreError):
-    """The ACME server refused or failed an order (the message says which domain and why)."""
 
 
 def renewal_due(

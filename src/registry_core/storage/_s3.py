@@ -48,7 +48,7 @@ from ..errors import (
     DigestMismatchError,
     DuplicateFileError,
     InvalidArgumentError,
-    RegistryCoreError,
+    StorageError,
     UploadRejectedError,
 )
 from ._directory import STATE_DIR
@@ -66,9 +66,8 @@ _META = "sha256"
 _EMPTY_SHA256 = hashlib.sha256(b"").digest()
 
 
-class S3StorageError(RegistryCoreError, OSError):
-    """The object store failed (unreachable, refused, throttled past the retries). An OSError,
-    so code treating storage I/O failures as such treats this one the same way."""
+class S3StorageError(StorageError):
+    """The object store failed (unreachable, refused, throttled past the retries)."""
 
 
 def _error_code(exc: BaseException) -> tuple[str, int]:

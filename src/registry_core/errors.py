@@ -18,6 +18,7 @@ __all__ = [
     "CompressionError",
     "ConfigError",
     "CorruptPatchError",
+    "DatabaseUnavailableError",
     "DecompressionLimitError",
     "DeltaError",
     "DigestMismatchError",
@@ -248,6 +249,13 @@ class RateLimiterUnavailableError(PackageIndexError):
 
 
 # -- storage and certificates ------------------------------------------------------------------
+
+
+class DatabaseUnavailableError(PackageIndexError):
+    """The database cannot answer now: unreachable, timed out or overloaded (503). Retrying
+    later may succeed; nothing was half-written."""
+
+    status = 503
 
 
 class StorageError(RegistryCoreError, OSError):

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from ..errors import InvalidArgumentError, PackageIndexError
+from ..errors import DatabaseUnavailableError, InvalidArgumentError, PackageIndexError
 
 __all__ = ["Pool", "acquire_pool", "is_dsn", "migrate", "redact", "require_psycopg"]
 
@@ -60,11 +60,9 @@ def redact(dsn: str) -> str:
     return f"{user}@{where}" if user else where
 
 
-def unavailable(message: str) -> PackageIndexError:
+def unavailable(message: str) -> DatabaseUnavailableError:
     """The database cannot answer now (unreachable, timed out, overloaded): HTTP 503."""
-    err = PackageIndexError(message)
-    err.status = 503
-    return err
+    return DatabaseUnavailableError(message)
 
 
 class Pool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from ._app import RegistryApp
 from ._auth_middleware import PRINCIPAL_KEY, TENANT_KEY, AuthMiddleware
 from ._index_app import IndexApp
-from ._patch_store import PatchStore, PatchStoreStats
+from ._patch_store import PatchStore, PatchStoreStats, RedisPatchCache, SharedPatchCacheStats
 from ._serve import (
     ServerHandle,
     ServerLimits,
@@ -34,9 +34,11 @@ __all__ = [
     "MultiTenantApp",
     "PatchStore",
     "PatchStoreStats",
+    "RedisPatchCache",
     "RegistryApp",
     "ServerHandle",
     "ServerLimits",
+    "SharedPatchCacheStats",
     "Storage",
     "TenantRuntime",
     "build_app",

@@ -205,10 +205,22 @@ def cluster(tmp_path):
             owner="user:ci", scopes=[Scope.parse("acme", "read,upload,create:*")]
         )
         store.close()
-        # one after the other: two first starts at once on a fresh database can still race
-        # in the schema migration (reported; see docs/scale.md)
-        for instance in instances.values():
-            instance.start()
+        errors: list[BaseException] = []
+
+        def start(instance: Instance) -> None:
+            try:
+                instance.start()
+            except BaseException as exc:
+                errors.append(exc)
+
+        # at once, on a fresh database: both first starts migrate (one waits for the other)
+        starting = [threading.Thread(target=start, args=(i,)) for i in instances.values()]
+        for t in starting:
+            t.start()
+        for t in starting:
+            t.join(120)
+        if errors:
+            raise errors[0]
         proxy = _haproxy.HAProxy(tmp_path, {n: i.port for n, i in instances.items()})
         for name in instances:
             proxy.wait_state(name, "UP")

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AcmeError",
     "ArchiveError",
+    "AuditLogError",
     "AuthenticationError",
     "BaseMismatchError",
     "CacheError",
@@ -256,6 +257,10 @@ class DatabaseUnavailableError(PackageIndexError):
     later may succeed; nothing was half-written."""
 
     status = 503
+
+
+class AuditLogError(InvalidArgumentError):
+    """The audit log cannot be opened or used (locked by another writer, corrupt, bad entry)."""
 
 
 class StorageError(RegistryCoreError, OSError):

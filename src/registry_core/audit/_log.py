@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util import LRU, atomic_write
-from ..errors import InvalidArgumentError, SigningKeyError
+from ..errors import AuditLogError, SigningKeyError
 from ._events import AuditEvent
 from ._merkle import (
     EMPTY_ROOT,
@@ -68,10 +68,6 @@ _LOCK = "lock"
 _CHECKPOINT = "checkpoint"
 _HEADER = 8
 _MODE = 0o600
-
-
-class AuditLogError(InvalidArgumentError):
-    """The audit log cannot be opened or used (locked by another writer, corrupt, bad entry)."""
 
 
 class _Edge:

@@ -4,7 +4,8 @@
 entry point); ``python -m registry_core.cli`` does the same. One module per command group:
 ``_delta`` (diff, apply, info), ``_serve`` (serve), ``_token`` (token), ``_roles`` (role),
 ``_index`` (index, and the helpers that open a v1 directory or a v2 tenant), ``_proxy`` (proxy,
-proxy warm), ``_keys`` (keys), ``_security`` (security), ``_mcp`` (mcp), ``_config`` (config).
+proxy warm), ``_keys`` (keys), ``_security`` (security), ``_mcp`` (mcp), ``_config`` (config),
+``_audit`` (audit verify, show, keys).
 """
 
 from __future__ import annotations

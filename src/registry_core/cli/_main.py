@@ -29,6 +29,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``registry-core`` parser (cheap: no server, index or proxy imported)."""
+    from ._audit import add_audit_parser
     from ._config import add_config_parser
     from ._delta import add_delta_parsers
     from ._index import add_index_parser
@@ -55,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_keys_parser(sub)
     add_mcp_parser(sub)
     add_config_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 

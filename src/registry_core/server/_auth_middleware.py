@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._util import is_loopback
 from ..errors import AuthenticationError, PackageIndexError
+from ..telemetry._context import annotate
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -228,6 +229,7 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        annotate(tenant=self.store.tenant)
         try:
             creds = credentials(scope["headers"])
             principal = await authenticate_async(self.store, creds)
@@ -240,6 +242,8 @@ class AuthMiddleware:
                 method=scope.get("method", "GET"),
             )
             return
+        if principal.authenticated:
+            annotate(subject=principal.subject)
         scope = {**scope, PRINCIPAL_KEY: principal, TENANT_KEY: self.store.tenant}
         await self.app(scope, receive, send)
 

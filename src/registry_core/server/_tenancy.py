@@ -35,6 +35,7 @@ from ..errors import (
     RateLimitedError,
     RateLimiterUnavailableError,
 )
+from ..telemetry._context import annotate
 from ._auth_middleware import (
     PRINCIPAL_KEY,
     SESSION_COOKIE,
@@ -64,6 +65,9 @@ __all__ = ["PRINCIPAL_KEY", "TENANT_KEY", "MultiTenantApp", "TenantRuntime", "bu
 
 log = logging.getLogger("registry_core.server.tenancy")
 access_log = logging.getLogger("registry_core.server.access")
+# set by Telemetry.wrap when it writes the (JSON) access line itself: then this app's line is
+# left out (telemetry/_wrap.ACCESS_LOGGED_KEY; not imported: the wrapper is not cheap)
+ACCESS_LOGGED_KEY = "registry_core.access_logged"
 
 _UPLOAD_PATHS = ("/", "/legacy", "/legacy/")
 
@@ -680,6 +684,10 @@ class MultiTenantApp:
             return
         seen: dict[str, Any] = {"tenant": "-", "subject": "-", "status": 0, "logged": False}
 
+        if scope.get(ACCESS_LOGGED_KEY):
+            await self._handle(scope, receive, send, seen)  # telemetry writes the line
+            return
+
         def log_access() -> None:
             if seen["logged"] or not access_log.isEnabledFor(logging.INFO):
                 return
@@ -732,6 +740,7 @@ class MultiTenantApp:
             return
         runtime = self.tenants[route.tenant]
         seen["tenant"] = runtime.name
+        annotate(tenant=runtime.name)
         from ..auth import Principal
 
         auth_error: PackageIndexError | None = None
@@ -743,6 +752,8 @@ class MultiTenantApp:
         except AuthenticationError as exc:
             auth_error = exc
         seen["subject"] = principal.subject
+        if principal.authenticated:
+            annotate(subject=principal.subject)
 
         tenant_route = inner == "/_" or inner.startswith("/_/")
         target: tuple[_IndexEntry, str] | None = None

@@ -11,10 +11,11 @@
 
 Per other request: one server span (when tracing is on) whose tracer the components below
 reach through :func:`registry_core.telemetry.span`, one observation of the request metrics and
-one JSON access log line. The tenant, subject and route come from what the app told
-:func:`~registry_core.telemetry.annotate` (or the scope's ``registry_core.tenant`` key), the
-route template otherwise from :func:`route_template`. Telemetry never raises into a request: a
-failure of its own is logged and the request goes on.
+one JSON access log line (the app's scope then carries ``registry_core.access_logged``, so an
+app logging requests of its own can leave its line out). The tenant, subject and route come
+from what the app told :func:`~registry_core.telemetry.annotate` (or the scope's
+``registry_core.tenant`` key), the route template otherwise from :func:`route_template`.
+Telemetry never raises into a request: a failure of its own is logged and the request goes on.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ log = logging.getLogger("registry_core.telemetry")
 
 TENANT_KEY = "registry_core.tenant"  # server/_auth_middleware.TENANT_KEY (not imported: cheap)
 PRINCIPAL_KEY = "registry_core.principal"
+# in the scope the app sees when this wrapper writes the access line, so an app with a line of
+# its own (MultiTenantApp's registry_core.server.access) leaves it out: one line per request
+ACCESS_LOGGED_KEY = "registry_core.access_logged"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HEALTH = frozenset({"/healthz", "/readyz", "/metrics"})
 _DIST = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg")
@@ -360,6 +364,8 @@ class _Wrapped:
                     finish(False)  # recorded before the client has the whole answer
             await send(message)
 
+        if t._access is not None:
+            scope = {**scope, ACCESS_LOGGED_KEY: True}
         failed = False
         try:
             await self.app(scope, receive, tracked)

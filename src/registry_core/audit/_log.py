@@ -53,9 +53,9 @@ from ._tiles import (
     decode_bundle,
     encode_bundle,
     entries_path,
-    expand_tile,
+    expand_rows,
     parse_path,
-    split_hashes,
+    rows_weight,
     tile_path,
 )
 
@@ -115,6 +115,9 @@ class AuditLog:
     ``key_name``: the signed-note key name (default: the origin). A checkpoint is signed every
     ``checkpoint_every`` entries, on :meth:`checkpoint` and on :meth:`close`; appended entries
     are durable within ``flush_interval_s`` (or at once with :meth:`sync`).
+    Proofs read full tiles from disk, expanded (rows 0..7) into two LRUs bounded by bytes:
+    ``tile_cache_bytes`` for level-0 tiles, ``upper_cache_bytes`` for the tiles above (a few at
+    any size a disk holds: 16 at 1 M entries, so they stay resident whatever level 0 does).
     One writer per directory: a second one raises :class:`AuditLogError`.
     """
 
@@ -128,6 +131,8 @@ class AuditLog:
         checkpoint_every: int | None = 1024,
         flush_interval_s: float = 0.5,
         role: str = "audit",
+        tile_cache_bytes: int = 16 << 20,
+        upper_cache_bytes: int = 16 << 20,
     ) -> None:
         if not isinstance(origin, str) or not origin or any(c.isspace() for c in origin):
             raise AuditLogError(f"invalid audit log origin {str(origin)[:80]!r}")
@@ -145,7 +150,13 @@ class AuditLog:
         self._lock = threading.RLock()
         self._flush_lock = threading.RLock()  # one flush at a time (checkpoint re-enters)
         self._signers: list[NoteSigner] | None = None
-        self._tiles: LRU[tuple[int, int], list[list[bytes]]] = LRU(max_entries=64)
+        # expanded full tiles (rows as bytes): level 0, and the levels above kept apart
+        self._tiles: LRU[tuple[int, int], list[bytes]] = LRU(
+            max_bytes=tile_cache_bytes, weigh=rows_weight
+        )
+        self._upper: LRU[tuple[int, int], list[bytes]] = LRU(
+            max_bytes=upper_cache_bytes, weigh=rows_weight
+        )
         self._bundles: LRU[int, list[bytes]] = LRU(max_entries=16)
         self._failing = False
         self._checkpoint: bytes | None = None
@@ -189,6 +200,14 @@ class AuditLog:
         with open(self._path(rel), "rb") as f:
             return f.read(TILE_WIDTH * (MAX_ENTRY + 2) + 1)
 
+    def _read_tile(self, rel: str) -> bytes:
+        """A full tile's bytes with one ``pread`` (one more byte than a tile: too long shows)."""
+        fd = os.open(self._path(rel), os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return os.pread(fd, 32 * TILE_WIDTH + 1, 0)
+        finally:
+            os.close(fd)
+
     def _exists(self, rel: str) -> bool:
         return self._path(rel).is_file()
 
@@ -199,20 +218,29 @@ class AuditLog:
 
     # -- recovery ----------------------------------------------------------------------------
 
-    def _full_rows(self, tlevel: int, n: int) -> list[list[bytes]]:
-        rows = self._tiles.get((tlevel, n))
+    def _cache_for(self, tlevel: int) -> LRU[tuple[int, int], list[bytes]]:
+        return self._tiles if tlevel == 0 else self._upper
+
+    def _full_rows(self, tlevel: int, n: int) -> list[bytes]:
+        """Rows 0..7 of full tile ``tlevel``/``n`` (each row one bytes of 32-byte hashes)."""
+        cache = self._cache_for(tlevel)
+        rows = cache.get((tlevel, n))
         if rows is None:
             try:
-                data = self._read(tile_path(tlevel, n))
+                data = self._read_tile(tile_path(tlevel, n))
             except FileNotFoundError:
                 raise AuditLogError(f"audit log: tile {tlevel}/{n} is missing") from None
-            rows = expand_tile(split_hashes(data, TILE_WIDTH))
-            self._tiles.put((tlevel, n), rows)
+            if len(data) != 32 * TILE_WIDTH:
+                raise AuditLogError(
+                    f"audit log: tile {tlevel}/{n}: {len(data)} bytes, expected {32 * TILE_WIDTH}"
+                )
+            rows = expand_rows(data)
+            cache.put((tlevel, n), rows)
         return rows
 
     def _tile_root(self, tlevel: int, n: int) -> bytes:
         top = self._full_rows(tlevel, n)[TILE_HEIGHT - 1]
-        return node_hash(top[0], top[1])
+        return node_hash(top[:32], top[32:64])
 
     def _ensure_bundle(self, n: int, entries: list[bytes]) -> None:
         data = encode_bundle(entries)
@@ -244,7 +272,7 @@ class AuditLog:
         if not ok:
             _internal.warning("audit log %s: rewriting tile %s after a crash", self.directory, rel)
             self._write(rel, data)
-            self._tiles.discard((tlevel, n))
+            self._cache_for(tlevel).discard((tlevel, n))
         self._drop_partials(rel)
 
     def _read_journal(self) -> tuple[int, list[bytes]]:
@@ -446,16 +474,15 @@ class AuditLog:
         """The stored hash of the complete subtree at ``level``/``index`` (the merkle source)."""
         tlevel, r = divmod(level, TILE_HEIGHT)
         n, off = divmod(index << r, TILE_WIDTH)
-        if tlevel < len(self._edges) and n == self._edges[tlevel].index:
-            row = self._edges[tlevel].rows[r]
-        elif tlevel < len(self._edges) and n < self._edges[tlevel].index:
-            row = self._full_rows(tlevel, n)[r]
-        else:
-            raise AuditLogError(f"no subtree at level {level} index {index}")
         j = off >> r
-        if j >= len(row):
-            raise AuditLogError(f"no complete subtree at level {level} index {index}")
-        return row[j]
+        if tlevel < len(self._edges) and n == self._edges[tlevel].index:
+            edge_row = self._edges[tlevel].rows[r]
+            if j >= len(edge_row):
+                raise AuditLogError(f"no complete subtree at level {level} index {index}")
+            return edge_row[j]
+        if tlevel < len(self._edges) and n < self._edges[tlevel].index:
+            return self._full_rows(tlevel, n)[r][32 * j : 32 * j + 32]  # full: j is in range
+        raise AuditLogError(f"no subtree at level {level} index {index}")
 
     def _size(self, size: int | None) -> int:
         s = self.size if size is None else size

@@ -10,12 +10,11 @@ takes a ``fetch(path) -> bytes`` callable.
 
 from __future__ import annotations
 
+import hashlib
 import re
-import threading
 from collections.abc import Callable, Iterable
 
 from .._util import LRU
-from ._merkle import node_hash
 
 __all__ = [
     "TILE_HEIGHT",
@@ -25,8 +24,11 @@ __all__ = [
     "decode_bundle",
     "encode_bundle",
     "entries_path",
+    "expand_rows",
     "expand_tile",
     "parse_path",
+    "rows_weight",
+    "split_hashes",
     "tile_path",
     "tile_width",
 ]
@@ -35,6 +37,7 @@ TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
 MAX_ENTRY = 0xFFFF
 _MAX_LEVEL = 63
+_sha256 = hashlib.sha256
 
 _INDEX_PART = re.compile(r"x\d{3}")
 _LAST_PART = re.compile(r"\d{3}")
@@ -152,13 +155,36 @@ def decode_bundle(data: bytes, count: int | None = None) -> list[bytes]:
     return out
 
 
+def expand_rows(data: bytes) -> list[bytes]:
+    """Rows 0..7 of the subtree a tile's raw bytes span, each row one ``bytes`` of its complete
+    nodes (hash ``j`` of row ``r``: ``rows[r][32 * j : 32 * j + 32]``). One object per row,
+    not per hash: cheap to cache and to weigh, nothing for the garbage collector to walk."""
+    if len(data) % 32:
+        raise TileError(f"tile: {len(data)} bytes is not a whole number of hashes")
+    prefix = _sha256(b"\x01")  # node_hash(l, r) is SHA-256(0x01 || l || r): copy, not rehash
+    row = bytes(data)
+    rows = [row]
+    for _ in range(TILE_HEIGHT - 1):
+        out = []
+        for i in range(0, len(row) - 63, 64):
+            h = prefix.copy()
+            h.update(row[i : i + 64])
+            out.append(h.digest())
+        row = b"".join(out)
+        rows.append(row)
+    return rows
+
+
 def expand_tile(hashes: list[bytes]) -> list[list[bytes]]:
     """Rows 0..7 of the subtree a tile spans (row ``r``: the complete level-``r`` nodes)."""
-    rows = [hashes]
-    for _ in range(TILE_HEIGHT - 1):
-        prev = rows[-1]
-        rows.append([node_hash(prev[i], prev[i + 1]) for i in range(0, len(prev) - 1, 2)])
-    return rows
+    return [
+        [row[i : i + 32] for i in range(0, len(row), 32)] for row in expand_rows(b"".join(hashes))
+    ]
+
+
+def rows_weight(rows: list[bytes]) -> int:
+    """The memory an expanded tile holds (its bytes and the objects), for byte-bounded LRUs."""
+    return sum(len(r) for r in rows) + 64 * (len(rows) + 1)
 
 
 def split_hashes(data: bytes, width: int) -> list[bytes]:
@@ -170,16 +196,19 @@ def split_hashes(data: bytes, width: int) -> list[bytes]:
 
 class TileHashReader:
     """``hash_at(level, index)`` over the tiles of a tree of ``size``, read through
-    ``fetch(path) -> bytes`` (expanded tiles kept in an LRU)."""
+    ``fetch(path) -> bytes`` (expanded tiles kept in an LRU of at most ``cache_bytes``)."""
 
-    def __init__(self, fetch: Callable[[str], bytes], size: int, *, cache_tiles: int = 64) -> None:
+    def __init__(
+        self, fetch: Callable[[str], bytes], size: int, *, cache_bytes: int = 8 << 20
+    ) -> None:
         self.fetch = fetch
         self.size = size
-        self._cache: LRU[tuple[int, int, int], list[list[bytes]]] = LRU(max_entries=cache_tiles)
-        self._lock = threading.Lock()
+        self._cache: LRU[tuple[int, int, int], list[bytes]] = LRU(
+            max_bytes=cache_bytes, weigh=rows_weight
+        )
 
-    def rows(self, tlevel: int, n: int) -> list[list[bytes]]:
-        """The expanded tile ``tlevel``/``n`` of this tree (fetched once)."""
+    def rows(self, tlevel: int, n: int) -> list[bytes]:
+        """The expanded tile ``tlevel``/``n`` of this tree (fetched once while cached)."""
         width = tile_width(tlevel, n, self.size)
         if width == 0:
             raise TileError(f"tile {tlevel}/{n} is not part of a tree of size {self.size}")
@@ -187,7 +216,9 @@ class TileHashReader:
         rows = self._cache.get(key)
         if rows is None:
             data = self.fetch(tile_path(tlevel, n, width))
-            rows = expand_tile(split_hashes(data, width))
+            if len(data) != 32 * width:
+                raise TileError(f"tile: {len(data)} bytes, expected {32 * width}")
+            rows = expand_rows(data)
             self._cache.put(key, rows)
         return rows
 
@@ -195,9 +226,8 @@ class TileHashReader:
         tlevel, r = divmod(level, TILE_HEIGHT)
         first = index << r  # the first tile-level hash under this node
         n, off = divmod(first, TILE_WIDTH)
-        rows = self.rows(tlevel, n)
-        j = off >> r
-        row = rows[r]
-        if j >= len(row):
+        row = self.rows(tlevel, n)[r]
+        j = (off >> r) * 32
+        if j + 32 > len(row):
             raise TileError(f"no complete subtree at level {level} index {index}")
-        return row[j]
+        return row[j : j + 32]

@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -458,12 +459,52 @@ class AuditLog:
                         os.close(dfd)
         finally:
             os.close(fd)
+        self._restart_journal(durable_bundles)
+
+    def _restart_journal(self, durable_bundles: int) -> None:
+        """Replace the journal with one from bundle ``durable_bundles`` on. The new file is
+        written and fsynced outside ``_lock`` (proofs and appends go on); under it only the
+        entries appended meanwhile are added, the file renamed over the journal and the fd
+        swapped; the directory is fsynced before returning (``_flush_lock`` held throughout,
+        so no later flush calls anything durable before the rename is)."""
         with self._lock:
             drop = (durable_bundles - self._journal_start) * TILE_WIDTH
-            if drop > 0 and self._tail_fd is not None:
+            if drop <= 0 or self._tail_fd is None:
+                return
+            keep = self._journal[drop:]
+            seen = len(self._journal)
+        target = self._path(_TAIL)
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tail.", suffix=".tmp")
+        try:
+            os.fchmod(fd, _MODE)
+            data = durable_bundles.to_bytes(_HEADER, "big") + encode_bundle(keep)
+            if os.write(fd, data) != len(data):
+                raise OSError("short write of the audit journal")
+            os.fsync(fd)
+            with self._lock:
+                late = encode_bundle(self._journal[seen:])  # appended while we wrote
+                if late and os.write(fd, late) != len(late):
+                    raise OSError("short write of the audit journal")
+                os.replace(tmp, target)
+                tmp = ""
+                new_fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+                old, self._tail_fd = self._tail_fd, new_fd
                 del self._journal[:drop]
                 self._journal_start = durable_bundles
-                self._rewrite_journal()
+                if late:
+                    self._dirty = True
+            if old is not None:
+                os.close(old)
+        finally:
+            os.close(fd)
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        dfd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
 
     # -- reading -----------------------------------------------------------------------------
 

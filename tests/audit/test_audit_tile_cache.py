@@ -5,6 +5,7 @@ a damaged tile is a clear error, and the byte-row expansion matches the referenc
 from __future__ import annotations
 
 import random
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,3 +140,38 @@ def test_expanded_rows_match_the_reference_tree(width: int, salt: bytes) -> None
 def test_expand_rows_refuses_a_partial_hash() -> None:
     with pytest.raises(TileError):
         expand_rows(b"\x00" * 33)
+
+
+def test_journal_restarts_while_appends_go_on_lose_nothing(tmp_path: Path) -> None:
+    n_threads, per = 4, 700  # several bundles fill while the journal is being restarted
+    stop = threading.Event()
+    with _open(tmp_path / "log") as log:
+
+        def flush() -> None:
+            while not stop.is_set():
+                log.sync()
+
+        flusher = threading.Thread(target=flush)
+        flusher.start()
+
+        def writer(t: int) -> None:
+            for i in range(per):
+                log.append(b"%d:%d" % (t, i))
+
+        writers = [threading.Thread(target=writer, args=(t,)) for t in range(n_threads)]
+        for w in writers:
+            w.start()
+        for w in writers:
+            w.join()
+        stop.set()
+        flusher.join()
+        entries = [log.entry(i) for i in range(len(log))]
+        root = log.root()
+    assert sorted(entries) == sorted(
+        b"%d:%d" % (t, i) for t in range(n_threads) for i in range(per)
+    )
+    assert not list((tmp_path / "log").glob(".tail.*"))
+    with _open(tmp_path / "log") as log:
+        assert len(log) == n_threads * per
+        assert [log.entry(i) for i in range(len(log))] == entries
+        assert log.root() == root

@@ -1,7 +1,8 @@
 """Debian's haproxy in front of registry-core instances on loopback, started by the test.
 
 ``HAProxy(workdir, backends)`` writes a configuration (HTTP mode; health checks on ``/readyz``
-every 100 ms, one failure takes a server out and one success puts it back; ``retries 3``,
+every 100 ms, one failure -- or one refused connection of a real request -- takes a server
+out and one success puts it back; ``retries 3``,
 ``option redispatch 1`` so every retry may go to another server, ``retry-on
 all-retryable-errors`` so a request whose server refused the connection, reset it or closed it
 before answering is sent again), runs haproxy in the foreground and logs one line per request
@@ -73,7 +74,11 @@ class HAProxy:
         self.log = workdir / "haproxy.log"
         self.config = workdir / "haproxy.cfg"
         servers = "\n".join(
+            # observe layer4: the first refused connection takes a server out at once, not at
+            # the next health check, so a killed instance gets no more new requests than were
+            # being dispatched to it at that moment (each then retried on the other one)
             f"    server {name} 127.0.0.1:{port} check inter 100 fall 1 rise 1"
+            " observe layer4 error-limit 1 on-error mark-down"
             for name, port in backends.items()
         )
         self.config.write_text(

@@ -6,6 +6,8 @@
 - :mod:`._buffers`: the one check that turns a bytes-like argument into a flat byte view.
 - :mod:`._varint`: unsigned LEB128 integers, strict on decode.
 - :mod:`._net`: ``is_loopback`` (where plain HTTP is acceptable: config checks and the CLI).
+- :mod:`._sqlite`: the SQLite pragmas and versioned schema set-up the index database and the
+  tenant store share.
 - :mod:`._pg`: the PostgreSQL connection layer (pools per DSN, retries, error mapping) the
   index database and the tenant store share (psycopg imported on first use).
 - :mod:`._isolated`: a setuptools build in a subprocess and an isolated pip/uv/twine

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .._util._pg import acquire_pool, is_dsn, migrate, redact, release_pool
+from .._util._sqlite import prepare
 from ..errors import AuthenticationError, InvalidArgumentError
 
 __all__ = ["SCHEMA_VERSION", "PostgresBackend", "SQLiteBackend", "open_backend"]
@@ -131,20 +132,15 @@ class SQLiteBackend:
             raise
 
     def _setup(self, busy_timeout: float) -> None:
-        c = self._c()
-        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if self.where != ":memory:":
-            c.execute("PRAGMA journal_mode = WAL")
-        c.execute("PRAGMA synchronous = NORMAL")
-        with self.tx() as c:
-            (version,) = c.execute("PRAGMA user_version").fetchone()
-            if version == 0:
-                for stmt in SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise _newer(self.where, version, SCHEMA_VERSION)
+        prepare(
+            self._c(),
+            self.tx,
+            path=self.where,
+            busy_timeout=busy_timeout,
+            schema=SCHEMA,
+            version=SCHEMA_VERSION,
+            newer=lambda found: _newer(self.where, found, SCHEMA_VERSION),
+        )
 
     @property
     def closed(self) -> bool:

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+from .._util._sqlite import prepare
 from ..errors import DuplicateFileError, PackageIndexError
 from ._model import FileRecord, Project
 from ._names import version_key
@@ -177,26 +178,19 @@ class SQLiteIndexDB:
             raise
 
     def _setup(self, busy_timeout: float) -> None:
-        c = self._c()
-        c.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if self.path != ":memory:":
-            c.execute("PRAGMA journal_mode = WAL")
-        # WAL + NORMAL: a commit survives a process crash; an OS crash may lose the last
-        # commits but never corrupts the file (the stored artifacts are fsynced by storage)
-        c.execute("PRAGMA synchronous = NORMAL")
-        c.execute("PRAGMA foreign_keys = ON")
-        with self._tx() as c:
-            (version,) = c.execute("PRAGMA user_version").fetchone()
-            if version == 0:
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
-                c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise PackageIndexError(
-                    f"{self.path}: index database schema {version} is newer than this "
-                    f"registry-core understands ({SCHEMA_VERSION}); upgrade registry-core"
-                )
+        prepare(
+            self._c(),
+            self._tx,
+            path=self.path,
+            busy_timeout=busy_timeout,
+            schema=_SCHEMA,
+            version=SCHEMA_VERSION,
+            foreign_keys=True,
+            newer=lambda found: PackageIndexError(
+                f"{self.path}: index database schema {found} is newer than this "
+                f"registry-core understands ({SCHEMA_VERSION}); upgrade registry-core"
+            ),
+        )
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -125,6 +125,27 @@ CATALOGUE: Mapping[str, Flag] = _catalogue(
         "refuses them and negotiation never picks them.",
     ),
     Flag(
+        "ML_LEARNED_EVICTION",
+        Stage.EXPERIMENTAL,
+        "ml",
+        "The learned cache eviction policy (gradient-boosted trees on request features) for the "
+        "patch and proxy caches. Off: the configured simple policy (LRU, SIEVE or S3-FIFO).",
+    ),
+    Flag(
+        "ML_PREDICTIVE_PREFETCH",
+        Stage.EXPERIMENTAL,
+        "ml",
+        "Predicted next downloads drive patch precomputation on the server and prefetch in the "
+        "proxy. Off: only the previous releases are precomputed and nothing is prefetched.",
+    ),
+    Flag(
+        "ML_ANOMALY_DETECTION",
+        Stage.EXPERIMENTAL,
+        "ml",
+        "Online anomaly scoring of requests and typosquatting checks at upload, reported to the "
+        "audit log and metrics (never blocking). Off: nothing is scored.",
+    ),
+    Flag(
         "PGO_BUILDS",
         Stage.EXPERIMENTAL,
         "build",

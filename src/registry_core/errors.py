@@ -29,6 +29,8 @@ __all__ = [
     "IdentityProviderError",
     "InvalidArgumentError",
     "InvalidTypeError",
+    "MLError",
+    "ModelError",
     "NativeCoreError",
     "NegotiationError",
     "NotFoundError",
@@ -47,6 +49,7 @@ __all__ = [
     "SigningKeyError",
     "StorageError",
     "TokenExpiredError",
+    "TraceError",
     "TransportError",
     "UnknownFlagError",
     "UploadRejectedError",
@@ -317,3 +320,17 @@ class SigningKeyError(SigningError):
 class SignatureError(SigningError):
     """Verification failed closed: the message names what is missing or wrong (which role,
     which key id, which algorithm, which digest)."""
+
+
+class MLError(RegistryCoreError):
+    """A failure of the optional ML layer (``registry_core.ml``): training, models, traces."""
+
+
+class ModelError(MLError, ValueError):
+    """A model artifact that cannot be used: unknown kind or version, truncated or corrupt bytes,
+    a digest or signature that does not match, features that do not fit; nothing was loaded."""
+
+
+class TraceError(MLError, ValueError):
+    """An access trace that cannot be read: the message gives the file, the line or record and
+    what was wrong."""

@@ -39,7 +39,7 @@ def test_every_truncation_and_bit_flip_is_refused():
     for cut in range(len(data)):
         with pytest.raises(ModelError):
             ModelArtifact.from_bytes(data[:cut])
-    for i in list(range(0, 9)) + [len(data) - 1, len(data) - 30]:
+    for i in [*range(9), len(data) - 1, len(data) - 30]:
         bad = bytearray(data)
         bad[i] ^= 0x01
         with pytest.raises(ModelError):

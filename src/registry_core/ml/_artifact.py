@@ -7,7 +7,8 @@ it expects, the seed, and a model card in markdown. The model registry stores th
 prediction gateway loads them, so both only deal with this one shape.
 
 The byte form is ``b"RCML"``, a format version byte, a u32 big-endian length, that many bytes of
-UTF-8 JSON (everything but the payload, plus the payload's SHA-256), then the payload. ``from_bytes``
+UTF-8 JSON (everything but the payload, plus the payload's SHA-256), then the payload.
+``from_bytes``
 checks the magic, the version, every length against the bytes present and the payload digest, so a
 truncated or altered artifact raises :class:`~registry_core.errors.ModelError` and nothing loads.
 No numpy here: the payload's own format belongs to the module of its kind.

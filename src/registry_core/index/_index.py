@@ -47,6 +47,7 @@ from ._names import ParsedFilename, is_valid_name, normalize, parse_filename, ve
 
 if TYPE_CHECKING:
     from ..storage import WritableStorage
+    from ._checks import UploadChecks
 
 __all__ = ["DB_FILENAME", "TENANT_DB_FILENAME", "Index", "RebuildReport"]
 
@@ -89,7 +90,10 @@ class Index:
     when the storage has no state directory), owns it and closes it; tokens of the index's
     old ``tokens`` table are imported into it (idempotent). ``tenant`` / ``name`` place the
     index: its resource is ``Resource(tenant, name)``. ``audit`` receives upload, yank and
-    denial events (default: the store's sink).
+    denial events (default: the store's sink). ``checks`` (:class:`~registry_core.index.
+    _checks.UploadChecks`) run on each new file once validated, before it is stored: their
+    findings are audited as ``upload.suspicious``, and with the ``"refuse"`` action a severe one
+    rejects the upload.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class Index:
         tenant: str = "default",
         name: str = "main",
         audit: AuditSink | None = None,
+        checks: UploadChecks | None = None,
     ) -> None:
         for option, value in (
             ("max_file_bytes", max_file_bytes),
@@ -128,6 +133,7 @@ class Index:
         self.max_metadata_bytes = max_metadata_bytes
         self.max_unpacked_bytes = max_unpacked_bytes
         self.on_upload = on_upload
+        self.checks = checks
         self._locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
         self._rebuild_lock = threading.Lock()
         try:
@@ -446,6 +452,8 @@ class Index:
                 tags=parsed.tags,
                 uploader=who.subject,
             )
+            if self.checks is not None:
+                self._run_checks(record, staged, metadata, who, action == "create")
             staged.seek(0)
             stored = self._store(record, staged, metadata, meta.name)
         if stored is record:
@@ -464,6 +472,32 @@ class Index:
             except Exception:
                 log.exception("on_upload callback failed for %s", record.filename)
         return stored
+
+    def _run_checks(
+        self,
+        record: FileRecord,
+        staged: BinaryIO,
+        metadata: bytes,
+        who: Principal,
+        new_project: bool,
+    ) -> None:
+        from ._checks import UploadCandidate
+
+        assert self.checks is not None
+        candidate = UploadCandidate(
+            project=record.project,
+            filename=record.filename,
+            version=record.version,
+            kind=record.kind,
+            size=record.size,
+            sha256=record.sha256,
+            metadata=metadata,
+            file=staged,
+            new_project=new_project,
+            uploader=who.subject,
+            tenant=self.tenant,
+        )
+        self.checks.enforce(candidate, self.audit, subject=who.subject)
 
     @staticmethod
     def _check_fields(

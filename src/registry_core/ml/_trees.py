@@ -365,9 +365,11 @@ class TreeEnsemble:
 
     def _link(self, raw: np.ndarray) -> np.ndarray:
         if self.link == "sigmoid":
-            return 1.0 / (1.0 + np.exp(-self.link_param * raw))
+            with np.errstate(over="ignore"):  # exp(+big) = inf gives 0.0, as LightGBM does
+                return 1.0 / (1.0 + np.exp(-self.link_param * raw))
         if self.link == "exp":
-            return np.exp(raw)
+            with np.errstate(over="ignore"):
+                return np.exp(raw)
         if self.link == "softmax":
             z = np.exp(raw - raw.max(axis=1, keepdims=True))
             return z / z.sum(axis=1, keepdims=True)
@@ -408,9 +410,10 @@ class TreeEnsemble:
             total /= len(starts) - 1
         raw = self.base_score + total
         if self.link == "sigmoid":
-            return 1.0 / (1.0 + math.exp(-self.link_param * raw))
+            z = -self.link_param * raw
+            return 0.0 if z > 709.0 else 1.0 / (1.0 + math.exp(z))
         if self.link == "exp":
-            return math.exp(raw)
+            return math.inf if raw > 709.0 else math.exp(raw)
         return raw
 
     # -- bytes ----------------------------------------------------------------------------

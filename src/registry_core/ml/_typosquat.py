@@ -70,6 +70,11 @@ _NEAR: dict[str, str] = {
     "8": "79b",
     "9": "80g",
 }
+#: The inverse: which intended characters a typed one may stand for.
+_NEAR_FROM: dict[str, str] = {
+    typed: "".join(sorted(k for k, v in _NEAR.items() if typed in v))
+    for typed in {c for v in _NEAR.values() for c in v}
+}
 #: Multi-character look-alikes (either direction).
 _HOMOGLYPHS: tuple[tuple[str, str], ...] = (
     ("rn", "m"),
@@ -166,6 +171,14 @@ class TyposquatCheck:
 
     def _inverse_edits(self, n: str) -> Iterator[tuple[str, str]]:
         long_enough = len(n) >= self.min_length
+        if n in self._joined:
+            yield self._joined[n], "separator-removed"
+        if "-" in n:
+            yield n.replace("-", ""), "separator-added"
+        words = n.split("-")
+        if 2 <= len(words) <= 6:
+            for p in permutations(words):
+                yield "-".join(p), "swapped-words"
         if long_enough:
             for i in range(len(n) - 1):
                 if n[i] == n[i + 1]:
@@ -175,15 +188,8 @@ class TyposquatCheck:
                     yield n[:i] + c + n[i:], "omitted-character"
             for i in range(len(n) - 1):
                 yield n[:i] + n[i + 1] + n[i] + n[i + 2 :], "swapped-characters"
-        words = n.split("-")
-        if 2 <= len(words) <= 6:
-            for p in permutations(words):
-                yield "-".join(p), "swapped-words"
-        if n in self._joined:
-            yield self._joined[n], "separator-removed"
-        if long_enough:
             for i, ch in enumerate(n):
-                for c in _NEAR.get(ch, ""):
+                for c in _NEAR_FROM.get(ch, ""):
                     yield n[:i] + c + n[i + 1 :], "common-typo"
             for a, b in _HOMOGLYPHS:
                 for src, dst in ((a, b), (b, a)):
@@ -197,9 +203,11 @@ class TyposquatCheck:
         for suffix in _SUFFIXES:
             if n.endswith(suffix) and len(n) > len(suffix):
                 yield n[: -len(suffix)].strip("-"), "affix"
-        stripped = n.rstrip("0123456789").rstrip("-")
-        if stripped != n and stripped:
-            yield stripped, "version-suffix"
+        digits = len(n) - len(n.rstrip("0123456789"))
+        for k in range(1, digits + 1):
+            stripped = n[:-k].rstrip("-")
+            if stripped:
+                yield stripped, "version-suffix"
 
     def check(self, upload: UploadCandidate) -> Sequence[Finding]:
         """Findings for a new project only: uploads to an existing project are its owners'."""

@@ -7,6 +7,7 @@ not produce a wheel with two ``.dist-info`` directories or a 2 MB METADATA.
 
 from __future__ import annotations
 
+import gzip
 import io
 import tarfile
 import zipfile
@@ -20,6 +21,12 @@ def core_metadata(
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
     return ("\n".join(lines) + "\n" + extra + "\n").encode()
+
+
+def _member(path: str) -> zipfile.ZipInfo:
+    """A zip member with a fixed date: the same call gives the same bytes at any time (a plain
+    name would stamp the clock's time, so two builds a moment apart could differ)."""
+    return zipfile.ZipInfo(path, (2024, 1, 1, 0, 0, 0))
 
 
 def make_wheel(
@@ -38,12 +45,14 @@ def make_wheel(
     dist_info = dist_info or f"{escaped}-{version}.dist-info"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression) as zf:
-        zf.writestr(f"{escaped}/__init__.py", b"VALUE = 1\n")
+        zf.writestr(_member(f"{escaped}/__init__.py"), b"VALUE = 1\n", compression)
         if with_metadata:
-            zf.writestr(f"{dist_info}/METADATA", metadata or core_metadata(name, version))
-        zf.writestr(f"{dist_info}/WHEEL", b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n")
+            meta = metadata or core_metadata(name, version)
+            zf.writestr(_member(f"{dist_info}/METADATA"), meta, compression)
+        wheel = b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\n"
+        zf.writestr(_member(f"{dist_info}/WHEEL"), wheel, compression)
         for path, data in (members or {}).items():
-            zf.writestr(path, data)
+            zf.writestr(_member(path), data, compression)
     return buf.getvalue()
 
 
@@ -58,7 +67,11 @@ def make_sdist(
     """A tar.gz sdist with ``{stem}/PKG-INFO`` (when ``pkg_info`` is not None); ``before``:
     members written ahead of it (for decompression bounds), ``members`` after it."""
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+    # mtime=0 in the gzip header, for the same reason as _member
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tf,
+    ):
 
         def add(path: str, data: bytes) -> None:
             info = tarfile.TarInfo(path)
@@ -85,6 +98,7 @@ def make_zip_sdist(stem: str, *, pkg_info: bytes | None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         if pkg_info is not None:
-            zf.writestr(f"{stem}/PKG-INFO", pkg_info)
-        zf.writestr(f"{stem}/setup.py", b"from setuptools import setup\nsetup()\n")
+            zf.writestr(_member(f"{stem}/PKG-INFO"), pkg_info, zipfile.ZIP_DEFLATED)
+        setup = b"from setuptools import setup\nsetup()\n"
+        zf.writestr(_member(f"{stem}/setup.py"), setup, zipfile.ZIP_DEFLATED)
     return buf.getvalue()

@@ -57,9 +57,12 @@ def make_wheel(version: str, sources: list[tuple[str, bytes]]) -> bytes:
             zf.writestr(
                 zipfile.ZipInfo(f"pkg/{name}", (2024, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED
             )
+        # a fixed date: a plain name would stamp the clock's time (2 s resolution), so the test
+        # and its server, building the "same" wheel a moment apart, could disagree on its bytes
         zf.writestr(
-            f"pkg-{version}.dist-info/METADATA",
+            zipfile.ZipInfo(f"pkg-{version}.dist-info/METADATA", (2024, 1, 1, 0, 0, 0)),
             f"Metadata-Version: 2.1\nName: pkg\nVersion: {version}\n",
+            zipfile.ZIP_DEFLATED,
         )
     return buf.getvalue()
 

@@ -12,9 +12,10 @@ an entry that fails (truncated, flipped bits, foreign file) is deleted and repor
 so it is computed again. A "not worth sending" result is an entry with its own magic and no
 payload: :meth:`PatchStore.get` returns ``b""`` for it, so it is not recomputed either.
 
-The total size of the entries is bounded (``max_bytes``): a put that goes over it evicts the
-entries least recently written or read (file mtimes; a read touches its entry) down to 90 %
-of the bound. The size is counted from a scan at construction plus what this object wrote;
+The total size of the entries is bounded (``max_bytes``): a put that goes over it evicts
+entries down to 90 % of the bound, chosen by an eviction ``policy`` (a
+:class:`registry_core.eviction.EvictionPolicy`: least recently written or read by default; file
+mtimes order the entries found at start, and a read touches its entry). The size is counted from a scan at construction plus what this object wrote;
 entries written by another process meanwhile are counted at the next construction.
 
 :class:`RedisPatchCache` is the tier shared by several instances (on several machines): the
@@ -39,6 +40,7 @@ from typing import NamedTuple
 
 from .._util import atomic_write
 from ..errors import CacheError, InvalidArgumentError
+from ..eviction import EvictionPolicy, LRUEviction
 
 __all__ = [
     "PatchStore",
@@ -86,17 +88,27 @@ class PatchStore:
     None when there is no (intact) entry. ``put(base, target, mode, patch)`` stores one
     (``b""`` records "not worth it"). ``base``/``target`` are raw 32-byte SHA-256 digests,
     ``mode`` a short lower-case word (``"archive"``, ``"binary"``). Thread-safe; every method
-    blocks on the file system (RegistryApp calls them in worker threads).
+    blocks on the file system (RegistryApp calls them in worker threads). ``policy`` picks
+    the entries to evict (keys: entry paths; LRU when None); ``clock`` is the time it is given.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, max_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        max_bytes: int = 1 << 30,
+        policy: EvictionPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
             raise InvalidArgumentError(f"max_bytes must be an integer >= 1, got {max_bytes!r}")
         self.directory = Path(directory)
         self.max_bytes = max_bytes
+        self.policy: EvictionPolicy = policy if policy is not None else LRUEviction()
+        self._clock = clock
         self.stats = PatchStoreStats()
         self._lock = threading.Lock()
-        # entry path -> size on disk, oldest first (by mtime at the scan, then use order)
+        # entry path -> size on disk (the policy holds the order)
         self._sizes: OrderedDict[str, int] = OrderedDict()
         self._total = 0
         self._scan()
@@ -128,8 +140,10 @@ class PatchStore:
                     found.append((st.st_mtime_ns, entry.path, st.st_size))
         found.sort()
         with self._lock:
-            for _, path, size in found:
+            now = self._clock()
+            for _, path, size in found:  # oldest first
                 self._sizes[path] = size
+                self.policy.record_insert(path, size, now)
             self._total = sum(self._sizes.values())
 
     @property
@@ -155,6 +169,7 @@ class PatchStore:
             size = self._sizes.pop(path, None)
             if size is not None:
                 self._total -= size
+                self.policy.record_remove(path)
 
     def _drop(self, path: str) -> None:
         with contextlib.suppress(OSError):
@@ -218,11 +233,14 @@ class PatchStore:
             self._count("write_errors")
             return False
         with self._lock:
-            old = self._sizes.pop(path, 0)
-            self._sizes[path] = size
-            self._total += size - old
+            old = self._sizes.pop(path, None)
+            if old is not None:  # replaced: the policy learns of it again below
+                self.policy.record_remove(path)
+            self._total += size - (old or 0)
             self.stats.writes += 1
-            victims = self._victims()
+            victims = self._victims()  # before the new entry is known: never a victim
+            self._sizes[path] = size
+            self.policy.record_insert(path, size, self._clock())
         for victim in victims:
             with contextlib.suppress(OSError):
                 os.unlink(victim)
@@ -246,16 +264,21 @@ class PatchStore:
             os.utime(path)
         with self._lock:
             if path in self._sizes:
-                self._sizes.move_to_end(path)
+                self.policy.record_access(path, self._clock())
 
     def _victims(self) -> list[str]:
-        """Under the lock: the oldest entries to remove so the total is back under 90 %."""
+        """Under the lock, with ``_total`` already counting a new entry that is not in
+        ``_sizes`` yet: the policy's victims, removed from the books, so the total is
+        back under 90 % (the new entry is never one: the policy does not know it yet)."""
         if self._total <= self.max_bytes:
             return []
         goal = self.max_bytes * 9 // 10
         out = []
-        while self._total > goal and len(self._sizes) > 1:
-            path, size = self._sizes.popitem(last=False)
+        for path in self.policy.choose_victims(self._total - goal):
+            size = self._sizes.pop(path, None)
+            self.policy.record_remove(path)
+            if size is None:  # a policy naming what it was not told of: nothing to do
+                continue
             self._total -= size
             self.stats.evicted += 1
             out.append(path)

@@ -15,8 +15,9 @@ payload: :meth:`PatchStore.get` returns ``b""`` for it, so it is not recomputed 
 The total size of the entries is bounded (``max_bytes``): a put that goes over it evicts
 entries down to 90 % of the bound, chosen by an eviction ``policy`` (a
 :class:`registry_core.eviction.EvictionPolicy`: least recently written or read by default; file
-mtimes order the entries found at start, and a read touches its entry). The size is counted from a scan at construction plus what this object wrote;
-entries written by another process meanwhile are counted at the next construction.
+mtimes order the entries found at start, and a read touches its entry). The size is counted
+from a scan at construction plus what this object wrote; entries written by another process
+meanwhile are counted at the next construction.
 
 :class:`RedisPatchCache` is the tier shared by several instances (on several machines): the
 same pairs in Redis, each computed by one instance under a lease (``cache._lock.RedisLock``)

@@ -3,7 +3,8 @@
 Fields: ``time`` (UTC, RFC 3339, the request's arrival), ``request_id``, ``tenant``,
 ``method``, ``route`` (the template), ``path`` (without the query string: it may carry a
 sign-in code), ``status``, ``bytes`` (response body), ``duration_ms``, ``subject`` (the
-principal, ``-`` when anonymous or unknown), ``trace_id`` when traced. Never a header, a
+principal, ``-`` when anonymous or unknown), ``client`` (the peer address of the connection,
+from the ASGI scope, when the server gives one), ``trace_id`` when traced. Never a header, a
 cookie, a token or a query string.
 """
 
@@ -47,6 +48,7 @@ def access_line(
     duration_s: float,
     subject: str | None,
     trace_id: str | None = None,
+    client: str | None = None,
 ) -> str:
     """The JSON line of one request (keys in a fixed order; non-ASCII escaped)."""
     record: dict[str, Any] = {
@@ -61,6 +63,8 @@ def access_line(
         "duration_ms": round(duration_s * 1000, 3),
         "subject": subject or "-",
     }
+    if client:
+        record["client"] = client
     if trace_id:
         record["trace_id"] = trace_id
     return _ENCODER.encode(record)

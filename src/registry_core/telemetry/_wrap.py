@@ -125,6 +125,16 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return None
 
 
+def _peer(scope: Scope) -> str | None:
+    """The connection's peer address (the ASGI scope's ``client`` host), never a forwarded
+    header: behind a reverse proxy this is the proxy's address."""
+    client = scope.get("client")
+    if not client:
+        return None
+    host = str(client[0])
+    return host[:64] if host else None
+
+
 def _loopback(scope: Scope) -> bool:
     client = scope.get("client")
     if not client:
@@ -475,6 +485,7 @@ class _Wrapped:
                     duration_s=duration,
                     subject=subject if isinstance(subject, str) else None,
                     trace_id=trace_id,
+                    client=_peer(scope),
                 )
             )
 

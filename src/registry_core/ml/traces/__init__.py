@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from ._catalogue import infer_catalogue
 from ._generate import TrafficModel, diurnal_profile, generate
+from ._readers import (
+    ReadStats,
+    classify,
+    client_id,
+    infer_held,
+    load_trace,
+    read_access_log,
+    read_nginx,
+    read_oracle_general,
+    write_oracle_general,
+)
 from ._record import (
     CLIENT_TYPES,
     KINDS,
@@ -20,19 +31,30 @@ from ._record import (
     client_type,
     summarize,
 )
+from ._split import split_by_time
 
 __all__ = [
     "CLIENT_TYPES",
     "KINDS",
     "Catalogue",
     "Episode",
+    "ReadStats",
     "Release",
     "Request",
     "Trace",
     "TrafficModel",
+    "classify",
+    "client_id",
     "client_type",
     "diurnal_profile",
     "generate",
     "infer_catalogue",
+    "infer_held",
+    "load_trace",
+    "read_access_log",
+    "read_nginx",
+    "read_oracle_general",
+    "split_by_time",
     "summarize",
+    "write_oracle_general",
 ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import itertools
 import math
 import random
 from dataclasses import asdict, dataclass, replace
@@ -106,7 +107,7 @@ class TrafficModel:
     sdist_share: float = 0.06
     size_median: float = 150_000.0
     size_sigma: float = 1.6
-    developers: int = 1500
+    developers: int = 2500
     dev_projects_mean: float = 10.0
     dev_active_weekday: float = 0.55
     dev_sessions_mean: float = 1.5
@@ -115,10 +116,10 @@ class TrafficModel:
     upgrade_lag_median_days: float = 3.0
     upgrade_lag_sigma: float = 1.3
     never_upgrade_share: float = 0.5
-    ci_pipelines: int = 120
-    ci_runs_per_day: float = 2.0
+    ci_pipelines: int = 60
+    ci_runs_per_day: float = 1.5
     ci_pinned_median: float = 15.0
-    ci_matrix: int = 3
+    ci_matrix: int = 2
     ci_bump_lag_median_days: float = 2.0
     ci_weekend_activity: float = 0.2
     mirrors: int = 2
@@ -222,6 +223,7 @@ class _Project:
     base_size: float
     releases: list[Release]
     times: list[float]
+    files_cum: list[int]  # files listed after 0, 1, ... releases
 
 
 class _Gen:
@@ -329,7 +331,14 @@ class _Gen:
             cat.projects[name] = releases
             projects.append(
                 _Project(
-                    name, rank, weight, binary, base_size, releases, [r.time for r in releases]
+                    name,
+                    rank,
+                    weight,
+                    binary,
+                    base_size,
+                    releases,
+                    [r.time for r in releases],
+                    list(itertools.accumulate((len(r.files) for r in releases), initial=0)),
                 )
             )
         # dependents: proportional to popularity, heavy-tailed (assumption, see docs)
@@ -380,7 +389,7 @@ class _Gen:
                     p.name,
                     "",
                     "",
-                    300 + 180 * sum(len(r.files) for r in p.releases if r.time <= t),
+                    self.page_size(p, t),
                     route="/simple/{project}/",
                     held=held,
                     label=label,
@@ -417,6 +426,11 @@ class _Gen:
             )
         )
         return t + size / 50e6
+
+    @staticmethod
+    def page_size(p: _Project, t: float) -> int:
+        """Bytes of the project's simple page at ``t`` (grows with the files listed)."""
+        return 300 + 180 * p.files_cum[bisect.bisect_right(p.times, t)]
 
     @staticmethod
     def released(p: _Project, t: float) -> Release | None:
@@ -649,7 +663,6 @@ class _Gen:
             t = rng.expovariate(1.0 / m.proxy_revalidate_s)
             while t < self.end and sub:
                 p = sub[min(bisect.bisect_left(sub_cum, rng.random() * acc), len(sub) - 1)]
-                n_files = sum(len(r.files) for r in p.releases if r.time <= t)
                 self.out.append(
                     Request(
                         t,
@@ -658,7 +671,7 @@ class _Gen:
                         p.name,
                         "",
                         "",
-                        300 + 180 * n_files,
+                        self.page_size(p, t),
                         route="/simple/{project}/",
                     )
                 )
@@ -679,7 +692,7 @@ class _Gen:
                         p.name,
                         "",
                         "",
-                        300 + 180 * len(p.releases),
+                        self.page_size(p, t),
                         route="/simple/{project}/",
                     )
                 )
@@ -745,7 +758,7 @@ class _Gen:
                                     p.name,
                                     "",
                                     "",
-                                    300 + 180 * len(p.releases),
+                                    self.page_size(p, t),
                                     route="/simple/{project}/",
                                     label=kind,
                                 )

@@ -65,7 +65,10 @@ class Request:
     @property
     def key(self) -> str:
         """The cache object key: ``project/filename`` for files, ``project/filename.metadata``
-        for metadata, ``project/`` for a project page, else the route (or the kind)."""
+        for metadata, ``project/`` for a project page, else the route (or the kind); the bare
+        object id for oracleGeneral records (no project)."""
+        if self.filename and not self.project:
+            return self.filename
         if self.filename:
             if self.kind == "metadata":
                 return f"{self.project}/{self.filename}.metadata"

@@ -12,6 +12,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _packages import client_env, run, tool
+from _servers import pki  # noqa: F401 (the session fixture)
 from registry_core.audit import MemorySink
 from registry_core.auth import Principal
 from registry_core.errors import (
@@ -204,9 +206,7 @@ def test_bad_names_refused(index, tmp_path, name):
         ModelRegistry(index, state_dir=tmp_path).publish(_artifact(), name=name)
 
 
-def test_pip_downloads_the_model_from_our_index(tmp_path, pki):
-    from _packages import client_env, run, tool
-
+def test_pip_downloads_the_model_from_our_index(tmp_path, pki):  # noqa: F811
     from registry_core.server import IndexApp, start_server
 
     ca, cert, key = pki
@@ -245,6 +245,3 @@ def test_pip_downloads_the_model_from_our_index(tmp_path, pki):
         got = list(out.iterdir())
         assert [p.name for p in got] == [v2.filename]
         assert hashlib.sha256(got[0].read_bytes()).hexdigest() == v2.sha256
-
-
-from _servers import pki  # noqa: E402, F401 (the session fixture)

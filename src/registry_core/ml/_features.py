@@ -172,7 +172,7 @@ class RedisFeatureStore:
         if not keys:
             return []
         try:
-            raw = self._client.mget([self.prefix + k for k in keys])
+            raw: list[Any] = list(self._client.mget([self.prefix + k for k in keys]))
         except self._errors as exc:
             raise MLError(f"feature store read failed: {type(exc).__name__}") from None
         out: list[tuple[float, ...] | None] = []
@@ -180,7 +180,7 @@ class RedisFeatureStore:
             if not blob or len(blob) % 8 or len(blob) > 8 * 64:
                 out.append(None)
                 continue
-            values = struct.unpack(f">{len(blob) // 8}d", bytes(blob))
+            values = struct.unpack(f">{len(blob) // 8}d", blob)
             out.append(None if now - values[0] > self.ttl_s else values[1:])
         return out
 

@@ -15,15 +15,22 @@ experimental, so it is off by default).
 from __future__ import annotations
 
 import logging
+import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .._util import ThreadSingleFlight
 from ..errors import InvalidTypeError
 from ..flags import FeatureFlags, resolve_flags
 from ._local import LocalStore, check_key, check_value
 from ._redis import RedisStore
+from ._statcache import StatCache
+from ._tiers import ActionTier, RedisActionTier
+
+if TYPE_CHECKING:
+    from ._run import RunResult
 
 __all__ = ["BuildCache", "CacheStats", "TierStats"]
 
@@ -63,6 +70,10 @@ class CacheStats:
     coalesced: int = 0  # get_or_build callers served by another caller's build
     disabled_calls: int = 0  # calls made while INCREMENTAL_CACHE was off
     local_bytes: int = 0  # bytes held by the local store now (each distinct value once)
+    runs: int = 0  # BuildCache.run calls with the flag on
+    run_hits: int = 0  # of which served from a tier without running the command
+    saved_s: float = 0.0  # the recorded durations of the runs those hits replaced
+    remote_warnings: int = 0  # remote tier failures during run (each logged once per tier)
 
 
 class BuildCache:
@@ -71,7 +82,7 @@ class BuildCache:
     def __init__(
         self,
         local: LocalStore | None = None,
-        remote: RedisStore | None = None,
+        remote: RedisStore | ActionTier | None = None,
         *,
         flags: FeatureFlags | None = None,
     ) -> None:
@@ -79,12 +90,20 @@ class BuildCache:
             raise InvalidTypeError(
                 f"local must be a LocalStore or None, got {type(local).__name__}"
             )
-        if remote is not None and not isinstance(remote, RedisStore):
+        if remote is not None and not isinstance(remote, (RedisStore, ActionTier)):
             raise InvalidTypeError(
-                f"remote must be a RedisStore or None, got {type(remote).__name__}"
+                "remote must be a RedisStore, an ActionTier (such as BazelHTTPTier) or None, "
+                f"got {type(remote).__name__}"
             )
         self.local = local
-        self.remote = remote
+        # get/put/get_or_build speak to a RedisStore; run() to an action tier (a RedisStore
+        # is wrapped as RedisActionTier, keys ac/<key> and cas/<sha256> under its prefix).
+        self.remote: RedisStore | None = remote if isinstance(remote, RedisStore) else None
+        self.action_remote: ActionTier | None = (
+            RedisActionTier(remote) if isinstance(remote, RedisStore) else remote
+        )
+        self._stat_cache: StatCache | None = None
+        self._warned_tiers: set[str] = set()
         self._flags = resolve_flags(flags)  # resolved once; INCREMENTAL_CACHE asked per call
         self._lock = threading.Lock()
         self._flights: ThreadSingleFlight[bytes] = ThreadSingleFlight()
@@ -189,6 +208,84 @@ class BuildCache:
 
         return self._flights.do(key, lead)
 
+    # -- run --------------------------------------------------------------------------------
+
+    @property
+    def stat_cache(self) -> StatCache:
+        """The stat cache of input digests: ``<local root>/stat.bin``, in memory without one."""
+        with self._lock:
+            if self._stat_cache is None:
+                path = self.local.root / "stat.bin" if self.local is not None else None
+                self._stat_cache = StatCache(path)
+            return self._stat_cache
+
+    def _note_remote_error(self, tier: str, message: str) -> None:
+        with self._lock:
+            self._stats.remote_warnings += 1
+            first = tier not in self._warned_tiers
+            self._warned_tiers.add(tier)
+        if first:
+            log.warning(
+                "remote cache tier %r failed (%s); continuing with the local cache only "
+                "(the build goes on; further failures of this tier are logged at debug level)",
+                tier,
+                message,
+            )
+        else:
+            log.debug("remote cache tier %r failed again: %s", tier, message)
+
+    def _count_run(self, *, hit: bool, saved_s: float) -> None:
+        with self._lock:
+            self._stats.runs += 1
+            if hit:
+                self._stats.run_hits += 1
+                self._stats.saved_s += saved_s
+        if self.local is not None:
+            self.stat_cache.bump(
+                **({"hits": 1, "saved_ms": round(saved_s * 1000)} if hit else {"misses": 1})
+            )
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        inputs: Sequence[str] = (),
+        outputs: Sequence[str] = (),
+        env: Sequence[str] = (),
+        cwd: str | os.PathLike[str] | None = None,
+        cache_failures: bool = False,
+        remote: ActionTier | None = None,
+        environ: Mapping[str, str] | None = None,
+        echo: bool = False,
+        now_ns: int | None = None,
+    ) -> RunResult:
+        """Run ``argv`` in ``cwd``, or restore its outputs and replay its stdout/stderr and exit
+        code from the cache when its action key (docs/cache.md) was seen before.
+
+        ``inputs`` are globs relative to ``cwd``, ``outputs`` the files the command writes,
+        ``env`` the names of the environment variables that count (read from ``environ``,
+        default ``os.environ``, which is also the command's environment). ``remote`` overrides
+        the remote tier given at construction. ``echo`` writes the command's stdout/stderr
+        through to this process's as it runs (and the stored ones on a hit). A failed command
+        is cached only with ``cache_failures=True``. Remote failures degrade to local with one
+        warning per tier. With INCREMENTAL_CACHE off the command just runs (a kill switch).
+        """
+        from ._run import run_action
+
+        return run_action(
+            self,
+            argv,
+            inputs=inputs,
+            outputs=outputs,
+            env=env,
+            cwd=cwd,
+            cache_failures=cache_failures,
+            remote=remote,
+            environ=environ,
+            echo=echo,
+            now_ns=now_ns,
+        )
+
     @property
     def stats(self) -> CacheStats:
         """A copy of the counters, with ``enabled`` set to the flag's current value."""
@@ -205,6 +302,10 @@ class BuildCache:
                 coalesced=self._flights.shared,
                 disabled_calls=s.disabled_calls,
                 local_bytes=local_bytes,
+                runs=s.runs,
+                run_hits=s.run_hits,
+                saved_s=s.saved_s,
+                remote_warnings=s.remote_warnings,
             )
 
     def __repr__(self) -> str:

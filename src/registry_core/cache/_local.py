@@ -429,6 +429,35 @@ class LocalStore:
             if total <= self.max_bytes:
                 break
 
+    def gc(self, max_bytes: int | None = None) -> int:
+        """Evict least recently used objects (and their keys) until at most ``max_bytes``
+        (default: the store's ``max_bytes``) remain; the number of objects removed."""
+        limit = self.max_bytes if max_bytes is None else max_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InvalidArgumentError(f"max_bytes must be an int >= 0, got {limit!r}")
+        removed = 0
+        with self._write("collecting garbage") as conn:
+            total = conn.execute("SELECT COALESCE(SUM(size), 0) FROM objects").fetchone()[0]
+            for digest, size in conn.execute(
+                "SELECT digest, size FROM objects ORDER BY seq"
+            ).fetchall():
+                if total <= limit:
+                    break
+                self._drop_object(conn, digest)
+                removed += 1
+                total -= size
+        self.evicted += removed
+        return removed
+
+    def clear(self) -> int:
+        """Remove every key and object; the number of keys removed."""
+        with self._write("clearing it") as conn:
+            (keys,) = conn.execute("SELECT COUNT(*) FROM keys").fetchone()
+            for (digest,) in conn.execute("SELECT digest FROM objects").fetchall():
+                self._drop_object(conn, digest)
+            conn.execute("DELETE FROM keys")
+        return int(keys)
+
     def delete(self, key: str) -> bool:
         """Remove ``key``; its object goes too when no other key names it."""
         check_key(key)

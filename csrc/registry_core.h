@@ -131,6 +131,58 @@ int rc_delta_apply(const uint8_t *old, size_t old_len,
  * compose diff streams. RC_OK, or RC_EINVAL for a NULL buffer with n > 0. */
 int rc_add_bytes(uint8_t *dst, const uint8_t *a, const uint8_t *b, size_t n);
 
+/* ---- deflate streams as tokens, exact re-encoding, reconstruction (deflate_tokens.c,
+ * deflate_predict.c; the record format is in docs/delta-format.md) ----------------------- */
+/* A token (uint32): a literal is its byte value; a match has bit 31 set, its length (3..258)
+ * in bits 16..24, bit 25 when a length of 258 was written as code 284 + 31, and distance - 1
+ * in bits 0..15. */
+typedef struct {
+    uint8_t *content;  size_t content_len;   /* the inflated bytes */
+    uint32_t *tokens;  size_t n_tokens;      /* tokens of all compressed blocks, in order */
+    uint8_t *blocks;   size_t blocks_len;    /* block records: every other encoder decision */
+    size_t consumed;                         /* bytes of input the stream occupies */
+} rc_deflate_tokens;
+
+/* Decode the raw deflate stream at in[0:in_len] (it may be followed by other bytes). At most
+ * max_content inflated bytes and max_blocks blocks (RC_ERANGE beyond); RC_ECORRUPT when the
+ * stream is not one zlib's inflate accepts. Free the result with rc_deflate_tokens_free. */
+int rc_deflate_tokenize(const uint8_t *in, size_t in_len, size_t max_content, size_t max_blocks,
+                        rc_deflate_tokens *out);
+void rc_deflate_tokens_free(rc_deflate_tokens *t);
+
+/* Write tokens + block records back as the exact stream into out[0:out_cap] (RC_ERANGE when
+ * it does not fit); RC_ECORRUPT for records or tokens inconsistent with each other. */
+int rc_deflate_encode(const uint8_t *content, size_t content_len, const uint32_t *tokens,
+                      size_t n_tokens, const uint8_t *blocks, size_t blocks_len, uint8_t *out,
+                      size_t out_cap, size_t *out_len);
+
+enum { RC_DEFLATE_MODELS = 19 };  /* reference models 1..18 (docs/delta-format.md) */
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+} rc_bytes;
+void rc_bytes_free(rc_bytes *b);
+
+typedef struct {
+    uint32_t model;            /* the reference model used */
+    uint64_t tokens;           /* tokens in the stream */
+    uint64_t corrections;      /* tokens the model did not predict */
+    uint64_t blocks;
+    uint64_t predicted_trees;  /* dynamic headers equal to zlib's for their tokens */
+} rc_recon_stats;
+
+/* The correction record of the stream in[0:in_len] (which must be exactly one stream) for
+ * reference model model_id (1..18), or -1 to pick the model with fewest corrections on the
+ * first 4096 tokens. Limits as rc_deflate_tokenize. Free record with rc_bytes_free. */
+int rc_deflate_record(const uint8_t *in, size_t in_len, size_t max_content, size_t max_blocks,
+                      int model_id, rc_bytes *record, rc_recon_stats *stats);
+
+/* Rebuild the stream from its content and correction record into out[0:out_cap]. Bounded by
+ * content_len (tokens, model memory: 4 bytes per content byte + 128 KiB) and out_cap. */
+int rc_deflate_rebuild(const uint8_t *content, size_t content_len, const uint8_t *record,
+                       size_t record_len, uint8_t *out, size_t out_cap, size_t *out_len);
+
 /* cffi:end */
 
 #endif /* REGISTRY_CORE_H */

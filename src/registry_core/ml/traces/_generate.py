@@ -160,6 +160,8 @@ class TrafficModel:
             self,
             developers=max(1, round(self.developers * scale)),
             ci_pipelines=max(1, round(self.ci_pipelines * scale)),
+            proxies=max(1, round(self.proxies * scale)),
+            crawlers=max(1, round(self.crawlers * scale)),
             static_rate_per_s=self.static_rate_per_s * scale,
         )
 
@@ -466,11 +468,10 @@ class _Gen:
                 p_active = m.dev_active_weekday * (m.weekend_activity if day % 7 >= 5 else 1.0)
                 if rng.random() >= p_active:
                     continue
-                for _ in range(1 + self.poisson(m.dev_sessions_mean - 1)):
-                    t = self.work_time(day, offset)
-                    if not (0 <= t < self.end):
-                        continue
-                    self.session(t, cid, projects, cum, held, wants, upgrader, platform)
+                n = 1 + self.poisson(m.dev_sessions_mean - 1)
+                for t in sorted(self.work_time(day, offset) for _ in range(n)):
+                    if 0 <= t < self.end:  # in time order: what is held follows the sessions
+                        self.session(t, cid, projects, cum, held, wants, upgrader, platform)
 
     def hold(
         self, p: _Project, held: dict[int, str], wants: dict[int, list[float]], upgrader: bool
@@ -738,6 +739,7 @@ class _Gen:
             for _ in range(per_kind):
                 start = rng.uniform(0.05, 0.95) * self.end
                 n += 1
+                first = len(self.out)
                 if kind == "scraper":
                     clients = [
                         self.ids.new("attacker", n * 100 + i) for i in range(rng.randint(1, 3))
@@ -846,8 +848,14 @@ class _Gen:
                         for c in clients:
                             t = start + duration * rng.betavariate(2, 3)
                             self.install(t, c, p, rel, platform=0, label=kind)
-                end = min(self.end, start + duration)
-                episodes.append(Episode(kind, round(start, 3), round(end, 3), frozenset(clients)))
+                made = [r.time for r in self.out[first:] if r.time < self.end]
+                if not made:
+                    continue
+                episodes.append(
+                    Episode(
+                        kind, min(made), max(made), frozenset(r.client for r in self.out[first:])
+                    )
+                )
         episodes.sort(key=lambda e: (e.start, e.label))
         return episodes
 

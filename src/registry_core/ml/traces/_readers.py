@@ -98,16 +98,7 @@ def classify(method: str, path: str) -> tuple[str, str, str, str, str]:
     path = unquote(path.split("?", 1)[0].split("#", 1)[0])
     segments = [s for s in path.split("/") if s]
     method = method.upper()
-    if "simple" in segments:
-        rest = segments[segments.index("simple") + 1 :]
-        if not rest:
-            return "page", "", "", "", "/simple/"
-        return "page", normalize(rest[0]), "", "", "/simple/{project}/"
     last = segments[-1] if segments else ""
-    if method == "POST" and (last == "legacy" or not segments):
-        return "upload", "", "", "", "/legacy/"
-    if any(s in _LOGIN_WORDS for s in segments):
-        return "login", "", "", "", "/_/login"
     if last.endswith(".metadata"):
         filename = last[: -len(".metadata")]
         project, version = _parse_dist(filename)
@@ -117,6 +108,15 @@ def classify(method: str, path: str) -> tuple[str, str, str, str, str]:
         if not project and len(segments) >= 2:
             project = normalize(segments[-2])
         return "file", project, last, version, "/files/{project}/{file}"
+    if "simple" in segments:
+        rest = segments[segments.index("simple") + 1 :]
+        if not rest:
+            return "page", "", "", "", "/simple/"
+        return "page", normalize(rest[0]), "", "", "/simple/{project}/"
+    if method == "POST" and (last == "legacy" or not segments):
+        return "upload", "", "", "", "/legacy/"
+    if any(s in _LOGIN_WORDS for s in segments):
+        return "login", "", "", "", "/_/login"
     return "other", "", "", "", "other"
 
 

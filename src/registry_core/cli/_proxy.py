@@ -21,6 +21,8 @@ from ._run import is_loopback, run_foreground
 
 DEFAULT_LISTEN = "127.0.0.1:3141"
 DEFAULT_MAX_CACHE = "10GiB"
+#: ``--eviction`` choices: the simple policies (registry_core.eviction) and the learned one.
+EVICTIONS = ("lru", "sieve", "s3fifo", "learned")
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1 << 10, "m": 1000**2, "mb": 1000**2}
 _UNITS |= {"mib": 1 << 20, "g": 1000**3, "gb": 1000**3, "gib": 1 << 30}
@@ -76,6 +78,47 @@ def _trust(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _eviction(args: argparse.Namespace) -> dict[str, Any]:
+    """``{"eviction": policy}`` from ``--eviction`` (nothing for the default, LRU).
+
+    ``learned`` is experimental: refused unless the ML_LEARNED_EVICTION flag is on; it loads
+    ``--eviction-model`` (a model artifact from ``registry_core.ml``'s training) when given,
+    else starts as sampled LRU and retrains online (needs lightgbm: the ml-train extra)."""
+    name = getattr(args, "eviction", None) or "lru"
+    model = getattr(args, "eviction_model", None)
+    if name != "learned":
+        if model:
+            raise InvalidArgumentError("--eviction-model goes with --eviction learned")
+        if name == "lru":
+            return {}
+        from ..eviction import make_policy
+
+        return {"eviction": make_policy(name, capacity_bytes=args.max_cache_bytes)}
+    flags = getattr(args, "flags", None)
+    if flags is None or not flags.is_enabled("ML_LEARNED_EVICTION"):
+        raise InvalidArgumentError(
+            "--eviction learned is experimental and the ML_LEARNED_EVICTION flag is off: turn "
+            "it on (REGISTRY_CORE_FLAGS=ML_LEARNED_EVICTION=on) or choose lru, sieve or s3fifo"
+        )
+    try:
+        from ..ml._learned_cache import LearnedEviction
+    except ImportError as exc:
+        raise InvalidArgumentError(
+            f"--eviction learned needs the ml extra (pip install 'registry-core[ml]'): {exc}"
+        ) from exc
+    if not model:
+        return {"eviction": LearnedEviction(retrain_every=20_000)}
+    path = Path(model)
+    if not path.is_file():
+        raise InvalidArgumentError(f"--eviction-model {model}: no such file")
+    from ..ml._artifact import MAX_ARTIFACT_BYTES, ModelArtifact
+
+    if path.stat().st_size > MAX_ARTIFACT_BYTES:
+        raise InvalidArgumentError(f"--eviction-model {model}: larger than any model artifact")
+    art = ModelArtifact.from_bytes(path.read_bytes())  # ModelError when corrupt: nothing loaded
+    return {"eviction": LearnedEviction.from_artifact(art)}
+
+
 def _require(args: argparse.Namespace, command: str) -> None:
     missing = [
         f"--{n.replace('_', '-')}" for n in ("upstream", "cache_dir") if not getattr(args, n, None)
@@ -111,15 +154,17 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         page_ttl=args.page_ttl,
         verify=_verify(args),
         flags=args.flags,
+        **_eviction(args),
         **_trust(args),
     )
+    policy = getattr(args, "eviction", None) or "lru"
 
     def describe(handle: Any) -> str:
         url = handle.url()
         return (
             f"registry-core: proxy serving on {url} for {args.upstream} "
             f"({'TLS' if tls else 'plain HTTP: loopback only'}); index {url}simple/; "
-            f"cache {args.cache_dir} (at most {size(args.max_cache_bytes)})"
+            f"cache {args.cache_dir} (at most {size(args.max_cache_bytes)}, {policy} eviction)"
         )
 
     # The proxy's upstream connections close with the server (ASGI lifespan shutdown).
@@ -160,6 +205,7 @@ def _cmd_warm(args: argparse.Namespace) -> int:
         max_cache_bytes=args.max_cache_bytes,
         verify=_verify(args),
         flags=args.flags,
+        **_eviction(args),
         **_trust(args),
     )
     print(warm_summary(report, args.cache_dir), flush=True)
@@ -209,8 +255,21 @@ def _common(p: argparse.ArgumentParser, default: Any) -> None:
         metavar="SIZE",
         type=parse_size,
         default=d(parse_size(DEFAULT_MAX_CACHE)),
-        help=f"bound of the file cache; least recently used files are evicted "
-        f"(default {DEFAULT_MAX_CACHE})",
+        help=f"bound of the file cache; --eviction picks what goes (default {DEFAULT_MAX_CACHE})",
+    )
+    p.add_argument(
+        "--eviction",
+        choices=EVICTIONS,
+        default=d("lru"),
+        help="which files leave a full cache: lru (default), sieve, s3fifo, or learned "
+        "(experimental: needs the ML_LEARNED_EVICTION flag and the ml extra)",
+    )
+    p.add_argument(
+        "--eviction-model",
+        metavar="FILE",
+        default=d(None),
+        help="a learned-eviction model artifact for --eviction learned (default: start "
+        "untrained and retrain online)",
     )
     p.add_argument(
         "--cafile",

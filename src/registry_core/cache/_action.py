@@ -115,7 +115,7 @@ def expand_inputs(
         found.add(rel)
 
     def visit(rel: str, pattern: str) -> None:
-        full = os.path.join(root, rel)
+        full = os.path.normpath(os.path.join(root, rel))
         if _inside(full, excluded):
             return
         try:
@@ -138,7 +138,7 @@ def expand_inputs(
             )
 
     def walk(rel: str, pattern: str) -> None:
-        for dirpath, dirnames, filenames in os.walk(os.path.join(root, rel)):
+        for dirpath, dirnames, filenames in os.walk(os.path.normpath(os.path.join(root, rel))):
             dirnames[:] = [d for d in dirnames if not _inside(os.path.join(dirpath, d), excluded)]
             for d in dirnames:
                 if os.path.islink(os.path.join(dirpath, d)):

@@ -30,11 +30,13 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``registry-core`` parser (cheap: no server, index or proxy imported)."""
     from ._audit import add_audit_parser
+    from ._cache import add_cache_parser
     from ._config import add_config_parser
     from ._delta import add_delta_parsers
     from ._index import add_index_parser
     from ._keys import add_keys_parser
     from ._mcp import add_mcp_parser
+    from ._ml import add_ml_parser
     from ._proxy import add_proxy_parser
     from ._roles import add_role_parser
     from ._security import add_security_parser
@@ -57,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_mcp_parser(sub)
     add_config_parser(sub)
     add_audit_parser(sub)
+    add_cache_parser(sub)
+    add_ml_parser(sub)
     return parser
 
 

@@ -109,6 +109,10 @@ class IndexApp:
     a margin for the text fields. ``precompute_previous``: after an upload, patches from this
     many earlier releases to the new file are computed in the background
     (``files.precompute``), so the first client upgrading gets a delta at once.
+    ``precompute_bases``: a callable ``(record, candidates) -> bases`` choosing which of the
+    ``precompute_candidates`` older files (same flavour, newest first) to compute patches from,
+    e.g. :meth:`registry_core.ml._predict.PredictivePrecompute.bases` (by predicted demand);
+    None keeps the newest ``precompute_previous``.
     ``cache_control``: sent on index pages. ``page_cache_bytes``: bound of the rendered-page
     cache. ``upload_workers``: uploads processed at once (the rest wait for a thread).
     ``serial_ttl``: how long (seconds) the index's serial, which keys the page cache, is
@@ -130,6 +134,8 @@ class IndexApp:
         files: RegistryApp | Any | None = None,
         max_upload_bytes: int | None = None,
         precompute_previous: int = 3,
+        precompute_bases: Callable[[FileRecord, list[FileRecord]], list[FileRecord]] | None = None,
+        precompute_candidates: int = 20,
         cache_control: str = "max-age=60, public",
         page_cache_bytes: int = 64 << 20,
         upload_workers: int = 2,
@@ -175,6 +181,8 @@ class IndexApp:
             self.tuf_app = tuf if isinstance(tuf, TufApp) else TufApp(tuf)
         self.max_upload_bytes = max_upload_bytes
         self.precompute_previous = precompute_previous
+        self.precompute_bases = precompute_bases
+        self.precompute_candidates = max(precompute_previous, precompute_candidates)
         self.cache_control = cache_control
         self.serial_ttl = float(serial_ttl)
         self._serial_seen: tuple[int | None, float] = (None, 0.0)
@@ -619,7 +627,19 @@ class IndexApp:
         if precompute is None or self.precompute_previous == 0:
             return
         try:
-            bases = await asyncio.to_thread(self.index.previous, record, self.precompute_previous)
+            if self.precompute_bases is None:
+                bases = await asyncio.to_thread(
+                    self.index.previous, record, self.precompute_previous
+                )
+            else:
+                candidates = await asyncio.to_thread(
+                    self.index.previous, record, self.precompute_candidates
+                )
+                bases = (
+                    await asyncio.to_thread(self.precompute_bases, record, candidates)
+                    if candidates
+                    else []
+                )
             if bases:
                 await asyncio.to_thread(precompute, record.path, [b.path for b in bases])
         except Exception:

@@ -100,3 +100,58 @@ def test_truncation_and_garbage_refused():
 def test_arbitrary_bytes_never_crash(data):
     with contextlib.suppress(ModelError):
         DenseNet.from_bytes(b"RCDN\x01" + data)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("activation", ["relu", "logistic", "identity"])
+def test_from_sklearn_folds_the_scaler(kind, activation):
+    import warnings
+
+    pytest.importorskip("sklearn")
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4)) * [1, 10, 100, 0.1] + [0, 5, 50, 0]
+    signal = X[:, 0] + X[:, 1] / 10
+    if kind == "regression":
+        est, y = (
+            MLPRegressor(
+                hidden_layer_sizes=(6,), activation=activation, max_iter=50, random_state=0
+            ),
+            signal,
+        )
+    else:
+        y = (signal > 0.5).astype(int) + (kind == "multiclass") * (signal > 3).astype(int)
+        est = MLPClassifier(
+            hidden_layer_sizes=(6, 3), activation=activation, max_iter=50, random_state=0
+        )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe = make_pipeline(StandardScaler(), est).fit(X, y)
+    net = DenseNet.from_sklearn(pipe)
+    if kind == "regression":
+        want = pipe.predict(X)
+    elif kind == "binary":
+        want = pipe.predict_proba(X)[:, 1]
+    else:
+        want = pipe.predict_proba(X)
+    np.testing.assert_allclose(net.predict(X), want, rtol=1e-4, atol=1e-4)
+
+
+def test_from_sklearn_refuses_what_it_cannot_convert():
+    pytest.importorskip("sklearn")
+    from sklearn.neural_network import MLPClassifier
+
+    with pytest.raises(ModelError, match="not a fitted"):
+        DenseNet.from_sklearn(MLPClassifier())
+    mlp = MLPClassifier(hidden_layer_sizes=(3,), activation="tanh", max_iter=5, random_state=0)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mlp.fit(np.random.default_rng(0).normal(size=(20, 2)), [0, 1] * 10)
+    with pytest.raises(ModelError, match="tanh"):
+        DenseNet.from_sklearn(mlp)

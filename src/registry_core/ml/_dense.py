@@ -107,6 +107,54 @@ class DenseNet:
             raise ModelError(f"{len(names)} feature names for {self.n_features} inputs")
         self.feature_names = names or tuple(f"f{i}" for i in range(self.n_features))
 
+    @classmethod
+    def from_sklearn(
+        cls, model: Any, *, scaler: Any = None, feature_names: Sequence[str] = ()
+    ) -> DenseNet:
+        """Convert a fitted scikit-learn ``MLPClassifier`` / ``MLPRegressor`` (or a
+        ``Pipeline`` of a ``StandardScaler`` and one), folding the scaler into the first
+        layer: ``(x - mean) / scale @ W + b == x @ (W / scale) + (b - (mean / scale) @ W)``.
+        Hidden activations relu, logistic, identity; a binary classifier ends in sigmoid
+        (probability of class 1), a multi-class one in softmax, a regressor in linear."""
+        steps = getattr(model, "steps", None)
+        if steps is not None:
+            if len(steps) == 2 and scaler is None:
+                scaler, model = steps[0][1], steps[1][1]
+            elif len(steps) == 1:
+                model = steps[0][1]
+            else:
+                raise ModelError("a Pipeline of (StandardScaler, MLP) or (MLP,) is supported")
+        coefs = getattr(model, "coefs_", None)
+        intercepts = getattr(model, "intercepts_", None)
+        if coefs is None or intercepts is None:
+            raise ModelError(f"{type(model).__name__} is not a fitted scikit-learn MLP")
+        hidden = {"relu": "relu", "logistic": "sigmoid", "identity": "linear"}.get(
+            str(getattr(model, "activation", ""))
+        )
+        if hidden is None:
+            raise ModelError(f"MLP activation {model.activation!r} is not supported (use relu)")
+        out = {"logistic": "sigmoid", "softmax": "softmax", "identity": "linear"}.get(
+            str(getattr(model, "out_activation_", ""))
+        )
+        if out is None:
+            raise ModelError(f"MLP output {getattr(model, 'out_activation_', None)!r} unsupported")
+        weights = [np.asarray(w, dtype=np.float64) for w in coefs]
+        biases = [np.asarray(b, dtype=np.float64) for b in intercepts]
+        if scaler is not None:
+            n_in = weights[0].shape[0]
+            raw_mean = getattr(scaler, "mean_", None)
+            raw_scale = getattr(scaler, "scale_", None)
+            mean = np.zeros(n_in) if raw_mean is None else np.asarray(raw_mean, np.float64)
+            scale = np.ones(n_in) if raw_scale is None else np.asarray(raw_scale, np.float64)
+            if mean.shape != (n_in,) or scale.shape != (n_in,):
+                raise ModelError(f"the scaler does not have {n_in} features")
+            w0 = weights[0] / scale[:, None]
+            biases[0] = biases[0] - mean @ w0
+            weights[0] = w0
+        acts = [hidden] * (len(weights) - 1) + [out]
+        names = feature_names or tuple(getattr(model, "feature_names_in_", ()))
+        return cls(list(zip(weights, biases, acts, strict=True)), feature_names=names)
+
     def _check_x(self, X: Any) -> np.ndarray:
         arr = np.asarray(X, dtype=np.float32)
         if arr.ndim == 1:

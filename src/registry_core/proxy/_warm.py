@@ -8,6 +8,13 @@ No dependency resolution: every file to fetch must be named (a requirements file
 ``-r``/``--requirement`` includes another file; ``--hash=sha256:...`` limits the accepted
 files to those digests. Options that would change where packages come from (``-i``,
 ``--extra-index-url``, ``-f``, ``-e``, URLs, ``-c``) are refused with the line number.
+
+``predict``: a next-download :class:`~registry_core.ml._predict.Predictor` (bound to a feature
+extractor that knows the proxy's traffic and the releases): after each requirement's file, the
+newer files the predictor gives at least ``predict_threshold`` of being asked for by the proxy's
+clients (as ``predict_client``) within its horizon are prefetched too (``WarmReport.predicted``).
+The CLI gates it behind ML_PREDICTIVE_PREFETCH; :func:`load_predictor_for_warm` builds one from a
+model file and an access log.
 """
 
 from __future__ import annotations
@@ -26,7 +33,14 @@ if TYPE_CHECKING:
     from ..flags import FeatureFlags
     from ._app import ProxyApp
 
-__all__ = ["Requirement", "WarmReport", "parse_requirements", "warm", "warm_app"]
+__all__ = [
+    "Requirement",
+    "WarmReport",
+    "load_predictor_for_warm",
+    "parse_requirements",
+    "warm",
+    "warm_app",
+]
 
 _MAX_DEPTH = 8
 _REFUSED = (
@@ -61,6 +75,7 @@ class WarmReport:
     fetched: list[tuple[str, int, int, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # markers false for this interpreter
+    predicted: list[tuple[str, float]] = field(default_factory=list)  # (filename, probability)
 
     @property
     def upstream_bytes(self) -> int:
@@ -162,9 +177,15 @@ async def warm_app(
     *,
     python_version: str | None = None,
     tags: list[str] | None = None,
+    predict: Any | None = None,
+    predict_threshold: float = 0.5,
+    predict_client: str = "proxy",
+    now: float | None = None,
 ) -> WarmReport:
     """Fetch one file per requirement into ``app``'s cache, one after the other (so each
-    file's upstream bytes are its own)."""
+    file's upstream bytes are its own); with ``predict``, the predicted newer files too."""
+    if predict is not None and not 0.0 <= predict_threshold <= 1.0:
+        raise InvalidArgumentError(f"predict_threshold must be in [0, 1], not {predict_threshold}")
     from packaging.requirements import InvalidRequirement
     from packaging.requirements import Requirement as PReq
 
@@ -219,7 +240,78 @@ async def warm_app(
         else:
             how = "delta" if after.deltas > before.deltas else "full"
         report.fetched.append((chosen.filename, moved, full, how))
+        if predict is not None:
+            from ._select import dist_info
+
+            info = dist_info(chosen.filename)
+            held = str(info.version) if info is not None else ""
+            await _prefetch(
+                app, report, page, project, held, predict, predict_threshold, predict_client, now
+            )
     return report
+
+
+async def _prefetch(
+    app: ProxyApp,
+    report: WarmReport,
+    page: Any,
+    project: str,
+    held: str,
+    predictor: Any,
+    threshold: float,
+    client: str,
+    now: float | None,
+) -> None:
+    """Fetch the newer files ``predictor`` expects ``client`` to ask for (>= ``threshold``)."""
+    import time
+
+    when = float(now) if now is not None else time.time()
+    try:
+        predictions = predictor.predict(client, project, held, when)
+    except RegistryCoreError as exc:
+        report.failed.append((f"{project} (prediction)", str(exc)))
+        return
+    for pred in predictions:
+        f = page.files.get(pred.filename)
+        if pred.probability < threshold or f is None:
+            continue
+        try:
+            before = app.stats
+            await app.ensure(project, f)
+            after = app.stats
+        except RegistryCoreError as exc:
+            report.failed.append((f"{pred.filename} (predicted)", str(exc)))
+            continue
+        moved = after.upstream_bytes - before.upstream_bytes
+        full = after.full_equivalent_bytes - before.full_equivalent_bytes
+        how = "delta" if after.deltas > before.deltas else "full" if moved else "cached"
+        report.fetched.append((pred.filename, moved, full, how))
+        report.predicted.append((pred.filename, pred.probability))
+
+
+def load_predictor_for_warm(
+    model: str | os.PathLike[str], access_log: str | os.PathLike[str] | None = None
+) -> Any:
+    """A next-download Predictor from a ``.rcml`` file, its features fed from ``access_log``
+    (the proxy's own JSON access log: who holds what, which releases exist)."""
+    from ..ml._features import FeatureExtractor
+    from ..ml._predict import load_predictor
+
+    try:
+        with open(model, "rb") as f:
+            data = f.read((64 << 20) + 1)
+    except OSError as exc:
+        raise InvalidArgumentError(f"cannot read model {model}: {exc}") from None
+    predictor = load_predictor(data)
+    if access_log is None:
+        return predictor.bind(FeatureExtractor(None))
+    from ..ml.traces import load_trace
+
+    trace = load_trace(access_log)
+    ex = FeatureExtractor(trace.catalogue)
+    for r in trace.requests:
+        ex.update(r)
+    return predictor.bind(ex)
 
 
 def warm(
@@ -232,6 +324,10 @@ def warm(
     verify: bool | str = True,
     flags: FeatureFlags | None = None,
     max_cache_bytes: int = 10 << 30,
+    predict: Any | None = None,
+    predict_threshold: float = 0.5,
+    predict_client: str = "proxy",
+    now: float | None = None,
     **kw: Any,
 ) -> WarmReport:
     """Fill ``cache_dir`` (a proxy cache) with the files ``requirements`` names, fetched from
@@ -249,7 +345,16 @@ def warm(
             **kw,
         )
         try:
-            return await warm_app(app, requirements, python_version=python_version, tags=tags)
+            return await warm_app(
+                app,
+                requirements,
+                python_version=python_version,
+                tags=tags,
+                predict=predict,
+                predict_threshold=predict_threshold,
+                predict_client=predict_client,
+                now=now,
+            )
         finally:
             await app.aclose()
 

@@ -10,11 +10,64 @@ and their largest size sent. Dependents are unknown in a log (left empty).
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable
 
 from ._record import Catalogue, Release, Request
 
-__all__ = ["TOP_NAMES", "infer_catalogue", "project_names"]
+__all__ = [
+    "TOP_NAMES",
+    "infer_catalogue",
+    "normalize",
+    "parse_dist",
+    "project_names",
+    "sdist_name",
+    "wheel_name",
+]
+
+_NORMALIZE = re.compile(r"[-_.]+")
+
+
+def normalize(name: str) -> str:
+    """PEP 503 normalized name (the same rule as ``registry_core.index``, without importing the
+    index package: this module stays cheap)."""
+    return _NORMALIZE.sub("-", name).lower()
+
+
+def wheel_name(
+    project: str, version: str, python: str = "py3", abi: str = "none", platform: str = "any"
+) -> str:
+    """The wheel file name (name escaped to ``_``, as the binary distribution format says)."""
+    return f"{_NORMALIZE.sub('_', project)}-{version}-{python}-{abi}-{platform}.whl"
+
+
+def sdist_name(project: str, version: str) -> str:
+    """The PEP 625 sdist file name."""
+    return f"{_NORMALIZE.sub('_', project).lower()}-{version}.tar.gz"
+
+
+def parse_dist(filename: str) -> tuple[str, str]:
+    """``(project, version)`` of a wheel or sdist file name by the packaging rules
+    (``packaging.utils``), ``("", "")`` when it is neither."""
+    from packaging.utils import (
+        InvalidSdistFilename,
+        InvalidWheelFilename,
+        parse_sdist_filename,
+        parse_wheel_filename,
+    )
+    from packaging.version import InvalidVersion
+
+    try:
+        if filename.endswith(".whl"):
+            name, version, _build, _tags = parse_wheel_filename(filename)
+        elif filename.endswith((".tar.gz", ".zip")):
+            name, version = parse_sdist_filename(filename)
+        else:
+            return "", ""
+    except (InvalidWheelFilename, InvalidSdistFilename, InvalidVersion, ValueError):
+        return "", ""
+    return normalize(str(name)), str(version)
+
 
 #: The head of the catalogue: real names of much-downloaded PyPI projects (so typosquatting
 #: checks and readers of the tables see familiar names); the order is not a ranking claim.

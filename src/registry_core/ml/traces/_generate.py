@@ -23,8 +23,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ...errors import InvalidArgumentError
-from ...index._names import sdist_filename, wheel_filename
-from ._catalogue import project_names
+from ._catalogue import project_names, sdist_name, wheel_name
 from ._record import Catalogue, Episode, Release, Request, Trace
 
 __all__ = ["TrafficModel", "diurnal_profile", "generate"]
@@ -89,6 +88,10 @@ class TrafficModel:
     order). File sizes (``size_median``, ``size_sigma``): log-normal, right-skewed (Bommarito &
     Bommarito 2019); the median is an assumption.
 
+    ``tenants``: the share of developer machines and CI pipelines in each tenant (mirrors,
+    proxies, crawlers and attackers use "default"); an assumption, there for per-tenant
+    forecasts.
+
     ``shape="static"`` (see :meth:`static_zipf`): independent requests over a fixed set of files
     with Zipf popularity (Breslau et al. 1999 find web requests Zipf-like, alpha 0.64-0.83), no
     releases: the shape where learned eviction is not expected to win.
@@ -117,9 +120,9 @@ class TrafficModel:
     upgrade_lag_sigma: float = 1.3
     never_upgrade_share: float = 0.5
     ci_pipelines: int = 60
-    ci_runs_per_day: float = 1.5
+    ci_runs_per_day: float = 1.0
     ci_pinned_median: float = 15.0
-    ci_matrix: int = 2
+    ci_matrix: int = 4
     ci_bump_lag_median_days: float = 2.0
     ci_weekend_activity: float = 0.2
     mirrors: int = 2
@@ -143,6 +146,7 @@ class TrafficModel:
         (5.5, 0.12),
         (8.0, 0.13),
     )
+    tenants: tuple[tuple[str, float], ...] = (("default", 0.6), ("acme", 0.25), ("globex", 0.15))
     static_alpha: float = 0.8
     static_rate_per_s: float = 0.25
     attacks_per_week: float = 1.0  # episodes of each kind per 7 days
@@ -179,6 +183,8 @@ def _check(model: TrafficModel, days: float) -> None:
         raise InvalidArgumentError(f"projects must be in [1, 200000], not {model.projects}")
     if abs(sum(model.bump_shares) - 1.0) > 1e-6 or min(model.bump_shares) < 0:
         raise InvalidArgumentError("bump_shares must be three non-negative shares summing to 1")
+    if not model.tenants or min(w for _, w in model.tenants) < 0:
+        raise InvalidArgumentError("tenants must be (name, weight) pairs")
     if not model.timezones or min(w for _, w in model.timezones) < 0:
         raise InvalidArgumentError("timezones must be (offset_hours, weight) pairs")
 
@@ -238,9 +244,14 @@ class _Gen:
         self.out: list[Request] = []
         self.ids = _Ids(seed)
         self.tz_offsets = [o for o, _ in model.timezones]
+        self.tenant_of: dict[str, str] = {}
         self.tz_weights = [w for _, w in model.timezones]
 
     # -- sampling helpers ------------------------------------------------------------------
+
+    def tenant(self) -> str:
+        names = [n for n, _ in self.m.tenants]
+        return self.rng.choices(names, [w for _, w in self.m.tenants])[0]
 
     def lognormal(self, median: float, sigma: float) -> float:
         return median * math.exp(sigma * self.rng.gauss(0.0, 1.0))
@@ -317,17 +328,17 @@ class _Gen:
                         major, minor, patch = major + 1, 0, 0
                 version = f"{major}.{minor}.{patch}"
                 size = base_size * math.exp(rng.gauss(0.0, 0.05))
-                files = [(sdist_filename(name, version), max(512, int(size * 1.1)))]
+                files = [(sdist_name(name, version), max(512, int(size * 1.1)))]
                 if binary:
                     for plat, _ in _PLATFORMS:
                         files.append(
                             (
-                                wheel_filename(name, version, "cp312", "cp312", plat),
+                                wheel_name(name, version, "cp312", "cp312", plat),
                                 max(512, int(size * math.exp(rng.gauss(0.0, 0.1)))),
                             )
                         )
                 else:
-                    files.append((wheel_filename(name, version), max(512, int(size * 0.9))))
+                    files.append((wheel_name(name, version), max(512, int(size * 0.9))))
                 base_size *= math.exp(rng.gauss(0.01, 0.02))
                 releases.append(Release(version, round(t_rel, 3), tuple(files)))
             cat.projects[name] = releases
@@ -382,6 +393,7 @@ class _Gen:
         """page, metadata and file requests of one pip install of ``rel``; returns the end."""
         name, size = self.pick_file(p, rel, platform)
         out = self.out
+        tenant = self.tenant_of.get(client, "default")
         if page:
             out.append(
                 Request(
@@ -395,6 +407,7 @@ class _Gen:
                     route="/simple/{project}/",
                     held=held,
                     label=label,
+                    tenant=tenant,
                 )
             )
             t += 0.02 + self.rng.random() * 0.08
@@ -410,6 +423,7 @@ class _Gen:
                 route="/{file}.metadata",
                 held=held,
                 label=label,
+                tenant=tenant,
             )
         )
         t += 0.02 + self.rng.random() * 0.05
@@ -425,6 +439,7 @@ class _Gen:
                 route="/files/{project}/{file}",
                 held=held,
                 label=label,
+                tenant=tenant,
             )
         )
         return t + size / 50e6
@@ -456,6 +471,7 @@ class _Gen:
         n_days = math.ceil(self.days)
         for d in range(m.developers):
             cid = self.ids.new("dev", d)
+            self.tenant_of[cid] = self.tenant()
             offset = rng.choices(self.tz_offsets, self.tz_weights)[0]
             platform = 0 if rng.random() < 0.7 else rng.randrange(len(_PLATFORMS))
             k = max(1, self.poisson(m.dev_projects_mean))
@@ -550,7 +566,7 @@ class _Gen:
         m, rng = self.m, self.rng
         n_days = math.ceil(self.days)
         for c in range(m.ci_pipelines):
-            cid = self.ids.new("ci", c)
+            tenant = self.tenant()
             offset = rng.choices(self.tz_offsets, self.tz_weights)[0]
             k = max(1, round(self.lognormal(m.ci_pinned_median, 0.7)))
             pinned = sorted(self.popular(projects, cum, k), key=lambda p: p.name)
@@ -568,6 +584,10 @@ class _Gen:
                 pins[p.rank] = seq
             runs_mean = self.lognormal(m.ci_runs_per_day, 0.8)
             matrix = 1 + rng.randrange(max(1, m.ci_matrix))
+            # one runner (client) per matrix job, the same runners every run (a runner pool)
+            runners = [self.ids.new("ci", c * 64 + j) for j in range(matrix)]
+            for cid in runners:
+                self.tenant_of[cid] = tenant
             nightly = rng.random() < 0.3
             nightly_hour = rng.randrange(24)
             for day in range(n_days):
@@ -579,7 +599,7 @@ class _Gen:
                 for t0 in sorted(starts):
                     if not (0 <= t0 < self.end):
                         continue
-                    for job in range(matrix):
+                    for job, cid in enumerate(runners):
                         t = t0 + rng.random() * 40  # jobs of one matrix start within a minute
                         platform = 0 if job == 0 else rng.randrange(len(_PLATFORMS))
                         for p in pinned:
@@ -744,8 +764,8 @@ class _Gen:
                     clients = [
                         self.ids.new("attacker", n * 100 + i) for i in range(rng.randint(1, 3))
                     ]
-                    rate = rng.uniform(5.0, 15.0)  # requests per second per client
-                    duration = rng.uniform(600, 1500)
+                    rate = rng.uniform(2.0, 6.0)  # requests per second per client
+                    duration = rng.uniform(300, 900)
                     for c in clients:
                         t, i = start + rng.random() * 5, rng.randrange(len(projects))
                         order = sorted(projects, key=lambda p: p.name)

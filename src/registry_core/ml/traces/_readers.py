@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote
 
-from ...errors import RegistryCoreError, TraceError
-from ...index._names import normalize, parse_filename
-from ._catalogue import infer_catalogue
+from ...errors import TraceError
+from ._catalogue import infer_catalogue, normalize, parse_dist
 from ._record import Request, Trace
 
 __all__ = [
@@ -79,15 +78,6 @@ _DIST_SUFFIXES = (".whl", ".tar.gz", ".zip", ".tar.bz2", ".tgz", ".egg")
 _LOGIN_WORDS = frozenset({"login", "oidc", "saml", "logout", "tokens", "token", "oauth"})
 
 
-def _parse_dist(filename: str) -> tuple[str, str]:
-    """(project, version) of a distribution filename, ("", "") when it does not parse."""
-    try:
-        parsed = parse_filename(filename)
-    except RegistryCoreError:
-        return "", ""
-    return parsed.project, parsed.version
-
-
 def classify(method: str, path: str) -> tuple[str, str, str, str, str]:
     """``(kind, project, filename, version, route)`` of one request path (query removed).
 
@@ -101,10 +91,10 @@ def classify(method: str, path: str) -> tuple[str, str, str, str, str]:
     last = segments[-1] if segments else ""
     if last.endswith(".metadata"):
         filename = last[: -len(".metadata")]
-        project, version = _parse_dist(filename)
+        project, version = parse_dist(filename)
         return "metadata", project, filename, version, "/{file}.metadata"
     if last.endswith(_DIST_SUFFIXES):
-        project, version = _parse_dist(last)
+        project, version = parse_dist(last)
         if not project and len(segments) >= 2:
             project = normalize(segments[-2])
         return "file", project, last, version, "/files/{project}/{file}"

@@ -181,30 +181,19 @@ class Trace:
         enc = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
         batch: list[str] = []
         for r in self.requests:
+            # length-prefixed strings: unambiguous whatever they contain, and fast
             batch.append(
-                enc.encode(
-                    [
-                        repr(float(r.time)),
-                        r.client,
-                        r.kind,
-                        r.project,
-                        r.filename,
-                        r.version,
-                        r.size,
-                        r.status,
-                        r.method,
-                        r.tenant,
-                        r.route,
-                        r.held,
-                        r.label,
-                    ]
-                )
+                f"{float(r.time)!r}|{len(r.client)}:{r.client}{len(r.kind)}:{r.kind}"
+                f"{len(r.project)}:{r.project}{len(r.filename)}:{r.filename}"
+                f"{len(r.version)}:{r.version}|{r.size}|{r.status}|{len(r.method)}:{r.method}"
+                f"{len(r.tenant)}:{r.tenant}{len(r.route)}:{r.route}{len(r.held)}:{r.held}"
+                f"{len(r.label)}:{r.label}"
             )
             if len(batch) >= 4096:
-                h.update(("\n".join(batch) + "\n").encode())
+                h.update(("\n".join(batch) + "\n").encode("utf-8", "surrogatepass"))
                 batch.clear()
         if batch:
-            h.update(("\n".join(batch) + "\n").encode())
+            h.update(("\n".join(batch) + "\n").encode("utf-8", "surrogatepass"))
         h.update(b"catalogue\n")
         for name in sorted(self.catalogue.projects):
             rels = [
@@ -247,6 +236,7 @@ def summarize(
     labels: Counter[str] = Counter()
     ctypes: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
+    tenants: Counter[str] = Counter()
     clients: set[str] = set()
     projects: set[str] = set()
     n = 0
@@ -261,6 +251,7 @@ def summarize(
         kinds[r.kind] += 1
         labels[r.label or "normal"] += 1
         statuses[f"{r.status // 100}xx"] += 1
+        tenants[r.tenant] += 1
         if r.client not in clients:
             clients.add(r.client)
             ctypes[client_type(r.client, types)] += 1
@@ -277,5 +268,6 @@ def summarize(
         "by_kind": dict(sorted(kinds.items())),
         "by_label": dict(sorted(labels.items())),
         "by_status": dict(sorted(statuses.items())),
+        "by_tenant": dict(sorted(tenants.items())),
         "clients_by_type": dict(sorted(ctypes.items())),
     }

@@ -52,12 +52,11 @@ class TrafficModel:
 
     Releases (``release_rate_median``, ``release_rate_sigma``, ``release_rate_boost``): releases
     per project per month are log-normal (right-skewed releases per package: Bommarito &
-    Bommarito 2019, 1.75M releases of 178k PyPI packages, mean 9.8 per package over its life;
-    Decan et al. 2019 on release frequency in seven ecosystems). The median active project
-    releasing about once a month and the boost of the most downloaded ones (boto3 and botocore
-    release on most weekdays) are assumptions fitted to those figures.
-    ``bump_shares``: patch / minor / major shares of new versions (assumption, in the range
-    Decan et al. report for semantic versioning in npm, Cargo, Packagist and RubyGems).
+    Bommarito 2019: 1,745,744 releases of 178,592 PyPI packages, about 9.8 per package, with a
+    highly right-skewed distribution of releases per package). The median of one release a month
+    and the boost of the most downloaded projects (boto3 and botocore release on most weekdays)
+    are assumptions. ``bump_shares``: patch / minor / major shares of new versions, following
+    semantic versioning's convention; the shares are an assumption.
 
     Upgrade lag (``upgrade_lag_median_days``, ``upgrade_lag_sigma``, ``never_upgrade_share``):
     the delay between a release and a developer machine that holds the project downloading it is
@@ -69,32 +68,36 @@ class TrafficModel:
     CI (``ci_pipelines``, ``ci_runs_per_day``, ``ci_pinned_median``, ``ci_matrix``,
     ``ci_bump_lag_median_days``): pipelines install a pinned set on fresh runners (no cache), on
     weekdays mostly, several jobs of a matrix starting within a minute; a bot bumps the pins
-    after a release (Dependabot's default schedule checks daily). Sizes and rates: assumptions
-    (Gaynor 2014 notes CI servers inflate PyPI download counts; no published rate per pipeline).
+    after a release (Dependabot's ``schedule.interval`` is daily, weekly or monthly; merging the
+    bump adds its own delay). Sizes and rates: assumptions (Gaynor 2014 notes that CI servers
+    installing the same package over and over inflate PyPI download counts; we know of no
+    published rate per pipeline).
 
     Diurnal and weekly cycles (``work_hour_mean``, ``work_hour_sd``, ``work_share``,
     ``weekend_activity``, ``timezones``): human-driven activity concentrates in local working
-    hours on weekdays; the weekend dip and the time-zone mix are assumptions (PyPI's public
-    daily download series shows weekly dips).
+    hours on weekdays; the working-hours curve, the weekend dip and the time-zone mix are
+    assumptions (no published hourly profile of a package index that we know of).
 
     Mirrors and proxies (``mirrors``, ``mirror_poll_s``, ``proxies``, ``proxy_projects``,
     ``proxy_lag_median_s``, ``proxy_revalidate_s``): bandersnatch-style mirrors poll the index's
     changes and fetch every file of each new release; caching proxies fetch new releases of the
     projects their users need soon after upload and revalidate pages. Poll periods and counts:
-    assumptions (bandersnatch is typically run from cron).
+    assumptions (bandersnatch's documentation says to run ``bandersnatch mirror`` regularly;
+    deployments run it from cron).
 
     Platform mix (``sdist_share``, wheel platforms): most downloads are wheels for Linux x86_64
-    (PyPI's BigQuery ``details.system`` and ``file.type`` fields; shares are assumptions of that
-    order). File sizes (``size_median``, ``size_sigma``): log-normal, right-skewed (Bommarito &
-    Bommarito 2019); the median is an assumption.
+    (what PyPI's BigQuery ``details.system`` and ``file.type`` fields let one measure; the
+    shares here are assumptions). File sizes (``size_median``, ``size_sigma``): log-normal,
+    right-skewed (Bommarito & Bommarito 2019); the median is an assumption.
 
     ``tenants``: the share of developer machines and CI pipelines in each tenant (mirrors,
     proxies, crawlers and attackers use "default"); an assumption, there for per-tenant
     forecasts.
 
     ``shape="static"`` (see :meth:`static_zipf`): independent requests over a fixed set of files
-    with Zipf popularity (Breslau et al. 1999 find web requests Zipf-like, alpha 0.64-0.83), no
-    releases: the shape where learned eviction is not expected to win.
+    with Zipf popularity (Breslau et al. 1999: proxy traces follow Zipf-like laws, the exponent
+    varying from trace to trace, below 1; ``static_alpha`` 0.8), no releases: the shape where a
+    learned eviction policy has nothing release-driven to learn.
     """
 
     name: str = "registry-v1"

@@ -61,8 +61,8 @@ class TrafficModel:
     Upgrade lag (``upgrade_lag_median_days``, ``upgrade_lag_sigma``, ``never_upgrade_share``):
     the delay between a release and a developer machine that holds the project downloading it is
     log-normal. Technical-lag studies find most dependents lag behind (Kula et al. 2018: 81.5% of
-    2,700 studied systems kept outdated dependencies; Zerouali et al. 2018 and Decan et al. 2018
-    on npm: technical lag is common and lasts months). The median of a few days for machines
+    the 4,600 GitHub projects studied kept outdated dependencies; Zerouali et al. 2018 and Decan
+    et al. 2018 on npm: technical lag is common). The median of a few days for machines
     that do upgrade, and the share that never does within the trace, are assumptions.
 
     CI (``ci_pipelines``, ``ci_runs_per_day``, ``ci_pinned_median``, ``ci_matrix``,

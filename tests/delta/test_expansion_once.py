@@ -120,7 +120,8 @@ def test_raw_base_source_built_in_one_copy(monkeypatch):
         return real(self, *tail)
 
     monkeypatch.setattr(_layout.Expansion, "expanded", counted)
-    agg = DeltaAggregator(archive_aware=True, full_margin=0.0)
+    # without reconstruction (on by default, it rebuilds this stream) it stays compressed
+    agg = DeltaAggregator(archive_aware=True, full_margin=0.0, reconstruct=False)
     patch = agg.diff(old, new)
     assert agg.last_stats["raw_base"] is True
     assert agg.apply(old, patch) == new

@@ -179,4 +179,4 @@ def test_max_nodes_and_nesting_limits():
     with pytest.raises(CorruptPatchError):
         Layout.from_bytes(b"RCLY\x01\x00\xff\xff\xff\xff\x0f")  # huge count, no nodes
     with pytest.raises(CorruptPatchError):
-        Layout.from_bytes(b"RCLY\x02\x00\x00")  # unknown version
+        Layout.from_bytes(b"RCLY\x03\x00\x00")  # unknown version (1 and 2 are read)

@@ -138,6 +138,10 @@ class DeltaAggregator:
     - ``max_chain``: match candidates examined per position in the C core (speed vs. size).
     - ``full_margin``: a patch must be at least this fraction smaller than the target itself, or
       ``diff`` emits a full-content patch instead (default 0.02).
+    - ``reconstruct``: streams that no zlib / miniz parameters reproduce (GNU gzip on large
+      inputs, libdeflate, 7-Zip, zlib forks...) are expanded anyway and rebuilt by the C core
+      from a correction record (layout version 2, docs/delta-format.md). Default on; turn it off
+      for clients that only read layout version 1 (registry-core before reconstruction).
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags`, read once here. The aggregator
       never looks flags up on its own (no environment, no project file).
 
@@ -156,6 +160,7 @@ class DeltaAggregator:
         max_chain: int = 32,
         full_margin: float = 0.02,
         flags: FeatureFlags | None = None,
+        reconstruct: bool = True,
     ) -> None:
         if not 1 <= level <= 22:
             raise InvalidArgumentError(f"level must be in 1..22, not {level}")
@@ -175,10 +180,12 @@ class DeltaAggregator:
         self.max_expanded_size = max_expanded_size
         self.max_chain = max_chain
         self.full_margin = full_margin
+        self.reconstruct = bool(reconstruct)
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
         # Deflate parameters that reproduced a stream, by the stream's SHA-256.
         self._params_memo: LRU[bytes, DeflateParams] = LRU(max_entries=1 << 16)
+        self._params_memo_v1: LRU[bytes, DeflateParams] = LRU(max_entries=1 << 16)
 
     def expanded_limit(self, target_size: int) -> int:
         """The largest expanded form (base or target) of an archive patch for a target of
@@ -236,7 +243,11 @@ class DeltaAggregator:
         old_x = expand_artifact(
             old, max_expanded_size=max(0, limit - len(old)), policy=StreamPolicy(search=False)
         )
-        policy = StreamPolicy(known=set(old_x.digests), memo=self._params_memo)
+        policy = StreamPolicy(
+            known=set(old_x.digests),
+            memo=self._params_memo if self.reconstruct else self._params_memo_v1,
+            reconstruct=self.reconstruct,
+        )
         new_x = expand_artifact(new, max_expanded_size=max(0, limit - len(new)), policy=policy)
         old_layout, new_layout = old_x.layout, new_x.layout
         old_size, new_size = old_layout.expanded_size(), new_layout.expanded_size()
@@ -268,6 +279,8 @@ class DeltaAggregator:
                 copied.add(entry.index)
         new_layout = new_layout.with_copy_from(mapping)
         stats["copied_streams"] = len(mapping)
+        stats["reconstructed_streams"] = policy.reconstructed
+        stats["record_bytes"] = policy.record_bytes
         # Target streams no engine reproduces stay compressed in the expanded target; their
         # unchanged parts can only be found in the base's compressed bytes, so then the delta
         # source is the expanded base followed by the base itself (joined in one copy).

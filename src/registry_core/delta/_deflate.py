@@ -27,6 +27,7 @@ __all__ = [
     "FEED_CHUNK",
     "LARGE_STREAM",
     "MINIZ",
+    "RECON",
     "UNUSED_PARAMS",
     "ZLIB",
     "Budget",
@@ -52,8 +53,16 @@ Buffer = bytes | bytearray | memoryview
 
 #: Deflate engines a stream can be reproduced with. ZLIB: CPython's zlib. MINIZ: the
 #: miniz_oxide compressor (Rust, through ``cramjam``), which Rust build tools use: maturin wheels
-#: (zip crate / flate2 defaults), cargo-built archives.
-ZLIB, MINIZ = 0, 1
+#: (zip crate / flate2 defaults), cargo-built archives. RECON: any stream, rebuilt by the C core
+#: from its content and a correction record (``_reconstruct``; layout version 2).
+ZLIB, MINIZ, RECON = 0, 1, 2
+
+#: A reconstructed stream is kept only when its correction record is at most this share of the
+#: compressed stream (larger records cost more than diffing the compressed bytes saves).
+RECON_MAX_RECORD_SHARE = 0.5
+#: Streams whose content is larger than this are not reconstructed (time and memory bound:
+#: the model holds 4 bytes per content byte).
+RECON_MAX_CONTENT = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,10 @@ class DeflateParams:
     """Everything needed to reproduce a raw deflate stream.
 
     ``wbits`` is the positive window size (8..15) of a raw stream (passed to zlib negated).
-    ``engine`` is :data:`ZLIB` or :data:`MINIZ`; miniz streams use only ``level`` (1..9, with
-    wbits 15, memLevel 8, strategy 0 recorded).
+    ``engine`` is :data:`ZLIB`, :data:`MINIZ` or :data:`RECON`; miniz streams use only
+    ``level`` (1..9, with wbits 15, memLevel 8, strategy 0 recorded); reconstructed streams
+    carry their correction ``record`` (non-empty) and record level 0, wbits 15, memLevel 8,
+    strategy 0.
     """
 
     level: int
@@ -70,22 +81,44 @@ class DeflateParams:
     mem_level: int
     strategy: int
     engine: int = ZLIB
+    record: bytes = b""
 
     def __post_init__(self) -> None:
-        if not (
-            0 <= self.level <= 9
-            and 8 <= self.wbits <= 15
-            and 1 <= self.mem_level <= 9
-            and 0 <= self.strategy <= 4
-            and self.engine in (ZLIB, MINIZ)
-        ) or (
-            self.engine == MINIZ
-            and (self.level == 0 or (self.wbits, self.mem_level, self.strategy) != (15, 8, 0))
+        if (
+            not (
+                0 <= self.level <= 9
+                and 8 <= self.wbits <= 15
+                and 1 <= self.mem_level <= 9
+                and 0 <= self.strategy <= 4
+                and self.engine in (ZLIB, MINIZ, RECON)
+                and isinstance(self.record, bytes)
+            )
+            or (
+                self.engine == MINIZ
+                and (self.level == 0 or (self.wbits, self.mem_level, self.strategy) != (15, 8, 0))
+            )
+            or (self.engine != RECON and bool(self.record))
+            or (
+                self.engine == RECON
+                and not (
+                    self.record
+                    and (self.level, self.wbits, self.mem_level, self.strategy) == (0, 15, 8, 0)
+                )
+            )
         ):
             raise InvalidArgumentError(
                 f"invalid deflate parameters {self!r}: need level 0..9, wbits 8..15, "
-                "mem_level 1..9, strategy 0..4, engine 0 (zlib) or 1 (miniz: level 1..9 only)"
+                "mem_level 1..9, strategy 0..4, engine 0 (zlib), 1 (miniz: level 1..9 only) or "
+                "2 (reconstructed: a non-empty record, level 0 / wbits 15 / memLevel 8 / "
+                "strategy 0), and a record only with engine 2"
             )
+
+    def __repr__(self) -> str:  # a record can be large: show its size only
+        extra = f", record=<{len(self.record)} bytes>" if self.record else ""
+        return (
+            f"DeflateParams(level={self.level}, wbits={self.wbits}, mem_level={self.mem_level}, "
+            f"strategy={self.strategy}, engine={self.engine}{extra})"
+        )
 
     def compressobj(self) -> zlib._Compress:
         """A fresh zlib compressor producing a raw deflate stream with these parameters."""
@@ -94,7 +127,7 @@ class DeflateParams:
         )
 
 
-def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
+def deflate(content: Buffer, params: DeflateParams, *, clen: int | None = None) -> Iterator[bytes]:
     """Yield the raw deflate stream of ``content`` in pieces (the format's feeding rule).
 
     Levels 1-9: ``compress()`` per :data:`FEED_CHUNK` bytes, then ``flush()``. Level 0 (stored
@@ -104,8 +137,17 @@ def deflate(content: Buffer, params: DeflateParams) -> Iterator[bytes]:
     Python 3.11+ (older ``zlib.compress`` takes no wbits). Level-0 output depends on how CPython
     grows zlib's output buffer: 3.10-3.13 agree, 3.9 differs (measured).
     Raises ``zlib.error`` / ``ValueError`` if zlib refuses the parameters (e.g. wbits 8).
+    Reconstructed streams (:data:`RECON`) need their length ``clen`` and raise
+    CorruptPatchError when the record does not rebuild a stream of that length.
     """
     view = memoryview(content)
+    if params.engine == RECON:
+        if clen is None:
+            raise ValueError("a reconstructed stream needs its length (clen)")
+        from ._reconstruct import rebuild_stream
+
+        yield rebuild_stream(view, params.record, clen)
+        return
     if params.engine == MINIZ:
         import cramjam  # a declared dependency; imported here to keep imports cheap
 
@@ -175,7 +217,10 @@ def _reference_sample() -> bytes:
 
 
 def engine_reproduces(engine: int) -> bool:
-    """Whether this platform's ``engine`` gives the reference output (checked once, ~10 ms)."""
+    """Whether this platform's ``engine`` gives the reference output (checked once, ~10 ms).
+    :data:`RECON` is the C core itself: always."""
+    if engine == RECON:
+        return True
     ok = _engine_ok.get(engine)
     if ok is None:
         import hashlib
@@ -477,6 +522,10 @@ class StreamPolicy:
       two guesses; one that mostly succeeds gets a short search for its odd streams; the same
       failure rule applies to the artifact as a whole. It depends only on the artifact, so the
       layout's shape never depends on a shared detector's past.
+    - ``reconstruct`` (default on): a stream no parameters reproduce is rebuilt from a
+      correction record (:data:`RECON`; layout version 2) when the record is at most
+      :data:`RECON_MAX_RECORD_SHARE` of the stream; the record is verified by rebuilding the
+      stream once before it is accepted.
 
     The caller hashes each stream once and passes the digest.
     """
@@ -488,11 +537,15 @@ class StreamPolicy:
         search: bool = True,
         known: frozenset[bytes] | set[bytes] = frozenset(),
         memo: Any = None,
+        reconstruct: bool = True,
     ) -> None:
         self.detector = detector or DeflateDetector()
         self.search = search
         self.known = known
         self.memo = memo
+        self.reconstruct = reconstruct
+        self.reconstructed = 0  # streams kept through a correction record
+        self.record_bytes = 0  # their records' total size
         # Per producer key, what this artifact showed so far: [streams, reproduced, params].
         self.history: dict[object, list] = {}
         self.failed = 0  # streams no parameters reproduced (they stay compressed)
@@ -516,11 +569,14 @@ class StreamPolicy:
         if streams >= 8 and reproduced * 2 >= streams:
             engines = frozenset(p.engine for p in seen)
         params = self._lookup(comp, content, key, digest, limit, seen, engines)
+        # The history is the exact path's: a producer whose streams need reconstruction (GNU
+        # gzip, libdeflate...) still gets the short zlib search.
+        exact = params is not None and params.engine != RECON
         for h in (hist, total):
             h[0] += 1
-            if params is not None:
+            if exact:
                 h[1] += 1
-        if params is not None:
+        if exact:
             seen[params] = None
         return params
 
@@ -541,8 +597,33 @@ class StreamPolicy:
             if hit is not None:
                 return hit
         found = self.detector.find(comp, content, key, limit=limit, include=seen, engines=engines)
+        if found is None and self.reconstruct:
+            found = reconstructed_params(comp, content)
+            if found is not None:
+                self.reconstructed += 1
+                self.record_bytes += len(found.record)
         if found is None:
             self.failed += 1
         elif self.memo is not None:
             self.memo.put(digest, found)
         return found
+
+
+def reconstructed_params(comp: Buffer, content: Buffer) -> DeflateParams | None:
+    """:data:`RECON` parameters rebuilding ``comp`` (one raw stream inflating to ``content``),
+    or ``None`` when the record would exceed :data:`RECON_MAX_RECORD_SHARE` of the stream or
+    the stream is out of bounds. The record is checked by one rebuild before it is returned."""
+    from ..errors import RegistryCoreError
+    from ._reconstruct import correction_record, rebuild_stream
+
+    if len(content) > RECON_MAX_CONTENT or not len(comp):
+        return None
+    try:
+        record, _ = correction_record(comp, max_content=len(content))
+        if len(record) > RECON_MAX_RECORD_SHARE * len(comp):
+            return None
+        if rebuild_stream(content, record, len(comp)) != comp:  # pragma: no cover - a bug
+            return None
+    except (RegistryCoreError, MemoryError):
+        return None
+    return DeflateParams(0, 15, 8, 0, RECON, record)

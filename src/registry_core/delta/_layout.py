@@ -569,7 +569,7 @@ def rebuild(
             pos = walk(node.children, pos, content)
             produced = 0
             try:
-                for piece in deflate(content, node.params):
+                for piece in deflate(content, node.params, clen=node.clen):
                     produced += len(piece)
                     if produced > node.clen:
                         break

@@ -1,10 +1,14 @@
-"""The binary form of a :class:`~registry_core.delta._layout.Layout` (layout format version 1).
+"""The binary form of a :class:`~registry_core.delta._layout.Layout` (layout format versions 1, 2).
 
-``RCLY``, version byte, kind byte, varint node count, then the nodes in preorder:
+``RCLY``, version byte, kind byte, varint node count, then the nodes in preorder. Version 2 adds
+reconstructed Deflate nodes (tags 4 and 5); a layout without one is still written as version 1,
+so older readers keep reading what they can rebuild.
 
 - Raw: tag 0, varint length.
 - Deflate: tag 1 (2 with ``copy_from``), varint clen, byte ``level | strategy << 4 | engine << 7``,
   byte ``wbits | mem_level << 4``, [varint copy_from], varint child count, children.
+- Reconstructed Deflate (version 2): tag 4 (5 with ``copy_from``), varint clen, varint record
+  length, the correction record, [varint copy_from], varint child count, children.
 - Reference (only in a layout written relative to another): tag 3, zigzag varint of
   ``k - expected``, where ``expected`` is the preorder index right after the previous
   reference's subtree; the node is the base's Deflate node ``k`` (whole subtree) with
@@ -32,17 +36,33 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["LAYOUT_VERSION", "MAX_NESTING", "decode_layout", "encode_layout"]
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # the newest version written; 1 and 2 are read
+READ_VERSIONS = (1, 2)
 MAX_NESTING = 16  # deepest node tree decode_layout accepts
 MAGIC = b"RCLY"
 KINDS = ("raw", "zip", "gzip")
 TAG_RAW, TAG_DEFLATE, TAG_DEFLATE_COPY, TAG_BASE_REF = 0, 1, 2, 3
+TAG_RECON, TAG_RECON_COPY = 4, 5  # version 2
+_RECON = 2  # DeflateParams.engine of a reconstructed stream
 
 
 def _put(out: bytearray, value: int) -> None:
     if value < 0:
         raise InvalidArgumentError("layout sizes must be non-negative")
     encode_uvarint(out, value)
+
+
+def _has_recon(nodes: tuple[Node, ...]) -> bool:
+    from ._layout import Deflate
+
+    stack = list(nodes)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Deflate):
+            if node.params.engine == _RECON:
+                return True
+            stack.extend(node.children)
+    return False
 
 
 def subtree_sizes(layout: Layout) -> tuple[list[int], list[int]]:
@@ -78,7 +98,7 @@ def encode_layout(layout: Layout, *, relative_to: Layout | None = None) -> bytes
     if layout.kind not in KINDS:
         raise InvalidArgumentError(f"layout kind must be one of {KINDS}, not {layout.kind!r}")
     out = bytearray(MAGIC)
-    out.append(LAYOUT_VERSION)
+    out.append(2 if _has_recon(layout.nodes) else 1)
     out.append(KINDS.index(layout.kind))
     _put(out, len(layout.nodes))
     base = relative_to.deflate_entries() if relative_to is not None else None
@@ -105,10 +125,16 @@ def encode_layout(layout: Layout, *, relative_to: Layout | None = None) -> bytes
             expected = k + sizes[k]
             return
         p = node.params
-        out.append(TAG_DEFLATE if node.copy_from is None else TAG_DEFLATE_COPY)
-        _put(out, node.clen)
-        out.append(p.level | p.strategy << 4 | p.engine << 7)
-        out.append(p.wbits | p.mem_level << 4)
+        if p.engine == _RECON:
+            out.append(TAG_RECON if node.copy_from is None else TAG_RECON_COPY)
+            _put(out, node.clen)
+            _put(out, len(p.record))
+            out.extend(p.record)
+        else:
+            out.append(TAG_DEFLATE if node.copy_from is None else TAG_DEFLATE_COPY)
+            _put(out, node.clen)
+            out.append(p.level | p.strategy << 4 | p.engine << 7)
+            out.append(p.wbits | p.mem_level << 4)
         if node.copy_from is not None:
             _put(out, node.copy_from)
         _put(out, len(node.children))
@@ -121,8 +147,11 @@ def encode_layout(layout: Layout, *, relative_to: Layout | None = None) -> bytes
 
 
 class _Reader:
-    def __init__(self, buf: memoryview, max_nodes: int, relative_to: Layout | None) -> None:
+    def __init__(
+        self, buf: memoryview, max_nodes: int, relative_to: Layout | None, version: int = 1
+    ) -> None:
         self.buf = buf
+        self.version = version
         self.pos = 6
         self.left = max_nodes
         self.base = relative_to.deflate_entries() if relative_to is not None else None
@@ -173,6 +202,18 @@ class _Reader:
                 copy_from = self.varint() if tag == TAG_DEFLATE_COPY else None
                 kids = self.nodes(self.varint(), depth + 1)
                 res.append(Deflate(clen, params, kids, copy_from))
+            elif tag in (TAG_RECON, TAG_RECON_COPY) and self.version >= 2:
+                self.charge(1)
+                clen = self.varint()
+                rlen = self.varint()
+                if rlen == 0 or rlen > len(self.buf) - self.pos:
+                    raise CorruptPatchError("layout: correction record empty or truncated")
+                record = bytes(self.buf[self.pos : self.pos + rlen])
+                self.pos += rlen
+                params = DeflateParams(0, 15, 8, 0, _RECON, record)
+                copy_from = self.varint() if tag == TAG_RECON_COPY else None
+                kids = self.nodes(self.varint(), depth + 1)
+                res.append(Deflate(clen, params, kids, copy_from))
             elif tag == TAG_BASE_REF and self.base is not None:
                 z = self.varint()
                 k = self.expected + ((z >> 1) ^ -(z & 1))
@@ -192,15 +233,15 @@ def decode_layout(data: Buffer, *, max_nodes: int, relative_to: Layout | None = 
     buf = byte_view(data, "layout")
     if len(buf) < 6 or bytes(buf[:4]) != MAGIC:
         raise CorruptPatchError("layout: bad magic (not a registry-core layout)")
-    if buf[4] != LAYOUT_VERSION:
+    if buf[4] not in READ_VERSIONS:
         raise CorruptPatchError(
-            f"layout: version {buf[4]} is not supported (this build reads {LAYOUT_VERSION})"
+            f"layout: version {buf[4]} is not supported (this build reads {READ_VERSIONS})"
         )
     if buf[5] >= len(KINDS):
         raise CorruptPatchError(f"layout: unknown kind {buf[5]}")
     if relative_to is not None and not isinstance(relative_to, Layout):
         raise InvalidTypeError("relative_to must be a Layout")
-    reader = _Reader(buf, max_nodes, relative_to)
+    reader = _Reader(buf, max_nodes, relative_to, buf[4])
     nodes = reader.nodes(reader.varint(), 0)
     if reader.pos != len(buf):
         raise CorruptPatchError("layout: trailing bytes after the last node")

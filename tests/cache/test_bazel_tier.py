@@ -14,7 +14,11 @@ import http.server
 import logging
 import os
 import socket
+import stat
+import sys
+import textwrap
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,10 +28,13 @@ from _nginx import NginxServer, free_port
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from registry_core.cache import BuildCache, LocalStore
 from registry_core.cache._bazel import PASSWORD_ENV, TOKEN_ENV, USER_ENV, BazelHTTPTier
 from registry_core.cache._reapi import Digest
+from registry_core.cache._run import RunResult
 from registry_core.cache._tiers import ActionTier
 from registry_core.errors import CacheError, InvalidArgumentError, InvalidTypeError
+from registry_core.flags import FeatureFlags
 
 pytestmark = pytest.mark.network
 
@@ -145,8 +152,13 @@ def test_tampered_blob_on_disk_is_a_miss_with_a_warning(tier, nginx, tmp_path, c
     assert list(tmp_path.iterdir()) == []  # no partial file left
     assert tier.stats.corrupt == before + 2
     assert "treated as a miss" in caplog.text and digest.hash in caplog.text
-    if how in ("truncated", "longer", "replaced-empty"):
-        assert not tier.has_blob(digest)  # HEAD: a wrong Content-Length is not the blob
+    # HEAD cannot see content, but the tier remembers what came back wrong: has_blob says
+    # False so a caller uploads the good bytes again; a fresh tier sees a wrong length only
+    assert not tier.has_blob(digest)
+    with BazelHTTPTier(nginx.url) as fresh:
+        assert fresh.has_blob(digest) == (how == "flipped")
+    tier.put_blob(digest, data)
+    assert tier.has_blob(digest) and tier.get_blob(digest) == data
 
 
 def test_nginx_stopped_mid_use_raises_cache_error(private_nginx, tmp_path):
@@ -420,3 +432,111 @@ def test_unexpected_status_and_encoding_are_cache_errors():
             tier.get_action("5" * 64)  # the body stopped short of its Content-Length
     thread.join(5)
     listener.close()
+
+
+# -- BuildCache.run with the Bazel tier on nginx ------------------------------------------------
+
+ON = FeatureFlags(overrides={"INCREMENTAL_CACHE": True})
+
+# A build step: two outputs (one executable, one of 3 MB), stdout and stderr, a run log.
+STEP = textwrap.dedent(
+    """
+    import os, sys
+    with open("runs.log", "a") as log:
+        log.write("run\\n")
+    src = open("in.txt", "rb").read()
+    with open("out.bin", "wb") as f:
+        f.write(src * (3_000_000 // len(src) + 1))
+    with open("tool.sh", "wb") as f:
+        f.write(b"#!/bin/sh\\necho " + src.strip() + b"\\n")
+    os.chmod("tool.sh", 0o755)
+    print("built", len(src))
+    print("note", file=sys.stderr)
+    """
+)
+
+
+def _work(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "step.py").write_text(STEP)
+    (root / "in.txt").write_bytes(b"same input\n")
+    return root
+
+
+def _step(cache: BuildCache, work: Path, remote: BazelHTTPTier | None = None) -> RunResult:
+    return cache.run(
+        [sys.executable, "step.py"],
+        inputs=["in.txt", "step.py"],
+        outputs=["out.bin", "tool.sh"],
+        cwd=work,
+        remote=remote,
+    )
+
+
+def _runs(work: Path) -> int:
+    log = work / "runs.log"
+    return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_a_second_machine_gets_a_remote_hit_restoring_outputs_byte_identical(nginx, tmp_path):
+    remote = BazelHTTPTier(nginx.url, instance=f"t{os.getpid()}-{time.monotonic_ns()}")
+    first_work = _work(tmp_path / "machine1" / "src")
+    m1 = BuildCache(LocalStore(tmp_path / "machine1" / "cache", fsync=False), flags=ON)
+    first = _step(m1, first_work, remote)
+    assert not first.hit and first.stored and _runs(first_work) == 1
+    # machine 2: another checkout path, an empty local cache, the same remote
+    work2 = _work(tmp_path / "machine2" / "checkout")
+    m2 = BuildCache(LocalStore(tmp_path / "machine2" / "cache", fsync=False), flags=ON)
+    hit = _step(m2, work2, remote)
+    assert hit.hit and hit.tier == "bazel-http" and _runs(work2) == 0
+    assert hit.stdout == first.stdout and hit.stderr == first.stderr
+    for name in ("out.bin", "tool.sh"):
+        assert (work2 / name).read_bytes() == (first_work / name).read_bytes()
+    assert (work2 / "tool.sh").stat().st_mode & stat.S_IXUSR
+    assert not (work2 / "out.bin").stat().st_mode & stat.S_IXUSR
+    assert remote.stats.hits >= 4  # the action result, two outputs, stdout (stderr differs)
+    # back-filled: machine 2 now hits locally without the remote
+    (work2 / "out.bin").unlink()
+    assert _step(m2, work2).tier == "local"
+    remote.close()
+
+
+def test_a_tampered_remote_blob_is_a_miss_then_healed(nginx, tmp_path, caplog):
+    remote = BazelHTTPTier(nginx.url, instance=f"h{os.getpid()}-{time.monotonic_ns()}")
+    w1 = _work(tmp_path / "m1" / "w")
+    _step(BuildCache(LocalStore(tmp_path / "m1" / "c", fsync=False), flags=ON), w1, remote)
+    out = (w1 / "out.bin").read_bytes()
+    blob = nginx.blob_path(f"{remote.instance}/cas/{Digest.of(out).hash}")
+    damaged = bytearray(blob.read_bytes())
+    damaged[100] ^= 0x55
+    blob.write_bytes(damaged)
+    w2 = _work(tmp_path / "m2" / "w")
+    with caplog.at_level(logging.WARNING, logger="registry_core.cache"):
+        r = _step(BuildCache(LocalStore(tmp_path / "m2" / "c", fsync=False), flags=ON), w2, remote)
+    assert not r.hit and r.stored and _runs(w2) == 1  # rebuilt, never the damaged bytes
+    assert (w2 / "out.bin").read_bytes() == out
+    assert "treated as a miss" in caplog.text
+    assert blob.read_bytes() == out  # the rerun overwrote it
+    w3 = _work(tmp_path / "m3" / "w")
+    r3 = _step(BuildCache(LocalStore(tmp_path / "m3" / "c", fsync=False), flags=ON), w3, remote)
+    assert r3.hit and r3.tier == "bazel-http"
+    remote.close()
+
+
+def test_nginx_stopped_the_build_still_succeeds_with_one_warning(private_nginx, tmp_path, caplog):
+    remote = BazelHTTPTier(private_nginx.url, timeout=2.0)
+    work = _work(tmp_path / "w")
+    cache = BuildCache(LocalStore(tmp_path / "c", fsync=False), remote, flags=ON)
+    assert _step(cache, work).stored  # uploaded while nginx ran
+    private_nginx.stop()
+    (work / "in.txt").write_bytes(b"changed input\n")  # a new action: lookup and upload fail
+    with caplog.at_level(logging.WARNING, logger="registry_core.cache"):
+        r = _step(cache, work)
+        assert r.exit_code == 0 and not r.hit and r.stored  # built and cached locally
+        assert _step(cache, work).tier == "local"
+        (work / "in.txt").write_bytes(b"third input\n")
+        assert _step(cache, work).exit_code == 0
+    warnings = [m for m in caplog.messages if "remote cache tier 'bazel-http' failed" in m]
+    assert len(warnings) == 1 and "ConnectError" in warnings[0]
+    assert remote.stats.errors >= 2
+    remote.close()

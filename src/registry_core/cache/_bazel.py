@@ -59,6 +59,7 @@ _CHUNK = 1 << 20
 _MIN_RATE = 1 << 20  # bytes/s a body must keep up, on average, beyond the timeout
 _SMALL_BODY = 64 << 10  # error bodies up to this are drained, so the connection is kept
 _ZSTD_WINDOW = 1 << 27  # zstd's default decoder limit (128 MiB): bounds decoder memory
+_MAX_BAD = 10_000  # corrupt digests remembered (so has_blob makes callers overwrite them)
 _SEGMENT = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
@@ -245,6 +246,9 @@ class BazelHTTPTier:
         )
         self._lock = threading.Lock()
         self._stats = BazelTierStats()
+        # Digests this tier saw come back wrong: HEAD cannot see content, so has_blob answers
+        # False for them until a put replaces them (the caller then re-uploads the good bytes).
+        self._bad: dict[str, None] = {}
 
     @staticmethod
     def _authorization(
@@ -407,6 +411,10 @@ class BazelHTTPTier:
 
     def _corrupt(self, digest: Digest, why: str) -> None:
         self._count(corrupt=1, misses=1)
+        with self._lock:
+            self._bad[digest.hash] = None
+            while len(self._bad) > _MAX_BAD:
+                del self._bad[next(iter(self._bad))]
         log.warning(
             "%s tier (%s): blob %s (%d bytes) %s; treated as a miss",
             self.name,
@@ -468,8 +476,12 @@ class BazelHTTPTier:
     # -- the CAS ----------------------------------------------------------------------------
 
     def has_blob(self, digest: Digest) -> bool:
-        """Whether the server holds ``digest`` (HEAD; a wrong Content-Length is False)."""
+        """Whether the server holds ``digest`` (HEAD; a wrong Content-Length is False, and so is
+        a blob this tier already saw come back corrupt, until it is put again)."""
         digest = _check_digest(digest)
+        with self._lock:
+            if digest.hash in self._bad:
+                return False
         doing = f"HEAD cas/{digest.hash}"
         with self._request(
             "HEAD", self._path("cas", digest.hash), doing, headers={"Accept-Encoding": "identity"}
@@ -573,6 +585,11 @@ class BazelHTTPTier:
             headers = {"Content-Encoding": "zstd", "X-Digest-SizeBytes": str(digest.size_bytes)}
         headers["Content-Length"] = str(len(body))
         self._put(self._path("cas", digest.hash), f"PUT cas/{digest.hash}", body, headers)
+        self._replaced(digest)
+
+    def _replaced(self, digest: Digest) -> None:
+        with self._lock:
+            self._bad.pop(digest.hash, None)
 
     def put_blob_file(self, digest: Digest, path: str | os.PathLike[str]) -> None:
         """Upload the file ``path`` as the blob ``digest``, streamed (zstd: via a spool file).
@@ -600,14 +617,15 @@ class BazelHTTPTier:
                         "Content-Length": str(size),
                     }
                     self._put(self._path("cas", digest.hash), doing, _chunks_of(spool), headers)
-                return
-            headers = {"Content-Length": str(digest.size_bytes)}
-            self._put(
-                self._path("cas", digest.hash),
-                doing,
-                _checked_chunks(f, digest, source),
-                headers,
-            )
+            else:
+                headers = {"Content-Length": str(digest.size_bytes)}
+                self._put(
+                    self._path("cas", digest.hash),
+                    doing,
+                    _checked_chunks(f, digest, source),
+                    headers,
+                )
+        self._replaced(digest)
 
     def _compress_into(self, chunks: Iterator[bytes], out: IO[bytes]) -> None:
         import zstandard

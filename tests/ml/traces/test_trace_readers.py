@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import re
 import struct
 
 import pytest
@@ -96,6 +98,53 @@ def test_access_log_written_by_telemetry_reads_back(tmp_path):
     rels = trace.catalogue.projects["demo-pkg"]
     assert [r.version for r in rels] == ["1.0", "1.1"]
     assert trace.catalogue.newer("demo-pkg", "1.0", trace.end) == rels[1:]
+
+
+_names = st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    start=st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    method=st.sampled_from(["GET", "HEAD", "POST"]),
+    project=st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._-]{0,10}[A-Za-z0-9])?", fullmatch=True),
+    status=st.integers(100, 599),
+    sent=st.integers(0, 1 << 40),
+    tenant=_names,
+    subject=st.none() | _names,
+    client=st.none() | _names,
+)
+def test_access_line_round_trip(
+    tmp_path_factory, start, method, project, status, sent, tenant, subject, client
+):
+    path = f"/simple/{project}/"
+    line = access_line(
+        start_s=start,
+        request_id="r",
+        tenant=tenant,
+        method=method,
+        route="/simple/{project}/",
+        path=path,
+        status=status,
+        sent=sent,
+        duration_s=0.01,
+        subject=subject,
+        client=client,
+    )
+    log = tmp_path_factory.mktemp("al") / "a.log"
+    log.write_text(line + "\n")
+    (r,) = read_access_log(log)
+    assert abs(r.time - start) < 1e-3 + 1e-9 * start  # milliseconds on the wire
+    assert (r.kind, r.project, r.status, r.size, r.method, r.tenant) == (
+        "page",
+        re.sub(r"[-_.]+", "-", project).lower(),  # PEP 503
+        status,
+        sent,
+        method,
+        tenant,
+    )
+    who = client or (subject if subject and subject != "-" else None)
+    assert (r.client == "anonymous") == (who is None)
 
 
 def test_access_line_without_client_and_bad_lines(tmp_path):
@@ -194,8 +243,19 @@ def test_classify_routes():
     assert classify("GET", "/healthz")[0] == "other"
 
 
+def _libcachesim():
+    """The libcachesim package (a benchmark dependency): skip without it, fail on CI."""
+    try:
+        import libcachesim
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("libcachesim is not installed, and CI=true: pip install libcachesim")
+        pytest.skip("libcachesim is not installed")
+    return libcachesim
+
+
 def test_oracle_general_is_read_by_libcachesim(tmp_path):
-    lcs = pytest.importorskip("libcachesim")
+    lcs = _libcachesim()
     trace = generate(seed=2, days=1, clients=200)
     path = tmp_path / "t.oracleGeneral.bin"
     n = write_oracle_general(trace.requests, path)

@@ -382,7 +382,7 @@ class BazelHTTPTier:
     def _body(self, resp: httpx.Response, limit: int, doing: str) -> Iterator[bytes]:
         """The decoded body in chunks; raises ``_TooLarge`` past ``limit`` bytes."""
         encoding = resp.headers.get("content-encoding", "identity").strip().lower()
-        raw = resp.iter_raw(_CHUNK)
+        raw = resp.iter_raw()  # as received: no re-chunking copy
         if encoding in ("", "identity"):
             chunks: Iterator[bytes] = raw
         elif encoding == "zstd" and self.zstd_downloads:

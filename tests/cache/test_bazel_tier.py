@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import stat
+import subprocess
 import sys
 import textwrap
 import threading
@@ -540,3 +541,51 @@ def test_nginx_stopped_the_build_still_succeeds_with_one_warning(private_nginx, 
     assert len(warnings) == 1 and "ConnectError" in warnings[0]
     assert remote.stats.errors >= 2
     remote.close()
+
+
+# -- the CLI, in real processes: two "machines" sharing nginx -----------------------------------
+
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    from registry_core.cli._main import _load_flags, _one_line_errors, _Parser
+    from registry_core.cli._cache import add_cache_parser
+    parser = _Parser(prog="registry-core")
+    add_cache_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(sys.argv[1:])
+    with _one_line_errors(args.command_name):
+        args.flags = _load_flags()
+        sys.exit(int(args.func(args) or 0))
+    """
+)
+
+
+def test_cli_remote_hit_on_a_second_machine(nginx, tmp_path):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    secret = "token-that-must-not-show"
+    instance = f"cli{os.getpid()}-{time.monotonic_ns()}"
+
+    def machine(n: int) -> subprocess.CompletedProcess[bytes]:
+        work = _work(tmp_path / f"m{n}" / "w")
+        env = {
+            **os.environ,
+            "REGISTRY_CORE_FLAGS": "INCREMENTAL_CACHE=on",
+            TOKEN_ENV: secret,  # sent to loopback nginx, which ignores it
+        }
+        argv = [sys.executable, str(driver), "cache", "run", "--cache-dir", str(tmp_path / f"c{n}")]
+        argv += ["--remote", f"{nginx.url}/{instance}", "--input", "in.txt", "--input", "step.py"]
+        argv += ["--output", "out.bin", "--output", "tool.sh", "--", sys.executable, "step.py"]
+        r = subprocess.run(argv, cwd=work, env=env, capture_output=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert secret.encode() not in r.stderr + r.stdout
+        return r
+
+    first = machine(1)
+    assert b"miss" in first.stderr
+    second = machine(2)
+    assert b"hit (bazel-http)" in second.stderr, second.stderr
+    assert second.stdout == first.stdout
+    a, b = tmp_path / "m1" / "w", tmp_path / "m2" / "w"
+    assert (b / "out.bin").read_bytes() == (a / "out.bin").read_bytes()
+    assert _runs(b) == 0

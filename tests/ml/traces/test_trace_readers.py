@@ -25,6 +25,7 @@ from registry_core.ml.traces import (
     read_access_log,
     read_nginx,
     read_oracle_general,
+    write_access_log,
     write_oracle_general,
 )
 from registry_core.telemetry import Telemetry
@@ -333,3 +334,41 @@ def test_infer_held_uses_only_the_past():
         Request(5.0, "b", "file", "p", "p-3.0.tar.gz", "3.0", 10),
     ]
     assert [r.held for r in infer_held(reqs)] == ["", "1.0", "1.0", "1.0", "2.0", ""]
+
+
+def test_generated_trace_replays_through_the_access_log(tmp_path):
+    trace = generate(seed=4, days=1, clients=150)
+    log = tmp_path / "generated.log"
+    assert write_access_log(trace.requests, log, epoch=1_750_000_000.0) == len(trace)
+    back = load_trace(log)
+    assert back.source == "file:generated.log" and len(back) == len(trace)
+    ids: dict[str, str] = {}
+    for a, b in zip(trace.requests, back.requests, strict=True):
+        assert abs(b.time - 1_750_000_000.0 - a.time) < 2e-3
+        if a.kind == "upload":  # the form names the project, the log line does not
+            assert (b.kind, b.project, b.size) == ("upload", "", a.size)
+            continue
+        assert (b.kind, b.project, b.filename, b.version, b.size, b.status, b.tenant) == (
+            a.kind,
+            a.project,
+            a.filename,
+            a.version,
+            a.size,
+            a.status,
+            a.tenant,
+        )
+        assert ids.setdefault(a.client, b.client) == b.client  # one hashed id per client
+    assert len(set(ids.values())) == len(ids)
+    # the inferred catalogue holds every release downloaded in the log, at or after its upload
+    for r in back.requests:
+        if r.kind == "file" and r.status < 400:
+            rel = back.catalogue.release(r.project, r.version)
+            real = trace.catalogue.release(r.project, r.version)
+            assert rel is not None and rel.time - 1_750_000_000.0 >= real.time - 1e-3
+    # held, inferred from the log alone, never names a version the client did not download
+    seen: dict[tuple[str, str], set[str]] = {}
+    for r in back.requests:
+        if r.held:
+            assert r.held in seen[(r.client, r.project)]
+        if r.kind == "file":
+            seen.setdefault((r.client, r.project), set()).add(r.version)

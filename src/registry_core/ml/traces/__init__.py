@@ -18,6 +18,7 @@ from ._readers import (
     read_access_log,
     read_nginx,
     read_oracle_general,
+    write_access_log,
     write_oracle_general,
 )
 from ._record import (
@@ -56,5 +57,6 @@ __all__ = [
     "read_oracle_general",
     "split_by_time",
     "summarize",
+    "write_access_log",
     "write_oracle_general",
 ]

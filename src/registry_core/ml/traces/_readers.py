@@ -44,6 +44,7 @@ __all__ = [
     "read_access_log",
     "read_nginx",
     "read_oracle_general",
+    "write_access_log",
     "write_oracle_general",
 ]
 
@@ -378,6 +379,58 @@ def write_oracle_general(
         tmp.unlink(missing_ok=True)
         raise
     return len(ids)
+
+
+def _path_of(r: Request) -> str:
+    if r.kind == "file":
+        return f"/files/{r.project}/{r.filename}"
+    if r.kind == "metadata":
+        return f"/files/{r.project}/{r.filename}.metadata"
+    if r.kind == "page":
+        return f"/simple/{r.project}/" if r.project else "/simple/"
+    if r.kind == "upload":
+        return "/legacy/"
+    if r.kind == "login":
+        return "/_/login"
+    return r.route if r.route.startswith("/") else "/"
+
+
+def write_access_log(
+    requests: Iterable[Request], path: str | os.PathLike[str], *, epoch: float = 0.0
+) -> int:
+    """Write ``requests`` as our JSON access log (``access_line``), times shifted by ``epoch``
+    seconds, the client id as the ``client`` field: a generated trace becomes a log that the
+    replay path (and ``registry-core ml train --trace``) reads like a real one. ``held`` and
+    ``label`` are not in the log format (the reader infers ``held`` again). Written to a
+    temporary file and renamed; returns the lines written."""
+    from ...telemetry._logs import access_line
+
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    n = 0
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for r in requests:
+                line = access_line(
+                    start_s=r.time + epoch,
+                    request_id=f"g{n:08x}",
+                    tenant=r.tenant,
+                    method=r.method,
+                    route=r.route,
+                    path=_path_of(r),
+                    status=r.status,
+                    sent=r.size,
+                    duration_s=0.0,
+                    subject=None,
+                    client=r.client,
+                )
+                f.write(line + "\n")
+                n += 1
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return n
 
 
 def infer_held(requests: Iterable[Request]) -> Iterator[Request]:

@@ -60,6 +60,7 @@ from registry_core.flags import FeatureFlags  # noqa: E402
 
 FLAGS = FeatureFlags(overrides={"INCREMENTAL_CACHE": True})
 MB = 1 << 20
+FSYNC = True  # LocalStore's default, as the CLI opens it; --no-fsync turns it off
 
 
 def median_ms(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None = None) -> float:
@@ -152,7 +153,7 @@ def has_run() -> bool:
 def build_cache(base: Path, remote: Any = None) -> Iterator[Any]:
     from registry_core.cache import BuildCache
 
-    local = LocalStore(base / "cache", max_bytes=4 << 30, fsync=False)
+    local = LocalStore(base / "cache", max_bytes=4 << 30, fsync=FSYNC)
     cache = BuildCache(local=local, flags=FLAGS)
     try:
         yield cache
@@ -338,7 +339,7 @@ def remote_vs_local(work: Path, repeats: int) -> dict:
     digest = Digest.of(data)
     server = NginxServer(work / "nginx")
     try:
-        local = LocalStore(work / "local-tier", max_bytes=1 << 30, fsync=False)
+        local = LocalStore(work / "local-tier", max_bytes=1 << 30, fsync=FSYNC)
         ltier = LocalActionTier(local)
         ltier.put_blob(digest, data)
         rtier = BazelHTTPTier(server.url)
@@ -354,6 +355,16 @@ def remote_vs_local(work: Path, repeats: int) -> dict:
             dest.write_bytes(blob)
 
         out["tier_local_file_ms"] = median_ms(local_to_file, repeats)
+        # what a remote hit in BuildCache.run adds to the transfer: its own digest check of
+        # the blob and the back-fill of the local store
+        out["sha256_10mb_ms"] = median_ms(lambda: hashlib.sha256(data).digest(), repeats)
+        fill = LocalStore(work / "backfill", max_bytes=1 << 30, fsync=FSYNC)
+        out["local_put_10mb_ms"] = median_ms(
+            lambda: fill.put("k", data),
+            repeats,
+            setup=lambda: fill.delete("k"),  # its object goes too: every put writes 10 MB
+        )
+        fill.close()
         if has_run():
             out.update(_run_remote_vs_local(work, server.url, repeats))
         rtier.close()
@@ -429,7 +440,10 @@ def report(res: dict, out: io.StringIO) -> None:
         print(line)
         out.write(line + "\n")
 
-    p(f"bench_cache  load average {os.getloadavg()[0]:.2f}  repeats {res['repeats']} (medians)")
+    p(
+        f"bench_cache  load average {os.getloadavg()[0]:.2f}  repeats {res['repeats']} (medians)"
+        f"  LocalStore fsync={res['fsync']}  {os.cpu_count()} CPUs"
+    )
     p()
     p("1. up-to-date checks")
     cols = [
@@ -486,6 +500,10 @@ def report(res: dict, out: io.StringIO) -> None:
         f"  tier, to a file      local {fmt(r['tier_local_file_ms'])}   remote "
         f"{fmt(r['tier_remote_file_ms'])}"
     )
+    p(
+        f"  within a run's remote hit: sha256 of 10 MB {fmt(r['sha256_10mb_ms'])}, the local "
+        f"back-fill (LocalStore.put) {fmt(r['local_put_10mb_ms'])}"
+    )
     if "run_local_hit_ms" in r:
         p(
             f"  BuildCache.run hit   local {fmt(r['run_local_hit_ms'])}   remote (fresh machine) "
@@ -531,8 +549,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--c-files", type=int, default=24)
     ap.add_argument("--out", type=Path, help="also write the tables here")
+    ap.add_argument("--no-fsync", action="store_true", help="LocalStore(fsync=False)")
     args = ap.parse_args()
-    res: dict[str, Any] = {"repeats": args.repeats, "trees": []}
+    global FSYNC
+    FSYNC = not args.no_fsync
+    res: dict[str, Any] = {"repeats": args.repeats, "trees": [], "fsync": FSYNC}
     with tempfile.TemporaryDirectory(prefix="bench-cache-") as tmp:
         work = Path(tmp)
         gen = work / "gen"

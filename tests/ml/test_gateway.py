@@ -258,3 +258,17 @@ def test_metrics_are_counted(registry):
     assert value("registry_core_ml_predictions_total", {"model": "m", "status": "400"}) == 1
     assert value("registry_core_ml_model_loads_total", {"outcome": "ok"}) == 1
     assert value("registry_core_ml_prediction_seconds_count", {"model": "m"}) == 2
+
+
+def test_compiled_tree_loader(registry):
+    import shutil
+
+    from registry_core.ml._gateway import load_compiled_trees
+
+    gw = PredictionGateway(registry, models={"m": "production"})
+    gw.register_loader("tree-ensemble", load_compiled_trees)
+    assert gw.refresh().errors == {}
+    expected = "CompiledTrees" if shutil.which("cc") else "TreeEnsemble"
+    assert type(gw.loaded("m").model.model).__name__ == expected
+    assert gw.predict("m", rows=[[0, 1], [1, 0]]).result == [1.0, 1.0]
+    assert gw.predict("m", row=[0, 1]).result == [1.0]

@@ -187,3 +187,30 @@ def test_every_truncation_is_refused_and_flips_never_crash():
 def test_arbitrary_bytes_never_crash(data):
     with contextlib.suppress(ModelError):
         TreeEnsemble.from_bytes(b"RCTE\x01" + data)
+
+
+@pytest.mark.parametrize("zero_as_missing", [False, True])
+def test_compiled_trees_equal_lightgbm(zero_as_missing):
+    import shutil
+
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler: CompiledTrees is the optional accelerator")
+    from registry_core.ml._trees import CompiledTrees
+
+    booster, X = _train(7, "binary", 300, 5, 12, zero_as_missing=zero_as_missing)
+    compiled = CompiledTrees(TreeEnsemble.from_lightgbm(booster))
+    probe = np.vstack([X, np.full((1, 5), np.nan), np.zeros((1, 5))])
+    expected = booster.predict(probe)
+    np.testing.assert_allclose(compiled.predict(probe), expected, rtol=0, atol=1e-12)
+    singles = [compiled.predict_one(r.tolist()) for r in probe]
+    np.testing.assert_allclose(singles, expected, rtol=0, atol=1e-12)
+    with pytest.raises(ModelError):
+        compiled.predict_one([0.0])
+
+
+def test_compiled_trees_refuse_multi_output():
+    from registry_core.ml._trees import CompiledTrees
+
+    booster, _ = _train(1, "multiclass", 90, 3, 2)
+    with pytest.raises(ModelError, match="single-output"):
+        CompiledTrees(TreeEnsemble.from_lightgbm(booster))

@@ -44,7 +44,14 @@ from ..errors import InvalidArgumentError, ModelError, NotFoundError, RegistryCo
 if TYPE_CHECKING:
     from ._registry import ModelRegistry
 
-__all__ = ["GatewayResult", "LoadedModel", "PredictionGateway", "RefreshReport"]
+__all__ = [
+    "GatewayResult",
+    "LoadedModel",
+    "PredictionGateway",
+    "RefreshReport",
+    "RowModel",
+    "load_compiled_trees",
+]
 
 log = logging.getLogger("registry_core.ml.gateway")
 
@@ -160,6 +167,20 @@ def _load_trees(payload: bytes) -> RowModel:
     from ._trees import TreeEnsemble
 
     return RowModel(TreeEnsemble.from_bytes(payload))
+
+
+def load_compiled_trees(payload: bytes) -> RowModel:
+    """A ``tree-ensemble`` loader that compiles the trees to C (:class:`~.CompiledTrees`),
+    falling back to the numpy/pure-Python runtime when there is no compiler or the model is
+    multi-output: ``gateway.register_loader("tree-ensemble", load_compiled_trees)``."""
+    from ._trees import CompiledTrees, TreeEnsemble
+
+    trees = TreeEnsemble.from_bytes(payload)
+    try:
+        return RowModel(CompiledTrees(trees))
+    except ModelError as exc:
+        log.warning("serving trees without compiling them: %s", exc)
+        return RowModel(trees)
 
 
 def _load_dense(payload: bytes) -> RowModel:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import ModelError
 
-__all__ = ["TREES_MAGIC", "TreeEnsemble"]
+__all__ = ["TREES_MAGIC", "CompiledTrees", "TreeEnsemble"]
 
 TREES_MAGIC = b"RCTE"
 _VERSION = 1
@@ -89,6 +89,7 @@ class TreeEnsemble:
     __slots__ = (
         "_depth",
         "_lists",
+        "_walk",
         "average_output",
         "base_score",
         "feature",
@@ -139,6 +140,7 @@ class TreeEnsemble:
         self.n_outputs = int(n_outputs)
         self.average_output = bool(average_output)
         self._depth = self._validate()
+        self._walk = self._walk_arrays()
         self._lists = (
             self.tree_start.tolist(),
             self.feature.tolist(),
@@ -308,6 +310,22 @@ class TreeEnsemble:
             depth[gl[i]] = depth[gr[i]] = depth[i] + 1
         return max(depth, default=0)
 
+    def _walk_arrays(self) -> tuple[Any, ...]:
+        """Arrays for the batch walk: global child pairs (a leaf is its own child), the
+        feature to read at each node (0 at leaves), thresholds, missing rules."""
+        sizes = np.diff(self.tree_start)
+        roots = self.tree_start[:-1].astype(np.intp)
+        offset = np.repeat(roots, sizes)
+        child2 = np.empty(2 * len(self.feature), dtype=np.intp)
+        child2[0::2] = self.left.astype(np.intp) + offset
+        child2[1::2] = self.right.astype(np.intp) + offset
+        is_leaf = self.feature < 0
+        featg = np.where(is_leaf, 0, self.feature).astype(np.intp)
+        missing = (self.flags & 3).astype(np.int8)
+        dleft = (self.flags & _DEFAULT_LEFT) != 0
+        has_zero = bool(np.any((missing == _MISSING_ZERO) & ~is_leaf))
+        return roots, child2, featg, self.threshold, missing, dleft, is_leaf, has_zero
+
     # -- prediction -----------------------------------------------------------------------
 
     @property
@@ -332,28 +350,26 @@ class TreeEnsemble:
         out = np.full((rows, self.n_outputs), self.base_score, dtype=np.float64)
         if n_trees == 0 or rows == 0:
             return out[:, 0] if self.n_outputs == 1 else out
-        roots = self.tree_start[:-1].astype(np.int64)
-        node = np.broadcast_to(roots, (rows, n_trees)).copy()
-        row_ix = np.arange(rows)[:, None]
-        feat_all, thr_all = self.feature, self.threshold
-        left_g = self.left.astype(np.int64) + np.repeat(roots, np.diff(self.tree_start))
-        right_g = self.right.astype(np.int64) + np.repeat(roots, np.diff(self.tree_start))
-        missing_all = (self.flags & 3).astype(np.int8)
-        dleft_all = (self.flags & _DEFAULT_LEFT) != 0
-        for _ in range(self._depth):
-            feat = feat_all[node]
-            active = feat >= 0
-            if not active.any():
+        roots, child2, featg, thr, missing, dleft, is_leaf, has_zero = self._walk
+        node = np.tile(roots, (rows, 1))  # (rows, n_trees) global node indices
+        base = (np.arange(rows, dtype=np.intp) * self.n_features)[:, None]
+        xf = x.ravel()
+        general = has_zero or bool(np.isnan(xf).any())
+        for step in range(self._depth):
+            fv = xf[base + featg[node]] if self.n_features else np.zeros(node.shape)
+            if general:  # LightGBM's missing-value rule, node by node
+                mt = missing[node]
+                nan = np.isnan(fv)
+                fv = np.where(nan & (mt != _MISSING_NAN), 0.0, fv)
+                is_missing = ((mt == _MISSING_ZERO) & (np.abs(fv) <= _ZERO)) | (
+                    (mt == _MISSING_NAN) & nan
+                )
+                go_right = ~np.where(is_missing, dleft[node], fv <= thr[node])
+            else:  # no NaN in X and no Zero-missing splits: a plain comparison
+                go_right = fv > thr[node]
+            node = child2[2 * node + go_right]
+            if step % 4 == 3 and bool(is_leaf[node].all()):
                 break
-            fv = x[row_ix, np.where(active, feat, 0)]
-            mt = missing_all[node]
-            nan = np.isnan(fv)
-            fv = np.where(nan & (mt != _MISSING_NAN), 0.0, fv)
-            is_missing = ((mt == _MISSING_ZERO) & (np.abs(fv) <= _ZERO)) | (
-                (mt == _MISSING_NAN) & nan
-            )
-            go_left = np.where(is_missing, dleft_all[node], fv <= thr_all[node])
-            node = np.where(active, np.where(go_left, left_g[node], right_g[node]), node)
         leaves = self.value[node]  # (rows, n_trees)
         k = self.n_outputs
         for c in range(k):
@@ -406,8 +422,12 @@ class TreeEnsemble:
                 i = base + nxt
                 f = feat[i]
             total += value[i]
-        if self.average_output and len(starts) > 1:
-            total /= len(starts) - 1
+        return self._finish_one(total)
+
+    def _finish_one(self, total: float) -> float:
+        """The sum of one row's leaves to a prediction (average, base score, link)."""
+        if self.average_output and self.n_trees:
+            total /= self.n_trees
         raw = self.base_score + total
         if self.link == "sigmoid":
             z = -self.link_param * raw
@@ -506,3 +526,132 @@ class TreeEnsemble:
             f"TreeEnsemble({self.n_trees} trees, {len(self.feature)} nodes, "
             f"{self.n_features} features, link={self.link})"
         )
+
+
+# -- compiled C (optional accelerator) -------------------------------------------------------
+
+#: Largest ensemble :func:`compile_trees` turns into C (the source grows with the node count).
+MAX_COMPILED_NODES = 1 << 18
+
+
+def _c_double(value: float) -> str:
+    return repr(float(value)) if math.isfinite(value) else ("1e308" if value > 0 else "-1e308")
+
+
+def _tree_source(te: TreeEnsemble, t: int) -> list[str]:
+    """One tree as nested C ``if``s, LightGBM's numerical rule inlined per node."""
+    starts, feat, thr, left, right, flags, value = te._lists
+    base = starts[t]
+    out: list[str] = []
+
+    def emit(i: int, depth: int) -> None:
+        pad = "  " * depth
+        f = feat[base + i]
+        if f < 0:
+            out.append(f"{pad}s += {_c_double(value[base + i])};")
+            return
+        fl = flags[base + i]
+        mt = fl & 3
+        dl = "1" if fl & _DEFAULT_LEFT else "0"
+        x = f"x[{f}]"
+        if mt == _MISSING_NAN:
+            cond = f"(isnan({x}) ? {dl} : ({x} <= {_c_double(thr[base + i])}))"
+        elif mt == _MISSING_ZERO:
+            v = f"(isnan({x}) ? 0.0 : {x})"
+            cond = (
+                f"((fabs({v}) <= {_c_double(_ZERO)}) ? {dl} : ({v} <= {_c_double(thr[base + i])}))"
+            )
+        else:
+            cond = f"((isnan({x}) ? 0.0 : {x}) <= {_c_double(thr[base + i])})"
+        out.append(f"{pad}if {cond} {{")
+        emit(left[base + i], depth + 1)
+        out.append(f"{pad}}} else {{")
+        emit(right[base + i], depth + 1)
+        out.append(f"{pad}}}")
+
+    emit(0, 1)
+    return out
+
+
+class CompiledTrees:
+    """A single-output :class:`TreeEnsemble` compiled to a shared library with the system C
+    compiler and called through ctypes: the same decisions and summation order, so the same
+    predictions. Optional: it needs ``cc`` where it is built (serving falls back to numpy)."""
+
+    def __init__(self, trees: TreeEnsemble, *, cc: str = "cc", opt: str = "-O2") -> None:
+        import ctypes
+        import os
+        import subprocess
+        import tempfile
+
+        if trees.n_outputs != 1:
+            raise ModelError("compiled trees serve single-output models only")
+        if len(trees.feature) > MAX_COMPILED_NODES:
+            raise ModelError(
+                f"{len(trees.feature)} nodes: too many to compile (at most "
+                f"{MAX_COMPILED_NODES})"
+            )
+        self.trees = trees
+        src = ["#include <math.h>", "#include <stddef.h>"]
+        for t in range(trees.n_trees):
+            src.append(f"static double tree{t}(const double *x) {{\n  double s = 0.0;")
+            src.extend(_tree_source(trees, t))
+            src.append("  return s;\n}")
+        src.append("double rc_predict_row(const double *x) {\n  double s = 0.0;")
+        src.extend(f"  s += tree{t}(x);" for t in range(trees.n_trees))
+        src.append("  return s;\n}")
+        src.append(
+            "void rc_predict_batch(const double *X, size_t n, size_t stride, double *out) {\n"
+            "  for (size_t i = 0; i < n; i++) out[i] = rc_predict_row(X + i * stride);\n}"
+        )
+        with tempfile.TemporaryDirectory(prefix="rc-trees-") as tmp:
+            c_path, so_path = os.path.join(tmp, "trees.c"), os.path.join(tmp, "trees.so")
+            with open(c_path, "w") as f:
+                f.write("\n".join(src) + "\n")
+            try:
+                subprocess.run(
+                    [cc, opt, "-shared", "-fPIC", "-fno-fast-math", "-o", so_path, c_path, "-lm"],
+                    check=True,
+                    capture_output=True,
+                    timeout=600,
+                )
+            except (OSError, subprocess.SubprocessError) as exc:
+                detail = getattr(exc, "stderr", b"") or b""
+                raise ModelError(
+                    f"compiling the trees with {cc} failed: {exc} {detail[-500:]!r}"
+                ) from None
+            self._lib = ctypes.CDLL(so_path)  # mapped: the file may go with the directory
+            with open(so_path, "rb") as f:
+                self.size = len(f.read())
+        self._row = self._lib.rc_predict_row
+        self._row.restype = ctypes.c_double
+        self._row.argtypes = [ctypes.POINTER(ctypes.c_double)]
+        self._batch = self._lib.rc_predict_batch
+        self._batch.restype = None
+        self._batch.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+        ]
+        self._row_type = ctypes.c_double * trees.n_features
+        self.n_features = trees.n_features
+        self.n_outputs = 1
+        self.feature_names = trees.feature_names
+
+    def _finish(self, raw: Any) -> Any:
+        te = self.trees
+        if te.average_output and te.n_trees:
+            raw = raw / te.n_trees
+        return te._link(te.base_score + raw)
+
+    def predict(self, X: Any) -> np.ndarray:
+        x = np.ascontiguousarray(self.trees._check_x(X), dtype=np.float64)
+        out = np.empty(x.shape[0], dtype=np.float64)
+        self._batch(x.ctypes.data, x.shape[0], x.shape[1], out.ctypes.data)
+        return self._finish(out)
+
+    def predict_one(self, row: Sequence[float]) -> float:
+        if len(row) != self.n_features:
+            raise ModelError(f"expected {self.n_features} features, got {len(row)}")
+        return self.trees._finish_one(self._row(self._row_type(*row)))

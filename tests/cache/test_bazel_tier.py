@@ -162,6 +162,41 @@ def test_tampered_blob_on_disk_is_a_miss_with_a_warning(tier, nginx, tmp_path, c
     assert tier.has_blob(digest) and tier.get_blob(digest) == data
 
 
+def test_an_action_result_over_the_bound_is_an_error_not_a_read(nginx):
+    key = hashlib.sha256(b"too big").hexdigest()
+    path = nginx.blob_path(f"ac/{key}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"x" * 5000)  # written by someone else
+    with BazelHTTPTier(nginx.url, max_action_bytes=1000) as tier:
+        with pytest.raises(CacheError, match="over max_action_bytes=1000"):
+            tier.get_action(key)
+        assert tier.stats.bytes_read == 0
+
+
+def test_one_tier_shared_by_threads(tier):
+    blobs = [os.urandom(50_000 + i) for i in range(24)]
+    errors: list[BaseException] = []
+
+    def work(part: list[bytes]) -> None:
+        try:
+            for data in part:
+                d = Digest.of(data)
+                tier.put_blob(d, data)
+                assert tier.has_blob(d) and tier.get_blob(d) == data
+                tier.put_action(d.hash, data[:100])
+                assert tier.get_action(d.hash) == data[:100]
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(blobs[i::6],)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert tier.stats.errors == 0
+
+
 def test_nginx_stopped_mid_use_raises_cache_error(private_nginx, tmp_path):
     tier = BazelHTTPTier(private_nginx.url, timeout=2.0)
     data = b"before the outage"

@@ -170,7 +170,15 @@ def test_scale_multiplies_requests():
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"days": 0}, {"days": 400}, {"clients": 0}, {"scale": 0}, {"scale": -1.0}],
+    [
+        {"days": 0},
+        {"days": 400},
+        {"clients": 0},
+        {"scale": 0},
+        {"scale": -1.0},
+        {"clients": 2_000_000},
+        {"scale": 1e6},
+    ],
 )
 def test_bad_arguments_are_refused(kwargs):
     with pytest.raises(InvalidArgumentError):

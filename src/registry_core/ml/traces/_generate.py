@@ -184,6 +184,11 @@ def _check(model: TrafficModel, days: float) -> None:
         raise InvalidArgumentError(f"days must be in (0, 366], not {days!r}")
     if not (1 <= model.projects <= 200_000):
         raise InvalidArgumentError(f"projects must be in [1, 200000], not {model.projects}")
+    if not (0 <= model.developers <= 1_000_000 and 0 <= model.ci_pipelines <= 100_000):
+        raise InvalidArgumentError(
+            "at most 1,000,000 developers and 100,000 CI pipelines (memory bound): use several "
+            "traces or a smaller scale"
+        )
     if abs(sum(model.bump_shares) - 1.0) > 1e-6 or min(model.bump_shares) < 0:
         raise InvalidArgumentError("bump_shares must be three non-negative shares summing to 1")
     if not model.tenants or min(w for _, w in model.tenants) < 0:

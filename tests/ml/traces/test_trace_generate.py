@@ -192,3 +192,16 @@ def test_bad_models_are_refused():
         generate(TrafficModel(bump_shares=(0.5, 0.5, 0.5)), days=1)
     with pytest.raises(InvalidArgumentError):
         generate(TrafficModel(projects=0), days=1)
+
+
+def test_measure_runs_on_a_real_log_shape():
+    from registry_core.ml.traces import Catalogue, Request, Trace
+    from registry_core.ml.traces._stats import measure
+
+    reqs = [
+        Request(1.7e9 + i * 600.0, f"c{i % 3}", "file", "p", "p-1.0.tar.gz", "1.0", 10)
+        for i in range(50)
+    ]
+    m = measure(Trace(reqs, Catalogue(), [], "file:x"))
+    assert m["upgrades"] == 0 and m["mirror_lag_median_s"] == 0.0
+    assert m["peak_trough"] >= 1.0

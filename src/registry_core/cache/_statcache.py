@@ -349,11 +349,19 @@ class StatCache:
         return mtime_ns >= recorded_ns - granularity
 
     def digests(
-        self, paths: Sequence[str | os.PathLike[str]], *, now_ns: int | None = None
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        now_ns: int | None = None,
+        stats: Sequence[os.stat_result] | None = None,
     ) -> dict[str, FileDigest]:
         """The digest of every path (followed through symlinks), keyed by absolute path,
         rehashing only the files whose stat tuple changed or whose entry is racy. ``now_ns``
-        is the recording time (default: the wall clock before the first stat)."""
+        is the recording time (default: the wall clock now, which must be before the stats
+        were taken); ``stats`` are ``os.stat`` results the caller took already (one per path,
+        taken after ``now_ns``), saving a second stat per file."""
+        if stats is not None and len(stats) != len(paths):
+            raise InvalidArgumentError("stats must give one stat result per path")
         recorded = time.time_ns() if now_ns is None else now_ns
         with self._lock:
             self._refresh()
@@ -365,12 +373,15 @@ class StatCache:
         total = 0
         fine = self.granularity_ns
         isreg, ixusr, stat = stat_mod.S_ISREG, stat_mod.S_IXUSR, os.stat
-        for p in paths:
+        for n, p in enumerate(paths):
             path = p if isinstance(p, str) and p[:1] == "/" else os.path.abspath(p)
-            try:
-                st = stat(path)
-            except OSError as exc:
-                raise CacheError(f"cannot stat {path!r}: {exc}") from exc
+            if stats is not None:
+                st = stats[n]
+            else:
+                try:
+                    st = stat(path)
+                except OSError as exc:
+                    raise CacheError(f"cannot stat {path!r}: {exc}") from exc
             mode = st.st_mode
             if not isreg(mode):
                 raise InvalidArgumentError(f"{path!r} is not a regular file")

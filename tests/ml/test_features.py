@@ -62,7 +62,7 @@ def test_counters_gaps_and_release_features() -> None:
     now = 3 * 86400.0
     f = ex.features("a", "demo", "", now)
     assert list(f) == list(FEATURE_NAMES)
-    assert f["c_requests"] == pytest.approx(math.log1p(2))
+    assert f["c_rate"] == pytest.approx(math.log1p(2 * 2.0**-3), rel=1e-3)  # half-life 1 day
     assert f["cp_gap_h"] == pytest.approx(math.log1p((now - 11.0) / 3600))
     assert f["held_age_d"] == pytest.approx(3.0)
     assert f["newest_age_d"] == pytest.approx(1.0)
@@ -112,12 +112,13 @@ def _online(trace: Trace, store: object) -> np.ndarray:
     """A serving loop: features asked for as each example's request arrives, then counted."""
     data = make_examples(trace, horizon_s=3600.0, every_s=600.0)
     ex = FeatureExtractor(trace.catalogue, store)  # type: ignore[arg-type]
-    by_index = {e.index: e for e in data.examples}
+    by_index: dict[int, list] = {}
+    for e in data.examples:
+        by_index.setdefault(e.index, []).append(e)
     rows = []
     for i, r in enumerate(trace.requests):
-        e = by_index.get(i)
-        if e is not None:
-            rows.append(ex.vector(e.client, e.project, "", r.time, held=e.held))
+        for e in by_index.get(i, ()):
+            rows.append(ex.vector(e.client, e.project, "", e.time, held=e.held))
         ex.update(r)
     return np.asarray(rows)
 

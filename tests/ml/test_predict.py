@@ -50,7 +50,7 @@ def hand_trace() -> Trace:
 
 
 def test_examples_and_labels() -> None:
-    data = make_examples(hand_trace(), horizon_s=DAY)
+    data = make_examples(hand_trace(), horizon_s=DAY, triggers=("request",))
     got = [(e.client, e.index, e.held, e.label) for e in data.examples]
     assert ("up", 2, "1.0", 1) in got and ("stay", 3, "1.0", 0) in got
     assert all(e.client != "nobody" for e in data.examples)
@@ -59,15 +59,23 @@ def test_examples_and_labels() -> None:
     assert data.to_latest[up] == 1.0  # 1.1 was the newest at 1.5 days
     # examples whose horizon runs past the end of the trace are dropped
     assert all(e.time + DAY <= hand_trace().end for e in data.examples)
+    # a release while clients hold an older version: one example per holder, at its time
+    rel = make_examples(hand_trace(), horizon_s=DAY, triggers=("release",))
+    got = sorted((e.time, e.client, e.held, e.label, e.trigger) for e in rel.examples)
+    assert got[:2] == [(DAY, "stay", "1.0", 0, "release"), (DAY, "up", "1.0", 1, "release")]
+    both = make_examples(hand_trace(), horizon_s=DAY)
+    assert {e.trigger for e in both.examples} == {"request", "release"}
     with pytest.raises(InvalidArgumentError):
         make_examples(hand_trace(), horizon_s=0)
+    with pytest.raises(InvalidArgumentError):
+        make_examples(hand_trace(), triggers=("bogus",))
 
 
 def constant(p: float, latest_share: float = 0.8) -> Predictor:
     net = DenseNet(
         [(np.zeros((len(FEATURE_NAMES), 1)), np.zeros(1), "linear")], feature_names=FEATURE_NAMES
     )
-    cal = Calibrator((0.0,), (p,), (0.0,), (p / 2,), ((1 + p) / 2,))
+    cal = Calibrator((0.0,), (p,), (0.0,), (p,), (p,))  # served p = high / (1 - low + high)
     return Predictor(net, cal, horizon_s=DAY, latest_share=latest_share, model_type="dense")
 
 

@@ -29,7 +29,7 @@ def _predictor(p: float, built) -> Predictor:
             ]
         }
     )
-    cal = Calibrator((0.0,), (p,), (0.0,), (p / 2,), ((1 + p) / 2,))
+    cal = Calibrator((0.0,), (p,), (0.0,), (p,), (p,))  # served p = high / (1 - low + high)
     pred = Predictor(net, cal, horizon_s=86400.0, model_type="dense")
     return pred.bind(FeatureExtractor(cat))
 

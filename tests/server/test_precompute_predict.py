@@ -34,7 +34,7 @@ def constant_predictor(p: float) -> Predictor:
     net = DenseNet(
         [(np.zeros((len(FEATURE_NAMES), 1)), np.zeros(1), "linear")], feature_names=FEATURE_NAMES
     )
-    cal = Calibrator((0.0,), (p,), (0.0,), (p / 2,), ((1 + p) / 2,))
+    cal = Calibrator((0.0,), (p,), (0.0,), (p,), (p,))  # served p = high / (1 - low + high)
     return Predictor(net, cal, horizon_s=86400.0, model_type="dense")
 
 

@@ -1,6 +1,9 @@
 """Calibration and its measures: isotonic regression with Venn-Abers intervals, stored as
 breakpoints, plus the scores every prediction table reports.
 
+The probability served is the Venn-Abers merge ``high / (1 - low + high)`` (Vovk and Petej's
+log-loss choice), which lies in ``[low, high]``; the plain isotonic map is kept beside it.
+
 :class:`Calibrator` maps a model's raw score to a probability with isotonic regression fitted on a
 calibration slice (a stretch of training time the model did not learn from), and gives each
 prediction an interval ``[low, high]`` by inductive Venn-Abers prediction (Vovk and Petej,
@@ -132,26 +135,31 @@ class Calibrator:
             tuple(highs),
         )
 
-    def __call__(self, score: float) -> float:
-        """The calibrated probability of one raw score."""
+    def isotonic(self, score: float) -> float:
+        """The plain isotonic map of one raw score (can be exactly 0 or 1)."""
         return _interp(self.xs, self.ys, float(score))
 
+    def __call__(self, score: float) -> float:
+        """The calibrated probability of one raw score: the Venn-Abers merge
+        ``high / (1 - low + high)`` of its interval (never exactly 0 or 1, which the plain
+        isotonic map gives to its end blocks and log loss punishes without bound)."""
+        low, high = self.interval(score)
+        return high / (1.0 - low + high)
+
     def interval(self, score: float) -> tuple[float, float]:
-        """The Venn-Abers interval (low, high) of one raw score; it holds the probability."""
-        p = self(score)
+        """The Venn-Abers interval (low, high) of one raw score."""
         low = _interp(self.grid, self.lows, float(score))
         high = _interp(self.grid, self.highs, float(score))
-        return min(low, p), max(high, p)
+        return low, max(low, high)
 
     def transform(self, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Vectorized: (probability, low, high) arrays for an array of scores."""
         import numpy as np
 
         s = np.asarray(scores, dtype=np.float64)
-        p = np.interp(s, self.xs, self.ys)
-        low = np.minimum(np.interp(s, self.grid, self.lows), p)
-        high = np.maximum(np.interp(s, self.grid, self.highs), p)
-        return p, low, high
+        low = np.interp(s, self.grid, self.lows)
+        high = np.maximum(np.interp(s, self.grid, self.highs), low)
+        return high / (1.0 - low + high), low, high
 
     def to_dict(self) -> dict[str, list[float]]:
         return {

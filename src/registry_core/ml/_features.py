@@ -46,25 +46,23 @@ __all__ = [
     "offline_features",
 ]
 
-#: The features :meth:`FeatureExtractor.features` returns, in this order. Counts and rates are
+#: The features :meth:`FeatureExtractor.features` returns, in this order. Rates are
 #: ``log1p``-scaled; ``-1`` means unknown (no previous request, held version not known).
+#: Cumulative counts are kept in the store but not served as features: they grow with the
+#: length of the history, so a model trained on the first weeks would extrapolate on the next
+#: (measured: GBDT held-out log loss 0.343 without them, 0.355 with, on the bench trace).
 FEATURE_NAMES: tuple[str, ...] = (
-    "c_requests",  # log1p(requests by the client)
     "c_rate",  # log1p(decayed requests per day by the client, half-life 1 day)
-    "c_projects",  # log1p(distinct projects the client asked for)
     "c_first_frac",  # share of the client's file requests that were first downloads
     "c_gap_h",  # log1p(hours since the client's last request), -1 if none
-    "cp_requests",  # log1p(requests by the client for this project)
     "cp_rate",  # log1p(decayed requests per day by the client for this project)
     "cp_gap_h",  # log1p(hours since the client's last request of this project), -1 if none
     "held_age_d",  # days since the held version was released, -1 if unknown
     "newest_age_d",  # days since the newest release (uploaded by now), -1 if none
     "versions_behind",  # releases between the held version and the newest, -1 if unknown
-    "p_requests",  # log1p(requests for the project)
     "p_rate",  # log1p(decayed requests per day for the project)
     "p_upgrade_rate",  # log1p(decayed upgrades per day of the project's clients)
     "p_upgrade_frac",  # upgrades / distinct clients of the project
-    "p_clients",  # log1p(distinct clients of the project)
     "hour",  # hour of the day (UTC) of ``now``
     "file_size",  # log1p(bytes of the file asked about, or the newest release's first file)
 )
@@ -217,6 +215,7 @@ class Example:
     held: str
     held_file: str = ""
     label: int = 0
+    trigger: str = "request"  # "request": the client was seen; "release": a release appeared
 
 
 def _decay(value: float, then: float, now: float) -> float:
@@ -397,22 +396,17 @@ class FeatureExtractor:
             size = newest.files[0][1]
         n_file = c[0] if c[0] > 0 else 1.0
         return [
-            math.log1p(c[0]),
             math.log1p(_decay(c[2], c[3], now)),
-            math.log1p(c[4]),
             c[5] / n_file,
             _log_hours(now, c[1]) if c[0] > 0 else -1.0,
-            math.log1p(cp[0]),
             math.log1p(_decay(cp[2], cp[3], now)),
             _log_hours(now, cp[1]) if cp[0] > 0 else -1.0,
             (now - releases[held_i].time) / 86400.0 if held_i >= 0 else -1.0,
             (now - newest.time) / 86400.0 if newest is not None else -1.0,
             float(n_released - 1 - held_i) if held_i >= 0 else -1.0,
-            math.log1p(p[0]),
             math.log1p(_decay(p[1], p[2], now)),
             math.log1p(_decay(p[4], p[5], now)),
             p[3] / p[6] if p[6] > 0 else 0.0,
-            math.log1p(p[6]),
             (now % 86400.0) / 3600.0,
             math.log1p(size),
         ]

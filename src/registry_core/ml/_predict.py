@@ -115,26 +115,52 @@ def make_examples(
     *,
     horizon_s: float = 7 * DAY,
     every_s: float = DAY,
+    triggers: Sequence[str] = ("request", "release"),
     extractor: FeatureExtractor | None = None,
 ) -> ExampleSet:
     """Replay ``trace`` once through ``extractor`` (default a fresh in-memory one over the
-    trace's catalogue): an example at most every ``every_s`` per (client, project), features
-    taken just before the request that triggers it is counted, labels looked up afterwards.
-    Examples whose horizon passes the end of the trace are dropped (their label is unknown)."""
+    trace's catalogue) and collect examples of two triggers: ``request``, a client holding an
+    older version is seen (any request of the project; at most one per ``every_s`` per client
+    and project), features taken just before that request is counted; ``release``, a release
+    appears while a client holds an older version (the server's question at upload: will the
+    holders upgrade?), features taken at the release time. Labels are looked up afterwards;
+    examples whose horizon passes the end of the trace are dropped (their label is unknown)."""
     import numpy as np
 
     if not horizon_s > 0 or not every_s >= 0:
         raise InvalidArgumentError("horizon_s must be > 0 and every_s >= 0")
+    if not triggers or not set(triggers) <= {"request", "release"}:
+        raise InvalidArgumentError(f"triggers must be among request, release: {triggers!r}")
     cat = trace.catalogue
     ex = extractor if extractor is not None else FeatureExtractor(cat)
     end = trace.end
+    by_request, by_release = "request" in triggers, "release" in triggers
+    releases = sorted(
+        (rel.time, name, k)
+        for name, rels in cat.projects.items()
+        for k, rel in enumerate(rels)
+        if k > 0
+    )
+    next_release = 0
+    holders: dict[str, dict[str, int]] = {}  # project -> client -> version index held
     last: dict[tuple[str, str], float] = {}
     examples: list[Example] = []
     rows: list[list[float]] = []
     # per (client, project): file requests as (time, version index) for the labels
     fetched: dict[tuple[str, str], tuple[list[float], list[int]]] = {}
     for i, r in enumerate(trace.requests):
-        if r.project and r.kind in _EXAMPLE_KINDS and r.time + horizon_s <= end:
+        while next_release < len(releases) and releases[next_release][0] <= r.time:
+            t, project, k = releases[next_release]
+            next_release += 1
+            if not by_release or t + horizon_s > end:
+                continue
+            for client, vi in sorted(holders.get(project, {}).items()):
+                if vi < k:
+                    held = cat.projects[project][vi].version
+                    last[(client, project)] = t
+                    examples.append(Example(i, t, client, project, held, "", 0, "release"))
+                    rows.append(ex.vector(client, project, "", t, held=held))
+        if by_request and r.project and r.kind in _EXAMPLE_KINDS and r.time + horizon_s <= end:
             pair = (r.client, r.project)
             seen = last.get(pair)
             if seen is None or r.time - seen >= every_s:
@@ -151,6 +177,8 @@ def make_examples(
                 times, versions = fetched.setdefault((r.client, r.project), ([], []))
                 times.append(r.time)
                 versions.append(vi)
+                held_map = holders.setdefault(r.project, {})
+                held_map[r.client] = max(vi, held_map.get(r.client, -1))
         ex.update(r)
     y = np.zeros(len(examples), dtype=np.float64)
     to_latest = np.zeros(len(examples), dtype=np.float64)
@@ -168,7 +196,9 @@ def make_examples(
                 to_latest[k] = 1.0 if versions[j] >= newest else 0.0
                 break
         y[k] = label
-        labelled.append(Example(e.index, e.time, e.client, e.project, e.held, e.held_file, label))
+        labelled.append(
+            Example(e.index, e.time, e.client, e.project, e.held, e.held_file, label, e.trigger)
+        )
     X = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURE_NAMES))
     return ExampleSet(labelled, X, y, to_latest, float(horizon_s), end)
 

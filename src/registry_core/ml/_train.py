@@ -164,8 +164,8 @@ def _fit_gbdt(fit: ExampleSet, cal: ExampleSet, seed: int) -> Any:
     params = {
         "objective": "binary",
         "learning_rate": 0.05,
-        "num_leaves": 15,
-        "min_data_in_leaf": 20,
+        "num_leaves": 7,
+        "min_data_in_leaf": 100,
         "feature_fraction": 0.9,
         "bagging_fraction": 0.8,
         "bagging_freq": 1,

@@ -1,6 +1,6 @@
 """Fuzz target: DeltaAggregator.apply, Layout.from_bytes and unbundle on hostile input (atheris).
 
-Two modes (``--mode``, default ``raw``):
+Three modes (``--mode``, default ``raw``):
 
 - ``raw``: the input is used as it comes. Byte 0 selects the operation (low 2 bits: apply,
   apply, Layout.from_bytes, unbundle) and the base (high 6 bits, modulo the number of bases);
@@ -11,6 +11,12 @@ Two modes (``--mode``, default ``raw``):
   the section decoders, the layout parser, expand_known / rebuild and the C apply. Seeds have
   their sections re-stored uncompressed (codec STORED) so the fuzzer mutates control, diff,
   extra and layout bytes directly; a few keep zstd sections for the zstd path.
+- ``deflate``: the C deflate tokenizer, re-encoder and reconstruction (``delta._reconstruct``).
+  Byte 0 even: the rest is tried as a raw deflate stream; when it decodes, re-encoding its
+  tokens and rebuilding it from its correction record must give the same bytes back. Byte 0
+  odd: bytes 1-2 give a content length n, the next n bytes are content and the rest is an
+  untrusted correction record, rebuilt against the content (an error or a stream, never a
+  crash).
 
 Anything but a :class:`registry_core.errors.RegistryCoreError` escaping the harness is a bug
 (MemoryError included: every size is meant to be checked against a limit before allocation).
@@ -58,7 +64,7 @@ from functools import lru_cache
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODES = ("raw", "fixup")
+MODES = ("raw", "fixup", "deflate")
 
 # Limits the harness applies with: large enough for every seed, small enough that a declared
 # size the fuzzer inflates is refused (OutputTooLargeError) instead of eating the machine.
@@ -250,6 +256,8 @@ def seeds(mode: str) -> list[bytes]:
         for base, patch in patches():
             out.append(bytes([base << 2]) + _stored(patch)[:-32])
             out.append(bytes([base << 2 | 1]) + patch[:-32])  # zstd sections kept
+    elif mode == "deflate":
+        out.extend(_deflate_seeds())
     else:
         raise ValueError(f"mode must be one of {MODES}")
     return out
@@ -326,10 +334,58 @@ def _max_rss() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def _deflate_seeds() -> list[bytes]:
+    """Streams from zlib (levels, strategies, a sync flush) and their records, as deflate-mode
+    inputs."""
+    import zlib
+
+    from registry_core.delta._reconstruct import correction_record
+
+    rng = random.Random(20261202)
+    out: list[bytes] = []
+    for i, (level, strategy) in enumerate([(1, 0), (6, 0), (9, 0), (6, 1), (6, 2), (6, 3), (0, 0)]):
+        text = _text(rng, 400 + 300 * i)
+        c = zlib.compressobj(level, zlib.DEFLATED, -15, 8, strategy)
+        half = len(text) // 2
+        if i % 2:
+            stream = c.compress(text[:half]) + c.flush(zlib.Z_SYNC_FLUSH) + c.compress(text[half:])
+        else:
+            stream = c.compress(text)
+        stream += c.flush()
+        out.append(b"\x00" + stream)
+        record, _ = correction_record(stream, max_content=1 << 20)
+        out.append(b"\x01" + len(text).to_bytes(2, "little") + text + record)
+    return out
+
+
+def _run_deflate(data: bytes) -> None:
+    from registry_core.delta import _reconstruct as rc
+    from registry_core.errors import RegistryCoreError
+
+    sel, body = data[0], data[1:]
+    try:
+        if sel % 2 == 0:
+            t = rc.tokenize(body, max_content=MAX_OUTPUT, max_blocks=4096)
+            stream = body[: t.consumed]
+            if rc.encode(t.content, t.tokens, t.blocks, max_output=t.consumed) != stream:
+                raise AssertionError("encode(tokenize(s)) != s")
+            record, _ = rc.correction_record(stream, max_content=MAX_OUTPUT, max_blocks=4096)
+            if rc.rebuild_stream(t.content, record, t.consumed) != stream:
+                raise AssertionError("rebuild_stream(content, correction_record(s)) != s")
+        else:
+            n = int.from_bytes(body[:2], "little")
+            content, record = body[2 : 2 + n], body[2 + n :]
+            rc.rebuild_stream(content, record, 2 * len(content) + 64)
+    except RegistryCoreError:
+        pass
+
+
 def _declared_output(data: bytes, mode: str, limits: str) -> int:
     """The output size the input claims, capped by the limit (0 when the header is invalid)."""
     from registry_core.errors import RegistryCoreError
 
+    if mode == "deflate" or not data:
+        return 0
     sel, body = data[0], data[1:]
     agg = _aggregator(limits)
     if mode == "fixup":
@@ -349,6 +405,9 @@ def _run(data: bytes, mode: str, ignore: frozenset[str], limits: str) -> None:
     from registry_core.delta._layout import Layout
     from registry_core.errors import RegistryCoreError
 
+    if mode == "deflate":
+        _run_deflate(data)
+        return
     sel, body = data[0], data[1:]
     agg = _aggregator(limits)
     base = bases()[(sel >> 2) % len(bases())]

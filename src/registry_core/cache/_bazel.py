@@ -443,7 +443,10 @@ class BazelHTTPTier:
             if resp.status_code != 200:
                 self._drain(resp)
                 raise self._status_error(resp, doing)
+            length = resp.headers.get("content-length", "").strip()
             try:
+                if length.isdigit() and int(length) > self.max_action_bytes:
+                    raise _TooLarge(int(length))  # announced too large: not read at all
                 data = b"".join(self._body(resp, self.max_action_bytes, doing))
             except _TooLarge:
                 raise self._fail(

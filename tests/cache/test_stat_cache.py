@@ -8,9 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from registry_core.cache import StatCache
-from registry_core.cache._statcache import hash_file
+from registry_core.cache._statcache import _Table, hash_file
 from registry_core.errors import InvalidArgumentError
 
 HOUR = 3600 * 10**9
@@ -160,3 +162,37 @@ def test_forget_and_counters(tmp_path: Path) -> None:
     assert sc.counters() == {"hits": 3, "saved_ms": 5}
     assert sc.forget() == 1
     assert len(StatCache(tmp_path / "stat.bin")) == 0 and sc.counters() == {}
+
+
+u64 = st.integers(0, (1 << 64) - 1)
+i64 = st.integers(-(1 << 63), (1 << 63) - 1)
+rows = st.dictionaries(
+    st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=30).map(
+        lambda s: "/" + s
+    ),
+    st.tuples(
+        st.tuples(u64, u64, u64, i64, i64),
+        st.binary(min_size=32, max_size=32).map(bytes.hex),
+        i64,
+    ),
+    max_size=20,
+)
+
+
+@given(rows)
+def test_file_format_round_trip(table: dict) -> None:  # type: ignore[type-arg]
+    data = _Table.dump_rows(table)
+    parsed = _Table.parse(data)
+    assert parsed is not None and parsed.to_dict() == table
+
+
+@given(rows, st.integers(0, 10_000), st.integers(1, 255))
+def test_damaged_file_format_is_refused(table: dict, where: int, flip: int) -> None:  # type: ignore[type-arg]
+    data = bytearray(_Table.dump_rows(table))
+    data[where % len(data)] ^= flip
+    assert _Table.parse(bytes(data)) is None
+
+
+@given(st.binary(max_size=200))
+def test_random_bytes_are_not_a_table(data: bytes) -> None:
+    assert _Table.parse(data) is None

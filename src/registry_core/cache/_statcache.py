@@ -24,7 +24,7 @@ stat tuple matches.
 File format (little-endian)::
 
     "RCSTAT\0\1"  u64 n  u64 len(paths)
-    paths         n absolute paths, UTF-8 (surrogateescape), joined by NUL
+    paths         n absolute paths, UTF-8 (surrogatepass), joined by NUL
     dev[n] ino[n] size[n]                      u64 each
     mtime_ns[n] ctime_ns[n] recorded_ns[n]     i64 each
     sha256[n]                                  32 raw bytes each
@@ -177,7 +177,7 @@ class _Table:
         if magic != _MAGIC or len(data) != _HEAD.size + plen + 80 * n + 32:
             return None
         pos = _HEAD.size
-        paths = data[pos : pos + plen].decode("utf-8", "surrogateescape").split("\0") if n else []
+        paths = data[pos : pos + plen].decode("utf-8", "surrogatepass").split("\0") if n else []
         if len(paths) != n:
             return None
         pos += plen
@@ -201,7 +201,7 @@ class _Table:
 
     @staticmethod
     def dump_rows(rows: dict[str, _Row]) -> bytes:
-        paths = "\0".join(rows).encode("utf-8", "surrogateescape")
+        paths = "\0".join(rows).encode("utf-8", "surrogatepass")
         cols = [array(code) for code in "QQQqqq"]
         digests = bytearray()
         for stat_key, digest, recorded in rows.values():

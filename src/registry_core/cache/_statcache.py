@@ -177,7 +177,11 @@ class _Table:
         if magic != _MAGIC or len(data) != _HEAD.size + plen + 80 * n + 32:
             return None
         pos = _HEAD.size
-        paths = data[pos : pos + plen].decode("utf-8", "surrogatepass").split("\0") if n else []
+        try:
+            text = data[pos : pos + plen].decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            return None
+        paths = text.split("\0") if n else []
         if len(paths) != n:
             return None
         pos += plen

@@ -234,12 +234,16 @@ def train_next_download(
     horizon_s: float = 7 * DAY,
     train_fraction: float = 0.7,
     name: str = KIND,
+    examples: ExampleSet | None = None,
 ) -> tuple[ModelArtifact, dict[str, Any]]:
-    """Train, calibrate and evaluate the next-download predictor; (artifact, report)."""
+    """Train, calibrate and evaluate the next-download predictor; (artifact, report).
+    ``examples``: the trace's :func:`make_examples` for this horizon, if already made."""
     import numpy as np
 
     _need_train_deps()
-    data = make_examples(trace, horizon_s=horizon_s)
+    data = examples if examples is not None else make_examples(trace, horizon_s=horizon_s)
+    if data.horizon_s != horizon_s:
+        raise InvalidArgumentError("the examples were made for another horizon")
     fit, cal, test, cut = split_examples(data, trace.start, train_fraction=train_fraction)
     if len(np.unique(fit.y)) < 2 or len(np.unique(cal.y)) < 2:
         raise InvalidArgumentError(
@@ -286,6 +290,14 @@ def train_next_download(
     pos = fit.y == 1
     latest_share = float(fit.to_latest[pos].mean()) if pos.any() else 1.0
     report["shipped"] = best
+    triggers = np.asarray([e.trigger for e in test.examples])
+    s_test = _scores(model, test.X)
+    report["by_trigger"] = {}
+    for trig in ("release", "request"):
+        m = triggers == trig
+        if m.any():
+            p_t, _, _ = calib.transform(s_test[m])
+            report["by_trigger"][trig] = quality(p_t, test.y[m], threshold)
     report["latest_share"] = latest_share
     predictor = Predictor(
         model,

@@ -418,17 +418,36 @@ class IsolationForest:
 # -- half-space trees (river) ---------------------------------------------------------------
 
 
-def _squash(row: Sequence[float]) -> dict[str, float]:
-    """Features into [0, 1] for half-space trees: shares as they are, counts x/(1+x)."""
+def _spread(name: str, v: float) -> float:
+    """Shares as they are, everything else on a log scale (counts and rates are heavy-tailed)."""
+    return v if name.endswith("_share") or name == "age" else math.log1p(max(0.0, v))
+
+
+def _squash(row: Sequence[float], scale: Sequence[Sequence[float]] | None) -> dict[str, float]:
+    """Features into [0, 1] for half-space trees (they assume that box): min-max on the
+    training range (``scale``: per feature ``(lo, hi)``), clipped."""
     out = {}
-    for name, v in zip(FEATURE_NAMES, row, strict=True):
-        if name.endswith("_share"):
-            out[name] = min(1.0, max(0.0, v))
-        elif name == "age":
-            out[name] = min(1.0, v / 10.0)
+    for i, (name, v) in enumerate(zip(FEATURE_NAMES, row, strict=True)):
+        x = _spread(name, v)
+        if scale is not None:
+            lo, hi = scale[i]
+            x = (x - lo) / (hi - lo) if hi > lo else 0.0
         else:
-            out[name] = v / (1.0 + v) if v > 0 else 0.0
+            x = x / (1.0 + x)
+        out[name] = min(1.0, max(0.0, x))
     return out
+
+
+def fit_scale(rows: Sequence[Sequence[float]]) -> list[list[float]]:
+    """Per feature ``(lo, hi)`` of the spread values: the minimum and the 99.9th percentile."""
+    import numpy as np
+
+    X = np.asarray(
+        [[_spread(n, v) for n, v in zip(FEATURE_NAMES, row, strict=True)] for row in rows]
+    )
+    lo = X.min(axis=0)
+    hi = np.percentile(X, 99.9, axis=0)
+    return [[float(a), float(b)] for a, b in zip(lo, hi, strict=True)]
 
 
 def _hst(params: Mapping[str, Any]) -> Any:
@@ -517,7 +536,7 @@ class AnomalyScorer:
         if self.detector == "iforest":
             assert self.forest is not None
             return self.forest.score_one(row), ""
-        x = _squash(row)
+        x = _squash(row, self.hst_params.get("scale"))
         hst = self._hst
         assert hst is not None
         s = float(hst.score_one(x))
@@ -632,7 +651,7 @@ class AnomalyScorer:
 
 
 def _top_feature(row: Sequence[float]) -> str:
-    squashed = _squash(row)
+    squashed = _squash(row, None)
     return max(squashed, key=lambda k: (squashed[k], k))
 
 
@@ -711,6 +730,9 @@ def train(
         forest = IsolationForest.fit(
             np.asarray([rows[i] for i in pick]), n_trees=n_trees, max_samples=max_samples, seed=seed
         )
+    if detector == "hst" and "scale" not in hp:
+        step = max(1, cut // 50_000)
+        hp["scale"] = fit_scale(rows[:cut:step])
     scorer = AnomalyScorer(detector, forest=forest, hst_params=hp)
     scores = _scores(scorer, rows)  # hst learns as it goes, as in serving
     scorer.threshold = 1.0 if detector == "rules" else _best_threshold(scores[:cut], labels[:cut])

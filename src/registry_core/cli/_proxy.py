@@ -107,7 +107,7 @@ def _eviction(args: argparse.Namespace) -> dict[str, Any]:
             f"--eviction learned needs the ml extra (pip install 'registry-core[ml]'): {exc}"
         ) from exc
     if not model:
-        return {"eviction": LearnedEviction(retrain_every=20_000)}
+        return {"eviction": LearnedEviction(retrain_every=20_000, background=True)}
     path = Path(model)
     if not path.is_file():
         raise InvalidArgumentError(f"--eviction-model {model}: no such file")

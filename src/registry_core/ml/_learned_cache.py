@@ -14,7 +14,8 @@ Features come from one code path, :meth:`LearnedEviction.features`, both when th
 and when :func:`train` builds its examples (the trainer replays the trace through a policy that
 collects them), so training and serving cannot disagree. Without a model the policy evicts the
 least recently used of its sample (sampled LRU). ``retrain_every``: with lightgbm installed, the
-policy keeps collecting labelled examples online and refits on a sliding window.
+policy keeps collecting labelled examples online and refits on a sliding window (on a thread of
+its own with ``background=True``, as a serving cache wants: the fit takes seconds).
 
 Off by default: behind ``ML_LEARNED_EVICTION`` (resolved at the edge, by the CLI).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -109,6 +111,7 @@ class LearnedEviction:
         window: int = 50_000,
         sample_every: int = 4,
         collect: bool = False,
+        background: bool = False,
     ) -> None:
         if candidates < 1 or history < 0 or sample_every < 1 or window < 1:
             raise InvalidArgumentError(
@@ -142,6 +145,8 @@ class LearnedEviction:
         self._pending_n = 0
         self._examples: deque[tuple[list[float], float]] = deque(maxlen=window)
         self._events = 0
+        self._background = background
+        self._fitting: threading.Thread | None = None
         self.decisions = 0
         self.retrains = 0
 
@@ -260,7 +265,15 @@ class LearnedEviction:
                 self._expire(now, force=True)
         if self.retrain_every and self._events % self.retrain_every == 0:
             self._expire(now)
-            self.retrain()
+            if not self._background:
+                self.retrain()
+            elif self._fitting is None or not self._fitting.is_alive():
+                rows = [r for r, _ in self._examples]
+                labels = [y for _, y in self._examples]
+                self._fitting = threading.Thread(
+                    target=self._fit_into, args=(rows, labels), daemon=True
+                )
+                self._fitting.start()
 
     def _resolve(self, key: str, now: float) -> None:
         waiting = self._pending.pop(key, None)
@@ -298,11 +311,20 @@ class LearnedEviction:
     def retrain(self, *, min_examples: int = 1000) -> bool:
         """Refit the model on the sliding window of examples; False when lightgbm is missing
         or there are too few examples (the current model stays)."""
-        rows = [r for r, _ in self._examples]
+        return self._fit_into(
+            [r for r, _ in self._examples], [y for _, y in self._examples], min_examples
+        )
+
+    def _fit_into(
+        self, rows: list[list[float]], labels: list[float], min_examples: int = 1000
+    ) -> bool:
+        """Fit and swap the model in (one attribute assignment: a cache thread deciding
+        meanwhile uses the old model or the new one, never half of one). ``background=True``
+        runs this on its own thread, so a cache's lock is not held for the seconds it takes."""
         if len(rows) < min_examples:
             return False
         try:
-            model = _fit(rows, [y for _, y in self._examples], seed=self.seed + self.retrains)
+            model = _fit(rows, labels, seed=self.seed + self.retrains)
         except ImportError:
             return False
         self.model = model

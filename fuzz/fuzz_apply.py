@@ -494,6 +494,7 @@ def main(argv: list[str]) -> None:
             _bundle,
             _format,
             _layout,
+            _reconstruct,
         )
     positional = [a for a in rest[1:] if not a.startswith("-")]
     if not positional:

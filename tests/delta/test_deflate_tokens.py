@@ -75,7 +75,7 @@ def test_zlib_streams_round_trip(data, level, wbits, mem, strategy):
 @pytest.mark.parametrize("level", range(1, 10))
 @pytest.mark.parametrize("strategy", range(5))
 def test_zlib_defaults_need_no_corrections(level, strategy):
-    data = _text(random.Random(level * 7 + strategy), 200_000)
+    data = _text(random.Random(level * 7 + strategy), 60_000)
     stream = _zdeflate(data, level, strategy=strategy)
     record, stats = rc.correction_record(stream, max_content=LIMIT)
     # the reference model is zlib's matcher; the auto choice may pick a neighbouring level that
@@ -342,7 +342,7 @@ def _random_stream(rnd: random.Random) -> tuple[bytes, bytes]:
     return bytes(w.out), bytes(content)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.integers(0, 2**64))
 def test_random_token_streams_round_trip(seed):
     stream, content = _random_stream(random.Random(seed))
@@ -440,7 +440,7 @@ def test_real_writers_round_trip(tool, argv, levels, tmp_path):
             pytest.fail(f"{tool} is missing on CI")
         pytest.skip(f"{tool} is not installed")
     src = tmp_path / "in.txt"
-    src.write_bytes(_text(random.Random(11), 300_000))
+    src.write_bytes(_text(random.Random(11), 120_000))
     for level in levels:
         cmd = [a.format(l=level) for a in argv] + [str(src)]
         body = _gzip_body(subprocess.run(cmd, capture_output=True, check=True).stdout)
@@ -453,8 +453,8 @@ def test_7zip_gzip_round_trip(tmp_path):
             pytest.fail("7z is missing on CI")
         pytest.skip("7z is not installed")
     src = tmp_path / "in.txt"
-    src.write_bytes(_text(random.Random(12), 200_000))
-    for mx in (1, 5, 9):
+    src.write_bytes(_text(random.Random(12), 80_000))
+    for mx in (1, 9):
         out = tmp_path / f"o{mx}.gz"
         subprocess.run(
             ["7z", "a", "-tgzip", f"-mx={mx}", str(out), str(src)], capture_output=True, check=True

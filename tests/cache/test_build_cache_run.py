@@ -152,6 +152,14 @@ def test_a_missing_declared_output_is_an_error_not_an_entry(cache: BuildCache, w
     assert LocalStore(cache.local.root).keys_lru() == []  # type: ignore[union-attr]
 
 
+def test_an_output_over_the_bound_is_not_read_or_cached(tmp_path: Path, work: Path) -> None:
+    cache = BuildCache(LocalStore(tmp_path / "small", max_bytes=2000, fsync=False), flags=ON)
+    assert step(cache, work).stored  # about 450 bytes in all
+    (work / "b.in").write_bytes(b"b" * 5000)  # out.txt: over the store's bound
+    r = step(cache, work)
+    assert r.exit_code == 0 and not r.stored and not step(cache, work).hit
+
+
 def test_a_flipped_byte_in_a_stored_blob_is_a_miss_then_healed(
     cache: BuildCache, work: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -337,7 +337,11 @@ class _Runner:
         return stored
 
 
-def _read_outputs(action: Action, exit_code: int) -> tuple[list[OutputFile], dict[str, bytes]]:
+def _read_outputs(
+    action: Action, exit_code: int, limit: int
+) -> tuple[list[OutputFile], dict[str, bytes]] | None:
+    """The declared outputs and their blobs; None when one is over ``limit`` bytes (too
+    large to cache: it is not read into memory)."""
     files: list[OutputFile] = []
     blobs: dict[str, bytes] = {}
     for rel in action.outputs:
@@ -356,6 +360,15 @@ def _read_outputs(action: Action, exit_code: int) -> tuple[list[OutputFile], dic
                 f"declared output {rel!r} is not a regular file (symlinks and directories "
                 "are not cached; declare the files themselves)"
             )
+        if st.st_size > limit:
+            log.warning(
+                "action %s: output %r is %d bytes, over the cache's bound of %d; not cached",
+                action.key,
+                rel,
+                st.st_size,
+                limit,
+            )
+            return None
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -444,9 +457,13 @@ def run_action(
         produced: tuple[str, ...] = ()
         stored = False
         if code == 0 or cache_failures:
-            files, blobs = _read_outputs(action, code)
+            limit = cache.local.max_bytes if cache.local is not None else MAX_CAPTURE
+            read = _read_outputs(action, code, limit)
+            files, blobs = read if read is not None else ([], {})
             produced = tuple(f.path for f in files)
-            if not whole:
+            if read is None:  # an output too large to cache (warned): not stored
+                stored = False
+            elif not whole:
                 log.warning(
                     "action %s: stdout or stderr exceeded %d bytes; not cached",
                     action.key,

@@ -200,8 +200,41 @@ def _cmd_gc(args: argparse.Namespace) -> int:
         return 0
     with store:
         removed = store.gc(args.max_size)
-        print(f"removed {removed} object(s); {_human(store.total_bytes)} kept")
+        locks = _prune_locks(store)
+        print(
+            f"removed {removed} object(s) and {locks} idle lock file(s); "
+            f"{_human(store.total_bytes)} kept"
+        )
     return 0
+
+
+def _prune_locks(store: Any) -> int:
+    """Unlink the lock files of actions no longer cached that nobody holds (a waiter that
+    opened one just before sees its inode gone and takes the new file's lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return 0
+    locks = store.root / "locks"
+    if not locks.is_dir():
+        return 0
+    pruned = 0
+    for entry in os.scandir(locks):
+        if ("ac/" + entry.name) in store:
+            continue
+        try:
+            fd = os.open(entry.path, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(entry.path)
+            pruned += 1
+        except OSError:
+            pass  # held: an action is running
+        finally:
+            os.close(fd)
+    return pruned
 
 
 def _cmd_clear(args: argparse.Namespace) -> int:

@@ -377,3 +377,15 @@ def test_kill_signal_exit_code(cache: BuildCache, work: Path) -> None:
         cwd=work,
     )
     assert r.exit_code == 128 + signal.SIGTERM and not r.stored
+
+
+def test_any_action_tier_is_a_remote(tmp_path: Path, work: Path) -> None:
+    """An ActionTier (here a second machine's local store, as a shared directory would be)."""
+    shared = LocalActionTier(LocalStore(tmp_path / "shared", fsync=False), name="shared")
+    m1 = BuildCache(LocalStore(tmp_path / "m1", fsync=False), shared, flags=ON)
+    assert m1.remote is None and m1.action_remote is shared  # get/put stay local-only
+    assert step(m1, work).stored
+    m2 = BuildCache(LocalStore(tmp_path / "m2", fsync=False), shared, flags=ON)
+    assert step(m2, work).tier == "shared"
+    with pytest.raises(TypeError):
+        BuildCache(LocalStore(tmp_path / "m3", fsync=False), object())  # type: ignore[arg-type]

@@ -98,7 +98,8 @@ def test_custom_loader_and_dense_kind(registry):
         [
             (rng.normal(size=(2, 3)), rng.normal(size=3), "relu"),
             (rng.normal(size=(3, 1)), rng.normal(size=1), "sigmoid"),
-        ]
+        ],
+        feature_names=["a", "b"],
     )
     d = registry.publish(_art(net, kind="dense-net"), name="d")
     registry.promote("d", d.version)
@@ -116,7 +117,16 @@ def test_custom_loader_and_dense_kind(registry):
     gw.register_loader("echo", Echo)
     assert gw.refresh().errors == {}
     x = [[0.5, -1.0]]
-    assert gw.predict("d", rows=x).result[0] == pytest.approx(float(net.predict(x)[0]), rel=1e-6)
+    assert gw.predict("d", rows=x).result[0] == pytest.approx(float(net.predict(x)[0]), rel=1e-5)
+    assert (
+        gw.predict("d", features={"a": 0.5, "b": -1.0}).result == gw.predict("d", row=x[0]).result
+    )
+    try:
+        import ai_edge_litert  # noqa: F401
+
+        assert type(gw.loaded("d").model.model).__name__ == "TFLiteModel"
+    except ImportError:
+        assert type(gw.loaded("d").model.model).__name__ == "DenseNet"
     assert gw.predict("e", text="hi").result == {"echo": "hi", "payload": "hello"}
 
 

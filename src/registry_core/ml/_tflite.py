@@ -226,6 +226,7 @@ class TFLiteModel:
         self._in = int(ins[0]["index"])
         self._out = int(outs[0]["index"])
         self.n_features = int(ins[0]["shape"][1])
+        self.feature_names: tuple[str, ...] = tuple(f"f{i}" for i in range(self.n_features))
         self.n_outputs = int(outs[0]["shape"][-1])
         self._batch = int(ins[0]["shape"][0])
         self._lock = threading.Lock()

@@ -589,7 +589,54 @@ static int count_corrections(const uint8_t *content, size_t content_len, const u
     return RC_OK;
 }
 
-static void put_token(rc_growbuf *out, uint32_t actual, uint32_t predicted)
+/* Distances of corrected matches are coded as a rank among the hash-chain candidates of the
+ * position (most recent first) that match at least the token's length: what the real encoder
+ * chose is usually one of the first few. Only for the hash-chain models (strategy 0 / 1), only
+ * when the position was inserted, within 32768 bytes and CHAIN_WALK candidates. */
+#define CHAIN_WALK 4096
+
+static int has_chain(const model *m, size_t pos)
+{
+    return m->cfg.strategy < 2 && pos + MIN_MATCH <= m->n;
+}
+
+/* rank >= 0 of the candidate at distance dist, or -1 */
+static int64_t chain_rank(const model *m, size_t pos, uint32_t len, uint32_t dist)
+{
+    if (!has_chain(m, pos) || len > m->n - pos)
+        return -1;
+    const uint8_t *w = m->w;
+    uint32_t c = m->prev[pos];
+    int64_t rank = 0;
+    for (int steps = 0; c && pos - c <= 32768 && steps < CHAIN_WALK; steps++, c = m->prev[c]) {
+        if (memcmp(w + c, w + pos, len) != 0)
+            continue;
+        if (pos - c == dist)
+            return rank;
+        rank++;
+    }
+    return -1;
+}
+
+/* the distance of the candidate of that rank, or 0 */
+static uint32_t chain_pick(const model *m, size_t pos, uint32_t len, uint64_t rank)
+{
+    if (!has_chain(m, pos) || len > m->n - pos)
+        return 0;
+    const uint8_t *w = m->w;
+    uint32_t c = m->prev[pos];
+    for (int steps = 0; c && pos - c <= 32768 && steps < CHAIN_WALK; steps++, c = m->prev[c]) {
+        if (memcmp(w + c, w + pos, len) != 0)
+            continue;
+        if (rank-- == 0)
+            return (uint32_t)(pos - c);
+    }
+    return 0;
+}
+
+/* code (0 literal, 1..256 length - 2, 257 long-284), then for a match the distance reference:
+ * 0 the predicted distance, 1 + a raw distance follows, 2 + k the k-th chain candidate. */
+static void put_token(rc_growbuf *out, const model *m, uint32_t actual, uint32_t predicted)
 {
     if (!RC_TOK_IS_MATCH(actual)) {
         rc_gb_varint(out, 0);
@@ -598,10 +645,17 @@ static void put_token(rc_growbuf *out, uint32_t actual, uint32_t predicted)
     uint32_t len = RC_TOK_LEN(actual);
     rc_gb_varint(out, (actual & RC_TOK_LONG284) ? 257 : len - 2);
     uint32_t d = RC_TOK_DIST(actual);
-    if (RC_TOK_IS_MATCH(predicted) && RC_TOK_DIST(predicted) == d)
+    if (RC_TOK_IS_MATCH(predicted) && RC_TOK_DIST(predicted) == d) {
         rc_gb_varint(out, 0);
-    else
+        return;
+    }
+    int64_t rank = chain_rank(m, m->pos, len, d);
+    if (rank >= 0) {
+        rc_gb_varint(out, (uint64_t)rank + 2);
+    } else {
+        rc_gb_varint(out, 1);
         rc_gb_varint(out, d);
+    }
 }
 
 int rc_deflate_record(const uint8_t *in, size_t in_len, size_t max_content, size_t max_blocks,
@@ -622,19 +676,36 @@ int rc_deflate_record(const uint8_t *in, size_t in_len, size_t max_content, size
         return RC_ECORRUPT;
     }
     if (model_id == -1) {
-        size_t best = SIZE_MAX;
+        /* every model on the first AUTO_PREFIX tokens; models tied for the fewest corrections
+         * again on 8 x as many (neighbouring levels often agree on a stream's start) */
+        size_t bads[RC_DEFLATE_MODELS], best = SIZE_MAX;
         for (int i = 0; i < RC_DEFLATE_MODELS - 1; i++) {
-            size_t bad;
+            int id = AUTO_ORDER[i];
             rc = count_corrections(tk.content, tk.content_len, tk.tokens, tk.n_tokens, tk.blocks,
-                                   tk.blocks_len, AUTO_ORDER[i], AUTO_PREFIX, &bad);
+                                   tk.blocks_len, id, AUTO_PREFIX, &bads[id]);
             if (rc)
                 goto out;
-            if (bad < best) {
-                best = bad;
-                model_id = AUTO_ORDER[i];
+            if (bads[id] < best) {
+                best = bads[id];
+                model_id = id;
             }
-            if (bad == 0)
-                break;
+        }
+        if (tk.n_tokens > AUTO_PREFIX) {
+            size_t best2 = SIZE_MAX;
+            for (int i = 0; i < RC_DEFLATE_MODELS - 1; i++) {
+                int id = AUTO_ORDER[i];
+                size_t bad;
+                if (bads[id] != best)
+                    continue;
+                rc = count_corrections(tk.content, tk.content_len, tk.tokens, tk.n_tokens,
+                                       tk.blocks, tk.blocks_len, id, 8 * AUTO_PREFIX, &bad);
+                if (rc)
+                    goto out;
+                if (bad < best2) {
+                    best2 = bad;
+                    model_id = id;
+                }
+            }
         }
     }
     /* the record: version, model, block records (predicted headers omitted), corrections */
@@ -687,7 +758,7 @@ int rc_deflate_record(const uint8_t *in, size_t in_len, size_t max_content, size
             uint32_t a = tk.tokens[ti];
             if (p != a) {
                 rc_gb_varint(&corr, ti - last);
-                put_token(&corr, a, p);
+                put_token(&corr, &m, a, p);
                 last = ti + 1;
                 st.corrections++;
             }
@@ -849,16 +920,28 @@ int rc_deflate_rebuild(const uint8_t *content, size_t content_len, const uint8_t
                     a = content[m.pos];
                 } else {
                     uint32_t len = code == 257 ? 258 : (uint32_t)code + 2;
-                    if (len < 3 || rc_get_uvarint(record, record_len, &rp, &d) || d > 32768) {
+                    uint64_t ref;
+                    if (rc_get_uvarint(record, record_len, &rp, &ref)) {
                         rc = RC_ECORRUPT;
                         goto done;
                     }
-                    if (d == 0) {
+                    if (ref == 0) {
                         if (!RC_TOK_IS_MATCH(p)) {
                             rc = RC_ECORRUPT;
                             goto done;
                         }
                         d = RC_TOK_DIST(p);
+                    } else if (ref == 1) {
+                        if (rc_get_uvarint(record, record_len, &rp, &d) || d == 0 || d > 32768) {
+                            rc = RC_ECORRUPT;
+                            goto done;
+                        }
+                    } else {
+                        d = chain_pick(&m, m.pos, len, ref - 2);
+                        if (d == 0) {
+                            rc = RC_ECORRUPT;
+                            goto done;
+                        }
                     }
                     a = RC_TOK_MAKE(len, d);
                     if (code == 257)

@@ -91,7 +91,9 @@ def test_iforest_and_hst(trace: Trace, rows: list[list[float]]) -> None:
     one = [scorer.forest.score_one(r) for r in rows[:500]]
     assert np.allclose(batch, one, rtol=0, atol=1e-12)
     assert art.metrics["episodes"] >= 1
-    hst = AnomalyScorer("hst", threshold=0.9, hst_params={"n_trees": 5, "height": 6, "seed": 1})
+    hst = AnomalyScorer(
+        "hst", threshold=0.9, hst_params={"n_trees": 5, "height": 6, "seed": 1, "window_size": 200}
+    )
     scores = [hst.observe(r).value for r in trace.requests[:1500]]
     assert all(0.0 <= s <= 1.0 for s in scores) and len(set(scores)) > 10
 
@@ -146,3 +148,10 @@ def test_bad_input() -> None:
         AnomalyScorer("lof")
     with pytest.raises(InvalidArgumentError):
         StreamFeatures(window_s=0)
+
+
+def test_gateway_convention() -> None:
+    scorer = AnomalyScorer.from_bytes(AnomalyScorer("rules").to_bytes())
+    for i in range(10):
+        got = scorer.predict(time=float(i), client="x", kind="page", project=f"n{i}", status=404)
+    assert got.alert and got.reason == "not-found-probing"

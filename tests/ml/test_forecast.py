@@ -120,6 +120,7 @@ def test_live_equals_offline(trace: Trace, model: str) -> None:
         assert live[key].start == target * fc.bucket_s
         assert live[key].expected == pytest.approx(want, rel=1e-9, abs=1e-9)
         assert live[key].upper >= live[key].expected
+    assert fc.predict(boundary) == fc.forecast(boundary)  # the gateway's convention
     only = fc.forecast(boundary, route="/simple/{project}/")
     assert [f.route for f in only] == ["/simple/{project}/"]
 

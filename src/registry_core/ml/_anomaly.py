@@ -17,7 +17,10 @@ Three detectors score the same feature row (one code path for training and servi
 - ``iforest``: an isolation forest (Liu et al. 2008) fitted on training rows with numpy,
   scored in pure Python per request (the trees are small arrays in the artifact).
 - ``hst``: river's HalfSpaceTrees (Tan et al. 2011), online: it learns as it scores; the
-  artifact holds its parameters and threshold, the trees start empty and warm up on the stream.
+  artifact holds its parameters, the features' training range and the threshold, the trees start
+  empty and warm up on the stream. Its window must be long against an attack burst (5,000
+  requests here: with river's default of 250, a scraper's burst fills the reference window and
+  becomes "normal", and the score inverts; ``bench_ml_ops`` measures both).
 
 :class:`AnomalyScorer` turns scores into alerts: ``AuditEvent(kind="ml.anomaly")`` to an
 ``AuditSink`` passed in (at most one per client per ``alert_interval_s``) and Prometheus
@@ -460,7 +463,7 @@ def _hst(params: Mapping[str, Any]) -> Any:
     return HalfSpaceTrees(
         n_trees=int(params.get("n_trees", 10)),
         height=int(params.get("height", 8)),
-        window_size=int(params.get("window_size", 250)),
+        window_size=int(params.get("window_size", 5000)),
         seed=int(params.get("seed", 0)),
     )
 
@@ -557,6 +560,25 @@ class AnomalyScorer:
         if alert:
             self._alert(r, value, why)
         return Score(value, alert, why)
+
+    def predict(
+        self,
+        time: float,
+        client: str,
+        kind: str,
+        project: str = "",
+        status: int = 200,
+        tenant: str = "default",
+        route: str = "",
+    ) -> Score:
+        """Score one request given as plain fields (the prediction gateway's convention: kind
+        ``anomaly``, loader :meth:`from_bytes`); state accumulates across calls."""
+        from .traces import Request
+
+        return self.observe(
+            Request(float(time), str(client), str(kind), str(project), "", "", 0,
+                    status=int(status), tenant=str(tenant), route=str(route))
+        )  # fmt: skip
 
     def _alert(self, r: Request, value: float, why: str) -> None:
         last = self._alerted.get(r.client)
@@ -721,7 +743,7 @@ def train(
     cut = _cut(trace, train_fraction)
     labels = [bool(r.label) for r in reqs]
     forest = None
-    hp = {"n_trees": 10, "height": 8, "window_size": 250, "seed": seed, **(hst_params or {})}
+    hp = {"n_trees": 10, "height": 8, "window_size": 5000, "seed": seed, **(hst_params or {})}
     if detector == "iforest":
         import numpy as np
 

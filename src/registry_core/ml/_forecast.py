@@ -393,6 +393,13 @@ class Forecaster:
             out.append(Forecast(ten, rte, start, self.bucket_s, expected, upper))
         return out
 
+    def predict(
+        self, now: float, tenant: str | None = None, route: str | None = None
+    ) -> list[Forecast]:
+        """:meth:`forecast` under the prediction gateway's calling convention (``kind``
+        ``forecast``, loader :meth:`from_bytes`); the history is what this process observed."""
+        return self.forecast(float(now), tenant=tenant, route=route)
+
     # -- bytes ---------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:

@@ -286,10 +286,8 @@ def compute_action(
     full = [sep + p for p in ins]
     digests = cache.digests(full, now_ns=now, stats=[found[p] for p in ins])
     digests.update(cache.digests([tool], now_ns=now))
-    files = tuple(
-        InputFile(p, d.sha256, d.size, d.is_executable)
-        for p, d in zip(ins, (digests[f] for f in full), strict=True)
-    )
+    new = tuple.__new__  # InputFile(path, *digest) without the Python-level __new__ frame
+    files = tuple(new(InputFile, (p, *digests[f])) for p, f in zip(ins, full, strict=True))
     tool_sha = digests[tool].sha256
     env_values = tuple((n, environment.get(n)) for n in names)
     key = cache_key_of_encoded(

@@ -153,12 +153,20 @@ def hash_file(path: str | os.PathLike[str]) -> tuple[str, os.stat_result]:
 class _Table:
     """The parsed file: path -> row number, six int columns and the raw digests."""
 
-    __slots__ = ("cols", "digests", "index")
+    __slots__ = ("_hex", "cols", "digests", "index")
 
     def __init__(self, index: dict[str, int], cols: list[array[int]], digests: bytes) -> None:
         self.index = index
         self.cols = cols
         self.digests = digests
+        self._hex: str | None = None
+
+    @property
+    def hex(self) -> str:
+        """All digests in hex, converted once (slicing it is cheaper than a hex() per file)."""
+        if self._hex is None:
+            self._hex = self.digests.hex()
+        return self._hex
 
     @classmethod
     def empty(cls) -> _Table:
@@ -370,8 +378,10 @@ class StatCache:
         with self._lock:
             self._refresh()
             table, extra = self._table, self._extra
-        index, digests = table.index, table.digests
+        index = table.index
+        hexes = table.hex if index else ""
         c_dev, c_ino, c_size, c_mtime, c_ctime, c_rec = table.cols
+        new = tuple.__new__  # FileDigest(...) without the Python-level __new__ frame
         out: dict[str, FileDigest] = {}
         todo: list[str] = []
         total = 0
@@ -401,8 +411,9 @@ class StatCache:
                     and c_dev[i] == st.st_dev
                     and mtime < c_rec[i] - coarse
                 ):
-                    out[path] = FileDigest(
-                        digests[32 * i : 32 * i + 32].hex(), st.st_size, bool(mode & ixusr)
+                    size = st.st_size
+                    out[path] = new(
+                        FileDigest, (hexes[64 * i : 64 * i + 64], size, bool(mode & ixusr))
                     )
                     continue
             elif extra:

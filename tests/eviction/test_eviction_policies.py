@@ -89,6 +89,9 @@ def ref_s3fifo(trace: list[tuple[str, int]], cap: int) -> list[bool]:
         out.append(False)
         if size > cap:
             continue
+        g = [e for e in ghost if e[0] == key]  # looked up at the miss, before evicting
+        if g:
+            ghost.remove(g[0])
         while used(small) + used(main) + size > cap:
             evicted_once = True
             if used(main) > main_cap or not small:
@@ -110,11 +113,7 @@ def ref_s3fifo(trace: list[tuple[str, int]], cap: int) -> list[bool]:
                             while used(ghost) > ghost_cap:
                                 ghost.pop(0)
                         break
-        g = [e for e in ghost if e[0] == key]
-        if g:
-            ghost.remove(g[0])
-            main.append([key, size, 0])
-        elif not evicted_once and used(small) >= small_cap:
+        if g or (not evicted_once and used(small) >= small_cap):
             main.append([key, size, 0])
         else:
             small.append([key, size, 0])

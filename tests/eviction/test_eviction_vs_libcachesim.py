@@ -1,6 +1,7 @@
 """Our SIEVE, S3-FIFO and LRU against libCacheSim's on the same Zipf trace (unit and varied
 sizes): LRU and SIEVE give the same hit for every request; S3-FIFO's miss ratio is within 0.002
-(a few requests in a thousand are decided differently: see docs/ml.md)."""
+for unit sizes (a few requests in a thousand are decided differently: see docs/ml.md) and 0.005
+with sizes (libCacheSim does not admit an object as large as its small queue; ours must)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def test_miss_ratios_match_libcachesim(sized, fraction):
         ]
         requests = ((str(k), size[k], float(i)) for i, k in enumerate(keys))
         ours = replay(make_policy(name, capacity_bytes=cap), requests, cap, record=True).hits
-        if name == "s3fifo":
-            assert abs(sum(ours) - sum(hits)) / len(keys) < 0.002, name
+        if name == "s3fifo":  # sized: libCacheSim refuses objects >= its small queue
+            assert abs(sum(ours) - sum(hits)) / len(keys) < (0.005 if sized else 0.002), name
         else:
             assert ours == hits, name

@@ -80,6 +80,7 @@ class S3FIFOEviction:
             return
         small_cap = int(self._capacity() * self.small_ratio)
         ghost_size = self._ghost.pop(key, None)
+        self._trim_ghost()  # after the look-up: as if the key had left the ghost at the miss
         if ghost_size is not None:
             self.ghost_bytes -= ghost_size
             self._main[key] = size
@@ -107,12 +108,17 @@ class S3FIFOEviction:
             self.main_bytes -= self._main.pop(key)
 
     def _to_ghost(self, key: str, size: int) -> None:
-        cap = int(self._capacity() * self.ghost_ratio)
-        if size > cap:
+        """Remember an evicted key. The ghost is trimmed at the next insert, not here: the
+        insert that follows an eviction is the miss that caused it, and its key must be looked
+        up in the ghost as it was before this eviction (libCacheSim looks it up first)."""
+        if size > int(self._capacity() * self.ghost_ratio):
             return
         self._ghost[key] = size
         self.ghost_bytes += size
-        while self.ghost_bytes > cap:
+
+    def _trim_ghost(self) -> None:
+        cap = int(self._capacity() * self.ghost_ratio)
+        while self.ghost_bytes > cap and self._ghost:
             self.ghost_bytes -= self._ghost.popitem(last=False)[1]
 
     def _evict_small(self) -> str | None:

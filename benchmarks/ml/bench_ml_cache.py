@@ -320,7 +320,7 @@ def run(quick: bool = False, seed: int = 0, trace: str | None = None) -> str:
     from registry_core.ml.traces import TrafficModel, generate
 
     sizes = QUICK_SIZES if quick else FULL_SIZES
-    days = 4.0 if quick else 14.0
+    days = 4.0 if quick else 7.0
     clients = 150 if quick else None
     costs: dict[str, list[float]] = {}
     parts = ["## Cache eviction", ""]

@@ -548,7 +548,8 @@ typedef struct {
     size_t len, pos;
 } blk_reader;
 
-/* Count the corrections model id makes on tokens[0:limit] (auto selection). */
+/* Count the corrections model id makes on tokens[0:limit], stopping also after 16 x limit
+ * content bytes (auto selection; long matches would otherwise make it a whole pass). */
 static int count_corrections(const uint8_t *content, size_t content_len, const uint32_t *tokens,
                              size_t n_tokens, const uint8_t *blocks, size_t blocks_len, int id,
                              size_t limit, size_t *out)
@@ -577,7 +578,7 @@ static int count_corrections(const uint8_t *content, size_t content_len, const u
             rc_get_uvarint(blocks, blocks_len, &bp, &nbits);
             bp += (size_t)((nbits + 7) / 8);
         }
-        for (uint64_t k = 0; k < v && ti < limit; k++, ti++) {
+        for (uint64_t k = 0; k < v && ti < limit && m.pos < limit * 16; k++, ti++) {
             uint32_t p = predict(&m);
             if (p != tokens[ti])
                 bad++;

@@ -142,7 +142,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 
 
 def test_no_skew_redis(redis_url: str) -> None:
-    tr = small_trace()
+    full = small_trace()
+    tr = Trace(full.requests[:3000], full.catalogue, [], full.source + ":first=3000")
     data = make_examples(tr, horizon_s=3600.0, every_s=600.0)
     offline = offline_features(tr, data.examples)
     store = RedisFeatureStore(redis_url, prefix=f"t:{uuid.uuid4().hex}:", ttl_s=30 * 86400.0)

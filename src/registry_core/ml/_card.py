@@ -42,6 +42,14 @@ def next_download_card(report: Mapping[str, Any], *, seed: int) -> str:
     rows = {f"{k} (shipped)" if k == shipped else k: v for k, v in report["models"].items()}
     rows.update({f"baseline: {k}": v for k, v in report["baselines"].items()})
     ex = report["examples"]
+    cover = float(q["interval_coverage"])
+    drift = (
+        f"The Venn-Abers intervals are valid when later data is exchangeable with the "
+        f"calibration slice; on the held-out time they covered {cover * 100:.0f}% of groups: "
+        "read them as the calibration slice's uncertainty, not the drift over time."
+        if cover < 0.9
+        else "The Venn-Abers intervals covered the held-out groups as expected."
+    )
     what = (
         "LightGBM GBDT as a TreeEnsemble"
         if shipped == "gbdt"
@@ -52,6 +60,8 @@ def next_download_card(report: Mapping[str, Any], *, seed: int) -> str:
 ## Model details
 - Kind `next-download`; {shipped} ({what}),
   isotonic calibration with Venn-Abers intervals; horizon {horizon_h:g} h; seed {seed}.
+- Chosen over the other candidate by the lower log loss on the calibration slice (not on the
+  held-out time, which only measures).
 - Made by `registry-core ml train` (registry_core.ml._train); model {int(q["model_bytes"])} bytes.
 
 ## Intended use
@@ -79,6 +89,7 @@ Interval: Venn-Abers [low, high]; the observed rate fell inside the mean interva
 {q["interval_width"]:.3f}.
 
 ## Limits
+- {drift}
 - Trained on one trace; a generated trace encodes the generator's assumptions, not your users.
   Retrain on your own access log before relying on it.
 - The label is "asks for any newer version"; which file is taken is spread over the newer files

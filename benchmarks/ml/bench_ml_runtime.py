@@ -246,6 +246,24 @@ def _runtime_tables(quick: bool, seed: int, workdir: Path) -> tuple[str, dict[st
     return "\n".join(lines), {"trees": trees, "net": net, "rows": rows}
 
 
+async def _minimal_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    while (await receive()).get("more_body"):
+        pass
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"2")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"{}"})
+
+
 def _gateway_table(quick: bool, seed: int, workdir: Path, models: dict[str, Any]) -> str:
     import http.client
     import json
@@ -289,6 +307,24 @@ def _gateway_table(quick: bool, seed: int, workdir: Path, models: dict[str, Any]
         f"| in process `predict()`, `load_compiled_trees` ({kind_c}) | trees v{v_trees.version} "
         f"| {len(inproc_c)} | {_pct(inproc_c, 50):.1f} | {_pct(inproc_c, 99):.1f} "
         f"| {max(inproc_c) / 1000:.1f} | 0 |"
+    )
+    # the floor: a minimal ASGI app answering "{}" on the same server and client
+    floor_handle = start_server(_minimal_app, tls=False)
+    try:
+        floor_conn = http.client.HTTPConnection(floor_handle.host, floor_handle.port, timeout=30)
+
+        def floor_call(r: list[float]) -> None:
+            floor_conn.request("POST", "/", json.dumps({"row": r}).encode())
+            floor_conn.getresponse().read()
+
+        floor = _time_calls(floor_call, rows[:n])
+        floor_conn.close()
+    finally:
+        floor_handle.stop()
+    lines.append(
+        f"| baseline: minimal ASGI app answering `{{}}`, same server and client | - "
+        f"| {len(floor)} | {_pct(floor, 50):.1f} | {_pct(floor, 99):.1f} "
+        f"| {max(floor) / 1000:.1f} | 0 |"
     )
     handle = start_server(gw.asgi, tls=False)
     try:

@@ -738,7 +738,7 @@ int rc_deflate_record(const uint8_t *in, size_t in_len, size_t max_content, size
             size_t pbits;
             rc_get_uvarint(tk.blocks, tk.blocks_len, &bp, &nbits);
             size_t nbytes = (size_t)((nbits + 7) / 8);
-            rc_zlib_dyn_header(tk.tokens + ti, (size_t)v, hdr, &pbits);
+            rc_zlib_dyn_header(tk.tokens ? tk.tokens + ti : tk.tokens, (size_t)v, hdr, &pbits);
             if (pbits == nbits && memcmp(hdr, tk.blocks + bp, nbytes) == 0) {
                 rc_gb_byte(&blocks, op | RC_BLK_PREDICTED_TREES);
                 rc_gb_varint(&blocks, v);

@@ -642,7 +642,8 @@ int rc_dtok_encode(const uint8_t *content, size_t content_len, const uint32_t *t
                 return w.err;
             if (len > w.cap - w.pos)
                 return RC_ERANGE;
-            memcpy(w.out + w.pos, content + cpos, (size_t)len);
+            if (len)
+                memcpy(w.out + w.pos, content + cpos, (size_t)len);
             w.pos += (size_t)len;
             cpos += (size_t)len;
             continue;
@@ -659,7 +660,7 @@ int rc_dtok_encode(const uint8_t *content, size_t content_len, const uint32_t *t
             size_t hdr_bytes;
             if (predicted) {
                 size_t bits;
-                rc_zlib_dyn_header(tokens + ti, (size_t)n, hdrbuf, &bits);
+                rc_zlib_dyn_header(tokens ? tokens + ti : tokens, (size_t)n, hdrbuf, &bits);
                 nbits = bits;
                 hdr = hdrbuf;
                 hdr_bytes = (size_t)((nbits + 7) / 8);
@@ -686,7 +687,7 @@ int rc_dtok_encode(const uint8_t *content, size_t content_len, const uint32_t *t
         build_codes(&lit, lens, nlen);
         build_codes(&dst, lens + nlen, ndist);
         int rc = put_tokens(&w, &lit, &dst, nlen, ndist, content, content_len, &cpos,
-                            tokens + ti, (size_t)n);
+                            tokens ? tokens + ti : tokens, (size_t)n);
         if (rc)
             return rc;
         ti += (size_t)n;

@@ -460,3 +460,21 @@ def test_7zip_gzip_round_trip(tmp_path):
             ["7z", "a", "-tgzip", f"-mx={mx}", str(out), str(src)], capture_output=True, check=True
         )
         _roundtrip(_gzip_body(out.read_bytes()))
+
+
+@pytest.mark.parametrize(
+    "stream",
+    [
+        b"\x03\x00",  # a final fixed block holding only end-of-block (fuzz finding: no tokens)
+        b"\x01\x00\x00\xff\xff",  # a final empty stored block
+        b"\x03\x00\x05",  # followed by a byte that is not part of the stream
+        _zdeflate(b"", 6),
+        _zdeflate(b"", 0),
+    ],
+)
+def test_empty_streams(stream):
+    t = rc.tokenize(stream, max_content=LIMIT)
+    assert t.content == b"" and t.tokens == ()
+    assert rc.encode(b"", (), t.blocks, max_output=t.consumed) == stream[: t.consumed]
+    record, _ = rc.correction_record(stream[: t.consumed], max_content=LIMIT)
+    assert rc.rebuild_stream(b"", record, t.consumed) == stream[: t.consumed]

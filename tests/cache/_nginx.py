@@ -45,8 +45,8 @@ http {{
     types {{ }}
     default_type application/octet-stream;
     server {{
-        listen 127.0.0.1:{port};
-        server_name localhost;
+        listen 127.0.0.1:{port}{ssl};
+        server_name localhost;{certs}
         # As in Bazel's "Remote Caching" docs: nginx with its WebDAV module.
         location /cache/ {{
             root {work}/root;
@@ -80,7 +80,8 @@ def require_nginx() -> str:
 class NginxServer:
     """One nginx process; ``url`` is the cache's base URL, ``stop()`` takes it down."""
 
-    def __init__(self, workdir: Path, *, max_body: str = "1G") -> None:
+    def __init__(self, workdir: Path, *, max_body: str = "1G", tls: bool = False) -> None:
+        """``tls=True``: https with a certificate from a test CA (``ca_pem`` names it)."""
         binary = require_nginx()
         self.work = Path(workdir)
         self.root = self.work / "root"
@@ -88,13 +89,34 @@ class NginxServer:
         for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.work / sub).mkdir(exist_ok=True)
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/cache"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/cache"
+        self.ca_pem: Path | None = None
+        ssl = certs = ""
+        if tls:
+            import trustme
+
+            ca = trustme.CA()
+            self.ca_pem = self.work / "ca.pem"
+            ca.cert_pem.write_to_path(str(self.ca_pem))
+            pem = self.work / "server.pem"
+            ca.issue_cert("127.0.0.1", "localhost").private_key_and_cert_chain_pem.write_to_path(
+                str(pem)
+            )
+            ssl = " ssl"
+            certs = f"\n        ssl_certificate {pem};\n        ssl_certificate_key {pem};"
         self.conf = self.work / "nginx.conf"
         # Run as root, nginx's workers would switch to "nobody" and lose the temp dir: keep
         # the current user (a non-root nginx never switches, and must not be told to).
         user = "user root root;\n" if hasattr(os, "geteuid") and os.geteuid() == 0 else ""
         self.conf.write_text(
-            _CONF.format(user=user, work=self.work, port=self.port, max_body=max_body)
+            _CONF.format(
+                user=user,
+                work=self.work,
+                port=self.port,
+                max_body=max_body,
+                ssl=ssl,
+                certs=certs,
+            )
         )
         self.log = self.work / "error.log"
         self.proc = subprocess.Popen(
@@ -106,6 +128,8 @@ class NginxServer:
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    if tls:
+                        return  # listening (the TLS handshake is the tests' business)
                     s.sendall(b"HEAD /cache/cas/ready HTTP/1.0\r\n\r\n")
                     if s.recv(16).startswith(b"HTTP/1."):
                         return

@@ -240,6 +240,8 @@ def test_body_too_large_for_nginx_is_a_cache_error_with_the_remedy(tmp_path):
             with pytest.raises(CacheError, match="HTTP 413.*client_max_body_size"):
                 tier.put_blob(Digest.of(data), data)
             tier.ping()  # still usable
+        with pytest.raises(InvalidArgumentError, match="CA bundle"):
+            BazelHTTPTier(server.url, verify=str(tmp_path / "missing.pem"))
     finally:
         server.stop()
 
@@ -624,3 +626,21 @@ def test_cli_remote_hit_on_a_second_machine(nginx, tmp_path):
     a, b = tmp_path / "m1" / "w", tmp_path / "m2" / "w"
     assert (b / "out.bin").read_bytes() == (a / "out.bin").read_bytes()
     assert _runs(b) == 0
+
+
+def test_tls_is_verified(tmp_path):
+    server = NginxServer(tmp_path / "tls", tls=True)
+    try:
+        key = "6" * 64
+        with (
+            BazelHTTPTier(server.url, timeout=5.0) as tier,  # the test CA is not trusted
+            pytest.raises(CacheError, match="CERTIFICATE_VERIFY_FAILED|certificate verify"),
+        ):
+            tier.put_action(key, b"x")
+        with BazelHTTPTier(server.url, verify=str(server.ca_pem), bearer_token="t") as tier:
+            tier.put_action(key, b"over tls")
+            assert tier.get_action(key) == b"over tls"
+        with pytest.raises(InvalidArgumentError, match="CA bundle"):
+            BazelHTTPTier(server.url, verify=str(tmp_path / "missing.pem"))
+    finally:
+        server.stop()

@@ -29,6 +29,7 @@ import ipaddress
 import logging
 import os
 import re
+import ssl
 import tempfile
 import threading
 import time
@@ -148,7 +149,8 @@ class BazelHTTPTier:
     ``env`` is given (``os.environ``), ``REGISTRY_CORE_REMOTE_CACHE_TOKEN`` or
     ``REGISTRY_CORE_REMOTE_CACHE_USER`` + ``..._PASSWORD``; they are sent only over https or to
     a loopback host, never logged, never in ``repr``. ``headers`` are sent with every request.
-    TLS is verified (``verify`` may name a CA bundle; ``False`` is allowed but warned about).
+    TLS is verified (``verify`` may name a CA bundle or be an ``ssl.SSLContext``; ``False`` is
+    allowed but warned about).
     Redirects are not followed. ``timeout`` bounds each connect, read, write and pool wait; a
     body must also arrive within ``timeout`` plus one second per MiB. Thread-safe (one httpx
     client with a pool of HTTP/1.1 keep-alive connections).
@@ -163,7 +165,7 @@ class BazelHTTPTier:
         zstd_downloads: bool | None = None,
         zstd_level: int = 3,
         timeout: float = 10.0,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext = True,
         headers: Mapping[str, str] | None = None,
         bearer_token: str | None = None,
         basic_auth: tuple[str, str] | None = None,
@@ -199,8 +201,10 @@ class BazelHTTPTier:
         ):
             if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
                 raise InvalidArgumentError(f"{label} must be a positive int, got {n!r}")
-        if not isinstance(verify, (bool, str)):
-            raise InvalidTypeError("verify must be True, False or the path of a CA bundle")
+        if not isinstance(verify, (bool, str, ssl.SSLContext)):
+            raise InvalidTypeError(
+                "verify must be True, False, the path of a CA bundle or an ssl.SSLContext"
+            )
 
         authorization = self._authorization(parts, bearer_token, basic_auth, env, headers)
         base = _redact(url)
@@ -232,10 +236,16 @@ class BazelHTTPTier:
             sent[hname] = hvalue
         if authorization is not None:
             sent["Authorization"] = authorization
+        tls: bool | ssl.SSLContext = verify  # type: ignore[assignment]
+        if isinstance(verify, str):  # a CA bundle: verification against it only
+            try:
+                tls = ssl.create_default_context(cafile=verify)
+            except (OSError, ssl.SSLError) as exc:
+                raise InvalidArgumentError(f"cannot load the CA bundle {verify!r}: {exc}") from exc
         self._client = httpx.Client(
             headers=sent,
             timeout=httpx.Timeout(self.timeout),
-            verify=verify,
+            verify=tls,
             follow_redirects=False,
             trust_env=False,  # no proxies, netrc or CA paths picked up from the environment
             http1=True,

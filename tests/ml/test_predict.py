@@ -61,8 +61,8 @@ def test_examples_and_labels() -> None:
     assert all(e.time + DAY <= hand_trace().end for e in data.examples)
     # a release while clients hold an older version: one example per holder, at its time
     rel = make_examples(hand_trace(), horizon_s=DAY, triggers=("release",))
-    got = sorted((e.time, e.client, e.held, e.label, e.trigger) for e in rel.examples)
-    assert got[:2] == [(DAY, "stay", "1.0", 0, "release"), (DAY, "up", "1.0", 1, "release")]
+    seen = sorted((e.time, e.client, e.held, e.label, e.trigger) for e in rel.examples)
+    assert seen[:2] == [(DAY, "stay", "1.0", 0, "release"), (DAY, "up", "1.0", 1, "release")]
     both = make_examples(hand_trace(), horizon_s=DAY)
     assert {e.trigger for e in both.examples} == {"request", "release"}
     with pytest.raises(InvalidArgumentError):

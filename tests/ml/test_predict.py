@@ -144,3 +144,29 @@ def test_corrupt_models_are_refused() -> None:
         load_predictor(ModelArtifact(kind="forecast", payload=data).to_bytes())
     with pytest.raises(ModelError):
         Predictor(constant(0.3).model, constant(0.3).calibrator, horizon_s=DAY, latest_share=2.0)
+
+
+def test_served_by_the_gateway_from_the_registry(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Published in the model registry, loaded by kind, answered in process by the gateway."""
+    from registry_core.index import Index
+    from registry_core.ml._gateway import PredictionGateway
+    from registry_core.ml._registry import ModelRegistry
+
+    ex = FeatureExtractor(catalogue())
+    for r in hand_trace().requests[:2]:
+        ex.update(r)
+    art = ModelArtifact(kind="next-download", payload=constant(0.5).to_bytes())
+    (tmp_path / "store").mkdir()
+    with Index(tmp_path / "store") as index:
+        reg = ModelRegistry(index, state_dir=tmp_path / "state")
+        reg.publish(art, name="next")
+        reg.promote("next", 1)
+        gw = PredictionGateway(
+            reg,
+            models={"next": "production"},
+            loaders={"next-download": lambda payload: Predictor.from_bytes(payload, ex)},
+        )
+        gw.refresh()
+        got = gw.predict("next", client="stay", project="demo", held="", now=2.5 * DAY)
+    assert [p.filename for p in got.result] == [WIN.format("1.2"), WIN.format("1.1")]
+    assert got.result[0].probability == pytest.approx(0.4)

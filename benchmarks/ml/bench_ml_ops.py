@@ -145,11 +145,14 @@ def _forecast_tables(trace: Trace, seed: int, quick: bool) -> str:
         "### Scaling hints on the held-out time (the hint for each bucket made before it starts)",
         "",
         f"Same trace; `per_worker_rps` = {per_worker:.3f} (the median training bucket needs 2 "
-        "workers), headroom 20%, no upper cap; static = the training peak plus headroom. "
-        "Under-provisioned: buckets whose load needed more workers than given.",
+        "workers), headroom 20%, no upper cap; static = the training peak plus headroom (the "
+        "last row: the training p99 plus headroom). Under-provisioned: buckets whose load "
+        "needed more workers than given; needed: each bucket's own load, no headroom.",
         "",
     ]
     rows = []
+    p99 = sorted(totals)[int(0.99 * (len(totals) - 1))]
+    static_p99 = math.ceil(p99 * 1.2 / per_worker - 1e-9)
     for name in ("seasonal-mean", "ridge", "gbdt"):
         art = _forecast.train(trace, seed=seed, models=[name])
         fc = _forecast.Forecaster.from_artifact(art)
@@ -160,6 +163,15 @@ def _forecast_tables(trace: Trace, seed: int, quick: bool) -> str:
             per_worker_rps=per_worker,
             max_workers=100_000,
         )
+        if name == "gbdt":  # the same replay against a static fleet at the training p99
+            alt = _scaling.replay_hints(
+                _forecast.Forecaster.from_artifact(art),
+                trace,
+                start=origin + split * 900.0,
+                per_worker_rps=per_worker,
+                max_workers=100_000,
+                static_workers=static_p99,
+            )
         rows.append(
             [
                 name,
@@ -172,6 +184,18 @@ def _forecast_tables(trace: Trace, seed: int, quick: bool) -> str:
                 f"{res['under_static']:.0f}/{res['buckets']:.0f} ({res['static_workers']:.0f} w)",
             ]
         )
+    rows.append(
+        [
+            f"static at training p99 ({static_p99} w)",
+            f"{alt['under_static']:.0f}/{alt['buckets']:.0f}",
+            "",
+            alt["worker_hours_static"],
+            alt["worker_hours_needed"],
+            alt["worker_hours_static"],
+            "",
+            "",
+        ]
+    )
     out.append(
         _table(
             [

@@ -310,6 +310,7 @@ class Forecaster:
         horizon: int = 2,
         quantile: float = 0.95,
         margin: float = 0.0,
+        total_margin: float | None = None,
         origin: float = 0.0,
         params: Any = None,
         max_series: int = 256,
@@ -329,6 +330,7 @@ class Forecaster:
         self.horizon = horizon
         self.quantile = quantile
         self.margin = float(margin)
+        self.total_margin = None if total_margin is None else float(total_margin)
         self.origin = float(origin)
         self.params = params
         self.max_series = max_series
@@ -393,6 +395,21 @@ class Forecaster:
             out.append(Forecast(ten, rte, start, self.bucket_s, expected, upper))
         return out
 
+    def forecast_total(self, now: float, *, tenant: str | None = None) -> Forecast:
+        """The forecast of all tracked series together (of ``tenant``, or all): ``expected`` the
+        sum, ``upper`` from the quantile fitted on the training totals (``total_margin``), or
+        the sum of the series' upper forecasts when there is none (conservative: a sum of
+        quantiles is above the quantile of the sum)."""
+        parts = self.forecast(now, tenant=tenant)
+        current = int((now - self.origin) // self.bucket_s)
+        start = self.origin + (current - 1 + self.horizon) * self.bucket_s
+        expected = sum(f.expected for f in parts)
+        if self.total_margin is None:
+            upper = sum(f.upper for f in parts)
+        else:
+            upper = max(expected, math.expm1(math.log1p(expected) + self.total_margin))
+        return Forecast(tenant or "*", "*", start, self.bucket_s, expected, upper)
+
     def predict(
         self, now: float, tenant: str | None = None, route: str | None = None
     ) -> list[Forecast]:
@@ -410,6 +427,7 @@ class Forecaster:
             "horizon": self.horizon,
             "quantile": self.quantile,
             "margin": self.margin,
+            "total_margin": self.total_margin,
             "origin": self.origin,
         }
         if isinstance(self.params, _Ridge):
@@ -442,6 +460,9 @@ class Forecaster:
                 horizon=int(head["horizon"]),
                 quantile=float(head["quantile"]),
                 margin=float(head["margin"]),
+                total_margin=(
+                    None if head.get("total_margin") is None else float(head["total_margin"])
+                ),
                 origin=float(head["origin"]),
                 params=params,
             )
@@ -517,6 +538,26 @@ def _predictions(
     return actual, pred, resid
 
 
+def _totals(
+    fc: Forecaster, series: Mapping[tuple[str, str], Sequence[float]], lo: int, hi: int
+) -> tuple[list[float], list[float]]:
+    """Per bucket lo..hi, the actual and the expected count summed over every series."""
+    lo = max(lo, fc.per_day)
+    actual = [0.0] * max(0, hi - lo)
+    pred = [0.0] * max(0, hi - lo)
+    for counts in series.values():
+        logs = [math.log1p(c) for c in counts]
+        for i, t in enumerate(range(lo, hi)):
+            actual[i] += counts[t]
+            pred[i] += max(0.0, math.expm1(fc.predict_log(logs, t)))
+    return actual, pred
+
+
+def _quantile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else 0.0
+
+
 def evaluate(
     trace: Trace,
     *,
@@ -563,10 +604,11 @@ def _train_all(
             name, series, calib, horizon=horizon, bucket_s=bucket_s, origin=origin, seed=seed
         )
         _, _, resid = _predictions(probe, series, calib, split)
-        resid.sort()
-        margin = resid[min(len(resid) - 1, int(quantile * len(resid)))] if resid else 0.0
+        ta, tp = _totals(probe, series, calib, split)
+        total_resid = [math.log1p(a) - math.log1p(p) for a, p in zip(ta, tp, strict=True)]
         fc = _fit(name, series, split, horizon=horizon, bucket_s=bucket_s, origin=origin, seed=seed)
-        fc.margin = max(0.0, margin)
+        fc.margin = max(0.0, _quantile(resid, quantile))
+        fc.total_margin = max(0.0, _quantile(total_resid, quantile))
         fc.quantile = quantile
         actual, pred, _ = _predictions(fc, series, split, n)
         total_a = [sum(series[k][t] for k in series) for t in range(split, n)]
@@ -589,6 +631,11 @@ def _train_all(
             "mape_total": mape(total_a, total_p),
             "smape_total": smape(total_a, total_p),
             "upper_coverage": covered / m if m else math.nan,
+            "upper_coverage_total": sum(
+                a <= math.expm1(math.log1p(p) + (fc.total_margin or 0.0)) + 1e-9
+                for a, p in zip(total_a, total_p, strict=True)
+            )
+            / len(total_a),
             "held_out_buckets": float(n - split),
             "series": float(len(series)),
         }

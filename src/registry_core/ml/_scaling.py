@@ -1,11 +1,12 @@
 """Scaling hints from the request-rate forecast: the library recommends, the deployment acts.
 
-:class:`ScalingAdvisor` sums the upper-quantile forecasts of every tracked series for the next
-bucket into an upper request rate, and turns it into a number of workers (``per_worker_rps``
-each, plus ``headroom``) clamped to ``[min_workers, max_workers]``, and instances of
-``workers_per_instance``. It exports the hint as Prometheus gauges on a ``CollectorRegistry``
-passed in, and :func:`scaling_endpoint` serves it as JSON from an ASGI handler (the lead mounts
-it under the server's admin routes). Sans-IO: ``recommend(now)`` takes the time.
+:class:`ScalingAdvisor` takes the forecaster's upper quantile of the total request count of
+the next bucket (over every tracked series; the quantile is fitted on training totals), and
+turns it into a number of workers (``per_worker_rps`` each, plus ``headroom``) clamped to
+``[min_workers, max_workers]``, and instances of ``workers_per_instance``. It exports the hint
+as Prometheus gauges on a ``CollectorRegistry`` passed in, and :func:`scaling_endpoint` serves
+it as JSON from an ASGI handler (the lead mounts it under the server's admin routes). Sans-IO:
+``recommend(now)`` takes the time.
 
 :func:`replay_hints` measures the advice on held-out time: for every bucket, the workers the
 hint gave against the workers the actual load needed, and against a static provisioning at the
@@ -98,10 +99,9 @@ class ScalingAdvisor:
 
     def recommend(self, now: float) -> ScalingHint:
         """The hint for the next bucket after ``now``'s; gauges updated."""
-        fcs = self.forecaster.forecast(now, tenant=self.tenant)
-        expected = sum(f.expected_rps for f in fcs)
-        upper = sum(f.upper_rps for f in fcs)
-        start = fcs[0].start if fcs else now
+        total = self.forecaster.forecast_total(now, tenant=self.tenant)
+        n_series = len(self.forecaster.forecast(now, tenant=self.tenant))
+        expected, upper, start = total.expected_rps, total.upper_rps, total.start
         workers = self.workers_for(upper)
         instances = math.ceil(workers / self.workers_per_instance)
         raw = upper * (1.0 + self.headroom) / self.per_worker_rps
@@ -112,7 +112,7 @@ class ScalingAdvisor:
         else:
             why = (
                 f"upper q{self.forecaster.quantile:g} forecast {upper:.2f} rps over "
-                f"{len(fcs)} series, +{self.headroom:.0%} headroom, {self.per_worker_rps:g} "
+                f"{n_series} series, +{self.headroom:.0%} headroom, {self.per_worker_rps:g} "
                 "rps per worker"
             )
         hint = ScalingHint(start, workers, instances, expected, upper, why)

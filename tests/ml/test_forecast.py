@@ -121,6 +121,10 @@ def test_live_equals_offline(trace: Trace, model: str) -> None:
         assert live[key].expected == pytest.approx(want, rel=1e-9, abs=1e-9)
         assert live[key].upper >= live[key].expected
     assert fc.predict(boundary) == fc.forecast(boundary)  # the gateway's convention
+    total = fc.forecast_total(boundary)
+    assert total.expected == pytest.approx(sum(f.expected for f in live.values()))
+    assert total.upper >= total.expected and fc.total_margin is not None
+    assert total.start == target * fc.bucket_s
     only = fc.forecast(boundary, route="/simple/{project}/")
     assert [f.route for f in only] == ["/simple/{project}/"]
 
@@ -146,12 +150,14 @@ def test_history_is_bounded(trace: Trace) -> None:
     st.floats(0, 3),
 )
 def test_bytes_round_trip(coef: list[float], bucket: float, horizon: int, margin: float) -> None:
+    """to_bytes / from_bytes of a forecaster are inverse (margins, calendar, coefficients)."""
     n = len(FEATURE_NAMES)
     fc = Forecaster(
         "ridge",
         bucket_s=bucket,
         horizon=horizon,
         margin=margin,
+        total_margin=margin / 2 if horizon % 2 else None,
         params=_Ridge(coef, [0.5] * n, [2.0] * n),
     )
     back = Forecaster.from_bytes(fc.to_bytes())

@@ -155,12 +155,19 @@ def http_gateway(registry):
     from registry_core.server import start_server
 
     denied = threading.Event()
+    asked: list = []
+
+    def authorize(scope) -> bool:
+        asked.append(scope["registry_core.ml.model"])
+        return not denied.is_set()
+
     gw = PredictionGateway(
         registry,
         models={"m": "production", "missing": "production"},
         max_body=4096,
-        authorize=lambda scope: not denied.is_set(),
+        authorize=authorize,
     )
+    gw.asked = asked
     gw.refresh()
     handle = start_server(gw.asgi, tls=False)
     try:
@@ -198,6 +205,7 @@ def test_http_api(http_gateway):
         assert c.post("/v1/models/m:predict", json={"row": [1, 2]}).status_code == 403
         assert c.get("/v1/models").status_code == 403
         assert c.get("/readyz").status_code == 503  # health is not behind authorize
+    assert gw.asked[:2] == ["m", None] and "zz" in gw.asked
 
 
 def test_concurrent_requests_during_swaps_are_all_answered_by_one_version(http_gateway):

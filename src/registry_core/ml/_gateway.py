@@ -24,7 +24,8 @@ HTTP (:attr:`PredictionGateway.asgi`), JSON in and out, errors as RFC 9457 probl
 - ``GET /readyz``: 200 when every configured model is loaded, else 503.
 
 ``authorize(scope) -> bool``, when given, is asked for every ``/v1/`` request with the ASGI
-scope (where the server's auth middleware put the principal); False answers 403.
+scope (where the server's auth middleware put the principal; ``scope[MODEL_KEY]`` names the
+model, None for the list); False (or an exception) answers 403.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from ._registry import ModelRegistry
 
 __all__ = [
+    "MODEL_KEY",
     "GatewayResult",
     "LoadedModel",
     "PredictionGateway",
@@ -62,6 +64,8 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _PREFIX = "/v1/models"
+#: Scope key naming the model a request is for (None: the model list), set before authorize().
+MODEL_KEY = "registry_core.ml.model"
 _MAX_ROWS = 100_000
 
 
@@ -446,6 +450,8 @@ class PredictionGateway:
             await _problem(send, 404, "Not Found", f"no route {path[:200]}")
             return
         if self.authorize is not None:
+            rest = path[len(_PREFIX) + 1 :]
+            scope[MODEL_KEY] = rest[: -len(":predict")] if rest.endswith(":predict") else None
             try:
                 allowed = bool(self.authorize(scope))
             except Exception:

@@ -186,3 +186,18 @@ def test_example_beyond_the_trace_is_refused() -> None:
     tr = hand_trace()
     with pytest.raises(InvalidArgumentError):
         replay(tr, [Example(99, 0.0, "a", "demo", "1.0")], FeatureExtractor(tr.catalogue))
+
+
+def test_note_release_as_uploaded() -> None:
+    tr = hand_trace()
+    ex = FeatureExtractor(tr.catalogue)
+    ex.update(tr.requests[1])
+    ex.note_release("demo", "1.2", 5 * 86400.0, (("demo-1.2-py3-none-any.whl", 1200),))
+    assert ex.features("a", "demo", "", 5 * 86400.0)["versions_behind"] == 2.0
+    ex.note_release("demo", "1.2", 5 * 86400.0, (("demo-1.2.tar.gz", 1000),))
+    assert len(ex._releases("demo")[-1].files) == 2
+    with pytest.raises(InvalidArgumentError):
+        ex.note_release("demo", "0.9", 1.0)
+    learned = FeatureExtractor(None)
+    learned.note_release("new", "1.0", 0.0)
+    assert [r.version for r in learned._releases("new")] == ["1.0"]

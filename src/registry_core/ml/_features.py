@@ -288,6 +288,33 @@ class FeatureExtractor:
         releases.append(Release(r.version, r.time, ((r.filename, r.size),)))
         self._index.pop(r.project, None)
 
+    def note_release(
+        self, project: str, version: str, time: float, files: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        """Record a release as it is uploaded (the server calls this before asking for
+        predictions about it); a known version only gains the files it did not list."""
+        from .traces import Release
+
+        releases = (
+            self.catalogue.projects.setdefault(project, [])
+            if self.catalogue is not None
+            else self._seen.setdefault(project, [])
+        )
+        for i, rel in enumerate(releases):
+            if rel.version == version:
+                extra = tuple(f for f in files if f not in rel.files)
+                if extra:
+                    releases[i] = Release(rel.version, rel.time, (*rel.files, *extra))
+                return
+        if releases and time < releases[-1].time:
+            raise InvalidArgumentError(
+                f"release {project} {version} at {time} is older than the last known one"
+            )
+        releases.append(Release(version, float(time), tuple(files)))
+        self._index.pop(project, None)
+        if self.catalogue is not None:
+            self.catalogue._times.pop(project, None)
+
     # -- state ---------------------------------------------------------------------------
 
     def _state(

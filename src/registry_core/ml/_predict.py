@@ -19,6 +19,7 @@ upgrade. Training lives in :mod:`registry_core.ml._train`.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import math
 import struct
@@ -481,6 +482,15 @@ class PredictivePrecompute:
         """The server's ``precompute_bases``: ``candidates`` (older files of the same flavour,
         newest first) reordered by demand, at most ``max_bases``."""
         now = float(self._clock()) if self._clock is not None else self.now
+        uploaded = record.upload_time_ns / 1e9 if record.upload_time_ns else now
+        # an upload older than the newest known release is ranked with what is known
+        with contextlib.suppress(InvalidArgumentError):
+            self.extractor.note_release(
+                record.project,
+                record.version,
+                min(uploaded, now),
+                ((record.filename, record.size),),
+            )
         by_version: dict[str, list[FileRecord]] = {}
         for c in candidates:
             by_version.setdefault(c.version, []).append(c)

@@ -604,9 +604,13 @@ class StreamPolicy:
                 self.record_bytes += len(found.record)
         if found is None:
             self.failed += 1
-        elif self.memo is not None:
-            self.memo.put(digest, found)
+        elif self.memo is not None and len(found.record) <= _MEMO_MAX_RECORD:
+            self.memo.put(digest, found)  # large records are not kept: the memo stays small
         return found
+
+
+#: Reconstructed parameters whose record is larger than this are not memoized per digest.
+_MEMO_MAX_RECORD = 1 << 16
 
 
 def reconstructed_params(comp: Buffer, content: Buffer) -> DeflateParams | None:

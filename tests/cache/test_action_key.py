@@ -175,3 +175,55 @@ def test_input_modes_are_recorded(tree: Path) -> None:
     os.chmod(tree / "src" / "b.c", stat.S_IRWXU)
     a = compute_action(["cc"], inputs=["src/*.c"], cwd=tree, environ=ENV)
     assert [(f.path, f.is_executable) for f in a.inputs] == [("src/a.c", False), ("src/b.c", True)]
+
+
+def reference(patterns: list[str], root: Path) -> list[str]:
+    """The documented rule spelled with the standard library: glob.glob, then walk dirs."""
+    import glob
+
+    out: set[str] = set()
+    for pattern in patterns:
+        for m in glob.glob(pattern, root_dir=root, recursive=True):
+            full = root / m
+            if full.is_dir():
+                for dirpath, _dirs, names in os.walk(full):
+                    rel = Path(dirpath).relative_to(root)
+                    out.update(str(rel / n) if str(rel) != "." else n for n in names)
+            else:
+                out.add(os.path.normpath(m))
+    return sorted(out)
+
+
+GLOB_PATTERNS = [
+    "**", "**/*", "**/*.c", "*.c", "*", ".*", "**/.*", "src/**", "src/**/*.c", "s*/**/c?.c",
+    "src/*/", "**/sub", "src/[ab]*.c", "*/*/*", "src", "src/sub/../b1.c", "**/*.h", "src/**/**",
+    ".hid/*", ".hid/**", "**/lib*", "**/", "*/", "src/", "src/sub/deep/",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("pattern", GLOB_PATTERNS)
+def test_glob_semantics_are_pythons(tmp_path: Path, pattern: str) -> None:
+    for rel in [
+        "a.c", "b.h", ".top.c", "src/b1.c", "src/b2.c", "src/.e.c", "src/sub/c1.c",
+        "src/sub/c2.h", "src/sub/deep/x.c", ".hid/d.c", ".hid/in/e.c", "src/.hd/f.c",
+        "lib1/g.c", "src/lib2/h.c",
+    ]:  # fmt: skip
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(rel.encode())
+    want = reference([pattern], tmp_path)
+    if not want:
+        with pytest.raises(InvalidArgumentError):
+            expand_inputs([pattern], tmp_path)
+    else:
+        assert expand_inputs([pattern], tmp_path) == want
+
+
+def test_globs_refuse_symlinked_directories_glob_would_follow(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "real" / "x.c").write_bytes(b"x")
+    (tmp_path / "link").symlink_to("real")
+    for pattern in ("**/*.c", "l*/x.c", "li?k/*.c", "*", "link"):
+        with pytest.raises(InvalidArgumentError, match="symlink to a directory"):
+            expand_inputs([pattern], tmp_path)
+    assert expand_inputs(["real/*.c"], tmp_path) == ["real/x.c"]
+    assert expand_inputs(["link/x.c"], tmp_path) == ["link/x.c"]  # a file named through one

@@ -24,13 +24,16 @@ of the key, so two checkouts at different places share entries.
 
 from __future__ import annotations
 
+import fnmatch
+import functools
 import glob
 import os
+import re
 import shutil
 import stat as stat_mod
 import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -103,6 +106,12 @@ def relative_path(path: object, what: str) -> str:
     return norm
 
 
+@functools.lru_cache(maxsize=256)
+def _matcher(segment: str) -> Callable[[str], object]:
+    """fnmatch's case-sensitive match of one path segment, compiled once."""
+    return re.compile(fnmatch.translate(segment)).match
+
+
 def _inside(path: str, excluded: Sequence[str]) -> bool:
     return any(path == e or path.startswith(e + os.sep) for e in excluded)
 
@@ -172,38 +181,107 @@ def _expand(
                 f"input {rel!r} (from {pattern!r}) is not a regular file or a directory"
             )
 
-    def walk(directory: str, prefix: str, pattern: str) -> None:
+    def take(entry: os.DirEntry[str], rel: str, pattern: str) -> None:
+        """One directory entry: a directory is walked, a file (or a link to one) added."""
         try:
-            entries = list(os.scandir(directory))
+            if entry.is_dir(follow_symlinks=False):  # d_type: no system call
+                if entry.path not in excluded:
+                    walk(entry.path, rel + "/", pattern)
+                return
+            st = entry.stat()  # one stat, through a symlink if it is one
         except OSError as exc:
-            raise InvalidArgumentError(f"input directory {prefix or '.'!r}: {exc}") from exc
-        for entry in entries:
-            rel = prefix + entry.name
-            try:
-                if entry.is_dir(follow_symlinks=False):  # d_type: no system call
-                    if entry.path not in excluded:
-                        walk(entry.path, rel + "/", pattern)
+            raise InvalidArgumentError(f"input {rel!r} (under {pattern!r}): {exc}") from exc
+        mode = st.st_mode
+        if not isreg(mode):
+            if isdir(mode):  # not a directory itself: a symlink to one
+                raise linked_dir(rel, pattern)
+            raise InvalidArgumentError(f"input {rel!r} (under {pattern!r}) is not a regular file")
+        add_file(rel, st)
+
+    def scan(directory: str, what: str) -> list[os.DirEntry[str]]:
+        try:
+            return list(os.scandir(directory))
+        except OSError as exc:
+            raise InvalidArgumentError(f"input directory {what or '.'!r}: {exc}") from exc
+
+    def walk(directory: str, prefix: str, pattern: str) -> None:
+        for entry in scan(directory, prefix):
+            take(entry, prefix + entry.name, pattern)
+
+    def is_linked_dir(entry: os.DirEntry[str]) -> bool:
+        try:
+            return entry.is_symlink() and entry.is_dir()
+        except OSError:
+            return False
+
+    def match(
+        directory: str,
+        prefix: str,
+        segs: list[str],
+        i: int,
+        pattern: str,
+        dirs_only: bool,
+        listed: list[os.DirEntry[str]] | None = None,
+    ) -> Iterator[tuple[str, os.DirEntry[str] | None]]:
+        """Python's glob (recursive=True, no hidden names for wildcards and ``**``, a trailing
+        ``/`` for directories only), in one pass with the entries kept (so no second stat),
+        each directory listed once, refusing symlinked directories."""
+        seg, last = segs[i], i == len(segs) - 1
+        if seg == "**":
+            if last:
+                if prefix:  # "dir/**" is dir itself and all below: walked
+                    yield prefix[:-1], None
+                    return
+                for e in scan(directory, prefix):
+                    if not e.name.startswith(".") and (not dirs_only or e.is_dir()):
+                        yield e.name, e
+                return
+            entries = scan(directory, prefix) if listed is None else listed
+            yield from match(directory, prefix, segs, i + 1, pattern, dirs_only, entries)
+            for e in entries:  # and one level more, for each subdirectory
+                if e.name.startswith(".") or e.path in excluded:
                     continue
-                st = entry.stat()  # one stat, through a symlink if it is one
-            except OSError as exc:
-                raise InvalidArgumentError(f"input {rel!r} (under {pattern!r}): {exc}") from exc
-            mode = st.st_mode
-            if not isreg(mode):
-                if isdir(mode):  # not a directory itself: a symlink to one
-                    raise linked_dir(rel, pattern)
-                raise InvalidArgumentError(
-                    f"input {rel!r} (under {pattern!r}) is not a regular file"
-                )
-            add_file(rel, st)
+                if e.is_dir(follow_symlinks=False):
+                    yield from match(e.path, prefix + e.name + "/", segs, i, pattern, dirs_only)
+                elif e.is_symlink() and is_linked_dir(e):
+                    raise linked_dir(prefix + e.name, pattern)
+        elif glob.has_magic(seg):
+            hidden_ok = seg.startswith(".")
+            fits = _matcher(seg)
+            for e in scan(directory, prefix) if listed is None else listed:
+                name = e.name
+                if (hidden_ok or not name.startswith(".")) and fits(name):
+                    if last:
+                        if not dirs_only or e.is_dir():
+                            yield prefix + name, e
+                    elif e.is_dir(follow_symlinks=False):
+                        sub = prefix + name + "/"
+                        yield from match(e.path, sub, segs, i + 1, pattern, dirs_only)
+                    elif e.is_symlink() and is_linked_dir(e):
+                        raise linked_dir(prefix + name, pattern)
+        else:
+            path = directory + os.sep + seg
+            if last:
+                if os.path.isdir(path) if dirs_only else os.path.lexists(path):
+                    yield prefix + seg, None
+            elif os.path.isdir(path):
+                if os.path.islink(path):
+                    raise linked_dir(prefix + seg, pattern)
+                yield from match(path, prefix + seg + "/", segs, i + 1, pattern, dirs_only)
 
     for pattern in patterns:
         rel = relative_path(pattern, "an input pattern")
         if glob.has_magic(rel):
-            matches = glob.glob(rel, root_dir=root, recursive=True)
-            if not matches:
+            matched = False
+            dirs_only = pattern.endswith(("/", os.sep))
+            for m, entry in match(root, "", rel.split("/"), 0, pattern, dirs_only):
+                matched = True
+                if entry is None:
+                    visit(m, pattern)
+                else:
+                    take(entry, m, pattern)
+            if not matched:
                 raise InvalidArgumentError(f"input pattern {pattern!r} matched nothing in {root}")
-            for m in matches:  # glob of a normalised pattern yields normalised paths inside
-                visit(m if os.sep == "/" else m.replace(os.sep, "/"), pattern)
         else:
             if rel in outs:
                 raise InvalidArgumentError(

@@ -486,8 +486,13 @@ class PredictionGateway:
             body = await _read_body(scope, receive, self.max_body)
             if body is None:
                 status = 413
+                # the unread body makes the connection unusable: say so, so clients reconnect
                 await _problem(
-                    send, 413, "Content Too Large", f"the body is over {self.max_body} bytes"
+                    send,
+                    413,
+                    "Content Too Large",
+                    f"the body is over {self.max_body} bytes",
+                    connection="close",
                 )
                 return
             try:
@@ -565,6 +570,7 @@ async def _send_json(
     model_version: str | None = None,
     allow: str | None = None,
     retry_after: str | None = None,
+    connection: str | None = None,
 ) -> None:
     body = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     headers = [
@@ -578,6 +584,8 @@ async def _send_json(
         headers.append((b"allow", allow.encode()))
     if retry_after is not None:
         headers.append((b"retry-after", retry_after.encode()))
+    if connection is not None:
+        headers.append((b"connection", connection.encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -230,6 +230,10 @@ class _Table:
         return body + hashlib.sha256(body).digest()
 
 
+def _hash_batch(paths: list[str]) -> list[tuple[str, os.stat_result]]:
+    return [hash_file(p) for p in paths]
+
+
 class StatCache:
     """Digests of files by stat tuple, persisted in the file ``path`` (None: in memory only).
 
@@ -430,8 +434,13 @@ class StatCache:
         if not todo:
             return out
         if len(todo) > 1 and self._threads > 1 and total >= _PARALLEL_BYTES:
+            # Contiguous batches, a few per thread: one task per small file would cost more
+            # in the pool than hashing it; several per thread even out uneven sizes.
+            step = max(1, -(-len(todo) // (self._threads * 4)))
+            batches = [todo[k : k + step] for k in range(0, len(todo), step)]
             with ThreadPoolExecutor(self._threads, thread_name_prefix="rc-hash") as pool:
-                results = list(pool.map(hash_file, todo))
+                done = list(pool.map(_hash_batch, batches))
+            results = [r for batch in done for r in batch]
         else:
             results = [hash_file(p) for p in todo]
         changed: dict[str, _Row] = {}

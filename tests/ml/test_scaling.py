@@ -46,12 +46,13 @@ def test_hint_arithmetic_and_gauges() -> None:
     assert capped.workers == 10 and "max_workers" in capped.reason
     floor = ScalingAdvisor(_primed(0, 0), per_worker_rps=1.0, min_workers=2).recommend(0.0)
     assert floor.workers == 2 and "min_workers" in floor.reason
-    for bad in (
+    bads: list[dict[str, Any]] = [
         {"per_worker_rps": 0},
         {"per_worker_rps": 1, "min_workers": 5, "max_workers": 2},
         {"per_worker_rps": 1, "headroom": -1},
         {"per_worker_rps": 1, "workers_per_instance": 0},
-    ):
+    ]
+    for bad in bads:
         with pytest.raises(InvalidArgumentError):
             ScalingAdvisor(fc, **bad)
 

@@ -23,6 +23,9 @@
 #define HASH_BITS 15
 #define HASH_SIZE (1u << HASH_BITS)
 #define RECORD_VERSION 1
+/* Chain steps a record may make the rebuild take for distance ranks, in all: linear in the
+ * content (each step compares at most 258 bytes), so no record makes rebuild quadratic. */
+#define WALK_BUDGET(n) ((uint64_t)(n)*8u + 65536u)
 
 typedef struct {
     uint16_t good, lazy, nice, chain;
@@ -56,6 +59,8 @@ typedef struct {
     uint32_t *head; /* HASH_SIZE entries: most recent position with that hash, 0 = none */
     uint32_t *prev; /* n entries: previous position with the same hash */
     size_t ins;     /* positions < ins have been inserted (or skipped) */
+    uint64_t walk;  /* chain steps left for distance ranks (both directions count the same) */
+    uint64_t probe; /* encoder only: chain steps left for looking ranks up */
     model_cfg cfg;
     size_t pos;     /* content position of the next token */
     int avail;      /* slow: a search result for position pos is pending */
@@ -244,6 +249,7 @@ static int model_init(model *m, const uint8_t *w, size_t n, int id)
         return RC_ENOMEM;
     }
     model_reset(m, 0);
+    m->walk = m->probe = WALK_BUDGET(n);
     return RC_OK;
 }
 
@@ -601,43 +607,58 @@ static int has_chain(const model *m, size_t pos)
     return m->cfg.strategy < 2 && pos + MIN_MATCH <= m->n;
 }
 
-/* rank >= 0 of the candidate at distance dist, or -1 */
-static int64_t chain_rank(const model *m, size_t pos, uint32_t len, uint32_t dist)
+/* rank >= 0 of the candidate at distance dist, or -1. A rank found after s steps is used
+ * only while the rebuild's budget (m->walk) still holds s steps, and is then charged to it;
+ * looking up (m->probe) is bounded the same way on the encoder's side. */
+static int64_t chain_rank(model *m, size_t pos, uint32_t len, uint32_t dist)
 {
     if (!has_chain(m, pos) || len > m->n - pos)
         return -1;
     const uint8_t *w = m->w;
     uint32_t c = m->prev[pos];
     int64_t rank = 0;
-    for (int steps = 0; c && pos - c <= 32768 && steps < CHAIN_WALK; steps++, c = m->prev[c]) {
+    uint64_t steps = 0;
+    for (; c && pos - c <= 32768 && steps < CHAIN_WALK && steps < m->probe;
+         c = m->prev[c]) {
+        steps++;
         if (memcmp(w + c, w + pos, len) != 0)
             continue;
-        if (pos - c == dist)
+        if (pos - c == dist) {
+            m->probe -= steps;
+            if (steps > m->walk)
+                return -1;
+            m->walk -= steps;
             return rank;
+        }
         rank++;
     }
+    m->probe -= steps;
     return -1;
 }
 
-/* the distance of the candidate of that rank, or 0 */
-static uint32_t chain_pick(const model *m, size_t pos, uint32_t len, uint64_t rank)
+/* the distance of the candidate of that rank, or 0 (also when the budget is spent) */
+static uint32_t chain_pick(model *m, size_t pos, uint32_t len, uint64_t rank)
 {
     if (!has_chain(m, pos) || len > m->n - pos)
         return 0;
     const uint8_t *w = m->w;
     uint32_t c = m->prev[pos];
-    for (int steps = 0; c && pos - c <= 32768 && steps < CHAIN_WALK; steps++, c = m->prev[c]) {
+    uint64_t steps = 0;
+    for (; c && pos - c <= 32768 && steps < CHAIN_WALK && steps < m->walk; c = m->prev[c]) {
+        steps++;
         if (memcmp(w + c, w + pos, len) != 0)
             continue;
-        if (rank-- == 0)
+        if (rank-- == 0) {
+            m->walk -= steps;
             return (uint32_t)(pos - c);
+        }
     }
     return 0;
 }
 
 /* code (0 literal, 1..256 length - 2, 257 long-284), then for a match the distance reference:
  * 0 the predicted distance, 1 + a raw distance follows, 2 + k the k-th chain candidate. */
-static void put_token(rc_growbuf *out, const model *m, uint32_t actual, uint32_t predicted)
+static void put_token(rc_growbuf *out, model *m, uint32_t actual, uint32_t predicted)
 {
     if (!RC_TOK_IS_MATCH(actual)) {
         rc_gb_varint(out, 0);

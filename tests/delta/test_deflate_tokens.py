@@ -478,3 +478,28 @@ def test_empty_streams(stream):
     assert rc.encode(b"", (), t.blocks, max_output=t.consumed) == stream[: t.consumed]
     record, _ = rc.correction_record(stream[: t.consumed], max_content=LIMIT)
     assert rc.rebuild_stream(b"", record, t.consumed) == stream[: t.consumed]
+
+
+def test_far_matches_on_repetitive_content_round_trip():
+    """Every match at the farthest distance on a run of one byte: the model predicts distance 1,
+    so each token is a correction whose chain rank is far beyond the walk limit (raw distances;
+    the walk budget keeps this linear)."""
+    w = _Bits()
+    w.put(1, 1)
+    w.put(1, 2)  # final, fixed Huffman
+    ll = [8] * 144 + [9] * 112 + [7] * 24 + [8] * 8
+    lc, dc = _canon(ll), _canon([5] * 30)
+    for _ in range(32768):
+        w.code(lc[ord("a")], ll[ord("a")])
+    for _ in range(300):
+        w.code(lc[285], ll[285])  # length 258
+        sym, extra, n = _sym_dist(32768)
+        w.code(dc[sym], 5)
+        w.put(extra, n)
+    w.code(lc[256], ll[256])
+    if w.n:
+        w.put(0, 8 - w.n)
+    stream = bytes(w.out)
+    assert zlib.decompress(stream, -15) == b"a" * (32768 + 300 * 258)
+    t = _roundtrip(stream)
+    assert len(t.tokens) == 32768 + 300

@@ -10,6 +10,7 @@ here. Tokens and access control are the tenant's (:mod:`registry_core.auth`);
 
 from __future__ import annotations
 
+from ._checks import Finding, UploadCandidate, UploadCheck, UploadChecks
 from ._db import IndexDB, SQLiteIndexDB
 from ._index import Index, RebuildReport
 from ._metadata import CoreMetadata
@@ -33,6 +34,7 @@ __all__ = [
     "JSON_V1",
     "CoreMetadata",
     "FileRecord",
+    "Finding",
     "Index",
     "IndexDB",
     "ParsedFilename",
@@ -43,6 +45,9 @@ __all__ = [
     "SimpleFile",
     "SimpleProject",
     "TokenRecord",
+    "UploadCandidate",
+    "UploadCheck",
+    "UploadChecks",
     "negotiate",
     "normalize",
     "parse_filename",

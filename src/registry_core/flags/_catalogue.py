@@ -101,7 +101,8 @@ CATALOGUE: Mapping[str, Flag] = _catalogue(
         "INCREMENTAL_CACHE",
         Stage.EXPERIMENTAL,
         "cache",
-        "The incremental build cache: reuse chunks and deltas computed by earlier builds.",
+        "The incremental build cache: reuse chunks and deltas computed by earlier builds, "
+        "and whole build commands (`registry-core cache run`).",
     ),
     Flag(
         "DELTA_STABLE",

@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 NATIVE_DEPS := pyproject.toml setup.py src/registry_core/_version.py \
                src/registry_core/_native/_build.py $(wildcard csrc/*.c csrc/*.h)
 
-.PHONY: all install native demo test sanitize bench corpus lint fuzz fuzz-c pgo wheel clean
+.PHONY: all install native demo test sanitize bench corpus lint fuzz fuzz-c pgo wheel wheel-pgo clean
 
 all: test
 
@@ -73,6 +73,12 @@ lint: $(STAMP)
 # Profile-guided build of the C core in place (train, rebuild with the profile).
 pgo: $(STAMP)
 	PYTHON=$(abspath $(PY)) scripts/pgo_build.sh local
+
+# A profile-guided manylinux wheel of HEAD (and the plain -O3 wheel beside it, for
+# benchmarks/bench_pgo.py), each installed in a fresh venv; the C-facing tests run against the
+# installed PGO wheel. Under build/wheel-pgo; WHEEL_PGO_PYTEST_ARGS= runs the whole suite.
+wheel-pgo:
+	PYTHON=$(PYTHON) scripts/build_wheel_pgo.sh
 
 # Coverage-guided fuzzing of apply / layout / bundle parsing (atheris), 5 minutes, with the
 # harness's memory/time oracle, under small and default limits.

@@ -5,7 +5,9 @@ FastCDC chunking (one buffer and streamed), match finding and patch apply on tex
 binary-like pairs, archive deltas over generated wheels (what ``DeltaAggregator`` does with real
 releases: members inflated, diffed, deflate streams rebuilt), and the deflate tokenizer /
 reference-model reconstruction when the core has them (probed with ``hasattr``, so the script
-runs on cores built before and after they were added). ``--quick`` trains on smaller inputs.
+runs on cores built before and after they were added). ``--quick`` trains on smaller inputs;
+``--print-deps`` prints the runtime requirements from pyproject.toml (stdlib only, so a bare
+build environment can install what the training run imports).
 
 Run with the instrumented core importable (``PYTHONPATH=src`` after an in-place
 ``REGISTRY_CORE_PGO=generate`` build); prints what it exercised.
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import random
+import re
 import zipfile
 import zlib
 
@@ -122,10 +125,28 @@ def deflate(rnd: random.Random, lines: int) -> bool:
     return True
 
 
+def runtime_requirements(pyproject: str) -> list[str]:
+    """``[project] dependencies`` of a pyproject.toml text (no tomllib on Python 3.10)."""
+    match = re.search(r"^dependencies\s*=\s*\[(.*?)^\]", pyproject, re.S | re.M)
+    if not match:
+        raise SystemExit("pyproject.toml: [project] dependencies not found")
+    body = "\n".join(line.split("#", 1)[0] for line in match.group(1).splitlines())
+    return re.findall(r'"([^"]+)"', body)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs (tests)")
+    parser.add_argument(
+        "--print-deps", action="store_true", help="runtime requirements, one a line"
+    )
     args = parser.parse_args()
+    if args.print_deps:
+        from pathlib import Path
+
+        text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+        print("\n".join(runtime_requirements(text)))
+        return
     scale = 8 if args.quick else 1
     rnd = random.Random(2026)
     text = _text(rnd, 1_500_000 // scale)

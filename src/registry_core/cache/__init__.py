@@ -13,6 +13,7 @@ cache's single-flight). See docs/cache.md.
 from __future__ import annotations
 
 from ._action import ACTION_SCHEMA, Action, InputFile, compute_action
+from ._bazel import BazelHTTPTier, BazelTierStats
 from ._cache import BuildCache, CacheStats, TierStats
 from ._key import cache_key
 from ._local import LocalStore
@@ -34,6 +35,8 @@ __all__ = [
     "Action",
     "ActionResult",
     "ActionTier",
+    "BazelHTTPTier",
+    "BazelTierStats",
     "BuildCache",
     "CacheStats",
     "Digest",

@@ -112,7 +112,7 @@ def _server(w: _Writer, s: ServerConfig) -> None:
 
 
 def _operations(w: _Writer, config: Config) -> None:
-    """[database], [cache], [telemetry], [logging], [audit] (issue 15's sections)."""
+    """[database], [cache], [telemetry], [logging], [audit] (issue 15's sections), [ml]."""
     db = config.database
     w.header("database")
     w.put("backend", db.backend)
@@ -138,6 +138,17 @@ def _operations(w: _Writer, config: Config) -> None:
     w.header("audit")
     w.put("enabled", config.audit.enabled)
     w.put("sign", config.audit.sign)
+    ml = config.ml
+    if ml is not None:  # written only when the file had one: its absence keeps ML off
+        w.header("ml")
+        w.put("anomaly_detection", ml.anomaly_detection)
+        w.put("anomaly_detector", ml.anomaly_detector)
+        w.put("anomaly_model", ml.anomaly_model)
+        w.put("upload_checks", ml.upload_checks)
+        w.put("typosquat_top", ml.typosquat_top)
+        w.put("scaling", ml.scaling)
+        w.put("per_worker_rps", ml.per_worker_rps)
+        w.put("workers_per_instance", ml.workers_per_instance)
 
 
 def _plan(w: _Writer, name: str, plan: PlanConfig) -> None:

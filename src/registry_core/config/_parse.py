@@ -27,6 +27,7 @@ from ._locate import KeyPath, key_lines, line_of
 from ._schema import (
     ACCESS_LOGS,
     ACME_CHALLENGES,
+    ANOMALY_DETECTORS,
     BACKENDS,
     CACHE_BACKENDS,
     DATABASE_BACKENDS,
@@ -35,6 +36,7 @@ from ._schema import (
     SCHEMA_VERSION,
     STORAGE_BACKENDS,
     TLS_MODES,
+    UPLOAD_CHECK_ACTIONS,
     AcmeConfig,
     AuditConfig,
     CacheConfig,
@@ -42,6 +44,7 @@ from ._schema import (
     DatabaseConfig,
     IndexConfig,
     LoggingConfig,
+    MLConfig,
     OIDCConfig,
     PlanConfig,
     PublisherConfig,
@@ -550,6 +553,45 @@ def _audit(c: _Checker, value: object) -> AuditConfig:
     )
 
 
+def _ml(c: _Checker, value: object) -> MLConfig:
+    p: KeyPath = ("ml",)
+    t = c.table(p, value, tuple(MLConfig.__dataclass_fields__))
+    d = MLConfig()
+    detector = c.choice(
+        (*p, "anomaly_detector"), t.get("anomaly_detector", d.anomaly_detector), ANOMALY_DETECTORS
+    )
+    model = c.optional(p, t, "anomaly_model", c.path_file)
+    if detector != "rules" and model is None:
+        c.fail(
+            (*p, "anomaly_detector"),
+            f"the {detector} detector needs a trained model: set anomaly_model to the .rcml "
+            "file of `registry-core ml train` (or use the rules detector)",
+        )
+    return MLConfig(
+        anomaly_detection=c.boolean(
+            (*p, "anomaly_detection"), t.get("anomaly_detection", d.anomaly_detection)
+        ),
+        anomaly_detector=detector,  # type: ignore[arg-type]
+        anomaly_model=model,
+        upload_checks=c.choice(  # type: ignore[arg-type]
+            (*p, "upload_checks"), t.get("upload_checks", d.upload_checks), UPLOAD_CHECK_ACTIONS
+        ),
+        typosquat_top=c.integer(
+            (*p, "typosquat_top"), t.get("typosquat_top", d.typosquat_top), 1, 100_000
+        ),
+        scaling=c.boolean((*p, "scaling"), t.get("scaling", d.scaling)),
+        per_worker_rps=c.number(
+            (*p, "per_worker_rps"), t.get("per_worker_rps", d.per_worker_rps), 0, 1e6, open_lo=True
+        ),
+        workers_per_instance=c.integer(
+            (*p, "workers_per_instance"),
+            t.get("workers_per_instance", d.workers_per_instance),
+            1,
+            1024,
+        ),
+    )
+
+
 def _acme(c: _Checker, value: object) -> AcmeConfig:
     p: KeyPath = ("server", "acme")
     t = c.table(p, value, tuple(AcmeConfig.__dataclass_fields__))
@@ -958,6 +1000,7 @@ _TOP_KEYS = (
     "telemetry",
     "logging",
     "audit",
+    "ml",
     "flags",
     "tenants",
 )
@@ -1049,6 +1092,7 @@ def parse(text: str, *, source: str = "<string>", base_dir: str | None = None) -
         telemetry=_telemetry(c, t.get("telemetry", {})),
         logging=_logging(c, t.get("logging", {})),
         audit=_audit(c, t.get("audit", {})),
+        ml=_ml(c, t["ml"]) if "ml" in t else None,
     )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "DatabaseConfig",
     "IndexConfig",
     "LoggingConfig",
+    "MLConfig",
     "OIDCConfig",
     "PlanConfig",
     "PublisherConfig",
@@ -66,6 +67,8 @@ CACHE_BACKENDS: tuple[str, ...] = ("local", "redis")
 #: certificate (docs/domains.md).
 ACME_CHALLENGES: tuple[str, ...] = ("http-01",)
 ACCESS_LOGS: tuple[str, ...] = ("json", "off")
+ANOMALY_DETECTORS: tuple[str, ...] = ("rules", "iforest", "hst")
+UPLOAD_CHECK_ACTIONS: tuple[str, ...] = ("off", "warn", "refuse")
 
 
 def _frozen(mapping: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
@@ -234,6 +237,27 @@ class AuditConfig:
     enabled: bool = True
     #: Checkpoints are signed with the server's signing keys (docs/audit.md).
     sign: bool = False
+
+
+@dataclass(frozen=True)
+class MLConfig:
+    """The ``[ml]`` section: anomaly alerts, upload checks and scaling hints in the running
+    server (docs/ml.md). Anomaly scoring and upload checks also need the
+    ``ML_ANOMALY_DETECTION`` flag on; with it off they stay off whatever this says."""
+
+    #: Score every answered request; alerts go to the tenant's audit log.
+    anomaly_detection: bool = False
+    anomaly_detector: Literal["rules", "iforest", "hst"] = "rules"
+    #: A trained ``anomaly`` model artifact (``.rcml``); required by iforest and hst.
+    anomaly_model: str | None = None
+    #: Typosquatting and suspicious-content checks at upload: off, audit only, or refuse.
+    upload_checks: Literal["off", "warn", "refuse"] = "off"
+    #: How many of the index's most depended-upon projects a new name is compared with.
+    typosquat_top: int = 500
+    #: Forecast the request rate and serve scaling hints at ``<tenant>/_/scaling`` (admins).
+    scaling: bool = False
+    per_worker_rps: float = 50.0
+    workers_per_instance: int = 4
 
 
 @dataclass(frozen=True)
@@ -426,6 +450,8 @@ class Config:
     #: The tenant served at ``/`` when the Host matches no domain and the path is not under
     #: ``/t/`` (set for a configuration derived from ``serve DIR``).
     default_tenant: str | None = None
+    #: The ``[ml]`` section; None when the file has none (nothing of the ML layer loads).
+    ml: MLConfig | None = None
 
     def tenant_directory(self, tenant: str) -> str:
         """``ROOT/<tenant>`` (or the tenant's ``directory``): its ``.registry-core/`` holds the

@@ -318,3 +318,38 @@ def test_serve_command(index: dict[str, Any], capsys: pytest.CaptureFixture[str]
     ):
         code, _, err = run(capsys, "ml", "serve", "--index", d, "--model", "next", *extra)
         assert code == 2 and why in err, err
+
+
+def test_signed_publish_and_verified_serving(
+    index: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``publish --sign`` signs with the keyring's 'models' keys; ``serve --verify`` loads only
+    signed models (an unsigned one is reported and not served)."""
+    from registry_core.cli._ml import start_gateway
+
+    d, tmp = index["dir"], index["tmp"]
+    (tmp / "pass").write_text("correct horse battery staple\n")
+    monkeypatch.setenv("REGISTRY_CORE_KEY_PASSPHRASE", "correct horse battery staple")
+    a, b = str(tmp / "a.rcml"), str(tmp / "b.rcml")
+    code, _, err = run(capsys, "ml", "publish", a, "--name", "next", "--index", d, "--sign")
+    assert code == 2 and "no active 'models' key" in err  # nothing published
+    assert run(capsys, "ml", "models", "--index", d)[1].startswith("no models")
+    assert run(capsys, "keys", "generate", d, "--role", "models", "--algorithm", "ed25519")[0] == 0
+    pf = ("--passphrase-file", str(tmp / "pass"))
+    code, out, _ = run(capsys, "ml", "publish", a, "--name", "next", "--index", d, "--sign", *pf)
+    assert code == 0 and "(signed)" in out
+    assert run(capsys, "ml", "publish", b, "--name", "unsigned", "--index", d)[0] == 0
+    for name in ("next", "unsigned"):
+        assert run(capsys, "ml", "promote", name, "1", "--index", d)[0] == 0
+    args = _serve_args(d, "--model", "unsigned", "--verify")
+    args.refresh = None
+    handle, app, reg = start_gateway(args)
+    try:
+        status = {m["name"]: m for m in app.gateway.status()}
+        assert status["next"]["version"] == "1"
+        assert status["unsigned"]["version"] is None and "not signed" in status["unsigned"]["error"]
+        with httpx.Client(base_url=handle.url(), timeout=30) as c:
+            assert c.get("/readyz").status_code == 503  # one configured model is not loaded
+    finally:
+        handle.stop()
+        reg.close()

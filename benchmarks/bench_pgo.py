@@ -1,0 +1,427 @@
+"""PGO wheel against the plain -O3 wheel of the same commit, and what each size option costs.
+
+Needs ``make wheel-pgo`` first (build/wheel-pgo: the two wheels, each installed in its own venv,
+the snapshot trees and the training profile). Then, in one invocation:
+
+1. variants of the C core's shared library built from the same snapshot with the knobs of
+   ``_native/_build.py`` (-O3, -Os, -O2, --gc-sections, strip, LTO, PGO and combinations), each
+   dropped into a copy of the package (``--no-variants`` skips them);
+2. time per operation, the targets run in alternating order round after round (ABC, CBA, ...),
+   each in its own process from an empty directory: the two wheel venvs (registry_core from
+   site-packages, checked) and every variant (PYTHONPATH = its copy);
+3. callgrind instruction counts (repeatable on this noisy machine) per operation and target:
+   one process doing the operation once minus one doing everything else (interpreter start,
+   imports, the fixed inputs), PYTHONHASHSEED=0;
+4. sizes: the shared library's file size (as shipped), its loaded ``text`` + ``data``, and the
+   repaired wheels' sizes.
+
+Inputs are seeded and unlike the training run's (another seed, other generators), so PGO is
+not measured on what it was trained on. Nothing here is asserted; results go to stdout and
+benchmarks/results/pgo.json.
+
+    python benchmarks/bench_pgo.py [--dir build/wheel-pgo] [--rounds 5] [--no-callgrind]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OPS = (
+    "chunking",
+    "match finding",
+    "patch apply",
+    "delta encode (wheel)",
+    "delta apply (wheel)",
+    "deflate record",
+    "deflate rebuild",
+)
+#: name -> (tree: "pgo" | "plain", environment for the build). PGO variants build in the PGO
+#: snapshot tree: the profile's file names carry that tree's build path.
+VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
+    "O3": ("plain", {}),
+    "O3 strip": ("plain", {"REGISTRY_CORE_STRIP": "1"}),
+    "O3 gc-sections": ("plain", {"REGISTRY_CORE_GC_SECTIONS": "1"}),
+    "O3 gc-sections strip": (
+        "plain",
+        {"REGISTRY_CORE_GC_SECTIONS": "1", "REGISTRY_CORE_STRIP": "1"},
+    ),
+    "O2 strip": ("plain", {"REGISTRY_CORE_OPT": "2", "REGISTRY_CORE_STRIP": "1"}),
+    "Os": ("plain", {"REGISTRY_CORE_OPT": "s"}),
+    "Os gc-sections strip": (
+        "plain",
+        {"REGISTRY_CORE_OPT": "s", "REGISTRY_CORE_GC_SECTIONS": "1", "REGISTRY_CORE_STRIP": "1"},
+    ),
+    "O3 LTO": ("plain", {"REGISTRY_CORE_LTO": "1"}),
+    "O3 LTO strip": ("plain", {"REGISTRY_CORE_LTO": "1", "REGISTRY_CORE_STRIP": "1"}),
+    "PGO": ("pgo", {"REGISTRY_CORE_PGO": "use"}),
+    "PGO strip": ("pgo", {"REGISTRY_CORE_PGO": "use", "REGISTRY_CORE_STRIP": "1"}),
+    "PGO LTO strip": (
+        "pgo",
+        {"REGISTRY_CORE_PGO": "use", "REGISTRY_CORE_LTO": "1", "REGISTRY_CORE_STRIP": "1"},
+    ),
+    "PGO gc-sections strip": (
+        "pgo",
+        {"REGISTRY_CORE_PGO": "use", "REGISTRY_CORE_GC_SECTIONS": "1", "REGISTRY_CORE_STRIP": "1"},
+    ),
+}
+KNOBS = (
+    "REGISTRY_CORE_OPT",
+    "REGISTRY_CORE_LTO",
+    "REGISTRY_CORE_GC_SECTIONS",
+    "REGISTRY_CORE_STRIP",
+)
+
+# -- the worker: runs inside a target's interpreter --------------------------------------------
+
+
+def _source_like(rnd: random.Random, n_lines: int) -> bytes:
+    names = [f"{rnd.choice(('get', 'set', 'load', 'emit'))}_{i}" for i in range(500)]
+    out = []
+    for i in range(n_lines):
+        a, b = rnd.choice(names), rnd.choice(names)
+        out.append(
+            rnd.choice(
+                (
+                    f"class {a.title()}{i}({b.title()}):",
+                    f"        self.{a} = {b}(x, {rnd.randrange(1 << 16)})",
+                    f"        if {a} is None: raise ValueError('{b} {i}')",
+                    f"    async def {a}(self, {b}: int = {i}) -> None: ...",
+                )
+            )
+        )
+    return ("\n".join(out) + "\n").encode()
+
+
+def _edit(rnd: random.Random, data: bytes, n: int) -> bytes:
+    new = bytearray(data)
+    for _ in range(n):
+        i = rnd.randrange(len(new))
+        new[i : i + rnd.randrange(0, 64)] = rnd.randbytes(rnd.randrange(0, 64))
+    return bytes(new)
+
+
+def _wheel(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name, (2026, 2, 2, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def _inputs(small: bool) -> dict[str, Any]:
+    """Fixed inputs (seed 11): text- and binary-like pairs, a wheel pair, a foreign deflate."""
+    div = 8 if small else 1
+    rnd = random.Random(11)
+    src = _source_like(rnd, 40_000 // div)
+    binary = rnd.randbytes((2 << 20) // div)
+    members = {f"app/m{i}.py": _source_like(rnd, 1500 // div) for i in range(16)}
+    members["app/blob.dat"] = rnd.randbytes((256 << 10) // div)
+    members2 = dict(members)
+    for name in rnd.sample(sorted(members), 6):
+        members2[name] = _edit(rnd, members[name], 12)
+    content = _source_like(rnd, 8000 // div)
+    co = zlib.compressobj(9, zlib.DEFLATED, -15, 9)  # not zlib's default memLevel: corrections
+    stream = co.compress(content) + co.flush()
+    return {
+        "cdc": src + binary,
+        "pair": (src, _edit(rnd, src, 400)),
+        "bpair": (binary, _edit(rnd, binary, 200)),
+        "wheels": (_wheel(members), _wheel(members2)),
+        "deflate": (content, stream),
+    }
+
+
+def _ops(inputs: dict[str, Any]) -> dict[str, Any]:
+    """name -> zero-argument callable; the deflate ops only when the core has them."""
+    from registry_core import DeltaAggregator
+    from registry_core._native import lib
+    from registry_core.chunking import chunks
+    from registry_core.delta import _binary
+
+    old, new = inputs["pair"]
+    bold, bnew = inputs["bpair"]
+    streams = _binary.encode(old, new)
+    bstreams = _binary.encode(bold, bnew)
+    w_old, w_new = inputs["wheels"]
+    agg = DeltaAggregator()
+    patch = agg.diff(w_old, w_new)
+    ops: dict[str, Any] = {
+        "chunking": lambda: chunks(inputs["cdc"]),
+        "match finding": lambda: (_binary.encode(old, new), _binary.encode(bold, bnew)),
+        "patch apply": lambda: (
+            _binary.apply(old, streams, len(new)),
+            _binary.apply(bold, bstreams, len(bnew)),
+        ),
+        "delta encode (wheel)": lambda: agg.diff(w_old, w_new),
+        "delta apply (wheel)": lambda: agg.apply(w_old, patch),
+    }
+    if hasattr(lib, "rc_deflate_record") and hasattr(lib, "rc_deflate_rebuild"):
+        from registry_core.delta import _reconstruct
+
+        content, stream = inputs["deflate"]
+        limit = len(content) + 1024
+        record, _ = _reconstruct.correction_record(stream, max_content=limit)
+        assert _reconstruct.rebuild_stream(content, record, len(stream)) == stream
+        ops["deflate record"] = lambda: _reconstruct.correction_record(stream, max_content=limit)
+        ops["deflate rebuild"] = lambda: _reconstruct.rebuild_stream(content, record, len(stream))
+    return ops
+
+
+def worker(args: argparse.Namespace) -> None:
+    import registry_core
+    from registry_core._native import _core
+
+    ops = _ops(_inputs(args.small))
+    info = registry_core.build_info()
+    result: dict[str, Any] = {
+        "module": registry_core.__file__,
+        "core": _core.__file__,
+        "pgo": info["pgo"],
+        "cflags": info["cflags"],
+        "ops": sorted(ops),
+        "times": {},
+    }
+    if args.op:  # callgrind: the operation once (or not at all: --reps 0)
+        for _ in range(args.reps):
+            ops[args.op]()
+    else:
+        for name, fn in ops.items():
+            fn()  # warm: caches, allocator, lazy imports
+            samples = []
+            for _ in range(args.reps):
+                t0 = time.perf_counter()
+                fn()
+                samples.append(time.perf_counter() - t0)
+            result["times"][name] = samples
+    print(json.dumps(result))
+
+
+# -- the driver ---------------------------------------------------------------------------------
+
+
+class Target:
+    """One build to measure: an interpreter plus the environment that makes it load the core."""
+
+    def __init__(self, name: str, python: Path, pythonpath: Path | None, so: Path) -> None:
+        self.name, self.python, self.pythonpath, self.so = name, python, pythonpath, so
+
+    def run(self, extra: list[str], prefix: list[str] | None = None) -> dict[str, Any]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "REGISTRY"))}
+        env["PYTHONHASHSEED"] = "0"
+        flags = ["-s"]
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = str(self.pythonpath)
+        else:
+            flags = ["-I"]  # site-packages only: the wheel, not a source tree
+        with tempfile.TemporaryDirectory(prefix="bench-pgo-") as cwd:
+            cmd = [*(prefix or []), str(self.python), *flags, str(Path(__file__).resolve())]
+            out = subprocess.run(
+                [*cmd, "--worker", *extra], cwd=cwd, env=env, capture_output=True, text=True
+            )
+        if out.returncode != 0:
+            raise SystemExit(f"{self.name}: worker failed\n{out.stderr[-3000:]}")
+        return json.loads(out.stdout.strip().splitlines()[-1]) if out.stdout.strip() else {}
+
+
+def _core_so(root: Path) -> Path:
+    found = sorted(root.glob("registry_core/_native/_core*.so"))
+    if not found:
+        raise SystemExit(f"no compiled core under {root}")
+    return found[0]
+
+
+def build_variants(wdir: Path, names: list[str]) -> list[Target]:
+    """Each variant compiled in its snapshot tree, its module copied into a private package."""
+    build_py = wdir / "venv-build" / "bin" / "python"
+    targets = []
+    for name in names:
+        tree_name, knobs = VARIANTS[name]
+        tree = wdir / f"tree-{tree_name}"
+        env = {k: v for k, v in os.environ.items() if k not in KNOBS}
+        env.pop("REGISTRY_CORE_PGO", None)
+        env.update(knobs)
+        env["REGISTRY_CORE_PGO_DIR"] = str(wdir / "pgo-profile")
+        flavour = "pgouse" if knobs.get("REGISTRY_CORE_PGO") == "use" else "plain"
+        shutil.rmtree(tree / "build" / f"flavour-{flavour}", ignore_errors=True)
+        for old in (tree / "src").glob("registry_core/_native/_core*.so"):
+            old.unlink()
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [str(build_py), "setup.py", "--quiet", "build_ext", "--inplace", "--force"],
+            cwd=tree,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode != 0:
+            raise SystemExit(f"variant {name}: build failed\n{out.stderr[-3000:]}")
+        pkg = wdir / "variants" / name.replace(" ", "_")
+        shutil.rmtree(pkg, ignore_errors=True)
+        shutil.copytree(tree / "src", pkg, ignore=shutil.ignore_patterns("*.egg-info"))
+        so = _core_so(pkg)
+        print(
+            f"  built {name:<24} {so.stat().st_size:>9,} bytes  {time.perf_counter() - t0:5.1f} s"
+        )
+        targets.append(Target(name, build_py, pkg, so))
+    return targets
+
+
+def wheel_targets(wdir: Path) -> list[Target]:
+    targets = []
+    for kind, label in (("plain", "wheel -O3"), ("pgo", "wheel PGO")):
+        venv = wdir / f"venv-{kind}"
+        python = venv / "bin" / "python"
+        if not python.exists():
+            raise SystemExit(f"{python} missing: run `make wheel-pgo` first")
+        site = next(venv.glob("lib/python*/site-packages"))
+        targets.append(Target(label, python, None, _core_so(site)))
+    return targets
+
+
+def section_sizes(so: Path) -> tuple[int, int]:
+    """(text, data + bss) as `size` reports them (Berkeley format)."""
+    out = subprocess.run(["size", str(so)], capture_output=True, text=True, check=True)
+    text, data, bss = (int(x) for x in out.stdout.splitlines()[1].split()[:3])
+    return text, data + bss
+
+
+def callgrind_ir(target: Target, op: str | None, small: bool) -> int:
+    """Instructions executed (callgrind's Ir total) by one worker process."""
+    with tempfile.TemporaryDirectory(prefix="bench-pgo-cg-") as tmp:
+        outfile = Path(tmp) / "cg.out"
+        extra = ["--small"] if small else []
+        extra += ["--op", op, "--reps", "1"] if op else ["--op", OPS[0], "--reps", "0"]
+        prefix = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={outfile}",
+            "--dump-instr=no",
+            "-q",
+        ]
+        target.run(extra, prefix)
+        for line in outfile.read_text().splitlines():
+            if line.startswith("summary:") or line.startswith("totals:"):
+                return int(line.split()[1])
+    raise SystemExit(f"{target.name}: no callgrind summary")
+
+
+def _fmt_ms(x: float | None) -> str:
+    return "-" if x is None else f"{x * 1e3:8.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--op", help=argparse.SUPPRESS)
+    parser.add_argument("--small", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per round")
+    parser.add_argument("--dir", type=Path, default=ROOT / "build" / "wheel-pgo")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
+    parser.add_argument("--no-variants", action="store_true", help="only the two wheels")
+    parser.add_argument("--variants", help="comma-separated subset of the variants")
+    parser.add_argument("--no-callgrind", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    wdir = args.dir.resolve()
+    commit = (wdir / "commit.txt").read_text().strip() if (wdir / "commit.txt").exists() else "?"
+    print(f"bench_pgo: snapshot {commit[:12]}, {sys.platform} {os.uname().machine}")
+    targets = wheel_targets(wdir)
+    if not args.no_variants:
+        names = args.variants.split(",") if args.variants else list(VARIANTS)
+        print("building variants:")
+        targets += build_variants(wdir, names)
+
+    times: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
+    meta: dict[str, dict[str, Any]] = {}
+    for r in range(args.rounds):
+        order = targets if r % 2 == 0 else targets[::-1]
+        for t in order:
+            res = t.run(["--reps", str(args.reps)])
+            meta[t.name] = {k: res[k] for k in ("module", "core", "pgo", "cflags")}
+            for op, samples in res["times"].items():
+                times[t.name].setdefault(op, []).extend(samples)
+    ops = [op for op in OPS if any(op in times[t.name] for t in targets)]
+    for t in targets[:2]:  # the wheels must load from their own site-packages
+        if "site-packages" not in meta[t.name]["module"]:
+            raise SystemExit(f"{t.name} loaded {meta[t.name]['module']}, not the wheel")
+
+    median = {
+        t.name: {op: statistics.median(times[t.name][op]) for op in times[t.name]} for t in targets
+    }
+    base = targets[0].name
+    print(
+        f"\nTime per operation, ms (median of {args.rounds} alternating rounds x {args.reps};"
+        f" ratio to {base}):"
+    )
+    print("| target | pgo | " + " | ".join(ops) + " |")
+    print("|---|---|" + "---|" * len(ops))
+    for t in targets:
+        cells = []
+        for op in ops:
+            m = median[t.name].get(op)
+            b = median[base].get(op)
+            cells.append("-" if m is None else f"{m * 1e3:.2f} ({m / b:.2f})" if b else f"{m:.4f}")
+        print(f"| {t.name} | {meta[t.name]['pgo']} | " + " | ".join(cells) + " |")
+
+    ir: dict[str, dict[str, int]] = {}
+    if not args.no_callgrind and shutil.which("valgrind"):
+        print("\nCallgrind instructions per operation (small inputs; ratio to the first row):")
+        for t in targets:
+            floor = callgrind_ir(t, None, True)
+            ir[t.name] = {op: callgrind_ir(t, op, True) - floor for op in ops}
+        print("| target | " + " | ".join(ops) + " |")
+        print("|---|" + "---|" * len(ops))
+        for t in targets:
+            cells = [
+                f"{ir[t.name][op] / 1e6:.2f}M ({ir[t.name][op] / ir[base][op]:.3f})" for op in ops
+            ]
+            print(f"| {t.name} | " + " | ".join(cells) + " |")
+
+    print("\nShared library size (bytes; ratio to the first row):")
+    print("| target | file | text | data+bss | cflags |")
+    print("|---|---|---|---|---|")
+    sizes: dict[str, dict[str, int]] = {}
+    for t in targets:
+        text, data = section_sizes(t.so)
+        sizes[t.name] = {"file": t.so.stat().st_size, "text": text, "data": data}
+    for t in targets:
+        sz, ref = sizes[t.name], sizes[base]
+        print(
+            f"| {t.name} | {sz['file']:,} ({sz['file'] / ref['file']:.3f}) | {sz['text']:,}"
+            f" ({sz['text'] / ref['text']:.3f}) | {sz['data']:,} | `{meta[t.name]['cflags']}` |"
+        )
+    for kind in ("plain", "pgo"):
+        for whl in sorted((wdir / f"dist-{kind}").glob("*.whl")):
+            print(f"wheel ({kind}): {whl.name} {whl.stat().st_size:,} bytes")
+
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "pgo.json").write_text(
+        json.dumps(
+            {"commit": commit, "meta": meta, "times": times, "callgrind": ir, "sizes": sizes},
+            indent=1,
+        )
+    )
+    print(f"\nraw data: {results / 'pgo.json'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,14 +22,28 @@ collide by chance, and random typos fall outside any keyboard table).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import permutations
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidArgumentError
 from ..index._checks import Finding, UploadCandidate
 
-__all__ = ["TyposquatCheck", "TyposquatMatch", "normalize_name", "typo_variants"]
+if TYPE_CHECKING:
+    from ..index import Index
+
+__all__ = [
+    "TyposquatCheck",
+    "TyposquatMatch",
+    "normalize_name",
+    "popular_from_index",
+    "project_requirements",
+    "rank_depended_upon",
+    "requires_dist",
+    "typo_variants",
+]
 
 _NORMALIZE = re.compile(r"[-_.]+")
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789-"
@@ -239,3 +253,70 @@ class TyposquatCheck:
             )
             for m in self.find(upload.project)
         ]
+
+
+# -- the popular list from an index's own metadata ----------------------------------------------
+
+_REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+#: Requirements read from one metadata file at most (a hostile file cannot inflate the work).
+MAX_REQUIREMENTS = 512
+
+
+def requires_dist(metadata: bytes, *, limit: int = MAX_REQUIREMENTS) -> frozenset[str]:
+    """The normalized project names of the ``Requires-Dist`` headers of a core metadata file
+    (headers only: the scan stops at the first empty line; at most ``limit`` of them)."""
+    names: set[str] = set()
+    seen = 0
+    for raw in metadata.split(b"\n"):
+        line = raw.rstrip(b"\r")
+        if not line:
+            break  # the description body follows
+        if line[:1] in (b" ", b"\t") or b":" not in line:
+            continue  # a continuation line or not a header
+        key, _, value = line.partition(b":")
+        if key.strip().lower() != b"requires-dist":
+            continue
+        seen += 1
+        if seen > limit:
+            break
+        m = _REQUIREMENT_NAME.match(value.decode("utf-8", "replace"))
+        if m:
+            names.add(normalize_name(m.group(1)))
+    return frozenset(names)
+
+
+def project_requirements(index: Index, project: str) -> frozenset[str]:
+    """What ``project``'s newest file (by version; a non-yanked one when there is one) declares
+    in ``Requires-Dist``, itself left out (two database reads)."""
+    files = index.files(project)
+    if not files:
+        return frozenset()
+    live = [f for f in files if f.yanked is None] or files
+    metadata = index.metadata(live[-1].filename)
+    if not metadata:
+        return frozenset()
+    return requires_dist(metadata) - {normalize_name(project)}
+
+
+def rank_depended_upon(requirements: Mapping[str, frozenset[str]], n: int) -> list[str]:
+    """The ``n`` names most often required across ``requirements`` (project -> its
+    requirements), most first, ties broken by name; names nobody requires are left out."""
+    counts: Counter[str] = Counter()
+    for names in requirements.values():
+        counts.update(names)
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [name for name, _ in ranked[: max(0, n)]]
+
+
+def popular_from_index(index: Index, n: int, *, max_projects: int = 100_000) -> list[str]:
+    """The index's ``n`` most depended-upon projects: each project's newest file's
+    ``Requires-Dist`` counted once per depending project, most first, ties by name. A name
+    may be a project of another index (``requests`` required by internal packages): that is
+    what a typosquat imitates. Bounded: at most ``max_projects`` projects (by name) are read,
+    two database reads and :data:`MAX_REQUIREMENTS` requirements each."""
+    if not isinstance(n, int) or n < 1:
+        raise InvalidArgumentError(f"n must be a positive int, not {n!r}")
+    requirements = {
+        p.name: project_requirements(index, p.name) for p in index.projects()[:max_projects]
+    }
+    return rank_depended_upon(requirements, n)

@@ -158,6 +158,8 @@ class TenantRuntime:
         self.audit_log: Any | None = None
         #: The RedisPatchCache its file servers share with other instances, else None.
         self.shared_cache: Any | None = None
+        #: Its anomaly scorer and scaling advisor (server/_ml_hooks.TenantML) with ``[ml]``.
+        self.ml: Any | None = None
 
     @property
     def indexes(self) -> dict[str, tuple[Index, IndexApp]]:
@@ -365,6 +367,7 @@ def _build_tenant(
     rebuild: bool,
     opened: list[Any],
     dsn: str | None = None,
+    upload_checks: bool = False,
 ) -> TenantRuntime:
     from ..auth import TenantStore
     from ..index import Index
@@ -393,6 +396,8 @@ def _build_tenant(
         index = Index(storage, db, auth=store, tenant=tenant.name, name=ic.name, audit=audit)
         opened.append(index)
         rebuilt = index.rebuild() if rebuild else None
+        if upload_checks:
+            _attach_upload_checks(config, index)
         tuf, envelopes = _signing(directory, config.server.sign)
         if tuf is not None:
             tuf.attach(index)  # sync now (files added while down), then follow uploads
@@ -417,6 +422,41 @@ def _build_tenant(
     runtime.shared_cache = shared
     _attach_sign_in(config, runtime)
     return runtime
+
+
+def _attach_upload_checks(config: Config, index: Index) -> None:
+    """``[ml] upload_checks``: typosquatting (against the index's most depended-upon projects,
+    kept current on upload) and suspicious-content checks on each new file."""
+    from ._ml_hooks import build_upload_checks
+
+    assert config.ml is not None
+    checks, popular = build_upload_checks(index, config.ml)
+    index.checks = checks
+    previous = index.on_upload
+
+    def on_upload(record: Any) -> None:
+        if previous is not None:
+            previous(record)
+        popular.note_upload(record)
+
+    index.on_upload = on_upload
+
+
+def _ml_switches(config: Config, flags: FeatureFlags) -> tuple[bool, bool]:
+    """(anomaly scoring allowed, upload checks on): the ``[ml]`` section's asks, anomaly
+    scoring and upload checks only with the ML_ANOMALY_DETECTION flag on (resolved here, once,
+    at construction; a section asking for them with the flag off is logged)."""
+    ml = config.ml
+    if ml is None:
+        return False, False
+    wanted = ml.anomaly_detection or ml.upload_checks != "off"
+    flag = wanted and flags.is_enabled("ML_ANOMALY_DETECTION")
+    if wanted and not flag:
+        log.warning(
+            "[ml] asks for anomaly detection or upload checks but the ML_ANOMALY_DETECTION "
+            "flag is off: they stay off"
+        )
+    return flag, flag and ml.upload_checks != "off"
 
 
 def _public_base(config: Config, runtime: TenantRuntime) -> str:
@@ -541,12 +581,32 @@ class MultiTenantApp:
         self.limiter = limiter
         self.tenants: dict[str, TenantRuntime] = {}
         opened: list[Any] = []
+        #: The request stream's ML observer (server/_ml_hooks.MLObserver), None without [ml].
+        self.ml: Any | None = None
+        anomaly, checks = _ml_switches(config, flags)
         try:
             dsn = _database_url(config)
             for name, tc in config.tenants.items():
                 self.tenants[name] = _build_tenant(
-                    config, tc, flags=flags, audit=audit, rebuild=rebuild, opened=opened, dsn=dsn
+                    config,
+                    tc,
+                    flags=flags,
+                    audit=audit,
+                    rebuild=rebuild,
+                    opened=opened,
+                    dsn=dsn,
+                    upload_checks=checks,
                 )
+            if config.ml is not None:
+                from ._ml_hooks import build_observer
+
+                self.ml = build_observer(
+                    config, {n: rt.audit for n, rt in self.tenants.items()}, anomaly=anomaly
+                )
+                if self.ml is not None:
+                    opened.append(self.ml)
+                    for n, rt in self.tenants.items():
+                        rt.ml = self.ml.tenants[n]
         except BaseException:
             for thing in reversed(opened):
                 with contextlib.suppress(Exception):
@@ -602,6 +662,11 @@ class MultiTenantApp:
                     functools.partial(getattr, cache, "stats"),
                     tenant=runtime.name,
                 )
+        metrics = getattr(telemetry, "metrics", None)
+        if self.ml is not None and metrics is not None:
+            from ._ml_hooks import MLCollector
+
+            metrics.registry.register(MLCollector(self.ml))
 
     def close(self) -> None:
         """Close every tenant: its apps, indexes and store (idempotent)."""
@@ -609,6 +674,11 @@ class MultiTenantApp:
             if self._closed:
                 return
             self._closed = True
+        if self.ml is not None:
+            try:
+                self.ml.close()
+            except Exception:
+                log.exception("closing the ML observer failed")
         for runtime in self.tenants.values():
             try:
                 runtime.close()
@@ -683,9 +753,13 @@ class MultiTenantApp:
                 await send({"type": "websocket.close", "code": 1008})
             return
         seen: dict[str, Any] = {"tenant": "-", "subject": "-", "status": 0, "logged": False}
+        observer = self.ml
 
         if scope.get(ACCESS_LOGGED_KEY):
-            await self._handle(scope, receive, send, seen)  # telemetry writes the line
+            if observer is None:
+                await self._handle(scope, receive, send, seen)  # telemetry writes the line
+                return
+            await self._observed(scope, receive, send, seen, observer)
             return
 
         def log_access() -> None:
@@ -709,14 +783,44 @@ class MultiTenantApp:
         async def tracked(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 seen["status"] = message["status"]
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                log_access()  # before the client has the whole answer
+            elif message["type"] == "http.response.body":
+                seen["sent"] = seen.get("sent", 0) + len(message.get("body", b""))
+                if not message.get("more_body"):
+                    log_access()  # before the client has the whole answer
+                    await send(message)
+                    if observer is not None:
+                        _observe(observer, scope, seen)  # after: never delays the answer
+                    return
             await send(message)
 
         try:
             await self._handle(scope, receive, tracked, seen)
         finally:
             log_access()
+            if observer is not None:
+                _observe(observer, scope, seen)
+
+    async def _observed(
+        self, scope: Scope, receive: Receive, send: Send, seen: dict[str, Any], observer: Any
+    ) -> None:
+        """:meth:`_handle` with the answer handed to the ML observer once sent (when the
+        telemetry wrapper writes the access line)."""
+
+        async def tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+            elif message["type"] == "http.response.body":
+                seen["sent"] = seen.get("sent", 0) + len(message.get("body", b""))
+                if not message.get("more_body"):
+                    await send(message)
+                    _observe(observer, scope, seen)
+                    return
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, tracked, seen)
+        finally:
+            _observe(observer, scope, seen)
 
     async def _handle(
         self, scope: Scope, receive: Receive, send: Send, seen: dict[str, Any]
@@ -756,6 +860,7 @@ class MultiTenantApp:
             annotate(subject=principal.subject)
 
         tenant_route = inner == "/_" or inner.startswith("/_/")
+        seen["inner"] = inner
         target: tuple[_IndexEntry, str] | None = None
         if not tenant_route:
             target = runtime.route(inner)
@@ -811,6 +916,7 @@ class MultiTenantApp:
             await self._tenant_home(runtime, route.base, principal, method, receive, send)
         else:
             entry, rest = target
+            seen["inner"] = rest  # what the ML layer classifies: the path inside the index
             prefix = route.base + entry.path
             child_scope["path"] = rest
             child_scope["raw_path"] = rest.encode("utf-8")
@@ -893,6 +999,12 @@ class MultiTenantApp:
             from ._audit_routes import handle as audit_routes
 
             await audit_routes(runtime, scope, receive, send, sub[len("/audit") :])
+        elif sub == "/scaling" and runtime.ml is not None:
+            from ._ml_hooks import scaling_route
+
+            await _drain(receive)
+            if not await scaling_route(runtime.ml, runtime, scope, send, scope[PRINCIPAL_KEY]):
+                await send_not_found(send, method)
         elif sub == "/whoami" and method in ("GET", "HEAD"):
             await _drain(receive)
             await _whoami(runtime, scope[PRINCIPAL_KEY], send, method)
@@ -913,6 +1025,23 @@ class MultiTenantApp:
         secure = "; Secure" if scope.get("scheme") == "https" else ""
         cookie = f"{SESSION_COOKIE}=; Max-Age=0; Path={base or ''}/; HttpOnly; SameSite=Lax{secure}"
         await send_text(send, 200, "signed out", [("set-cookie", cookie)], method=scope["method"])
+
+
+def _observe(observer: Any, scope: Scope, seen: dict[str, Any]) -> None:
+    """Hand one answered request to the ML observer, once (O(1): it queues a tuple)."""
+    if seen.get("observed") or seen["tenant"] == "-" or not seen["status"]:
+        return
+    seen["observed"] = True
+    peer = scope.get("client")
+    observer.submit(
+        seen["tenant"],
+        str(scope.get("method", "GET")),
+        seen.get("inner") or str(scope.get("path", "/")),
+        int(seen["status"]),
+        int(seen.get("sent", 0)),
+        str(peer[0]) if peer else None,
+        str(seen["subject"]),
+    )
 
 
 class _AsSeen:

@@ -13,6 +13,7 @@ table gives the cost per event of each of our policies and per decision of the l
 beside the cost of the file cache's own I/O for one small file, measured in the same run.
 
     .venv/bin/python benchmarks/ml/bench_ml_cache.py [--quick] [--seed N] [--trace FILE]
+        [--sizes 0.005,0.01,0.05,0.1,0.25]
     .venv/bin/python benchmarks/ml/bench_ml_cache.py --agreement   # that table alone
 """
 
@@ -314,12 +315,18 @@ def agreement(seed: int = 0, n: int = 100_000, objects: int = 5000) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run(quick: bool = False, seed: int = 0, trace: str | None = None) -> str:
-    """The cache tables (markdown): one per trace, then the cost table."""
+def run(
+    quick: bool = False,
+    seed: int = 0,
+    trace: str | None = None,
+    sizes: Sequence[float] | None = None,
+) -> str:
+    """The cache tables (markdown): one per trace, then the cost table. ``sizes``: cache sizes
+    as fractions of the unique bytes (default: 1, 5, 10 % quick; 0.5 to 25 % in full)."""
     from registry_core.ml._learned_cache import catalogue_meta
     from registry_core.ml.traces import TrafficModel, generate
 
-    sizes = QUICK_SIZES if quick else FULL_SIZES
+    sizes = tuple(sizes) if sizes else (QUICK_SIZES if quick else FULL_SIZES)
     days = 4.0 if quick else 7.0
     clients = 150 if quick else None
     costs: dict[str, list[float]] = {}
@@ -377,5 +384,11 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--trace", help="an oracleGeneral file to evaluate too")
     ap.add_argument("--agreement", action="store_true", help="only the libCacheSim agreement")
+    ap.add_argument("--sizes", help="cache sizes as fractions, e.g. 0.005,0.01,0.05,0.1,0.25")
     a = ap.parse_args()
-    print(agreement(a.seed) if a.agreement else run(quick=a.quick, seed=a.seed, trace=a.trace))
+    fracs = [float(x) for x in a.sizes.split(",")] if a.sizes else None
+    print(
+        agreement(a.seed)
+        if a.agreement
+        else run(quick=a.quick, seed=a.seed, trace=a.trace, sizes=fracs)
+    )

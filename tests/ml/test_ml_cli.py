@@ -353,3 +353,41 @@ def test_signed_publish_and_verified_serving(
     finally:
         handle.stop()
         reg.close()
+
+
+def test_served_scaling_hint(index: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    """``--scaling`` mounts the forecast model's hint at /v1/scaling (read on the index)."""
+    from registry_core.cli._ml import start_gateway
+    from registry_core.ml._forecast import Forecaster
+
+    d, tmp, tokens = index["dir"], index["tmp"], index["tokens"]
+    fc = ModelArtifact(kind="forecast", payload=Forecaster("seasonal-mean").to_bytes())
+    (tmp / "fc.rcml").write_bytes(fc.to_bytes())
+    (tmp / "a.rcml").write_bytes(artifact(0.5))
+    for art, name in (("fc", "rate"), ("a", "next")):
+        assert (
+            run(capsys, "ml", "publish", str(tmp / f"{art}.rcml"), "--name", name, "--index", d)[0]
+            == 0
+        )
+        assert run(capsys, "ml", "promote", name, "1", "--index", d)[0] == 0
+    _history(tmp / "history.jsonl")
+    code, _, err = run(capsys, "ml", "serve", "--index", d, "--model", "next", "--plain-http",
+                       "--scaling", "rate")  # fmt: skip
+    assert code == 2 and "--per-worker-rps" in err
+    args = _serve_args(
+        d, "--scaling", "rate", "--per-worker-rps", "50", "--history", str(tmp / "history.jsonl")
+    )
+    args.refresh = None
+    handle, app, reg = start_gateway(args)
+    try:
+        with httpx.Client(base_url=handle.url(), timeout=30) as c:
+            r = c.get("/v1/scaling", headers={"authorization": f"Bearer {tokens['indexreader']}"})
+            assert r.status_code == 200, r.text
+            hint = r.json()
+            assert hint["workers"] >= 1 and hint["instances"] >= 1 and hint["reason"]
+            r = c.get("/v1/scaling", headers={"authorization": f"Bearer {tokens['reader']}"})
+            assert r.status_code == 404
+            assert c.get("/v1/scaling").status_code == 401
+    finally:
+        handle.stop()
+        reg.close()

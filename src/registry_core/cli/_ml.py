@@ -344,15 +344,35 @@ def start_gateway(args: argparse.Namespace) -> tuple[Any, Any, _Opened]:
     complaint = _serve_complaint(args)
     if complaint is not None:
         raise InvalidArgumentError(complaint)
-    from ..ml._serve import build_gateway_app, extractor_from_log, parse_model_specs
+    from ..ml._serve import (
+        build_gateway_app,
+        extractor_from_trace,
+        parse_model_specs,
+        scaling_advisor,
+    )
     from ..server._serve import _require_server_extra, start_server
 
     _require_server_extra()
     models = parse_model_specs(args.model or [])
+    scaling = parse_model_specs([args.scaling]) if args.scaling else {}
+    if scaling and args.per_worker_rps is None:
+        raise InvalidArgumentError("--scaling needs --per-worker-rps (what one worker serves)")
     reg = _Opened(args)
     try:
-        extractor = extractor_from_log(args.history, format=args.history_format)
-        app = build_gateway_app(reg.index, models, registry=reg.registry, extractor=extractor)
+        trace = None
+        if args.history is not None:
+            from ..ml.traces import load_trace
+
+            trace = load_trace(args.history, format=args.history_format)
+        extractor = extractor_from_trace(trace) if trace is not None else None
+        advisor = None
+        for name, stage in scaling.items():
+            advisor = scaling_advisor(
+                reg.registry, name, stage, per_worker_rps=args.per_worker_rps, history=trace
+            )
+        app = build_gateway_app(
+            reg.index, models, registry=reg.registry, extractor=extractor, scaling=advisor
+        )
         handle = start_server(
             app,
             host=args.host,
@@ -532,6 +552,17 @@ def add_ml_parser(sub: Any) -> None:
         help="an access log replayed into the feature store at start (next-download models)",
     )
     sv.add_argument("--history-format", default="auto", help="the log's format (default auto)")
+    sv.add_argument(
+        "--scaling",
+        metavar="NAME[=STAGE]",
+        help="a forecast model: GET /v1/scaling answers its scaling hint (fed from --history)",
+    )
+    sv.add_argument(
+        "--per-worker-rps",
+        type=float,
+        metavar="RPS",
+        help="requests per second one worker serves (with --scaling)",
+    )
     sv.add_argument(
         "--verify",
         action="store_true",

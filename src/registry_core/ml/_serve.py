@@ -39,8 +39,16 @@ if TYPE_CHECKING:
     from ._gateway import PredictionGateway
     from ._registry import ModelRegistry
     from ._scaling import ScalingAdvisor
+    from .traces import Trace
 
-__all__ = ["GatewayApp", "build_gateway_app", "extractor_from_log", "parse_model_specs"]
+__all__ = [
+    "GatewayApp",
+    "build_gateway_app",
+    "extractor_from_log",
+    "extractor_from_trace",
+    "parse_model_specs",
+    "scaling_advisor",
+]
 
 log = logging.getLogger("registry_core.ml.serve")
 
@@ -82,11 +90,38 @@ def extractor_from_log(
         return FeatureExtractor(None)
     from .traces import load_trace
 
-    trace = load_trace(path, format=format)
+    return extractor_from_trace(load_trace(path, format=format))
+
+
+def extractor_from_trace(trace: Trace) -> FeatureExtractor:
+    """A FeatureExtractor on ``trace``'s catalogue, fed every request of it in order."""
+    from ._features import FeatureExtractor
+
     ex = FeatureExtractor(trace.catalogue)
     for r in trace.requests:
         ex.update(r)
     return ex
+
+
+def scaling_advisor(
+    registry: ModelRegistry,
+    name: str,
+    stage: str = "production",
+    *,
+    per_worker_rps: float,
+    history: Trace | None = None,
+    **advisor_args: Any,
+) -> ScalingAdvisor:
+    """A ScalingAdvisor on the ``forecast`` model ``name`` current in ``stage`` (loaded and
+    checked by the registry), its count history fed from ``history`` (the forecaster knows
+    only the traffic it has observed: without a recent log its hint is the floor)."""
+    from ._forecast import Forecaster
+    from ._scaling import ScalingAdvisor
+
+    forecaster = Forecaster.from_artifact(registry.load(name, stage))
+    for r in history.requests if history is not None else ():
+        forecaster.observe(r)
+    return ScalingAdvisor(forecaster, per_worker_rps=per_worker_rps, **advisor_args)
 
 
 class GatewayApp:

@@ -73,6 +73,7 @@ _SMALL = 1 << 20  # files up to this size are read with one os.read
 _BUF = 1 << 20
 _COARSE_NS = 2_000_000_000
 _PARALLEL_BYTES = 4 << 20  # below this much to hash, threads cost more than they save
+_MAX_SNAPSHOTS = 256
 
 
 class FileDigest(NamedTuple):
@@ -269,6 +270,8 @@ class StatCache:
         self.hashed = 0
         self.hashed_bytes = 0
         self.discarded = 0  # unreadable or damaged files ignored (costs a rehash only)
+        # Snapshots of whole input sets (see remember/recall): in memory, per object.
+        self._snapshots: dict[object, tuple[list[str], list[_Stat], object]] = {}
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -376,6 +379,17 @@ class StatCache:
         is the recording time (default: the wall clock now, which must be before the stats
         were taken); ``stats`` are ``os.stat`` results the caller took already (one per path,
         taken after ``now_ns``), saving a second stat per file."""
+        return self.digests_counted(paths, now_ns=now_ns, stats=stats)[0]
+
+    def digests_counted(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        *,
+        now_ns: int | None = None,
+        stats: Sequence[os.stat_result] | None = None,
+    ) -> tuple[dict[str, FileDigest], int]:
+        """:meth:`digests` and how many of the files were rehashed by this call (0: every
+        digest came from an entry whose stat tuple equals the given stat and is not racy)."""
         if stats is not None and len(stats) != len(paths):
             raise InvalidArgumentError("stats must give one stat result per path")
         recorded = time.time_ns() if now_ns is None else now_ns
@@ -432,7 +446,7 @@ class StatCache:
             todo.append(path)
             total += st.st_size
         if not todo:
-            return out
+            return out, 0
         if len(todo) > 1 and self._threads > 1 and total >= _PARALLEL_BYTES:
             # Contiguous batches, a few per thread: one task per small file would cost more
             # in the pool than hashing it; several per thread even out uneven sizes.
@@ -452,11 +466,37 @@ class StatCache:
             self.hashed += len(results)
             self.hashed_bytes += sum(st.st_size for _d, st in results)
             self._store(changed)
-        return out
+        return out, len(todo)
 
     def digest(self, path: str | os.PathLike[str], *, now_ns: int | None = None) -> FileDigest:
         """The digest of one file (see :meth:`digests`)."""
         return self.digests([path], now_ns=now_ns)[os.path.abspath(path)]
+
+    # -- snapshots of whole input sets ---------------------------------------------------------
+
+    def remember(
+        self, signature: object, paths: list[str], stats: list[_Stat], value: object
+    ) -> None:
+        """Keep ``value`` (an action) for ``signature`` while ``paths`` keep these stat tuples.
+
+        Only call this when every digest behind ``value`` came from a trusted entry (not racy,
+        its stat tuple equal to ``stats``): then any later change of content changes a stat
+        tuple (the racy rule's argument, applied to the whole set), so equal tuples mean equal
+        digests. At most ``_MAX_SNAPSHOTS`` are kept (the oldest go first).
+        """
+        with self._lock:
+            self._snapshots.pop(signature, None)
+            self._snapshots[signature] = (paths, stats, value)
+            while len(self._snapshots) > _MAX_SNAPSHOTS:
+                del self._snapshots[next(iter(self._snapshots))]
+
+    def recall(self, signature: object, paths: list[str], stats: list[_Stat]) -> object | None:
+        """The value remembered for ``signature`` when ``paths`` (in the same order) still have
+        exactly these stat tuples; None otherwise. Two C-level list comparisons."""
+        snap = self._snapshots.get(signature)
+        if snap is None or snap[0] != paths or snap[1] != stats:
+            return None
+        return snap[2]
 
     # -- counters (for ``registry-core cache stats``) ----------------------------------------
 
@@ -501,6 +541,7 @@ class StatCache:
             self._refresh()
             n = len(self._table.index) + len(self._extra)
             self._table, self._extra = _Table.empty(), {}
+            self._snapshots.clear()
             if self.path is not None:
                 with self._file_lock():
                     for p in (self.path, self._counters_path()):

@@ -597,7 +597,8 @@ class MultiTenantApp:
                     dsn=dsn,
                     upload_checks=checks,
                 )
-            if config.ml is not None:
+            ml = config.ml
+            if ml is not None and ((anomaly and ml.anomaly_detection) or ml.scaling):
                 from ._ml_hooks import build_observer
 
                 self.ml = build_observer(

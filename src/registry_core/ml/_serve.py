@@ -157,6 +157,7 @@ class GatewayApp:
             await self.gateway.asgi(scope, receive, send)
             return
         from ..errors import PackageIndexError
+        from ..server._app import _drain  # a refused request's body is read (bounded) first
         from ..server._auth_middleware import (
             PRINCIPAL_KEY,
             authenticate_async,
@@ -165,43 +166,48 @@ class GatewayApp:
             send_text,
         )
 
+        async def refuse(status: int, message: str = "", *extra: tuple[str, str]) -> None:
+            await _drain(receive, self.gateway.max_body)
+            if status == 404:
+                await send_not_found(send, method)
+            else:
+                await send_text(send, status, message, extra, method=method)
+
         if not (path.startswith(_PREFIX) or path == _SCALING):
-            await send_not_found(send, method)
+            await refuse(404)
             return
         try:
             creds = credentials(scope.get("headers", []))
             if creds is None:
-                await send_text(
-                    send, 401, "a token is required (Authorization: Bearer)", [_CHALLENGE]
-                )
+                await refuse(401, "a token is required (Authorization: Bearer)", _CHALLENGE)
                 return
             principal = await authenticate_async(self.index.auth, creds)
         except PackageIndexError as exc:
-            await send_text(send, exc.status, str(exc), [_CHALLENGE], method=method)
+            await refuse(exc.status, str(exc), _CHALLENGE)
             return
         if not principal.authenticated:  # a session that expired: sign in again
-            await send_text(send, 401, "a token is required (Authorization: Bearer)", [_CHALLENGE])
+            await refuse(401, "a token is required (Authorization: Bearer)", _CHALLENGE)
             return
         scope = {**scope, PRINCIPAL_KEY: principal}
         if path == _SCALING:
             if self.scaling is None or not self.may_read(principal, None):
-                await send_not_found(send, method)
+                await refuse(404)
                 return
             await self.scaling(scope, receive, send)
             return
         if path in (_PREFIX, _PREFIX + "/"):
             if not self.may_read(principal, None):
-                await send_not_found(send, method)
+                await refuse(404)
                 return
             if method not in ("GET", "HEAD"):
-                await send_text(send, 405, "use GET", [("allow", "GET")], method=method)
+                await refuse(405, "use GET", ("allow", "GET"))
                 return
             await _send_list(send, self, principal)
             return
         rest = path[len(_PREFIX) + 1 :]
         name = rest[: -len(":predict")] if rest.endswith(":predict") else None
         if name is None or name not in self.gateway.models or not self.may_read(principal, name):
-            await send_not_found(send, method)  # not served, or not for this caller: the same
+            await refuse(404)  # not served, or not for this caller: the same answer
             return
         await self.gateway.asgi(scope, receive, send)
 

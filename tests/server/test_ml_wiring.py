@@ -400,3 +400,50 @@ def test_observer_queue_is_bounded_and_never_blocks():
         "acme",
     )
     assert first.client.startswith("c") and "10.0.0.1" not in first.client
+
+
+def _model_config(tmp_path, model, detector="rules"):
+    ml = (
+        f'\n[ml]\nanomaly_detection = true\nanomaly_detector = "{detector}"\n'
+        f'anomaly_model = "{model}"\n'
+    )
+    return parse(CONFIG.format(root=tmp_path / "root", ml=ml), source="test")
+
+
+def test_a_trained_model_file_replaces_the_built_in_rules(tmp_path, call):
+    from registry_core.ml._anomaly import AnomalyScorer
+    from registry_core.ml._artifact import ModelArtifact
+
+    strict = AnomalyScorer("rules", rules={"two-404s": ("s404", 2.0, "dependency_confusion")})
+    path = tmp_path / "anomaly.rcml"
+    path.write_bytes(ModelArtifact(kind="anomaly", payload=strict.to_bytes()).to_bytes())
+    audit = MemorySink()
+    app = MultiTenantApp(_model_config(tmp_path, path), flags=ON, audit=audit)
+    try:
+        for n in range(3):
+            call(app, "GET", f"/t/acme/main/simple/absent-{n}/")
+        assert app.ml.drain()
+        (alert,) = [e for e in audit.events if e.kind == "ml.anomaly"]
+        assert alert.detail["reason"] == "two-404s"
+    finally:
+        app.close()
+
+
+def test_a_bad_or_mismatched_model_file_is_a_config_error(tmp_path):
+    from registry_core.errors import ConfigError
+    from registry_core.ml._anomaly import AnomalyScorer
+    from registry_core.ml._artifact import ModelArtifact
+
+    bad = tmp_path / "bad.rcml"
+    bad.write_bytes(b"RCML\x01 not an artifact")
+    rules = tmp_path / "rules.rcml"
+    rules.write_bytes(
+        ModelArtifact(kind="anomaly", payload=AnomalyScorer("rules").to_bytes()).to_bytes()
+    )
+    for model, detector, message in (
+        (tmp_path / "missing.rcml", "rules", "cannot read the anomaly model"),
+        (bad, "rules", "bad.rcml"),
+        (rules, "hst", "is a rules model, but anomaly_detector is 'hst'"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            MultiTenantApp(_model_config(tmp_path, model, detector), flags=ON)

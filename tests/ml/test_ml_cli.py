@@ -65,6 +65,7 @@ def index(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
         ("other", "read:main/other"),
         ("uploader", "upload,create,read:main/rc-model-next"),
         ("indexreader", "read:main"),
+        ("admin", "index.admin:*"),
     ):
         code, out, _ = run(capsys, "token", "create", str(d), "--scope", scope)
         assert code == 0
@@ -356,7 +357,7 @@ def test_signed_publish_and_verified_serving(
 
 
 def test_served_scaling_hint(index: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
-    """``--scaling`` mounts the forecast model's hint at /v1/scaling (read on the index)."""
+    """``--scaling`` mounts the forecast model's hint at /v1/scaling (for tenant admins)."""
     from registry_core.cli._ml import start_gateway
     from registry_core.ml._forecast import Forecaster
 
@@ -381,12 +382,13 @@ def test_served_scaling_hint(index: dict[str, Any], capsys: pytest.CaptureFixtur
     handle, app, reg = start_gateway(args)
     try:
         with httpx.Client(base_url=handle.url(), timeout=30) as c:
-            r = c.get("/v1/scaling", headers={"authorization": f"Bearer {tokens['indexreader']}"})
+            r = c.get("/v1/scaling", headers={"authorization": f"Bearer {tokens['admin']}"})
             assert r.status_code == 200, r.text
             hint = r.json()
             assert hint["workers"] >= 1 and hint["instances"] >= 1 and hint["reason"]
-            r = c.get("/v1/scaling", headers={"authorization": f"Bearer {tokens['reader']}"})
-            assert r.status_code == 404
+            for who in ("reader", "indexreader"):  # index.admin on the tenant, not read
+                r = c.get("/v1/scaling", headers={"authorization": f"Bearer {tokens[who]}"})
+                assert r.status_code == 404
             assert c.get("/v1/scaling").status_code == 401
     finally:
         handle.stop()

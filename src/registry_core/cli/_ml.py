@@ -555,7 +555,8 @@ def add_ml_parser(sub: Any) -> None:
     sv.add_argument(
         "--scaling",
         metavar="NAME[=STAGE]",
-        help="a forecast model: GET /v1/scaling answers its scaling hint (fed from --history)",
+        help="a forecast model: GET /v1/scaling answers its scaling hint to tenant admins "
+        "(index.admin), its history fed from --history",
     )
     sv.add_argument(
         "--per-worker-rps",

@@ -13,8 +13,8 @@ a :class:`~.ModelRegistry`) behind authentication and authorization decided by t
   same uniform 404 as the server's private projects (byte-identical, so nobody learns which
   models exist); every denial is audited by :meth:`Index.authorize`;
 - ``GET /v1/models`` needs ``read`` on the index and lists only the models the caller may read;
-- ``GET /v1/scaling`` (when an advisor is given: :func:`~.scaling_endpoint`) needs ``read`` on
-  the index;
+- ``GET /v1/scaling`` (when an advisor is given: :func:`~.scaling_endpoint`) needs
+  ``index.admin`` on the tenant, as the server's ``<tenant>/_/scaling`` does (else the 404);
 - ``GET /readyz`` is open (a load balancer's probe; it says only ready or not).
 
 The next-download loader is registered with a :class:`~.FeatureExtractor` bound to every
@@ -147,6 +147,23 @@ class GatewayApp:
             log.exception("authorization failed")
             return False
 
+    def may_see_scaling(self, principal: Principal) -> bool:
+        """``index.admin`` on the tenant: who sees the server's own ``/_/scaling`` hint."""
+        from ..auth import Resource, authorize
+
+        try:
+            decision = authorize(
+                principal,
+                "index.admin",
+                Resource(self.index.tenant),
+                self.index.policy(),
+                audit=self.index.audit,
+            )
+            return bool(decision.allowed)
+        except Exception:  # deny by default
+            log.exception("authorization failed")
+            return False
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.gateway.asgi(scope, receive, send)  # lifespan
@@ -190,7 +207,7 @@ class GatewayApp:
             return
         scope = {**scope, PRINCIPAL_KEY: principal}
         if path == _SCALING:
-            if self.scaling is None or not self.may_read(principal, None):
+            if self.scaling is None or not self.may_see_scaling(principal):
                 await refuse(404)
                 return
             await self.scaling(scope, receive, send)

@@ -317,6 +317,12 @@ class LocalStore:
 
     def get(self, key: str) -> bytes | None:
         """The value stored under ``key``, verified against its SHA-256, or None."""
+        found = self.get_verified(key)
+        return None if found is None else found[0]
+
+    def get_verified(self, key: str) -> tuple[bytes, str] | None:
+        """(value, its SHA-256 hex, just checked) under ``key``, or None: :meth:`get` with the
+        digest, so a caller that needs it does not hash the value a second time."""
         check_key(key)
         with self._read("reading it") as conn:
             row = conn.execute("SELECT digest FROM keys WHERE key = ?", (key,)).fetchone()
@@ -334,7 +340,7 @@ class LocalStore:
             return None
         with self._write("recording an access") as conn:
             self._touch(conn, digest)
-        return data
+        return data, digest
 
     def _heal(self, key: str, digest: str, *, missing: bool) -> None:
         with self._write("removing a corrupt object") as conn:
@@ -357,14 +363,29 @@ class LocalStore:
 
     def put(self, key: str, value: bytes) -> bool:
         """Store ``value`` under ``key``; False when it is larger than ``max_bytes``."""
+        return self.put_known(key, value)
+
+    def put_known(
+        self, key: str, value: bytes, *, sha256: str | None = None, fsync: bool | None = None
+    ) -> bool:
+        """:meth:`put`, for a caller that has just checked ``value`` against ``sha256`` (its
+        lowercase hex SHA-256: not computed again) and may skip the fsyncs (``fsync=False``:
+        a back-fill of what another tier also holds; a torn object is caught by the check on
+        every read, dropped and fetched again). ``fsync=None``: the store's setting."""
         check_key(key)
         value = check_value(value)
         if len(value) > self.max_bytes:
             return False
-        digest = hashlib.sha256(value).hexdigest()
+        if sha256 is None:
+            digest = hashlib.sha256(value).hexdigest()
+        elif isinstance(sha256, str) and _HEX64.fullmatch(sha256):
+            digest = sha256
+        else:
+            raise InvalidArgumentError(f"sha256 must be 64 lowercase hex characters: {sha256!r}")
+        sync = self._fsync if fsync is None else bool(fsync)
         path = self._path(digest)
         with self._writing():
-            tmp: str | None = self._write_tmp(value)  # the slow part, outside the index lock
+            tmp: str | None = self._write_tmp(value, sync)  # the slow part, outside the lock
             try:
                 with self._write("storing a value") as conn:
                     present = conn.execute(
@@ -374,7 +395,7 @@ class LocalStore:
                         path.parent.mkdir(exist_ok=True)
                         os.replace(tmp, path)  # type: ignore[arg-type]
                         tmp = None
-                        if self._fsync:
+                        if sync:
                             _fsync_dir(path.parent)
                         conn.execute(
                             "INSERT OR REPLACE INTO objects(digest, size, seq) VALUES (?, ?, 0)",
@@ -394,7 +415,7 @@ class LocalStore:
                         os.unlink(tmp)
         return True
 
-    def _write_tmp(self, value: bytes) -> str:
+    def _write_tmp(self, value: bytes, sync: bool) -> str:
         try:
             fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         except OSError as exc:
@@ -403,7 +424,7 @@ class LocalStore:
             os.fchmod(fd, default_file_mode())  # what a plain open() gives, not 0600
             with os.fdopen(fd, "wb") as f:
                 f.write(value)
-                if self._fsync:
+                if sync:
                     f.flush()
                     os.fsync(f.fileno())
         except OSError as exc:

@@ -199,6 +199,7 @@ class _Found:
     result: ActionResult
     blobs: dict[str, bytes]
     tier: str
+    remote: bool = False  # found in the remote tier: to be back-filled locally
 
 
 class _Runner:
@@ -250,9 +251,12 @@ class _Runner:
             if d is not None:
                 wanted[d.hash] = d
         blobs: dict[str, bytes] = {}
+        # A tier that checks what it returns (the local one: SHA-256 verified on read) is not
+        # hashed a second time; any other tier's blobs are checked here.
+        trusted = getattr(tier, "verifies_blobs", False) is True
         for h, d in wanted.items():
             data = tier.get_blob(d)
-            if data is None or not d.matches(data):
+            if data is None or not (trusted or d.matches(data)):
                 if data is not None:
                     log.warning(
                         "blob %s from the %s tier does not match its digest; a miss", h, tier.name
@@ -275,12 +279,19 @@ class _Runner:
         except CacheError as exc:
             self.remote_failed(exc, "lookup")
             return None
-        if found is not None and self.local is not None:
-            try:  # back-fill: blobs first, the action result last
-                self._put_local(found.result, found.blobs, action.key)
-            except CacheError as exc:
-                log.warning("could not back-fill the local cache: %s", exc)
+        if found is not None:
+            found.remote = True
         return found
+
+    def backfill(self, found: _Found, key: str) -> None:
+        """A remote hit into the local tier: blobs first, the action result last (checked
+        blobs: no second hash, no fsync); a failure only warns."""
+        if self.local is None or not found.remote:
+            return
+        try:
+            self.local.backfill(found.blobs, key, encode_action_result(found.result))
+        except Exception as exc:  # in a thread: reported, never lost, never fatal
+            log.warning("could not back-fill the local cache: %s", exc)
 
     # -- restore --------------------------------------------------------------------------------
 
@@ -432,7 +443,20 @@ def run_action(
             r = found.result
             stdout = found.blobs[r.stdout_digest.hash] if r.stdout_digest else b""
             stderr = found.blobs[r.stderr_digest.hash] if r.stderr_digest else b""
-            runner.restore(found, action.cwd)
+            # A remote hit is back-filled locally while the outputs are restored (both are
+            # mostly file writes, which release the GIL), and waited for before returning:
+            # when run returns, the local tier holds the entry.
+            filler: threading.Thread | None = None
+            if found.remote and runner.local is not None:
+                filler = threading.Thread(
+                    target=runner.backfill, args=(found, action.key), name="rc-backfill"
+                )
+                filler.start()
+            try:
+                runner.restore(found, action.cwd)
+            finally:
+                if filler is not None:
+                    filler.join()
             if echo:
                 _echo_hit(stdout, stderr)
             cache._count_run(hit=True, saved_s=r.duration_s)

@@ -67,6 +67,10 @@ class LocalActionTier:
     missing and treats the action as a miss.
     """
 
+    # get_blob returns only a blob whose SHA-256 (checked on read) and size are the digest's,
+    # so BuildCache.run does not hash it a second time.
+    verifies_blobs = True
+
     def __init__(self, store: LocalStore, *, name: str = "local") -> None:
         if not isinstance(store, LocalStore):
             raise InvalidTypeError(f"store must be a LocalStore, got {type(store).__name__}")
@@ -81,10 +85,31 @@ class LocalActionTier:
             raise CacheError(f"{self.name} tier: action result of {len(data)} bytes not stored")
 
     def get_blob(self, digest: Digest) -> bytes | None:
-        return self.store.get("cas/" + _check_digest(digest).hash)
+        """The blob when the stored value is exactly what ``digest`` names (else None)."""
+        found = self.store.get_verified("cas/" + _check_digest(digest).hash)
+        if found is None:
+            return None
+        data, sha = found
+        if sha != digest.hash or len(data) != digest.size_bytes:
+            return None
+        return data
 
     def has_blob(self, digest: Digest) -> bool:
         return ("cas/" + _check_digest(digest).hash) in self.store
+
+    def backfill(self, digests: dict[str, bytes], key: str, action: bytes) -> None:
+        """Store blobs the caller has checked against their SHA-256 (the keys of
+        ``digests``), then the action result: no second hash, no fsync (what is back-filled
+        is also in the tier it came from; a torn object fails its check on read)."""
+        put = self.store.put_known
+        for h, data in digests.items():
+            if not put("cas/" + h, data, sha256=h, fsync=False):
+                raise CacheError(
+                    f"{self.name} tier: blob of {len(data)} bytes exceeds the store's "
+                    f"max_bytes={self.store.max_bytes}; not stored"
+                )
+        if not put("ac/" + check_action_key(key), action, fsync=False):
+            raise CacheError(f"{self.name} tier: action result of {len(action)} bytes not stored")
 
     def put_blob(self, digest: Digest, data: bytes) -> None:
         if not self.store.put("cas/" + _check_digest(digest).hash, data):

@@ -55,8 +55,10 @@ ON = FeatureFlags(overrides={"ML_ANOMALY_DETECTION": True})
 OFF = FeatureFlags(overrides={"ML_ANOMALY_DETECTION": False})
 
 
-def _config(tmp_path, ml=ML, action="warn"):
+def _config(tmp_path, ml=ML, action="warn", audit_log=False):
     text = CONFIG.format(root=tmp_path / "root", ml=ml.format(action=action))
+    if audit_log:  # the tenant's tamper-evident log too
+        text = text.replace("enabled = false", "enabled = true")
     return parse(text, source="test")
 
 
@@ -78,9 +80,10 @@ def _wheel(name, version="1.0", requires=()):
 
 
 class _Site:
-    def __init__(self, tmp_path, action="warn", flags=ON, ml=ML):
+    def __init__(self, tmp_path, action="warn", flags=ON, ml=ML, audit_log=False):
         self.audit = MemorySink()
-        self.app = MultiTenantApp(_config(tmp_path, ml, action), flags=flags, audit=self.audit)
+        config = _config(tmp_path, ml, action, audit_log)
+        self.app = MultiTenantApp(config, flags=flags, audit=self.audit)
         try:
             self.handle = start_server(self.app, tls=False)
         except BaseException:
@@ -149,7 +152,7 @@ def test_typosquat_upload_is_audited_and_published_with_warn(site):
 
 
 def test_typosquat_upload_is_refused_with_refuse(tmp_path):
-    site = _Site(tmp_path, action="refuse")
+    site = _Site(tmp_path, action="refuse", audit_log=True)
     try:
         assert site.upload("web-app", requires=["requests"]).status_code == 200
         r = site.upload("requestz")
@@ -157,6 +160,10 @@ def test_typosquat_upload_is_refused_with_refuse(tmp_path):
         assert "typosquat" in r.text
         (event,) = site.events("upload.suspicious")
         assert event.outcome == "denied" and event.detail["target"] == "requests"
+        log = site.app.tenants["acme"].audit_log
+        logged = [json.loads(log.entry(i)) for i in range(len(log))]
+        (entry,) = [e for e in logged if e["kind"] == "upload.suspicious"]
+        assert entry["outcome"] == "denied" and entry["resource"] == "acme/requestz"
         assert site.client.get("/t/acme/main/simple/requestz/").status_code == 404
         assert site.upload("unrelated-name").status_code == 200
     finally:

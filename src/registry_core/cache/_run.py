@@ -194,6 +194,17 @@ def execute(
     return code, out.data, err.data, whole, time.monotonic() - t0, start_ns
 
 
+def _verifies_blobs(tier: object) -> bool:
+    """Whether ``tier.get_blob`` returns only blobs it checked against the digest (size and
+    SHA-256): a tier saying so (``verifies_blobs = True``: LocalActionTier), or
+    BazelHTTPTier, whose ``get_blob`` hashes the body as it streams in and returns None on a
+    mismatch. Anything else is hashed again by the caller."""
+    if getattr(tier, "verifies_blobs", False) is True:
+        return True
+    bazel = sys.modules.get("registry_core.cache._bazel")  # not loaded: no such tier exists
+    return bazel is not None and type(tier) is getattr(bazel, "BazelHTTPTier", None)
+
+
 @dataclass
 class _Found:
     result: ActionResult
@@ -253,7 +264,7 @@ class _Runner:
         blobs: dict[str, bytes] = {}
         # A tier that checks what it returns (the local one: SHA-256 verified on read) is not
         # hashed a second time; any other tier's blobs are checked here.
-        trusted = getattr(tier, "verifies_blobs", False) is True
+        trusted = _verifies_blobs(tier)
         for h, d in wanted.items():
             data = tier.get_blob(d)
             if data is None or not (trusted or d.matches(data)):

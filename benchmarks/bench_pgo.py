@@ -123,62 +123,101 @@ def _wheel(members: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
-def _inputs(small: bool) -> dict[str, Any]:
-    """Fixed inputs (seed 11): text- and binary-like pairs, a wheel pair, a foreign deflate."""
-    div = 8 if small else 1
-    rnd = random.Random(11)
-    src = _source_like(rnd, 40_000 // div)
-    binary = rnd.randbytes((2 << 20) // div)
-    members = {f"app/m{i}.py": _source_like(rnd, 1500 // div) for i in range(16)}
-    members["app/blob.dat"] = rnd.randbytes((256 << 10) // div)
-    members2 = dict(members)
-    for name in rnd.sample(sorted(members), 6):
-        members2[name] = _edit(rnd, members[name], 12)
-    content = _source_like(rnd, 8000 // div)
-    co = zlib.compressobj(9, zlib.DEFLATED, -15, 9)  # not zlib's default memLevel: corrections
-    stream = co.compress(content) + co.flush()
-    return {
-        "cdc": src + binary,
-        "pair": (src, _edit(rnd, src, 400)),
-        "bpair": (binary, _edit(rnd, binary, 200)),
-        "wheels": (_wheel(members), _wheel(members2)),
-        "deflate": (content, stream),
-    }
+class _Inputs:
+    """Fixed inputs (seed 11 per group, built on first use): text- and binary-like pairs, a
+    wheel pair, a deflate stream from a non-default zlib setting. ``div`` shrinks them."""
+
+    def __init__(self, div: int) -> None:
+        self.div = div
+        self._cache: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        if key not in self._cache:
+            self._cache[key] = getattr(self, "_" + key)(random.Random(f"11-{key}"))
+        return self._cache[key]
+
+    def _src(self, rnd: random.Random) -> bytes:
+        return _source_like(rnd, 40_000 // self.div)
+
+    def _binary(self, rnd: random.Random) -> bytes:
+        return rnd.randbytes((2 << 20) // self.div)
+
+    def _pair(self, rnd: random.Random) -> tuple[bytes, bytes]:
+        src = self.get("src")
+        return src, _edit(rnd, src, 400 // self.div)
+
+    def _bpair(self, rnd: random.Random) -> tuple[bytes, bytes]:
+        data = self.get("binary")
+        return data, _edit(rnd, data, 200 // self.div)
+
+    def _wheels(self, rnd: random.Random) -> tuple[bytes, bytes]:
+        members = {f"app/m{i}.py": _source_like(rnd, 1500 // self.div) for i in range(16)}
+        members["app/blob.dat"] = rnd.randbytes((256 << 10) // self.div)
+        members2 = dict(members)
+        for name in rnd.sample(sorted(members), 6):
+            members2[name] = _edit(rnd, members[name], 12)
+        return _wheel(members), _wheel(members2)
+
+    def _deflate(self, rnd: random.Random) -> tuple[bytes, bytes]:
+        content = _source_like(rnd, 8000 // self.div)
+        co = zlib.compressobj(9, zlib.DEFLATED, -15, 9)  # not zlib's default memLevel
+        return content, co.compress(content) + co.flush()
 
 
-def _ops(inputs: dict[str, Any]) -> dict[str, Any]:
-    """name -> zero-argument callable; the deflate ops only when the core has them."""
+def _ops(inputs: _Inputs) -> dict[str, Any]:
+    """name -> factory: sets the operation up (inputs, patches) and returns it as a callable.
+    The deflate operations only when the core has them."""
     from registry_core import DeltaAggregator
     from registry_core._native import lib
     from registry_core.chunking import chunks
     from registry_core.delta import _binary
 
-    old, new = inputs["pair"]
-    bold, bnew = inputs["bpair"]
-    streams = _binary.encode(old, new)
-    bstreams = _binary.encode(bold, bnew)
-    w_old, w_new = inputs["wheels"]
-    agg = DeltaAggregator()
-    patch = agg.diff(w_old, w_new)
+    def chunking() -> Any:
+        data = inputs.get("src") + inputs.get("binary")
+        return lambda: chunks(data)
+
+    def match() -> Any:
+        (old, new), (bold, bnew) = inputs.get("pair"), inputs.get("bpair")
+        return lambda: (_binary.encode(old, new), _binary.encode(bold, bnew))
+
+    def apply() -> Any:
+        (old, new), (bold, bnew) = inputs.get("pair"), inputs.get("bpair")
+        s1, s2 = _binary.encode(old, new), _binary.encode(bold, bnew)
+        return lambda: (_binary.apply(old, s1, len(new)), _binary.apply(bold, s2, len(bnew)))
+
+    def wheel_encode() -> Any:
+        old, new = inputs.get("wheels")
+        agg = DeltaAggregator()
+        return lambda: agg.diff(old, new)
+
+    def wheel_apply() -> Any:
+        old, new = inputs.get("wheels")
+        agg = DeltaAggregator()
+        patch = agg.diff(old, new)
+        return lambda: agg.apply(old, patch)
+
     ops: dict[str, Any] = {
-        "chunking": lambda: chunks(inputs["cdc"]),
-        "match finding": lambda: (_binary.encode(old, new), _binary.encode(bold, bnew)),
-        "patch apply": lambda: (
-            _binary.apply(old, streams, len(new)),
-            _binary.apply(bold, bstreams, len(bnew)),
-        ),
-        "delta encode (wheel)": lambda: agg.diff(w_old, w_new),
-        "delta apply (wheel)": lambda: agg.apply(w_old, patch),
+        "chunking": chunking,
+        "match finding": match,
+        "patch apply": apply,
+        "delta encode (wheel)": wheel_encode,
+        "delta apply (wheel)": wheel_apply,
     }
     if hasattr(lib, "rc_deflate_record") and hasattr(lib, "rc_deflate_rebuild"):
         from registry_core.delta import _reconstruct
 
-        content, stream = inputs["deflate"]
-        limit = len(content) + 1024
-        record, _ = _reconstruct.correction_record(stream, max_content=limit)
-        assert _reconstruct.rebuild_stream(content, record, len(stream)) == stream
-        ops["deflate record"] = lambda: _reconstruct.correction_record(stream, max_content=limit)
-        ops["deflate rebuild"] = lambda: _reconstruct.rebuild_stream(content, record, len(stream))
+        def record() -> Any:
+            content, stream = inputs.get("deflate")
+            return lambda: _reconstruct.correction_record(stream, max_content=len(content) + 1)
+
+        def rebuild() -> Any:
+            content, stream = inputs.get("deflate")
+            rec, _ = _reconstruct.correction_record(stream, max_content=len(content) + 1)
+            assert _reconstruct.rebuild_stream(content, rec, len(stream)) == stream
+            return lambda: _reconstruct.rebuild_stream(content, rec, len(stream))
+
+        ops["deflate record"] = record
+        ops["deflate rebuild"] = rebuild
     return ops
 
 
@@ -186,7 +225,7 @@ def worker(args: argparse.Namespace) -> None:
     import registry_core
     from registry_core._native import _core
 
-    ops = _ops(_inputs(args.small))
+    ops = _ops(_Inputs(16 if args.small else 1))
     info = registry_core.build_info()
     result: dict[str, Any] = {
         "module": registry_core.__file__,
@@ -196,11 +235,13 @@ def worker(args: argparse.Namespace) -> None:
         "ops": sorted(ops),
         "times": {},
     }
-    if args.op:  # callgrind: the operation once (or not at all: --reps 0)
+    if args.op:  # callgrind: set up one operation, run it --reps times
+        fn = ops[args.op]()
         for _ in range(args.reps):
-            ops[args.op]()
+            fn()
     else:
-        for name, fn in ops.items():
+        for name, factory in ops.items():
+            fn = factory()
             fn()  # warm: caches, allocator, lazy imports
             samples = []
             for _ in range(args.reps):
@@ -300,28 +341,29 @@ def section_sizes(so: Path) -> tuple[int, int]:
     return text, data + bss
 
 
-def callgrind_ir(target: Target, op: str | None, small: bool) -> int:
-    """Instructions executed (callgrind's Ir total) by one worker process."""
+def callgrind_ir(target: Target, op: str, reps: int) -> int:
+    """Instructions executed (callgrind's Ir total) by one worker process that sets ``op`` up
+    (small inputs) and runs it ``reps`` times."""
     with tempfile.TemporaryDirectory(prefix="bench-pgo-cg-") as tmp:
         outfile = Path(tmp) / "cg.out"
-        extra = ["--small"] if small else []
-        extra += ["--op", op, "--reps", "1"] if op else ["--op", OPS[0], "--reps", "0"]
-        prefix = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={outfile}",
-            "--dump-instr=no",
-            "-q",
-        ]
-        target.run(extra, prefix)
+        prefix = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={outfile}", "-q"]
+        target.run(["--small", "--op", op, "--reps", str(reps)], prefix)
         for line in outfile.read_text().splitlines():
-            if line.startswith("summary:") or line.startswith("totals:"):
+            if line.startswith(("summary:", "totals:")):
                 return int(line.split()[1])
     raise SystemExit(f"{target.name}: no callgrind summary")
 
 
-def _fmt_ms(x: float | None) -> str:
-    return "-" if x is None else f"{x * 1e3:8.2f}"
+def callgrind_table(targets: list[Target], ops: list[str]) -> dict[str, dict[str, int]]:
+    """Per target and op: Ir(op twice) - Ir(op once), i.e. one warm run of the operation. Two
+    valgrind processes at a time (instruction counts do not depend on the load)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(t, op, reps) for t in targets for op in ops for reps in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:
+        counts = list(pool.map(lambda j: callgrind_ir(*j), jobs))
+    got = {(t.name, op, reps): n for (t, op, reps), n in zip(jobs, counts, strict=True)}
+    return {t.name: {op: got[t.name, op, 2] - got[t.name, op, 1] for op in ops} for t in targets}
 
 
 def main() -> None:
@@ -335,6 +377,15 @@ def main() -> None:
     parser.add_argument("--no-variants", action="store_true", help="only the two wheels")
     parser.add_argument("--variants", help="comma-separated subset of the variants")
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument(
+        "--callgrind-targets",
+        default="wheel -O3,wheel PGO,Os,O2 strip,O3 LTO,PGO LTO strip",
+        help="comma-separated targets to count (strip and gc-sections leave the code as is)",
+    )
+    parser.add_argument(
+        "--callgrind-ops",
+        default="chunking,match finding,patch apply,delta encode (wheel),deflate rebuild",
+    )
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -383,15 +434,17 @@ def main() -> None:
 
     ir: dict[str, dict[str, int]] = {}
     if not args.no_callgrind and shutil.which("valgrind"):
-        print("\nCallgrind instructions per operation (small inputs; ratio to the first row):")
-        for t in targets:
-            floor = callgrind_ir(t, None, True)
-            ir[t.name] = {op: callgrind_ir(t, op, True) - floor for op in ops}
-        print("| target | " + " | ".join(ops) + " |")
-        print("|---|" + "---|" * len(ops))
-        for t in targets:
+        wanted = args.callgrind_targets.split(",")
+        cg_targets = [t for t in targets if t.name in wanted]
+        cg_ops = [op for op in args.callgrind_ops.split(",") if op in ops]
+        ir = callgrind_table(cg_targets, cg_ops)
+        ref = cg_targets[0].name
+        print(f"\nCallgrind instructions per operation (small inputs; ratio to {ref}):")
+        print("| target | " + " | ".join(cg_ops) + " |")
+        print("|---|" + "---|" * len(cg_ops))
+        for t in cg_targets:
             cells = [
-                f"{ir[t.name][op] / 1e6:.2f}M ({ir[t.name][op] / ir[base][op]:.3f})" for op in ops
+                f"{ir[t.name][op] / 1e6:.2f}M ({ir[t.name][op] / ir[ref][op]:.3f})" for op in cg_ops
             ]
             print(f"| {t.name} | " + " | ".join(cells) + " |")
 
@@ -403,10 +456,10 @@ def main() -> None:
         text, data = section_sizes(t.so)
         sizes[t.name] = {"file": t.so.stat().st_size, "text": text, "data": data}
     for t in targets:
-        sz, ref = sizes[t.name], sizes[base]
+        sz, b0 = sizes[t.name], sizes[base]
         print(
-            f"| {t.name} | {sz['file']:,} ({sz['file'] / ref['file']:.3f}) | {sz['text']:,}"
-            f" ({sz['text'] / ref['text']:.3f}) | {sz['data']:,} | `{meta[t.name]['cflags']}` |"
+            f"| {t.name} | {sz['file']:,} ({sz['file'] / b0['file']:.3f}) | {sz['text']:,}"
+            f" ({sz['text'] / b0['text']:.3f}) | {sz['data']:,} | `{meta[t.name]['cflags']}` |"
         )
     for kind in ("plain", "pgo"):
         for whl in sorted((wdir / f"dist-{kind}").glob("*.whl")):

@@ -8,9 +8,10 @@
 #   3. scripts/pgo_build.sh train: -fprofile-generate build, offline training, profile renamed
 #   4. pip wheel with REGISTRY_CORE_PGO=use (+ $WHEEL_PGO_KNOBS), auditwheel repair
 #   5. the plain -O3 wheel of the same snapshot (WHEEL_PGO_PLAIN=0 skips it): bench_pgo's baseline
-#   6. fresh venv per wheel with the test extra; pytest run from a directory holding only a copy
-#      of tests/ (registry_core resolves to site-packages, checked), $WHEEL_PGO_PYTEST_ARGS
-#      (default "-m native": the C-facing tests `make sanitize` runs; "" runs the whole suite)
+#   6. fresh venv per wheel with the test extra; pytest run from the commit's tree without src/
+#      (registry_core resolves to site-packages, checked), $WHEEL_PGO_PYTEST_ARGS (default
+#      "-m native": the C-facing tests `make sanitize` runs; "" runs the whole suite).
+#      `scripts/build_wheel_pgo.sh test` repeats only this step.
 #
 # Output under $WHEEL_PGO_DIR (default build/wheel-pgo): dist-pgo/, dist-plain/, venv-pgo/,
 # venv-plain/, commit.txt. Knobs: PYTHON (interpreter for the venvs), WHEEL_PGO_KNOBS (extra
@@ -23,6 +24,33 @@ OUT="$(mkdir -p "${WHEEL_PGO_DIR:-build/wheel-pgo}" && cd "${WHEEL_PGO_DIR:-buil
 KNOBS="${WHEEL_PGO_KNOBS:-REGISTRY_CORE_STRIP=1}"
 PYTEST_ARGS="${WHEEL_PGO_PYTEST_ARGS--m native}"
 say() { printf '\n== %s\n' "$*"; }
+
+if [ "${1:-}" = "test" ]; then  # only step 6, against the venvs an earlier run left
+  commit=$(cat "$OUT/commit.txt")
+  say "tests of ${commit:0:12} against the installed PGO wheel: pytest ${PYTEST_ARGS:-(whole suite)}"
+  # The commit's tree without src/: tests, docs and fuzz inputs the tests read are there, the
+  # package can only come from site-packages. Run the way `make sanitize` does (from tests/).
+  rm -rf "$OUT/run-tests" && mkdir -p "$OUT/run-tests"
+  git archive "$commit" | tar -xf - -C "$OUT/run-tests"
+  rm -rf "$OUT/run-tests/src" "$OUT/run-tests/setup.py"
+  for name in pgo plain; do
+    V="$OUT/venv-$name"
+    test -x "$V/bin/python" || continue
+    want_pgo=$([ "$name" = pgo ] && echo True || echo False)
+    (cd "$OUT/run-tests/tests" && "$V/bin/python" -c "
+import registry_core
+info = registry_core.build_info()
+assert 'site-packages' in registry_core.__file__, registry_core.__file__
+assert info['pgo'] is $want_pgo, info
+print('$name wheel:', registry_core.__file__)
+print('  build_info: pgo', info['pgo'], '| cflags', info['cflags'])
+")
+  done
+  # shellcheck disable=SC2086  # PYTEST_ARGS is a list of arguments
+  cd "$OUT/run-tests/tests" && HYPOTHESIS_PROFILE=ci "$OUT/venv-pgo/bin/python" -m pytest -q \
+    -p no:cacheprovider --rootdir=.. -c ../pyproject.toml $PYTEST_ARGS .
+  exit
+fi
 
 say "snapshot of $(git rev-parse --short HEAD)"
 git diff --quiet HEAD -- csrc src setup.py pyproject.toml ||
@@ -54,7 +82,7 @@ build_wheel() {  # name, then environment assignments for the build
     --no-build-isolation -w "$OUT/raw-$name" .)
   "$BV/bin/auditwheel" repair --only-plat -w "$OUT/dist-$name" "$OUT"/raw-"$name"/*.whl \
     >"$OUT/auditwheel-$name.log" 2>&1 || { cat "$OUT/auditwheel-$name.log" >&2; exit 1; }
-  "$BV/bin/auditwheel" show "$OUT"/dist-"$name"/*.whl | sed -n '1,6p'
+  "$BV/bin/auditwheel" show "$OUT"/dist-"$name"/*.whl | sed -n '1,4p'
 }
 # shellcheck disable=SC2086  # KNOBS is a list of assignments
 build_wheel pgo REGISTRY_CORE_PGO=use $KNOBS
@@ -62,30 +90,13 @@ if [ "${WHEEL_PGO_PLAIN:-1}" = "1" ]; then
   build_wheel plain REGISTRY_CORE_PGO=
 fi
 
-if [ "${WHEEL_PGO_TEST:-1}" != "1" ]; then
-  exit 0
-fi
-mkdir -p "$OUT/run-tests"
-cp -a "$ROOT/tests" "$OUT/run-tests/tests"
-cp "$ROOT/pyproject.toml" "$OUT/run-tests/pyproject.toml"  # pytest's markers and options only
 for name in pgo $([ "${WHEEL_PGO_PLAIN:-1}" = "1" ] && echo plain); do
-  say "fresh venv with the $name wheel"
+  say "fresh venv with the $name wheel and the test extra"
   V="$OUT/venv-$name"
   rm -rf "$V"
   "$PYTHON" -m venv "$V"
-  wheel=$(ls "$OUT"/dist-"$name"/*.whl)
-  "$V/bin/python" -m pip install --quiet "$wheel[test]"
-  want_pgo=$([ "$name" = pgo ] && echo True || echo False)
-  (cd "$OUT/run-tests" && "$V/bin/python" -c "
-import registry_core, sys
-info = registry_core.build_info()
-assert 'site-packages' in registry_core.__file__, registry_core.__file__
-assert info['pgo'] is $want_pgo, info
-print('installed:', registry_core.__file__)
-print('build_info: pgo', info['pgo'], '| cflags', info['cflags'])
-")
+  "$V/bin/python" -m pip install --quiet "$(ls "$OUT"/dist-"$name"/*.whl)[test]"
 done
-say "tests against the installed PGO wheel: pytest ${PYTEST_ARGS:-(whole suite)}"
-# shellcheck disable=SC2086  # PYTEST_ARGS is a list of arguments
-(cd "$OUT/run-tests" && HYPOTHESIS_PROFILE=ci "$OUT/venv-pgo/bin/python" -m pytest -q \
-  -p no:cacheprovider --import-mode=importlib --rootdir=. -c pyproject.toml $PYTEST_ARGS tests)
+if [ "${WHEEL_PGO_TEST:-1}" = "1" ]; then
+  bash "$ROOT/scripts/build_wheel_pgo.sh" test
+fi

@@ -25,8 +25,15 @@ ls "$REGISTRY_CORE_PGO_DIR" | grep -q . || { echo "PGO: no profile written" >&2;
 # use pass finds no profile and -Wno-missing-profile hides it (it then only adds -funroll-loops
 # and friends: +43% text, no profile).
 for f in "$REGISTRY_CORE_PGO_DIR"/*flavour-pgogenerate*; do
+  [ -e "$f" ] || continue  # clang: no gcda files (raw profiles, merged below)
   mv "$f" "${f//flavour-pgogenerate/flavour-pgouse}"
 done
+# clang writes *.profraw that -fprofile-use=DIR reads only once merged into DIR/default.profdata
+# (macOS wheels; not run on this Linux/gcc machine).
+if ls "$REGISTRY_CORE_PGO_DIR"/*.profraw >/dev/null 2>&1; then
+  profdata=$(command -v llvm-profdata || xcrun -f llvm-profdata)
+  "$profdata" merge -o "$REGISTRY_CORE_PGO_DIR/default.profdata" "$REGISTRY_CORE_PGO_DIR"/*.profraw
+fi
 rm -f src/registry_core/_native/_core*.so  # the instrumented module must not reach a wheel
 if [ "${1:-local}" = "local" ]; then
   rm -rf build/flavour-pgouse

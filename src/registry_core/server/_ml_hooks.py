@@ -355,28 +355,32 @@ class LivePopular:
                 self._requirements[record.project] = names
                 self._stale = True
 
-    def popular(self) -> list[str]:
+    def _ranked(self) -> list[str]:
+        """The list now (the caller holds the lock; the first call reads the index)."""
         from ..ml._typosquat import project_requirements, rank_depended_upon
 
+        if self._requirements is None:
+            self.scans += 1
+            self._requirements = {
+                p.name: project_requirements(self.index, p.name)
+                for p in self.index.projects()[: self.max_projects]
+            }
+        return rank_depended_upon(self._requirements, self.top)
+
+    def popular(self) -> list[str]:
+        """The ``top`` most depended-upon names, most first (ties by name)."""
         with self._lock:
-            if self._requirements is None:
-                self.scans += 1
-                self._requirements = {
-                    p.name: project_requirements(self.index, p.name)
-                    for p in self.index.projects()[: self.max_projects]
-                }
-            return rank_depended_upon(self._requirements, self.top)
+            return self._ranked()
 
     def check(self) -> TyposquatCheck | None:
         """The typosquat check on the current list (None while nothing is depended upon)."""
         from ..ml._typosquat import TyposquatCheck
 
-        if self._requirements is not None and not self._stale:
-            return self._check
-        names = self.popular()
         with self._lock:
-            self._check = TyposquatCheck(names) if names else None
-            self._stale = False
+            if self._stale or self._requirements is None:
+                names = self._ranked()
+                self._check = TyposquatCheck(names) if names else None
+                self._stale = False
             return self._check
 
 

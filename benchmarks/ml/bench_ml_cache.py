@@ -52,37 +52,34 @@ def _write_oracle(requests: Sequence[Any], path: str) -> int:
 
 
 def _libcachesim_bmrs(
-    path: str, names: Sequence[str], capacity: int, warmup: int
+    path: str, names: Sequence[str], capacity: int, warmup: int, timeout_s: float = 600.0
 ) -> dict[str, float | str]:
     """Byte miss ratio of each of libCacheSim's ``names`` after ``warmup`` requests, or why
-    not. Run in child processes, since some of its policies crash on some traces (GLCache on a
-    cache of a few segments): the table says so rather than ends. One child runs the policies
-    in turn; one that crashes is marked and the next child goes on after it."""
+    not. Each runs in a child process of its own with a time limit, since some of its policies
+    crash or do not finish on some traces (seen at caches smaller than the largest objects): the
+    table says "crashed" or "timeout" rather than the bench ending or hanging."""
     import subprocess
 
     out: dict[str, float | str] = {}
-    todo = list(names)
-    while todo:
+    for name in names:
         try:
             done = subprocess.run(
-                [sys.executable, __file__, "--lcs", path, str(capacity), str(warmup), *todo],
+                [sys.executable, __file__, "--lcs", path, str(capacity), str(warmup), name],
                 capture_output=True,
                 text=True,
-                timeout=3600,
+                timeout=timeout_s,
             )
         except subprocess.TimeoutExpired:
-            out.update({n: "timeout" for n in todo})
-            break
-        for line in done.stdout.splitlines():
-            name, _, value = line.partition(" ")
-            if name in todo:
-                try:
-                    out[name] = float(value)
-                except ValueError:
-                    out[name] = value
-                todo.remove(name)
-        if done.returncode != 0 and todo:
-            out[todo.pop(0)] = "crashed" if done.returncode < 0 else f"error {done.returncode}"
+            out[name] = f"timeout ({timeout_s:.0f} s)"
+            continue
+        if done.returncode != 0:
+            out[name] = "crashed" if done.returncode < 0 else f"error {done.returncode}"
+            continue
+        value = (done.stdout.strip().splitlines() or ["? ?"])[-1].partition(" ")[2]
+        try:
+            out[name] = float(value)
+        except ValueError:
+            out[name] = value
     return out
 
 
@@ -148,6 +145,7 @@ def evaluate(
     seed: int,
     meta_factory: Callable[[], Any] | None,
     costs: dict[str, list[float]],
+    lcs_timeout_s: float = 600.0,
 ) -> tuple[str, dict[float, dict[str, float | str]]]:
     """One trace's table (rows: policies, columns: cache sizes) and its figures."""
     from registry_core.ml._learned_cache import LearnedEviction, train
@@ -168,7 +166,7 @@ def evaluate(
         for frac in sizes:
             cap = max(1, int(total_unique * frac))
             row: dict[str, float | str] = {}
-            theirs = _libcachesim_bmrs(path, LCS_POLICIES, cap, cut)
+            theirs = _libcachesim_bmrs(path, LCS_POLICIES, cap, cut, timeout_s=lcs_timeout_s)
             for lname in LCS_POLICIES:
                 row[f"libCacheSim {lname}"] = theirs[lname]
             for pname in ("lru", "sieve", "s3fifo"):
@@ -329,6 +327,7 @@ def run(
     sizes = tuple(sizes) if sizes else (QUICK_SIZES if quick else FULL_SIZES)
     days = 4.0 if quick else 7.0
     clients = 150 if quick else None
+    lcs_timeout_s = 120.0 if quick else 900.0  # CPU-starved machines: a slow cell, not a hang
     costs: dict[str, list[float]] = {}
     parts = ["## Cache eviction", ""]
     release = generate(seed=seed, days=days, clients=clients)
@@ -340,6 +339,7 @@ def run(
         seed=seed,
         meta_factory=lambda: catalogue_meta(release.catalogue),
         costs=costs,
+        lcs_timeout_s=lcs_timeout_s,
     )
     parts += [text, ""]
     static = generate(TrafficModel.static_zipf(), seed=seed, days=days, clients=clients)
@@ -351,6 +351,7 @@ def run(
         seed=seed,
         meta_factory=None,
         costs=costs,
+        lcs_timeout_s=lcs_timeout_s,
     )
     parts += [text, ""]
     trace = trace or os.environ.get("RC_CACHE_TRACE")

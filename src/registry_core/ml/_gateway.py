@@ -447,7 +447,9 @@ class PredictionGateway:
             await _send_json(send, 200 if ok else 503, {"ready": ok})
             return
         if not path.startswith(_PREFIX):
-            await _problem(send, 404, "Not Found", f"no route {path[:200]}")
+            await _refuse(
+                scope, receive, send, self.max_body, 404, "Not Found", f"no route {path[:200]}"
+            )
             return
         if self.authorize is not None:
             rest = path[len(_PREFIX) + 1 :]
@@ -458,17 +460,36 @@ class PredictionGateway:
                 log.exception("authorize hook failed")
                 allowed = False
             if not allowed:
-                await _problem(send, 403, "Forbidden", "not allowed to read predictions")
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    self.max_body,
+                    403,
+                    "Forbidden",
+                    "not allowed to read predictions",
+                )
                 return
         if path in (_PREFIX, _PREFIX + "/"):
             if method != "GET":
-                await _problem(send, 405, "Method Not Allowed", "use GET", allow="GET")
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    self.max_body,
+                    405,
+                    "Method Not Allowed",
+                    "use GET",
+                    allow="GET",
+                )
                 return
             await _send_json(send, 200, {"models": self.status()})
             return
         rest = path[len(_PREFIX) + 1 :]
         if not rest.endswith(":predict") or "/" in rest:
-            await _problem(send, 404, "Not Found", f"no route {path[:200]}")
+            await _refuse(
+                scope, receive, send, self.max_body, 404, "Not Found", f"no route {path[:200]}"
+            )
             return
         if method != "POST":
             await _problem(send, 405, "Method Not Allowed", "use POST", allow="POST")
@@ -481,7 +502,15 @@ class PredictionGateway:
         try:
             if name not in self.models:
                 status = 404
-                await _problem(send, 404, "Not Found", f"no model {name[:100]!r} is served here")
+                await _refuse(
+                    scope,
+                    receive,
+                    send,
+                    self.max_body,
+                    404,
+                    "Not Found",
+                    f"no model {name[:100]!r} is served here",
+                )
                 return
             body = await _read_body(scope, receive, self.max_body)
             if body is None:
@@ -535,6 +564,23 @@ class PredictionGateway:
         finally:
             if self._metrics is not None:
                 self._metrics.request(name if name in self.models else "", status, started)
+
+
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    limit: int,
+    status: int,
+    title: str,
+    detail: str,
+    **extra: str,
+) -> None:
+    """A problem answer to a request whose body is not used: the body is read first (up to
+    ``limit``) so the connection stays usable; a larger one gets ``Connection: close``."""
+    if await _read_body(scope, receive, limit) is None:
+        extra["connection"] = "close"
+    await _problem(send, status, title, detail, **extra)
 
 
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:

@@ -76,7 +76,7 @@ pgo: $(STAMP)
 
 # A profile-guided manylinux wheel of HEAD (and the plain -O3 wheel beside it, for
 # benchmarks/bench_pgo.py), each installed in a fresh venv; the C-facing tests run against the
-# installed PGO wheel. Under build/wheel-pgo; WHEEL_PGO_PYTEST_ARGS= runs the whole suite.
+# installed PGO wheel. Under build/wheel-pgo; WHEEL_PGO_PYTEST_ARGS=. runs the whole suite.
 wheel-pgo:
 	PYTHON=$(PYTHON) scripts/build_wheel_pgo.sh
 

@@ -10,7 +10,8 @@
 #   5. the plain -O3 wheel of the same snapshot (WHEEL_PGO_PLAIN=0 skips it): bench_pgo's baseline
 #   6. fresh venv per wheel with the test extra; pytest run from the commit's tree without src/
 #      (registry_core resolves to site-packages, checked), $WHEEL_PGO_PYTEST_ARGS (default
-#      "-m native": the C-facing tests `make sanitize` runs; "" runs the whole suite).
+#      "-m native .": the C-facing tests `make sanitize` runs; "." runs the whole suite; paths
+#      are relative to tests/).
 #      `scripts/build_wheel_pgo.sh test` repeats only this step.
 #
 # Output under $WHEEL_PGO_DIR (default build/wheel-pgo): dist-pgo/, dist-plain/, venv-pgo/,
@@ -22,12 +23,12 @@ ROOT=$PWD
 PYTHON="${PYTHON:-python3}"
 OUT="$(mkdir -p "${WHEEL_PGO_DIR:-build/wheel-pgo}" && cd "${WHEEL_PGO_DIR:-build/wheel-pgo}" && pwd)"
 KNOBS="${WHEEL_PGO_KNOBS:-REGISTRY_CORE_STRIP=1}"
-PYTEST_ARGS="${WHEEL_PGO_PYTEST_ARGS--m native}"
+PYTEST_ARGS="${WHEEL_PGO_PYTEST_ARGS:--m native .}"
 say() { printf '\n== %s\n' "$*"; }
 
 if [ "${1:-}" = "test" ]; then  # only step 6, against the venvs an earlier run left
   commit=$(cat "$OUT/commit.txt")
-  say "tests of ${commit:0:12} against the installed PGO wheel: pytest ${PYTEST_ARGS:-(whole suite)}"
+  say "tests of ${commit:0:12} against the installed PGO wheel: pytest $PYTEST_ARGS"
   # The commit's tree without src/: tests, docs and fuzz inputs the tests read are there, the
   # package can only come from site-packages. Run the way `make sanitize` does (from tests/).
   rm -rf "$OUT/run-tests" && mkdir -p "$OUT/run-tests"
@@ -48,7 +49,7 @@ print('  build_info: pgo', info['pgo'], '| cflags', info['cflags'])
   done
   # shellcheck disable=SC2086  # PYTEST_ARGS is a list of arguments
   cd "$OUT/run-tests/tests" && HYPOTHESIS_PROFILE=ci "$OUT/venv-pgo/bin/python" -m pytest -q \
-    -p no:cacheprovider --rootdir=.. -c ../pyproject.toml $PYTEST_ARGS .
+    -p no:cacheprovider --rootdir=.. -c ../pyproject.toml $PYTEST_ARGS
   exit
 fi
 

@@ -264,6 +264,13 @@ def test_served_gateway_rbac_and_hot_swap(
             unknown = c.post("/v1/models/zz:predict", json=ask, headers=bearer("reader"))
             assert denied.status_code == unknown.status_code == 404
             assert denied.content == unknown.content and denied.headers == unknown.headers
+            # pip's and twine's form of the same token works too
+            basic = httpx.BasicAuth("__token__", tokens["reader"])
+            assert c.post("/v1/models/next:predict", json=ask, auth=basic).status_code == 200
+            # refused with a body: the body is read, the connection serves the next request
+            big = {"client": "x" * 200_000, "project": "demo", "held": "1.0", "now": 0}
+            assert c.post("/v1/models/next:predict", json=big).status_code == 401
+            assert c.post("/v1/models/zz:predict", json=big, auth=basic).status_code == 404
             # the list: read on the index, and only the models the caller may read
             r = c.get("/v1/models", headers=bearer("indexreader"))
             assert [m["name"] for m in r.json()["models"]] == ["next"]

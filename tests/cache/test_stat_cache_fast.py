@@ -236,3 +236,18 @@ def test_a_remote_hit_is_back_filled_before_run_returns(tmp_path: Path) -> None:
     alone = BuildCache(LocalStore(tmp_path / "b"), flags=ON)
     assert alone.run(argv, **kw).tier == "local"
     assert (work / "out.bin").read_bytes() == bytes(range(256)) * 4000
+
+
+def test_remembered_actions_are_bounded_by_files(tmp_path: Path) -> None:
+    tree(tmp_path)
+    sc = StatCache(tmp_path / "stat.bin", max_entries=5)  # 12 inputs: never remembered
+    action(tmp_path, sc)
+    a = action(tmp_path, sc)
+    b = action(tmp_path, sc)
+    assert a is not b and a.key == b.key
+    big = StatCache(tmp_path / "stat2.bin")
+    action(tmp_path, big, inputs=["src/d0"])
+    first = action(tmp_path, big, inputs=["src/d0"])
+    action(tmp_path, big, inputs=["src/d1"])
+    action(tmp_path, big, inputs=["src/d1"])
+    assert action(tmp_path, big, inputs=["src/d0"]) is first  # two kept side by side

@@ -401,7 +401,10 @@ def compute_action(
         tool_digest,
     )
     paths = list(found)
-    stats = [(s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in found.values()]
+    stats = [
+        (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_mode)
+        for s in found.values()
+    ]
     known = cache.recall(signature, paths, stats)
     if isinstance(known, Action):
         return known

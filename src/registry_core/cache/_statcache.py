@@ -73,7 +73,8 @@ _SMALL = 1 << 20  # files up to this size are read with one os.read
 _BUF = 1 << 20
 _COARSE_NS = 2_000_000_000
 _PARALLEL_BYTES = 4 << 20  # below this much to hash, threads cost more than they save
-_MAX_SNAPSHOTS = 256
+_MAX_SNAPSHOTS = 256  # remembered actions (see StatCache.remember)
+_MAX_SNAPSHOT_FILES = 250_000  # files named by them in all (about 60 MB at most)
 
 
 class FileDigest(NamedTuple):
@@ -271,7 +272,8 @@ class StatCache:
         self.hashed_bytes = 0
         self.discarded = 0  # unreadable or damaged files ignored (costs a rehash only)
         # Snapshots of whole input sets (see remember/recall): in memory, per object.
-        self._snapshots: dict[object, tuple[list[str], list[_Stat], object]] = {}
+        self._snapshots: dict[object, tuple[list[str], Sequence[tuple[int, ...]], object]] = {}
+        self._snapshot_files = 0
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -475,22 +477,32 @@ class StatCache:
     # -- snapshots of whole input sets ---------------------------------------------------------
 
     def remember(
-        self, signature: object, paths: list[str], stats: list[_Stat], value: object
+        self, signature: object, paths: list[str], stats: Sequence[tuple[int, ...]], value: object
     ) -> None:
         """Keep ``value`` (an action) for ``signature`` while ``paths`` keep these stat tuples.
 
         Only call this when every digest behind ``value`` came from a trusted entry (not racy,
         its stat tuple equal to ``stats``): then any later change of content changes a stat
         tuple (the racy rule's argument, applied to the whole set), so equal tuples mean equal
-        digests. At most ``_MAX_SNAPSHOTS`` are kept (the oldest go first).
+        digests. At most ``_MAX_SNAPSHOTS`` are kept, naming at most ``_MAX_SNAPSHOT_FILES``
+        (or ``max_entries``) files in all: memory stays bounded; the oldest go first.
         """
+        limit = min(self.max_entries, _MAX_SNAPSHOT_FILES)
+        if len(paths) > limit:
+            return
         with self._lock:
-            self._snapshots.pop(signature, None)
-            self._snapshots[signature] = (paths, stats, value)
-            while len(self._snapshots) > _MAX_SNAPSHOTS:
-                del self._snapshots[next(iter(self._snapshots))]
+            snaps = self._snapshots
+            old = snaps.pop(signature, None)
+            if old is not None:
+                self._snapshot_files -= len(old[0])
+            snaps[signature] = (paths, stats, value)
+            self._snapshot_files += len(paths)
+            while len(snaps) > _MAX_SNAPSHOTS or self._snapshot_files > limit:
+                self._snapshot_files -= len(snaps.pop(next(iter(snaps)))[0])
 
-    def recall(self, signature: object, paths: list[str], stats: list[_Stat]) -> object | None:
+    def recall(
+        self, signature: object, paths: list[str], stats: Sequence[tuple[int, ...]]
+    ) -> object | None:
         """The value remembered for ``signature`` when ``paths`` (in the same order) still have
         exactly these stat tuples; None otherwise. Two C-level list comparisons."""
         snap = self._snapshots.get(signature)
@@ -542,6 +554,7 @@ class StatCache:
             n = len(self._table.index) + len(self._extra)
             self._table, self._extra = _Table.empty(), {}
             self._snapshots.clear()
+            self._snapshot_files = 0
             if self.path is not None:
                 with self._file_lock():
                     for p in (self.path, self._counters_path()):

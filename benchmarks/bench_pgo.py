@@ -6,9 +6,11 @@ the snapshot trees and the training profile). Then, in one invocation:
 1. variants of the C core's shared library built from the same snapshot with the knobs of
    ``_native/_build.py`` (-O3, -Os, -O2, --gc-sections, strip, LTO, PGO and combinations), each
    dropped into a copy of the package (``--no-variants`` skips them);
-2. time per operation, the targets run in alternating order round after round (ABC, CBA, ...),
-   each in its own process from an empty directory: the two wheel venvs (registry_core from
-   site-packages, checked) and every variant (PYTHONPATH = its copy);
+2. time per operation: one long-lived worker process per target, started from an empty
+   directory (the two wheel venvs, registry_core from site-packages, checked; every variant
+   with PYTHONPATH = its copy); each repetition runs each operation once in every target, the
+   order rotated by one target per repetition, so load changes on this shared machine fall on
+   all targets alike (``--rounds`` x ``--reps`` repetitions, medians reported);
 3. callgrind instruction counts (repeatable on this noisy machine) per operation and target:
    one process doing the operation once minus one doing everything else (interpreter start,
    imports, the fixed inputs), PYTHONHASHSEED=0;
@@ -235,6 +237,18 @@ def worker(args: argparse.Namespace) -> None:
         "ops": sorted(ops),
         "times": {},
     }
+    if args.serve:  # interleaved timing: one operation per request line, seconds back
+        print(json.dumps(result), flush=True)
+        ready: dict[str, Any] = {}
+        for line in sys.stdin:
+            name = line.strip()
+            if name not in ready:
+                ready[name] = ops[name]()
+                ready[name]()  # warm: caches, allocator, lazy imports
+            t0 = time.perf_counter()
+            ready[name]()
+            print(time.perf_counter() - t0, flush=True)
+        return
     if args.op:  # callgrind: set up one operation, run it --reps times
         fn = ops[args.op]()
         for _ in range(args.reps):
@@ -261,14 +275,24 @@ class Target:
     def __init__(self, name: str, python: Path, pythonpath: Path | None, so: Path) -> None:
         self.name, self.python, self.pythonpath, self.so = name, python, pythonpath, so
 
-    def run(self, extra: list[str], prefix: list[str] | None = None) -> dict[str, Any]:
+    def _env(self) -> tuple[dict[str, str], list[str]]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "REGISTRY"))}
         env["PYTHONHASHSEED"] = "0"
-        flags = ["-s"]
         if self.pythonpath is not None:
             env["PYTHONPATH"] = str(self.pythonpath)
-        else:
-            flags = ["-I"]  # site-packages only: the wheel, not a source tree
+            return env, ["-s"]
+        return env, ["-I"]  # site-packages only: the wheel, not a source tree
+
+    def serve(self, cwd: str) -> subprocess.Popen[str]:
+        """A worker that times one operation per line it is sent (see ``interleaved``)."""
+        env, flags = self._env()
+        cmd = [str(self.python), *flags, str(Path(__file__).resolve()), "--worker", "--serve"]
+        return subprocess.Popen(
+            cmd, cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+
+    def run(self, extra: list[str], prefix: list[str] | None = None) -> dict[str, Any]:
+        env, flags = self._env()
         with tempfile.TemporaryDirectory(prefix="bench-pgo-") as cwd:
             cmd = [*(prefix or []), str(self.python), *flags, str(Path(__file__).resolve())]
             out = subprocess.run(
@@ -284,6 +308,43 @@ def _core_so(root: Path) -> Path:
     if not found:
         raise SystemExit(f"no compiled core under {root}")
     return found[0]
+
+
+def interleaved(
+    targets: list[Target], reps: int
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, list[float]]]]:
+    """Every target's worker stays up; each repetition runs each operation once in every
+    target, the order rotated by one target per repetition, so a change in the machine's load
+    falls on all targets alike instead of on whichever ran during it."""
+    meta: dict[str, dict[str, Any]] = {}
+    times: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
+    with tempfile.TemporaryDirectory(prefix="bench-pgo-") as cwd:
+        procs = {t.name: t.serve(cwd) for t in targets}
+        try:
+            for t in targets:
+                line = procs[t.name].stdout.readline()  # type: ignore[union-attr]
+                if not line:
+                    raise SystemExit(f"{t.name}: worker failed to start")
+                meta[t.name] = json.loads(line)
+            ops = [op for op in OPS if all(op in meta[t.name]["ops"] for t in targets)]
+            for r in range(reps):
+                order = targets[r % len(targets) :] + targets[: r % len(targets)]
+                for op in ops:
+                    for t in order:
+                        proc = procs[t.name]
+                        proc.stdin.write(op + "\n")  # type: ignore[union-attr]
+                        proc.stdin.flush()  # type: ignore[union-attr]
+                        answer = proc.stdout.readline()  # type: ignore[union-attr]
+                        if not answer:
+                            raise SystemExit(f"{t.name}: worker died during {op}")
+                        times[t.name].setdefault(op, []).append(float(answer))
+        finally:
+            for proc in procs.values():
+                proc.stdin.close()  # type: ignore[union-attr]
+                proc.wait()
+    for t in targets:
+        meta[t.name] = {k: meta[t.name][k] for k in ("module", "core", "pgo", "cflags")}
+    return meta, times
 
 
 def build_variants(wdir: Path, names: list[str]) -> list[Target]:
@@ -371,9 +432,10 @@ def main() -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--op", help=argparse.SUPPRESS)
     parser.add_argument("--small", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--reps", type=int, default=5, help="timed repetitions per round")
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--reps", type=int, default=5, help="see --rounds")
     parser.add_argument("--dir", type=Path, default=ROOT / "build" / "wheel-pgo")
-    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="repetitions = rounds x reps")
     parser.add_argument("--no-variants", action="store_true", help="only the two wheels")
     parser.add_argument("--variants", help="comma-separated subset of the variants")
     parser.add_argument("--no-callgrind", action="store_true")
@@ -400,15 +462,7 @@ def main() -> None:
         print("building variants:")
         targets += build_variants(wdir, names)
 
-    times: dict[str, dict[str, list[float]]] = {t.name: {} for t in targets}
-    meta: dict[str, dict[str, Any]] = {}
-    for r in range(args.rounds):
-        order = targets if r % 2 == 0 else targets[::-1]
-        for t in order:
-            res = t.run(["--reps", str(args.reps)])
-            meta[t.name] = {k: res[k] for k in ("module", "core", "pgo", "cflags")}
-            for op, samples in res["times"].items():
-                times[t.name].setdefault(op, []).extend(samples)
+    meta, times = interleaved(targets, args.rounds * args.reps)
     ops = [op for op in OPS if any(op in times[t.name] for t in targets)]
     for t in targets[:2]:  # the wheels must load from their own site-packages
         if "site-packages" not in meta[t.name]["module"]:
@@ -419,8 +473,8 @@ def main() -> None:
     }
     base = targets[0].name
     print(
-        f"\nTime per operation, ms (median of {args.rounds} alternating rounds x {args.reps};"
-        f" ratio to {base}):"
+        f"\nTime per operation, ms (median of {args.rounds * args.reps} interleaved runs, order"
+        f" rotated each run; ratio to {base}):"
     )
     print("| target | pgo | " + " | ".join(ops) + " |")
     print("|---|---|" + "---|" * len(ops))

@@ -143,8 +143,9 @@ CATALOGUE: Mapping[str, Flag] = _catalogue(
         "ML_ANOMALY_DETECTION",
         Stage.EXPERIMENTAL,
         "ml",
-        "Online anomaly scoring of requests and typosquatting checks at upload, reported to the "
-        "audit log and metrics (never blocking). Off: nothing is scored.",
+        "Online anomaly scoring of requests and typosquatting / suspicious-content checks at "
+        "upload ([ml] section), reported to the audit log and metrics; uploads are refused only "
+        "with [ml] upload_checks = 'refuse'. Off: nothing is scored or checked.",
     ),
     Flag(
         "PGO_BUILDS",

@@ -347,11 +347,16 @@ def interleaved(
     return meta, times
 
 
-def build_variants(wdir: Path, names: list[str]) -> list[Target]:
-    """Each variant compiled in its snapshot tree, its module copied into a private package."""
+def build_variants(wdir: Path, names: list[str], reuse: bool = False) -> list[Target]:
+    """Each variant compiled in its snapshot tree, its module copied into a private package
+    (``reuse``: the packages an earlier run built, when present)."""
     build_py = wdir / "venv-build" / "bin" / "python"
     targets = []
     for name in names:
+        pkg = wdir / "variants" / name.replace(" ", "_")
+        if reuse and list(pkg.glob("registry_core/_native/_core*.so")):
+            targets.append(Target(name, build_py, pkg, _core_so(pkg)))
+            continue
         tree_name, knobs = VARIANTS[name]
         tree = wdir / f"tree-{tree_name}"
         env = {k: v for k, v in os.environ.items() if k not in KNOBS}
@@ -372,7 +377,6 @@ def build_variants(wdir: Path, names: list[str]) -> list[Target]:
         )
         if out.returncode != 0:
             raise SystemExit(f"variant {name}: build failed\n{out.stderr[-3000:]}")
-        pkg = wdir / "variants" / name.replace(" ", "_")
         shutil.rmtree(pkg, ignore_errors=True)
         shutil.copytree(tree / "src", pkg, ignore=shutil.ignore_patterns("*.egg-info"))
         so = _core_so(pkg)
@@ -439,6 +443,7 @@ def main() -> None:
     parser.add_argument("--no-variants", action="store_true", help="only the two wheels")
     parser.add_argument("--variants", help="comma-separated subset of the variants")
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument("--reuse-variants", action="store_true", help="keep built variants")
     parser.add_argument(
         "--callgrind-targets",
         default="wheel -O3,wheel PGO,Os,O2 strip,O3 LTO,PGO LTO strip",
@@ -460,7 +465,7 @@ def main() -> None:
     if not args.no_variants:
         names = args.variants.split(",") if args.variants else list(VARIANTS)
         print("building variants:")
-        targets += build_variants(wdir, names)
+        targets += build_variants(wdir, names, args.reuse_variants)
 
     meta, times = interleaved(targets, args.rounds * args.reps)
     ops = [op for op in OPS if any(op in times[t.name] for t in targets)]

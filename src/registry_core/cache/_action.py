@@ -24,6 +24,7 @@ of the key, so two checkouts at different places share entries.
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import functools
 import glob
@@ -405,15 +406,37 @@ def compute_action(
         (s.st_dev, s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_mode)
         for s in found.values()
     ]
-    known = cache.recall(signature, paths, stats)
-    if isinstance(known, Action):
-        return known
-    ins = sorted(found)
     sep = root.rstrip(os.sep) + os.sep
-    full = [sep + p for p in ins]
-    digests, rehashed = cache.digests_counted(full, now_ns=now, stats=[found[p] for p in ins])
     new = tuple.__new__  # InputFile(path, *digest) without the Python-level __new__ frame
-    files = tuple(new(InputFile, (p, *digests[f])) for p, f in zip(ins, full, strict=True))
+    snap = cache.snapshot(signature)
+    files: tuple[InputFile, ...] | None = None
+    if snap is not None and snap[0] == paths and isinstance(snap[2], Action):
+        old_stats, known = snap[1], snap[2]
+        if old_stats == stats:
+            return known
+        # The same files, a few with new stat tuples (an edit): the others keep the digests
+        # the remembered action has (their tuples are those it was computed from); only the
+        # changed ones go through the stat cache.
+        changed = [
+            paths[i] for i, (a, b) in enumerate(zip(old_stats, stats, strict=True)) if a != b
+        ]
+        digests, rehashed = cache.digests_counted(
+            [sep + p for p in changed], now_ns=now, stats=[found[p] for p in changed]
+        )
+        order = [f.path for f in known.inputs]
+        patched = list(known.inputs)
+        for p in changed:
+            k = bisect.bisect_left(order, p)
+            if k == len(order) or order[k] != p:  # cannot happen (the same paths): be safe
+                break
+            patched[k] = new(InputFile, (p, *digests[sep + p]))
+        else:
+            files = tuple(patched)
+    if files is None:
+        ins = sorted(found)
+        full = [sep + p for p in ins]
+        digests, rehashed = cache.digests_counted(full, now_ns=now, stats=[found[p] for p in ins])
+        files = tuple(new(InputFile, (p, *digests[f])) for p, f in zip(ins, full, strict=True))
     tool_sha = tool_digest.sha256
     key = cache_key_of_encoded(
         [

@@ -500,6 +500,12 @@ class StatCache:
             while len(snaps) > _MAX_SNAPSHOTS or self._snapshot_files > limit:
                 self._snapshot_files -= len(snaps.pop(next(iter(snaps)))[0])
 
+    def snapshot(
+        self, signature: object
+    ) -> tuple[list[str], Sequence[tuple[int, ...]], object] | None:
+        """(paths, stat tuples, value) remembered for ``signature``, or None."""
+        return self._snapshots.get(signature)
+
     def recall(
         self, signature: object, paths: list[str], stats: Sequence[tuple[int, ...]]
     ) -> object | None:

@@ -6,7 +6,7 @@ purpose="${1:-test}"
 case "$purpose" in
   test)  pkgs=(gcc make python3-venv redis-server xmlsec1 postgresql haproxy pebble golang-go golang-golang-x-mod-dev nginx ccache gzip) ;;
   bench) pkgs=(gcc make zstd bsdiff xdelta3 nginx ccache libdeflate-tools p7zip-full pigz) ;;
-  fuzz)  pkgs=(clang) ;;
+  fuzz)  pkgs=(clang zlib1g-dev) ;;
   *) echo "usage: $0 [test|bench|fuzz]" >&2; exit 2 ;;
 esac
 missing=()

@@ -2,6 +2,7 @@
 
 One run prints every table of docs/ml.md, each from its own module under ``benchmarks/ml/``
 (``bench_ml_traces``, ``bench_ml_cache``, ``bench_ml_predict``, ``bench_ml_runtime``,
+``bench_ml_server``,
 ``bench_ml_ops``); each module's ``run(quick, seed)`` returns its markdown and names the trace its
 figures came from (a generated trace names its model and seed; a replayed log names its file).
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-PARTS = ("traces", "cache", "predict", "runtime", "ops")
+PARTS = ("traces", "cache", "predict", "runtime", "ops", "server")
 
 
 def main(argv: list[str] | None = None) -> int:

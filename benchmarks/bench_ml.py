@@ -2,9 +2,9 @@
 
 One run prints every table of docs/ml.md, each from its own module under ``benchmarks/ml/``
 (``bench_ml_traces``, ``bench_ml_cache``, ``bench_ml_predict``, ``bench_ml_runtime``,
-``bench_ml_server``,
-``bench_ml_ops``); each module's ``run(quick, seed)`` returns its markdown and names the trace its
-figures came from (a generated trace names its model and seed; a replayed log names its file).
+``bench_ml_ops``, ``bench_ml_server``); each module's ``run(quick, seed)`` returns its markdown
+and names the trace its figures came from (a generated trace names its model and seed; a
+replayed log names its file).
 
     .venv/bin/python benchmarks/bench_ml.py [--quick] [--seed N] [--only cache,predict] [--out F]
 

@@ -98,7 +98,8 @@ def run(quick: bool = False, seed: int = 0) -> str:
             "| --- | ---: |",
             f"| request-path hand-off (MLObserver.submit), {n:,} requests | "
             f"{obs['submit_us']:.2f} µs/request |",
-            f"| worker throughput, rules + scaling forecast | {obs['worker_rps']:,.0f} requests/s |",
+            "| worker throughput, rules + scaling forecast | "
+            f"{obs['worker_rps']:,.0f} requests/s |",
             f"| requests dropped (queue full) | {obs['dropped']:.0f} |",
             f"| popular_from_index, {projects:,} projects on SQLite | {pop['ms']:.0f} ms "
             f"({pop['us_per_project']:.0f} µs/project, {pop['names']:.0f} names) |",

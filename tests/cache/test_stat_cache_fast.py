@@ -27,6 +27,7 @@ from registry_core.cache import (
     StatCache,
     compute_action,
 )
+from registry_core.cache._statcache import _Table
 from registry_core.errors import InvalidArgumentError
 from registry_core.flags import FeatureFlags
 
@@ -251,3 +252,34 @@ def test_remembered_actions_are_bounded_by_files(tmp_path: Path) -> None:
     action(tmp_path, big, inputs=["src/d1"])
     action(tmp_path, big, inputs=["src/d1"])
     assert action(tmp_path, big, inputs=["src/d0"]) is first  # two kept side by side
+
+
+# -- the stat file merged column by column ------------------------------------------------
+
+_U64 = st.integers(0, (1 << 64) - 1)
+_I64 = st.integers(-(1 << 63), (1 << 63) - 1)
+_ROWS = st.dictionaries(
+    st.text(st.characters(blacklist_characters="\x00"), min_size=1, max_size=12).map(
+        lambda s: "/" + s
+    ),
+    st.tuples(
+        st.tuples(_U64, _U64, _U64, _I64, _I64),
+        st.binary(min_size=32, max_size=32).map(bytes.hex),
+        _I64,
+    ),
+    max_size=12,
+)
+
+
+@given(_ROWS, _ROWS, st.data())
+def test_a_merged_table_is_the_dump_of_the_merged_rows(
+    base: dict[str, Any], update: dict[str, Any], data: st.DataObject
+) -> None:
+    if base:  # some updates overwrite existing rows
+        for path in data.draw(st.lists(st.sampled_from(sorted(base)), max_size=3)):
+            update[path] = data.draw(_ROWS.filter(bool)).popitem()[1]
+    table = _Table.parse(_Table.dump_rows(base))
+    assert table is not None
+    merged = table.merged(update)
+    assert merged is not None
+    assert merged == _Table.dump_rows({**base, **update})  # byte for byte, same order

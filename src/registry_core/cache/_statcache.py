@@ -215,21 +215,54 @@ class _Table:
 
     @staticmethod
     def dump_rows(rows: dict[str, _Row]) -> bytes:
-        paths = "\0".join(rows).encode("utf-8", "surrogatepass")
         cols = [array(code) for code in "QQQqqq"]
         digests = bytearray()
         for stat_key, digest, recorded in rows.values():
             for col, value in zip(cols, (*stat_key, recorded), strict=False):
                 col.append(value)
             digests += bytes.fromhex(digest)
-        parts = [_HEAD.pack(_MAGIC, len(rows), len(paths)), paths]
-        for col in cols:
-            if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
-                col.byteswap()
-            parts.append(col.tobytes())
-        parts.append(bytes(digests))
-        body = b"".join(parts)
-        return body + hashlib.sha256(body).digest()
+        return _serialize(list(rows), cols, digests)
+
+    def merged(self, rows: dict[str, _Row]) -> bytes | None:
+        """``dump_rows`` of this table's rows updated by ``rows`` (same order: rows already
+        here in place, new ones appended), merged column by column: an edit to one file does
+        not rebuild a Python row per entry. None when the table cannot be merged this way
+        (duplicate paths: then ``to_dict`` and ``dump_rows``)."""
+        n = len(self.cols[0])
+        if len(self.index) != n:
+            return None
+        index = self.index
+        paths = list(index)
+        cols = [c[:] for c in self.cols]  # copies (C-level)
+        digests = bytearray(self.digests)
+        for path, (stat_key, digest, recorded) in rows.items():
+            raw = bytes.fromhex(digest)
+            values = (*stat_key, recorded)
+            i = index.get(path)
+            if i is None:
+                paths.append(path)
+                for col, value in zip(cols, values, strict=True):
+                    col.append(value)
+                digests += raw
+            else:
+                for col, value in zip(cols, values, strict=True):
+                    col[i] = value
+                digests[32 * i : 32 * i + 32] = raw
+        return _serialize(paths, cols, digests)
+
+
+def _serialize(paths: list[str], cols: list[array[int]], digests: bytes | bytearray) -> bytes:
+    """The file format of ``len(paths)`` rows (the columns are byte-swapped in place on
+    big-endian hosts: pass arrays the caller no longer needs)."""
+    joined = "\0".join(paths).encode("utf-8", "surrogatepass")
+    parts = [_HEAD.pack(_MAGIC, len(paths), len(joined)), joined]
+    for col in cols:
+        if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+            col.byteswap()
+        parts.append(col.tobytes())
+    parts.append(bytes(digests))
+    body = b"".join(parts)
+    return body + hashlib.sha256(body).digest()
 
 
 def _hash_batch(paths: list[str]) -> list[tuple[str, os.stat_result]]:
@@ -343,12 +376,16 @@ class StatCache:
             return
         with self._file_lock():
             table, _ident = self._read_file()  # another process may have written since
-            rows = table.to_dict()
-            rows.update(self._extra)
-            if len(rows) > self.max_entries:
-                keep = sorted(rows.items(), key=lambda kv: kv[1][2])[-self.max_entries :]
-                rows = dict(keep)
-            data = _Table.dump_rows(rows)
+            data: bytes | None = None
+            if len(table.index) + len(self._extra) <= self.max_entries:
+                data = table.merged(self._extra)  # the common case: column by column
+            if data is None:
+                rows = table.to_dict()
+                rows.update(self._extra)
+                if len(rows) > self.max_entries:
+                    keep = sorted(rows.items(), key=lambda kv: kv[1][2])[-self.max_entries :]
+                    rows = dict(keep)
+                data = _Table.dump_rows(rows)
             tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.{threading.get_ident()}")
             try:
                 with open(tmp, "wb") as f:

@@ -98,6 +98,25 @@ class TrafficModel:
     with Zipf popularity (Breslau et al. 1999: proxy traces follow Zipf-like laws, the exponent
     varying from trace to trace, below 1; ``static_alpha`` 0.8), no releases: the shape where a
     learned eviction policy has nothing release-driven to learn.
+
+    Benign noise (all off by default, on in :meth:`noisy`): the clean model's normal clients
+    never get a 404 or a 401 and all exist from the start, which flatters any detector that
+    reads "a 404" or "a new client" as an attack. ``probe_share`` / ``probe_per_install``: the
+    share of developer machines and CI pipelines whose pip also asks this index for names it
+    does not host, and the mean number of such 404s per install: pip's ``--extra-index-url``
+    queries every index for every requirement (pip's documentation warns that it gives no
+    priority between indexes; Birsan 2021, "Dependency Confusion", rests on that), so a private
+    index sees 404s for public names all day; the shares are assumptions. ``typo_per_session``:
+    a developer mistypes a name (a 404), an assumption. ``ci_auth_fail_per_run``: a CI run whose
+    token has expired or is mistyped gets 401s on each of its jobs (1-3 attempts, pip and CI
+    retries), then is re-run with a good token minutes later; an assumption.
+    ``ci_fresh_runner_share``: the share of pipelines on hosted runners, a fresh machine (a new
+    client id) for every job (GitHub-hosted runners are a fresh VM per job, per GitHub's
+    documentation); the share is an assumption. ``dev_churn_per_day``: a developer machine shows
+    up under a new id (a new laptop, a container, a new address), an assumption.
+    ``release_bursts_per_week`` / ``burst_clients``: a release of one of the 30 most downloaded
+    projects pulled within about an hour by hundreds to thousands of fresh CI runners (Gaynor
+    2014 on CI inflating downloads); sizes and rates are assumptions.
     """
 
     name: str = "registry-v1"
@@ -153,6 +172,35 @@ class TrafficModel:
     static_alpha: float = 0.8
     static_rate_per_s: float = 0.25
     attacks_per_week: float = 1.0  # episodes of each kind per 7 days
+    # benign noise (see the docstring; 0 = off, the clean model)
+    probe_share: float = 0.0
+    probe_per_install: float = 1.0
+    typo_per_session: float = 0.0
+    ci_auth_fail_per_run: float = 0.0
+    ci_fresh_runner_share: float = 0.0
+    dev_churn_per_day: float = 0.0
+    release_bursts_per_week: float = 0.0
+    burst_clients: tuple[int, int] = (300, 1500)
+
+    @classmethod
+    def noisy(cls, **changes: Any) -> TrafficModel:
+        """The default model plus benign noise: 404s from index probing and typos, 401s from
+        expired CI tokens, client churn (fresh CI runners, new developer machines) and benign
+        release bursts, all labelled normal ("registry-v1-noisy"; the anomaly benchmark's
+        second trace). The values are assumptions (see the class docstring)."""
+        return replace(
+            cls(
+                name="registry-v1-noisy",
+                probe_share=0.3,
+                probe_per_install=1.0,
+                typo_per_session=0.03,
+                ci_auth_fail_per_run=0.03,
+                ci_fresh_runner_share=0.5,
+                dev_churn_per_day=0.02,
+                release_bursts_per_week=2.0,
+            ),
+            **changes,
+        )
 
     @classmethod
     def static_zipf(cls, **changes: Any) -> TrafficModel:
@@ -195,6 +243,18 @@ def _check(model: TrafficModel, days: float) -> None:
         raise InvalidArgumentError("tenants must be (name, weight) pairs")
     if not model.timezones or min(w for _, w in model.timezones) < 0:
         raise InvalidArgumentError("timezones must be (offset_hours, weight) pairs")
+    for share in ("probe_share", "typo_per_session", "ci_auth_fail_per_run",
+                  "ci_fresh_runner_share", "dev_churn_per_day"):  # fmt: skip
+        v = getattr(model, share)
+        if not 0.0 <= v <= 1.0:
+            raise InvalidArgumentError(f"{share} must be in [0, 1], not {v!r}")
+    if not (0.0 <= model.probe_per_install <= 50 and 0.0 <= model.release_bursts_per_week <= 50):
+        raise InvalidArgumentError(
+            "probe_per_install and release_bursts_per_week must be in [0, 50]"
+        )
+    lo, hi = model.burst_clients
+    if not 1 <= lo <= hi <= 100_000:
+        raise InvalidArgumentError(f"burst_clients must be 1 <= low <= high <= 100000: {lo, hi}")
 
 
 def diurnal_profile(model: TrafficModel) -> list[float]:
@@ -254,6 +314,13 @@ class _Gen:
         self.tz_offsets = [o for o, _ in model.timezones]
         self.tenant_of: dict[str, str] = {}
         self.tz_weights = [w for _, w in model.timezones]
+        # benign noise draws from its own generator: with the noise off, no draw is made and
+        # the clean trace is unchanged; with it on, the other draws are the same
+        self.noise = random.Random(f"{seed}:noise")
+        self.probers: set[str] = set()
+        self._fresh = itertools.count(10**8)
+        self._public: list[str] = []
+        self._public_cum: list[float] = []
 
     # -- sampling helpers ------------------------------------------------------------------
 
@@ -402,6 +469,8 @@ class _Gen:
         name, size = self.pick_file(p, rel, platform)
         out = self.out
         tenant = self.tenant_of.get(client, "default")
+        if client in self.probers and not label:
+            self.probes(t, client, tenant)
         if page:
             out.append(
                 Request(
@@ -462,6 +531,79 @@ class _Gen:
         i = bisect.bisect_right(p.times, t)
         return p.releases[i - 1] if i else None
 
+    # -- benign noise ----------------------------------------------------------------------
+
+    def public_names(self, hosted: set[str]) -> None:
+        """The names a probing client asks for that this index does not host (Zipf-weighted:
+        the same public dependencies come up again and again)."""
+        rng = random.Random(f"{self.seed}:public")
+        names = [n for n in project_names(len(hosted) + 2000, rng) if n not in hosted][:2000]
+        acc = 0.0
+        for i, _ in enumerate(names):
+            acc += (i + 1) ** -1.0
+            self._public_cum.append(acc)
+        self._public = names
+
+    def noise_poisson(self, mean: float) -> int:
+        limit, k, p = math.exp(-mean), 0, 1.0
+        while True:
+            p *= self.noise.random()
+            if p <= limit:
+                return k
+            k += 1
+
+    def probes(self, t: float, client: str, tenant: str) -> None:
+        """404s for names this index does not host (pip asking every index it is given)."""
+        if not self._public:
+            return
+        for i in range(self.noise_poisson(self.m.probe_per_install)):
+            u = self.noise.random() * self._public_cum[-1]
+            name = self._public[min(bisect.bisect_left(self._public_cum, u), len(self._public) - 1)]
+            self.out.append(
+                Request(t + 0.005 * (i + 1), client, "page", name, "", "", 14, status=404,
+                        route="/simple/{project}/", tenant=tenant)
+            )  # fmt: skip
+
+    def fresh_id(self, kind: str) -> str:
+        return self.ids.new(kind, next(self._fresh))
+
+    def typo(self, t: float, cid: str, projects: list[_Project], cum: list[float]) -> None:
+        """A mistyped project name: one 404 (the developer retypes it later)."""
+        noise = self.noise
+        i = bisect.bisect_left(cum, noise.random() * cum[-1])
+        name = projects[min(i, len(projects) - 1)].name
+        j = noise.randrange(len(name))
+        if noise.random() < 0.5 or len(name) < 4:
+            typo = name[:j] + name[j] + name[j:]  # a doubled letter
+        else:
+            typo = name[:j] + name[j + 1 :]  # a dropped one
+        if typo in self._hosted:
+            return
+        self.out.append(
+            Request(t - 5.0 - 20 * noise.random(), cid, "page", typo, "", "", 14, status=404,
+                    route="/simple/{project}/", tenant=self.tenant_of.get(cid, "default"))
+        )  # fmt: skip
+
+    _hosted: frozenset[str] = frozenset()
+
+    def bursts(self, projects: list[_Project]) -> None:
+        """Benign release bursts: a top project's release pulled by many fresh CI runners."""
+        m, noise = self.m, self.noise
+        n = round(m.release_bursts_per_week * self.days / 7.0)
+        top = projects[: min(30, len(projects))]
+        for _ in range(n):
+            p = top[noise.randrange(len(top))]
+            rels = [r for r in p.releases if 0 <= r.time < self.end]
+            if not rels:
+                continue
+            rel = rels[noise.randrange(len(rels))]
+            start = rel.time + 1800 * math.exp(0.7 * noise.gauss(0.0, 1.0))
+            tenant = self.tenant()
+            for _ in range(noise.randint(*m.burst_clients)):
+                cid = self.fresh_id("ci")
+                self.tenant_of[cid] = tenant
+                self.install(start + 3600 * noise.betavariate(2, 3), cid, p, rel, platform=0)
+
     # -- client populations ----------------------------------------------------------------
 
     def popular(self, projects: list[_Project], cum: list[float], k: int) -> list[_Project]:
@@ -480,6 +622,9 @@ class _Gen:
         for d in range(m.developers):
             cid = self.ids.new("dev", d)
             self.tenant_of[cid] = self.tenant()
+            prober = m.probe_share > 0 and self.noise.random() < m.probe_share
+            if prober:
+                self.probers.add(cid)
             offset = rng.choices(self.tz_offsets, self.tz_weights)[0]
             platform = 0 if rng.random() < 0.7 else rng.randrange(len(_PLATFORMS))
             k = max(1, self.poisson(m.dev_projects_mean))
@@ -493,7 +638,15 @@ class _Gen:
                 if rng.random() >= p_active:
                     continue
                 n = 1 + self.poisson(m.dev_sessions_mean - 1)
+                if m.dev_churn_per_day > 0 and self.noise.random() < m.dev_churn_per_day:
+                    tenant = self.tenant_of[cid]
+                    cid = self.fresh_id("dev")  # a new machine, container or address
+                    self.tenant_of[cid] = tenant
+                    if prober:
+                        self.probers.add(cid)
                 for t in sorted(self.work_time(day, offset) for _ in range(n)):
+                    if m.typo_per_session > 0 and self.noise.random() < m.typo_per_session:
+                        self.typo(t, cid, projects, cum)
                     if 0 <= t < self.end:  # in time order: what is held follows the sessions
                         self.session(t, cid, projects, cum, held, wants, upgrader, platform)
 
@@ -596,6 +749,11 @@ class _Gen:
             runners = [self.ids.new("ci", c * 64 + j) for j in range(matrix)]
             for cid in runners:
                 self.tenant_of[cid] = tenant
+            noise = self.noise
+            prober = m.probe_share > 0 and noise.random() < m.probe_share
+            fresh = m.ci_fresh_runner_share > 0 and noise.random() < m.ci_fresh_runner_share
+            if prober:
+                self.probers.update(runners)
             nightly = rng.random() < 0.3
             nightly_hour = rng.randrange(24)
             for day in range(n_days):
@@ -607,9 +765,19 @@ class _Gen:
                 for t0 in sorted(starts):
                     if not (0 <= t0 < self.end):
                         continue
+                    bad_token = (
+                        m.ci_auth_fail_per_run > 0 and noise.random() < m.ci_auth_fail_per_run
+                    )
                     for job, cid in enumerate(runners):
                         t = t0 + rng.random() * 40  # jobs of one matrix start within a minute
                         platform = 0 if job == 0 else rng.randrange(len(_PLATFORMS))
+                        if fresh:  # a hosted runner: a fresh machine for every job
+                            cid = self.fresh_id("ci")
+                            self.tenant_of[cid] = tenant
+                            if prober:
+                                self.probers.add(cid)
+                        if bad_token and pinned:
+                            t = self.bad_token(t, cid, pinned[0], tenant)
                         for p in pinned:
                             seq = pins[p.rank]
                             rel = seq[0][1]
@@ -617,6 +785,17 @@ class _Gen:
                                 if at <= t and r.time <= t:
                                     rel = r
                             t = self.install(t, cid, p, rel, platform=platform)
+
+    def bad_token(self, t: float, cid: str, p: _Project, tenant: str) -> float:
+        """A job with an expired or mistyped token: 401s (pip and CI retries), then the job is
+        re-run with a good token; returns when the re-run starts."""
+        for _ in range(self.noise.randint(1, 3)):
+            self.out.append(
+                Request(t, cid, "page", p.name, "", "", 120, status=401,
+                        route="/simple/{project}/", tenant=tenant)
+            )  # fmt: skip
+            t += 1.0 + 4.0 * self.noise.random()
+        return t + 600.0 * math.exp(0.8 * self.noise.gauss(0.0, 1.0))
 
     def mirrors(self, projects: list[_Project]) -> None:
         m, rng = self.m, self.rng
@@ -948,6 +1127,9 @@ def generate(
     _check(model, days)
     g = _Gen(model, seed, days)
     projects, cat = g.catalogue()
+    g._hosted = frozenset(p.name for p in projects)
+    if model.probe_share > 0:
+        g.public_names(set(g._hosted))
     cum: list[float] = []
     acc = 0.0
     for p in projects:
@@ -965,6 +1147,8 @@ def generate(
         g.maintainers(projects)
         if attacks:
             episodes = g.attacks(projects, cum)
+        if model.release_bursts_per_week > 0:
+            g.bursts(projects)  # last: the draws before it are those of the clean model
     reqs = [r for r in g.out if 0.0 <= r.time < g.end]
     reqs.sort(key=_time)
     source = f"generated:{model.name}:seed={seed}"

@@ -151,7 +151,9 @@ class BuildCache:
                 return None
             self._stats.remote.hits += 1
             self._stats.remote.bytes_read += len(value)
-        if self.local is not None and self.local.put(key, value):
+        # A back-fill skips the fsyncs: the value is also remote, and a torn local object
+        # fails its check on read (dropped, fetched again).
+        if self.local is not None and self.local.put_known(key, value, fsync=False):
             with self._lock:
                 self._stats.backfills += 1
                 self._stats.local.writes += 1

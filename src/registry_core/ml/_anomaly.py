@@ -7,13 +7,19 @@ metadata / upload shares, 404 and 401/403 shares and counts, and the client's ag
 its short-term rate against its long-term rate and the share of its requests coming from new
 clients (a download spike is many new clients on one file); per tenant, the decayed 404 and
 auth-failure rates (credential stuffing spreads over many clients, each with few attempts).
-State is bounded: at most ``max_clients`` clients and ``max_projects`` projects, least recently
-seen dropped first, and anything idle for ``ttl_s`` forgotten.
+Two features are there for benign noise (``TrafficModel.noisy()``): ``s404_x_share``, the 404
+count times the 404 share (a client probing names, not pip asking a private index for a public
+dependency among its installs), and ``project_fresh_unreleased``, the new clients arriving on a
+project discounted (quadratically) within 6 hours of an upload of it seen on the stream (a
+release being pulled by many fresh CI runners is not a spike). State is bounded: at most
+``max_clients`` clients and ``max_projects`` projects, least recently seen dropped
+first, and anything idle for ``ttl_s`` forgotten.
 
 Three detectors score the same feature row (one code path for training and serving):
 
 - ``rules``: the honest baseline, fixed thresholds on rate, 404s and auth failures, and the
-  project's new-client share; each rule names the kind it targets.
+  project's new-client arrivals; each rule names the kind it targets. ``train(...,
+  tune_rules=True)`` scales every threshold by one factor chosen on the training part.
 - ``iforest``: an isolation forest (Liu et al. 2008) fitted on training rows with numpy,
   scored in pure Python per request (the trees are small arrays in the artifact).
 - ``hst``: river's HalfSpaceTrees (Tan et al. 2011), online: it learns as it scores; the
@@ -76,10 +82,14 @@ FEATURE_NAMES = (
     "project_new_share",
     "tenant_auth_fail",
     "tenant_404",
+    "s404_x_share",
+    "project_fresh_unreleased",
 )
 _IDX = {n: i for i, n in enumerate(FEATURE_NAMES)}
 _FORMAT = 1
 _NEW_CLIENT_S = 120.0
+# a burst of new clients within this long after a project's upload is a release being pulled
+_RELEASE_GRACE_S = 6 * 3600.0
 
 
 class _Decay:
@@ -171,6 +181,8 @@ class StreamFeatures:
         # a developer back after a day is not a new client
         self._known: OrderedDict[str, float] = OrderedDict()
         self.max_known = max_known
+        # last upload seen per project (LRU-capped like the ids): a release explains a burst
+        self._uploaded: OrderedDict[str, float] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._clients)
@@ -222,7 +234,12 @@ class StreamFeatures:
         auth = c.auth.add(now, lam, float(failed))
         age = now - first
         fresh = age < _NEW_CLIENT_S
-        pfresh = pnew = 0.0
+        pfresh = pnew = unreleased = 0.0
+        if r.project and r.kind == "upload" and r.status < 400:
+            self._uploaded[r.project] = now
+            self._uploaded.move_to_end(r.project)
+            if len(self._uploaded) > self.max_known:
+                self._uploaded.popitem(last=False)
         if r.project:
             p = self._projects.get(r.project)
             if p is None:
@@ -236,6 +253,9 @@ class StreamFeatures:
             # new clients arriving on this project (first request of a new client to it)
             pfresh = p.fresh.add(now, lam, float(fresh and new > 0))
             pnew = pfresh / short
+            up = self._uploaded.get(r.project)
+            since = _RELEASE_GRACE_S if up is None else now - up
+            unreleased = pfresh * min(1.0, max(0.0, since) / _RELEASE_GRACE_S) ** 2
         t = self._tenants.get(r.tenant)
         if t is None:
             if len(self._tenants) < 10_000:
@@ -263,6 +283,8 @@ class StreamFeatures:
             pnew,
             t_auth,
             t_nf,
+            nf * nf / total,  # 404s weighted by their share: probing, not a 404 among installs
+            unreleased,  # new clients on a project, discounted within hours of its upload
         ]
 
 
@@ -274,8 +296,8 @@ DEFAULT_RULES: dict[str, tuple[str, float, str]] = {
     "many-new-projects": ("new_projects", 100.0, "scraper"),
     "auth-failures": ("auth_fail", 3.0, "credential_stuffing"),
     "tenant-auth-failures": ("tenant_auth_fail", 10.0, "credential_stuffing"),
-    "not-found-probing": ("s404", 5.0, "dependency_confusion"),
-    "new-client-burst": ("project_fresh", 20.0, "download_spike"),
+    "not-found-probing": ("s404_x_share", 5.0, "dependency_confusion"),
+    "new-client-burst": ("project_fresh_unreleased", 20.0, "download_spike"),
 }
 
 
@@ -432,7 +454,7 @@ def _squash(row: Sequence[float], scale: Sequence[Sequence[float]] | None) -> di
     out = {}
     for i, (name, v) in enumerate(zip(FEATURE_NAMES, row, strict=True)):
         x = _spread(name, v)
-        if scale is not None:
+        if scale is not None and i < len(scale):  # older models scaled fewer features
             lo, hi = scale[i]
             x = (x - lo) / (hi - lo) if hi > lo else 0.0
         else:
@@ -730,10 +752,13 @@ def train(
     fit_rows: int = 50_000,
     hst_params: Mapping[str, Any] | None = None,
     rows: Sequence[Sequence[float]] | None = None,
+    tune_rules: bool = False,
 ) -> ModelArtifact:
     """Fit ``detector`` on the first ``train_fraction`` of ``trace`` and choose its threshold
     (highest per-request F1 against the trace's labels there); metrics on the held-out rest.
-    ``rows``: the trace's feature rows if already replayed (:func:`replay_features`)."""
+    ``rows``: the trace's feature rows if already replayed (:func:`replay_features`).
+    ``tune_rules``: the rules' threshold too is chosen on the training part (one factor on
+    every rule's threshold) instead of the fixed 1 (a rule fires)."""
     if detector not in DETECTORS:
         raise InvalidArgumentError(f"detector must be one of {DETECTORS}, not {detector!r}")
     reqs = trace.requests
@@ -757,7 +782,11 @@ def train(
         hp["scale"] = fit_scale(rows[:cut:step])
     scorer = AnomalyScorer(detector, forest=forest, hst_params=hp)
     scores = _scores(scorer, rows)  # hst learns as it goes, as in serving
-    scorer.threshold = 1.0 if detector == "rules" else _best_threshold(scores[:cut], labels[:cut])
+    scorer.threshold = (
+        1.0
+        if detector == "rules" and not tune_rules
+        else _best_threshold(scores[:cut], labels[:cut])
+    )
     held = _metrics(reqs[cut:], [s >= scorer.threshold for s in scores[cut:]], trace)
     digest = hashlib.sha256()
     for r in reqs:
@@ -778,7 +807,7 @@ def train(
         seed=seed,
         card=card,
         name=f"anomaly-{detector}",
-        params={"detector": detector, "threshold": scorer.threshold},
+        params={"detector": detector, "threshold": scorer.threshold, "tune_rules": tune_rules},
     )
 
 

@@ -236,7 +236,29 @@ def patches() -> list[tuple[int, bytes]]:
     out.append((0, agg.compose([p1, p2])))
     raw_old, raw_new = artifacts()[2]
     out.append((2, agg.full_patch(raw_new, base=raw_old)))
+    # Both plain methods explicitly (diff keeps whichever is smaller on this pair): a BINARY
+    # patch, and a ZSTD_PREFIX patch (the target as a zstd frame with the base as dictionary).
+    from registry_core import DeltaAggregator
+
+    out.append((2, DeltaAggregator(prefix=False, level=3).diff(raw_old, raw_new)))
+    out.append((2, _prefix_patch(raw_old, raw_new)))
     return out
+
+
+def _prefix_patch(old: bytes, new: bytes) -> bytes:
+    """A ZSTD_PREFIX patch of ``old`` -> ``new`` whatever its size against the other methods."""
+    from registry_core.delta import _prefix
+    from registry_core.delta._format import Codec, Method, Section, serialize
+
+    frame = _prefix.encode(old, new, level=3)
+    return serialize(
+        Method.ZSTD_PREFIX,
+        base_size=len(old),
+        target_size=len(new),
+        base_sha256=hashlib.sha256(old).digest(),
+        target_sha256=hashlib.sha256(new).digest(),
+        sections=[(Section.FRAME, Codec.STORED, len(frame), frame)],
+    )
 
 
 def seeds(mode: str) -> list[bytes]:

@@ -59,7 +59,8 @@ def test_similar_binary_is_small():
     old = os.urandom(200_000)
     new = edit(old, 1, n=10)
     patch = AGG.diff(old, new)
-    assert AGG.inspect(patch).method == "BINARY"
+    # either plain method: the smaller is kept (ZSTD_PREFIX usually, on random bytes)
+    assert AGG.inspect(patch).method in ("BINARY", "ZSTD_PREFIX")
     assert len(patch) < 2_000
     assert AGG.apply(old, patch) == new
 

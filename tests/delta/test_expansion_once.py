@@ -87,9 +87,9 @@ def test_target_streams_hashed_once(hashes):
     n_old, n_new = streams_of(agg, old), streams_of(agg, new)
     hashes.clear()
     agg.diff(old, new)
-    # the two artifacts, the trailers of the two candidate patches (archive, plain), and each
-    # stream of each side once (before: every target stream twice)
-    assert len(hashes) == 2 + 2 + n_old + n_new
+    # the two artifacts, the trailers of the three candidate patches (archive, plain, zstd
+    # prefix), and each stream of each side once (before: every target stream twice)
+    assert len(hashes) == 2 + 3 + n_old + n_new
 
 
 def test_raw_base_source_built_in_one_copy(monkeypatch):

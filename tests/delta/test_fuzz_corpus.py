@@ -96,7 +96,7 @@ def test_seed_patches_rebuild_their_targets():
         assert hashlib.sha256(out).hexdigest() == info.target_sha256
         methods.add(info.method)
     # the seeds cover every kind of patch the fuzzer should start from
-    assert {"ARCHIVE", "BINARY", "FULL"} <= methods
+    assert {"ARCHIVE", "BINARY", "FULL", "ZSTD_PREFIX", "CHAIN"} <= methods
     assert [agg.apply(old, fz.patches()[i][1]) for i, (old, _) in enumerate(artifacts)] == [
         new for _, new in artifacts
     ]

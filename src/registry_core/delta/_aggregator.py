@@ -26,11 +26,12 @@ from ..errors import (
     RegistryCoreError,
     ReproductionUnavailableError,
 )
-from . import _binary, _bundle, _compose
+from . import _binary, _bundle, _compose, _prefix
 from ._deflate import ZLIB, DeflateParams, StreamPolicy, engine_reproduces
 from ._files import read_stable
 from ._format import (
     FLAG_RAW_BASE,
+    Codec,
     Method,
     Patch,
     Section,
@@ -142,6 +143,11 @@ class DeltaAggregator:
       inputs, libdeflate, 7-Zip, zlib forks...) are expanded anyway and rebuilt by the C core
       from a correction record (layout version 2, docs/delta-format.md). Default on; turn it off
       for clients that only read layout version 1 (registry-core before reconstruction).
+    - ``prefix``: also try a ZSTD_PREFIX patch (the target as one zstd frame with the base as
+      its dictionary, what ``zstd --patch-from`` does) and keep it when smaller: for inputs
+      that are not archives (or when ``archive_aware`` is off) whose base + target fit 128 MiB,
+      and for archives up to 1 MiB of target. Default on; turn it off for clients that only
+      read methods 0-3 (registry-core before ZSTD_PREFIX).
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags`, read once here. The aggregator
       never looks flags up on its own (no environment, no project file).
 
@@ -161,6 +167,7 @@ class DeltaAggregator:
         full_margin: float = 0.02,
         flags: FeatureFlags | None = None,
         reconstruct: bool = True,
+        prefix: bool = True,
     ) -> None:
         if not 1 <= level <= 22:
             raise InvalidArgumentError(f"level must be in 1..22, not {level}")
@@ -181,6 +188,7 @@ class DeltaAggregator:
         self.max_chain = max_chain
         self.full_margin = full_margin
         self.reconstruct = bool(reconstruct)
+        self.prefix = bool(prefix)
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
         # Deflate parameters that reproduced a stream, by the stream's SHA-256.
@@ -210,6 +218,7 @@ class DeltaAggregator:
         }
         stats: dict[str, object] = {}
         candidates: list[bytes] = []
+        archive = None
         if self.archive_aware:
             archive = self._diff_archive(old_v, new_v, header, stats)
             if archive is not None:
@@ -221,6 +230,17 @@ class DeltaAggregator:
             streams = _binary.encode(old_v, new_v, max_chain=self.max_chain)
             sections = stream_sections(streams, level=self.level)
             candidates.append(serialize(Method.BINARY, sections=sections, **header))
+        # The zstd-with-the-base-as-prefix candidate: always for plain inputs within the
+        # window; for archives only on small targets (on large ones the archive view wins and
+        # a second level-19 pass over megabytes of compressed bytes is not worth its time).
+        if (
+            self.prefix
+            and _prefix.fits(len(old_v), len(new_v))
+            and (archive is None or len(new_v) <= _ALWAYS_BOTH)
+        ):
+            frame = _prefix.encode(old_v, new_v, level=self.level)
+            section = (Section.FRAME, Codec.STORED, len(frame), frame)
+            candidates.append(serialize(Method.ZSTD_PREFIX, sections=[section], **header))
         best = min(candidates, key=len)
         if len(best) >= len(new_v) * (1.0 - self.full_margin):
             best = self.full_patch(new_v, base=old_v, _header=header)
@@ -356,6 +376,11 @@ class DeltaAggregator:
             return _binary.apply(old, streams, p.target_size)
         if p.method == Method.CHAIN:
             return self._apply_chain(old, p)
+        if p.method == Method.ZSTD_PREFIX:
+            frame = p.sections[Section.FRAME]
+            if len(frame.payload) != frame.raw_len:
+                raise CorruptPatchError("patch section FRAME has the wrong length")
+            return _prefix.decode(old, frame.payload, p.target_size)
         return self._apply_archive(old, p)
 
     def _apply_chain(self, old: memoryview, p: Patch) -> bytes:

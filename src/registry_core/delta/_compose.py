@@ -184,6 +184,10 @@ def compose_two(
         return chain([*members[:-1], merged]) if len(members) > 1 else merged
     if second.method == Method.CHAIN:
         return chain([first_bytes, *chain_members(second, max_size=len(second_bytes))])
+    if Method.ZSTD_PREFIX in (first.method, second.method):
+        # A zstd frame is not a list of copies from the base: it cannot be merged with another
+        # patch without the intermediate, so the two travel together.
+        return chain([first_bytes, second_bytes])
     if first.method != second.method or (first.flags | second.flags) & FLAG_RAW_BASE:
         # A plain delta and an archive delta (or one reading the base's raw bytes) work on
         # different views of the intermediate artifact: without it they cannot be merged,

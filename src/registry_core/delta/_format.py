@@ -4,7 +4,7 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
 
     magic   b"RCDP"
     version u8 = 1
-    method  u8: 0 FULL, 1 BINARY, 2 ARCHIVE, 3 CHAIN
+    method  u8: 0 FULL, 1 BINARY, 2 ARCHIVE, 3 CHAIN, 4 ZSTD_PREFIX
     flags   u8: bit 0 RAW_BASE (ARCHIVE only: the delta source is the expanded base followed
             by the base itself); readers reject other bits
     base_size, target_size
@@ -14,7 +14,8 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
     trailer: SHA-256 (32 bytes) of every byte before it
 
 Sections by method: FULL has TARGET; BINARY has CTRL, DIFF, EXTRA; ARCHIVE has LAYOUTS
-(the base's and the target's layout in one section), CTRL, DIFF, EXTRA; CHAIN has PATCHES.
+(the base's and the target's layout in one section), CTRL, DIFF, EXTRA; CHAIN has PATCHES;
+ZSTD_PREFIX has FRAME (stored: a zstd frame of the target with the base as its dictionary).
 Parsing checks the trailer first, so a corrupted patch is refused
 before anything is decompressed, and every declared size is checked against caller limits before
 a byte is allocated for it.
@@ -58,6 +59,7 @@ class Method(enum.IntEnum):
     BINARY = 1
     ARCHIVE = 2
     CHAIN = 3  # patches applied in sequence (compose of patches that cannot be merged)
+    ZSTD_PREFIX = 4  # the target as a zstd frame with the base as raw-content dictionary
 
 
 class Section(enum.IntEnum):
@@ -67,6 +69,7 @@ class Section(enum.IntEnum):
     EXTRA = 3
     LAYOUTS = 4  # uvarint len(old layout), old layout, new layout (one zstd frame)
     PATCHES = 5  # uvarint count, then per patch: uvarint length, a complete non-CHAIN patch
+    FRAME = 6  # one zstd frame decoded with the base as its dictionary (codec STORED)
 
 
 class Codec(enum.IntEnum):
@@ -79,6 +82,7 @@ REQUIRED = {
     Method.BINARY: (Section.CTRL, Section.DIFF, Section.EXTRA),
     Method.ARCHIVE: (Section.LAYOUTS, Section.CTRL, Section.DIFF, Section.EXTRA),
     Method.CHAIN: (Section.PATCHES,),
+    Method.ZSTD_PREFIX: (Section.FRAME,),
 }
 
 
@@ -284,7 +288,10 @@ def parse(patch: bytes | bytearray | memoryview) -> Patch:
     try:
         method_e = Method(method)
     except ValueError:
-        raise CorruptPatchError(f"unknown patch method {method}") from None
+        raise CorruptPatchError(
+            f"unknown patch method {method} (this reader knows "
+            f"{', '.join(f'{m.value} {m.name}' for m in Method)}); upgrade registry-core"
+        ) from None
     if flags & ~FLAG_RAW_BASE or (flags and method_e != Method.ARCHIVE):
         raise CorruptPatchError(f"unknown patch flags {flags:#x} for a {method_e.name} patch")
     pos = 7
@@ -324,6 +331,9 @@ def parse(patch: bytes | bytearray | memoryview) -> Patch:
         raise CorruptPatchError(
             f"{method_e.name} patch has missing sections {missing} / unexpected sections {extra}"
         )
+    frame = result.sections.get(Section.FRAME)
+    if frame is not None and frame.codec != Codec.STORED:
+        raise CorruptPatchError("ZSTD_PREFIX patch section FRAME must be stored (codec 0)")
     return result
 
 

@@ -5,7 +5,10 @@
 Traces: ``generate(seed=N)`` (14 days) to train and measure the forecasters on its held-out
 last 30%; the anomaly detectors are trained on the first 70% of that trace and measured on an
 independent ``generate(seed=N+1)`` (a held-out trace has all four attack kinds twice; the
-held-out 30% of one trace holds too few episodes to count). ``--quick``: 4-day traces with 400
+held-out 30% of one trace holds too few episodes to count), and the same again on
+``generate(TrafficModel.noisy(), seed=N)`` / ``seed=N+1``: the clean traces' normal clients
+never see a 404 or a 401 and all exist from the start, the noisy ones add benign 404s, 401s,
+client churn and release bursts (both tables side by side). ``--quick``: 4-day traces with 400
 developer machines, and half-space trees on a 100k-request slice. Typosquatting: a list of real
 popular PyPI project names written here (names only) and the generated catalogue's names;
 content heuristics: the real wheels and sdists of the benchmark corpus (``make corpus``) when
@@ -29,7 +32,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from registry_core.ml import _anomaly, _content, _forecast, _scaling, _typosquat
-from registry_core.ml.traces import Trace, generate
+from registry_core.ml.traces import Trace, TrafficModel, generate
 
 DAY = 86400.0
 
@@ -81,10 +84,10 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _trace(seed: int, quick: bool) -> Trace:
+def _trace(seed: int, quick: bool, model: TrafficModel | None = None) -> Trace:
     if quick:
-        return generate(seed=seed, days=4, clients=400)
-    return generate(seed=seed, days=14)
+        return generate(model, seed=seed, days=4, clients=400)
+    return generate(model, seed=seed, days=14)
 
 
 # -- forecasting and scaling ------------------------------------------------------------------
@@ -217,50 +220,127 @@ def _forecast_tables(trace: Trace, seed: int, quick: bool) -> str:
 # -- anomalies --------------------------------------------------------------------------------
 
 
-def _anomaly_tables(train_trace: Trace, test_trace: Trace, seed: int, quick: bool) -> str:
-    kinds = ("scraper", "credential_stuffing", "dependency_confusion", "download_spike")
+# the rules before the benign-noise features: absolute 404 count, every new client counted
+_RAW_RULES = {
+    **_anomaly.DEFAULT_RULES,
+    "not-found-probing": ("s404", 5.0, "dependency_confusion"),
+    "new-client-burst": ("project_fresh", 20.0, "download_spike"),
+}
+_KINDS = ("scraper", "credential_stuffing", "dependency_confusion", "download_spike")
+# detector rows of the anomaly tables: (name, detector, train() keyword arguments)
+_ANOMALY_ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    ("rules (raw 404, new clients)", "rules", {"rules": _RAW_RULES}),
+    ("rules", "rules", {}),
+    ("rules (tuned)", "rules", {"tune_rules": True}),
+    ("iforest", "iforest", {}),
+    ("hst", "hst", {}),
+)
+
+
+def _anomaly_results(
+    train_trace: Trace, test_trace: Trace, seed: int, quick: bool
+) -> tuple[dict[str, dict[str, float]], dict[str, list[bool]]]:
+    """Per detector row, the metrics on ``test_trace`` and its flags there."""
     rows_train = _anomaly.replay_features(train_trace.requests)
     rows_test = _anomaly.replay_features(test_trace.requests)
     results: dict[str, dict[str, float]] = {}
-    for det in _anomaly.DETECTORS:
+    flagged: dict[str, list[bool]] = {}
+    for name, det, kwargs in _ANOMALY_ROWS:
         tr_rows = rows_train
         trace = train_trace
         if det == "hst" and quick:  # river is ~100 us a request: a slice in quick mode
             trace = Trace(train_trace.requests[:100_000], train_trace.catalogue,
                           train_trace.episodes, train_trace.source)  # fmt: skip
             tr_rows = rows_train[:100_000]
-        art = _anomaly.train(trace, seed=seed, detector=det, rows=tr_rows)
-        scorer = _anomaly.AnomalyScorer.from_artifact(art)
+        if "rules" in kwargs:  # fixed rules: nothing to train
+            scorer = _anomaly.AnomalyScorer(det, rules=kwargs["rules"])
+        else:
+            art = _anomaly.train(trace, seed=seed, detector=det, rows=tr_rows, **kwargs)
+            scorer = _anomaly.AnomalyScorer.from_artifact(art)
         flags = [v >= scorer.threshold for v in _anomaly._scores(scorer, rows_test)]
-        results[det] = _anomaly._metrics(test_trace.requests, flags, test_trace)
-        results[det]["threshold"] = scorer.threshold
+        results[name] = _anomaly._metrics(test_trace.requests, flags, test_trace)
+        results[name]["threshold"] = scorer.threshold
+        flagged[name] = flags
+    return results, flagged
+
+
+def _noise_counts(trace: Trace) -> list[list[Any]]:
+    """What is benign noise in a trace: normal requests with 404 / 401, normal clients first
+    seen after the first day, and their requests."""
+    normal = [r for r in trace.requests if not r.label]
+    first: dict[str, float] = {}
+    for r in normal:
+        first.setdefault(r.client, r.time)
+    late = {c for c, t in first.items() if t >= DAY}
+    return [
+        ["normal requests", len(normal)],
+        ["normal 404s", sum(1 for r in normal if r.status == 404)],
+        ["normal 401s", sum(1 for r in normal if r.status == 401)],
+        ["normal clients", len(first)],
+        ["normal clients first seen after day 1", len(late)],
+        ["requests of those clients", sum(1 for r in normal if r.client in late)],
+    ]
+
+
+def _false_positives(trace: Trace, flagged: dict[str, list[bool]]) -> list[list[Any]]:
+    """False positives by what the benign request was (client type, status)."""
+    causes: dict[str, dict[str, int]] = {}
+    for name, flags in flagged.items():
+        for r, f in zip(trace.requests, flags, strict=True):
+            if f and not r.label:
+                cause = f"{trace.clients.get(r.client, '?')} {r.kind} {r.status}"
+                causes.setdefault(cause, {})
+                causes[cause][name] = causes[cause].get(name, 0) + 1
+    order = sorted(causes, key=lambda c: -sum(causes[c].values()))
+    return [[c] + [causes[c].get(n, 0) for n, _, _ in _ANOMALY_ROWS] for c in order[:8]]
+
+
+def _anomaly_tables(
+    pairs: list[tuple[str, Trace, Trace]], seed: int, quick: bool, hst_trace: Trace
+) -> str:
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    flagged: dict[str, dict[str, list[bool]]] = {}
+    for label, train_trace, test_trace in pairs:
+        results[label], flagged[label] = _anomaly_results(train_trace, test_trace, seed, quick)
     out = [
         "### Anomaly detection: trained on 70% of one trace, measured on an independent trace",
         "",
-        f"Train `{train_trace.source}`, test `{test_trace.source}` ({len(test_trace.requests):,} "
-        "requests, "
-        f"{sum(1 for r in test_trace.requests if r.label):,} labelled). Threshold: the best "
-        "per-request F1 on the training part (rules: fixed, score 1 = a rule fires). An "
+    ]
+    for label, train_trace, test_trace in pairs:
+        out.append(
+            f"- {label}: train `{train_trace.source}`, test `{test_trace.source}` "
+            f"({len(test_trace.requests):,} requests, "
+            f"{sum(1 for r in test_trace.requests if r.label):,} labelled)."
+        )
+    out += [
+        "",
+        "Threshold: the best per-request F1 on the training part (rules: fixed, score 1 = a rule "
+        "fires; rules (tuned): one factor on every rule's threshold, chosen the same way; rules "
+        "(raw 404, new clients): the rules on the absolute 404 count and every new client, "
+        "before the noise-aware features). An "
         "episode is found when one of its requests is flagged between its start and end.",
         "",
     ]
     rows = []
-    for det, m in results.items():
-        rows.append(
-            [
-                det,
-                m["threshold"],
-                m["precision"],
-                m["recall"],
-                m["flagged_share"],
-                m["client_precision"],
-                m["client_recall"],
-                f"{m['episodes_found']:.0f}/{m['episodes']:.0f}",
-            ]
-        )
+    for label, _, _ in pairs:
+        for name, m in results[label].items():
+            rows.append(
+                [
+                    label,
+                    name,
+                    m["threshold"],
+                    m["precision"],
+                    m["recall"],
+                    m["flagged_share"],
+                    m["client_precision"],
+                    m["client_recall"],
+                    f"{m['episodes_found']:.0f}/{m['episodes']:.0f}",
+                ]
+            )
     out.append(
         _table(
             [
+                "trace",
                 "detector",
                 "threshold",
                 "precision",
@@ -275,21 +355,42 @@ def _anomaly_tables(train_trace: Trace, test_trace: Trace, seed: int, quick: boo
     )
     out += ["", "Recall per request and episodes found, per kind:", ""]
     rows = []
-    for kind in kinds:
-        row: list[Any] = [kind]
-        for det in _anomaly.DETECTORS:
-            m = results[det]
-            row.append(m.get(f"recall.{kind}", math.nan))
-            row.append(
-                f"{m.get(f'episodes_found.{kind}', 0):.0f}/{m.get(f'episodes.{kind}', 0):.0f}"
-            )
-        rows.append(row)
-    head = ["kind"]
-    for det in _anomaly.DETECTORS:
-        head += [f"{det} recall", f"{det} episodes"]
+    for kind in _KINDS:
+        for label, _, _ in pairs:
+            row: list[Any] = [kind, label]
+            for name, _, _ in _ANOMALY_ROWS:
+                m = results[label][name]
+                row.append(m.get(f"recall.{kind}", math.nan))
+                row.append(
+                    f"{m.get(f'episodes_found.{kind}', 0):.0f}/{m.get(f'episodes.{kind}', 0):.0f}"
+                )
+            rows.append(row)
+    head = ["kind", "trace"]
+    for name, _, _ in _ANOMALY_ROWS:
+        head += [f"{name} recall", f"{name} episodes"]
     out.append(_table(head, rows))
+    counts = [_noise_counts(test) for _, _, test in pairs]
+    out += [
+        "",
+        "Benign noise in the test traces (normal = unlabelled):",
+        "",
+        _table(
+            ["", *[label for label, _, _ in pairs]],
+            [[counts[0][i][0], *[col[i][1] for col in counts]] for i in range(len(counts[0]))],
+        ),
+    ]
+    for label, _, test in pairs:
+        fps = _false_positives(test, flagged[label])
+        if fps:
+            out += [
+                "",
+                f"False positives on the {label} test trace by what the request was "
+                "(client type, kind, status):",
+                "",
+                _table(["request", *[n for n, _, _ in _ANOMALY_ROWS]], fps),
+            ]
     if not quick:
-        out += ["", _hst_windows(train_trace, rows_train, seed)]
+        out += ["", _hst_windows(hst_trace, _anomaly.replay_features(hst_trace.requests), seed)]
     return "\n".join(out)
 
 
@@ -573,12 +674,17 @@ def _costs(trace: Trace, seed: int) -> str:
 def run(quick: bool = False, seed: int = 0) -> str:
     trace = _trace(seed, quick)
     test = _trace(seed + 1, quick)
+    noisy = TrafficModel.noisy()
+    pairs = [
+        ("clean", trace, test),
+        ("noisy", _trace(seed, quick, noisy), _trace(seed + 1, quick, noisy)),
+    ]
     parts = [
         "## Forecasting, scaling, anomalies and upload checks (bench_ml_ops)",
         "",
         _forecast_tables(trace, seed, quick),
         "",
-        _anomaly_tables(trace, test, seed, quick),
+        _anomaly_tables(pairs, seed, quick, trace),
         "",
         _typosquat_table(trace, seed),
         "",

@@ -385,7 +385,11 @@ class LocalStore:
         sync = self._fsync if fsync is None else bool(fsync)
         path = self._path(digest)
         with self._writing():
-            tmp: str | None = self._write_tmp(value, sync)  # the slow part, outside the lock
+            # the slow part, outside the lock (the one-argument call when the store's own
+            # fsync setting applies: subclasses in tests override _write_tmp(value))
+            tmp: str | None = (
+                self._write_tmp(value) if sync == self._fsync else self._write_tmp(value, sync)
+            )
             try:
                 with self._write("storing a value") as conn:
                     present = conn.execute(
@@ -415,7 +419,8 @@ class LocalStore:
                         os.unlink(tmp)
         return True
 
-    def _write_tmp(self, value: bytes, sync: bool) -> str:
+    def _write_tmp(self, value: bytes, sync: bool | None = None) -> str:
+        sync = self._fsync if sync is None else sync
         try:
             fd, tmp = tempfile.mkstemp(dir=self._tmp, prefix="put-")
         except OSError as exc:

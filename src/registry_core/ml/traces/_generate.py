@@ -590,15 +590,16 @@ class _Gen:
         """Benign release bursts: a top project's release pulled by many fresh CI runners."""
         m, noise = self.m, self.noise
         n = round(m.release_bursts_per_week * self.days / 7.0)
-        top = projects[: min(30, len(projects))]
-        for _ in range(n):
-            p = top[noise.randrange(len(top))]
-            rels = [r for r in p.releases if 0 <= r.time < self.end]
-            if not rels:
-                continue
-            rel = rels[noise.randrange(len(rels))]
+        # the trace's releases of the 30 most downloaded projects
+        candidates = [
+            (p, r) for p in projects[: min(30, len(projects))] for r in p.releases if r.time >= 0
+        ]
+        names = [t for t, _ in m.tenants]
+        weights = [w for _, w in m.tenants]
+        for _ in range(n if candidates else 0):
+            p, rel = candidates[noise.randrange(len(candidates))]
             start = rel.time + 1800 * math.exp(0.7 * noise.gauss(0.0, 1.0))
-            tenant = self.tenant()
+            tenant = noise.choices(names, weights)[0]
             for _ in range(noise.randint(*m.burst_clients)):
                 cid = self.fresh_id("ci")
                 self.tenant_of[cid] = tenant

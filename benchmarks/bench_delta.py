@@ -25,6 +25,13 @@ measured inside the helper around read-inputs + diff/apply + write-output (inter
 and imports excluded: the library is meant to be embedded). The helper's RSS includes the
 interpreter and imports; its baseline after imports is reported too.
 
+With ``--generated`` (or ``--generated-only``, which needs no corpus) the run adds plain pairs,
+where ``zstd --patch-from`` is strongest: generated PEP 691 JSON project pages (``json-index``:
+a project with 40, 400 and 4,000 files, before and after one release, which adds two files and
+yanks an old one) and plain-text pairs (``text``: the changelog and one source module of two
+consecutive sdists of the corpus, when it is there). The patch table names the method our
+``diff`` kept (BINARY, ARCHIVE, ZSTD_PREFIX, FULL).
+
 Also: the share of deflate streams of each new artifact reproduced byte-exactly by the archive
 layer, and how many were copied unchanged; the boto3 chain composed with ``agg.compose``; and the
 goals of issue 3 with PASS/MISS. Writes ``benchmarks/results/delta.json``.
@@ -56,7 +63,7 @@ RESULTS = HERE / "results" / "delta.json"
 TIMEOUT = 900  # seconds per child process
 TIME = "/usr/bin/time"  # GNU time (Debian ``time``), for the peak RSS of each child
 REPEAT_BELOW = 0.5  # helpers repeat an operation that took less than this (warm figure)
-KIND_ORDER = ("wheel-pure", "wheel-native", "sdist")
+KIND_ORDER = ("wheel-pure", "wheel-native", "sdist", "json-index", "text")
 TOOLS = ("registry-core", "zstd", "bsdiff", "xdelta3", "detools")
 ANCHORS = TOOLS[1:]
 INSTALL_HINT = {
@@ -102,7 +109,11 @@ def _helper(argv: list[str]) -> int:
             if op == "encode":
                 result = agg.diff(old, second)
                 extra["stats"] = dict(agg.last_stats)
-                extra["method"] = agg.inspect(result).method
+                info = agg.inspect(result)
+                extra["method"] = info.method
+                # the sections' stored bytes: the patch without its container (header with
+                # two SHA-256 digests, section headers, SHA-256 trailer)
+                extra["payload_bytes"] = sum(st for _raw, st in info.sections.values())
             else:
                 result = agg.apply(old, second)
             Path(out).write_bytes(result)
@@ -242,6 +253,7 @@ def measure(tool: str, old: Path, new: Path, work: Path) -> dict:
         if "stats" in info:
             row["stats"] = info["stats"]
             row["method"] = info["method"]
+            row["payload_bytes"] = info.get("payload_bytes")
     app = run_child(app_cmd)
     row["apply_rss_kb"] = app["rss_kb"]
     row["apply_wall_s"] = app["wall"]
@@ -358,7 +370,7 @@ def print_pair_table(pairs_out: list[dict], tools: list[str]) -> None:
         print(f"\n{title}")
         head = f"{'pair':34} {'new bytes':>9} " + " ".join(f"{t:>{width}}" for t in tools)
         if title.startswith("patch"):
-            head += f" {'x':>6}"
+            head += f" {'x':>6} {'our method':>11}"
         print(head)
         print("-" * len(head))
         for kind in KIND_ORDER:
@@ -377,6 +389,7 @@ def print_pair_table(pairs_out: list[dict], tools: list[str]) -> None:
                     best, ours = best_anchor(p), p["tools"]["registry-core"]
                     ok = best and ours.get("ok")
                     line += f" {best[1] / ours['patch_bytes']:6.1f}" if ok else f" {'-':>6}"
+                    line += f" {ours.get('method', '-'):>11}"
                 print(line)
 
 
@@ -532,6 +545,43 @@ def goals(pairs_out: list[dict], summary: dict) -> list[dict]:
             "pass": over == n and failed == 0,
         }
     )
+    plain = [(p, r) for p, r in ours_ok if p["kind"] in ("json-index", "text")]
+    plain_z = [(p, r) for p, r in plain if p["tools"].get("zstd", {}).get("ok")]
+    if plain_z:
+        behind = [
+            (r["patch_bytes"] - p["tools"]["zstd"]["patch_bytes"], _pair_label(p))
+            for p, r in plain_z
+            if r["patch_bytes"] > p["tools"]["zstd"]["patch_bytes"]
+        ]
+        worst_plain = max(behind) if behind else None
+        out.append(
+            {
+                "goal": "plain pairs (json-index, text): no larger than zstd -19 --long=31 "
+                "--patch-from",
+                "measured": f"{len(plain_z) - len(behind)}/{len(plain_z)} pairs"
+                + (
+                    f"; worst {worst_plain[0]} bytes larger at {worst_plain[1]}"
+                    if worst_plain
+                    else ""
+                ),
+                "pass": not behind,
+            }
+        )
+        payload_behind = [
+            p
+            for p, r in plain_z
+            if (r.get("payload_bytes") or 0) > p["tools"]["zstd"]["patch_bytes"]
+        ]
+        container = [r["patch_bytes"] - (r.get("payload_bytes") or 0) for _, r in plain_z]
+        out.append(
+            {
+                "goal": "(diagnostic) plain pairs: our payload without the container no larger "
+                "than zstd's whole output",
+                "measured": f"{len(plain_z) - len(payload_behind)}/{len(plain_z)} pairs; "
+                f"container {min(container)}-{max(container)} bytes per patch",
+                "pass": not payload_behind,
+            }
+        )
     return out
 
 
@@ -593,8 +643,90 @@ def _tree() -> str:
 
 def _ver_of(path: Path) -> str:
     name = path.name
-    stem = name[:-4] if name.endswith(".whl") else name[: -len(".tar.gz")]
-    return stem.split("-")[1]
+    for suffix in (".whl", ".tar.gz", ".json", ".txt"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return name.split("-")[1]
+
+
+# -- generated plain pairs (JSON index pages, text) -------------------------------------------
+
+
+def index_page(n_files: int, *, seed: int, release: bool) -> bytes:
+    """A PEP 691 JSON project page of ``n_files`` files (deterministic); with ``release`` the
+    next state: one more release (an sdist and a wheel) and the oldest file yanked."""
+    import random
+
+    rng = random.Random(seed)
+    count = n_files + (2 if release else 0)
+    files = []
+    for i in range(count):
+        ver = f"1.{i // 2}.0"
+        name = f"demo_pkg-{ver}" + ("-py3-none-any.whl" if i % 2 else ".tar.gz")
+        digest = f"{rng.getrandbits(256):064x}"
+        entry = {
+            "filename": name,
+            "url": f"https://files.example.org/packages/{digest[:2]}/{digest[2:4]}/{digest[4:]}"
+            f"/{name}",
+            "hashes": {"sha256": digest},
+            "requires-python": ">=3.8" if i < count // 2 else ">=3.9",
+            "size": rng.randrange(20_000, 3_000_000),
+            "upload-time": f"20{20 + i * 6 // count}-{1 + i % 12:02d}-{1 + i % 28:02d}"
+            f"T{i % 24:02d}:{i % 60:02d}:00.000000Z",
+            "yanked": "broken build" if release and i == 0 else False,
+            "data-dist-info-metadata": {"sha256": f"{rng.getrandbits(256):064x}"}
+            if i % 2
+            else False,
+        }
+        files.append(entry)
+    doc = {
+        "meta": {"api-version": "1.1", "_last-serial": 1000 + count},
+        "name": "demo-pkg",
+        "versions": [f"1.{v}.0" for v in range((count + 1) // 2)],
+        "files": files,
+    }
+    return json.dumps(doc, indent=None, separators=(",", ":")).encode()
+
+
+def _sdist_member(path: Path, suffix: str) -> bytes | None:
+    import tarfile
+
+    with tarfile.open(path) as tf:
+        for m in tf.getmembers():
+            if m.isfile() and m.name.split("/", 1)[-1] == suffix:
+                f = tf.extractfile(m)
+                return f.read() if f else None
+    return None
+
+
+def generated_pairs(work: Path, corpus_series: list) -> list[tuple[str, str, Path, Path]]:
+    """(series, kind, old, new) of the generated plain pairs, written under ``work``."""
+    out = []
+    for n in (40, 400, 4000):
+        old, new = work / f"index{n}-1.json", work / f"index{n}-2.json"
+        old.write_bytes(index_page(n, seed=n, release=False))
+        new.write_bytes(index_page(n, seed=n, release=True))
+        out.append((f"pep691-{n}files-json", "json-index", old, new))
+    members = {
+        "requests-sdist": ("HISTORY.md", "requests/models.py"),
+        "attrs-sdist": ("CHANGELOG.md", "src/attr/_make.py"),
+    }
+    for s in corpus_series:
+        if s.name not in members or len(s.paths) < 2:
+            continue
+        a, b = s.paths[-2], s.paths[-1]
+        for member in members[s.name]:
+            old_b, new_b = _sdist_member(a, member), _sdist_member(b, member)
+            if old_b is None or new_b is None:
+                continue
+            tag = member.rsplit("/", 1)[-1].replace(".", "_").replace("-", "_")
+            old = work / f"{s.name}_{tag}-{_ver_of(a)}.txt"
+            new = work / f"{s.name}_{tag}-{_ver_of(b)}.txt"
+            old.write_bytes(old_b)
+            new.write_bytes(new_b)
+            out.append((f"{s.name.split('-')[0]}_{tag}-text", "text", old, new))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -606,13 +738,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", metavar="NAME", help="only series whose name contains NAME")
     ap.add_argument("--json", type=Path, default=RESULTS, help=f"output (default {RESULTS})")
     ap.add_argument("--no-chain", action="store_true", help="skip the composed boto3 chain")
+    ap.add_argument(
+        "--generated", action="store_true", help="add the generated JSON index and text pairs"
+    )
+    ap.add_argument(
+        "--generated-only",
+        action="store_true",
+        help="only the generated pairs (text pairs need the corpus's sdists; JSON pairs do not)",
+    )
     args = ap.parse_args(argv)
 
     from _corpus import corpus_dir, series
     from registry_core import build_info
 
     all_series = [s for s in series() if not args.only or args.only in s.name]
-    if not all_series:
+    source_series = series()
+    if args.generated_only:
+        all_series = []
+    elif not all_series:
         print(
             f"no corpus series found in {corpus_dir()} (filter {args.only!r}): run "
             "`python benchmarks/fetch_corpus.py` first",
@@ -630,7 +773,10 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{t} ({_version(t) if t != 'registry-core' else 'this tree'})" for t in tools)
     )
 
+    gen_dir = tempfile.TemporaryDirectory(prefix="bench-delta-gen-")
     todo = []
+    if args.generated or args.generated_only:
+        todo.extend(generated_pairs(Path(gen_dir.name), source_series))
     for s in all_series:
         ps = list(zip(s.paths, s.paths[1:], strict=False))
         if args.quick:
@@ -657,6 +803,10 @@ def main(argv: list[str] | None = None) -> int:
                 for f in work.iterdir():
                     f.unlink()
             p["reproduction"] = reproduction(new)
+            r0 = p["tools"]["registry-core"]
+            z0 = p["tools"].get("zstd", {})
+            if r0.get("ok") and z0.get("ok") and p["kind"] in ("json-index", "text"):
+                p["vs_patch_from"] = r0["patch_bytes"] - z0["patch_bytes"]
             pairs_out.append(p)
             r = p["tools"]["registry-core"]
             best = best_anchor(p)
@@ -667,6 +817,7 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
 
+    gen_dir.cleanup()
     print_pair_table(pairs_out, tools)
     summary = kind_summary(pairs_out, tools)
     print_kind_table(summary, tools)

@@ -180,3 +180,66 @@ def test_content_codings_do_not_wait_behind_diffs(releases):
 
     status, headers, _ = asyncio.run(main())
     assert status == 200 and dict(headers)["content-encoding"] == "zstd"
+
+
+def _gnu_gzip(data: bytes) -> bytes:
+    import shutil
+    import subprocess
+
+    gzip = shutil.which("gzip")
+    if gzip is None:
+        pytest.skip("GNU gzip is not installed")
+    return subprocess.run(
+        [gzip, "-9", "-n", "-c"], input=data, capture_output=True, check=True
+    ).stdout
+
+
+def _wheel_with_gnu_gzip_member(version: str, head: int) -> bytes:
+    """A wheel holding a ``.json.gz`` written by GNU gzip that no zlib setting reproduces (the
+    way botocore ships its service models); ``head`` changes the first record's length, so the
+    compressed bytes after it all move."""
+    import io
+    import json
+    import random
+    import zipfile
+
+    rng = random.Random(1)
+    items = [{"id": -1, "name": "new" * head}] + [
+        {"id": i, "name": "".join(rng.choice("abcdefghijklmnop") for _ in range(12))}
+        for i in range(3000)
+    ]
+    doc = json.dumps({"version": version, "items": items})
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("pkg/data.json.gz", (2024, 1, 1, 0, 0, 0))
+        zf.writestr(info, _gnu_gzip(doc.encode()), zipfile.ZIP_STORED)
+        meta = zipfile.ZipInfo(f"pkg-{version}.dist-info/METADATA", (2024, 1, 1, 0, 0, 0))
+        zf.writestr(meta, f"Name: pkg\nVersion: {version}\n", zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+def test_reconstructed_streams_go_only_to_clients_that_name_recon():
+    """A client naming ``recon`` gets the GNU gzip member rebuilt from its content (small
+    patch); for one naming only the reference engines (or nothing: an earlier client) the
+    member stays compressed in a version 1 layout, so no patch pays and the plain file is sent.
+    Each mode is computed and cached apart."""
+    d0 = _wheel_with_gnu_gzip_member("1.0", 1)
+    d1 = _wheel_with_gnu_gzip_member("1.1", 7)
+    storage = MemoryStorage({W.format("1.0"): d0, W.format("1.1"): d1})
+    app = RegistryApp(storage, flags=FeatureFlags(overrides=ON))
+    path = "/" + W.format("1.1")
+
+    async def main():
+        new = await app.handle("GET", path, {**_ask(d0), "delta-engines": "zlib, miniz, recon"})
+        ref = await app.handle("GET", path, {**_ask(d0), "delta-engines": "zlib, miniz"})
+        old = await app.handle("GET", path, _ask(d0))  # no Delta-Engines: predates the field
+        return new, ref, old
+
+    new, ref, old = asyncio.run(main())
+    assert new[0] == 226 and DeltaAggregator.inspect(new[2]).method == "ARCHIVE"
+    assert DeltaAggregator().apply(d0, new[2]) == d1
+    assert len(new[2]) * 20 < len(d1)  # the member diffed expanded, not compressed
+    # without reconstruction the member stays compressed and a patch does not pay: both
+    # clients get the plain file, and that mode's result was computed once, apart from recon
+    assert ref[0] == old[0] == 200 and ref[2] == old[2] == d1
+    assert app.patches_computed == 2

@@ -26,7 +26,12 @@ HANG = 60.0
 
 
 def _ask(have: bytes) -> list[tuple[str, str]]:
-    return [("if-none-match", etag_for(have)), ("a-im", "rcdelta")]
+    # as today's client asks: the reference engines and reconstruction (the precomputed mode)
+    return [
+        ("if-none-match", etag_for(have)),
+        ("a-im", "rcdelta"),
+        ("delta-engines", "zlib, miniz, recon"),
+    ]
 
 
 @pytest.fixture
@@ -121,7 +126,7 @@ def test_corrupt_store_entry_is_detected_and_recomputed(tree, call):
         assert (
             third.get(
                 *(bytes.fromhex(h) for h in os.path.basename(entry).split(".")[0].split("-")),
-                "archive",
+                "recon",
             )
             == body
         )  # rewritten intact

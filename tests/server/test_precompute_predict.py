@@ -84,7 +84,14 @@ def _run(tmp_path, built, **kw) -> tuple[int, int]:
         precomputed = app.files.patches_computed
         old = built["1.0"].wheel.read_bytes()
         rec = index.file(built["1.3"].wheel.name)
-        r = client.get(f"/{rec.path}", headers={"if-none-match": etag_for(old), "a-im": "rcdelta"})
+        r = client.get(
+            f"/{rec.path}",
+            headers={
+                "if-none-match": etag_for(old),
+                "a-im": "rcdelta",
+                "delta-engines": "zlib, miniz, recon",
+            },
+        )
         assert r.status_code in (200, 226)
         diffed_on_request = app.files.patches_computed - precomputed
         return diffed_on_request, precomputed

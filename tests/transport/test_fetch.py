@@ -177,7 +177,7 @@ def test_client_states_its_engines(pki, server, monkeypatch):
             return policy.plan(b"old").headers
 
     headers = run(main())
-    assert headers["a-im"] == "rcdelta" and headers["delta-engines"] == "miniz"
+    assert headers["a-im"] == "rcdelta" and headers["delta-engines"] == "miniz, recon"
 
 
 @pytest.mark.parametrize("http3", [False, True], ids=["h2", "h3"])

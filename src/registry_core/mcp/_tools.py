@@ -985,7 +985,7 @@ class RegistryTools:
         store = self._patches() if self.local else None
         b, t = _sha256_of(base), _sha256_of(target)
         if store is not None and b and t:
-            for mode in ("archive", "binary"):
+            for mode in ("recon", "archive", "binary"):
                 got = await self._thread(store.get, bytes.fromhex(b), bytes.fromhex(t), mode)
                 if got:
                     return len(got)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from .._util import LRU, SingleFlight, ThreadSingleFlight
 from ..errors import InvalidArgumentError, RegistryCoreError
+from ..eviction import POLICIES, make_policy
 from ..flags import FeatureFlags, resolve_flags
 from ..telemetry._context import span
 from ..wire._delta import delta_response_headers, etag_for_sha256, parse_delta_request
@@ -168,8 +169,11 @@ class _Hits:
         return len(self._lru)
 
 
-def _patch_store_for(storage: Storage, given: PatchStore | bool | None) -> PatchStore | None:
-    """The app's PatchStore: the one given, or by default one in a directory's state dir."""
+def _patch_store_for(
+    storage: Storage, given: PatchStore | bool | None, eviction: str = "lru"
+) -> PatchStore | None:
+    """The app's PatchStore: the one given, or by default one in a directory's state dir
+    evicting by ``eviction`` (a name of :data:`registry_core.eviction.POLICIES`)."""
     if given is False:
         return None
     if isinstance(given, PatchStore):
@@ -182,7 +186,7 @@ def _patch_store_for(storage: Storage, given: PatchStore | bool | None) -> Patch
         from ..storage import STATE_DIR
 
         # the state dir's path, not its property: nothing is created until a patch is written
-        return PatchStore(storage.root / STATE_DIR / "patches")
+        return PatchStore(storage.root / STATE_DIR / "patches", policy=make_policy(eviction))
     if given is True:
         raise InvalidArgumentError(
             "patch_store=True needs a DirectoryStorage; pass a PatchStore(directory) instead"
@@ -250,9 +254,10 @@ class RegistryApp:
     Patches persist (``patch_store``): a :class:`~registry_core.server._patch_store.PatchStore`
     keeps every computed patch (and every "not worth sending" result) on disk, keyed by the
     content of base and target. By default a DirectoryStorage gets one in
-    ``DIR/.registry-core/patches/`` (1 GiB); ``patch_store=False`` turns it off; another store
-    gets none unless given one. A request looks in the memory cache, then in the store, and
-    only then computes (within the bounds above).
+    ``DIR/.registry-core/patches/`` (1 GiB, evicting by ``eviction``: ``"lru"`` by default,
+    ``"sieve"`` or ``"s3fifo"``, see registry_core.eviction); ``patch_store=False`` turns it
+    off; another store gets none unless given one. A request looks in the memory cache, then
+    in the store, and only then computes (within the bounds above).
 
     Several instances share patches through ``shared_cache`` (a
     :class:`~registry_core.server._patch_store.RedisPatchCache`): after the memory cache and
@@ -290,6 +295,7 @@ class RegistryApp:
         chunk_size: int = 256 << 10,
         max_hit_paths: int = 4096,
         patch_store: PatchStore | bool | None = None,
+        eviction: str = "lru",
         precompute_queue: int = 64,
         envelopes: Callable[[str, bytes, bytes, bytes], bytes] | None = None,
         shared_cache: RedisPatchCache | None = None,
@@ -315,7 +321,11 @@ class RegistryApp:
         if not isinstance(storage, Storage):
             storage = DirectoryStorage(storage)
         self.storage: Storage = storage
-        self.patch_store: PatchStore | None = _patch_store_for(storage, patch_store)
+        if eviction not in POLICIES:
+            raise InvalidArgumentError(
+                f"eviction must be one of {', '.join(POLICIES)}, not {eviction!r:.40}"
+            )
+        self.patch_store: PatchStore | None = _patch_store_for(storage, patch_store, eviction)
         if envelopes is not None and not callable(envelopes):
             raise InvalidArgumentError("envelopes must be callable (e.g. signing.PatchEnvelopes)")
         self.envelopes = envelopes
@@ -358,7 +368,7 @@ class RegistryApp:
         self.stats = _Stats()
         self.patches_computed = 0
         self._count_lock = threading.Lock()
-        self._aggregators: dict[bool, DeltaAggregator] = {}
+        self._aggregators: dict[str, DeltaAggregator] = {}
         self._compressors: dict[tuple[str, int], Any] = {}
         self._offer = [
             c for c, on in (("zstd", self.zstd), ("br", self.brotli), ("gzip", True)) if on
@@ -380,19 +390,44 @@ class RegistryApp:
 
     @property
     def aggregator(self) -> DeltaAggregator:
-        """The app's one archive-aware (per DELTA_STABLE) aggregator, kept for its lifetime."""
-        return self._aggregator(self.archive_aware)
+        """The app's aggregator for today's clients (archive-aware per DELTA_STABLE, with
+        deflate reconstruction), kept for its lifetime."""
+        return self._aggregator(self._default_mode)
 
-    def _aggregator(self, archive_aware: bool) -> DeltaAggregator:
-        agg = self._aggregators.get(archive_aware)
+    @property
+    def _default_mode(self) -> str:
+        return "recon" if self.archive_aware else "binary"
+
+    def _mode_for(self, engines: Any) -> str:
+        """The patch mode a client gets from the engines it names (``Delta-Engines``).
+
+        ``binary``: DELTA_STABLE is off, or the client does not reproduce the reference
+        engines. ``recon``: it also names ``recon`` (it rebuilds reconstructed deflate streams:
+        layout version 2, registry-core 0.16 and later). ``archive``: the reference engines
+        only, or a client that says nothing (layout version 1, what every earlier client
+        reads)."""
+        if not self.archive_aware:
+            return "binary"
+        if engines is None:
+            return "archive"
+        names = {e.lower() for e in engines}
+        if not names >= REFERENCE_ENGINES:
+            return "binary"
+        return "recon" if "recon" in names else "archive"
+
+    def _aggregator(self, mode: str) -> DeltaAggregator:
+        """One aggregator per patch mode (``binary``, ``archive``, ``recon``)."""
+        agg = self._aggregators.get(mode)
         if agg is None:
             from ..delta import DeltaAggregator
 
             with self._count_lock:
                 agg = self._aggregators.setdefault(
-                    archive_aware,
+                    mode,
                     DeltaAggregator(
-                        archive_aware=archive_aware, max_expanded_size=self.max_expanded_bytes
+                        archive_aware=mode != "binary",
+                        reconstruct=mode == "recon",
+                        max_expanded_size=self.max_expanded_bytes,
                     ),
                 )
         return agg
@@ -491,17 +526,18 @@ class RegistryApp:
                     if self._pre_pending == 0:
                         self._pre_idle.set()
 
-    def _precompute_modes(self) -> list[bool]:
-        """The modes precomputed, as ``binary`` switches: the one a default client is served.
+    def _precompute_modes(self) -> list[str]:
+        """The modes precomputed: the one today's clients are served.
 
-        registry-core clients reproduce the reference deflate engines, so with DELTA_STABLE on
-        they get archive-aware patches; binary patches go only to clients that name other
-        engines. Whether a binary diff is cheap is not known before it is done (measured:
+        registry-core clients reproduce the reference deflate engines and reconstructed
+        streams, so with DELTA_STABLE on they get ``recon`` patches; earlier clients
+        (``archive``) and binary patches (clients that name other engines) are computed on
+        demand. Whether a binary diff is cheap is not known before it is done (measured:
         botocore 1.34.2 -> 1.34.3, 11.8 MB, 0.6 s for a 4 % patch; zstandard 0.22 -> 0.23,
         5.4 MB, 6.7 s for a 98 % patch, not worth sending), so binary patches are left to the
         request path (computed on demand within its bounds, then stored like any other).
         """
-        return [not self.archive_aware]
+        return [self._default_mode]
 
     def _precompute_one(self, target_path: str, base_path: str) -> None:
         """In the precompute worker: one pair, in each precomputed mode."""
@@ -517,8 +553,7 @@ class RegistryApp:
             with self._count_lock:
                 self.stats.precompute_skipped += 1
             return
-        for binary in self._precompute_modes():
-            mode = "binary" if binary else "archive"
+        for mode in self._precompute_modes():
             key = ("patch", base.sha256, target.sha256, mode)
             if key in self.cache or (
                 self.patch_store is not None
@@ -527,7 +562,7 @@ class RegistryApp:
                 with self._count_lock:
                     self.stats.precompute_skipped += 1
                 continue
-            self._compute_patch(key, base, target, binary, verify=True)
+            self._compute_patch(key, base, target, mode, verify=True)
             with self._count_lock:
                 self.stats.precomputed += 1
 
@@ -678,11 +713,8 @@ class RegistryApp:
         if isinstance(rng, ByteRange):
             return await self._ranged(info, rng, common, repr_digest)
         if ask.wants_rcdelta and self.deltas:
-            engines = getattr(ask, "engines", None)
-            binary = not self.archive_aware or (
-                engines is not None and not {e.lower() for e in engines} >= REFERENCE_ENGINES
-            )
-            patch = await self._patch(method, ask.base_sha256s()[:32], info, binary, client)
+            mode = self._mode_for(getattr(ask, "engines", None))
+            patch = await self._patch(method, ask.base_sha256s()[:32], info, mode, client)
             signed: list[tuple[str, str]] | None = []
             if patch is not None and self.envelopes is not None:
                 signed = await self._envelope_headers(info, patch[0], patch[1])
@@ -852,10 +884,9 @@ class RegistryApp:
     # -- patches -----------------------------------------------------------------------------
 
     async def _patch(
-        self, method: str, bases: list[bytes], target: ArtifactInfo, binary: bool, client: Hashable
+        self, method: str, bases: list[bytes], target: ArtifactInfo, mode: str, client: Hashable
     ) -> tuple[bytes, tuple[bytes, str]] | None:
         """(base, (patch, digest)): cached or computed from one of ``bases``, or None."""
-        mode = "binary" if binary else "archive"
         bases = [b for b in bases if b != target.sha256]
         for base in bases:  # any cached patch will do, whatever its position
             hit = self.cache.get(("patch", base, target.sha256, mode))
@@ -879,7 +910,7 @@ class RegistryApp:
         # the worker thread runs in this request's context, so its spans nest under the request
         ctx = contextvars.copy_context()
         result = await self._queued(
-            key, client, lambda: ctx.run(self._compute_patch, key, base_info, target, binary)
+            key, client, lambda: ctx.run(self._compute_patch, key, base_info, target, mode)
         )
         if result is None or not result[0]:
             return None
@@ -953,7 +984,7 @@ class RegistryApp:
         key: Hashable,
         base: ArtifactInfo,
         target: ArtifactInfo,
-        binary: bool,
+        mode: str,
         *,
         verify: bool | None = None,
     ) -> tuple[bytes, str]:
@@ -967,9 +998,9 @@ class RegistryApp:
             if hit is not None:
                 return hit
             if self.shared_cache is not None:
-                return self._shared_diff(key, base, target, binary, verify)
-            result, state = self._diff_once(base, target, binary, verify)
-            return self._keep(key, base, target, binary, result, state)
+                return self._shared_diff(key, base, target, mode, verify)
+            result, state = self._diff_once(base, target, mode, verify)
+            return self._keep(key, base, target, mode, result, state)
 
         return self._patch_flight.do(key, run)
 
@@ -978,7 +1009,7 @@ class RegistryApp:
         key: Hashable,
         base: ArtifactInfo,
         target: ArtifactInfo,
-        binary: bool,
+        mode: str,
         verify: bool | None,
     ) -> tuple[bytes, str]:
         """The patch through the shared cache (in a worker thread): another instance's result
@@ -989,16 +1020,15 @@ class RegistryApp:
 
         def compute() -> tuple[bytes, bool]:
             nonlocal state
-            result, state = self._diff_once(base, target, binary, verify)
+            result, state = self._diff_once(base, target, mode, verify)
             return result[0], state == "settled"
 
-        mode = "binary" if binary else "archive"
         got = self.shared_cache.get_or_compute(
             base.sha256,
             target.sha256,
             mode,
             compute,
-            check=lambda patch: self._check_shared(base, target, binary, patch),
+            check=lambda patch: self._check_shared(base, target, mode, patch),
         )
         if got.source == "shared":
             state = "settled"
@@ -1008,10 +1038,10 @@ class RegistryApp:
         if len(data) > target.size * (1 - self.min_delta_saving):
             data = b""  # shared by an instance configured otherwise: not worth it here
         result = (data, format_digest(data)) if data else _NOT_WORTH
-        return self._keep(key, base, target, binary, result, state)
+        return self._keep(key, base, target, mode, result, state)
 
     def _check_shared(
-        self, base: ArtifactInfo, target: ArtifactInfo, binary: bool, patch: bytes
+        self, base: ArtifactInfo, target: ArtifactInfo, mode: str, patch: bytes
     ) -> bool:
         """True when ``patch`` (read from the shared cache) turns the base into the target's
         exact bytes (SHA-256), so a value another process wrote is never served unchecked.
@@ -1022,7 +1052,7 @@ class RegistryApp:
         if len(old) != base.size:
             raise OSError(f"{base.path} changed since it was looked at")
         try:
-            new = self._aggregator(not binary).apply(old, patch)
+            new = self._aggregator(mode).apply(old, patch)
         except Exception:  # not a patch of this base: wrong, whatever the reason
             return False
         return len(new) == target.size and hashlib.sha256(new).digest() == target.sha256
@@ -1031,7 +1061,7 @@ class RegistryApp:
         self,
         base: ArtifactInfo,
         target: ArtifactInfo,
-        binary: bool,
+        mode: str,
         verify: bool | None,
     ) -> tuple[tuple[bytes, str], str]:
         """Diff and check (in a worker thread): (result, state). ``state``: "settled" (a patch
@@ -1040,7 +1070,6 @@ class RegistryApp:
         ``verify``: apply the patch once before keeping it (default ``verify_patches``)."""
         result = _NOT_WORTH
         verify = self.verify_patches if verify is None else verify
-        mode = "binary" if binary else "archive"
         with span("patch.compute", **{"patch.mode": mode, "patch.target": target.path}) as sp:
             try:
                 old = self.storage.read(base.path)
@@ -1048,7 +1077,7 @@ class RegistryApp:
                 if len(old) != base.size or len(new) != target.size:
                     sp.set_attribute("patch.outcome", "changed")
                     return _NOT_WORTH, "changed"  # the next stat re-hashes
-                agg = self._aggregator(not binary)
+                agg = self._aggregator(mode)
                 patch = agg.diff(old, new)
                 with self._count_lock:
                     self.patches_computed += 1
@@ -1075,7 +1104,7 @@ class RegistryApp:
         key: Hashable,
         base: ArtifactInfo,
         target: ArtifactInfo,
-        binary: bool,
+        mode: str,
         result: tuple[bytes, str],
         state: str,
     ) -> tuple[bytes, str]:
@@ -1084,7 +1113,6 @@ class RegistryApp:
             return result
         self.cache.put(key, result)
         if state == "settled" and self.patch_store is not None:
-            mode = "binary" if binary else "archive"
             self.patch_store.put(base.sha256, target.sha256, mode, result[0])
         if result[0] and self.envelopes is not None:
             self._envelope(target, base.sha256, result[0], result[1])

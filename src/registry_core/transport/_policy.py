@@ -71,11 +71,13 @@ def reproduced_engines() -> frozenset[str]:
 
     Asks ``registry_core.delta``'s ``engine_reproduces`` (a one-time ~10 ms check per engine,
     cached for the process). An engine whose check cannot run counts as not reproduced.
+    ``recon`` is the C core's reconstruction of any deflate stream from a correction record
+    (layout version 2): a server sends reconstructed streams only to clients that name it.
     """
-    from ..delta._deflate import MINIZ, ZLIB, engine_reproduces
+    from ..delta._deflate import MINIZ, RECON, ZLIB, engine_reproduces
 
     out = []
-    for name, engine in (("zlib", ZLIB), ("miniz", MINIZ)):
+    for name, engine in (("zlib", ZLIB), ("miniz", MINIZ), ("recon", RECON)):
         try:
             if engine_reproduces(engine):
                 out.append(name)

@@ -112,3 +112,10 @@ def test_the_documented_example_parses():
     config = parse('version = 2\n[storage]\ndirectory = "/srv"\n' + blocks[0] + "[tenants.a]\n")
     assert config.ml == MLConfig(True, upload_checks="warn", scaling=True, per_worker_rps=80.0)
     assert config.flags["ML_ANOMALY_DETECTION"] is True
+
+
+def test_cache_eviction_choices_follow_the_policies():
+    from registry_core.config._schema import CACHE_EVICTIONS
+    from registry_core.eviction import POLICIES
+
+    assert tuple(CACHE_EVICTIONS) == tuple(POLICIES)

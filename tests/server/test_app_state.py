@@ -20,7 +20,12 @@ def _app(releases, **kw):
 
 
 def _delta(have):
-    return [("if-none-match", etag_for(have)), ("a-im", "rcdelta")]
+    # as today's client asks (reference engines and reconstruction): the app's aggregator
+    return [
+        ("if-none-match", etag_for(have)),
+        ("a-im", "rcdelta"),
+        ("delta-engines", "zlib, miniz, recon"),
+    ]
 
 
 def test_one_aggregator_for_every_patch_and_its_memo_is_reused(releases, call):
@@ -171,3 +176,21 @@ def test_server_aggregators_bound_the_expanded_form():
     app = RegistryApp(MemoryStorage(), max_expanded_bytes=8 << 20)
     assert app.aggregator.max_expanded_size == 8 << 20
     assert RegistryApp(MemoryStorage()).aggregator.max_expanded_size == 32 << 20
+
+
+def test_patch_store_eviction_is_chosen_by_name(tmp_path):
+    import pytest
+
+    from registry_core.errors import InvalidArgumentError
+    from registry_core.eviction import LRUEviction, S3FIFOEviction, SieveEviction
+
+    for name, cls in (("lru", LRUEviction), ("sieve", SieveEviction), ("s3fifo", S3FIFOEviction)):
+        app = RegistryApp(
+            tmp_path, flags=FeatureFlags(overrides={"DELTA_STABLE": True}), eviction=name
+        )
+        try:
+            assert isinstance(app.patch_store.policy, cls)
+        finally:
+            app.close()
+    with pytest.raises(InvalidArgumentError, match="eviction"):
+        RegistryApp(tmp_path, eviction="belady")

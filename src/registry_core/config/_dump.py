@@ -124,6 +124,8 @@ def _operations(w: _Writer, config: Config) -> None:
     w.put("backend", cache.backend)
     w.put("redis_url", cache.redis_url)
     w.put("redis_url_env", cache.redis_url_env)
+    if cache.eviction != "lru":
+        w.put("eviction", cache.eviction)
     t = config.telemetry
     w.header("telemetry")
     w.put("otlp_endpoint", t.otlp_endpoint)

@@ -30,6 +30,7 @@ from ._schema import (
     ANOMALY_DETECTORS,
     BACKENDS,
     CACHE_BACKENDS,
+    CACHE_EVICTIONS,
     DATABASE_BACKENDS,
     DEFAULT_PLANS,
     ROLES,
@@ -501,10 +502,12 @@ def _cache(c: _Checker, value: object) -> CacheConfig:
     t = c.table(p, value, tuple(CacheConfig.__dataclass_fields__))
     backend = c.choice((*p, "backend"), t.get("backend", "local"), CACHE_BACKENDS)
     redis_url, redis_url_env = _redis_urls(c, p, t, backend == "redis")
+    eviction = c.choice((*p, "eviction"), t.get("eviction", "lru"), CACHE_EVICTIONS)
     return CacheConfig(
         backend=backend,  # type: ignore[arg-type]
         redis_url=redis_url,
         redis_url_env=redis_url_env,
+        eviction=eviction,  # type: ignore[arg-type]
     )
 
 

@@ -63,6 +63,8 @@ BACKENDS: tuple[str, ...] = ("memory", "redis")
 STORAGE_BACKENDS: tuple[str, ...] = ("directory", "s3")
 DATABASE_BACKENDS: tuple[str, ...] = ("sqlite", "postgresql")
 CACHE_BACKENDS: tuple[str, ...] = ("local", "redis")
+#: The patch store's eviction policies (registry_core.eviction.POLICIES, kept in step by a test).
+CACHE_EVICTIONS: tuple[str, ...] = ("lru", "sieve", "s3fifo")
 #: tls-alpn-01 is not offered: Python's ssl cannot see the ALPN offer when it picks the
 #: certificate (docs/domains.md).
 ACME_CHALLENGES: tuple[str, ...] = ("http-01",)
@@ -194,6 +196,8 @@ class CacheConfig:
     backend: Literal["local", "redis"] = "local"
     redis_url: str | None = None
     redis_url_env: str | None = None
+    #: what leaves a full local patch store: "lru", "sieve" or "s3fifo"
+    eviction: Literal["lru", "sieve", "s3fifo"] = "lru"
 
     def read_redis_url(self) -> str | None:
         """The Redis URL to connect to (read from ``redis_url_env`` when that is set)."""

@@ -370,6 +370,7 @@ def _build_tenant(
     upload_checks: bool = False,
 ) -> TenantRuntime:
     from ..auth import TenantStore
+    from ..eviction import make_policy
     from ..index import Index
     from ..storage import STATE_DIR
     from ._app import RegistryApp
@@ -402,12 +403,18 @@ def _build_tenant(
         if tuf is not None:
             tuf.attach(index)  # sync now (files added while down), then follow uploads
         # object storage has no state dir: computed patches stay on this machine
-        patches = None if storage is directory else PatchStore(directory / STATE_DIR / "patches")
+        eviction = config.cache.eviction
+        patches = (
+            None
+            if storage is directory
+            else PatchStore(directory / STATE_DIR / "patches", policy=make_policy(eviction))
+        )
         files = RegistryApp(
             index.storage,
             flags=flags,
             envelopes=envelopes,
             patch_store=patches,
+            eviction=eviction,
             shared_cache=shared,
         )
         opened.append(files)

@@ -198,6 +198,24 @@ def _cmd_warm(args: argparse.Namespace) -> int:
     _require(args, "proxy warm")
     from ..proxy import warm
 
+    predict_kw: dict[str, Any] = {}
+    if args.predict:
+        if not args.flags.is_enabled("ML_PREDICTIVE_PREFETCH"):
+            raise InvalidArgumentError(
+                "--predict is experimental and the ML_PREDICTIVE_PREFETCH flag is off: turn it "
+                "on (REGISTRY_CORE_FLAGS=ML_PREDICTIVE_PREFETCH=on, or [tool.registry-core.flags] "
+                "in pyproject.toml)"
+            )
+        if not 0.0 < args.predict_threshold <= 1.0:
+            raise InvalidArgumentError(
+                f"--predict-threshold must be in (0, 1], not {args.predict_threshold}"
+            )
+        from ..proxy._warm import load_predictor_for_warm
+
+        predict_kw = {
+            "predict": load_predictor_for_warm(args.predict, args.predict_log),
+            "predict_threshold": args.predict_threshold,
+        }
     report = warm(
         args.requirement,
         upstream=args.upstream,
@@ -207,6 +225,7 @@ def _cmd_warm(args: argparse.Namespace) -> int:
         flags=args.flags,
         **_eviction(args),
         **_trust(args),
+        **predict_kw,
     )
     print(warm_summary(report, args.cache_dir), flush=True)
     if report.failed:
@@ -331,5 +350,23 @@ def add_proxy_parser(sub: Any) -> None:
         "requirements file (pip freeze, pip-compile, uv pip compile).",
     )
     w.add_argument("-r", "--requirement", metavar="FILE", required=True, help="requirements file")
+    w.add_argument(
+        "--predict",
+        metavar="MODEL",
+        help="also prefetch the newer files this next-download model (.rcml, from `registry-core "
+        "ml train`) expects the proxy's clients to ask for (experimental: ML_PREDICTIVE_PREFETCH)",
+    )
+    w.add_argument(
+        "--predict-log",
+        metavar="LOG",
+        help="the proxy's JSON access log the model's features are computed from",
+    )
+    w.add_argument(
+        "--predict-threshold",
+        metavar="P",
+        type=float,
+        default=0.5,
+        help="prefetch files predicted at this probability or more (default 0.5)",
+    )
     _common(w, argparse.SUPPRESS)
     w.set_defaults(func=_cmd_warm, command_name="proxy warm")

@@ -805,8 +805,15 @@ def main(argv: list[str] | None = None) -> int:
             p["reproduction"] = reproduction(new)
             r0 = p["tools"]["registry-core"]
             z0 = p["tools"].get("zstd", {})
-            if r0.get("ok") and z0.get("ok") and p["kind"] in ("json-index", "text"):
-                p["vs_patch_from"] = r0["patch_bytes"] - z0["patch_bytes"]
+            if p["kind"] in ("json-index", "text"):
+                from registry_core import DeltaAggregator
+
+                # the encoder without the new method, on the same inputs (in this process)
+                without = DeltaAggregator(prefix=False)
+                p["without_prefix_bytes"] = len(without.diff(old.read_bytes(), new.read_bytes()))
+                p["without_prefix_method"] = without.last_stats.get("method")
+                if r0.get("ok") and z0.get("ok"):
+                    p["vs_patch_from"] = r0["patch_bytes"] - z0["patch_bytes"]
             pairs_out.append(p)
             r = p["tools"]["registry-core"]
             best = best_anchor(p)
@@ -819,6 +826,21 @@ def main(argv: list[str] | None = None) -> int:
 
     gen_dir.cleanup()
     print_pair_table(pairs_out, tools)
+    plain_rows = [p for p in pairs_out if "without_prefix_bytes" in p]
+    if plain_rows:
+        print(
+            "\nplain pairs: ours without ZSTD_PREFIX (prefix=False), ours, our payload "
+            "(patch minus container), zstd --patch-from"
+        )
+        print(f"{'pair':34} {'without':>13} {'ours':>6} {'payload':>7} {'zstd':>6}  method")
+        for p in plain_rows:
+            r, z = p["tools"]["registry-core"], p["tools"].get("zstd", {})
+            print(
+                f"{_pair_label(p)[:34]:34} {p['without_prefix_bytes']:6d} "
+                f"{p['without_prefix_method'] or '-':>6} {r.get('patch_bytes', 'FAIL'):>6} "
+                f"{r.get('payload_bytes') or '-':>7} {z.get('patch_bytes', '-'):>6}  "
+                f"{r.get('method', '-')}"
+            )
     summary = kind_summary(pairs_out, tools)
     print_kind_table(summary, tools)
 

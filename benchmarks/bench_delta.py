@@ -746,6 +746,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only the generated pairs (text pairs need the corpus's sdists; JSON pairs do not)",
     )
+    ap.add_argument(
+        "--without-prefix",
+        action="store_true",
+        help="also diff every pair with DeltaAggregator(prefix=False) (the plain pairs always)",
+    )
     args = ap.parse_args(argv)
 
     from _corpus import corpus_dir, series
@@ -805,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
             p["reproduction"] = reproduction(new)
             r0 = p["tools"]["registry-core"]
             z0 = p["tools"].get("zstd", {})
-            if p["kind"] in ("json-index", "text"):
+            if args.without_prefix or p["kind"] in ("json-index", "text"):
                 from registry_core import DeltaAggregator
 
                 # the encoder without the new method, on the same inputs (in this process)
@@ -829,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
     plain_rows = [p for p in pairs_out if "without_prefix_bytes" in p]
     if plain_rows:
         print(
-            "\nplain pairs: ours without ZSTD_PREFIX (prefix=False), ours, our payload "
+            "\nours without ZSTD_PREFIX (prefix=False), ours, our payload "
             "(patch minus container), zstd --patch-from"
         )
         print(f"{'pair':34} {'without':>13} {'ours':>6} {'payload':>7} {'zstd':>6}  method")

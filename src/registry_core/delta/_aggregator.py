@@ -63,6 +63,11 @@ T = TypeVar("T")
 DEFAULT_MAX_OUTPUT_SIZE = 2 << 30  # 2 GiB: larger artifacts need an explicit opt-in
 DEFAULT_EXPANSION_RATIO = EXPANSION_RATIO  # kept for importers; the one limit is in _layout
 _ALWAYS_BOTH = 1 << 20  # below this target size, try both archive and plain deltas
+# Archives whose target is at most this also get a ZSTD_PREFIX candidate (of their compressed
+# bytes). On the corpus it never won on an archive (`bench_delta.py --without-prefix`: the
+# same bytes with prefix=False on every pair) and costs one more level-19 pass over the
+# compressed bytes, so only small ones get it.
+_PREFIX_ARCHIVE_MAX = 256 << 10
 
 
 @dataclass(frozen=True)
@@ -146,7 +151,7 @@ class DeltaAggregator:
     - ``prefix``: also try a ZSTD_PREFIX patch (the target as one zstd frame with the base as
       its dictionary, what ``zstd --patch-from`` does) and keep it when smaller: for inputs
       that are not archives (or when ``archive_aware`` is off) whose base + target fit 128 MiB,
-      and for archives up to 1 MiB of target. Default on; turn it off for clients that only
+      and for archives up to 256 KiB of target. Default on; turn it off for clients that only
       read methods 0-3 (registry-core before ZSTD_PREFIX).
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags`, read once here. The aggregator
       never looks flags up on its own (no environment, no project file).
@@ -231,12 +236,12 @@ class DeltaAggregator:
             sections = stream_sections(streams, level=self.level)
             candidates.append(serialize(Method.BINARY, sections=sections, **header))
         # The zstd-with-the-base-as-prefix candidate: always for plain inputs within the
-        # window; for archives only on small targets (on large ones the archive view wins and
-        # a second level-19 pass over megabytes of compressed bytes is not worth its time).
+        # window; for archives only on small targets (on larger ones the archive view wins and
+        # a level-19 pass over compressed bytes is not worth its time).
         if (
             self.prefix
             and _prefix.fits(len(old_v), len(new_v))
-            and (archive is None or len(new_v) <= _ALWAYS_BOTH)
+            and (archive is None or len(new_v) <= _PREFIX_ARCHIVE_MAX)
         ):
             frame = _prefix.encode(old_v, new_v, level=self.level)
             section = (Section.FRAME, Codec.STORED, len(frame), frame)

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import InvalidArgumentError, InvalidTypeError
 from ._key import cache_key_of_encoded, encode_part
@@ -71,6 +71,60 @@ class Action:
     inputs: tuple[InputFile, ...]
     outputs: tuple[str, ...]
     cwd: Path
+
+    @property
+    def plain(self) -> list[object]:
+        """This action as JSON values (what StatCache persists; see :func:`_action_of_plain`)."""
+        ins = self.inputs
+        return [
+            ACTION_SCHEMA,
+            self.key,
+            list(self.argv),
+            self.tool,
+            self.tool_sha256,
+            [list(e) for e in self.env],
+            [f.path for f in ins],
+            [f.sha256 for f in ins],
+            [f.size for f in ins],
+            [bool(f.is_executable) for f in ins],
+            list(self.outputs),
+            str(self.cwd),
+        ]
+
+
+def _action_of_plain(plain: object, signature: tuple[object, ...]) -> Action | None:
+    """The Action a remembered-actions file holds, or None when it is not one that the current
+    signature could have produced (a damaged or foreign entry: the caller takes the slow path).
+
+    Everything the key covers but the inputs' digests is checked against the signature; the
+    digests themselves are covered by the file's checksum and the stat tuples' equality.
+    """
+    try:
+        fields: Any = plain
+        sig: Any = signature
+        (schema, key, argv, tool, tool_sha, env, paths, shas, sizes, execs, outs, cwd) = fields
+        args, env_values, outputs, _patterns, root, _exclude, sig_tool, tool_digest = sig
+        if (
+            schema != ACTION_SCHEMA
+            or not isinstance(key, str)
+            or tuple(argv) != args
+            or tuple(tuple(e) for e in env) != env_values
+            or tuple(outs) != outputs
+            or cwd != root
+            or tool != sig_tool
+            or tool_sha != tool_digest[0]
+            or not len(paths) == len(shas) == len(sizes) == len(execs)
+            or not all(type(n) is int for n in sizes)
+            or not all(type(x) is bool for x in execs)
+            or not all(isinstance(h, str) and len(h) == 64 for h in shas)
+            or paths != sorted(paths)
+        ):
+            return None
+        new = tuple.__new__
+        files = tuple(new(InputFile, t) for t in zip(paths, shas, sizes, execs, strict=True))
+        return Action(key, args, tool, tool_sha, env_values, files, outputs, Path(root))
+    except (TypeError, ValueError):
+        return None
 
 
 _U64 = struct.Struct(">Q").pack
@@ -399,7 +453,7 @@ def compute_action(
         root,
         tuple(sorted(exclude)),
         tool,
-        tool_digest,
+        tuple(tool_digest),
     )
     paths = list(found)
     stats = [
@@ -410,6 +464,14 @@ def compute_action(
     new = tuple.__new__  # InputFile(path, *digest) without the Python-level __new__ frame
     snap = cache.snapshot(signature)
     files: tuple[InputFile, ...] | None = None
+    if snap is not None and snap[0] == paths and isinstance(snap[2], list):
+        # Remembered by another process (read from the stat cache's ``.actions`` file).
+        decoded = _action_of_plain(snap[2], signature)
+        if decoded is not None and [f.path for f in decoded.inputs] == sorted(paths):
+            cache.remember(signature, snap[0], snap[1], decoded)  # in memory; file unchanged
+            snap = (snap[0], snap[1], decoded)
+        else:
+            snap = None
     if snap is not None and snap[0] == paths and isinstance(snap[2], Action):
         old_stats, known = snap[1], snap[2]
         if old_stats == stats:
@@ -451,5 +513,5 @@ def compute_action(
     )
     action = Action(key, args, tool, tool_sha, env_values, files, outs, Path(root))
     if not rehashed:  # every digest from a trusted entry equal to these stats: remember
-        cache.remember(signature, paths, stats, action)
+        cache.remember(signature, paths, stats, action, persist=True)
     return action

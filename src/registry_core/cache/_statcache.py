@@ -75,6 +75,8 @@ _COARSE_NS = 2_000_000_000
 _PARALLEL_BYTES = 4 << 20  # below this much to hash, threads cost more than they save
 _MAX_SNAPSHOTS = 256  # remembered actions (see StatCache.remember)
 _MAX_SNAPSHOT_FILES = 250_000  # files named by them in all (about 60 MB at most)
+_SNAP_MAGIC = b"RCSNAP1\n"  # the remembered-actions file: magic, SHA-256 hex, newline, JSON
+_MAX_SNAP_FILE = 128 << 20  # a bigger remembered-actions file is ignored (a slow path only)
 
 
 class FileDigest(NamedTuple):
@@ -265,6 +267,77 @@ def _serialize(paths: list[str], cols: list[array[int]], digests: bytes | bytear
     return body + hashlib.sha256(body).digest()
 
 
+def _freeze(v: object) -> object:
+    """JSON lists back into tuples (a signature is compared with tuples)."""
+    return tuple(_freeze(x) for x in v) if isinstance(v, list) else v
+
+
+class _Raw:
+    """A remembered action as read from the file, decoded only when its signature is asked
+    for (a process uses one or two of the up to 256 kept). ``len`` is its number of files."""
+
+    __slots__ = ("data", "n")
+
+    def __init__(self, data: bytes, n: int) -> None:
+        self.data, self.n = data, n
+
+    def __len__(self) -> int:
+        return self.n
+
+
+def _parse_index(data: bytes) -> list[tuple[object, _Raw]] | None:
+    """The entries of a ``.actions`` file (checked whole by its SHA-256), or None if damaged.
+
+    Layout: magic, the SHA-256 hex of the rest, newline, a JSON index line
+    ``[[signature, files, length], ...]``, then the entries' JSON texts back to back.
+    """
+    head = len(_SNAP_MAGIC)
+    if not data.startswith(_SNAP_MAGIC) or data[head + 64 : head + 65] != b"\n":
+        return None
+    body = memoryview(data)[head + 65 :]
+    if hashlib.sha256(body).hexdigest().encode("ascii") != data[head : head + 64]:
+        return None
+    end = data.find(b"\n", head + 65)
+    if end < 0:
+        return None
+    try:
+        index = json.loads(data[head + 65 : end])
+        out: list[tuple[object, _Raw]] = []
+        pos = end + 1
+        for sig, n, length in index:
+            if not isinstance(sig, list) or type(n) is not int or type(length) is not int:
+                return None
+            if n < 0 or length < 0 or pos + length > len(data):
+                return None
+            out.append((_freeze(sig), _Raw(data[pos : pos + length], n)))
+            pos += length
+    except (ValueError, TypeError):
+        return None
+    return out if pos == len(data) else None
+
+
+def _decode_entry(raw: _Raw) -> tuple[list[str], list[tuple[int, ...]], object] | None:
+    """(paths, stat tuples, plain value) of one entry, or None when it has the wrong shape."""
+    try:
+        paths, flat, plain = json.loads(raw.data.decode("utf-8", "surrogatepass"))
+        if (
+            not isinstance(paths, list)
+            or len(paths) != raw.n
+            or not isinstance(flat, list)
+            or len(flat) != 6 * len(paths)
+            or not set(map(type, paths)) <= {str}
+            or not set(map(type, flat)) <= {int}
+        ):
+            return None
+    except (ValueError, TypeError, UnicodeDecodeError):
+        return None
+    it = iter(flat)
+    stats: list[tuple[int, ...]] = list(
+        zip(it, it, it, it, it, it, strict=False)
+    )  # length: checked
+    return paths, stats, plain
+
+
 def _hash_batch(paths: list[str]) -> list[tuple[str, os.stat_result]]:
     return [hash_file(p) for p in paths]
 
@@ -307,6 +380,7 @@ class StatCache:
         # Snapshots of whole input sets (see remember/recall): in memory, per object.
         self._snapshots: dict[object, tuple[list[str], Sequence[tuple[int, ...]], object]] = {}
         self._snapshot_files = 0
+        self._snapshots_loaded = self.path is None  # read lazily from the sibling file
         if self.path is not None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -513,8 +587,78 @@ class StatCache:
 
     # -- snapshots of whole input sets ---------------------------------------------------------
 
+    def _snapshots_path(self) -> Path:
+        assert self.path is not None
+        return self.path.with_name(self.path.name + ".actions")
+
+    def _load_snapshots(self) -> None:
+        """Read the index of the remembered actions a previous process wrote (once; under
+        ``_lock``); entries are decoded when asked for (see ``snapshot``).
+
+        The file is checksummed and bounded; anything unreadable, damaged, truncated or of the
+        wrong shape is ignored (the per-file path runs instead: never a wrong key).
+        """
+        self._snapshots_loaded = True
+        path = self._snapshots_path()
+        try:
+            with open(path, "rb") as f:
+                if os.fstat(f.fileno()).st_size > _MAX_SNAP_FILE:
+                    return
+                data = f.read()
+        except OSError:
+            return
+        entries = _parse_index(data)
+        if entries is None:
+            self.discarded += 1
+            log.warning("remembered actions %s are damaged; ignored", path)
+            return
+        limit = min(self.max_entries, _MAX_SNAPSHOT_FILES)
+        for sig, raw in entries[-_MAX_SNAPSHOTS:]:
+            if self._snapshot_files + raw.n > limit:
+                break
+            self._snapshots[sig] = (raw, (), raw)  # type: ignore[assignment]
+            self._snapshot_files += raw.n
+
+    def _save_snapshots(self) -> None:
+        """Write the persistable remembered actions atomically; errors only warn."""
+        from .._util._atomic import atomic_write
+
+        index: list[list[object]] = []
+        blobs: list[bytes] = []
+        try:
+            for sig, (paths, stats, value) in self._snapshots.items():
+                if isinstance(value, _Raw):
+                    blob = value.data
+                else:
+                    plain = value if isinstance(value, list) else getattr(value, "plain", None)
+                    if plain is None:
+                        continue
+                    flat = [n for t in stats for n in t]
+                    blob = json.dumps(
+                        [paths, flat, plain], separators=(",", ":"), ensure_ascii=False
+                    ).encode("utf-8", "surrogatepass")
+                index.append([list(sig) if isinstance(sig, tuple) else sig, len(paths), len(blob)])
+                blobs.append(blob)
+            line = json.dumps(index, separators=(",", ":"), ensure_ascii=False)
+            body = [line.encode("utf-8", "surrogatepass"), b"\n", *blobs]
+            if sum(map(len, body)) + 100 > _MAX_SNAP_FILE:
+                return
+            h = hashlib.sha256()
+            for part in body:
+                h.update(part)
+            digest = h.hexdigest().encode("ascii")
+            atomic_write(self._snapshots_path(), [_SNAP_MAGIC, digest, b"\n", *body])
+        except (OSError, TypeError, ValueError) as exc:
+            log.warning("could not save the remembered actions: %s", exc)
+
     def remember(
-        self, signature: object, paths: list[str], stats: Sequence[tuple[int, ...]], value: object
+        self,
+        signature: object,
+        paths: list[str],
+        stats: Sequence[tuple[int, ...]],
+        value: object,
+        *,
+        persist: bool = False,
     ) -> None:
         """Keep ``value`` (an action) for ``signature`` while ``paths`` keep these stat tuples.
 
@@ -523,11 +667,18 @@ class StatCache:
         tuple (the racy rule's argument, applied to the whole set), so equal tuples mean equal
         digests. At most ``_MAX_SNAPSHOTS`` are kept, naming at most ``_MAX_SNAPSHOT_FILES``
         (or ``max_entries``) files in all: memory stays bounded; the oldest go first.
+
+        With ``persist`` (and a file), the remembered actions are also written to the sibling
+        file ``<path>.actions`` so that a new process takes the fast path: ``signature`` must
+        then be a tuple of JSON values and ``value`` must have a ``plain`` attribute (a JSON
+        value) that the caller decodes again when ``snapshot`` hands it back as a list.
         """
         limit = min(self.max_entries, _MAX_SNAPSHOT_FILES)
         if len(paths) > limit:
             return
         with self._lock:
+            if not self._snapshots_loaded:
+                self._load_snapshots()
             snaps = self._snapshots
             old = snaps.pop(signature, None)
             if old is not None:
@@ -536,19 +687,38 @@ class StatCache:
             self._snapshot_files += len(paths)
             while len(snaps) > _MAX_SNAPSHOTS or self._snapshot_files > limit:
                 self._snapshot_files -= len(snaps.pop(next(iter(snaps)))[0])
+            if persist and self.path is not None:
+                self._save_snapshots()
 
     def snapshot(
         self, signature: object
     ) -> tuple[list[str], Sequence[tuple[int, ...]], object] | None:
-        """(paths, stat tuples, value) remembered for ``signature``, or None."""
-        return self._snapshots.get(signature)
+        """(paths, stat tuples, value) remembered for ``signature``, or None. A value read
+        from the file comes back in its plain (JSON) form, for the caller to decode."""
+        if not self._snapshots_loaded:
+            with self._lock:
+                if not self._snapshots_loaded:
+                    self._load_snapshots()
+        snap = self._snapshots.get(signature)
+        if snap is not None and isinstance(snap[2], _Raw):
+            with self._lock:
+                decoded = _decode_entry(snap[2])
+                if self._snapshots.get(signature) is snap:
+                    if decoded is None:
+                        self._snapshots.pop(signature)
+                        self._snapshot_files -= snap[2].n
+                        self.discarded += 1
+                    else:
+                        self._snapshots[signature] = decoded
+            return decoded
+        return snap
 
     def recall(
         self, signature: object, paths: list[str], stats: Sequence[tuple[int, ...]]
     ) -> object | None:
         """The value remembered for ``signature`` when ``paths`` (in the same order) still have
         exactly these stat tuples; None otherwise. Two C-level list comparisons."""
-        snap = self._snapshots.get(signature)
+        snap = self.snapshot(signature)
         if snap is None or snap[0] != paths or snap[1] != stats:
             return None
         return snap[2]
@@ -599,8 +769,9 @@ class StatCache:
             self._snapshots.clear()
             self._snapshot_files = 0
             if self.path is not None:
+                self._snapshots_loaded = True
                 with self._file_lock():
-                    for p in (self.path, self._counters_path()):
+                    for p in (self.path, self._counters_path(), self._snapshots_path()):
                         with suppress(FileNotFoundError):
                             os.unlink(p)
                 self._loaded_from = None

@@ -156,6 +156,10 @@ class BazelHTTPTier:
     client with a pool of HTTP/1.1 keep-alive connections).
     """
 
+    # get_blob and fetch_blob check size and SHA-256 as the body streams in and hand back
+    # nothing else: BuildCache.run does not hash their blobs again.
+    verifies_blobs = True
+
     def __init__(
         self,
         url: str,
@@ -392,7 +396,7 @@ class BazelHTTPTier:
     def _body(self, resp: httpx.Response, limit: int, doing: str) -> Iterator[bytes]:
         """The decoded body in chunks; raises ``_TooLarge`` past ``limit`` bytes."""
         encoding = resp.headers.get("content-encoding", "identity").strip().lower()
-        raw = resp.iter_raw()  # as received: no re-chunking copy
+        raw = resp.iter_raw()  # as received (httpcore's 64 KiB reads): no re-chunking copy
         if encoding in ("", "identity"):
             chunks: Iterator[bytes] = raw
         elif encoding == "zstd" and self.zstd_downloads:
@@ -512,6 +516,8 @@ class BazelHTTPTier:
         chunks: list[bytes] = []
         if not self._fetch(digest, chunks.append):
             return None
+        # One copy into the result (a preallocated bytearray would need a second one to give
+        # bytes back, which LocalStore's back-fill and every caller expect).
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def fetch_blob(self, digest: Digest, dest: str | os.PathLike[str]) -> bool:

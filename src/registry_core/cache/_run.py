@@ -196,13 +196,9 @@ def execute(
 
 def _verifies_blobs(tier: object) -> bool:
     """Whether ``tier.get_blob`` returns only blobs it checked against the digest (size and
-    SHA-256): a tier saying so (``verifies_blobs = True``: LocalActionTier), or
-    BazelHTTPTier, whose ``get_blob`` hashes the body as it streams in and returns None on a
-    mismatch. Anything else is hashed again by the caller."""
-    if getattr(tier, "verifies_blobs", False) is True:
-        return True
-    bazel = sys.modules.get("registry_core.cache._bazel")  # not loaded: no such tier exists
-    return bazel is not None and type(tier) is getattr(bazel, "BazelHTTPTier", None)
+    SHA-256): the tier says so with ``verifies_blobs = True`` (LocalActionTier,
+    BazelHTTPTier). Anything else is hashed again by the caller."""
+    return getattr(tier, "verifies_blobs", False) is True
 
 
 @dataclass

@@ -12,8 +12,9 @@ cache's single-flight). See docs/cache.md.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._action import ACTION_SCHEMA, Action, InputFile, compute_action
-from ._bazel import BazelHTTPTier, BazelTierStats
 from ._cache import BuildCache, CacheStats, TierStats
 from ._key import cache_key
 from ._local import LocalStore
@@ -29,6 +30,20 @@ from ._redis import RedisStore
 from ._run import RunResult
 from ._statcache import FileDigest, StatCache
 from ._tiers import ActionTier, LocalActionTier, RedisActionTier
+
+if TYPE_CHECKING:
+    from ._bazel import BazelHTTPTier, BazelTierStats
+
+
+def __getattr__(name: str) -> Any:
+    """BazelHTTPTier and BazelTierStats load on first use (ssl, ipaddress...: a local
+    ``registry-core cache run`` does not pay for them)."""
+    if name in ("BazelHTTPTier", "BazelTierStats"):
+        from . import _bazel
+
+        return getattr(_bazel, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ACTION_SCHEMA",

@@ -160,7 +160,7 @@ def test_r5_archive_patch_on_a_non_reference_zlib_falls_back(monkeypatch, tmp_pa
     data, stats, peak = fetch(app, dest=dest)
     assert data == NEW
     # zlib gone: the reference set is incomplete (recon, the C core's own, stays listed)
-    assert app.requests[0]["delta-engines"] in ("miniz, recon", "recon")
+    assert app.requests[0]["delta-engines"] in ("miniz, recon, zstd-prefix", "recon, zstd-prefix")
     assert_full_fallback(app, stats, "fetch_delta_unusable", tmp_path, dest)
     assert peak < PEAK_ALLOWANCE
 

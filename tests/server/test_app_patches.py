@@ -230,7 +230,9 @@ def test_reconstructed_streams_go_only_to_clients_that_name_recon():
     path = "/" + W.format("1.1")
 
     async def main():
-        new = await app.handle("GET", path, {**_ask(d0), "delta-engines": "zlib, miniz, recon"})
+        new = await app.handle(
+            "GET", path, {**_ask(d0), "delta-engines": "zlib, miniz, recon, zstd-prefix"}
+        )
         ref = await app.handle("GET", path, {**_ask(d0), "delta-engines": "zlib, miniz"})
         old = await app.handle("GET", path, _ask(d0))  # no Delta-Engines: predates the field
         return new, ref, old
@@ -243,3 +245,31 @@ def test_reconstructed_streams_go_only_to_clients_that_name_recon():
     # clients get the plain file, and that mode's result was computed once, apart from recon
     assert ref[0] == old[0] == 200 and ref[2] == old[2] == d1
     assert app.patches_computed == 2
+
+
+def test_zstd_prefix_patches_go_only_to_clients_that_name_it():
+    """A plain (non-archive) pair where ZSTD_PREFIX wins: a client naming ``zstd-prefix`` may
+    get one; a client that does not (every earlier one) never does."""
+    import json
+
+    def page(n: int) -> bytes:
+        files = [{"filename": f"pkg-1.{i}.tar.gz", "sha256": f"{i:064x}"} for i in range(n)]
+        return json.dumps({"name": "pkg", "files": files}, indent=1).encode()
+
+    d0, d1 = page(400), page(401)
+    storage = MemoryStorage({"pkg/pkg-1.0.json": d0, "pkg/pkg-1.1.json": d1})
+    app = RegistryApp(storage, flags=FeatureFlags(overrides=ON))
+    path = "/pkg/pkg-1.1.json"
+
+    async def main():
+        new_engines = "zlib, miniz, recon, zstd-prefix"
+        new = await app.handle("GET", path, {**_ask(d0), "delta-engines": new_engines})
+        old = await app.handle("GET", path, {**_ask(d0), "delta-engines": "zlib, miniz, recon"})
+        return new, old
+
+    new, old = asyncio.run(main())
+    assert new[0] == old[0] == 226
+    assert DeltaAggregator.inspect(new[2]).method == "ZSTD_PREFIX"
+    assert DeltaAggregator.inspect(old[2]).method != "ZSTD_PREFIX"
+    for _, _, body in (new, old):
+        assert DeltaAggregator().apply(d0, body) == d1

@@ -30,7 +30,7 @@ def _ask(have: bytes) -> list[tuple[str, str]]:
     return [
         ("if-none-match", etag_for(have)),
         ("a-im", "rcdelta"),
-        ("delta-engines", "zlib, miniz, recon"),
+        ("delta-engines", "zlib, miniz, recon, zstd-prefix"),
     ]
 
 
@@ -126,7 +126,7 @@ def test_corrupt_store_entry_is_detected_and_recomputed(tree, call):
         assert (
             third.get(
                 *(bytes.fromhex(h) for h in os.path.basename(entry).split(".")[0].split("-")),
-                "recon",
+                "reconz",
             )
             == body
         )  # rewritten intact

@@ -24,7 +24,7 @@ def _delta(have):
     return [
         ("if-none-match", etag_for(have)),
         ("a-im", "rcdelta"),
-        ("delta-engines", "zlib, miniz, recon"),
+        ("delta-engines", "zlib, miniz, recon, zstd-prefix"),
     ]
 
 

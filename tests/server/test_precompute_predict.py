@@ -89,7 +89,7 @@ def _run(tmp_path, built, **kw) -> tuple[int, int]:
             headers={
                 "if-none-match": etag_for(old),
                 "a-im": "rcdelta",
-                "delta-engines": "zlib, miniz, recon",
+                "delta-engines": "zlib, miniz, recon, zstd-prefix",
             },
         )
         assert r.status_code in (200, 226)

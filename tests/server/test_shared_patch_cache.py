@@ -42,7 +42,7 @@ def _ask(have: bytes) -> dict[str, str]:
     return {
         "if-none-match": etag_for(have),
         "a-im": "rcdelta",
-        "delta-engines": "zlib, miniz, recon",  # today's client: the precomputed mode
+        "delta-engines": "zlib, miniz, recon, zstd-prefix",  # today's client: the precomputed mode
     }
 
 
@@ -167,9 +167,9 @@ def test_two_instances_compute_each_patch_once(instances, releases, raw, prefix)
     assert inst.total("computed") == 2 and inst.total("shared_hits") == 2
     assert sum(app.stats.patches_from_shared for app in inst.apps) == 2
     assert inst.total("local_fallbacks") == 0 and inst.total("rejected") == 0
-    key = f"{prefix}{sha(d0).hex()}-{sha(d1).hex()}.recon"
+    key = f"{prefix}{sha(d0).hex()}-{sha(d1).hex()}.reconz"
     assert raw.exists(key) == 1 and raw.pttl(key) > 0  # shared values expire (ttl)
-    assert raw.exists(f"{prefix}lock:patch:{sha(d0).hex()}-{sha(d1).hex()}.recon") == 0
+    assert raw.exists(f"{prefix}lock:patch:{sha(d0).hex()}-{sha(d1).hex()}.reconz") == 0
 
 
 def test_precomputed_on_one_instance_is_served_by_the_other(instances, releases, call):
@@ -194,7 +194,7 @@ def test_a_dead_lease_holder_is_taken_over_after_its_lease_expires(
 ):
     inst = instances()
     (_, d0), (v1, d1) = releases[:2]
-    name = f"patch:{sha(d0).hex()}-{sha(d1).hex()}.recon"
+    name = f"patch:{sha(d0).hex()}-{sha(d1).hex()}.reconz"
     # a third instance took the pair's lease and died: it never renews, releases or shares
     dead_store = RedisStore(redis_server.url, prefix=prefix)
     dead = RedisLock(dead_store, name, ttl_s=1.0)
@@ -220,7 +220,7 @@ def test_a_hung_lease_holder_is_waited_for_at_most_wait_s(
 ):
     inst = instances(wait_s=0.2)
     (_, d0), (v1, d1) = releases[:2]
-    name = f"patch:{sha(d0).hex()}-{sha(d1).hex()}.recon"
+    name = f"patch:{sha(d0).hex()}-{sha(d1).hex()}.reconz"
     hung_store = RedisStore(redis_server.url, prefix=prefix)
     hung = RedisLock(hung_store, name, ttl_s=60)  # alive (its lease does not expire), stuck
     assert hung.acquire() is not None
@@ -238,7 +238,7 @@ def test_a_hung_lease_holder_is_waited_for_at_most_wait_s(
 
 
 def _put_raw(raw, prefix, d_old, d_new, value):
-    raw.set(f"{prefix}{sha(d_old).hex()}-{sha(d_new).hex()}.recon", value)
+    raw.set(f"{prefix}{sha(d_old).hex()}-{sha(d_new).hex()}.reconz", value)
 
 
 @pytest.mark.parametrize(
@@ -257,17 +257,17 @@ def test_a_corrupt_or_wrong_shared_value_is_dropped_and_recomputed(
     (_, d0), (v1, d1), (_, d2) = releases[:3]
     agg = DeltaAggregator(archive_aware=True)
     writer = RedisStore(redis_server.url, prefix=prefix)  # another process writing Redis
-    key = f"{sha(d0).hex()}-{sha(d1).hex()}.recon"
+    key = f"{sha(d0).hex()}-{sha(d1).hex()}.reconz"
     if damage == "garbage":
         _put_raw(raw, prefix, d0, d1, b"\x00not a value")
     elif damage == "flipped":
-        writer.put(key, encode_shared(sha(d0), sha(d1), "recon", agg.diff(d0, d1)))
+        writer.put(key, encode_shared(sha(d0), sha(d1), "reconz", agg.diff(d0, d1)))
         blob = raw.get(prefix + key)
         raw.set(prefix + key, blob[:-1] + bytes([blob[-1] ^ 1]))
     elif damage == "other_pair":
-        writer.put(key, encode_shared(sha(d1), sha(d2), "recon", agg.diff(d1, d2)))
+        writer.put(key, encode_shared(sha(d1), sha(d2), "reconz", agg.diff(d1, d2)))
     else:  # a patch of another pair, bound to this one: only applying it tells
-        writer.put(key, encode_shared(sha(d0), sha(d1), "recon", agg.diff(d1, d2)))
+        writer.put(key, encode_shared(sha(d0), sha(d1), "reconz", agg.diff(d1, d2)))
     status, _, body, _ = call(inst.apps[0], "GET", "/" + W.format(v1), _ask(d0).items())
     assert status == 226 and sha(DeltaAggregator().apply(d0, body)) == sha(d1)
     assert inst.apps[0].patches_computed == 1  # recomputed, the bad value never served
@@ -340,7 +340,7 @@ def test_patch_compute_span_under_the_request(instances, releases, call):
     spans = {s.name: s for s in exporter.get_finished_spans()}
     compute = spans["patch.compute"]
     assert compute.parent is not None and compute.parent.span_id == spans["request"].context.span_id
-    assert compute.attributes["patch.mode"] == "recon"
+    assert compute.attributes["patch.mode"] == "reconz"
     assert compute.attributes["patch.outcome"] == "patch"
     provider.shutdown()
 

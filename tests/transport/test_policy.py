@@ -219,6 +219,7 @@ def test_reproduced_engines_follow_engine_reproduces(monkeypatch):
 
     monkeypatch.setitem(_deflate._engine_ok, _deflate.ZLIB, False)
     monkeypatch.setitem(_deflate._engine_ok, _deflate.MINIZ, True)
-    assert reproduced_engines() == {"miniz", "recon"}
+    assert reproduced_engines() == {"miniz", "recon", "zstd-prefix"}
     monkeypatch.setitem(_deflate._engine_ok, _deflate.MINIZ, False)
-    assert reproduced_engines() == {"recon"}  # the C core's own reconstruction needs no zlib
+    # the C core's own reconstruction needs no zlib, nor does a ZSTD_PREFIX patch
+    assert reproduced_engines() == {"recon", "zstd-prefix"}

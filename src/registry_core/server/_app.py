@@ -396,27 +396,30 @@ class RegistryApp:
 
     @property
     def _default_mode(self) -> str:
-        return "recon" if self.archive_aware else "binary"
+        return "reconz" if self.archive_aware else "binaryz"
 
     def _mode_for(self, engines: Any) -> str:
-        """The patch mode a client gets from the engines it names (``Delta-Engines``).
+        """The patch mode a client gets from what it names in ``Delta-Engines``.
 
-        ``binary``: DELTA_STABLE is off, or the client does not reproduce the reference
-        engines. ``recon``: it also names ``recon`` (it rebuilds reconstructed deflate streams:
-        layout version 2, registry-core 0.16 and later). ``archive``: the reference engines
-        only, or a client that says nothing (layout version 1, what every earlier client
-        reads)."""
+        The base: ``binary`` when DELTA_STABLE is off or the client does not reproduce the
+        reference engines; ``recon`` when it also names ``recon`` (it rebuilds reconstructed
+        deflate streams: layout version 2); ``archive`` for the reference engines only, or a
+        client that says nothing (layout version 1, what every earlier client reads). A ``z``
+        is appended when it names ``zstd-prefix`` (it applies ZSTD_PREFIX patches, method 4).
+        Each mode is computed and cached apart."""
+        names = {e.lower() for e in engines} if engines is not None else set()
+        z = "z" if "zstd-prefix" in names else ""
         if not self.archive_aware:
-            return "binary"
+            return "binary" + z
         if engines is None:
             return "archive"
-        names = {e.lower() for e in engines}
         if not names >= REFERENCE_ENGINES:
-            return "binary"
-        return "recon" if "recon" in names else "archive"
+            return "binary" + z
+        return ("recon" if "recon" in names else "archive") + z
 
     def _aggregator(self, mode: str) -> DeltaAggregator:
-        """One aggregator per patch mode (``binary``, ``archive``, ``recon``)."""
+        """One aggregator per patch mode (``binary``, ``archive``, ``recon``, each with or
+        without a ``z``: ZSTD_PREFIX allowed)."""
         agg = self._aggregators.get(mode)
         if agg is None:
             from ..delta import DeltaAggregator
@@ -425,8 +428,9 @@ class RegistryApp:
                 agg = self._aggregators.setdefault(
                     mode,
                     DeltaAggregator(
-                        archive_aware=mode != "binary",
-                        reconstruct=mode == "recon",
+                        archive_aware=not mode.startswith("binary"),
+                        reconstruct=mode.startswith("recon"),
+                        prefix=mode.endswith("z"),
                         max_expanded_size=self.max_expanded_bytes,
                     ),
                 )
@@ -530,9 +534,10 @@ class RegistryApp:
         """The modes precomputed: the one today's clients are served.
 
         registry-core clients reproduce the reference deflate engines and reconstructed
-        streams, so with DELTA_STABLE on they get ``recon`` patches; earlier clients
-        (``archive``) and binary patches (clients that name other engines) are computed on
-        demand. Whether a binary diff is cheap is not known before it is done (measured:
+        streams and apply ZSTD_PREFIX patches, so with DELTA_STABLE on they get ``reconz``
+        patches; earlier clients (``archive``) and binary patches (clients that name other
+        engines) are computed on demand. Whether a binary diff is cheap is not known before it
+        is done (measured:
         botocore 1.34.2 -> 1.34.3, 11.8 MB, 0.6 s for a 4 % patch; zstandard 0.22 -> 0.23,
         5.4 MB, 6.7 s for a 98 % patch, not worth sending), so binary patches are left to the
         request path (computed on demand within its bounds, then stored like any other).

@@ -73,6 +73,8 @@ def reproduced_engines() -> frozenset[str]:
     cached for the process). An engine whose check cannot run counts as not reproduced.
     ``recon`` is the C core's reconstruction of any deflate stream from a correction record
     (layout version 2): a server sends reconstructed streams only to clients that name it.
+    ``zstd-prefix`` is not a deflate engine but a patch method (ZSTD_PREFIX, zstandard is a
+    core dependency): named so that servers send it only to clients that apply it.
     """
     from ..delta._deflate import MINIZ, RECON, ZLIB, engine_reproduces
 
@@ -83,6 +85,7 @@ def reproduced_engines() -> frozenset[str]:
                 out.append(name)
         except Exception:  # a broken engine is an absent one
             continue
+    out.append("zstd-prefix")
     return frozenset(out)
 
 

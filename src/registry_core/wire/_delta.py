@@ -38,7 +38,7 @@ IM_RCDELTA = "rcdelta"
 #: Request field naming the deflate engines the client reproduces byte-exactly.
 DELTA_ENGINES = "delta-engines"
 #: Engine tokens, in the order they are written.
-ENGINE_ORDER = {"zlib": 0, "miniz": 1, "recon": 2}
+ENGINE_ORDER = {"zlib": 0, "miniz": 1, "recon": 2, "zstd-prefix": 3}
 DELTA_MEDIA_TYPE = "application/vnd.registry-core.patch"
 _ETAG = re.compile(r'\s*(W/)?"([\x21\x23-\x7e]*)"\s*')
 _HEX64 = re.compile(r"[0-9a-f]{64}\Z")

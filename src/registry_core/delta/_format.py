@@ -60,6 +60,7 @@ class Method(enum.IntEnum):
     ARCHIVE = 2
     CHAIN = 3  # patches applied in sequence (compose of patches that cannot be merged)
     ZSTD_PREFIX = 4  # the target as a zstd frame with the base as raw-content dictionary
+    EXPANDED = 5  # against the empty base: the target's layout plus its expanded content
 
 
 class Section(enum.IntEnum):
@@ -70,6 +71,9 @@ class Section(enum.IntEnum):
     LAYOUTS = 4  # uvarint len(old layout), old layout, new layout (one zstd frame)
     PATCHES = 5  # uvarint count, then per patch: uvarint length, a complete non-CHAIN patch
     FRAME = 6  # one zstd frame decoded with the base as its dictionary (codec STORED)
+    LAYOUT = 7  # EXPANDED: the target's layout alone
+    CONTENT = 8  # EXPANDED: the target's expanded form (one zstd frame, codec STORED)
+    EXEC = 9  # optional in BINARY / ARCHIVE: executable code transforms (delta/_exe.py)
 
 
 class Codec(enum.IntEnum):
@@ -83,6 +87,12 @@ REQUIRED = {
     Method.ARCHIVE: (Section.LAYOUTS, Section.CTRL, Section.DIFF, Section.EXTRA),
     Method.CHAIN: (Section.PATCHES,),
     Method.ZSTD_PREFIX: (Section.FRAME,),
+    Method.EXPANDED: (Section.LAYOUT, Section.CONTENT),
+}
+#: Sections a method may carry besides its required ones.
+OPTIONAL: dict[Method, tuple[Section, ...]] = {
+    Method.BINARY: (Section.EXEC,),
+    Method.ARCHIVE: (Section.EXEC,),
 }
 
 
@@ -326,7 +336,8 @@ def parse(patch: bytes | bytearray | memoryview) -> Patch:
     if pos != len(body):
         raise CorruptPatchError("patch has trailing bytes after its sections")
     missing = [s.name for s in REQUIRED[method_e] if s not in result.sections]
-    extra = [s.name for s in result.sections if s not in REQUIRED[method_e]]
+    allowed = REQUIRED[method_e] + OPTIONAL.get(method_e, ())
+    extra = [s.name for s in result.sections if s not in allowed]
     if missing or extra:
         raise CorruptPatchError(
             f"{method_e.name} patch has missing sections {missing} / unexpected sections {extra}"

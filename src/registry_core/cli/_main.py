@@ -27,40 +27,48 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``registry-core`` parser (cheap: no server, index or proxy imported)."""
-    from ._audit import add_audit_parser
-    from ._cache import add_cache_parser
-    from ._config import add_config_parser
-    from ._delta import add_delta_parsers
-    from ._index import add_index_parser
-    from ._keys import add_keys_parser
-    from ._mcp import add_mcp_parser
-    from ._ml import add_ml_parser
-    from ._proxy import add_proxy_parser
-    from ._roles import add_role_parser
-    from ._security import add_security_parser
-    from ._serve import add_serve_parser
-    from ._token import add_token_parser
+#: Top-level command -> (module, the function adding its parser), in ``--help`` order. A
+#: command line naming one of them imports that module alone (``registry-core cache run``
+#: does not pay for the server, index or ML parsers); tests check this table against the
+#: modules.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "diff": ("_delta", "add_delta_parsers"),
+    "apply": ("_delta", "add_delta_parsers"),
+    "info": ("_delta", "add_delta_parsers"),
+    "serve": ("_serve", "add_serve_parser"),
+    "token": ("_token", "add_token_parser"),
+    "role": ("_roles", "add_role_parser"),
+    "index": ("_index", "add_index_parser"),
+    "proxy": ("_proxy", "add_proxy_parser"),
+    "security": ("_security", "add_security_parser"),
+    "keys": ("_keys", "add_keys_parser"),
+    "mcp": ("_mcp", "add_mcp_parser"),
+    "config": ("_config", "add_config_parser"),
+    "audit": ("_audit", "add_audit_parser"),
+    "cache": ("_cache", "add_cache_parser"),
+    "ml": ("_ml", "add_ml_parser"),
+}
+
+
+def _command_of(argv: Sequence[str] | None) -> str | None:
+    """The command an argument list names (its first argument, when that is a command)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return args[0] if args and args[0] in COMMANDS else None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``registry-core`` parser: every command's, or only ``command``'s when given (cheap
+    either way: no server, index or proxy imported, only the argument definitions)."""
+    import importlib
 
     parser = _Parser(
         prog="registry-core", description="Bandwidth-saving package updates for registries."
     )
     parser.add_argument("--version", action="version", version=f"registry-core {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    add_delta_parsers(sub)
-    add_serve_parser(sub)
-    add_token_parser(sub)
-    add_role_parser(sub)
-    add_index_parser(sub)
-    add_proxy_parser(sub)
-    add_security_parser(sub)
-    add_keys_parser(sub)
-    add_mcp_parser(sub)
-    add_config_parser(sub)
-    add_audit_parser(sub)
-    add_cache_parser(sub)
-    add_ml_parser(sub)
+    wanted = [COMMANDS[command]] if command is not None else list(dict.fromkeys(COMMANDS.values()))
+    for module, function in dict.fromkeys(wanted):
+        getattr(importlib.import_module(f"{__package__}.{module}"), function)(sub)
     return parser
 
 
@@ -89,7 +97,7 @@ def _one_line_errors(command: str) -> Iterator[None]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one ``registry-core`` command; returns its exit status (2 on any error)."""
-    args = build_parser().parse_args(argv)
+    args = build_parser(_command_of(argv)).parse_args(argv)
     try:
         with _one_line_errors(getattr(args, "command_name", args.command)):
             args.flags = _load_flags()

@@ -183,6 +183,28 @@ int rc_deflate_record(const uint8_t *in, size_t in_len, size_t max_content, size
 int rc_deflate_rebuild(const uint8_t *content, size_t content_len, const uint8_t *record,
                        size_t record_len, uint8_t *out, size_t out_cap, size_t *out_len);
 
+/* ---- executable transforms (exe_x86.c, exe_arm64.c; docs/executables.md) ---------------- */
+/* A reversible rewrite of the code of one executable section: relative branch, call and
+ * PC-relative data references become absolute targets (image-relative), so that code which
+ * moved between two versions yields the same bytes wherever the targets did not change (the
+ * BCJ / Courgette idea). Every rewrite is a bijection on its operand field decided by bytes the
+ * rewrite never changes, so the inverse, scanning the same way, restores the input exactly. */
+enum {
+    RC_EXE_X86_64 = 1,   /* E8/E9 rel32, 0F 8x jcc rel32, FF 15/25 and REX mov/lea/cmp rip+disp32 */
+    RC_EXE_ARM64 = 2     /* BL/B imm26, B.cond/CBZ/CBNZ imm19, ADR/ADRP imm21 */
+};
+enum { RC_EXE_X86_MIN_BITS = 8, RC_EXE_X86_MAX_BITS = 32 };
+
+/* Rewrite buf[0:len] in place: the bytes of one code range whose first byte sits at
+ * image-relative virtual address vaddr. inverse == 0: forward (relative -> absolute),
+ * inverse != 0: the exact inverse. x86_bits (8..32, x86-64 only): the displacement window;
+ * an operand is rewritten only when it is a sign-extended x86_bits-bit value, and the result
+ * is one too (arithmetic modulo 2^x86_bits). ARM64 rewrites 4-byte words at addresses that are
+ * multiples of 4. Returns the number of operands rewritten (>= 0) or RC_EINVAL (unknown arch,
+ * bits out of range, NULL buffer with len > 0). O(len), no allocation. */
+int64_t rc_exe_transform(uint8_t *buf, size_t len, uint64_t vaddr, int arch, int x86_bits,
+                         int inverse);
+
 /* cffi:end */
 
 #endif /* REGISTRY_CORE_H */

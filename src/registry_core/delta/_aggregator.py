@@ -26,7 +26,7 @@ from ..errors import (
     RegistryCoreError,
     ReproductionUnavailableError,
 )
-from . import _binary, _bundle, _compose, _prefix
+from . import _binary, _bundle, _compose, _expanded, _prefix
 from ._deflate import ZLIB, DeflateParams, StreamPolicy, engine_reproduces
 from ._files import read_stable
 from ._format import (
@@ -153,6 +153,8 @@ class DeltaAggregator:
       that are not archives (or when ``archive_aware`` is off) whose base + target fit 128 MiB,
       and for archives up to 256 KiB of target. Default on; turn it off for clients that only
       read methods 0-3 (registry-core before ZSTD_PREFIX).
+    - ``exe``: executable-aware transforms (delta/_exe.py, being added); the server turns it off
+      for clients that do not name ``exe`` in ``Delta-Engines``. Default on; it does nothing yet.
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags`, read once here. The aggregator
       never looks flags up on its own (no environment, no project file).
 
@@ -173,6 +175,7 @@ class DeltaAggregator:
         flags: FeatureFlags | None = None,
         reconstruct: bool = True,
         prefix: bool = True,
+        exe: bool = True,
     ) -> None:
         if not 1 <= level <= 22:
             raise InvalidArgumentError(f"level must be in 1..22, not {level}")
@@ -194,6 +197,7 @@ class DeltaAggregator:
         self.full_margin = full_margin
         self.reconstruct = bool(reconstruct)
         self.prefix = bool(prefix)
+        self.exe = bool(exe)
         self._lock = threading.Lock()
         self.last_stats: dict[str, object] = {}
         # Deflate parameters that reproduced a stream, by the stream's SHA-256.
@@ -224,7 +228,13 @@ class DeltaAggregator:
         stats: dict[str, object] = {}
         candidates: list[bytes] = []
         archive = None
-        if self.archive_aware:
+        if self.archive_aware and not len(old_v):
+            # A first download: the target's expanded form as one zstd frame (method 5). An
+            # ARCHIVE delta from the empty base would carry the same content, less well packed.
+            archive = self._recompress(new_v, stats)
+            if archive is not None:
+                candidates.append(archive)
+        if self.archive_aware and archive is None:
             archive = self._diff_archive(old_v, new_v, header, stats)
             if archive is not None:
                 candidates.append(archive)
@@ -323,6 +333,39 @@ class DeltaAggregator:
         ]
         return serialize(Method.ARCHIVE, sections=sections, flags=flags, **header)
 
+    def recompress(self, new: Buffer) -> bytes | None:
+        """The EXPANDED patch of ``new`` (method 5, against the empty base): what a client
+        that holds nothing downloads instead of ``new``.
+
+        None when no stream of ``new`` can be expanded and reproduced, or when the patch is not
+        at least ``full_margin`` smaller than ``new`` (serve the plain file: never a larger
+        download). ``apply(b"", patch)`` rebuilds ``new`` byte-exact, as does
+        :class:`ExpandedDecoder` fed the patch in pieces.
+        """
+        new_v = byte_view(new, "new")
+        started = time.perf_counter()
+        stats: dict[str, object] = {}
+        patch = self._recompress(new_v, stats)
+        if patch is not None and len(patch) >= len(new_v) * (1.0 - self.full_margin):
+            patch = None
+        stats["seconds"] = time.perf_counter() - started
+        stats["method"] = "EXPANDED" if patch is not None else None
+        with self._lock:
+            self.last_stats = stats
+        return patch
+
+    def _recompress(self, new: memoryview, stats: dict) -> bytes | None:
+        if not len(new):
+            return None
+        return _expanded.encode(
+            new,
+            level=self.level,
+            reconstruct=self.reconstruct,
+            memo=self._params_memo if self.reconstruct else self._params_memo_v1,
+            max_expanded_size=self.expanded_limit(len(new)),
+            stats=stats,
+        )
+
     def full_patch(self, new: Buffer, *, base: Buffer, _header: dict | None = None) -> bytes:
         """A patch that carries ``new`` whole (zstd-compressed when that is smaller)."""
         new_v = byte_view(new, "new")
@@ -386,6 +429,10 @@ class DeltaAggregator:
             if len(frame.payload) != frame.raw_len:
                 raise CorruptPatchError("patch section FRAME has the wrong length")
             return _prefix.decode(old, frame.payload, p.target_size)
+        if p.method == Method.EXPANDED:
+            return _expanded.decode(
+                p, max_output_size=self.max_output_size, expanded_limit=self.expanded_limit
+            )
         return self._apply_archive(old, p)
 
     def _apply_chain(self, old: memoryview, p: Patch) -> bytes:

@@ -2,8 +2,10 @@
 
 Per request it does, in order: path validation, ``304`` for a matching ``If-None-Match``,
 a ``226 IM Used`` registry-core patch when the client names a version it holds (``A-IM:
-rcdelta``), a ``dcz`` body when it offers a stored artifact as dictionary, otherwise the full
-artifact -- a single ``Range`` of it (``206``), or the whole, content-coded when that helps.
+rcdelta``), a first-download patch (method 5 EXPANDED, against the empty base) when it names
+``expanded`` in ``Delta-Engines`` and one is ready, a ``dcz`` body when it offers a stored
+artifact as dictionary, otherwise the full artifact -- a single ``Range`` of it (``206``),
+or the whole, content-coded when that helps.
 Every response carries a strong ETag (hex SHA-256 of the artifact) and RFC 9530 digests.
 Wire format: docs/wire.md; limits: docs/security.md.
 
@@ -21,6 +23,7 @@ import asyncio
 import collections
 import contextlib
 import contextvars
+import functools
 import hashlib
 import logging
 import os
@@ -58,6 +61,13 @@ T = TypeVar("T")
 
 #: The reference deflate engines an archive-aware patch may need the client to reproduce.
 REFERENCE_ENGINES = frozenset({"zlib", "miniz"})
+#: SHA-256 of the empty byte string: the base of every first-download (EXPANDED) patch.
+EMPTY_SHA256 = hashlib.sha256(b"").digest()
+#: First-download patch modes: layouts whose streams the reference engines rebuild (version
+#: 1), and layouts that may hold reconstructed streams too (version 2, clients naming recon).
+FIRST_MODES = ("expanded", "expandedrecon")
+#: The first-download mode computed after every upload: today's clients name ``recon``.
+FIRST_PRECOMPUTED_MODE = "expandedrecon"
 # Request fields that hold one value: a repeated one is treated as absent, not combined.
 _SINGLETONS = frozenset({"range", "if-range", "available-dictionary", "content-length", "host"})
 # Cached marker: computed, not worth sending.
@@ -118,8 +128,30 @@ async def _drain(receive: Receive, limit: int = 1 << 20) -> None:
             return
 
 
+def split_mode(mode: str) -> tuple[str, bool, bool]:
+    """A patch mode read as (kind, zstd-prefix allowed, exe transforms allowed): ``reconzexe``
+    is ``("recon", True, True)``, ``archive`` is ``("archive", False, False)``; the kinds are
+    ``binary``, ``archive``, ``recon`` and the first-download kinds of :data:`FIRST_MODES`."""
+    exe = mode.endswith("exe")
+    if exe:
+        mode = mode[:-3]
+    z = mode.endswith("z")
+    if z:
+        mode = mode[:-1]
+    return mode, z, exe
+
+
 class _Changed(Exception):
     """The artifact changed between its stat and its opening."""
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One precompute job: what it is (for the log), the work, its single-flight key."""
+
+    label: str
+    fn: Callable[[], None]
+    once: Hashable | None = None
 
 
 @dataclass
@@ -148,6 +180,10 @@ class _Stats:
     patches_from_store: int = 0  # patches (and "not worth it" marks) read from the PatchStore
     patches_from_shared: int = 0  # patches (and marks) another instance computed (shared_cache)
     envelopes_signed: int = 0  # patch envelopes signed (``envelopes=``)
+    first_downloads_served: int = 0  # 226 answers with an EXPANDED patch (empty base)
+    first_downloads_computed: int = 0  # EXPANDED patches computed (recompress calls)
+    first_downloads_plain: int = 0  # of those, nothing smaller: the plain file is served
+    first_downloads_scheduled: int = 0  # computations queued by a request that found none
 
 
 class _Hits:
@@ -272,6 +308,20 @@ class RegistryApp:
     the previous releases as bases): one low-priority worker thread of its own, behind a
     bounded queue of ``precompute_queue`` (64) jobs; a job that does not fit is dropped and
     counted, the caller never waits. :meth:`precompute_idle` waits for the queue to drain.
+
+    First downloads (``first_downloads``, on by default; also needs DELTA_AGGREGATOR and
+    DELTA_STABLE): a client that holds nothing and names ``expanded`` (with ``zlib`` and
+    ``miniz``) in ``Delta-Engines`` gets ``226`` with the artifact's EXPANDED patch
+    (``DeltaAggregator.recompress``, method 5, ``Delta-Base`` the SHA-256 of the empty string)
+    when one is ready and smaller than the file; mode ``expandedrecon`` when it also names
+    ``recon``, else ``expanded`` (streams only the reference engines rebuild). The patch is
+    computed once per file in the precompute worker -- after an upload
+    (:meth:`precompute_first`, which the index calls) or, for a file that has none yet, when
+    a request finds none: that request is answered ``200`` at once and the computation queued
+    (one per file and mode, within ``precompute_queue``); it is never computed on the request
+    path. Each result is verified (applied once), cached, stored in the PatchStore as
+    ``(sha256(b""), target, mode)``; "not smaller" is remembered there as well. docs/wire.md
+    section 3, "First downloads".
     """
 
     def __init__(
@@ -299,6 +349,7 @@ class RegistryApp:
         precompute_queue: int = 64,
         envelopes: Callable[[str, bytes, bytes, bytes], bytes] | None = None,
         shared_cache: RedisPatchCache | None = None,
+        first_downloads: bool = True,
     ) -> None:
         for name, value in (
             ("patch_cache_bytes", patch_cache_bytes),
@@ -334,6 +385,7 @@ class RegistryApp:
                 f"shared_cache must be a RedisPatchCache, got {type(shared_cache).__name__}"
             )
         self.shared_cache = shared_cache
+        self.first_downloads = bool(first_downloads)
         resolved = resolve_flags(flags)
         self.flags = resolved
         self.quic = resolved.is_enabled("QUIC_TRANSPORT")
@@ -380,7 +432,8 @@ class RegistryApp:
         # the precompute worker: one thread, started on first use, stopped by close()
         self.precompute_queue = int(precompute_queue)
         self._pre_lock = threading.Lock()
-        self._pre_queue: queue_mod.Queue[tuple[str, str] | None] | None = None
+        self._pre_queue: queue_mod.Queue[_Job | None] | None = None
+        self._pre_once: set[Hashable] = set()  # jobs queued or running that run once at a time
         self._pre_stop = threading.Event()
         self._pre_pending = 0  # jobs queued or running
         self._pre_idle = threading.Event()
@@ -405,32 +458,50 @@ class RegistryApp:
         reference engines; ``recon`` when it also names ``recon`` (it rebuilds reconstructed
         deflate streams: layout version 2); ``archive`` for the reference engines only, or a
         client that says nothing (layout version 1, what every earlier client reads). A ``z``
-        is appended when it names ``zstd-prefix`` (it applies ZSTD_PREFIX patches, method 4).
-        Each mode is computed and cached apart."""
+        is appended when it names ``zstd-prefix`` (it applies ZSTD_PREFIX patches, method 4),
+        then ``exe`` when it names ``exe`` (it inverts executable transforms: EXEC sections);
+        without it the aggregator runs with ``exe=False``. Each mode is computed and cached
+        apart (``reconzexe``, ``reconz``, ``archiveexe``, ...)."""
         names = {e.lower() for e in engines} if engines is not None else set()
         z = "z" if "zstd-prefix" in names else ""
+        x = "exe" if "exe" in names else ""
         if not self.archive_aware:
-            return "binary" + z
+            return "binary" + z + x
         if engines is None:
             return "archive"
         if not names >= REFERENCE_ENGINES:
-            return "binary" + z
-        return ("recon" if "recon" in names else "archive") + z
+            return "binary" + z + x
+        return ("recon" if "recon" in names else "archive") + z + x
+
+    def _first_mode_for(self, engines: Any) -> str | None:
+        """The first-download mode a client gets, or None when it gets none: it must name
+        ``expanded`` and the reference engines (every expanded layout needs them); it gets
+        ``expandedrecon`` (layouts may hold reconstructed streams) when it names ``recon``,
+        else ``expanded``. ``exe`` does not matter: EXPANDED patches carry no EXEC section."""
+        if not (self.first_downloads and self.deltas and self.archive_aware) or engines is None:
+            return None
+        names = {e.lower() for e in engines}
+        if "expanded" not in names or not names >= REFERENCE_ENGINES:
+            return None
+        return "expandedrecon" if "recon" in names else "expanded"
 
     def _aggregator(self, mode: str) -> DeltaAggregator:
-        """One aggregator per patch mode (``binary``, ``archive``, ``recon``, each with or
-        without a ``z``: ZSTD_PREFIX allowed)."""
+        """One aggregator per patch mode (:func:`split_mode`: ``binary``, ``archive``,
+        ``recon``, each with or without ``z`` (ZSTD_PREFIX allowed) and ``exe`` (executable
+        transforms allowed); ``expanded`` and ``expandedrecon`` for first downloads)."""
         agg = self._aggregators.get(mode)
         if agg is None:
             from ..delta import DeltaAggregator
 
+            kind, z, exe = split_mode(mode)
             with self._count_lock:
                 agg = self._aggregators.setdefault(
                     mode,
                     DeltaAggregator(
-                        archive_aware=not mode.startswith("binary"),
-                        reconstruct=mode.startswith("recon"),
-                        prefix=mode.endswith("z"),
+                        archive_aware=kind != "binary",
+                        reconstruct=kind in ("recon", "expandedrecon"),
+                        prefix=z,
+                        exe=exe,
                         max_expanded_size=self.max_expanded_bytes,
                     ),
                 )
@@ -461,6 +532,7 @@ class RegistryApp:
                     except queue_mod.Empty:
                         break
                     if job is not None:
+                        self._pre_once.discard(job.once)
                         self._pre_pending -= 1
                 q.put_nowait(None)  # wakes the worker, which ends
             if self._pre_pending == 0:
@@ -482,15 +554,38 @@ class RegistryApp:
         if isinstance(base_paths, (str, bytes)):
             raise InvalidArgumentError("base_paths must be a sequence of paths, not one string")
         for base_path in base_paths:
-            self._enqueue((str(target_path), str(base_path)))
+            t, b = str(target_path), str(base_path)
+            self._enqueue(f"{t} from {b}", functools.partial(self._precompute_one, t, b))
+
+    def precompute_first(self, target_path: str, mode: str = FIRST_PRECOMPUTED_MODE) -> None:
+        """Compute and keep ``target_path``'s first-download patch (``mode``: one of
+        :data:`FIRST_MODES`) in the background; returns at once, like :meth:`precompute`.
+
+        The index calls it after every upload. The worker skips a file it would never serve
+        one for (first downloads, DELTA_AGGREGATOR or DELTA_STABLE off, over
+        ``max_diff_bytes``) or already has one for (memory cache or store), and otherwise
+        calls ``DeltaAggregator.recompress``, applies the patch once, and caches and stores
+        it (or "plain" when nothing smaller came out)."""
+        if mode not in FIRST_MODES:
+            raise InvalidArgumentError(f"mode must be one of {', '.join(FIRST_MODES)}")
+        path = str(target_path)
+        self._enqueue(
+            f"first download of {path}",
+            functools.partial(self._first_one, path, mode, None),
+            once=("first", path, mode),
+        )
 
     def precompute_idle(self, timeout: float | None = None) -> bool:
         """Wait until no precompute job is queued or running; False if ``timeout`` passed
         first (an event, set by the worker: no polling)."""
         return self._pre_idle.wait(timeout)
 
-    def _enqueue(self, job: tuple[str, str]) -> None:
+    def _enqueue(self, label: str, fn: Callable[[], None], once: Hashable | None = None) -> bool:
+        """Queue ``fn`` for the precompute worker; False when it was dropped (queue full) or,
+        with ``once``, a job with that key is already queued or running (single flight)."""
         with self._pre_lock:
+            if once is not None and once in self._pre_once:
+                return False
             q = self._pre_queue
             if q is None:
                 q = self._pre_queue = queue_mod.Queue(maxsize=self.precompute_queue + 1)
@@ -504,14 +599,15 @@ class RegistryApp:
             if q.qsize() >= self.precompute_queue:  # one slot is kept for close()'s wake-up
                 with self._count_lock:
                     self.stats.precompute_dropped += 1
-                return
+                return False
+            if once is not None:
+                self._pre_once.add(once)
             self._pre_pending += 1
             self._pre_idle.clear()
-            q.put_nowait(job)
+            q.put_nowait(_Job(label, fn, once))
+            return True
 
-    def _precompute_worker(
-        self, q: queue_mod.Queue[tuple[str, str] | None], stop: threading.Event
-    ) -> None:
+    def _precompute_worker(self, q: queue_mod.Queue[_Job | None], stop: threading.Event) -> None:
         # Linux nices a thread on its own: requests' patch workers go first.
         with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
@@ -521,11 +617,12 @@ class RegistryApp:
                 return
             try:
                 if not stop.is_set():
-                    self._precompute_one(*job)
+                    job.fn()
             except Exception as exc:  # a failed optimisation is logged, never raised
-                log.warning("precompute %s from %s failed: %r", job[0], job[1], exc)
+                log.warning("precompute %s failed: %r", job.label, exc)
             finally:
                 with self._pre_lock:
+                    self._pre_once.discard(job.once)
                     self._pre_pending -= 1
                     if self._pre_pending == 0:
                         self._pre_idle.set()
@@ -570,6 +667,121 @@ class RegistryApp:
             self._compute_patch(key, base, target, mode, verify=True)
             with self._count_lock:
                 self.stats.precomputed += 1
+
+    # -- first downloads (EXPANDED patches against the empty base) ---------------------------
+
+    def _first_one(self, path: str, mode: str, sha256: bytes | None) -> None:
+        """In the precompute worker: ``path``'s first-download patch in ``mode``, unless it
+        is known already or would never be served. ``sha256``: the content the request that
+        queued it saw (a file replaced since is left to its own next request)."""
+        p = validate_path(path)
+        info = self.storage.stat(p) if p is not None else None
+        key = ("patch", EMPTY_SHA256, info.sha256 if info else b"", mode)
+        if (
+            info is None
+            or not (self.first_downloads and self.deltas and self.archive_aware)
+            or (sha256 is not None and info.sha256 != sha256)
+            or not 0 < info.size <= self.max_diff_bytes
+            or key in self.cache
+            or (
+                self.patch_store is not None
+                and self.patch_store.get(EMPTY_SHA256, info.sha256, mode) is not None
+            )
+        ):
+            with self._count_lock:
+                self.stats.precompute_skipped += 1
+            return
+        self._patch_flight.do(key, lambda: self._compute_first(key, info, mode))
+
+    def _compute_first(self, key: Hashable, info: ArtifactInfo, mode: str) -> tuple[bytes, str]:
+        """Recompress, verify and keep one first-download patch (in the precompute worker).
+        Kept as "plain" (``b""``) when ``recompress`` finds nothing smaller than the file; a
+        failure is cached in memory as plain but not stored (it may not happen again)."""
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit
+        result, state = _NOT_WORTH, "failed"
+        with span("patch.compute", **{"patch.mode": mode, "patch.target": info.path}) as sp:
+            try:
+                new = self.storage.read(info.path)
+                if len(new) != info.size or hashlib.sha256(new).digest() != info.sha256:
+                    sp.set_attribute("patch.outcome", "changed")
+                    return _NOT_WORTH  # its next request stats (and hashes) it again
+                agg = self._aggregator(mode)
+                patch = agg.recompress(new)
+                with self._count_lock:
+                    self.stats.first_downloads_computed += 1
+                state = "settled"
+                if patch is not None and len(patch) < len(new):
+                    if not self.verify_patches or (
+                        hashlib.sha256(agg.apply(b"", patch)).digest() == info.sha256
+                    ):
+                        result = (patch, format_digest(patch))
+                    else:
+                        state = "failed"
+                if not result[0]:
+                    with self._count_lock:
+                        self.stats.first_downloads_plain += 1
+                sp.set_attribute("patch.outcome", "patch" if result[0] else "not_worth")
+                sp.set_attribute("patch.bytes", len(result[0]))
+            except Exception as exc:  # a failed optimisation never fails the download
+                sp.set_attribute("patch.outcome", "failed")
+                log.warning(
+                    "first-download patch of %s not served: %r",
+                    info.path,
+                    exc,
+                    exc_info=not isinstance(exc, (RegistryCoreError, MemoryError, OSError)),
+                )
+                result, state = _NOT_WORTH, "failed"
+        self.cache.put(key, result)
+        if state == "settled" and self.patch_store is not None:
+            self.patch_store.put(EMPTY_SHA256, info.sha256, mode, result[0])
+        if result[0] and self.envelopes is not None:
+            self._envelope(info, EMPTY_SHA256, result[0], result[1])
+        return result
+
+    def _schedule_first(self, info: ArtifactInfo, mode: str) -> None:
+        """Queue the first-download patch of a file that has none yet (once per content and
+        mode; dropped when the precompute queue is full: a later request queues it again)."""
+        if self._enqueue(
+            f"first download of {info.path}",
+            functools.partial(self._first_one, info.path, mode, info.sha256),
+            once=("first", info.sha256, mode),
+        ):
+            with self._count_lock:
+                self.stats.first_downloads_scheduled += 1
+
+    async def _first_download(
+        self, method: str, info: ArtifactInfo, mode: str
+    ) -> tuple[bytes, str] | None:
+        """The ready first-download patch (memory cache, then store) or None; a GET that finds
+        nothing queues its computation and gets the plain file (HEAD never queues work)."""
+        if not 0 < info.size <= self.max_diff_bytes:
+            return None
+        key = ("patch", EMPTY_SHA256, info.sha256, mode)
+        hit = self.cache.get(key)
+        if hit is None and self.patch_store is not None:
+            hit = await asyncio.to_thread(self._first_from_store, key, info, mode)
+        if hit is not None:
+            return hit if hit[0] else None
+        if method == "GET":
+            self._schedule_first(info, mode)
+        return None
+
+    def _first_from_store(
+        self, key: Hashable, info: ArtifactInfo, mode: str
+    ) -> tuple[bytes, str] | None:
+        """The stored first-download patch (``b""``: plain) or None (in a thread); a stored
+        one not smaller than the file counts as plain."""
+        assert self.patch_store is not None
+        data = self.patch_store.get(EMPTY_SHA256, info.sha256, mode)
+        if data is None:
+            return None
+        with self._count_lock:
+            self.stats.patches_from_store += 1
+        result = (data, format_digest(data)) if data and len(data) < info.size else _NOT_WORTH
+        self.cache.put(key, result)
+        return result
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
         """Storage calls run in a worker thread unless the store says it never blocks."""
@@ -718,14 +930,23 @@ class RegistryApp:
         if isinstance(rng, ByteRange):
             return await self._ranged(info, rng, common, repr_digest)
         if ask.wants_rcdelta and self.deltas:
-            mode = self._mode_for(getattr(ask, "engines", None))
+            mode = self._mode_for(ask.engines)
             patch = await self._patch(method, ask.base_sha256s()[:32], info, mode, client)
+            if patch is None:  # nothing from a base the client holds: a first download?
+                first_mode = self._first_mode_for(ask.engines)
+                first = None
+                if first_mode is not None:
+                    first = await self._first_download(method, info, first_mode)
+                patch = (EMPTY_SHA256, first) if first is not None else None
             signed: list[tuple[str, str]] | None = []
             if patch is not None and self.envelopes is not None:
                 signed = await self._envelope_headers(info, patch[0], patch[1])
             if patch is not None and signed is not None:
                 base_sha, (body, digest) = patch
-                self.stats.patches_served += 1
+                if base_sha == EMPTY_SHA256:
+                    self.stats.first_downloads_served += 1
+                else:
+                    self.stats.patches_served += 1
                 hdrs = delta_response_headers(etag_for_sha256(base_sha), etag, repr_digest)
                 return _Response(
                     226,

@@ -108,7 +108,8 @@ class IndexApp:
     upload may carry (default the index's ``max_file_bytes``); the whole body may exceed it by
     a margin for the text fields. ``precompute_previous``: after an upload, patches from this
     many earlier releases to the new file are computed in the background
-    (``files.precompute``), so the first client upgrading gets a delta at once.
+    (``files.precompute``), so the first client upgrading gets a delta at once; and the new
+    file's first-download patch (``files.precompute_first``) for clients that hold nothing.
     ``precompute_bases``: a callable ``(record, candidates) -> bases`` choosing which of the
     ``precompute_candidates`` older files (same flavour, newest first) to compute patches from,
     e.g. :meth:`registry_core.ml._predict.PredictivePrecompute.bases` (by predicted demand);
@@ -621,8 +622,15 @@ class IndexApp:
             await asyncio.to_thread(form.close)
 
     async def _precompute(self, record: FileRecord) -> None:
-        """Ask the file server to compute patches from earlier releases (best effort: the
-        upload has succeeded whatever happens here)."""
+        """Ask the file server to compute the new file's first-download patch and patches
+        from earlier releases (best effort: the upload has succeeded whatever happens here).
+        Both only queue work for the file server's background worker."""
+        first = getattr(self.files, "precompute_first", None)
+        if first is not None:
+            try:
+                first(record.path)
+            except Exception:
+                log.exception("could not schedule the first-download patch of %s", record.filename)
         precompute = getattr(self.files, "precompute", None)
         if precompute is None or self.precompute_previous == 0:
             return

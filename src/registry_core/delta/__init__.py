@@ -5,5 +5,6 @@ gzip artifacts are expanded and rebuilt byte-exactly.
 """
 
 from ._aggregator import DeltaAggregator, PatchInfo
+from ._expanded import EXPANDED_MAX_WINDOW_LOG, ExpandedDecoder
 
-__all__ = ["DeltaAggregator", "PatchInfo"]
+__all__ = ["EXPANDED_MAX_WINDOW_LOG", "DeltaAggregator", "ExpandedDecoder", "PatchInfo"]

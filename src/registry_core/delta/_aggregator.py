@@ -366,6 +366,17 @@ class DeltaAggregator:
             stats=stats,
         )
 
+    def expanded_decoder(
+        self, *, expected_sha256: bytes | None = None
+    ) -> _expanded.ExpandedDecoder:
+        """A streaming :class:`~registry_core.delta.ExpandedDecoder` (feed the EXPANDED patch as
+        it arrives, ``finish()`` for the verified artifact) with this aggregator's limits."""
+        return _expanded.ExpandedDecoder(
+            max_output_size=self.max_output_size,
+            max_expanded_size=self.max_expanded_size,
+            expected_sha256=expected_sha256,
+        )
+
     def full_patch(self, new: Buffer, *, base: Buffer, _header: dict | None = None) -> bytes:
         """A patch that carries ``new`` whole (zstd-compressed when that is smaller)."""
         new_v = byte_view(new, "new")

@@ -21,15 +21,13 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .._util import byte_view
-from ..errors import (
-    CorruptPatchError,
-    OutputTooLargeError,
-)
+from .._util import byte_view, decode_uvarint
+from ..errors import CorruptPatchError, InvalidArgumentError, OutputTooLargeError
 from ._format import (
     LAYOUT_SECTION_LIMIT,
     MAGIC,
     SHA_LEN,
+    VERSION,
     Codec,
     Method,
     Patch,
@@ -244,9 +242,329 @@ def decode(
     return _rebuild(layout, expanded, p.target_size, threads)
 
 
+# -- streaming -------------------------------------------------------------------------------
+
+_HEADER, _SECTION, _LAYOUT, _CONTENT, _TRAILER, _DONE, _FAILED = range(7)
+#: Bytes of a zstd frame header at most (magic, descriptor, window, dictionary id, size).
+_FRAME_HEADER_MAX = 18
+
+
+def _uvarint(buf: Buffer, pos: int) -> tuple[int, int] | None:
+    """The varint at ``pos``, or None when ``buf`` ends inside it (more bytes are needed)."""
+    end = min(len(buf), pos + 10)
+    for i in range(pos, end):
+        if not buf[i] & 0x80:
+            return decode_uvarint(buf, pos)
+    if end - pos >= 10:
+        return decode_uvarint(buf, pos)  # over-long: refused there
+    return None
+
+
+class ExpandedDecoder:
+    """Sans-IO decoder of an EXPANDED patch fed in pieces as they arrive; ``finish()`` returns
+    the verified artifact.
+
+    The header is checked as soon as it is complete (method, empty base, declared size against
+    ``max_output_size``, the target digest against ``expected_sha256`` when given), then the
+    LAYOUT section (bounded, checked against ``max_expanded_size`` and the engines this
+    platform reproduces) before any content is decoded; CONTENT is decompressed as it arrives,
+    its output never past the layout's expanded size. The patch trailer is hashed on the way
+    and compared at ``finish()``, then the rebuilt artifact's SHA-256: nothing is returned
+    before both match. Memory: the expanded form plus the output, the layout section, and at
+    most ~32 MiB of zstd output per input slice (see ``_FEED_SLICE``). Every malformed,
+    truncated or over-long input raises a registry_core error; after an error the decoder
+    refuses further use.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_output_size: int = 2 << 30,
+        max_expanded_size: int | None = None,
+        expected_sha256: bytes | None = None,
+        threads: int | None = None,
+    ) -> None:
+        if max_output_size <= 0:
+            raise InvalidArgumentError("max_output_size must be positive")
+        if max_expanded_size is not None and max_expanded_size <= 0:
+            raise InvalidArgumentError("max_expanded_size must be positive")
+        if expected_sha256 is not None and len(expected_sha256) != SHA_LEN:
+            raise InvalidArgumentError("expected_sha256 must be 32 bytes")
+        self.max_output_size = max_output_size
+        self.max_expanded_size = max_expanded_size
+        self.expected_sha256 = expected_sha256
+        self.threads = threads
+        self._state = _HEADER
+        self._buf = bytearray()  # the header, a section header, the layout or the trailer
+        self._hash = hashlib.sha256()  # every byte before the trailer
+        self._section = 0
+        self._left = 0  # bytes left in the current section's payload
+        self._layout_codec = Codec.STORED
+        self._layout_raw = 0
+        self.target_size = 0
+        self.target_sha256 = b""
+        self.layout: Layout | None = None
+        self._expanded_size = 0
+        self._head = bytearray()  # the CONTENT frame's first bytes, until its header is checked
+        self._dobj: Any = None
+        self._produced = 0
+        self._out: bytearray = bytearray()
+        self._rebuilder: Any = None
+        self.received = 0
+
+    # -- public --------------------------------------------------------------------------------
+
+    def feed(self, chunk: Buffer) -> None:
+        """Take the next bytes of the patch (any size, including empty)."""
+        view = byte_view(chunk, "chunk")
+        if self._state == _FAILED:
+            raise CorruptPatchError("ExpandedDecoder: an earlier error ended this decode")
+        try:
+            self.received += len(view)
+            while len(view):
+                view = self._step(view)
+        except BaseException:
+            self._state = _FAILED
+            raise
+
+    def finish(self) -> bytes:
+        """The rebuilt artifact, once the trailer and the target SHA-256 both matched."""
+        if self._state == _FAILED:
+            raise CorruptPatchError("ExpandedDecoder: an earlier error ended this decode")
+        try:
+            return self._finish()
+        finally:
+            self._state = _FAILED  # one result per decoder
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    def _step(self, view: memoryview) -> memoryview:
+        state = self._state
+        if state == _HEADER:
+            return self._small(view, _MAX_HEADER, self._parse_header)
+        if state == _SECTION:
+            return self._small(view, _MAX_SECTION_HEADER, self._parse_section)
+        if state == _LAYOUT:
+            take = view[: self._left]
+            self._buf += take
+            self._hash.update(take)
+            self._left -= len(take)
+            if not self._left:
+                self._layout_done()
+            return view[len(take) :]
+        if state == _CONTENT:
+            take = view[: self._left]
+            self._hash.update(take)
+            self._left -= len(take)
+            self._content(take)
+            if not self._left:
+                if not self._dobj.eof:
+                    raise CorruptPatchError("EXPANDED content frame is truncated")
+                self._state = _TRAILER
+            return view[len(take) :]
+        if state == _TRAILER:
+            take = view[: SHA_LEN - len(self._buf)]
+            self._buf += take
+            if len(self._buf) == SHA_LEN:
+                self._state = _DONE
+            return view[len(take) :]
+        raise CorruptPatchError(
+            f"EXPANDED patch is longer than it declares ({self.received} bytes received)"
+        )
+
+    def _small(
+        self, view: memoryview, cap: int, parse: Callable[[bytearray], int | None]
+    ) -> memoryview:
+        """Accumulate a short header and parse it; the bytes past it are handed back."""
+        old = len(self._buf)
+        self._buf += view[: cap - old]
+        used = parse(self._buf)
+        if used is None:
+            if len(self._buf) >= cap:  # pragma: no cover - the parsers decide within cap
+                raise CorruptPatchError("EXPANDED patch header is malformed")
+            return view[len(self._buf) - old :]
+        self._hash.update(self._buf[:used])
+        del self._buf[:]
+        return view[used - old :]
+
+    def _parse_header(self, buf: bytearray) -> int | None:
+        if bytes(buf[:4]) != MAGIC[: len(buf[:4])]:
+            raise CorruptPatchError("not a registry-core patch (bad magic)")
+        if len(buf) < 7:
+            return None
+        version, method, flags = buf[4], buf[5], buf[6]
+        if version != VERSION:
+            raise CorruptPatchError(
+                f"patch format version {version} is not supported by this reader (version "
+                f"{VERSION}); upgrade registry-core"
+            )
+        if method != Method.EXPANDED:
+            raise CorruptPatchError(f"not an EXPANDED patch (method {method})")
+        if flags:
+            raise CorruptPatchError(f"unknown patch flags {flags:#x} for an EXPANDED patch")
+        got = _uvarint(buf, 7)
+        if got is None:
+            return None
+        base_size, pos = got
+        got = _uvarint(buf, pos)
+        if got is None:
+            return None
+        target_size, pos = got
+        if len(buf) < pos + 2 * SHA_LEN + 1:
+            return None
+        base_sha = bytes(buf[pos : pos + SHA_LEN])
+        target_sha = bytes(buf[pos + SHA_LEN : pos + 2 * SHA_LEN])
+        got = _uvarint(buf, pos + 2 * SHA_LEN)
+        if got is None:
+            return None
+        count, pos = got
+        _check_header(base_size, base_sha, target_size, self.max_output_size)
+        if count != 2:
+            raise CorruptPatchError(f"EXPANDED patch declares {count} sections (it has two)")
+        if self.expected_sha256 is not None and target_sha != self.expected_sha256:
+            raise CorruptPatchError("EXPANDED patch is for another target (its SHA-256 differs)")
+        self.target_size, self.target_sha256 = target_size, target_sha
+        self._state = _SECTION
+        return pos
+
+    def _parse_section(self, buf: bytearray) -> int | None:
+        if len(buf) < 2:
+            return None
+        got = _uvarint(buf, 2)
+        if got is None:
+            return None
+        raw_len, pos = got
+        got = _uvarint(buf, pos)
+        if got is None:
+            return None
+        stored_len, pos = got
+        kind, codec = buf[0], buf[1]
+        want = (Section.LAYOUT, Section.CONTENT)[self._section]
+        if kind != want:
+            raise CorruptPatchError(
+                f"EXPANDED patch section {self._section} must be {want.name} (kind {int(want)}), "
+                f"not kind {kind}"
+            )
+        if codec not in (Codec.STORED, Codec.ZSTD) or (
+            kind == Section.CONTENT and codec != Codec.STORED
+        ):
+            raise CorruptPatchError(f"EXPANDED section {want.name} has codec {codec}")
+        if codec == Codec.STORED and raw_len != stored_len:
+            raise CorruptPatchError(f"EXPANDED section {want.name} has the wrong length")
+        self._left = stored_len
+        self._section += 1
+        if kind == Section.LAYOUT:
+            if raw_len > LAYOUT_SECTION_LIMIT or stored_len > LAYOUT_SECTION_LIMIT:
+                raise OutputTooLargeError(
+                    f"EXPANDED section LAYOUT declares {max(raw_len, stored_len)} bytes, above "
+                    f"the limit of {LAYOUT_SECTION_LIMIT}"
+                )
+            self._layout_codec, self._layout_raw = Codec(codec), raw_len
+            self._state = _LAYOUT
+            if not stored_len:
+                self._layout_done()
+        else:
+            self._state = _CONTENT
+            if not stored_len:
+                raise CorruptPatchError("EXPANDED section CONTENT is empty (no zstd frame)")
+        return pos
+
+    def _layout_done(self) -> None:
+        from ._format import _zstd_decompress
+
+        data = bytes(self._buf)
+        del self._buf[:]
+        if self._layout_codec == Codec.ZSTD:
+            data = _zstd_decompress(memoryview(data), self._layout_raw, Section.LAYOUT)
+        limit = self.max_expanded_size
+        if limit is None:
+            from ._layout import default_max_expanded_size
+
+            limit = default_max_expanded_size(self.target_size)
+        self.layout = _read_layout(data, self.target_size, limit)
+        self._expanded_size = self.layout.expanded_size()
+        self._state = _SECTION
+        from . import _layout
+
+        builder = getattr(_layout, "Rebuilder", None)
+        if builder is not None:
+            self._rebuilder = builder(
+                self.layout, threads=self.threads, max_output_size=self.target_size
+            )
+
+    def _content(self, data: memoryview) -> None:
+        import zstandard
+
+        if self._dobj is None:
+            # The frame header is checked (size, window, no dictionary) before zstd sees it.
+            need = min(_FRAME_HEADER_MAX, len(self._head) + len(data) + self._left)
+            take = need - len(self._head)
+            self._head += data[:take]
+            if len(self._head) < need:
+                return
+            _check_frame(self._head, self._expanded_size)
+            self._dobj = zstandard.ZstdDecompressor(
+                max_window_size=EXPANDED_MAX_WINDOW
+            ).decompressobj()
+            head = memoryview(bytes(self._head))
+            self._head = bytearray()
+            self._decompress(head)
+            data = data[take:]
+        self._decompress(data)
+
+    def _decompress(self, data: memoryview) -> None:
+        import zstandard
+
+        for i in range(0, len(data), _FEED_SLICE):
+            if self._dobj.eof:
+                raise CorruptPatchError("EXPANDED section CONTENT has bytes after its frame")
+            try:
+                out = self._dobj.decompress(data[i : i + _FEED_SLICE])
+            except zstandard.ZstdError as exc:
+                raise CorruptPatchError(f"EXPANDED content does not decompress: {exc}") from exc
+            if not out:
+                continue
+            self._produced += len(out)
+            if self._produced > self._expanded_size:
+                raise CorruptPatchError(
+                    f"EXPANDED content decompresses past the layout's {self._expanded_size} bytes"
+                )
+            if self._rebuilder is not None:
+                self._rebuilder.feed(out)
+            else:
+                self._out += out
+        if self._dobj.eof and self._dobj.unused_data:
+            raise CorruptPatchError("EXPANDED section CONTENT has bytes after its frame")
+
+    def _finish(self) -> bytes:
+        if self._state != _DONE:
+            raise CorruptPatchError(f"EXPANDED patch is truncated ({self.received} bytes received)")
+        if self._hash.digest() != bytes(self._buf):
+            raise CorruptPatchError("patch checksum mismatch: the patch is corrupted or truncated")
+        if self._produced != self._expanded_size:
+            raise CorruptPatchError(
+                f"EXPANDED content decompressed to {self._produced} bytes, the layout needs "
+                f"{self._expanded_size}"
+            )
+        assert self.layout is not None
+        if self._rebuilder is not None:
+            out = bytes(self._rebuilder.finish())
+        else:
+            out = _rebuild(self.layout, self._out, self.target_size, self.threads)
+            self._out = bytearray()
+        if len(out) != self.target_size:
+            raise CorruptPatchError(
+                f"rebuilt output is {len(out)} bytes but the patch declares {self.target_size}"
+            )
+        if hashlib.sha256(out).digest() != self.target_sha256:
+            raise CorruptPatchError("rebuilt output does not match the target SHA-256 in the patch")
+        return out
+
+
 __all__ = [
     "EMPTY_SHA256",
     "EXPANDED_MAX_WINDOW_LOG",
+    "ExpandedDecoder",
     "compress_content",
     "decode",
     "encode",

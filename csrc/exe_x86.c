@@ -11,10 +11,11 @@
  *   8B/89/8D modrm(rip) disp32 (no REX)                 operand at +2, length 6
  *   0F op modrm(rip) disp32 (SSE moves and arithmetic, movzx/movsx) operand at +3, length 7
  *
- * The scan is a left-to-right walk that, after a rewrite, resumes behind the operand. Whether
- * a position is rewritten depends on its opcode bytes (never changed: every changed byte lies
- * inside an operand that the walk skips) and on the operand being a sign-extended bits-bit
- * value; the rewrite maps that set onto itself (addition modulo 2^bits), so the inverse walk
+ * The scan is a left-to-right walk that, after a recognised form (rewritten or not), resumes
+ * behind it. Whether a position is rewritten depends on its opcode bytes (never changed: every
+ * changed byte lies inside an operand that the walk skips, and the opcode tests that read a
+ * third byte require a second byte that is not E8/E9, so no later rewrite changes what they
+ * read) and on the operand being a sign-extended bits-bit value; the rewrite maps that set onto itself (addition modulo 2^bits), so the inverse walk
  * sees the same decisions and subtracts what the forward walk added. The window keeps random
  * data (E8 inside constants) mostly untouched: with bits = 25 only 1 in 128 four-byte values
  * qualifies, while every real displacement of an image under 16 MiB does.
@@ -90,14 +91,16 @@ uint64_t rc_exe_x86_64(uint8_t *buf, size_t len, uint64_t vaddr, unsigned bits, 
             end = i + 7;
         }
         if (end != 0 && end <= len) {
+            /* A recognised form consumes its bytes even when its operand is outside the
+             * window: no later rewrite may then change a byte this decision read. */
             uint32_t v = rc_exe_rd32(buf + op);
             if (in_window(v, bits)) {
                 uint32_t pc = (uint32_t)(vaddr + end);
                 rc_exe_wr32(buf + op, rewrite(v, pc, bits, inverse));
                 count++;
-                i = end;
-                continue;
             }
+            i = end;
+            continue;
         }
         i++;
     }

@@ -18,6 +18,12 @@ Three modes (``--mode``, default ``raw``):
   untrusted correction record, rebuilt against the content (an error or a stream, never a
   crash).
 
+- ``expanded``: method 5 EXPANDED through both of its decoders. Byte 0 picks the chunk size
+  the streaming :class:`~registry_core.delta.ExpandedDecoder` is fed in (see
+  :func:`chunk_size`); the rest is an EXPANDED patch without its trailer, appended as in
+  ``fixup``. The decoder and ``apply(b"", patch)`` must agree: the same bytes, or both a
+  RegistryCoreError. The fixup mode also has EXPANDED seeds (base: the empty one).
+
 Anything but a :class:`registry_core.errors.RegistryCoreError` escaping the harness is a bug
 (MemoryError included: every size is meant to be checked against a limit before allocation).
 Valid patches found by the fuzzer are also checked: what ``apply`` returns must hash to the
@@ -41,6 +47,7 @@ Run (from the repository root)::
     .venv/bin/python fuzz/fuzz_apply.py --mode fixup -max_total_time=300
     .venv/bin/python fuzz/fuzz_apply.py --mode fixup --ignore-known -max_total_time=300
     .venv/bin/python fuzz/fuzz_apply.py --mode fixup --limits default -max_total_time=300
+    .venv/bin/python fuzz/fuzz_apply.py --mode expanded -max_total_time=300
 
 Seeds are generated at start-up (real zipfile / gzip / tarfile artifacts and their patches) into
 ``fuzz/corpus/<mode>/`` unless corpus directories are given; crashes are written to
@@ -64,7 +71,7 @@ from functools import lru_cache
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-MODES = ("raw", "fixup", "deflate")
+MODES = ("raw", "fixup", "deflate", "expanded")
 
 # Limits the harness applies with: large enough for every seed, small enough that a declared
 # size the fuzzer inflates is refused (OutputTooLargeError) instead of eating the machine.
@@ -242,7 +249,34 @@ def patches() -> list[tuple[int, bytes]]:
 
     out.append((2, DeltaAggregator(prefix=False, level=3).diff(raw_old, raw_new)))
     out.append((2, _prefix_patch(raw_old, raw_new)))
+    # First downloads (method 5 EXPANDED, against the empty base: artifacts()[4][0]).
+    out.extend((EMPTY_BASE, p) for p in expanded_patches())
     return out
+
+
+#: Index in :func:`bases` of the empty base (what EXPANDED patches are made against).
+EMPTY_BASE = 4
+
+
+@lru_cache(maxsize=1)
+def expanded_patches() -> list[bytes]:
+    """EXPANDED patches of the zip and the tar.gz targets (level 3, whatever their size against
+    the plain file: recompress would serve the plain file for some of these small seeds)."""
+    from registry_core.delta import _expanded
+
+    agg = _aggregator()
+    out = []
+    for _, new in artifacts()[:2]:
+        patch = _expanded.encode(new, level=3, max_expanded_size=agg.expanded_limit(len(new)))
+        if patch is None:  # pragma: no cover - both targets are expandable
+            raise AssertionError("seed artifact did not recompress")
+        out.append(patch)
+    return out
+
+
+def chunk_size(sel: int) -> int:
+    """The feed size the ``expanded`` mode uses for selector byte ``sel``: 1..4096 bytes."""
+    return (1, 2, 3, 7, 16, 61, 256, 1000, 4096)[sel % 9]
 
 
 def _prefix_patch(old: bytes, new: bytes) -> bytes:
@@ -280,6 +314,11 @@ def seeds(mode: str) -> list[bytes]:
             out.append(bytes([base << 2 | 1]) + patch[:-32])  # zstd sections kept
     elif mode == "deflate":
         out.extend(_deflate_seeds())
+    elif mode == "expanded":
+        for patch in expanded_patches():
+            for sel in (0, 3, 5, 8):
+                out.append(bytes([sel]) + patch[:-32])
+            out.append(bytes([6]) + _stored(patch)[:-32])
     else:
         raise ValueError(f"mode must be one of {MODES}")
     return out
@@ -410,7 +449,7 @@ def _declared_output(data: bytes, mode: str, limits: str) -> int:
         return 0
     sel, body = data[0], data[1:]
     agg = _aggregator(limits)
-    if mode == "fixup":
+    if mode in ("fixup", "expanded"):
         patch = body + hashlib.sha256(body).digest()
     elif sel & 3 in (0, 1):
         patch = body
@@ -429,6 +468,9 @@ def _run(data: bytes, mode: str, ignore: frozenset[str], limits: str) -> None:
 
     if mode == "deflate":
         _run_deflate(data)
+        return
+    if mode == "expanded":
+        _run_expanded(data, limits)
         return
     sel, body = data[0], data[1:]
     agg = _aggregator(limits)
@@ -466,6 +508,36 @@ def _run(data: bytes, mode: str, ignore: frozenset[str], limits: str) -> None:
                     raise AssertionError("unbundle returned something else than str -> bytes")
     except RegistryCoreError:
         pass
+
+
+def _run_expanded(data: bytes, limits: str) -> None:
+    """Both EXPANDED decoders on one patch: they must agree (same bytes, or both refuse)."""
+    from registry_core.errors import RegistryCoreError
+
+    sel, body = data[0], data[1:]
+    agg = _aggregator(limits)
+    patch = body + hashlib.sha256(body).digest()
+    try:
+        one_shot: bytes | None = agg.apply(b"", patch)
+        one_err = None
+    except RegistryCoreError as exc:
+        one_shot, one_err = None, exc
+    step = chunk_size(sel)
+    dec = agg.expanded_decoder()
+    try:
+        for pos in range(0, len(patch), step):
+            dec.feed(patch[pos : pos + step])
+        streamed: bytes | None = dec.finish()
+        err = None
+    except RegistryCoreError as exc:
+        streamed, err = None, exc
+    if streamed is not None:
+        if hashlib.sha256(streamed).digest() != dec.target_sha256:
+            raise AssertionError("ExpandedDecoder returned bytes that do not match the digest")
+        if one_shot is None and agg.inspect(patch).method == "EXPANDED":
+            raise AssertionError(f"ExpandedDecoder accepted a patch apply refuses ({one_err!r})")
+    if one_shot is not None and agg.inspect(patch).method == "EXPANDED" and streamed != one_shot:
+        raise AssertionError(f"apply accepted an EXPANDED patch the decoder refuses ({err!r})")
 
 
 def write_seeds(mode: str, folder: Path) -> None:
@@ -514,6 +586,7 @@ def main(argv: list[str]) -> None:
             _aggregator,
             _binary,
             _bundle,
+            _expanded,
             _format,
             _layout,
             _reconstruct,

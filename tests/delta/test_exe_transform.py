@@ -3,6 +3,7 @@ record decoding, real ELF images compiled here with gcc diff smaller once transf
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import struct
 import subprocess
@@ -39,7 +40,7 @@ ranges_st = st.builds(
 def _record(size: int, cuts: list[int], specs: list[tuple[int, int, int]]) -> ExeRecord:
     points = sorted({min(c, size) for c in cuts})
     out = []
-    for (start, end), (arch, bits, vaddr) in zip(zip(points, points[1:], strict=False), specs, strict=False):
+    for (start, end), (arch, bits, vaddr) in zip(itertools.pairwise(points), specs, strict=False):
         if end > start:
             out.append(ExeRange(start, end - start, arch, bits, 0, vaddr))
     return ExeRecord(tuple(out))

@@ -4,7 +4,7 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
 
     magic   b"RCDP"
     version u8 = 1
-    method  u8: 0 FULL, 1 BINARY, 2 ARCHIVE, 3 CHAIN, 4 ZSTD_PREFIX
+    method  u8: 0 FULL, 1 BINARY, 2 ARCHIVE, 3 CHAIN, 4 ZSTD_PREFIX, 5 EXPANDED
     flags   u8: bit 0 RAW_BASE (ARCHIVE only: the delta source is the expanded base followed
             by the base itself); readers reject other bits
     base_size, target_size
@@ -15,7 +15,9 @@ Layout (all integers are unsigned LEB128 varints unless noted; see docs/delta-fo
 
 Sections by method: FULL has TARGET; BINARY has CTRL, DIFF, EXTRA; ARCHIVE has LAYOUTS
 (the base's and the target's layout in one section), CTRL, DIFF, EXTRA; CHAIN has PATCHES;
-ZSTD_PREFIX has FRAME (stored: a zstd frame of the target with the base as its dictionary).
+ZSTD_PREFIX has FRAME (stored: a zstd frame of the target with the base as its dictionary);
+EXPANDED has LAYOUT then CONTENT (stored: one zstd frame of the target's expanded form; the base
+is empty; see :mod:`._expanded`).
 Parsing checks the trailer first, so a corrupted patch is refused
 before anything is decompressed, and every declared size is checked against caller limits before
 a byte is allocated for it.

@@ -32,17 +32,28 @@ from .._util import LRU, SingleFlight, atomic_write
 from ..errors import (
     CompressionError,
     DecompressionLimitError,
+    DigestMismatchError,
     InvalidArgumentError,
     OutputTooLargeError,
+    RegistryCoreError,
     ResponseTooLargeError,
     TransportError,
 )
 from ..wire._delta import etag_to_sha256
 from ..wire._tls import tls_version
+from . import _firstdl
 from ._altsvc import AltSvcCache
 from ._decode import Codings, accept_encoding, decode_body
+from ._firstdl import StreamingDecode
 from ._h3 import H3ConnectError, H3Connection, H3StreamError
-from ._policy import Decision, FetchPlan, FetchPolicy, reproduced_engines, sha256, verify_body
+from ._policy import (
+    Decision,
+    FetchPlan,
+    FetchPolicy,
+    reproduced_engines,
+    sha256,
+    verify_body,
+)
 from ._pool import CoalescingPool, ConnectionRecord
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
 from ._tls import connect_tls
@@ -54,6 +65,9 @@ if TYPE_CHECKING:
 __all__ = ["Response", "Transport"]
 
 Origin = tuple[str, str, int]
+#: Called with (status, headers) once a response's head is in; returns the sink its body chunks
+#: are fed to as they arrive (a first download's streamed decode), or None.
+SinkFactory = Callable[[int, httpx.Headers], StreamingDecode | None]
 
 
 @dataclass
@@ -70,6 +84,8 @@ class Response:
     elapsed: float = 0.0
     #: digests of ``content`` computed while verifying it (``{"sha-256": ...}``), for reuse
     digests: dict[str, bytes] = field(default_factory=dict, repr=False)
+    #: the sink the body was fed to while it arrived (a first download's streamed decode)
+    stream: StreamingDecode | None = field(default=None, repr=False)
 
     def raise_for_status(self) -> Response:
         if self.status >= 400:
@@ -91,6 +107,7 @@ class _Unprocessed(Exception):
 
 _STREAM_WINDOW = 1 << 24
 _HASH_ON_LOOP = 1 << 20  # buffers this large are hashed / decoded on a worker thread
+_MAX_STREAMED = 4  # first downloads decoded while they arrive at once (one thread each)
 
 
 @dataclass(frozen=True)
@@ -195,6 +212,11 @@ class Transport:
     tls_minimum: the lowest TLS version accepted over TCP ("1.3", the default, or "1.2";
     QUIC is always TLS 1.3).
 
+    first_downloads: when :meth:`fetch` is given no ``have`` (and DELTA_AGGREGATOR is on),
+    ask for the artifact's EXPANDED patch (``Delta-Engines`` names ``expanded``, docs/wire.md
+    section 3 "First downloads"), decoded while the body arrives and verified like every
+    patch, with the same single fallback to a plain GET. False: first downloads are plain.
+
     trust: a :class:`~registry_core.signing.TrustedIndex` (python-tuf's ngclient over the
     registry's TUF metadata): :meth:`fetch` then checks every artifact against its signed
     length and sha256, and every ``226`` patch's DSSE envelope against the TUF ``patches``
@@ -223,6 +245,7 @@ class Transport:
         allow_http: bool = False,
         trust: TrustedIndex | None = None,
         tls_minimum: str = "1.3",
+        first_downloads: bool = True,
     ) -> None:
         tls_version(tls_minimum)  # InvalidArgumentError for anything but "1.2" / "1.3"
         if allow_http and transport is None:
@@ -256,6 +279,7 @@ class Transport:
         self.allow_http = allow_http
         self.trust = trust
         self.tls_minimum = tls_minimum
+        self.first_downloads = first_downloads
         self.default_headers = {"user-agent": "registry-core", **(headers or {})}
         self.codings = Codings(
             zstd=self.options.zstd, brotli=self.options.brotli, flags=self.options.codec_flags()
@@ -272,6 +296,8 @@ class Transport:
         self._ssl: ssl.SSLContext | None = None
         self._policy: FetchPolicy | None = None
         self._appliers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._decoders: concurrent.futures.ThreadPoolExecutor | None = None
+        self._streamed = threading.BoundedSemaphore(_MAX_STREAMED)
         self._closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -293,6 +319,9 @@ class Transport:
         if self._appliers is not None:  # a patch past its deadline finishes on its own
             self._appliers.shutdown(wait=False, cancel_futures=True)
             self._appliers = None
+        if self._decoders is not None:  # abandoned streamed decodes stop at their next chunk
+            self._decoders.shutdown(wait=False, cancel_futures=True)
+            self._decoders = None
 
     async def _close(self, live: _Live) -> None:
         self.pool.remove(live.record.conn_id)
@@ -327,11 +356,15 @@ class Transport:
         timeout: float | None = None,
         max_size: int | None = None,
         dictionary: Any = None,
+        stream: SinkFactory | None = None,
     ) -> Response:
         """Send a request with retries; returns the whole (decoded, verified) response.
 
         ``dictionary``: the dictionary named by an ``Available-Dictionary`` header (bytes or a
-        ``compress.Dictionary``), needed to decode a ``dcz`` answer.
+        ``compress.Dictionary``), needed to decode a ``dcz`` answer. ``stream``: called with
+        each attempt's status and headers; the sink it returns (if any) is fed the body's
+        chunks as they arrive, closed when the body is complete, aborted when the attempt
+        fails, and left on :attr:`Response.stream` (requests with it are not coalesced).
         """
         if self._closed:
             raise TransportError("this Transport is closed")
@@ -351,9 +384,16 @@ class Transport:
         attempt_timeout = timeout or self.timeout
 
         def run() -> Awaitable[Response]:
-            return self._with_retries(method, u, hdrs, content, attempt_timeout, limit, dictionary)
+            return self._with_retries(
+                method, u, hdrs, content, attempt_timeout, limit, dictionary, stream
+            )
 
-        if self.coalesce_requests and method in ("GET", "HEAD") and content is None:
+        if (
+            self.coalesce_requests
+            and method in ("GET", "HEAD")
+            and content is None
+            and stream is None
+        ):
             key = (method, str(u), tuple(sorted(hdrs.items())), timeout, limit)
             try:
                 return await self._singleflight.do(key, run)
@@ -382,6 +422,10 @@ class Transport:
         corrupt, made for another base, or takes longer than ``apply_timeout``) is dropped and
         the full artifact is downloaded instead, once, and verified the same way.
 
+        Without ``have`` (a first download) the request asks for an EXPANDED patch against
+        the empty base (``first_downloads``); a ``226`` to it is decoded while it arrives
+        (``stats["fetch_expanded_streamed"]``) and counted as ``fetch_expanded``.
+
         ``trust`` (default: the Transport's): a TrustedIndex; the artifact must then match its
         TUF targets metadata (length, sha256) and a patch must carry a DSSE envelope signed by
         the TUF ``patches`` role binding base, target and patch; else :class:`SignatureError`
@@ -403,7 +447,10 @@ class Transport:
                 await asyncio.to_thread(reproduced_engines) if self.options.delta else frozenset()
             )
             self._policy = FetchPolicy(
-                delta=self.options.delta, dcz=self.options.zstd, engines=engines
+                delta=self.options.delta,
+                dcz=self.options.zstd,
+                engines=engines,
+                first_downloads=self.first_downloads,
             )
         return self._policy
 
@@ -427,24 +474,75 @@ class Transport:
         return policy.plan(have, have_sha256=digest, dictionary=dictionary)
 
     async def _send_plan(
-        self, policy: FetchPolicy, plan: FetchPlan, url: str, limit: int
+        self,
+        policy: FetchPolicy,
+        plan: FetchPlan,
+        url: str,
+        limit: int,
+        stream: SinkFactory | None = None,
     ) -> tuple[Decision, Response]:
         headers = plan.headers
         if plan.dictionary is not None:
             headers = {**headers, "accept-encoding": accept_encoding(self.codings, dcz=True)}
         r = await self.request(
-            "GET", url, headers=headers, max_size=limit, dictionary=plan.dictionary
+            "GET", url, headers=headers, max_size=limit, dictionary=plan.dictionary, stream=stream
         )
-        decision = policy.decide(
-            plan,
-            r.status,
-            r.headers,
-            r.content,
-            url=url,
-            coding=r.headers.get("content-encoding", "identity"),
-            digests=r.digests,
-        )
+        try:
+            decision = policy.decide(
+                plan,
+                r.status,
+                r.headers,
+                r.content,
+                url=url,
+                coding=r.headers.get("content-encoding", "identity"),
+                digests=r.digests,
+            )
+        except BaseException:
+            if r.stream is not None:
+                r.stream.abort()
+            raise
+        if decision.action != "apply" and r.stream is not None:
+            r.stream.abort()
         return decision, r
+
+    def _first_download_sink(
+        self, policy: FetchPolicy, plan: FetchPlan, url: str, limit: int
+    ) -> SinkFactory | None:
+        """The sink factory of a first download: a ``226`` whose headers pass the
+        first-download checks gets an ExpandedDecoder fed while the body arrives (at most
+        ``_MAX_STREAMED`` at once; beyond that, or when a check fails, no sink: the body is
+        read whole and :meth:`_apply` handles it, the checks raising there)."""
+        if not plan.first:
+            return None
+
+        def make(status: int, headers: httpx.Headers) -> StreamingDecode | None:
+            if status != 226:
+                return None
+            try:
+                expected, _post = policy.first_download_target(plan, headers, url)
+                decoder = _firstdl.new_decoder(limit)
+            except (RegistryCoreError, ImportError):
+                return None
+            if not self._streamed.acquire(blocking=False):
+                return None
+            if self._decoders is None:
+                self._decoders = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=_MAX_STREAMED, thread_name_prefix="registry-core-decode"
+                )
+            try:
+                sink = StreamingDecode(
+                    decoder,
+                    self._decoders,
+                    expected_sha256=expected,
+                    idle_timeout=self.timeout + self.apply_timeout,
+                )
+            except BaseException:
+                self._streamed.release()
+                raise
+            sink.add_done_callback(self._streamed.release)
+            return sink
+
+        return make
 
     async def _fetch_trusted(
         self, url: str, have: bytes | None, limit: int, trust: TrustedIndex
@@ -537,7 +635,14 @@ class Transport:
     ) -> bytes:
         policy = await self._fetch_policy()
         plan = await self._plan(policy, have)
-        decision, r = await self._send_plan(policy, plan, url, limit)
+        # A first download is decoded while it arrives, unless a signed envelope must be
+        # checked first (TUF: the patch is then applied whole, after check_patch).
+        stream = (
+            self._first_download_sink(policy, plan, url, limit)
+            if plan.first and check_patch is None
+            else None
+        )
+        decision, r = await self._send_plan(policy, plan, url, limit, stream)
         if decision.action == "apply" and check_patch is not None:
             await check_patch(plan, decision, r)
         if decision.action == "apply":
@@ -579,9 +684,12 @@ class Transport:
         url: str,
         limit: int,
     ) -> Decision:
-        """Apply the patch on a worker thread, within ``apply_timeout``."""
-        patch, have = decision.patch, plan.have
-        assert patch is not None and have is not None
+        """Apply the patch on a worker thread, within ``apply_timeout``; a first download's
+        streamed decode is awaited within the same deadline (counted from the body's end)."""
+        if r.stream is not None:
+            return await self._finish_streamed(policy, plan, r, url, limit)
+        patch, have = decision.patch, plan.have if plan.have is not None else b""
+        assert patch is not None and (plan.have is not None or plan.first)
         headers = r.headers
 
         def work() -> tuple[bytes, tuple[str, bytes] | None]:
@@ -611,6 +719,40 @@ class Transport:
         data, post = await asyncio.wait_for(job, self.apply_timeout)
         return policy.after_apply(plan, data, limit, url, post)
 
+    async def _finish_streamed(
+        self, policy: FetchPolicy, plan: FetchPlan, r: Response, url: str, limit: int
+    ) -> Decision:
+        """The outcome of a first download decoded while it arrived (``r.stream``): the
+        header checks again (they raise here, where a failure means the fallback), the
+        decoder's verified artifact within ``apply_timeout``, its target tied to the digest
+        the checks returned."""
+        sink = r.stream
+        assert sink is not None
+        try:
+            expected, post = policy.first_download_target(plan, r.headers, url)
+            data = await sink.result(self.apply_timeout)
+        except MemoryError:
+            raise OutputTooLargeError(
+                f"{url}: rebuilding the first download ran out of memory; the full artifact "
+                "is fetched instead"
+            ) from None
+        finally:
+            sink.abort()
+        if expected is not None:
+            said = getattr(sink.decoder, "target_sha256", None)
+            declared: bytes = (
+                said
+                if isinstance(said, bytes) and len(said) == 32
+                else await asyncio.to_thread(sha256, data)  # a decoder that says nothing
+            )
+            if not hmac.compare_digest(declared, expected):
+                raise DigestMismatchError(
+                    f"{url}: the rebuilt artifact is not the one Repr-Digest/ETag announced; "
+                    "nothing was written"
+                )
+        self.stats["fetch_expanded_streamed"] += 1
+        return policy.after_apply(plan, data, limit, url, post)
+
     # -- retries -----------------------------------------------------------------------------
 
     async def _with_retries(
@@ -622,6 +764,7 @@ class Transport:
         timeout: float,
         limit: int,
         dictionary: bytes | None,
+        stream: SinkFactory | None = None,
     ) -> Response:
         attempt = 0
         replays = 0
@@ -632,11 +775,13 @@ class Transport:
             try:
                 r = await asyncio.wait_for(
                     self._attempt(
-                        method, url, headers, content, timeout, limit, dedicated, dictionary
+                        method, url, headers, content, timeout, limit, dedicated, dictionary, stream
                     ),
                     timeout,
                 )
                 if self.retry.should_retry_status(attempt, method, r.status):
+                    if r.stream is not None:
+                        r.stream.abort()
                     self.stats["retries"] += 1
                     await asyncio.sleep(self.retry.delay(attempt, retry_after=_retry_after(r)))
                     continue
@@ -722,10 +867,11 @@ class Transport:
         limit: int,
         dedicated: bool,
         dictionary: Any = None,
+        stream: SinkFactory | None = None,
     ) -> Response:
         if self.transport is not None:
             return await self._attempt_seam(
-                method, url, headers, content, timeout, limit, dictionary
+                method, url, headers, content, timeout, limit, dictionary, stream
             )
         started = time.perf_counter()
         origin: Origin = ("https", url.host.lower(), url.port or 443)
@@ -752,8 +898,8 @@ class Transport:
             self.stats["coalesced_requests"] += 1
         self.pool.acquire(rec.conn_id)
         try:
-            exchange: Awaitable[tuple[int, httpx.Headers, bytes, str]] = self._exchange(
-                live, method, url, headers, content, timeout, limit
+            exchange: Awaitable[tuple[int, httpx.Headers, bytes, str, StreamingDecode | None]] = (
+                self._exchange(live, method, url, headers, content, timeout, limit, stream)
             )
             if rec.protocol == "h3" and live.conn.early:
                 # 0-RTT: the request is already on its way; if the handshake then fails
@@ -775,20 +921,32 @@ class Transport:
                     self.stats["h3_fallbacks"] += 1
                     raise _Unprocessed() from exc
                 exchange = task
-            status, resp_headers, raw, version = await exchange
+            status, resp_headers, raw, version, sink = await exchange
         finally:
             self.pool.release(rec.conn_id)
             if live.conn.is_closed():
                 self.pool.remove(rec.conn_id)
                 self._live.pop(rec.conn_id, None)
         if status == 421 and rec.origin != origin:
+            if sink is not None:
+                sink.abort()
             self.pool.misdirected(rec.conn_id, origin)
             raise _Misdirected()
         alt_svc = resp_headers.get("alt-svc")
         if alt_svc and rec.protocol != "h3" and self._h3_allowed():
             self.altsvc.update(origin, alt_svc, time.monotonic())
         return await self._finish(
-            method, url, status, resp_headers, raw, version, rec.conn_id, started, limit, dictionary
+            method,
+            url,
+            status,
+            resp_headers,
+            raw,
+            version,
+            rec.conn_id,
+            started,
+            limit,
+            dictionary,
+            sink,
         )
 
     async def _attempt_seam(
@@ -800,6 +958,7 @@ class Transport:
         timeout: float,
         limit: int,
         dictionary: Any,
+        stream: SinkFactory | None = None,
     ) -> Response:
         """One attempt through the given ``httpx.AsyncBaseTransport``."""
         assert self.transport is not None
@@ -819,16 +978,31 @@ class Transport:
             },
         )
         resp = await self.transport.handle_async_request(req)
+        sink = stream(resp.status_code, resp.headers) if stream is not None else None
         try:
             raw = await _read_limited(
-                resp.stream, limit, resp.headers, str(url), method, resp.status_code
+                resp.stream, limit, resp.headers, str(url), method, resp.status_code, sink
             )
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
         finally:
             await resp.aclose()
         version = resp.extensions.get("http_version", b"HTTP/1.1")
         version = version.decode("ascii", "replace") if isinstance(version, bytes) else "HTTP/1.1"
         return await self._finish(
-            method, url, resp.status_code, resp.headers, raw, version, 0, started, limit, dictionary
+            method,
+            url,
+            resp.status_code,
+            resp.headers,
+            raw,
+            version,
+            0,
+            started,
+            limit,
+            dictionary,
+            sink,
         )
 
     async def _finish(
@@ -843,9 +1017,11 @@ class Transport:
         started: float,
         limit: int,
         dictionary: Any,
+        sink: StreamingDecode | None = None,
     ) -> Response:
         """Verify the digests of ``raw`` (each algorithm hashed once) and undo its coding; on a
-        worker thread when the body is large (hashing or inflating it must not stall the loop)."""
+        worker thread when the body is large (hashing or inflating it must not stall the loop).
+        ``sink``: the body's streamed decode, left on the Response (aborted if a check fails)."""
         check = functools.partial(
             self._check_and_decode,
             method,
@@ -859,7 +1035,14 @@ class Transport:
             limit,
             dictionary,
         )
-        return await asyncio.to_thread(check) if len(raw) >= _HASH_ON_LOOP else check()
+        try:
+            r = await asyncio.to_thread(check) if len(raw) >= _HASH_ON_LOOP else check()
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
+        r.stream = sink
+        return r
 
     def _check_and_decode(
         self,
@@ -918,8 +1101,11 @@ class Transport:
         content: bytes | None,
         timeout: float,
         limit: int,
-    ) -> tuple[int, httpx.Headers, bytes, str]:
-        """Send on ``live`` and read the whole body (bounded by ``limit``)."""
+        stream: SinkFactory | None = None,
+    ) -> tuple[int, httpx.Headers, bytes, str, StreamingDecode | None]:
+        """Send on ``live`` and read the whole body (bounded by ``limit``), feeding it to the
+        sink ``stream`` returns for this response (if any) as it arrives."""
+        sink: StreamingDecode | None = None
         rec = live.record
         try:
             if rec.protocol == "h3":
@@ -932,8 +1118,11 @@ class Transport:
                     live, method, url, headers, content, timeout
                 )
                 version = "HTTP/2" if rec.protocol == "h2" else "HTTP/1.1"
+            sink = stream(status, resp_headers) if stream is not None else None
             try:
-                raw = await _read_limited(body_iter, limit, resp_headers, str(url), method, status)
+                raw = await _read_limited(
+                    body_iter, limit, resp_headers, str(url), method, status, sink
+                )
             finally:
                 await closer()
         except (
@@ -942,11 +1131,17 @@ class Transport:
             h2.exceptions.ProtocolError,
             OSError,
         ) as exc:
+            if sink is not None:
+                sink.abort()
             terminated = getattr(live.conn, "_connection_terminated", None)
             if terminated is not None and getattr(terminated, "error_code", None) == 0:
                 raise _Drained() from exc
             raise
-        return status, resp_headers, raw, version
+        except BaseException:
+            if sink is not None:
+                sink.abort()
+            raise
+        return status, resp_headers, raw, version, sink
 
     async def _send_h2(
         self,
@@ -1182,8 +1377,17 @@ def _retry_after(r: Response) -> float | None:
 
 
 async def _read_limited(
-    body: Any, limit: int, headers: httpx.Headers, url: str, method: str, status: int
+    body: Any,
+    limit: int,
+    headers: httpx.Headers,
+    url: str,
+    method: str,
+    status: int,
+    sink: StreamingDecode | None = None,
 ) -> bytes:
+    """The whole body, at most ``limit`` bytes and exactly its Content-Length; each chunk is
+    also handed to ``sink`` as it arrives, and the sink closed once the body is complete (the
+    caller aborts it on any error)."""
     declared = headers.get("content-length")
     length: int | None = None
     if declared is not None:
@@ -1201,8 +1405,12 @@ async def _read_limited(
         buf += chunk
         if len(buf) > limit:
             raise ResponseTooLargeError(f"{url}: response exceeds the {limit}-byte limit")
+        if sink is not None:
+            sink.feed(chunk)
     if length is not None and method != "HEAD" and status not in (204, 304) and len(buf) != length:
         raise httpcore.RemoteProtocolError(
             f"{url}: truncated body: {len(buf)} of {length} declared bytes"
         )
+    if sink is not None:
+        sink.close()
     return bytes(buf)

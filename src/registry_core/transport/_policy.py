@@ -13,6 +13,13 @@
   limits, corrupt, or made for another base): ask again without delta headers;
 - errors are raised as :mod:`registry_core.errors` classes.
 
+First downloads (the client holds no version): when the platform reproduces the reference
+engines, the request names ``expanded`` in ``Delta-Engines`` with ``A-IM: rcdelta`` and no
+``If-None-Match`` (:meth:`FetchPolicy.plan` with ``have=None``); a ``226`` to it is accepted
+only when its ``Delta-Base`` is the SHA-256 of the empty string (:data:`EMPTY_SHA256`) and the
+patch is an EXPANDED one against the empty base (:meth:`FetchPolicy.first_download_target`,
+:meth:`FetchPolicy.before_apply`). Requests that name a held version never carry ``expanded``.
+
 Hashing: ``have`` is hashed once by the client (:func:`sha256`, the one helper), the result of
 a patch is checked without hashing it again here: the patch's declared target SHA-256 must equal
 ``Repr-Digest``'s ``sha-256`` member and the strong ETag before the patch is applied, and
@@ -40,15 +47,19 @@ from ..errors import (
     TransportError,
 )
 from ..wire._delta import (
+    DELTA_ENGINES,
     IM_RCDELTA,
     delta_request_headers,
     etag_for_sha256,
     etag_to_sha256,
+    format_delta_engines,
     parse_im,
 )
 from ..wire._digest import compute_digest, parse_digest, verify_digest
 
 __all__ = [
+    "EMPTY_SHA256",
+    "FIRST_DOWNLOAD_TOKEN",
     "REFERENCE_ENGINES",
     "Decision",
     "FetchPlan",
@@ -59,6 +70,12 @@ __all__ = [
 
 #: Deflate engines a registry-core server may use to recompress archive members.
 REFERENCE_ENGINES = ("zlib", "miniz")
+#: The ``Delta-Engines`` token of a first download: "an EXPANDED patch against the empty base
+#: (method 5) is welcome". Sent only by requests that name no held version.
+FIRST_DOWNLOAD_TOKEN = "expanded"
+#: The SHA-256 of the empty byte string: the base (and ``Delta-Base``) of an EXPANDED patch.
+EMPTY_SHA256 = hashlib.sha256(b"").digest()
+_EXPANDED_METHOD = "EXPANDED"
 
 
 def sha256(data: Any) -> bytes:
@@ -99,6 +116,7 @@ class FetchPlan:
     delta: bool = False  # A-IM: rcdelta was sent
     dictionary: Any = None  # a compress.Dictionary over ``have`` when dcz was offered
     full: bool = False  # the fallback request (no delta headers)
+    first: bool = False  # a first download: no base held, ``expanded`` named (have_sha256: empty)
 
 
 @dataclass(frozen=True)
@@ -120,12 +138,19 @@ class FetchPolicy:
     ``delta``: ask for registry-core patches (the DELTA_AGGREGATOR flag, resolved by the
     caller). ``dcz``: offer ``have`` as a shared dictionary (ZSTD_COMPRESSION). ``engines``: the
     reference deflate engines this platform reproduces (sent as ``Delta-Engines``).
+    ``first_downloads``: ask for an EXPANDED patch when the client holds no version (only with
+    ``delta`` and when ``engines`` holds both reference engines: the server uses nothing less).
     """
 
-    def __init__(self, *, delta: bool, dcz: bool, engines: frozenset[str]) -> None:
+    def __init__(
+        self, *, delta: bool, dcz: bool, engines: frozenset[str], first_downloads: bool = True
+    ) -> None:
         self.delta = delta
         self.dcz = dcz
         self.engines = frozenset(engines)
+        self.first_downloads = bool(
+            first_downloads and delta and set(REFERENCE_ENGINES) <= self.engines
+        )
 
     # -- requests -------------------------------------------------------------------------------
 
@@ -135,7 +160,12 @@ class FetchPolicy:
         """Headers for the first request. ``have_sha256``: SHA-256 of ``have`` (hashed once by
         the caller, e.g. by building the dcz ``dictionary`` over it)."""
         if have is None:
-            return FetchPlan(delta_request_headers(None))
+            if not self.first_downloads:
+                return FetchPlan(delta_request_headers(None))
+            headers = delta_request_headers(None)
+            headers["a-im"] = IM_RCDELTA
+            headers[DELTA_ENGINES] = format_delta_engines(self.engines | {FIRST_DOWNLOAD_TOKEN})
+            return FetchPlan(headers, None, EMPTY_SHA256, delta=True, first=True)
         if have_sha256 is None:
             have_sha256 = dictionary.sha256 if dictionary is not None else sha256(have)
         if len(have_sha256) != 32:
@@ -195,7 +225,7 @@ class FetchPolicy:
     def _on_226(
         self, plan: FetchPlan, headers: Mapping[str, str], body: bytes, url: str
     ) -> Decision:
-        if not plan.delta or plan.have is None:
+        if not plan.delta or plan.have_sha256 is None:
             raise TransportError(
                 f"{url}: 226 IM Used answered a request that asked for no " "instance manipulation"
             )
@@ -222,7 +252,60 @@ class FetchPolicy:
             raise DigestMismatchError(
                 f"{url}: Repr-Digest names no supported algorithm " f"({sorted(announced)})"
             )
-        return Decision("apply", patch=body, stat="fetch_delta")
+        return Decision("apply", patch=body, stat="fetch_expanded" if plan.first else "fetch_delta")
+
+    def check_delta_base(self, plan: FetchPlan, headers: Mapping[str, str], url: str) -> None:
+        """``Delta-Base`` must name what the request said it holds: the empty string's SHA-256
+        for a first download (where the field is required), ``have`` otherwise (when sent).
+        BaseMismatchError (an unusable patch: the caller falls back) otherwise."""
+        value = headers.get("delta-base")
+        if not value:
+            if plan.first:
+                raise BaseMismatchError(
+                    f"{url}: a 226 to a first download without Delta-Base (the empty base)"
+                )
+            return
+        sha = etag_to_sha256(value)
+        held = plan.have_sha256
+        if sha is None or held is None or not hmac.compare_digest(sha, held):
+            what = "a first download (no base)" if plan.first else "the version it holds"
+            raise BaseMismatchError(
+                f"{url}: the 226 names Delta-Base {value}, not {what}; patch dropped"
+            )
+
+    def first_download_target(
+        self, plan: FetchPlan, headers: Mapping[str, str], url: str
+    ) -> tuple[bytes | None, tuple[str, bytes] | None]:
+        """Header checks of a ``226`` to a first download, before its body is decoded.
+
+        Returns ``(expected_sha256, post_digest)``: the SHA-256 the patch's declared target
+        must equal (``Repr-Digest``'s ``sha-256`` member, else the strong ETag's; None when
+        neither names one), and the digest the output must still be checked against (a
+        ``sha-512``-only ``Repr-Digest``), or None. Raises BaseMismatchError for a Delta-Base
+        that is not the empty one, DigestMismatchError when ``Repr-Digest`` and the ETag
+        disagree (the server contradicts itself), TransportError when the request was no
+        first download.
+        """
+        if not plan.first:
+            raise TransportError(f"{url}: first-download checks on a request naming a base")
+        self.check_delta_base(plan, headers, url)
+        try:
+            announced = parse_digest(headers.get("repr-digest", ""))
+        except InvalidArgumentError as exc:
+            raise DigestMismatchError(f"{url}: unusable Repr-Digest on a 226: {exc}") from exc
+        etag_sha = etag_to_sha256(headers.get("etag", "")) if headers.get("etag") else None
+        want = announced.get("sha-256")
+        if want is not None and etag_sha is not None and not hmac.compare_digest(want, etag_sha):
+            raise DigestMismatchError(
+                f"{url}: Repr-Digest and ETag {headers.get('etag')} name different artifacts; "
+                "nothing was written"
+            )
+        expected = want if want is not None else etag_sha
+        if want is None and "sha-512" in announced:
+            return expected, ("sha-512", announced["sha-512"])
+        if expected is None:
+            raise DigestMismatchError(f"{url}: the 226 names no SHA-256 or SHA-512 of its target")
+        return expected, None
 
     def before_apply(
         self, plan: FetchPlan, info: Any, headers: Mapping[str, str], url: str
@@ -236,8 +319,14 @@ class FetchPolicy:
         ``Repr-Digest``'s.
         """
         target = bytes.fromhex(info.target_sha256)
+        self.check_delta_base(plan, headers, url)
         if plan.have_sha256 is None or bytes.fromhex(info.base_sha256) != plan.have_sha256:
             raise BaseMismatchError(f"{url}: the server sent a patch for another base")
+        if plan.first and (info.method != _EXPANDED_METHOD or info.base_size != 0):
+            raise CorruptPatchError(
+                f"{url}: a first download was answered with a {info.method} patch; only "
+                "EXPANDED patches against the empty base are accepted"
+            )
         announced = parse_digest(headers.get("repr-digest", ""))
         etag_sha = etag_to_sha256(headers.get("etag", "")) if headers.get("etag") else None
         if etag_sha is not None and not hmac.compare_digest(etag_sha, target):
@@ -275,7 +364,7 @@ class FetchPolicy:
                     f"{url} (patched): {alg} of the result does not "
                     "match the Repr-Digest the server announced"
                 )
-        return Decision("accept", data=data, stat="fetch_delta")
+        return Decision("accept", data=data, stat="fetch_expanded" if plan.first else "fetch_delta")
 
     @staticmethod
     def unusable(exc: BaseException) -> str | None:

@@ -308,3 +308,28 @@ def test_exe_is_a_mode_suffix_and_off_unless_named(tmp_path):
         assert app._first_mode_for(None) is None
     finally:
         app.close()
+
+
+def test_first_download_patches_are_signed_when_first_served(tree, serve, releases):
+    """With ``envelopes``, the 226 carries the envelope of the patch against the empty base;
+    it is signed on first serve (the background worker signs nothing) and then reused."""
+    _, files = tree
+    calls: list[tuple[str, bytes, bytes, bytes]] = []
+
+    def sign(path: str, target: bytes, base: bytes, patch: bytes) -> bytes:
+        calls.append((path, target, base, patch))
+        return b'{"payload": "", "signatures": []}'
+
+    path = WHEEL.format(releases[0][0])
+    app, client = serve(envelopes=sign)
+    app.precompute_first(path)
+    assert app.precompute_idle(timeout=120) and calls == []
+    for _ in range(2):
+        r = client.get("/" + path, headers=first())
+        _check_226(r, files[path])
+        assert "delta-envelope" in r.headers and 'rel="delta-envelope"' in r.headers["link"]
+    assert len(calls) == 1
+    (signed_path, target, base, patch) = calls[0]
+    assert signed_path == path and base == EMPTY_SHA256
+    assert target == hashlib.sha256(files[path]).digest()
+    assert patch == hashlib.sha256(r.content).digest()

@@ -321,7 +321,8 @@ class RegistryApp:
     (one per file and mode, within ``precompute_queue``); it is never computed on the request
     path. Each result is verified (applied once), cached, stored in the PatchStore as
     ``(sha256(b""), target, mode)``; "not smaller" is remembered there as well. docs/wire.md
-    section 3, "First downloads".
+    section 3, "First downloads". With ``envelopes`` a first-download patch is signed when
+    it is first served (not in the background), then kept like any envelope.
     """
 
     def __init__(
@@ -736,8 +737,8 @@ class RegistryApp:
         self.cache.put(key, result)
         if state == "settled" and self.patch_store is not None:
             self.patch_store.put(EMPTY_SHA256, info.sha256, mode, result[0])
-        if result[0] and self.envelopes is not None:
-            self._envelope(info, EMPTY_SHA256, result[0], result[1])
+        # with ``envelopes``, signed when first served (then kept like any envelope): files
+        # nobody downloads fresh cost no signature
         return result
 
     def _schedule_first(self, info: ArtifactInfo, mode: str) -> None:

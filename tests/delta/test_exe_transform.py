@@ -246,3 +246,47 @@ def test_plan_finds_an_image_inside_a_larger_buffer(tmp_path: Path) -> None:
     assert [(r.offset - 500, r.length) for r in wrapped.ranges] == [
         (r.offset, r.length) for r in alone.ranges
     ]
+
+
+@needs_gcc
+def test_exec_section_in_a_binary_patch(tmp_path: Path) -> None:
+    # what the aggregator wiring does: BINARY delta of the transformed pair + EXEC section
+    from registry_core.delta import _binary
+    from registry_core.delta._exe import source_for_apply, transform_pair
+    from registry_core.delta._format import (
+        Codec,
+        Method,
+        Section,
+        parse,
+        read_streams,
+        serialize,
+        stream_sections,
+    )
+
+    old = _compile(tmp_path, "a", extra=False)
+    new = _compile(tmp_path, "b", extra=True)
+    pair = transform_pair(old, new)
+    assert pair is not None
+    src_x, tgt_x, body = pair
+    streams = _binary.encode(src_x, tgt_x)  # kept alive: sections may view its C buffers
+    sections = [
+        *stream_sections(streams, level=19),
+        (Section.EXEC, Codec.STORED, len(body), body),
+    ]
+    import hashlib
+
+    patch = serialize(
+        Method.BINARY,
+        sections=sections,
+        base_size=len(old),
+        target_size=len(new),
+        base_sha256=hashlib.sha256(old).digest(),
+        target_sha256=hashlib.sha256(new).digest(),
+    )
+    p = parse(patch)
+    exec_body = p.sections[Section.EXEC].payload
+    source, tgt_rec = source_for_apply(old, exec_body, target_size=p.target_size)
+    out = bytearray(_binary.apply(source, read_streams(p, p.target_size, len(source)), len(new)))
+    inverse(out, tgt_rec)
+    assert bytes(out) == new
+    assert transform_pair(old, b"no code here") is None

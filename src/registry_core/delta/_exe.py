@@ -46,6 +46,8 @@ __all__ = [
     "forward",
     "inverse",
     "plan",
+    "source_for_apply",
+    "transform_pair",
 ]
 
 ARCH_X86_64 = int(lib.RC_EXE_X86_64)
@@ -425,3 +427,31 @@ def decode_record(data: Buffer, *, limits: ExeLimits) -> tuple[ExeRecord | None,
     if pos != len(view):
         raise CorruptPatchError("executable record: trailing bytes")
     return src, tgt
+
+
+# ---- aggregator hooks -----------------------------------------------------------------------
+
+
+def transform_pair(
+    source: Buffer, target: Buffer, *, max_ranges: int = DEFAULT_MAX_RANGES
+) -> tuple[bytearray, bytearray, bytes] | None:
+    """``(forward(source), forward(target), EXEC section body)`` for a diff, or None when the
+    target holds no code (nothing to gain). The caller keeps the result only when the patch
+    built from it (plus the body) is smaller than without."""
+    tgt_rec = plan(target, max_ranges=max_ranges)
+    if tgt_rec is None:
+        return None
+    src_rec = plan(source, max_ranges=max_ranges)
+    body = encode_record(src_rec, tgt_rec, max_ranges=max_ranges)
+    return forward(source, src_rec), forward(target, tgt_rec), body
+
+
+def source_for_apply(
+    source: Buffer, body: Buffer, *, target_size: int, max_ranges: int = DEFAULT_MAX_RANGES
+) -> tuple[bytearray, ExeRecord | None]:
+    """Decode an untrusted EXEC section body against the buffers it applies to (``source`` and
+    a target of ``target_size`` bytes) and return ``(forward(source), target record)``; after
+    the delta is applied, ``inverse(target, record)`` gives the target back."""
+    limits = ExeLimits(len(byte_view(source, "source")), target_size, max_ranges)
+    src_rec, tgt_rec = decode_record(body, limits=limits)
+    return forward(source, src_rec), tgt_rec

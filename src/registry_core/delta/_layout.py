@@ -16,8 +16,11 @@ expanded bytes. The expanded form is thus one flat stream, and every node has on
 from __future__ import annotations
 
 import hashlib
+import os
+import threading
 import zlib
 from collections.abc import Collection, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import NamedTuple
@@ -31,6 +34,7 @@ from ..errors import (
     OutputTooLargeError,
 )
 from ._deflate import (
+    RECON,
     Budget,
     Buffer,
     DeflateDetector,
@@ -47,6 +51,7 @@ from ._zip import LOCAL_SIG, scan_zip
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
+    "DEFAULT_MAX_IN_FLIGHT",
     "DEFAULT_MAX_OUTPUT_SIZE",
     "EXPANSION_RATIO",
     "LAYOUT_VERSION",
@@ -59,8 +64,10 @@ __all__ = [
     "Layout",
     "Node",
     "Raw",
+    "Rebuilder",
     "compressed_bytes_of_deflate_nodes",
     "default_max_expanded_size",
+    "default_threads",
     "expand",
     "expand_artifact",
     "expand_known",
@@ -498,6 +505,406 @@ def compressed_bytes_of_deflate_nodes(layout: Layout, data: Buffer) -> list[Buff
 
 # -- rebuild ---------------------------------------------------------------------------------
 
+#: Content bytes of complete Deflate nodes waiting for or running in a worker beyond which
+#: :meth:`Rebuilder.feed` blocks until the workers catch up (the streaming memory bound; one
+#: larger node is still accepted).
+DEFAULT_MAX_IN_FLIGHT = 64 << 20
+#: Below this much content to recompress a Rebuilder runs serially (thread start-up costs more).
+_PARALLEL_MIN_CONTENT = 256 << 10
+
+
+def default_threads() -> int:
+    """Rebuild threads by default: ``min(os.cpu_count(), 8)``."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+class _Job:
+    """One Deflate node being rebuilt: its content and where its stream goes."""
+
+    __slots__ = ("content", "dest", "dest_off", "node", "parent", "pending", "size")
+
+    def __init__(self, node: Deflate, parent: _Job | None, dest_off: int, pending: int) -> None:
+        self.node = node
+        self.parent = parent
+        self.dest_off = dest_off  # in the parent's content (the output when parent is None)
+        self.pending = pending  # own CLOSE + Deflate children still to recompress
+        self.content: Buffer | None = None  # a view of the fed bytes, or ``dest``
+        self.dest: bytearray | None = None  # the content assembled here (children write in)
+        self.size = node.content_size
+
+
+class _Op(NamedTuple):
+    """One step of the flattened layout, in expanded order."""
+
+    kind: int
+    length: int  # expanded bytes this op consumes
+    job: _Job | None  # OPEN/CLOSE: the node's job; RAW/COPY: the parent's job (None: top)
+    off: int  # RAW/COPY: where the bytes go in the parent's content (or the output)
+    close: int  # OPEN of a node whose children are all Raw: index of its CLOSE, else -1
+    copy_from: int  # COPY: old stream index
+    clen: int  # COPY: the stream's length
+
+
+_OPEN, _RAW, _COPY, _CLOSE = 0, 1, 2, 3
+
+
+class Rebuilder:
+    """Rebuild an artifact from its expanded form fed in order; complete deflate nodes are
+    recompressed in a thread pool while later bytes are still arriving.
+
+    ``feed`` the expanded form in any chunking, then ``finish`` returns the artifact (sizes
+    checked; the caller verifies the digest). A nested stream (a ``.tar`` inside a
+    ``.tar.gz``, a ``.json.gz`` inside a wheel) is recompressed into its parent's content, and
+    the parent is recompressed once all its children are in place. ``threads`` (default
+    :func:`default_threads`) workers run zlib's compressor and the C reconstruction, which
+    release the GIL; ``threads=1`` is the serial path, with identical output.
+
+    Memory: the output (allocated once, after the OutputTooLargeError check; ``finish``
+    returns it as ``bytes``, one copy) plus the content of the Deflate nodes in flight: the
+    open ones (at most one per nesting level, each at most its declared content size) and
+    complete ones waiting for or running in a worker, at most ``max_in_flight`` bytes
+    (``feed`` waits for the workers beyond that) or one node. A node whose content arrives
+    whole inside one immutable ``bytes`` chunk is referenced, not copied.
+
+    One deflate stream is one job: a single large member is recompressed by one thread. zlib
+    can only split a stream at full-flush points (``Z_FULL_FLUSH`` resets the matcher), and
+    neither the writers we reproduce (zipfile, gzip, tar) nor the layout format record any, so
+    an artifact with one big member rebuilds at one core's zlib speed.
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        *,
+        threads: int | None = None,
+        max_output_size: int = DEFAULT_MAX_OUTPUT_SIZE,
+        old_original: Buffer | None = None,
+        old_layout: Layout | None = None,
+        old_streams: Mapping[int, Buffer] | None = None,
+        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+    ) -> None:
+        if not isinstance(layout, Layout):
+            raise InvalidTypeError(f"layout must be a Layout, not {type(layout).__name__}")
+        if threads is None:
+            threads = default_threads()
+        if threads < 1:
+            raise InvalidArgumentError("threads must be >= 1")
+        if max_in_flight < 0:
+            raise InvalidArgumentError("max_in_flight must be >= 0")
+        total = layout.original_size()
+        if total > max_output_size:
+            raise OutputTooLargeError(
+                f"layout declares {total} output bytes, over max_output_size={max_output_size}"
+            )
+        self.layout = layout
+        self.expanded_size = layout.expanded_size()
+        self._old_original = old_original
+        self._old_layout = old_layout
+        self._old_streams = old_streams
+        self._old_list: list[Buffer] | None = None
+        self._max_in_flight = max_in_flight
+        self._ops: list[_Op] = []
+        work = self._flatten(layout.nodes, None)
+        self._threads = threads if work >= _PARALLEL_MIN_CONTENT else 1
+        self._out = bytearray(total)
+        self._pos = 0  # expanded bytes fed
+        self._op = 0  # next op
+        self._op_done = 0  # bytes of the current op already consumed
+        self._copied = False  # the current COPY op's stream is written
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._queued = 0  # content bytes of jobs ready and not yet recompressed
+        self._running = 0  # jobs submitted to the pool and not finished
+        self._error: BaseException | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._finished = False
+        self._borrow = False  # rebuild(): every chunk stays valid until finish()
+        try:
+            self._advance(memoryview(b""), False)
+        except BaseException:
+            self._shutdown()
+            raise
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    def _flatten(self, nodes: tuple[Node, ...], parent: _Job | None) -> int:
+        """Append the ops of ``nodes`` (children of ``parent``); return content to recompress."""
+        ops = self._ops
+        off = 0
+        work = 0
+        for node in nodes:
+            if isinstance(node, Raw):
+                if node.length:
+                    ops.append(_Op(_RAW, node.length, parent, off, -1, 0, 0))
+            elif node.copy_from is not None:
+                ops.append(
+                    _Op(_COPY, node.expanded_size, parent, off, -1, node.copy_from, node.clen)
+                )
+            else:
+                kids = sum(
+                    1 for c in node.children if isinstance(c, Deflate) and c.copy_from is None
+                )
+                job = _Job(node, parent, off, 1 + kids)
+                at = len(ops)
+                ops.append(_Op(_OPEN, node.expanded_size, job, off, -1, 0, 0))
+                work += node.content_size + self._flatten(node.children, job)
+                if all(isinstance(c, Raw) for c in node.children):
+                    # its content is one contiguous range of the expanded form
+                    ops[at] = ops[at]._replace(close=len(ops))
+                ops.append(_Op(_CLOSE, 0, job, off, -1, 0, 0))
+            off += node.original_size
+        return work
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def feed(self, chunk: Buffer) -> None:
+        """Take the next bytes of the expanded form. CorruptPatchError past its declared size;
+        errors of earlier recompressions are raised here or at :meth:`finish`.
+
+        A ``bytes`` chunk (immutable) may be referenced until :meth:`finish`; any other buffer
+        is copied where needed and may be reused by the caller once ``feed`` returns."""
+        if self._finished:
+            raise InvalidArgumentError("Rebuilder: feed() after finish()")
+        view = byte_view(chunk, "chunk")
+        if self._pos + len(view) > self.expanded_size:
+            self._shutdown()
+            raise CorruptPatchError(
+                f"expanded form is longer than the {self.expanded_size} bytes the layout needs"
+            )
+        self._raise_error()
+        borrow = self._borrow or isinstance(view.obj, bytes)
+        try:
+            self._advance(view, borrow)
+        except BaseException:
+            self._shutdown()
+            raise
+        self._pos += len(view)
+        self._raise_error()
+
+    def _dest(self, job: _Job | None) -> bytearray:
+        if job is None:
+            return self._out
+        assert job.dest is not None
+        return job.dest
+
+    def _advance(self, view: memoryview, borrow: bool) -> None:
+        """Consume ``view`` op by op; stop at the first op that needs more bytes."""
+        ops = self._ops
+        n = len(view)
+        i = 0
+        while self._op < len(ops):
+            op = ops[self._op]
+            kind = op.kind
+            if kind == _RAW:
+                take = min(op.length - self._op_done, n - i)
+                if take:
+                    at = op.off + self._op_done
+                    self._dest(op.job)[at : at + take] = view[i : i + take]
+                    i += take
+                    self._op_done += take
+                if self._op_done < op.length:
+                    return
+            elif kind == _COPY:
+                if not self._copied:
+                    blob = self._old_stream(op.copy_from)
+                    if len(blob) != op.clen:
+                        raise CorruptPatchError(
+                            f"layout: copied stream is {len(blob)} bytes, expected {op.clen}"
+                        )
+                    self._dest(op.job)[op.off : op.off + op.clen] = blob
+                    self._copied = True
+                take = min(op.length - self._op_done, n - i)
+                i += take
+                self._op_done += take
+                if self._op_done < op.length:
+                    return
+                self._copied = False
+            elif kind == _OPEN:
+                job = op.job
+                assert job is not None
+                if op.close >= 0 and op.length:
+                    if i == n:
+                        return  # wait: the next chunk may hold the whole content
+                    if borrow and n - i >= op.length:
+                        job.content = view[i : i + op.length]
+                        i += op.length
+                        self._op = op.close
+                        self._op_done = 0
+                        continue
+                job.dest = bytearray(job.size)
+                job.content = job.dest
+            else:  # _CLOSE
+                job = op.job
+                assert job is not None
+                if job.content is None:
+                    job.content = b""
+                self._done_part(job)
+            self._op += 1
+            self._op_done = 0
+
+    def _old_stream(self, index: int) -> Buffer:
+        if self._old_streams is not None:
+            blob = self._old_streams.get(index)
+            if blob is None:
+                raise CorruptPatchError(
+                    f"layout: copy_from={index} names no stream of the old layout"
+                )
+            return blob
+        if self._old_list is None:
+            if self._old_original is None or self._old_layout is None:
+                raise InvalidArgumentError(
+                    "layout copies streams from the old artifact: pass old_original and "
+                    "old_layout"
+                )
+            self._old_list = compressed_bytes_of_deflate_nodes(self._old_layout, self._old_original)
+        if not 0 <= index < len(self._old_list):
+            raise CorruptPatchError(f"layout: copy_from={index} names no stream of the old layout")
+        return self._old_list[index]
+
+    # -- jobs ---------------------------------------------------------------------------------
+
+    def _done_part(self, job: _Job) -> None:
+        """The feed of ``job`` is complete: run it now (serial) or hand it to a worker once
+        its children are done."""
+        if self._threads == 1:
+            job.pending -= 1
+            if job.pending == 0:
+                self._run_chain(job)
+            return
+        with self._lock:
+            job.pending -= 1
+            if job.pending:
+                return  # the last child's worker continues with it
+            while self._queued > self._max_in_flight and self._running and self._error is None:
+                self._idle.wait()
+            self._queued += job.size
+            self._running += 1
+        try:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._threads, thread_name_prefix="rc-rebuild")
+            self._pool.submit(self._worker, job)
+        except BaseException:
+            with self._lock:
+                self._queued -= job.size
+                self._running -= 1
+            raise
+
+    def _worker(self, job: _Job) -> None:
+        try:
+            self._run_chain(job)
+        except BaseException as exc:  # re-raised in the feeding thread
+            with self._lock:
+                if self._error is None:
+                    self._error = exc
+        finally:
+            with self._lock:
+                self._running -= 1
+                self._idle.notify_all()
+
+    def _run_chain(self, job: _Job) -> None:
+        """Recompress ``job``, then every parent whose last dependency it was."""
+        serial = self._threads == 1
+        cur: _Job | None = job
+        while cur is not None:
+            if self._error is not None:
+                if not serial:
+                    with self._lock:
+                        self._queued -= cur.size
+                return
+            try:
+                self._recompress(cur)
+            finally:
+                if not serial:
+                    with self._lock:
+                        self._queued -= cur.size
+            parent = cur.parent
+            if parent is None:
+                return
+            if serial:
+                parent.pending -= 1
+                ready = parent.pending == 0
+            else:
+                with self._lock:
+                    parent.pending -= 1
+                    ready = parent.pending == 0
+                    if ready:
+                        self._queued += parent.size
+            cur = parent if ready else None
+
+    def _recompress(self, job: _Job) -> None:
+        node = job.node
+        content = job.content
+        assert content is not None
+        dest = self._out if job.parent is None else job.parent.dest
+        assert dest is not None
+        at = job.dest_off
+        out = memoryview(dest)[at : at + node.clen]
+        try:
+            if node.params.engine == RECON:
+                from ._reconstruct import rebuild_stream_into
+
+                rebuild_stream_into(content, node.params.record, out)
+                produced = node.clen
+            else:
+                produced = 0
+                for piece in deflate(content, node.params, clen=node.clen):
+                    n = len(piece)
+                    if produced + n > node.clen:
+                        produced += n
+                        break
+                    out[produced : produced + n] = piece
+                    produced += n
+        except (zlib.error, ValueError) as exc:
+            raise CorruptPatchError(f"layout: zlib refused {node.params}: {exc}") from None
+        finally:
+            out.release()
+            job.content = None  # not needed any more: free it now
+            job.dest = None
+        if produced != node.clen:
+            raise CorruptPatchError(
+                f"layout: recompressed stream is not {node.clen} bytes "
+                "(parameters or content do not match)"
+            )
+
+    # -- end ----------------------------------------------------------------------------------
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            self._shutdown()
+            raise self._error
+
+    def _shutdown(self) -> None:
+        self._finished = True
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
+
+    def finish(self) -> bytes:
+        """The artifact, once every stream is recompressed. CorruptPatchError when fewer bytes
+        than the layout's expanded size were fed or any stream did not rebuild."""
+        if self._finished:
+            self._raise_error()
+            raise InvalidArgumentError("Rebuilder: finish() after finish() or an error")
+        self._shutdown()
+        if self._error is not None:
+            raise self._error
+        if self._pos != self.expanded_size:
+            raise CorruptPatchError(
+                f"expanded form is {self._pos} bytes but the layout needs {self.expanded_size}"
+            )
+        out, self._out = self._out, bytearray()
+        return bytes(out)
+
+    def close(self) -> None:
+        """Stop the workers without a result (after an error elsewhere); idempotent."""
+        self._shutdown()
+
+    def __enter__(self) -> Rebuilder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def rebuild(
     layout: Layout,
@@ -507,6 +914,7 @@ def rebuild(
     old_layout: Layout | None = None,
     max_output_size: int = DEFAULT_MAX_OUTPUT_SIZE,
     old_streams: Mapping[int, Buffer] | None = None,
+    threads: int | None = None,
 ) -> bytes:
     """Recompress and reassemble the original bytes from the expanded form.
 
@@ -515,6 +923,8 @@ def rebuild(
     :func:`expand_known` keeps them) when given. Raises OutputTooLargeError
     before allocating if the layout declares more than ``max_output_size`` bytes, and
     CorruptPatchError on any size inconsistency. The caller still verifies the result's digest.
+    Streams are recompressed by ``threads`` workers (see :class:`Rebuilder`); ``expanded`` is
+    read in place (members are not copied) and must not change during the call.
     """
     if not isinstance(layout, Layout):
         raise InvalidTypeError(f"layout must be a Layout, not {type(layout).__name__}")
@@ -528,61 +938,14 @@ def rebuild(
         raise CorruptPatchError(
             f"expanded form is {len(exp)} bytes but the layout needs {layout.expanded_size()}"
         )
-    cache: list[list[Buffer] | None] = [None]
-
-    def old_stream(index: int) -> Buffer:
-        if old_streams is not None:
-            blob = old_streams.get(index)
-            if blob is None:
-                raise CorruptPatchError(
-                    f"layout: copy_from={index} names no stream of the old layout"
-                )
-            return blob
-        if cache[0] is None:
-            if old_original is None or old_layout is None:
-                raise InvalidArgumentError(
-                    "layout copies streams from the old artifact: pass old_original and old_layout"
-                )
-            cache[0] = compressed_bytes_of_deflate_nodes(old_layout, old_original)
-        streams = cache[0]
-        assert streams is not None
-        if not 0 <= index < len(streams):
-            raise CorruptPatchError(f"layout: copy_from={index} names no stream of the old layout")
-        return streams[index]
-
-    def walk(nodes: tuple[Node, ...], pos: int, out: bytearray) -> int:
-        for node in nodes:
-            if isinstance(node, Raw):
-                out += exp[pos : pos + node.length]
-                pos += node.length
-                continue
-            if node.copy_from is not None:
-                blob = old_stream(node.copy_from)
-                if len(blob) != node.clen:
-                    raise CorruptPatchError(
-                        f"layout: copied stream is {len(blob)} bytes, expected {node.clen}"
-                    )
-                out += blob
-                pos += node.expanded_size
-                continue
-            content = bytearray()
-            pos = walk(node.children, pos, content)
-            produced = 0
-            try:
-                for piece in deflate(content, node.params, clen=node.clen):
-                    produced += len(piece)
-                    if produced > node.clen:
-                        break
-                    out += piece
-            except (zlib.error, ValueError) as exc:
-                raise CorruptPatchError(f"layout: zlib refused {node.params}: {exc}") from None
-            if produced != node.clen:
-                raise CorruptPatchError(
-                    f"layout: recompressed stream is not {node.clen} bytes "
-                    "(parameters or content do not match)"
-                )
-        return pos
-
-    out = bytearray()
-    walk(layout.nodes, 0, out)
-    return bytes(out)
+    with Rebuilder(
+        layout,
+        threads=threads,
+        max_output_size=max_output_size,
+        old_original=old_original,
+        old_layout=old_layout,
+        old_streams=old_streams,
+    ) as rb:
+        rb._borrow = True  # the whole form is here and unchanged until we return
+        rb.feed(exp)
+        return rb.finish()

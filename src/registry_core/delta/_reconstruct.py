@@ -27,6 +27,7 @@ __all__ = [
     "correction_record",
     "encode",
     "rebuild_stream",
+    "rebuild_stream_into",
     "tokenize",
 ]
 
@@ -178,3 +179,28 @@ def rebuild_stream(content: Buffer, record: Buffer, clen: int) -> bytes:
     if n[0] != clen:
         raise CorruptPatchError(f"reconstructed stream is {n[0]} bytes, expected {clen}")
     return bytes(ffi.buffer(out, n[0]))
+
+
+def rebuild_stream_into(content: Buffer, record: Buffer, out: memoryview) -> None:
+    """:func:`rebuild_stream` writing straight into ``out`` (exactly the stream's length, a
+    writable buffer): no copy of the stream. The C call releases the GIL."""
+    ffi, lib = _lib()
+    cbuf = byte_view(content, "content")
+    rbuf = byte_view(record, "record")
+    clen = len(out)
+    n = ffi.new("size_t *")
+    with ffi.from_buffer(out, require_writable=True) as obuf:
+        rc = lib.rc_deflate_rebuild(
+            ffi.from_buffer(cbuf),
+            len(cbuf),
+            ffi.from_buffer(rbuf),
+            len(rbuf),
+            obuf if clen else ffi.new("uint8_t[]", 1),
+            clen,
+            n,
+        )
+    if rc == lib.RC_ERANGE:
+        raise CorruptPatchError(f"reconstructed stream is longer than {clen} bytes")
+    _check(rc, "rebuild")
+    if n[0] != clen:
+        raise CorruptPatchError(f"reconstructed stream is {n[0]} bytes, expected {clen}")

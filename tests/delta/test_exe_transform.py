@@ -290,3 +290,16 @@ def test_exec_section_in_a_binary_patch(tmp_path: Path) -> None:
     inverse(out, tgt_rec)
     assert bytes(out) == new
     assert transform_pair(old, b"no code here") is None
+
+
+def test_max_record_bytes_covers_the_largest_record() -> None:
+    from registry_core.delta._exe import DEFAULT_MAX_RANGES, MAX_RECORD_BYTES
+
+    big = (1 << 63) - 1
+    rec = ExeRecord(
+        tuple(
+            ExeRange(i * (1 << 50), 1 << 49, ARCH_X86_64, 32, big, big)
+            for i in range(DEFAULT_MAX_RANGES)
+        )
+    )
+    assert len(encode_record(rec, rec)) <= MAX_RECORD_BYTES

@@ -38,6 +38,7 @@ __all__ = [
     "ARCH_ARM64",
     "ARCH_X86_64",
     "DEFAULT_MAX_RANGES",
+    "MAX_RECORD_BYTES",
     "ExeLimits",
     "ExeRange",
     "ExeRecord",
@@ -59,6 +60,10 @@ X86_PLAN_MIN_BITS = 17  # the window plan() never goes below (128 KiB of image)
 
 RECORD_VERSION = 1
 DEFAULT_MAX_RANGES = 4096  # per record, encoded or decoded
+# The largest EXEC section body a record pair within DEFAULT_MAX_RANGES can need (version byte,
+# two counts, per range two bytes and four varints of at most 9 bytes): the limit a caller
+# passes when it decompresses the section.
+MAX_RECORD_BYTES = 1 + 2 * (9 + DEFAULT_MAX_RANGES * (2 + 4 * 9))
 MAX_CANDIDATES = 65536  # magic hits examined per magic in one plan() call
 MAX_IMAGES = 256
 MAX_HEADER_ENTRIES = 65536  # sections / segments / load commands read per image

@@ -5,8 +5,11 @@ from the upstream index, are cached on disk with their ETag, revalidated after `
 and served stale when the upstream is down; their file links are rewritten to the proxy's
 ``/files/<project>/<filename>``. A file is downloaded once (concurrent requests share the
 download), as a registry-core delta against the newest older version of the same project the
-cache holds when the upstream can send one, in full otherwise; its bytes are checked against
-the SHA-256 the page advertises before anything is stored or served. Files not listed on
+cache holds when the upstream can send one; a first download (no older version cached) from an
+upstream that sends digests (registry-core) asks for the file's EXPANDED patch (docs/wire.md
+section 3, "First downloads") and stores the rebuilt artifact; otherwise the file comes in
+full. Its bytes are checked against the SHA-256 the page advertises before anything is stored
+or served. Files not listed on
 their project's page are never fetched.
 """
 
@@ -59,7 +62,7 @@ _CHUNK = 256 << 10
 _MAX_PAGE = 64 << 20
 _MAX_METADATA = 16 << 20
 _PAGES_IN_MEMORY = 512
-_FETCH_COUNTERS = ("fetch_bytes_wire", "fetch_delta", "fetch_full", "fetch_dcz")
+_FETCH_COUNTERS = ("fetch_bytes_wire", "fetch_delta", "fetch_full", "fetch_dcz", "fetch_expanded")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 Scope = dict[str, Any]
@@ -78,7 +81,9 @@ def normalize(name: str) -> str:
 class ProxyStats:
     """What the proxy moved. ``upstream_bytes``: bytes received from the upstream (pages,
     files, metadata, as on the wire); ``full_equivalent_bytes``: what the files fetched would
-    have cost as full downloads; ``deltas`` / ``fulls``: files fetched as a patch / in full;
+    have cost as full downloads; ``deltas``: files fetched as a patch against a cached older
+    version; ``fulls``: files fetched without one (first downloads), of which ``expanded`` came
+    as an EXPANDED patch (rebuilt and verified here) and the rest as the file itself;
     ``cache_hits``: files served from the cache; ``stale_pages``: pages served from the cache
     because the upstream failed; ``corrupt_refused``: downloads (or cached files) whose bytes
     did not match the page's SHA-256, never stored or served."""
@@ -94,6 +99,7 @@ class ProxyStats:
     page_revalidated: int = 0
     evictions: int = 0
     cache_bytes: int = 0
+    expanded: int = 0
 
 
 @dataclass
@@ -152,6 +158,12 @@ class ProxyApp:
     every file is then checked against its signed length and sha256 (and every patch against
     its envelope, through ``Transport.fetch(trust=)``) before it is stored or served, whatever
     the page says; a refusal answers 502 and stores nothing.
+
+    first_downloads (True): a file with no older version in the cache is asked for as an
+    EXPANDED patch when the upstream sends digests (a registry-core index; learned from a HEAD
+    or a download, like deltas): the Transport decodes it while it arrives, verifies it, and
+    falls back to one plain GET on any failure. Plain upstreams (pypiserver, PyPI's file host)
+    send no SHA-256 digests and get plain GETs. False: first downloads are plain GETs.
     """
 
     def __init__(
@@ -170,6 +182,7 @@ class ProxyApp:
         timeout: float = 300.0,
         max_downloads: int = 4,
         trust: TrustedIndex | None = None,
+        first_downloads: bool = True,
     ) -> None:
         upstream = upstream.strip().rstrip("/")
         if upstream.endswith("/simple"):
@@ -188,6 +201,7 @@ class ProxyApp:
             raise InvalidArgumentError(f"max_file_bytes must be positive, not {max_file_bytes!r}")
         self.upstream = upstream
         self.trust = trust
+        self.first_downloads = bool(first_downloads)
         self._schemes = ("http://", "https://") if upstream.startswith("http://") else ("https://",)
         self.cache_dir = Path(cache_dir)
         self.page_ttl = page_ttl
@@ -231,6 +245,7 @@ class ProxyApp:
                     flags=self.flags,
                     timeout=self.timeout,
                     max_response_size=self.max_file_bytes,
+                    first_downloads=self.first_downloads,
                 )
             else:
                 self._transport = Transport(
@@ -238,6 +253,7 @@ class ProxyApp:
                     flags=self.flags,
                     timeout=self.timeout,
                     max_response_size=self.max_file_bytes,
+                    first_downloads=self.first_downloads,
                 )
             self._base_stats = dict(self._transport.stats)
         return self._transport
@@ -268,7 +284,7 @@ class ProxyApp:
             upstream_bytes=c.upstream_bytes + since("fetch_bytes_wire"),
             full_equivalent_bytes=c.full_equivalent_bytes,
             deltas=since("fetch_delta"),
-            fulls=c.fulls + since("fetch_full") + since("fetch_dcz"),
+            fulls=c.fulls + since("fetch_full") + since("fetch_dcz") + since("fetch_expanded"),
             cache_hits=c.cache_hits,
             stale_pages=c.stale_pages,
             corrupt_refused=c.corrupt_refused,
@@ -276,6 +292,7 @@ class ProxyApp:
             page_revalidated=c.page_revalidated,
             evictions=self.cache.evictions,
             cache_bytes=self.cache.total,
+            expanded=since("fetch_expanded"),
         )
 
     # -- pages ---------------------------------------------------------------------------------
@@ -485,6 +502,16 @@ class ProxyApp:
     async def _download(self, project: str, f: SimpleFile, want: str) -> bytes:
         base_name = self._pick_base(project, f.filename)
         data: bytes | None = None
+        if base_name is None and self.first_downloads and await self._delta_capable(f.url):
+            # A first download: an EXPANDED patch when the upstream has one (Transport.fetch
+            # asks, decodes while it arrives, verifies, and falls back to one plain GET).
+            try:
+                data = await self.transport.fetch(
+                    f.url, max_size=self.max_file_bytes, trust=self.trust
+                )
+            except DigestMismatchError as exc:
+                log.warning("proxy: first download of %s refused (%s); plain GET", f.url, exc)
+                data = None
         if base_name is not None and await self._delta_capable(f.url):
             base_key = f"{project}/{base_name}"
             base = await asyncio.to_thread(self.cache.read, base_key, self.max_file_bytes)

@@ -70,7 +70,8 @@ class Requirement:
 @dataclass
 class WarmReport:
     """What :func:`warm` did. ``fetched``: (filename, bytes moved from the upstream, its full
-    size, "delta" | "full" | "cached"); ``failed``: (requirement, reason)."""
+    size, "delta" | "expanded" | "full" | "cached"; "expanded": a first download that came as
+    an EXPANDED patch); ``failed``: (requirement, reason)."""
 
     fetched: list[tuple[str, int, int, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
@@ -238,7 +239,7 @@ async def warm_app(
             how = "cached"
             full = app.cache.size(f"{project}/{chosen.filename}") or chosen.size or 0
         else:
-            how = "delta" if after.deltas > before.deltas else "full"
+            how = _how(before, after)
         report.fetched.append((chosen.filename, moved, full, how))
         if predict is not None:
             from ._select import dist_info
@@ -284,7 +285,7 @@ async def _prefetch(
             continue
         moved = after.upstream_bytes - before.upstream_bytes
         full = after.full_equivalent_bytes - before.full_equivalent_bytes
-        how = "delta" if after.deltas > before.deltas else "full" if moved else "cached"
+        how = _how(before, after) if moved else "cached"
         report.fetched.append((pred.filename, moved, full, how))
         report.predicted.append((pred.filename, pred.probability))
 
@@ -359,3 +360,10 @@ def warm(
             await app.aclose()
 
     return asyncio.run(main())
+
+
+def _how(before: Any, after: Any) -> str:
+    """How a file crossed from the upstream, from two ProxyStats snapshots around it."""
+    if after.deltas > before.deltas:
+        return "delta"
+    return "expanded" if after.expanded > before.expanded else "full"

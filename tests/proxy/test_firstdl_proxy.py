@@ -231,3 +231,22 @@ def test_plain_upstream_gets_plain_requests(pypiserver, built, tmp_path):  # noq
     assert [r.content for r in rs] == [b.wheel.read_bytes() for b in built.values()]
     assert app.stats.expanded == 0 and app.stats.fulls == 2
     assert stats["fetch_expanded"] == 0 and stats["fetch_full"] == 0  # never asked via fetch
+
+
+def test_cli_no_first_downloads_option():
+    import argparse
+
+    from registry_core.cli._proxy import add_proxy_parser, stats_summary
+    from registry_core.proxy import ProxyStats
+
+    parser = argparse.ArgumentParser()
+    add_proxy_parser(parser.add_subparsers())
+    base = ["proxy", "--upstream", "https://x.test", "--cache-dir", "c"]
+    assert parser.parse_args(base).first_downloads is True
+    assert parser.parse_args([*base, "--no-first-downloads"]).first_downloads is False
+    warm = parser.parse_args([*base, "--no-first-downloads", "warm", "-r", "req.txt"])
+    assert warm.first_downloads is False  # given before `warm`: kept
+    line = stats_summary(
+        ProxyStats(upstream_bytes=5, full_equivalent_bytes=10, fulls=2, expanded=1)
+    )
+    assert "2 full (1 as EXPANDED patches)" in line, line

@@ -2,7 +2,9 @@
 
 ``proxy --upstream URL --cache-dir DIR`` serves a local index (point ``PIP_INDEX_URL`` /
 ``UV_INDEX_URL`` at ``http://127.0.0.1:3141/simple/``) whose files come from the upstream,
-as deltas against older releases already in the cache when the upstream offers them.
+as deltas against older releases already in the cache when the upstream offers them, and
+first downloads as EXPANDED patches (rebuilt and verified locally) from a registry-core
+upstream (``--no-first-downloads``: plain files).
 ``proxy warm -r requirements.txt`` fetches the files a requirements file names into the same
 cache without serving, and prints the bytes moved against full downloads.
 """
@@ -154,6 +156,7 @@ def _cmd_proxy(args: argparse.Namespace) -> int:
         page_ttl=args.page_ttl,
         verify=_verify(args),
         flags=args.flags,
+        first_downloads=getattr(args, "first_downloads", True),
         **_eviction(args),
         **_trust(args),
     )
@@ -188,7 +191,8 @@ def stats_summary(stats: Any) -> str:
     saved = f" ({100 * (1 - stats.upstream_bytes / full):.1f}% saved)" if full else ""
     return (
         f"registry-core: proxy stopped; {size(stats.upstream_bytes)} from upstream for "
-        f"{size(full)} of files{saved}; {stats.deltas} deltas, {stats.fulls} full, "
+        f"{size(full)} of files{saved}; {stats.deltas} deltas, {stats.fulls} full "
+        f"({getattr(stats, 'expanded', 0)} as EXPANDED patches), "
         f"{stats.cache_hits} cache hits, {stats.stale_pages} stale pages, "
         f"{stats.corrupt_refused} corrupt refused"
     )
@@ -223,6 +227,7 @@ def _cmd_warm(args: argparse.Namespace) -> int:
         max_cache_bytes=args.max_cache_bytes,
         verify=_verify(args),
         flags=args.flags,
+        first_downloads=getattr(args, "first_downloads", True),
         **_eviction(args),
         **_trust(args),
         **predict_kw,
@@ -308,6 +313,14 @@ def _common(p: argparse.ArgumentParser, default: Any) -> None:
         metavar="URL",
         default=d(None),
         help="where the upstream's TUF metadata is (default: UPSTREAM/tuf/)",
+    )
+    p.add_argument(
+        "--no-first-downloads",
+        dest="first_downloads",
+        action="store_false",
+        default=d(True),
+        help="fetch files no older release of is cached as plain files, not as EXPANDED "
+        "patches (asked for only from upstreams that send digests, i.e. registry-core)",
     )
 
 

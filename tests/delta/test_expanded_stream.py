@@ -130,3 +130,22 @@ def test_random_damage_fed_in_chunks_is_refused(seed, chunk):
         for pos in range(0, len(bad), chunk):
             d.feed(bytes(bad[pos : pos + chunk]))
         d.finish()
+
+
+def test_threads_and_close():
+    for threads in (1, 2):
+        d = ExpandedDecoder(threads=threads)
+        d.feed(PATCH)
+        assert d.finish() == DATA
+    d = ExpandedDecoder()
+    d.feed(PATCH[: len(PATCH) // 2])  # the layout is in, content is being rebuilt
+    d.close()
+    with pytest.raises(CorruptPatchError, match="earlier error"):
+        d.feed(PATCH[len(PATCH) // 2 :])
+
+
+def test_nested_sdist_streams_in_small_chunks():
+    data = _helpers.sdist(5)
+    patch = DeltaAggregator().recompress(data)
+    assert patch is not None
+    assert _feed(patch, [13, 1, 500]) == data

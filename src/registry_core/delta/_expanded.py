@@ -197,14 +197,9 @@ def _check_frame(head: Buffer, expanded_size: int) -> None:
 
 
 def _rebuild(layout: Layout, expanded: Buffer, target_size: int, threads: int | None) -> bytes:
-    from . import _layout
+    from ._layout import rebuild
 
-    builder = getattr(_layout, "Rebuilder", None)
-    if builder is not None:
-        rb = builder(layout, threads=threads, max_output_size=target_size)
-        rb.feed(expanded)
-        return bytes(rb.finish())
-    return _layout.rebuild(layout, expanded, max_output_size=target_size)
+    return rebuild(layout, expanded, max_output_size=target_size, threads=threads)
 
 
 def decode(
@@ -270,8 +265,12 @@ class ExpandedDecoder:
     platform reproduces) before any content is decoded; CONTENT is decompressed as it arrives,
     its output never past the layout's expanded size. The patch trailer is hashed on the way
     and compared at ``finish()``, then the rebuilt artifact's SHA-256: nothing is returned
-    before both match. Memory: the expanded form plus the output, the layout section, and at
-    most ~32 MiB of zstd output per input slice (see ``_FEED_SLICE``). Every malformed,
+    before both match. The expanded bytes go straight to a :class:`~._layout.Rebuilder`, which
+    recompresses complete deflate nodes in worker threads while the body is still arriving.
+    Memory: the output (allocated once the layout is checked), the Rebuilder's in-flight node
+    contents (bounded, see there), the layout section, zstd's window (at most 128 MiB) and at
+    most ~32 MiB of zstd output per input slice (see ``_FEED_SLICE``); never the whole expanded
+    form. Every malformed,
     truncated or over-long input raises a registry_core error; after an error the decoder
     refuses further use.
     """
@@ -308,7 +307,6 @@ class ExpandedDecoder:
         self._head = bytearray()  # the CONTENT frame's first bytes, until its header is checked
         self._dobj: Any = None
         self._produced = 0
-        self._out: bytearray = bytearray()
         self._rebuilder: Any = None
         self.received = 0
 
@@ -324,8 +322,19 @@ class ExpandedDecoder:
             while len(view):
                 view = self._step(view)
         except BaseException:
-            self._state = _FAILED
+            self._fail()
             raise
+
+    def close(self) -> None:
+        """Stop the rebuild workers and drop what was decoded (after an error, or to abandon a
+        download); ``finish`` and errors call it themselves."""
+        self._fail()
+
+    def _fail(self) -> None:
+        self._state = _FAILED
+        if self._rebuilder is not None:
+            self._rebuilder.close()
+            self._rebuilder = None
 
     def finish(self) -> bytes:
         """The rebuilt artifact, once the trailer and the target SHA-256 both matched."""
@@ -334,7 +343,7 @@ class ExpandedDecoder:
         try:
             return self._finish()
         finally:
-            self._state = _FAILED  # one result per decoder
+            self._fail()  # one result per decoder
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -484,13 +493,12 @@ class ExpandedDecoder:
         self.layout = _read_layout(data, self.target_size, limit)
         self._expanded_size = self.layout.expanded_size()
         self._state = _SECTION
-        from . import _layout
+        from ._layout import Rebuilder
 
-        builder = getattr(_layout, "Rebuilder", None)
-        if builder is not None:
-            self._rebuilder = builder(
-                self.layout, threads=self.threads, max_output_size=self.target_size
-            )
+        # Deflate nodes are recompressed in worker threads as their content arrives.
+        self._rebuilder = Rebuilder(
+            self.layout, threads=self.threads, max_output_size=self.target_size
+        )
 
     def _content(self, data: memoryview) -> None:
         import zstandard
@@ -529,10 +537,7 @@ class ExpandedDecoder:
                 raise CorruptPatchError(
                     f"EXPANDED content decompresses past the layout's {self._expanded_size} bytes"
                 )
-            if self._rebuilder is not None:
-                self._rebuilder.feed(out)
-            else:
-                self._out += out
+            self._rebuilder.feed(out)
         if self._dobj.eof and self._dobj.unused_data:
             raise CorruptPatchError("EXPANDED section CONTENT has bytes after its frame")
 
@@ -546,12 +551,8 @@ class ExpandedDecoder:
                 f"EXPANDED content decompressed to {self._produced} bytes, the layout needs "
                 f"{self._expanded_size}"
             )
-        assert self.layout is not None
-        if self._rebuilder is not None:
-            out = bytes(self._rebuilder.finish())
-        else:
-            out = _rebuild(self.layout, self._out, self.target_size, self.threads)
-            self._out = bytearray()
+        assert self._rebuilder is not None
+        out = self._rebuilder.finish()
         if len(out) != self.target_size:
             raise CorruptPatchError(
                 f"rebuilt output is {len(out)} bytes but the patch declares {self.target_size}"

@@ -303,3 +303,44 @@ def test_max_record_bytes_covers_the_largest_record() -> None:
         )
     )
     assert len(encode_record(rec, rec)) <= MAX_RECORD_BYTES
+
+
+CRASHERS = Path(__file__).resolve().parents[2] / "fuzz" / "crashers"
+
+
+def _replay_c_input(data: bytes) -> None:
+    # the decoding of fuzz/c/fuzz_exe.c, run through the Python layer
+    if len(data) < 12:
+        return
+    arch = 1 + (data[0] & 1)
+    bits = 8 + data[1] % 25
+    vaddr = struct.unpack_from("<Q", data, 2)[0]
+    if data[10] & 1:
+        vaddr &= 0xFFFFFF
+    body = data[12:]
+    body = body[min(data[11] % 8, len(body)) :]
+    if not body:
+        return
+    rec = ExeRecord((ExeRange(0, len(body), arch, bits if arch == 1 else 0, 0, vaddr),))
+    out = forward(body, rec)
+    inverse(out, rec)
+    assert bytes(out) == body
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((CRASHERS / "exe-c").glob("*")) + sorted((CRASHERS / "exe").glob("*")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_saved_fuzz_inputs(path: Path) -> None:
+    data = path.read_bytes()
+    if path.parent.name == "exe-c":
+        _replay_c_input(data)
+    else:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("fuzz_exe", CRASHERS.parent / "fuzz_exe.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        module.one_input(data)

@@ -55,6 +55,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -367,30 +368,56 @@ def print_pair_table(pairs_out: list[dict], tools: list[str]) -> None:
         ),
     )
     for title, width, cell in views:
-        print(f"\n{title}")
-        head = f"{'pair':34} {'new bytes':>9} " + " ".join(f"{t:>{width}}" for t in tools)
-        if title.startswith("patch"):
-            head += f" {'x':>6} {'our method':>11}"
-        print(head)
-        print("-" * len(head))
-        for kind in KIND_ORDER:
-            rows = [p for p in pairs_out if p["kind"] == kind]
-            if not rows:
-                continue
-            print(f"[{kind}]")
-            for p in rows:
-                cells = []
-                for t in tools:
-                    r = p["tools"].get(t)
-                    txt = "n/a" if r is None else cell(p, r) if r.get("ok") else "FAIL"
-                    cells.append(f"{txt:>{width}}")
-                line = f"{_pair_label(p)[:34]:34} {p['new_size']:9d} " + " ".join(cells)
-                if title.startswith("patch"):
-                    best, ours = best_anchor(p), p["tools"]["registry-core"]
-                    ok = best and ours.get("ok")
-                    line += f" {best[1] / ours['patch_bytes']:6.1f}" if ok else f" {'-':>6}"
-                    line += f" {ours.get('method', '-'):>11}"
-                print(line)
+        _print_view(pairs_out, tools, title, width, cell)
+    _print_speed(pairs_out)
+
+
+def _print_speed(pairs_out: list[dict]) -> None:
+    """Our apply MB/s of output and our encode time against ``zstd -19 --long --patch-from``
+    (issue 17: apply >= 100 MB/s, encode no slower than zstd on every pair)."""
+    print("\nregistry-core apply MB/s of output; encode s ours / zstd (ratio > 1: slower)")
+    head = f"{'pair':34} {'new bytes':>9} {'apply MB/s':>10} {'enc ours':>9} {'enc zstd':>9}"
+    head += f" {'ratio':>6}"
+    print(head)
+    print("-" * len(head))
+    for p in pairs_out:
+        ours, z = p["tools"].get("registry-core"), p["tools"].get("zstd")
+        if not ours or not ours.get("ok"):
+            continue
+        mbps = p["new_size"] / 1e6 / ours["apply_s"] if ours["apply_s"] else float("inf")
+        line = f"{_pair_label(p)[:34]:34} {p['new_size']:9d} {mbps:10.1f} {ours['encode_s']:9.3f}"
+        if z and z.get("ok"):
+            ratio = ours["encode_s"] / z["encode_s"] if z["encode_s"] else float("inf")
+            line += f" {z['encode_s']:9.3f} {ratio:6.2f}"
+        print(line)
+
+
+def _print_view(pairs_out: list[dict], tools: list[str], title: str, width: int, cell: Any) -> None:
+    """One table: a row per pair, a column per tool."""
+    print(f"\n{title}")
+    head = f"{'pair':34} {'new bytes':>9} " + " ".join(f"{t:>{width}}" for t in tools)
+    if title.startswith("patch"):
+        head += f" {'x':>6} {'our method':>11}"
+    print(head)
+    print("-" * len(head))
+    for kind in KIND_ORDER:
+        rows = [p for p in pairs_out if p["kind"] == kind]
+        if not rows:
+            continue
+        print(f"[{kind}]")
+        for p in rows:
+            cells = []
+            for t in tools:
+                r = p["tools"].get(t)
+                txt = "n/a" if r is None else cell(p, r) if r.get("ok") else "FAIL"
+                cells.append(f"{txt:>{width}}")
+            line = f"{_pair_label(p)[:34]:34} {p['new_size']:9d} " + " ".join(cells)
+            if title.startswith("patch"):
+                best, ours = best_anchor(p), p["tools"]["registry-core"]
+                ok = best and ours.get("ok")
+                line += f" {best[1] / ours['patch_bytes']:6.1f}" if ok else f" {'-':>6}"
+                line += f" {ours.get('method', '-'):>11}"
+            print(line)
 
 
 def kind_summary(pairs_out: list[dict], tools: list[str]) -> dict:

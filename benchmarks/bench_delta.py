@@ -756,10 +756,72 @@ def generated_pairs(work: Path, corpus_series: list) -> list[tuple[str, str, Pat
     return out
 
 
+def _speed(argv: list[str]) -> int:
+    """``--speed [NAME]``: in one process, per corpus pair, our apply MB/s of output with the
+    default rebuild threads and with one thread (best of 2 each), and our encode time against
+    ``zstd -19 --long=31 --patch-from`` (child wall time); totals at the end."""
+    from _corpus import pairs
+    from registry_core.delta import DeltaAggregator, _layout
+
+    agg = DeltaAggregator()
+    tot = dict.fromkeys(("out", "par", "ser", "enc", "zstd"), 0.0)
+    slower = 0
+    threads = _layout.default_threads()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, _kind, old, new in pairs():
+            if argv and argv[0] not in name:
+                continue
+            o, n = old.read_bytes(), new.read_bytes()
+            t = time.perf_counter()
+            patch = agg.diff(o, n)
+            enc = time.perf_counter() - t
+            zcmd = ["zstd", "-q", "-f", "-19", "--long=31", f"--patch-from={old}", str(new)]
+            t = time.perf_counter()
+            subprocess.run([*zcmd, "-o", f"{tmp}/z.zst"], check=True, capture_output=True)
+            zt = time.perf_counter() - t
+            got = []
+            for th in (threads, 1):
+                orig = _layout.default_threads
+                _layout.default_threads = lambda th=th: th  # type: ignore[misc]
+                try:
+                    best = float("inf")
+                    for _ in range(2):
+                        t = time.perf_counter()
+                        out = agg.apply(o, patch)
+                        best = min(best, time.perf_counter() - t)
+                    assert out == n
+                finally:
+                    _layout.default_threads = orig
+                got.append(best)
+            par, ser = got
+            tot["out"] += len(n)
+            tot["par"] += par
+            tot["ser"] += ser
+            tot["enc"] += enc
+            tot["zstd"] += zt
+            slower += enc > zt
+            print(
+                f"{new.name[:48]:48} {len(n) / 1e6:7.2f} MB  apply {len(n) / par / 1e6:6.1f} "
+                f"MB/s ({threads} threads) {len(n) / ser / 1e6:6.1f} MB/s (1)  encode "
+                f"{enc:6.3f}s zstd {zt:6.3f}s ({enc / zt:4.2f}x)",
+                flush=True,
+            )
+    if tot["out"]:
+        print(
+            f"TOTAL {tot['out'] / 1e6:.1f} MB: apply {tot['out'] / tot['par'] / 1e6:.1f} MB/s "
+            f"({threads} threads), {tot['out'] / tot['ser'] / 1e6:.1f} MB/s (1 thread); encode "
+            f"{tot['enc']:.1f}s vs zstd {tot['zstd']:.1f}s; encode slower than zstd on {slower} "
+            f"pairs; load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--helper"]:
         return _helper(argv[1:])
+    if argv[:1] == ["--speed"]:
+        return _speed(argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one pair per series (the last)")
     ap.add_argument("--only", metavar="NAME", help="only series whose name contains NAME")

@@ -300,3 +300,10 @@ def test_property_recompress_apply_and_streaming_roundtrip(data, draw):
         d.feed(patch[pos : pos + n])
         pos += n
     assert d.finish() == data
+
+
+def test_an_expanded_patch_composes_with_the_next_release_as_a_chain():
+    first, second = wheel(1), wheel(2)
+    composed = AGG.compose([AGG.recompress(first), AGG.diff(first, second)])
+    assert AGG.inspect(composed).method == "CHAIN"
+    assert AGG.apply(b"", composed) == second

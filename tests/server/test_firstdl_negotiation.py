@@ -301,6 +301,9 @@ def test_exe_is_a_mode_suffix_and_off_unless_named(tmp_path):
         ):
             assert app._aggregator(mode).exe is exe, mode
         assert app._aggregator("expandedrecon").reconstruct
+        # a recompression may expand further than a diff (memory: one expanded form)
+        assert app._aggregator("expanded").max_expanded_size == app.max_first_expanded_bytes
+        assert app._aggregator("reconz").max_expanded_size == app.max_expanded_bytes
         assert not app._aggregator("expanded").reconstruct
         assert app._first_mode_for(frozenset(TODAY.split(", "))) == "expandedrecon"
         assert app._first_mode_for(frozenset(NO_RECON.split(", "))) == "expanded"

@@ -155,3 +155,24 @@ def test_corrupt_content_raises(threads: int) -> None:
     except CorruptPatchError:
         return
     assert out != data  # same length by luck: the caller's digest check catches it
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_reconstructed_streams_in_workers(threads: int) -> None:
+    """RECON nodes (the C reconstruction, writing in place) rebuild in the pool too."""
+    from registry_core.delta._deflate import reconstructed_params
+    from registry_core.delta._layout import Layout, Raw
+
+    content = _text(random.Random(5), 80_000)
+    comp = gzip.compress(content, 6, mtime=0)[10:-8]  # the raw deflate stream
+    params = reconstructed_params(comp, content)
+    assert params is not None
+    node = Deflate(len(comp), params, (Raw(len(content)),))
+    layout = Layout("raw", (Raw(3), node, Raw(2), node))
+    exp = b"abc" + content + b"de" + content
+    want = b"abc" + comp + b"de" + comp
+    assert rebuild(layout, exp, threads=threads) == want
+    rb = Rebuilder(layout, threads=threads)
+    for i in range(0, len(exp), 7777):
+        rb.feed(bytearray(exp[i : i + 7777]))
+    assert rb.finish() == want

@@ -87,17 +87,19 @@ fuzz: $(STAMP)
 	$(PY) fuzz/fuzz_apply.py --mode fixup --limits small -max_total_time=150
 	$(PY) fuzz/fuzz_apply.py --mode fixup --limits default -max_total_time=150
 	$(PY) fuzz/fuzz_apply.py --mode deflate -max_total_time=150
+	$(PY) fuzz/fuzz_exe.py -max_total_time=150
 
 # libFuzzer targets for the C core itself (clang; instrumented, with ASan and UBSan) with a
 # memory/time oracle (-rss_limit_mb, -timeout); fuzz_delta_apply in both limits modes, the
-# deflate tokenizer and the deflate reconstruction: 5 x FUZZ_SECONDS in all.
+# deflate tokenizer, the deflate reconstruction and the executable transform: 6 x
+# FUZZ_SECONDS in all.
 FUZZ_SECONDS ?= 120
 FUZZ_RSS_MB  ?= 512
 FUZZ_TIMEOUT ?= 10
 FUZZ_RUN := -rss_limit_mb=$(FUZZ_RSS_MB) -timeout=$(FUZZ_TIMEOUT) -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/
 fuzz-c:
-	mkdir -p build/fuzz build/fuzz/corpus-apply build/fuzz/corpus-cdc build/fuzz/corpus-dtok build/fuzz/corpus-drec
-	for t in delta_apply cdc deflate_tokens deflate_reconstruct; do \
+	mkdir -p build/fuzz build/fuzz/corpus-apply build/fuzz/corpus-cdc build/fuzz/corpus-dtok build/fuzz/corpus-drec build/fuzz/corpus-exe
+	for t in delta_apply cdc deflate_tokens deflate_reconstruct exe; do \
 	  clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	    -Icsrc -DRC_VERSION='"fuzz"' -DRC_CFLAGS='"fuzz"' csrc/*.c fuzz/c/fuzz_$$t.c -lz \
 	    -o build/fuzz/fuzz_$$t || exit 1; \
@@ -107,6 +109,7 @@ fuzz-c:
 	build/fuzz/fuzz_cdc $(FUZZ_RUN) -max_len=65536 build/fuzz/corpus-cdc
 	build/fuzz/fuzz_deflate_tokens $(FUZZ_RUN) -max_len=16384 build/fuzz/corpus-dtok
 	build/fuzz/fuzz_deflate_reconstruct $(FUZZ_RUN) -max_len=16384 build/fuzz/corpus-drec
+	build/fuzz/fuzz_exe $(FUZZ_RUN) -max_len=65536 build/fuzz/corpus-exe
 
 clean:
 	rm -rf build dist *.egg-info src/*.egg-info src/registry_core/_native/_core*.so src/registry_core/_native/_core.c src/registry_core/_native/*.o .pytest_cache

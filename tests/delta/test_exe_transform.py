@@ -29,6 +29,8 @@ from registry_core.delta._exe import (
 )
 from registry_core.errors import CorruptPatchError, InvalidArgumentError
 
+pytestmark = pytest.mark.native  # the C transform runs under `make sanitize` too
+
 ranges_st = st.builds(
     lambda arch, bits, vaddr: (arch, bits if arch == ARCH_X86_64 else 0, vaddr),
     st.sampled_from([ARCH_X86_64, ARCH_ARM64]),

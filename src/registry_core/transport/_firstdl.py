@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import hmac
 import queue
 import threading
@@ -129,13 +130,23 @@ class StreamingDecode:
                 self._check_target()
             except BaseException as exc:  # surfaced by result(); the loop keeps draining
                 error = exc
-        if error is not None:
-            raise error
-        if self._abandoned.is_set():
-            raise TransportError("the streamed decode was abandoned")
-        self._check_target()
+        try:
+            if error is not None:
+                raise error
+            if self._abandoned.is_set():
+                raise TransportError("the streamed decode was abandoned")
+            self._check_target()
+        except BaseException:
+            self._close_decoder()  # stops the Rebuilder's workers, drops what was decoded
+            raise
         out: bytes = self.decoder.finish()
         return out
+
+    def _close_decoder(self) -> None:
+        close = getattr(self.decoder, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):  # closing must not mask the failure
+                close()
 
     def _check_target(self) -> None:
         declared = getattr(self.decoder, "target_sha256", b"")

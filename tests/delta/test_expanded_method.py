@@ -8,6 +8,7 @@ import io
 import random
 import tarfile
 import zipfile
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -307,3 +308,65 @@ def test_an_expanded_patch_composes_with_the_next_release_as_a_chain():
     composed = AGG.compose([AGG.recompress(first), AGG.diff(first, second)])
     assert AGG.inspect(composed).method == "CHAIN"
     assert AGG.apply(b"", composed) == second
+
+
+def _native_wheel() -> bytes:
+    import zstandard
+
+    lib = Path(zstandard.backend_c.__file__).read_bytes()  # a real ELF / Mach-O / PE image
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("pkg/_native.so", lib, compress_type=zipfile.ZIP_DEFLATED)
+        zf.writestr("pkg/__init__.py", b"from ._native import *\n", compress_type=8)
+    return buf.getvalue()
+
+
+def _encode(data: bytes, *, exe: bool) -> bytes | None:
+    """The EXPANDED patch whatever its size against the plain file (recompress would serve
+    the plain file for a level-3 patch of a library that zstd -3 does not shrink)."""
+    from registry_core.delta import _expanded
+
+    return _expanded.encode(data, level=3, max_expanded_size=64 << 20, exe=exe)
+
+
+def test_native_code_with_and_without_the_exec_transform():
+    data = _native_wheel()
+    on = _encode(data, exe=True)
+    off = _encode(data, exe=False)
+    assert on is not None and off is not None
+    assert "EXEC" not in AGG.inspect(off).sections
+    if "EXEC" in AGG.inspect(on).sections:  # kept only when it made the patch smaller
+        assert len(on) < len(off)
+    for patch in (on, off):
+        assert AGG.apply(b"", patch) == data
+        d = ExpandedDecoder()
+        for pos in range(0, len(patch), 7777):
+            d.feed(patch[pos : pos + 7777])
+        assert d.finish() == data
+
+
+def test_a_hostile_exec_record_is_refused():
+    data = _native_wheel()
+    patch = _encode(data, exe=True)
+    p = parse(patch)
+    if Section.EXEC not in p.sections:
+        pytest.skip("the transform did not pay on this platform's library")
+    sections = [(k, s.codec, s.raw_len, bytes(s.payload)) for k, s in p.sections.items()]
+    for body in (
+        b"",
+        b"\x09",
+        b"\x01\x00\x01\x01\x20\x00\xff\xff\xff\xff\x0f\x00\x00",
+        b"\x01\x00\x00",
+    ):
+        bad = [
+            (k, Codec.STORED, len(body), body) if k == Section.EXEC else t
+            for t in sections
+            for k in [t[0]]
+        ]
+        forged = _rewrite(patch, sections=bad)
+        with pytest.raises(RegistryCoreError):
+            AGG.apply(b"", forged)
+        with pytest.raises(RegistryCoreError):
+            d = ExpandedDecoder()
+            d.feed(forged)
+            d.finish()

@@ -153,8 +153,10 @@ class DeltaAggregator:
       that are not archives (or when ``archive_aware`` is off) whose base + target fit 128 MiB,
       and for archives up to 256 KiB of target. Default on; turn it off for clients that only
       read methods 0-3 (registry-core before ZSTD_PREFIX).
-    - ``exe``: executable-aware transforms (delta/_exe.py, being added); the server turns it off
-      for clients that do not name ``exe`` in ``Delta-Engines``. Default on; it does nothing yet.
+    - ``exe``: executable-aware transforms (delta/_exe.py); the server turns it off for clients
+      that do not name ``exe`` in ``Delta-Engines``. Default on. For ``recompress`` (EXPANDED
+      patches) it tries the transform on the expanded form's code and keeps an EXEC section
+      only when the patch gets smaller; the lead wires it into BINARY / ARCHIVE diffs.
     - ``flags``: a :class:`~registry_core.flags.FeatureFlags`, read once here. The aggregator
       never looks flags up on its own (no environment, no project file).
 
@@ -363,6 +365,7 @@ class DeltaAggregator:
             reconstruct=self.reconstruct,
             memo=self._params_memo if self.reconstruct else self._params_memo_v1,
             max_expanded_size=self.expanded_limit(len(new)),
+            exe=self.exe,
             stats=stats,
         )
 

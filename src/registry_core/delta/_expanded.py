@@ -92,12 +92,16 @@ def encode(
     max_expanded_size: int,
     reconstruct: bool = True,
     memo: Any = None,
+    exe: bool = False,
     stats: dict[str, object] | None = None,
 ) -> bytes | None:
     """The EXPANDED patch of ``new``, or None when no stream of it can be expanded.
 
     The caller decides whether the patch is worth serving (it must be smaller than ``new``).
     ``max_expanded_size`` bounds the expanded form (what ``apply`` accepts for this target).
+    With ``exe``, executable code in the expanded form (ELF / Mach-O / PE, :mod:`._exe`) is
+    also tried with its branch targets made absolute before compression; kept (an EXEC section
+    with the record) only when the patch gets smaller.
     """
     from ._deflate import StreamPolicy
     from ._layout import expand_artifact
@@ -113,7 +117,18 @@ def encode(
     expanded = x.expanded()
     del x
     frame = compress_content(expanded, level=level)
+    exec_body = None
+    if exe:
+        from . import _exe
+
+        record = _exe.plan(expanded)
+        if record is not None:
+            body = _exe.encode_record(None, record)
+            frame_x = compress_content(_exe.forward(expanded, record), level=level)
+            if len(frame_x) + len(body) + 4 < len(frame):
+                frame, exec_body = frame_x, body
     if stats is not None:
+        stats["exec"] = exec_body is not None
         stats.update(
             expanded_target=len(expanded),
             target_streams=len(layout.deflate_entries()),
@@ -123,10 +138,10 @@ def encode(
             content_bytes=len(frame),
         )
     del expanded
-    sections = [
-        encode_section(Section.LAYOUT, layout.to_bytes(), level=level),
-        (Section.CONTENT, Codec.STORED, len(frame), frame),
-    ]
+    sections = [encode_section(Section.LAYOUT, layout.to_bytes(), level=level)]
+    if exec_body is not None:
+        sections.append(encode_section(Section.EXEC, exec_body, level=level))
+    sections.append((Section.CONTENT, Codec.STORED, len(frame), frame))
     return serialize(
         Method.EXPANDED,
         base_size=0,
@@ -174,6 +189,25 @@ def _read_layout(data: Buffer, target_size: int, limit: int) -> Layout:
     return layout
 
 
+def _read_exec(data: Buffer, expanded_size: int) -> Any:
+    """The EXEC record of an EXPANDED patch: target ranges only, inside the expanded form."""
+    from ._exe import ExeLimits, decode_record
+
+    src, tgt = decode_record(data, limits=ExeLimits(source_size=0, target_size=expanded_size))
+    if src is not None or tgt is None:
+        raise CorruptPatchError("EXPANDED section EXEC must hold target code ranges only")
+    return tgt
+
+
+def _exec_limit() -> int:
+    from ._exe import MAX_RECORD_BYTES
+
+    return MAX_RECORD_BYTES
+
+
+_ORDERS = ([Section.LAYOUT, Section.CONTENT], [Section.LAYOUT, Section.EXEC, Section.CONTENT])
+
+
 def _check_frame(head: Buffer, expanded_size: int) -> None:
     """The CONTENT frame header: declares exactly the layout's expanded size, a window within
     :data:`EXPANDED_MAX_WINDOW`, and no dictionary."""
@@ -213,8 +247,8 @@ def decode(
     import zstandard
 
     _check_header(p.base_size, p.base_sha256, p.target_size, max_output_size)
-    if list(p.sections) != [Section.LAYOUT, Section.CONTENT]:
-        raise CorruptPatchError("EXPANDED patch sections must be LAYOUT then CONTENT")
+    if list(p.sections) not in _ORDERS:
+        raise CorruptPatchError("EXPANDED patch sections must be LAYOUT, [EXEC,] CONTENT")
     layout = _read_layout(
         p.section(Section.LAYOUT, limit=LAYOUT_SECTION_LIMIT),
         p.target_size,
@@ -224,6 +258,9 @@ def decode(
     if sec.codec != Codec.STORED or len(sec.payload) != sec.raw_len:
         raise CorruptPatchError("EXPANDED section CONTENT must be stored, with its own length")
     size = layout.expanded_size()
+    record = None
+    if Section.EXEC in p.sections:
+        record = _read_exec(p.section(Section.EXEC, limit=_exec_limit()), size)
     _check_frame(sec.payload, size)
     dctx = zstandard.ZstdDecompressor(max_window_size=EXPANDED_MAX_WINDOW)
     try:
@@ -234,6 +271,11 @@ def decode(
         raise CorruptPatchError(
             f"EXPANDED content decompressed to {len(expanded)} bytes, the layout needs {size}"
         )
+    if record is not None:
+        from ._exe import inverse
+
+        expanded = bytearray(expanded)
+        inverse(expanded, record)
     return _rebuild(layout, expanded, p.target_size, threads)
 
 
@@ -308,6 +350,9 @@ class ExpandedDecoder:
         self._dobj: Any = None
         self._produced = 0
         self._rebuilder: Any = None
+        self._order = _ORDERS[0]
+        self._record: Any = None  # the EXEC record, when the patch has one
+        self._held = bytearray()  # the expanded form, only with an EXEC record
         self.received = 0
 
     # -- public --------------------------------------------------------------------------------
@@ -332,6 +377,7 @@ class ExpandedDecoder:
 
     def _fail(self) -> None:
         self._state = _FAILED
+        self._held = bytearray()
         if self._rebuilder is not None:
             self._rebuilder.close()
             self._rebuilder = None
@@ -359,7 +405,7 @@ class ExpandedDecoder:
             self._hash.update(take)
             self._left -= len(take)
             if not self._left:
-                self._layout_done()
+                self._buffered_done()
             return view[len(take) :]
         if state == _CONTENT:
             take = view[: self._left]
@@ -428,8 +474,11 @@ class ExpandedDecoder:
             return None
         count, pos = got
         _check_header(base_size, base_sha, target_size, self.max_output_size)
-        if count != 2:
-            raise CorruptPatchError(f"EXPANDED patch declares {count} sections (it has two)")
+        if count not in (2, 3):
+            raise CorruptPatchError(
+                f"EXPANDED patch declares {count} sections (LAYOUT, optionally EXEC, CONTENT)"
+            )
+        self._order = _ORDERS[count - 2]
         if self.expected_sha256 is not None and target_sha != self.expected_sha256:
             raise CorruptPatchError("EXPANDED patch is for another target (its SHA-256 differs)")
         self.target_size, self.target_sha256 = target_size, target_sha
@@ -448,7 +497,7 @@ class ExpandedDecoder:
             return None
         stored_len, pos = got
         kind, codec = buf[0], buf[1]
-        want = (Section.LAYOUT, Section.CONTENT)[self._section]
+        want = self._order[self._section]
         if kind != want:
             raise CorruptPatchError(
                 f"EXPANDED patch section {self._section} must be {want.name} (kind {int(want)}), "
@@ -462,29 +511,36 @@ class ExpandedDecoder:
             raise CorruptPatchError(f"EXPANDED section {want.name} has the wrong length")
         self._left = stored_len
         self._section += 1
-        if kind == Section.LAYOUT:
-            if raw_len > LAYOUT_SECTION_LIMIT or stored_len > LAYOUT_SECTION_LIMIT:
+        if kind != Section.CONTENT:
+            limit = LAYOUT_SECTION_LIMIT if kind == Section.LAYOUT else _exec_limit()
+            if raw_len > limit or stored_len > limit:
                 raise OutputTooLargeError(
-                    f"EXPANDED section LAYOUT declares {max(raw_len, stored_len)} bytes, above "
-                    f"the limit of {LAYOUT_SECTION_LIMIT}"
+                    f"EXPANDED section {want.name} declares {max(raw_len, stored_len)} bytes, "
+                    f"above the limit of {limit}"
                 )
             self._layout_codec, self._layout_raw = Codec(codec), raw_len
             self._state = _LAYOUT
             if not stored_len:
-                self._layout_done()
+                self._buffered_done()
         else:
             self._state = _CONTENT
             if not stored_len:
                 raise CorruptPatchError("EXPANDED section CONTENT is empty (no zstd frame)")
         return pos
 
-    def _layout_done(self) -> None:
+    def _buffered_done(self) -> None:
+        """A LAYOUT or EXEC section is complete: decode and check it."""
         from ._format import _zstd_decompress
 
+        kind = self._order[self._section - 1]
         data = bytes(self._buf)
         del self._buf[:]
         if self._layout_codec == Codec.ZSTD:
-            data = _zstd_decompress(memoryview(data), self._layout_raw, Section.LAYOUT)
+            data = _zstd_decompress(memoryview(data), self._layout_raw, kind)
+        self._state = _SECTION
+        if kind == Section.EXEC:
+            self._record = _read_exec(data, self._expanded_size)
+            return
         limit = self.max_expanded_size
         if limit is None:
             from ._layout import default_max_expanded_size
@@ -492,7 +548,6 @@ class ExpandedDecoder:
             limit = default_max_expanded_size(self.target_size)
         self.layout = _read_layout(data, self.target_size, limit)
         self._expanded_size = self.layout.expanded_size()
-        self._state = _SECTION
         from ._layout import Rebuilder
 
         # Deflate nodes are recompressed in worker threads as their content arrives.
@@ -537,7 +592,10 @@ class ExpandedDecoder:
                 raise CorruptPatchError(
                     f"EXPANDED content decompresses past the layout's {self._expanded_size} bytes"
                 )
-            self._rebuilder.feed(out)
+            if self._record is not None:
+                self._held += out  # the inverse transform needs the whole expanded form
+            else:
+                self._rebuilder.feed(out)
         if self._dobj.eof and self._dobj.unused_data:
             raise CorruptPatchError("EXPANDED section CONTENT has bytes after its frame")
 
@@ -552,6 +610,12 @@ class ExpandedDecoder:
                 f"{self._expanded_size}"
             )
         assert self._rebuilder is not None
+        if self._record is not None:
+            from ._exe import inverse
+
+            inverse(self._held, self._record)
+            self._rebuilder.feed(self._held)
+            self._held = bytearray()
         out = self._rebuilder.finish()
         if len(out) != self.target_size:
             raise CorruptPatchError(

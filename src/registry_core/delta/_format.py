@@ -95,6 +95,7 @@ REQUIRED = {
 OPTIONAL: dict[Method, tuple[Section, ...]] = {
     Method.BINARY: (Section.EXEC,),
     Method.ARCHIVE: (Section.EXEC,),
+    Method.EXPANDED: (Section.EXEC,),  # between LAYOUT and CONTENT: see delta/_expanded.py
 }
 
 

@@ -428,8 +428,9 @@ def report(rows: list[dict], e2e_rows: list[dict]) -> tuple[str, dict]:
             totals[g] = t
             rvz = t["rebuild_vs_zlib"]
             out.append(
-                f"| {g} | {len(rs)} | {plain:,} | {wire:,} | {_pct(wire, plain)} | {_pct(zs, plain)} "
-                f"| {_pct(br, plain)} | {exact}/{len(pat)} | {rvz[1] or 0:.2f}x | {rvz[2] or 0:.2f}x "
+                f"| {g} | {len(rs)} | {plain:,} | {wire:,} | {_pct(wire, plain)} "
+                f"| {_pct(zs, plain)} | {_pct(br, plain)} | {exact}/{len(pat)} "
+                f"| {rvz[1] or 0:.2f}x | {rvz[2] or 0:.2f}x "
                 f"| {enc:.2f} |"
             )
     if e2e_rows:

@@ -331,6 +331,7 @@ def e2e(artifacts: list[tuple[str, str, Path]], tmp: Path) -> list[dict]:
                             shutil.rmtree(cache, ignore_errors=True)
                     row["speedup"] = row["plain_s"] / row["expanded_s"]
                     rows.append(row)
+                    print("#E2E " + json.dumps(row), file=sys.stderr, flush=True)
                     print(
                         f"# e2e {mbit} Mbit/s {path.name}: expanded {row['expanded_s']:.2f} s,"
                         f" plain {row['plain_s']:.2f} s",
@@ -536,6 +537,7 @@ def main(argv: list[str] | None = None) -> int:
                 for path in s.paths:
                     t0 = time.perf_counter()
                     rows.append(measure(s.name, s.kind, path, tmp))
+                    print("#ROW " + json.dumps(rows[-1]), file=sys.stderr, flush=True)
                     print(f"# {path.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
         if not args.no_e2e:
             arts = [

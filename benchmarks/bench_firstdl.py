@@ -193,7 +193,8 @@ def _anchors(path: Path, data: bytes) -> tuple[int | None, int | None]:
     zs = None
     if shutil.which("zstd"):
         r = subprocess.run(
-            ["zstd", "-19", "--long=27", "-T1", "-c", "-q", str(path)],
+            ["zstd", "-19", "--long=27", "-T1", "-c", "-q"],
+            input=data,
             capture_output=True,
             check=True,
         )

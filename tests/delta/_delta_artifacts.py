@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import shutil
+import subprocess
 import tarfile
 import zipfile
+from pathlib import Path
+
+import pytest
 
 
 def module_source(i: int, version: str, lines: int = 40) -> bytes:
@@ -63,3 +68,42 @@ def sdist(version: str, *, modules: int = 15, changed: dict[int, bytes] | None =
             ti.mtime = 1_700_000_000
             tf.addfile(ti, io.BytesIO(data))
     return gzip.compress(raw.getvalue(), compresslevel=9, mtime=1_700_000_000)
+
+
+# -- native code: small shared libraries compiled by gcc (executable-transform tests) --------
+
+GCC = shutil.which("gcc")
+needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed")
+
+FUNCS = 60
+
+
+def _library_source(extra: bool, funcs: int) -> str:
+    lines = ["#include <string.h>", "volatile int sink;", "static int table[256];"]
+    for i in range(funcs):
+        if extra and i == 3:
+            lines += [
+                "int inserted(int x) { int s = 0; for (int k = 0; k < x; k++) {",
+                '  s += table[k & 255] * k; sink = s; } return s + (int)strlen("abc"); }',
+            ]
+        lines.append(
+            f"__attribute__((noinline)) int f{i}(int x) {{ sink = x; table[{i}] += x; "
+            f"return x * {i + 3} + (x > {i} ? f{max(i - 1, 0)}(x - 1) : {i}); }}"
+        )
+    calls = " + ".join(f"f{i}(x)" for i in range(funcs))
+    lines.append(f"int entry(int x) {{ return {calls}; }}")
+    return "\n".join(lines) + "\n"
+
+
+def compile_library(tmp: Path, name: str, extra: bool, funcs: int = FUNCS) -> bytes:
+    """A real x86-64/arm64 shared library built by gcc from generated C (``extra``: one more
+    function inserted near the start, so later code moves: what a release does)."""
+    src = tmp / f"{name}.c"
+    src.write_text(_library_source(extra, funcs))
+    out = tmp / f"{name}.so"
+    subprocess.run(
+        [GCC or "gcc", "-O1", "-fPIC", "-shared", "-fno-inline", str(src), "-o", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out.read_bytes()

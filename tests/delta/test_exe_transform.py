@@ -4,12 +4,11 @@ record decoding, real ELF images compiled here with gcc diff smaller once transf
 from __future__ import annotations
 
 import itertools
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
+from _delta_artifacts import compile_library, needs_gcc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -181,45 +180,11 @@ def test_plan_on_hostile_bytes(noise: bytes, spots: list[int]) -> None:
 
 # ---- real ELF images -----------------------------------------------------------------------
 
-GCC = shutil.which("gcc")
-needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed")
-
-FUNCS = 60
-
-
-def _source(extra: bool) -> str:
-    lines = ["#include <string.h>", "volatile int sink;", "static int table[256];"]
-    for i in range(FUNCS):
-        if extra and i == 3:
-            lines += [
-                "int inserted(int x) { int s = 0; for (int k = 0; k < x; k++) {",
-                '  s += table[k & 255] * k; sink = s; } return s + (int)strlen("abc"); }',
-            ]
-        lines.append(
-            f"__attribute__((noinline)) int f{i}(int x) {{ sink = x; table[{i}] += x; "
-            f"return x * {i + 3} + (x > {i} ? f{max(i - 1, 0)}(x - 1) : {i}); }}"
-        )
-    calls = " + ".join(f"f{i}(x)" for i in range(FUNCS))
-    lines.append(f"int entry(int x) {{ return {calls}; }}")
-    return "\n".join(lines) + "\n"
-
-
-def _compile(tmp: Path, name: str, extra: bool) -> bytes:
-    src = tmp / f"{name}.c"
-    src.write_text(_source(extra))
-    out = tmp / f"{name}.so"
-    subprocess.run(
-        [GCC or "gcc", "-O1", "-fPIC", "-shared", "-fno-inline", str(src), "-o", str(out)],
-        check=True,
-        capture_output=True,
-    )
-    return out.read_bytes()
-
 
 @needs_gcc
 def test_real_elf_roundtrip_and_smaller_patch(tmp_path: Path) -> None:
-    old = _compile(tmp_path, "old", extra=False)
-    new = _compile(tmp_path, "new", extra=True)
+    old = compile_library(tmp_path, "old", extra=False)
+    new = compile_library(tmp_path, "new", extra=True)
     ro, rn = plan(old), plan(new)
     assert ro is not None and rn is not None
     assert all(r.arch == ARCH_X86_64 or r.arch == ARCH_ARM64 for r in rn.ranges)
@@ -227,7 +192,7 @@ def test_real_elf_roundtrip_and_smaller_patch(tmp_path: Path) -> None:
     back = bytearray(fn)
     inverse(back, rn)
     assert bytes(back) == new
-    agg = DeltaAggregator(archive_aware=False)
+    agg = DeltaAggregator(archive_aware=False, exe=False)  # the transform by hand here
     plain = agg.diff(old, new)
     transformed = agg.diff(fo, fn)
     record = encode_record(ro, rn)
@@ -240,7 +205,7 @@ def test_real_elf_roundtrip_and_smaller_patch(tmp_path: Path) -> None:
 
 @needs_gcc
 def test_plan_finds_an_image_inside_a_larger_buffer(tmp_path: Path) -> None:
-    image = _compile(tmp_path, "one", extra=False)
+    image = compile_library(tmp_path, "one", extra=False)
     alone = plan(image)
     assert alone is not None
     wrapped = plan(b"\0junk" * 100 + image + b"tail")
@@ -265,8 +230,8 @@ def test_exec_section_in_a_binary_patch(tmp_path: Path) -> None:
         stream_sections,
     )
 
-    old = _compile(tmp_path, "a", extra=False)
-    new = _compile(tmp_path, "b", extra=True)
+    old = compile_library(tmp_path, "a", extra=False)
+    new = compile_library(tmp_path, "b", extra=True)
     pair = transform_pair(old, new)
     assert pair is not None
     src_x, tgt_x, body = pair

@@ -26,7 +26,7 @@ from ..errors import (
     RegistryCoreError,
     ReproductionUnavailableError,
 )
-from . import _binary, _bundle, _compose, _expanded, _prefix
+from . import _binary, _bundle, _compose, _exe, _expanded, _prefix
 from ._deflate import ZLIB, DeflateParams, StreamPolicy, engine_reproduces
 from ._files import read_stable
 from ._format import (
@@ -247,6 +247,10 @@ class DeltaAggregator:
             streams = _binary.encode(old_v, new_v, max_chain=self.max_chain)
             sections = stream_sections(streams, level=self.level)
             candidates.append(serialize(Method.BINARY, sections=sections, **header))
+            del sections, streams  # the stored sections viewed the streams until serialized
+            exe = self._exe_candidate(old_v, new_v, Method.BINARY, [], header, stats)
+            if exe is not None:
+                candidates.append(exe)
         # The zstd-with-the-base-as-prefix candidate: always for plain inputs within the
         # window; for archives only on small targets (on larger ones the archive view wins and
         # a level-19 pass over compressed bytes is not worth its time).
@@ -328,12 +332,50 @@ class DeltaAggregator:
         del new_x
         stats["raw_base"] = bool(flags)
         streams = _binary.encode(source, target, max_chain=self.max_chain)
+        # The expanded forms stay alive only when a transformed candidate will be tried.
+        with_code = (source, target) if self.exe and _exe.plan(target) is not None else None
         del source, target
+        layouts = layouts_section(old_layout, new_layout, level=self.level)
+        sections = [layouts, *stream_sections(streams, level=self.level)]
+        best = serialize(Method.ARCHIVE, sections=sections, flags=flags, **header)
+        del sections, streams
+        if with_code is None:
+            return best
+        exe = self._exe_candidate(*with_code, Method.ARCHIVE, [layouts], header, stats, flags)
+        return exe if exe is not None and len(exe) < len(best) else best
+
+    def _exe_candidate(
+        self,
+        source: bytes | bytearray | memoryview,
+        target: bytes | bytearray | memoryview,
+        method: Method,
+        leading: list,
+        header: dict,
+        stats: dict,
+        flags: int = 0,
+    ) -> bytes | None:
+        """The patch of ``method`` diffing ``source`` and ``target`` with their executable
+        code transformed (delta/_exe.py), or None when ``exe`` is off or the target holds no
+        code. One more match pass, so only for targets with code; the caller keeps the smaller
+        patch (on the corpus the transform saves at most 4% and often loses: docs/executables.md).
+        """
+        if not self.exe:
+            return None
+        pair = _exe.transform_pair(source, target)
+        if pair is None:
+            return None
+        src_x, tgt_x, body = pair
+        streams = _binary.encode(src_x, tgt_x, max_chain=self.max_chain)
+        del src_x, tgt_x
         sections = [
-            layouts_section(old_layout, new_layout, level=self.level),
+            *leading,
             *stream_sections(streams, level=self.level),
+            (Section.EXEC, Codec.STORED, len(body), body),
         ]
-        return serialize(Method.ARCHIVE, sections=sections, flags=flags, **header)
+        patch = serialize(method, sections=sections, flags=flags, **header)
+        del sections, streams
+        stats["exe_patch"] = len(patch)
+        return patch
 
     def recompress(self, new: Buffer) -> bytes | None:
         """The EXPANDED patch of ``new`` (method 5, against the empty base): what a client
@@ -434,6 +476,14 @@ class DeltaAggregator:
                 raise CorruptPatchError("full-content patch holds the wrong number of bytes")
             return out
         if p.method == Method.BINARY:
+            if Section.EXEC in p.sections:
+                body = p.section(Section.EXEC, limit=_exe.MAX_RECORD_BYTES)
+                source, tgt_rec = _exe.source_for_apply(old, body, target_size=p.target_size)
+                streams = read_streams(p, p.target_size, len(source))
+                out = bytearray(_binary.apply(source, streams, p.target_size))
+                del source, streams
+                _exe.inverse(out, tgt_rec)
+                return bytes(out)
             streams = read_streams(p, p.target_size, len(old))
             return _binary.apply(old, streams, p.target_size)
         if p.method == Method.CHAIN:
@@ -493,9 +543,15 @@ class DeltaAggregator:
             kept=kept,
             tail=old if raw_base else None,
         )
+        tgt_rec = None
+        if Section.EXEC in p.sections:  # executable code transformed on both sides
+            body = p.section(Section.EXEC, limit=_exe.MAX_RECORD_BYTES)
+            source, tgt_rec = _exe.source_for_apply(source, body, target_size=exp_size)
         new_exp = bytearray(exp_size)  # rebuild reads it in place: no bytes() copy
         _binary.apply_into(source, streams, new_exp)
         del source, streams
+        if tgt_rec is not None:
+            _exe.inverse(new_exp, tgt_rec)
         return rebuild(
             new_layout,
             new_exp,

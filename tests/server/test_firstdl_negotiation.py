@@ -297,7 +297,7 @@ def test_exe_is_a_mode_suffix_and_off_unless_named(tmp_path):
             ("reconzexe", True),
             ("binaryexe", True),
             ("archive", False),
-            ("expandedrecon", False),
+            ("expandedrecon", True),  # expanded clients read EXEC sections
         ):
             assert app._aggregator(mode).exe is exe, mode
         assert app._aggregator("expandedrecon").reconstruct
@@ -336,3 +336,35 @@ def test_first_download_patches_are_signed_when_first_served(tree, serve, releas
     assert signed_path == path and base == EMPTY_SHA256
     assert target == hashlib.sha256(files[path]).digest()
     assert patch == hashlib.sha256(r.content).digest()
+
+
+def test_a_small_saving_is_not_worth_the_rebuild(tree, serve):
+    """A patch saving less than ``min_delta_saving`` of the file is remembered as plain: the
+    client's rebuild would cost more than the bytes it saves."""
+    import io
+    import os
+    import zipfile
+
+    root, _ = tree
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        info = zipfile.ZipInfo("pkg/data.bin", date_time=(2026, 1, 1, 0, 0, 0))
+        zf.writestr(info, os.urandom(200_000))  # stored, incompressible: most of the file
+        info = zipfile.ZipInfo("pkg/text.py", date_time=(2026, 1, 1, 0, 0, 0))
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, b"".join(b"value_%d = %d\n" % (i, i * i) for i in range(4000)))
+    data = buf.getvalue()
+    path = "pkg/mostly-1.0-py3-none-any.whl"
+    (root / path).write_bytes(data)
+    from registry_core.delta import DeltaAggregator
+
+    patch = DeltaAggregator().recompress(data)
+    assert patch is not None and 0.9 * len(data) < len(patch) < len(data)  # a small saving
+    app, client = serve()  # min_delta_saving=0.1, the default
+    app.precompute_first(path)
+    assert app.precompute_idle(timeout=120)
+    for _ in range(2):
+        r = client.get("/" + path, headers=first())
+        assert r.status_code == 200 and r.content == data
+    assert app.stats.first_downloads_computed == 1 and app.stats.first_downloads_plain == 1
+    assert app.stats.first_downloads_scheduled == 0  # remembered: nothing queued again

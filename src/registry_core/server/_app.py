@@ -510,7 +510,8 @@ class RegistryApp:
                         archive_aware=kind != "binary",
                         reconstruct=kind in ("recon", "expandedrecon"),
                         prefix=z,
-                        exe=exe,
+                        # every client naming `expanded` reads EXEC sections in EXPANDED patches
+                        exe=exe or kind in FIRST_MODES,
                         max_expanded_size=self.max_first_expanded_bytes
                         if kind in FIRST_MODES
                         else self.max_expanded_bytes,
@@ -706,7 +707,7 @@ class RegistryApp:
 
     def _compute_first(self, key: Hashable, info: ArtifactInfo, mode: str) -> tuple[bytes, str]:
         """Recompress, verify and keep one first-download patch (in the precompute worker).
-        Kept as "plain" (``b""``) when ``recompress`` finds nothing smaller than the file; a
+        Kept as "plain" (``b""``) when the patch does not save ``min_delta_saving`` of the file; a
         failure is cached in memory as plain but not stored (it may not happen again)."""
         hit = self.cache.get(key)
         if hit is not None:
@@ -723,7 +724,9 @@ class RegistryApp:
                 with self._count_lock:
                     self.stats.first_downloads_computed += 1
                 state = "settled"
-                if patch is not None and len(patch) < len(new):
+                # Like deltas: only a real saving is worth the client's rebuild (an sdist at
+                # 94.7 % of its bytes costs more time to rebuild than it saves on the wire).
+                if patch is not None and len(patch) <= len(new) * (1 - self.min_delta_saving):
                     if not self.verify_patches or (
                         hashlib.sha256(agg.apply(b"", patch)).digest() == info.sha256
                     ):

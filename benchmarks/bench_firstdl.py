@@ -246,7 +246,12 @@ def measure(name: str, kind: str, path: Path, tmp: Path) -> dict:
     row["stream_content"] = sum(len(c) for c, _ in jobs)
     row["recon_content"] = recon
     for t in (1, 2):
-        row[f"rebuild{t}_s"] = _best(lambda t=t: rebuild(layout, expanded, threads=t))
+        try:
+            row[f"rebuild{t}_s"] = _best(lambda t=t: rebuild(layout, expanded, threads=t))
+        except Exception as exc:  # a failed rebuild is a result (not exact), not a crash
+            row[f"rebuild{t}_s"] = None
+            row[f"rebuild{t}_error"] = f"{type(exc).__name__}: {exc}"
+            row["apply_exact"] = False
         row[f"zlib{t}_s"] = _zlib_time(jobs, t)
     return row
 
@@ -378,7 +383,12 @@ def report(rows: list[dict], e2e_rows: list[dict]) -> tuple[str, dict]:
                 )
                 continue
             exact = all(r.get(k) for k in ("apply_exact", "stream1_exact", "stream2_exact"))
-            ratio = [r[f"rebuild{t}_s"] / r[f"zlib{t}_s"] if r[f"zlib{t}_s"] else 0 for t in (1, 2)]
+            ratio = [
+                r[f"rebuild{t}_s"] / r[f"zlib{t}_s"]
+                if r[f"zlib{t}_s"] and r[f"rebuild{t}_s"]
+                else 0
+                for t in (1, 2)
+            ]
             out.append(
                 f"| {r['file']} | {r['plain']:,} | {r['patch']:,} | {_pct(r['patch'], r['plain'])} "
                 f"| {_pct(r['zstd'] or 0, r['plain'])} | {_pct(r['brotli'] or 0, r['plain'])} "
@@ -413,7 +423,10 @@ def report(rows: list[dict], e2e_rows: list[dict]) -> tuple[str, dict]:
                 for r in pat
             )
             rz = {
-                t: (sum(r[f"rebuild{t}_s"] for r in pat), sum(r[f"zlib{t}_s"] for r in pat))
+                t: (
+                    sum(r[f"rebuild{t}_s"] for r in pat if r[f"rebuild{t}_s"]),
+                    sum(r[f"zlib{t}_s"] for r in pat if r[f"rebuild{t}_s"]),
+                )
                 for t in (1, 2)
             }
             enc = sum(r["encode_s"] for r in rs) / (plain / MB)

@@ -108,6 +108,7 @@ def proxy(site, tmp_path):
     opened = []
 
     def start(**kw):
+        kw.setdefault("first_downloads", "always")  # these tests are about the EXPANDED path
         app = ProxyApp(site.base, tmp_path / f"cache{len(opened)}", verify=site.ca, **kw)
         handle = start_proxy(app, port=0)
         handle.proxy, handle.index = app, handle.url("/simple/")
@@ -242,10 +243,16 @@ def test_cli_no_first_downloads_option():
     parser = argparse.ArgumentParser()
     add_proxy_parser(parser.add_subparsers())
     base = ["proxy", "--upstream", "https://x.test", "--cache-dir", "c"]
-    assert parser.parse_args(base).first_downloads is True
-    assert parser.parse_args([*base, "--no-first-downloads"]).first_downloads is False
+    assert parser.parse_args(base).first_downloads == "auto"
+    assert parser.parse_args([*base, "--no-first-downloads"]).first_downloads == "never"
+    for mode in ("auto", "always", "never"):
+        assert parser.parse_args([*base, "--first-downloads", mode]).first_downloads == mode
+    with pytest.raises(SystemExit):
+        parser.parse_args([*base, "--first-downloads", "sometimes"])
     warm = parser.parse_args([*base, "--no-first-downloads", "warm", "-r", "req.txt"])
-    assert warm.first_downloads is False  # given before `warm`: kept
+    assert warm.first_downloads == "never"  # given before `warm`: kept
+    warm = parser.parse_args([*base, "--first-downloads", "always", "warm", "-r", "req.txt"])
+    assert warm.first_downloads == "always"
     line = stats_summary(
         ProxyStats(upstream_bytes=5, full_equivalent_bytes=10, fulls=2, expanded=1)
     )

@@ -118,7 +118,10 @@ def test_warm_then_delta_then_cached(upstream, built, tmp_path):
     first = warm([f"{PROJECT}==1.0"], **kw)
     assert first.ok, first.failed
     ((name, moved, full, how),) = first.fetched
-    assert (name == built["1.0"].wheel.name and how == "full" and full == moved) or moved >= full
+    # first_downloads="auto" (the default) with no throughput measured yet (a new proxy, and
+    # this wheel is far under the 256 KiB a sample needs): a plain GET, never an EXPANDED
+    # patch, whatever earlier tests left precomputed on the shared upstream
+    assert name == built["1.0"].wheel.name and how == "full" and moved == full > 0
     req = tmp_path / "req.txt"
     req.write_text(f"{PROJECT}==1.1\nnot-on-upstream-proj==1\nmarked==1; python_version < '3'\n")
     second = warm(req, **kw)

@@ -154,6 +154,7 @@ def wire(pki, releases):
 
 def client(pki, **kw):
     kw.setdefault("flags", flags())
+    kw.setdefault("first_downloads", "always")  # these tests are about the EXPANDED path
     return Transport(verify=pki[0], resolve=RESOLVE, http3=False, **kw)
 
 
@@ -302,7 +303,7 @@ def test_first_download_over_the_in_process_seam(wire, releases):
 
     async def main():
         seam = httpx.ASGITransport(app=wire.app)
-        async with Transport(transport=seam, flags=flags()) as t:
+        async with Transport(transport=seam, flags=flags(), first_downloads=True) as t:
             return await t.fetch("https://registry.test/ok/pkg.whl"), t.stats
 
     data, stats = run(main())
@@ -348,7 +349,7 @@ def test_real_registry_app_serves_and_the_client_rebuilds(pki, tmp_path, release
 
 
 def test_policy_first_download_plan():
-    p = FetchPolicy(delta=True, dcz=False, engines=ENGINES)
+    p = FetchPolicy(delta=True, dcz=False, engines=ENGINES, first_downloads=True)
     plan = p.plan(None)
     assert plan.first and plan.delta and plan.have is None and plan.have_sha256 == EMPTY_SHA256
     assert plan.headers["a-im"] == "rcdelta" and "if-none-match" not in plan.headers
@@ -365,7 +366,7 @@ def test_policy_first_download_plan():
 
 
 def test_policy_delta_base_rules():
-    p = FetchPolicy(delta=True, dcz=False, engines=ENGINES)
+    p = FetchPolicy(delta=True, dcz=False, engines=ENGINES, first_downloads="always")
     first, held = p.plan(None), p.plan(b"old")
     p.check_delta_base(first, {"delta-base": EMPTY_TAG}, "u")
     p.check_delta_base(held, {"delta-base": tag(b"old")}, "u")
@@ -381,7 +382,7 @@ def test_policy_delta_base_rules():
 
 
 def test_policy_first_download_target():
-    p = FetchPolicy(delta=True, dcz=False, engines=ENGINES)
+    p = FetchPolicy(delta=True, dcz=False, engines=ENGINES, first_downloads="always")
     first = p.plan(None)
     good = {"delta-base": EMPTY_TAG, "repr-digest": sf_digest(b"T"), "etag": tag(b"T")}
     assert p.first_download_target(first, good, "u") == (hashlib.sha256(b"T").digest(), None)

@@ -159,11 +159,15 @@ class ProxyApp:
     its envelope, through ``Transport.fetch(trust=)``) before it is stored or served, whatever
     the page says; a refusal answers 502 and stores nothing.
 
-    first_downloads (True): a file with no older version in the cache is asked for as an
-    EXPANDED patch when the upstream sends digests (a registry-core index; learned from a HEAD
-    or a download, like deltas): the Transport decodes it while it arrives, verifies it, and
-    falls back to one plain GET on any failure. Plain upstreams (pypiserver, PyPI's file host)
-    send no SHA-256 digests and get plain GETs. False: first downloads are plain GETs.
+    first_downloads ("auto"): a file with no older version in the cache may be asked for as
+    an EXPANDED patch when the upstream sends digests (a registry-core index; learned from a
+    HEAD or a download, like deltas): the Transport decodes it while it arrives, verifies it,
+    and falls back to one plain GET on any failure. "auto": only while plain downloads from
+    that host have been measured slower than the Transport's ``first_download_below`` (the
+    rebuild costs more than the halved transfer saves on fast links; plain until measured).
+    "always" (True): every first download from such an upstream; "never" (False): plain GETs.
+    Plain upstreams (pypiserver, PyPI's file host) send no SHA-256 digests and get plain GETs.
+    A ``transport`` given to the proxy decides with its own ``first_downloads``.
     """
 
     def __init__(
@@ -182,7 +186,7 @@ class ProxyApp:
         timeout: float = 300.0,
         max_downloads: int = 4,
         trust: TrustedIndex | None = None,
-        first_downloads: bool = True,
+        first_downloads: bool | str = "auto",
     ) -> None:
         upstream = upstream.strip().rstrip("/")
         if upstream.endswith("/simple"):
@@ -201,7 +205,9 @@ class ProxyApp:
             raise InvalidArgumentError(f"max_file_bytes must be positive, not {max_file_bytes!r}")
         self.upstream = upstream
         self.trust = trust
-        self.first_downloads = bool(first_downloads)
+        from ..transport._throughput import first_download_mode
+
+        self.first_downloads = first_download_mode(first_downloads)
         self._schemes = ("http://", "https://") if upstream.startswith("http://") else ("https://",)
         self.cache_dir = Path(cache_dir)
         self.page_ttl = page_ttl
@@ -502,7 +508,11 @@ class ProxyApp:
     async def _download(self, project: str, f: SimpleFile, want: str) -> bytes:
         base_name = self._pick_base(project, f.filename)
         data: bytes | None = None
-        if base_name is None and self.first_downloads and await self._delta_capable(f.url):
+        if (
+            base_name is None
+            and self.first_downloads != "never"
+            and await self._delta_capable(f.url)
+        ):
             # A first download: an EXPANDED patch when the upstream has one (Transport.fetch
             # asks, decodes while it arrives, verifies, and falls back to one plain GET).
             try:

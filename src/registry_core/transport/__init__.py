@@ -14,6 +14,7 @@ from ._policy import Decision, FetchPlan, FetchPolicy
 from ._pool import CoalescingPool, ConnectionRecord, cert_covers
 from ._retry import RetryPolicy
 from ._sync import SyncTransport
+from ._throughput import ThroughputEstimate
 
 __all__ = [
     "AltService",
@@ -29,6 +30,7 @@ __all__ = [
     "RetryPolicy",
     "SingleFlight",
     "SyncTransport",
+    "ThroughputEstimate",
     "Transport",
     "cert_covers",
     "parse_alt_svc",

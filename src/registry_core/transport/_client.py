@@ -56,6 +56,12 @@ from ._policy import (
 )
 from ._pool import CoalescingPool, ConnectionRecord
 from ._retry import IDEMPOTENT_METHODS, RetryPolicy
+from ._throughput import (
+    DEFAULT_FIRST_DOWNLOAD_BELOW,
+    ThroughputEstimate,
+    first_download_mode,
+    origin_of,
+)
 from ._tls import connect_tls
 
 if TYPE_CHECKING:
@@ -86,6 +92,8 @@ class Response:
     digests: dict[str, bytes] = field(default_factory=dict, repr=False)
     #: the sink the body was fed to while it arrived (a first download's streamed decode)
     stream: StreamingDecode | None = field(default=None, repr=False)
+    #: seconds from the response head to the body's last byte (what throughput is measured on)
+    body_seconds: float = 0.0
 
     def raise_for_status(self) -> Response:
         if self.status >= 400:
@@ -213,9 +221,16 @@ class Transport:
     QUIC is always TLS 1.3).
 
     first_downloads: when :meth:`fetch` is given no ``have`` (and DELTA_AGGREGATOR is on),
-    ask for the artifact's EXPANDED patch (``Delta-Engines`` names ``expanded``, docs/wire.md
-    section 3 "First downloads"), decoded while the body arrives and verified like every
-    patch, with the same single fallback to a plain GET. False: first downloads are plain.
+    whether to ask for the artifact's EXPANDED patch (``Delta-Engines`` names ``expanded``,
+    docs/wire.md section 3 "First downloads"), decoded while the body arrives and verified
+    like every patch, with the same single fallback to a plain GET. "always" (True): every
+    first download; "never" (False): plain GETs; "auto" (the default): only when plain
+    artifact bodies from that origin (scheme, host, port) have been arriving slower than
+    ``first_download_below`` bytes/s (default about 32 Mbit/s: below it the halved transfer
+    outweighs the rebuild, docs/transport.md "First downloads"), plain while nothing is
+    measured yet. The estimate is :attr:`throughput` (a :class:`ThroughputEstimate` fed by
+    every plain ``200`` of :meth:`fetch` of at least 256 KiB; :meth:`observe_throughput`
+    seeds it).
 
     trust: a :class:`~registry_core.signing.TrustedIndex` (python-tuf's ngclient over the
     registry's TUF metadata): :meth:`fetch` then checks every artifact against its signed
@@ -245,7 +260,8 @@ class Transport:
         allow_http: bool = False,
         trust: TrustedIndex | None = None,
         tls_minimum: str = "1.3",
-        first_downloads: bool = True,
+        first_downloads: bool | str = "auto",
+        first_download_below: float = DEFAULT_FIRST_DOWNLOAD_BELOW,
     ) -> None:
         tls_version(tls_minimum)  # InvalidArgumentError for anything but "1.2" / "1.3"
         if allow_http and transport is None:
@@ -279,7 +295,14 @@ class Transport:
         self.allow_http = allow_http
         self.trust = trust
         self.tls_minimum = tls_minimum
-        self.first_downloads = first_downloads
+        self.first_downloads = first_download_mode(first_downloads)
+        if not first_download_below >= 0:
+            raise InvalidArgumentError(
+                f"first_download_below must be >= 0 bytes/s, not {first_download_below!r}"
+            )
+        self.first_download_below = first_download_below
+        #: plain-download bytes/s per origin, what first_downloads="auto" decides from
+        self.throughput = ThroughputEstimate()
         self.default_headers = {"user-agent": "registry-core", **(headers or {})}
         self.codings = Codings(
             zstd=self.options.zstd, brotli=self.options.brotli, flags=self.options.codec_flags()
@@ -451,13 +474,20 @@ class Transport:
                 dcz=self.options.zstd,
                 engines=engines,
                 first_downloads=self.first_downloads,
+                first_download_below=self.first_download_below,
             )
         return self._policy
 
-    async def _plan(self, policy: FetchPolicy, have: bytes | None) -> FetchPlan:
+    def observe_throughput(self, url: str, nbytes: int, seconds: float) -> bool:
+        """Fold one plain download of ``nbytes`` in ``seconds`` from ``url``'s origin into
+        :attr:`throughput` (what :meth:`fetch` does after every plain ``200``; callers and
+        tests may seed it). Returns whether it counted (bodies under 256 KiB do not)."""
+        return self.throughput.observe(origin_of(url), nbytes, seconds)
+
+    async def _plan(self, policy: FetchPolicy, have: bytes | None, url: str) -> FetchPlan:
         """The first request's plan; ``have`` is hashed here, once (off the loop if large)."""
         if have is None:
-            return policy.plan(None)
+            return policy.plan(None, throughput=self.throughput.get(origin_of(url)))
 
         def hashed() -> tuple[bytes, Any]:
             if self.options.zstd:  # the dcz dictionary hashes ``have``: use its digest
@@ -503,6 +533,8 @@ class Transport:
             raise
         if decision.action != "apply" and r.stream is not None:
             r.stream.abort()
+        if decision.action == "accept" and r.status == 200:
+            self.observe_throughput(url, len(r.raw_content), r.body_seconds)
         return decision, r
 
     def _first_download_sink(
@@ -634,7 +666,7 @@ class Transport:
         check_patch: Callable[[FetchPlan, Decision, Response], Awaitable[None]] | None = None,
     ) -> bytes:
         policy = await self._fetch_policy()
-        plan = await self._plan(policy, have)
+        plan = await self._plan(policy, have, url)
         # A first download is decoded while it arrives, unless a signed envelope must be
         # checked first (TUF: the patch is then applied whole, after check_patch).
         stream = (
@@ -898,9 +930,9 @@ class Transport:
             self.stats["coalesced_requests"] += 1
         self.pool.acquire(rec.conn_id)
         try:
-            exchange: Awaitable[tuple[int, httpx.Headers, bytes, str, StreamingDecode | None]] = (
-                self._exchange(live, method, url, headers, content, timeout, limit, stream)
-            )
+            exchange: Awaitable[
+                tuple[int, httpx.Headers, bytes, str, StreamingDecode | None, float]
+            ] = self._exchange(live, method, url, headers, content, timeout, limit, stream)
             if rec.protocol == "h3" and live.conn.early:
                 # 0-RTT: the request is already on its way; if the handshake then fails
                 # (UDP blocked since the ticket was issued), fall back like a failed connect.
@@ -921,7 +953,7 @@ class Transport:
                     self.stats["h3_fallbacks"] += 1
                     raise _Unprocessed() from exc
                 exchange = task
-            status, resp_headers, raw, version, sink = await exchange
+            status, resp_headers, raw, version, sink, body_seconds = await exchange
         finally:
             self.pool.release(rec.conn_id)
             if live.conn.is_closed():
@@ -935,7 +967,7 @@ class Transport:
         alt_svc = resp_headers.get("alt-svc")
         if alt_svc and rec.protocol != "h3" and self._h3_allowed():
             self.altsvc.update(origin, alt_svc, time.monotonic())
-        return await self._finish(
+        r = await self._finish(
             method,
             url,
             status,
@@ -948,6 +980,8 @@ class Transport:
             dictionary,
             sink,
         )
+        r.body_seconds = body_seconds
+        return r
 
     async def _attempt_seam(
         self,
@@ -979,10 +1013,12 @@ class Transport:
         )
         resp = await self.transport.handle_async_request(req)
         sink = stream(resp.status_code, resp.headers) if stream is not None else None
+        head = time.perf_counter()
         try:
             raw = await _read_limited(
                 resp.stream, limit, resp.headers, str(url), method, resp.status_code, sink
             )
+            body_seconds = time.perf_counter() - head
         except BaseException:
             if sink is not None:
                 sink.abort()
@@ -991,7 +1027,7 @@ class Transport:
             await resp.aclose()
         version = resp.extensions.get("http_version", b"HTTP/1.1")
         version = version.decode("ascii", "replace") if isinstance(version, bytes) else "HTTP/1.1"
-        return await self._finish(
+        r = await self._finish(
             method,
             url,
             resp.status_code,
@@ -1004,6 +1040,8 @@ class Transport:
             dictionary,
             sink,
         )
+        r.body_seconds = body_seconds
+        return r
 
     async def _finish(
         self,
@@ -1102,9 +1140,10 @@ class Transport:
         timeout: float,
         limit: int,
         stream: SinkFactory | None = None,
-    ) -> tuple[int, httpx.Headers, bytes, str, StreamingDecode | None]:
+    ) -> tuple[int, httpx.Headers, bytes, str, StreamingDecode | None, float]:
         """Send on ``live`` and read the whole body (bounded by ``limit``), feeding it to the
-        sink ``stream`` returns for this response (if any) as it arrives."""
+        sink ``stream`` returns for this response (if any) as it arrives; the last item is
+        the seconds from the head to the body's end."""
         sink: StreamingDecode | None = None
         rec = live.record
         try:
@@ -1119,10 +1158,12 @@ class Transport:
                 )
                 version = "HTTP/2" if rec.protocol == "h2" else "HTTP/1.1"
             sink = stream(status, resp_headers) if stream is not None else None
+            head = time.perf_counter()
             try:
                 raw = await _read_limited(
                     body_iter, limit, resp_headers, str(url), method, status, sink
                 )
+                body_seconds = time.perf_counter() - head
             finally:
                 await closer()
         except (
@@ -1141,7 +1182,7 @@ class Transport:
             if sink is not None:
                 sink.abort()
             raise
-        return status, resp_headers, raw, version, sink
+        return status, resp_headers, raw, version, sink, body_seconds
 
     async def _send_h2(
         self,

@@ -14,10 +14,12 @@
 - errors are raised as :mod:`registry_core.errors` classes.
 
 First downloads (the client holds no version): when the platform reproduces the reference
-engines, the request names ``expanded`` in ``Delta-Engines`` with ``A-IM: rcdelta`` and no
-``If-None-Match`` (:meth:`FetchPolicy.plan` with ``have=None``); a ``226`` to it is accepted
-only when its ``Delta-Base`` is the SHA-256 of the empty string (:data:`EMPTY_SHA256`) and the
-patch is an EXPANDED one against the empty base (:meth:`FetchPolicy.first_download_target`,
+engines and ``first_downloads`` says so ("always", or "auto" with the origin's measured plain
+throughput, passed in as a number, below ``first_download_below``), the request names
+``expanded`` in ``Delta-Engines`` with ``A-IM: rcdelta`` and no ``If-None-Match``
+(:meth:`FetchPolicy.plan` with ``have=None``); a ``226`` to it is accepted only when its
+``Delta-Base`` is the SHA-256 of the empty string (:data:`EMPTY_SHA256`) and the patch is an
+EXPANDED one against the empty base (:meth:`FetchPolicy.first_download_target`,
 :meth:`FetchPolicy.before_apply`). Requests that name a held version never carry ``expanded``.
 
 Hashing: ``have`` is hashed once by the client (:func:`sha256`, the one helper), the result of
@@ -56,6 +58,7 @@ from ..wire._delta import (
     parse_im,
 )
 from ..wire._digest import compute_digest, parse_digest, verify_digest
+from ._throughput import DEFAULT_FIRST_DOWNLOAD_BELOW, first_download_mode
 
 __all__ = [
     "EMPTY_SHA256",
@@ -138,29 +141,59 @@ class FetchPolicy:
     ``delta``: ask for registry-core patches (the DELTA_AGGREGATOR flag, resolved by the
     caller). ``dcz``: offer ``have`` as a shared dictionary (ZSTD_COMPRESSION). ``engines``: the
     reference deflate engines this platform reproduces (sent as ``Delta-Engines``).
-    ``first_downloads``: ask for an EXPANDED patch when the client holds no version (only with
-    ``delta`` and when ``engines`` holds both reference engines: the server uses nothing less).
+    ``first_downloads``: when to ask for an EXPANDED patch if the client holds no version:
+    "always" (True), "never" (False) or "auto" (the default: only when the plan is given a
+    ``throughput`` estimate of the origin below ``first_download_below`` bytes/s; none yet
+    means plain, which measures). Only with ``delta`` and when ``engines`` holds both
+    reference engines (the server uses nothing less); otherwise "never".
     """
 
     def __init__(
-        self, *, delta: bool, dcz: bool, engines: frozenset[str], first_downloads: bool = True
+        self,
+        *,
+        delta: bool,
+        dcz: bool,
+        engines: frozenset[str],
+        first_downloads: bool | str = "auto",
+        first_download_below: float = DEFAULT_FIRST_DOWNLOAD_BELOW,
     ) -> None:
         self.delta = delta
         self.dcz = dcz
         self.engines = frozenset(engines)
-        self.first_downloads = bool(
-            first_downloads and delta and set(REFERENCE_ENGINES) <= self.engines
-        )
+        mode = first_download_mode(first_downloads)
+        capable = delta and set(REFERENCE_ENGINES) <= self.engines
+        #: "auto", "always" or "never" (what this platform and the options allow)
+        self.first_downloads = mode if capable else "never"
+        if not first_download_below >= 0:
+            raise InvalidArgumentError(
+                f"first_download_below must be >= 0 bytes/s, not {first_download_below!r}"
+            )
+        self.first_download_below = float(first_download_below)
+
+    def wants_first_download(self, throughput: float | None) -> bool:
+        """Whether a request naming no version asks for ``expanded``, given the origin's
+        measured plain-download ``throughput`` (bytes/s, None: not measured yet)."""
+        if self.first_downloads == "always":
+            return True
+        if self.first_downloads == "never" or throughput is None:
+            return False
+        return throughput < self.first_download_below
 
     # -- requests -------------------------------------------------------------------------------
 
     def plan(
-        self, have: bytes | None, *, have_sha256: bytes | None = None, dictionary: Any = None
+        self,
+        have: bytes | None,
+        *,
+        have_sha256: bytes | None = None,
+        dictionary: Any = None,
+        throughput: float | None = None,
     ) -> FetchPlan:
         """Headers for the first request. ``have_sha256``: SHA-256 of ``have`` (hashed once by
-        the caller, e.g. by building the dcz ``dictionary`` over it)."""
+        the caller, e.g. by building the dcz ``dictionary`` over it). ``throughput``: the
+        origin's plain-download estimate in bytes/s (first downloads in "auto" mode)."""
         if have is None:
-            if not self.first_downloads:
+            if not self.wants_first_download(throughput):
                 return FetchPlan(delta_request_headers(None))
             headers = delta_request_headers(None)
             headers["a-im"] = IM_RCDELTA

@@ -437,12 +437,16 @@ def test_action_results_travel_uncompressed_even_with_zstd(zstd_cache):
 
 def test_unexpected_status_and_encoding_are_cache_errors():
     """A server answering 500, a redirect or gzip: each a CacheError naming it."""
+    # One connection per answer, closed after it: each says so (Connection: close), or the
+    # client may reuse the closed connection and see a reset instead of the next answer.
     answers = iter(
         [
-            b"HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere/\r\nContent-Length: 0\r\n\r\n",
-            b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 3\r\n\r\nabc",
-            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort",
+            b"HTTP/1.1 500 Oops\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 302 Found\r\nConnection: close\r\nLocation: http://elsewhere/\r\n"
+            b"Content-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Encoding: gzip\r\n"
+            b"Content-Length: 3\r\n\r\nabc",
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 100\r\n\r\nshort",
         ]
     )
     listener = socket.socket()

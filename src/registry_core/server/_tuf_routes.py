@@ -70,7 +70,10 @@ class TufApp:
         method = scope.get("method", "GET")
         path: str = scope["path"]
         if method not in ("GET", "HEAD"):
-            await _reply(send, 405, b"method not allowed\n", [("allow", "GET, HEAD")], method)
+            # The request body is never read: the connection ends with this answer, and says
+            # so, or a client reusing it races the server's close.
+            allow = [("allow", "GET, HEAD"), ("connection", "close")]
+            await _reply(send, 405, b"method not allowed\n", allow, method)
             return
         name = path[len(self.prefix) :] if path.startswith(self.prefix) else ""
         if name == "timestamp.json":
